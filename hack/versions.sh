@@ -1,0 +1,7 @@
+# Pinned versions of everything the local cluster is made of. Sourced by the hack/ scripts.
+# shellcheck shell=bash
+K8S_VERSION=${K8S_VERSION:-v1.34.12}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+HELM_VERSION=${HELM_VERSION:-v3.19.5}
+STEPRUN_CACHE=${STEPRUN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steprun}
+k8s_bin_dir() { echo "$STEPRUN_CACHE/k8s/$K8S_VERSION/bin"; }

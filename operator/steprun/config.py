@@ -1,0 +1,42 @@
+"""The operator's configuration: one typed object, read from STEPRUN_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    """Every knob of the operator. Environment variable: STEPRUN_<FIELD_NAME_UPPER>."""
+
+    model_config = SettingsConfigDict(env_prefix="STEPRUN_", extra="ignore")
+
+    default_timeout_seconds: int = Field(3600, ge=1, description="timeoutSeconds when unset.")
+    default_startup_timeout_seconds: int = Field(
+        300, ge=1, description="startupTimeoutSeconds when unset."
+    )
+    default_env: dict[str, str] = Field(
+        default_factory=dict, description="Lowest-precedence env of every step (JSON object)."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty means all (JSON list)."
+    )
+    context_mount_path: str = Field(
+        "/var/run/steprun/context", description="Where context.json is mounted in the Pod."
+    )
+    secrets_mount_path: str = Field(
+        "/var/run/steprun/secrets", description="Where as: file secrets appear in the Pod."
+    )
+    output_file: str = Field(
+        "/dev/termination-log",
+        description="The container's terminationMessagePath; STEPRUN_OUTPUT_FILE points to it.",
+    )
+    events: bool = Field(True, description="Post Kubernetes Events on StepRun transitions.")
+    log_level: str = Field("INFO", description="Operator log level.")
+    metrics_port: int = Field(8080, ge=0, description="Prometheus metrics port (0: off).")
+    health_port: int = Field(8081, ge=0, description="kopf liveness endpoint port (0: off).")
+    worker_limit: int = Field(
+        0, ge=0, description="kopf queueing.worker_limit (0: kopf's default, unbounded)."
+    )
+    peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
+    priority: int = Field(0, description="kopf peering priority of this replica.")
