@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from the
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from the
 # official k8s.io/kubernetes Go module and caches them per version, so only the first run pays
 # for the compile. k8s.io/kubernetes requires its staging modules at v0.0.0 (resolved upstream by
 # in-repo replace directives that do not apply to dependents), so a throwaway wrapper module
@@ -10,7 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/versions.sh"
 
 out=$(k8s_bin_dir)
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 missing=0
 for b in "${binaries[@]}"; do [ -x "$out/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then

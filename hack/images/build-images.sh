@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the local images (no registry, no Docker) and imports them into containerd's k8s.io
+# namespace, where the kubelet finds them and therefore never tries to pull:
+#   steprun.local/pause:3.10  the Pod sandbox image (containerd's sandbox_image)
+#   steprun.local/step:1      busybox with sh: the step image of the tests and examples
+# Each archive is deterministic; an image whose digest containerd already has is not re-imported.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+out=$CLUSTER_DIR/images
+mkdir -p "$out"
+
+import_image() {  # NAME ARCHIVE DIGEST
+  if ctr -n k8s.io images ls "name==$1" 2>/dev/null | grep -q "$3"; then
+    log "image $1 already imported ($3)"
+    return
+  fi
+  log "importing $1 ($3)"
+  ctr -n k8s.io images import --no-unpack=false "$2" >/dev/null
+  ctr -n k8s.io images ls "name==$1" | grep -q "$3" || die "import of $1 did not produce $3"
+}
+
+build_pause() {
+  local root; root=$(mktemp -d)
+  gcc -Os -static -s -o "$root/pause" "$HACK_DIR/images/pause.c"
+  local digest
+  digest=$(python3 "$HACK_DIR/oci_image.py" "$root" "$out/pause.tar" --name "$PAUSE_IMAGE" \
+    --entrypoint '["/pause"]' --user 65535:65535)
+  rm -rf "$root"
+  import_image "$PAUSE_IMAGE" "$out/pause.tar" "$digest"
+}
+
+build_step() {
+  local root; root=$(mktemp -d)
+  mkdir -p "$root"/{bin,etc,tmp,root,workspace,home/step}
+  chmod 1777 "$root/tmp" "$root/workspace"
+  cp /bin/busybox "$root/bin/busybox"
+  local applet
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nstep:x:65532:65532:step:/home/step:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nstep:x:65532:\nnobody:x:65534:\n' >"$root/etc/group"
+  chown 65532:65532 "$root/home/step"
+  local digest
+  digest=$(python3 "$HACK_DIR/oci_image.py" "$root" "$out/step.tar" --name "$STEP_IMAGE" \
+    --env PATH=/bin --cmd '["/bin/sh"]')
+  rm -rf "$root"
+  import_image "$STEP_IMAGE" "$out/step.tar" "$digest"
+}
+
+[ -x /bin/busybox ] || die "busybox-static is not installed (hack/cluster-up.sh installs it)"
+build_pause
+build_step

@@ -1,0 +1,90 @@
+# Shared helpers of the local-cluster scripts. Sourced, not executed.
+# shellcheck shell=bash
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$HACK_DIR/.." && pwd)
+# shellcheck source=hack/versions.sh
+. "$HACK_DIR/versions.sh"
+
+CLUSTER_DIR=${CLUSTER_DIR:-$REPO_DIR/.cluster}
+PKI=$CLUSTER_DIR/pki
+LOGS=$CLUSTER_DIR/logs
+PIDS=$CLUSTER_DIR/pids
+KUBECONFIG_OUT=$CLUSTER_DIR/kubeconfig
+K8S_BIN=$(k8s_bin_dir)
+NODE_NAME=${NODE_NAME:-steprun-node}
+# Pod and Service ranges come from 198.18.0.0/15 (reserved for benchmarking, RFC 2544) so
+# nothing the cluster does ever looks like traffic to a real private network.
+POD_CIDR=${POD_CIDR:-198.18.0.0/16}
+SERVICE_CIDR=${SERVICE_CIDR:-198.19.0.0/16}
+SERVICE_IP=${SERVICE_IP:-198.19.0.1}
+API_PORT=${API_PORT:-6443}
+ETCD_PORT=${ETCD_PORT:-2379}
+PAUSE_IMAGE=steprun.local/pause:3.10
+STEP_IMAGE=steprun.local/step:1
+CONTAINERD_SOCK=/run/containerd/containerd.sock
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+node_ip() {
+  if [ -n "${NODE_IP:-}" ]; then echo "$NODE_IP"; return; fi
+  # The hostname resolves to 127.0.0.1 on these VMs, so the kubelet must be told its real address.
+  ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n1
+}
+
+pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid"; }
+
+is_running() {
+  local pid
+  pid=$(pid_of "$1") || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  # A recycled pid would belong to another program: check it is still ours.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# start_daemon NAME BINARY ARGS... : start in its own session, record its pid, log to $LOGS/NAME.log.
+start_daemon() {
+  local name=$1; shift
+  if is_running "$name" "$1"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
+  mkdir -p "$LOGS" "$PIDS"
+  log "starting $name"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+stop_daemon() {
+  local name=$1 pid i
+  pid=$(pid_of "$name") || return 0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && { log "$name did not stop on TERM; killing"; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# fail_component NAME WHY : name the component that failed and show the end of its log.
+fail_component() {
+  log "ERROR: $1 $2"
+  if [ -f "$LOGS/$1.log" ]; then
+    log "last lines of $LOGS/$1.log:"
+    tail -n 40 "$LOGS/$1.log" >&2
+  fi
+  exit 1
+}
+
+# wait_for NAME TIMEOUT_SECONDS COMMAND... : poll COMMAND until it succeeds; explain failure by NAME.
+wait_for() {
+  local name=$1 timeout=$2 deadline; shift 2
+  deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$(pid_of "$name")" ] && ! kill -0 "$(pid_of "$name")" 2>/dev/null; then
+      fail_component "$name" "exited while starting"
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] || fail_component "$name" "not ready after ${timeout}s"
+    sleep 0.5
+  done
+}
+
+kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
