@@ -11,6 +11,7 @@ if [ "${CLUSTER:-local}" = kind ]; then
 fi
 
 stop_daemon kwok
+stop_daemon kube-proxy
 stop_daemon kubelet
 if is_running containerd containerd && command -v ctr >/dev/null; then
   for task in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do

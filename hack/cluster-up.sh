@@ -109,9 +109,10 @@ make_pki() {
   gen_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
   gen_cert kubelet-serving "/CN=$NODE_NAME" "extendedKeyUsage=serverAuth" \
     "subjectAltName=IP:$ip,IP:127.0.0.1,DNS:$NODE_NAME"
+  gen_cert kube-proxy "/CN=system:kube-proxy" "$client"
   gen_cert kwok "/O=system:masters/CN=kwok" "$client"
   write_kubeconfig "$KUBECONFIG_OUT" admin
-  for c in controller-manager scheduler kubelet kwok; do write_kubeconfig "$CLUSTER_DIR/$c.kubeconfig" "$c"; done
+  for c in controller-manager scheduler kubelet kube-proxy kwok; do write_kubeconfig "$CLUSTER_DIR/$c.kubeconfig" "$c"; done
 }
 
 start_etcd() {
@@ -250,6 +251,14 @@ KCFG
     --node-ip "$ip" --root-dir /var/lib/kubelet --v=1
 }
 
+start_kube_proxy() {
+  # Pods reach the API server through the "kubernetes" Service, which needs Service routing.
+  start_daemon kube-proxy "$K8S_BIN/kube-proxy" --kubeconfig "$CLUSTER_DIR/kube-proxy.kubeconfig" \
+    --hostname-override "$NODE_NAME" --cluster-cidr "$POD_CIDR" --proxy-mode iptables \
+    --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256 --v=1
+  wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healthz
+}
+
 wait_node_ready() {
   wait_for kubelet 120 kctl get node "$NODE_NAME"
   wait_for kubelet 120 kctl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
@@ -273,6 +282,7 @@ start_containerd
 "$HACK_DIR/images/build-images.sh"
 start_kubelet
 wait_node_ready
+start_kube_proxy
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"
 log "use it with: export KUBECONFIG=$KUBECONFIG_OUT"

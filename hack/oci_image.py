@@ -106,7 +106,11 @@ def build(args: argparse.Namespace) -> str:
         "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
         "index.json": json.dumps(index, sort_keys=True).encode(),
     }
-    for digest, data in ((layer_digest, layer), (config_digest, config_blob), (manifest_digest, manifest_blob)):
+    for digest, data in (
+        (layer_digest, layer),
+        (config_digest, config_blob),
+        (manifest_digest, manifest_blob),
+    ):
         files["blobs/sha256/" + digest.split(":", 1)[1]] = data
     with tarfile.open(args.out, mode="w") as archive:
         for name in ("blobs", "blobs/sha256"):
@@ -123,7 +127,9 @@ def build(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("rootfs")
     parser.add_argument("out")
     parser.add_argument("--name", required=True, help="image reference, e.g. steprun.local/step:1")

@@ -80,8 +80,14 @@ def crds(kubectl: list[str]) -> None:
         capture_output=True,
     )
     subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/stepruns.steprun.dev",
-         "crd/sandboxpolicies.steprun.dev", "--timeout=60s"],
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            "crd/stepruns.steprun.dev",
+            "crd/sandboxpolicies.steprun.dev",
+            "--timeout=60s",
+        ],
         check=True,
         capture_output=True,
     )
@@ -111,9 +117,9 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    OperatorProcess
-]:
+def operator(
+    kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """The operator, running as its own process against the test cluster for the whole session."""
     log_dir = tmp_path_factory.mktemp("operator")
     process = OperatorProcess(kubeconfig=kubeconfig, log_dir=log_dir)

@@ -1,0 +1,40 @@
+"""The engine's Python client for StepRuns.
+
+``StepRunClient`` is blocking (official ``kubernetes`` package); the asyncio flavour is
+``steprun.client.aio.AsyncStepRunClient``, imported separately so blocking users never load
+``kubernetes_asyncio``. See docs/engine-guide.md.
+"""
+
+from steprun.client.errors import (
+    ApiError,
+    ApiUnreachable,
+    FieldCause,
+    InvalidStepRun,
+    StepRunConflict,
+    StepRunError,
+    StepRunNotFound,
+    StepRunRejected,
+    WaitTimeout,
+)
+from steprun.client.logs import AttemptStarted, LogEvent, LogLine, PodWaiting
+from steprun.client.result import StepResult
+from steprun.client.sync import StepRunClient, StepRunHandle
+
+__all__ = [
+    "ApiError",
+    "ApiUnreachable",
+    "AttemptStarted",
+    "FieldCause",
+    "InvalidStepRun",
+    "LogEvent",
+    "LogLine",
+    "PodWaiting",
+    "StepResult",
+    "StepRunClient",
+    "StepRunConflict",
+    "StepRunError",
+    "StepRunHandle",
+    "StepRunNotFound",
+    "StepRunRejected",
+    "WaitTimeout",
+]

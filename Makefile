@@ -1,0 +1,60 @@
+# steprun — every workflow a developer or CI needs, in one place.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+CLUSTER ?= local
+K8S_BIN := $(shell bash -c '. hack/versions.sh; k8s_bin_dir')
+LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
+# Tests use the cluster KUBECONFIG points at; without one, the local cluster.
+TEST_KUBECONFIG := $(if $(KUBECONFIG),$(KUBECONFIG),$(LOCAL_KUBECONFIG))
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create the virtualenv with the project and its dev tools
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
+	$(VENV)/bin/mypy
+
+.PHONY: crds
+crds: venv ## regenerate crds/ from the pydantic models
+	$(PY) -m steprun.api.crdgen --out crds
+
+.PHONY: unit
+unit: venv ## unit tests only (no cluster)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: cluster-up
+cluster-up: ## bring up the local cluster (CLUSTER=kind for kind; KWOK_NODES=N for fake nodes)
+	CLUSTER=$(CLUSTER) hack/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## stop everything the local cluster started
+	CLUSTER=$(CLUSTER) hack/cluster-down.sh
+
+.PHONY: cluster-status
+cluster-status: ## show the local cluster's components and node
+	hack/cluster-status.sh
+
+.PHONY: test
+test: lint ## the whole suite: lint, unit tests, then cluster tests (brings the cluster up)
+	$(if $(KUBECONFIG),,CLUSTER=$(CLUSTER) hack/cluster-up.sh)
+	KUBECONFIG=$(TEST_KUBECONFIG) PATH=$(K8S_BIN):$$PATH $(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+.PHONY: operator
+operator: venv ## run the operator against the current cluster (all namespaces)
+	KUBECONFIG=$(TEST_KUBECONFIG) $(PY) -m steprun operator --all-namespaces

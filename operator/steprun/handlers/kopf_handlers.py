@@ -1,0 +1,92 @@
+"""kopf wiring: watch StepRuns and step Pods, feed the caches, queue the StepRun.
+
+Handlers are coroutines: they only touch in-memory state and must run on the event loop
+(kopf runs plain functions in a thread pool). Only low-level event handlers are used: kopf
+then writes nothing of its own to the objects (no finalizers, no progress annotations, no
+last-handled-configuration), so the API writes per step are exactly the reconciler's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
+from steprun.config import OperatorConfig
+from steprun.metrics import STEPRUNS_BY_PHASE
+from steprun.reconcile.reconciler import Reconciler
+from steprun.render.names import LABEL_NAME
+
+
+def _owner_name(pod: dict[str, Any]) -> str | None:
+    # The owner reference, not the label: label values are shortened for long StepRun names.
+    for ref in pod.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "StepRun" and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
+            return str(ref.get("name"))
+    return None
+
+
+def register(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig
+) -> None:
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Events are posted deliberately by the reconciler, one per transition.
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 60
+        if config.worker_limit:
+            settings.queueing.worker_limit = config.worker_limit
+        settings.peering.priority = config.priority
+        if config.peering:
+            settings.peering.name = config.peering
+            settings.peering.mandatory = True
+            settings.peering.clusterwide = not config.namespaces
+            settings.peering.stealth = True
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster ServiceAccount or the kubeconfig, read by the official client.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL, registry=registry)
+    async def steprun_event(event: kopf.RawEvent, **_: Any) -> None:
+        body = dict(event["object"])
+        key = reconciler.stepruns.observe(body, deleted=event.get("type") == "DELETED")
+        _count_phases(reconciler)
+        reconciler.queue.add(key)
+
+    @kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, registry=registry)
+    async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+        pod: dict[str, Any] = dict(event["object"])
+        owner = _owner_name(pod)
+        if owner is None:
+            return
+        key = (str(pod["metadata"].get("namespace")), owner)
+        reconciler.pods.observe(key, pod, deleted=event.get("type") == "DELETED")
+        reconciler.queue.add(key)
+
+    @kopf.on.cleanup(registry=registry)
+    async def drain(**_: Any) -> None:
+        await reconciler.queue.drain()
+        await reconciler.kube.close()
+
+
+def _count_phases(reconciler: Reconciler) -> None:
+    counts: dict[str, int] = {}
+    for body in reconciler.stepruns.items.values():
+        phase = (body.get("status") or {}).get("phase") or "New"
+        counts[phase] = counts.get(phase, 0) + 1
+    for phase in (
+        "New",
+        "Pending",
+        "Running",
+        "Succeeded",
+        "Failed",
+        "TimedOut",
+        "Cancelled",
+        "Rejected",
+    ):
+        STEPRUNS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))

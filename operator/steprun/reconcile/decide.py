@@ -1,0 +1,223 @@
+"""What to do next for a StepRun: a pure function of its spec, its status, its Pod and the time.
+
+Level-triggered like the Job controller's sync: nothing here remembers the previous event. The
+status names the attempt in flight and its Pod; the Pod says how that attempt is going; the
+result is the single next step. The reconciler performs it and writes the status, which makes the
+next call see the world one step further on — so a restart at any point resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from steprun.api.models import Phase, Reason, StepRun
+from steprun.config import OperatorConfig
+from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod
+from steprun.timeutil import parse_time
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended."""
+
+    phase: Phase
+    reason: str
+    message: str
+    exit_code: int | None = None
+    outputs: dict[str, Any] | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until the world changes, or until ``until`` at the latest."""
+
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StartAttempt:
+    attempt: int
+
+
+@dataclass(frozen=True)
+class MarkRunning:
+    start_time: str | None
+
+
+@dataclass(frozen=True)
+class FinishAttempt:
+    outcome: Outcome
+    # Set when another attempt follows (the StepRun stays non-terminal until then).
+    retry_at: datetime | None = None
+    # The Pod is still there but must go (stuck in startup).
+    delete_pod: bool = False
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pod_name: str | None
+
+
+@dataclass(frozen=True)
+class ExpireTtl:
+    pass
+
+
+Decision = Wait | StartAttempt | MarkRunning | FinishAttempt | Cancel | ExpireTtl
+
+
+def decide(
+    sr: StepRun, pod: Mapping[str, Any] | None, now: datetime, config: OperatorConfig
+) -> Decision:
+    status = sr.status
+    if sr.metadata.deletion_timestamp:
+        return Wait()
+    if status.phase is not None and Phase(status.phase).terminal:
+        return _after_terminal(sr, now)
+    if sr.spec.cancel:
+        return Cancel(status.pod_name if pod is not None else None)
+    if status.attempt is None or status.pod_name is None:
+        return StartAttempt(1)
+    if status.next_attempt_time:
+        retry_at = parse_time(status.next_attempt_time)
+        if retry_at is not None and now < retry_at:
+            return Wait(until=retry_at)
+        return StartAttempt(status.attempt + 1)
+    if pod is None:
+        return _finish(
+            sr,
+            Outcome(
+                Phase.FAILED,
+                Reason.POD_DELETED.value,
+                f"Pod {status.pod_name} was deleted before it finished (not by steprun); "
+                "the step's outcome is unknown",
+            ),
+            now,
+        )
+    return _follow_pod(sr, pod, now, config)
+
+
+def _after_terminal(sr: StepRun, now: datetime) -> Decision:
+    ttl = sr.spec.ttl_seconds_after_finished
+    finished = parse_time(sr.status.completion_time)
+    if ttl is None or finished is None:
+        return Wait()
+    expires = finished + timedelta(seconds=ttl)
+    return ExpireTtl() if now >= expires else Wait(until=expires)
+
+
+def _follow_pod(
+    sr: StepRun, pod: Mapping[str, Any], now: datetime, config: OperatorConfig
+) -> Decision:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        obs = observe_pod(pod)
+        if obs.state != "succeeded":
+            # Somebody else is deleting the Pod (steprun deletes Pods only on cancel and on a
+            # stuck startup, and has recorded the outcome before doing so).
+            return _finish(
+                sr,
+                Outcome(
+                    Phase.FAILED,
+                    Reason.POD_DELETED.value,
+                    f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
+                    exit_code=obs.exit_code,
+                    start_time=obs.start_time,
+                    completion_time=obs.completion_time,
+                ),
+                now,
+            )
+    obs = observe_pod(pod)
+    if obs.state == "pending":
+        return _pending(sr, pod, obs, now, config)
+    if obs.state == "running":
+        if sr.status.phase == Phase.RUNNING:
+            return Wait()
+        return MarkRunning(obs.start_time)
+    if obs.state == "succeeded":
+        message = "the step completed"
+        if obs.output_error:
+            message += f"; outputs ignored: {obs.output_error}"
+        return FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                Reason.COMPLETED.value,
+                message,
+                exit_code=0 if obs.exit_code is None else obs.exit_code,
+                outputs=obs.outputs,
+                start_time=obs.start_time,
+                completion_time=obs.completion_time,
+            )
+        )
+    if obs.reason == Reason.DEADLINE_EXCEEDED.value:
+        # A timeout spends the step's whole time budget: it is final, never retried.
+        return FinishAttempt(
+            Outcome(
+                Phase.TIMED_OUT,
+                obs.reason,
+                f"the step ran longer than timeoutSeconds ({_timeout(sr, pod)}s) and was stopped",
+                exit_code=obs.exit_code,
+                start_time=obs.start_time,
+                completion_time=obs.completion_time,
+            )
+        )
+    return _finish(
+        sr,
+        Outcome(
+            Phase.FAILED,
+            obs.reason,
+            obs.message,
+            exit_code=obs.exit_code,
+            outputs=obs.outputs,
+            start_time=obs.start_time,
+            completion_time=obs.completion_time,
+        ),
+        now,
+    )
+
+
+def _timeout(sr: StepRun, pod: Mapping[str, Any]) -> Any:
+    return pod.get("spec", {}).get("activeDeadlineSeconds", sr.spec.timeout_seconds)
+
+
+def _pending(
+    sr: StepRun,
+    pod: Mapping[str, Any],
+    obs: PodObservation,
+    now: datetime,
+    config: OperatorConfig,
+) -> Decision:
+    created = parse_time(pod.get("metadata", {}).get("creationTimestamp")) or now
+    limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
+    deadline = created + timedelta(seconds=limit)
+    if now < deadline:
+        return Wait(until=deadline)
+    pod_name = sr.status.pod_name
+    if obs.stuck_reason in IMAGE_PULL_REASONS:
+        reason = Reason.IMAGE_PULL_FAILED.value
+    else:
+        reason = Reason.STARTUP_TIMEOUT.value
+    why = f"{obs.stuck_reason}: {obs.stuck_message}" if obs.stuck_reason else obs.message
+    return _finish(
+        sr,
+        Outcome(
+            Phase.FAILED,
+            reason,
+            f"Pod {pod_name} was not running {limit}s after it was created "
+            f"(startupTimeoutSeconds); {why}",
+        ),
+        now,
+        delete_pod=True,
+    )
+
+
+def _finish(sr: StepRun, outcome: Outcome, now: datetime, *, delete_pod: bool = False) -> Decision:
+    attempt = sr.status.attempt or 1
+    if outcome.phase == Phase.FAILED and attempt <= sr.spec.retries.limit:
+        retry_at = now + timedelta(seconds=sr.spec.retries.backoff_seconds)
+        return FinishAttempt(outcome, retry_at=retry_at, delete_pod=delete_pod)
+    return FinishAttempt(outcome, delete_pod=delete_pod)
