@@ -1,0 +1,355 @@
+"""What a step's Pod says happened: a pure reading of the Pod as the API server returns it.
+
+The reading favours the most specific signal: a Pod-level reason set by the control plane
+(deadline, eviction) explains a failure better than the exit code of a container that was
+killed because of it; the container's own state explains the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from steprun.api.models import MAX_OUTPUT_BYTES, Reason
+
+PodState = Literal["pending", "running", "succeeded", "failed"]
+
+STEP_CONTAINER = "step"
+MESSAGE_TAIL_CHARS = 1024
+# Secret values this short would garble messages when masked and reveal little when not.
+MIN_REDACTED_LENGTH = 4
+REDACTED = "***"
+
+# Kubelet reasons for a container that cannot start; waiting on them does not resolve by itself.
+IMAGE_PULL_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "ImageInspectError",
+        "RegistryUnavailable",
+        "SignatureValidationFailed",
+    }
+)
+STARTUP_FAILURE_REASONS = IMAGE_PULL_REASONS | frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError", "PreStartHookError"}
+)
+# Pod-level reasons of a Pod the cluster took away (eviction, preemption, node shutdown): the
+# step itself did not fail, so the attempt is worth retrying.
+DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"})
+UNSCHEDULABLE = "Unschedulable"
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    state: PodState
+    reason: str
+    message: str
+    exit_code: int | None = None
+    outputs: dict[str, Any] | None = None
+    output_error: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    stuck_reason: str | None = None
+    stuck_message: str | None = None
+
+
+def is_terminal(obs: PodObservation) -> bool:
+    return obs.state in ("succeeded", "failed")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _step_entry(items: Any) -> Mapping[str, Any]:
+    """The step container's entry in a list of containers or container statuses."""
+    if not isinstance(items, list) or not items:
+        return {}
+    for item in items:
+        if _mapping(item).get("name") == STEP_CONTAINER:
+            return _mapping(item)
+    return _mapping(items[0])
+
+
+def _step_spec(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _step_entry(_mapping(pod.get("spec")).get("containers"))
+
+
+# The kubelet reports this start time for a container that never started (e.g. StartError).
+_ZERO_TIME = "1970-01-01T00:00:00Z"
+
+
+def _time(value: Any) -> str | None:
+    return value if isinstance(value, str) and value and value != _ZERO_TIME else None
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    for condition in status.get("conditions") or []:
+        if _mapping(condition).get("type") == kind:
+            return _mapping(condition)
+    return {}
+
+
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+
+
+def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The step's outputs from its termination message, or why there are none.
+
+    An empty message means the step wrote no outputs, which is not an error.
+    """
+    if text is None or not text.strip():
+        return None, None
+    size = len(text.encode())
+    if size > MAX_OUTPUT_BYTES:
+        return None, f"output exceeds 4 KiB ({size} bytes)"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        if size >= MAX_OUTPUT_BYTES:
+            # The kubelet cuts termination messages at 4 KiB, which breaks larger JSON.
+            return None, "output exceeds 4 KiB (cut off at 4096 bytes)"
+        return None, "output is not a JSON object: it is not valid JSON"
+    if not isinstance(value, dict):
+        kind = "null" if value is None else _JSON_KINDS.get(type(value), "a number")
+        return None, f"output is not a JSON object: it is {kind}"
+    return value, None
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    # Longest first, so a value containing another is masked whole.
+    for value in sorted(set(secrets), key=len, reverse=True):
+        if len(value) >= MIN_REDACTED_LENGTH:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    if len(text) <= MESSAGE_TAIL_CHARS:
+        return text
+    return "…" + text[-MESSAGE_TAIL_CHARS:]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _terminal(
+    pod: Mapping[str, Any],
+    status: Mapping[str, Any],
+    terminated: Mapping[str, Any],
+    pod_failed: bool,
+    redact: Iterable[str],
+) -> PodObservation:
+    """A Pod whose step is over, successfully or not."""
+    exit_code = _int(terminated.get("exitCode"))
+    start_time = _time(terminated.get("startedAt")) or _time(status.get("startTime"))
+    completion_time = _time(terminated.get("finishedAt"))
+    raw_message = terminated.get("message")
+    raw_message = raw_message if isinstance(raw_message, str) else None
+    outputs, output_error = parse_outputs(raw_message)
+
+    if not pod_failed:
+        return PodObservation(
+            state="succeeded",
+            reason=Reason.COMPLETED.value,
+            message="the step completed",
+            exit_code=0,
+            outputs=outputs,
+            output_error=output_error,
+            start_time=start_time,
+            completion_time=completion_time,
+        )
+
+    # A failing step's message is usually its log tail, not outputs, so it is shown as text and
+    # not reported as malformed output.
+    detail = "" if outputs is not None or not raw_message else _tail(_redact(raw_message, redact))
+    reason, message = _failure(pod, status, terminated, exit_code)
+    if detail:
+        message = f"{message}; last output:\n{detail}"
+    return PodObservation(
+        state="failed",
+        reason=reason,
+        message=message,
+        exit_code=exit_code,
+        outputs=outputs,
+        start_time=start_time,
+        completion_time=completion_time,
+    )
+
+
+def _failure(
+    pod: Mapping[str, Any],
+    status: Mapping[str, Any],
+    terminated: Mapping[str, Any],
+    exit_code: int | None,
+) -> tuple[str, str]:
+    pod_reason = status.get("reason") or ""
+    pod_message = status.get("message") or ""
+    disruption = _condition(status, "DisruptionTarget")
+
+    if pod_reason == Reason.DEADLINE_EXCEEDED.value:
+        deadline = _int(_mapping(pod.get("spec")).get("activeDeadlineSeconds"))
+        limit = f" of {deadline}s" if deadline is not None else ""
+        return (
+            Reason.DEADLINE_EXCEEDED.value,
+            f"the step did not finish within its timeout{limit} and was stopped; raise "
+            "spec.timeoutSeconds if it needs longer",
+        )
+    if pod_reason in DISRUPTION_REASONS or disruption.get("status") == "True":
+        why = pod_message or disruption.get("message") or pod_reason or disruption.get("reason")
+        return Reason.POD_EVICTED.value, f"the Pod was evicted: {why}"
+    if pod_reason == Reason.NODE_LOST.value:
+        return Reason.NODE_LOST.value, f"the Pod's node was lost: {pod_message or pod_reason}"
+    if terminated.get("reason") == "OOMKilled":
+        limits = _mapping(_mapping(_step_spec(pod).get("resources")).get("limits"))
+        memory = limits.get("memory")
+        limit = f" of {memory}" if memory is not None else ""
+        return (
+            Reason.OOM_KILLED.value,
+            f"the step ran out of memory and was killed (exit code {exit_code}); raise "
+            f"resources.limits.memory above its limit{limit}",
+        )
+    if exit_code is not None:
+        kind = terminated.get("reason")
+        detail = f" ({kind})" if kind and kind not in ("Error", "Completed") else ""
+        return Reason.ERROR.value, f"the step exited with code {exit_code}{detail}"
+    # No container ever ran: the kubelet refused the Pod (e.g. OutOfcpu, NodeAffinity).
+    init_failure = _init_failure(status)
+    if init_failure:
+        return Reason.ERROR.value, init_failure
+    return (
+        pod_reason or Reason.ERROR.value,
+        f"the Pod failed: {pod_message or pod_reason or 'no reason given'}",
+    )
+
+
+def _init_failure(status: Mapping[str, Any]) -> str:
+    for init in status.get("initContainerStatuses") or []:
+        terminated = _mapping(_mapping(_mapping(init).get("state")).get("terminated"))
+        code = _int(terminated.get("exitCode"))
+        if code:
+            return f'init container "{_mapping(init).get("name")}" exited with code {code}'
+    return ""
+
+
+def _pending(
+    pod: Mapping[str, Any], status: Mapping[str, Any], container: Mapping[str, Any]
+) -> PodObservation:
+    # Init containers run first, so one stuck there is why the step's container waits.
+    candidates = [_mapping(s) for s in status.get("initContainerStatuses") or []]
+    candidates.append(container)
+    for candidate in candidates:
+        waiting = _mapping(_mapping(candidate.get("state")).get("waiting"))
+        kubelet_reason = waiting.get("reason")
+        if kubelet_reason in STARTUP_FAILURE_REASONS:
+            kubelet_message = waiting.get("message") or kubelet_reason
+            if kubelet_reason in IMAGE_PULL_REASONS:
+                image = candidate.get("image") or _step_spec(pod).get("image")
+                return PodObservation(
+                    state="pending",
+                    reason=Reason.IMAGE_PULL_FAILED.value,
+                    message=(
+                        f'cannot pull image "{image}" ({kubelet_reason}): {kubelet_message}; '
+                        "check the image name and the registry credentials"
+                    ),
+                    stuck_reason=kubelet_reason,
+                    stuck_message=kubelet_message,
+                )
+            return PodObservation(
+                state="pending",
+                reason=kubelet_reason,
+                message=f"the step's container cannot be created: {kubelet_message}",
+                stuck_reason=kubelet_reason,
+                stuck_message=kubelet_message,
+            )
+
+    scheduled = _condition(status, "PodScheduled")
+    if scheduled.get("status") == "False":
+        scheduler_reason = scheduled.get("reason") or "Unscheduled"
+        scheduler_message = scheduled.get("message") or scheduler_reason
+        if scheduler_reason == UNSCHEDULABLE:
+            return PodObservation(
+                state="pending",
+                reason=UNSCHEDULABLE,
+                message=(
+                    f"the Pod cannot be scheduled: {scheduler_message}; check the step's "
+                    "resources, nodeSelector and tolerations"
+                ),
+                stuck_reason=UNSCHEDULABLE,
+                stuck_message=scheduler_message,
+            )
+        # E.g. SchedulingGated: held back on purpose by another controller, not stuck.
+        return PodObservation(
+            state="pending",
+            reason=scheduler_reason,
+            message=f"the Pod is not scheduled yet: {scheduler_message}",
+        )
+
+    waiting = _mapping(_mapping(container.get("state")).get("waiting"))
+    if waiting.get("reason"):
+        return PodObservation(
+            state="pending",
+            reason=waiting["reason"],
+            message=f"the step's container is starting ({waiting['reason']})",
+        )
+    if scheduled.get("status") == "True" or _mapping(pod.get("spec")).get("nodeName"):
+        return PodObservation(
+            state="pending",
+            reason="ContainerCreating",
+            message="the Pod is scheduled; its container is starting",
+        )
+    return PodObservation(
+        state="pending", reason="Pending", message="waiting for the Pod to be scheduled"
+    )
+
+
+def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObservation:
+    """Reads a step's Pod.
+
+    ``redact``: secret values to mask in messages taken from the container (its log tail may
+    print them). A Pod being deleted that has not finished is reported as pending or running:
+    its container was most likely killed by the deletion, and the caller knows why it deleted
+    it. A step that exited 0 before the deletion still counts as succeeded.
+    """
+    status = _mapping(pod.get("status"))
+    phase = status.get("phase") or "Pending"
+    container = _step_entry(status.get("containerStatuses"))
+    state = _mapping(container.get("state"))
+    terminated = _mapping(state.get("terminated"))
+    redact = tuple(redact)
+
+    if phase == "Succeeded":
+        return _terminal(pod, status, terminated, pod_failed=False, redact=redact)
+    if phase == "Failed":
+        return _terminal(pod, status, terminated, pod_failed=True, redact=redact)
+
+    # The kubelet records the container's end before the Pod phase catches up.
+    if terminated:
+        succeeded = terminated.get("exitCode") == 0 and terminated.get("reason") != "OOMKilled"
+        if succeeded or not _mapping(pod.get("metadata")).get("deletionTimestamp"):
+            return _terminal(pod, status, terminated, pod_failed=not succeeded, redact=redact)
+
+    running = _mapping(state.get("running"))
+    started_at = _time(running.get("startedAt")) or _time(terminated.get("startedAt"))
+    if phase == "Unknown":
+        node = _mapping(pod.get("spec")).get("nodeName") or "its node"
+        return PodObservation(
+            state="running" if started_at else "pending",
+            reason=Reason.NODE_LOST.value,
+            message=f"lost contact with {node}; the Pod's state is unknown",
+            start_time=started_at,
+        )
+    if phase == "Running" or started_at:
+        return PodObservation(
+            state="running",
+            reason=Reason.STARTED.value,
+            message="the step is running",
+            start_time=started_at or _time(status.get("startTime")),
+        )
+    return _pending(pod, status, container)

@@ -1,0 +1,134 @@
+"""Names, labels and owner references of the objects a StepRun owns.
+
+Every child name is derived from the StepRun name alone (plus the attempt for Pods), so a
+restarted operator finds the objects it created before instead of creating duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from steprun.api.models import API_VERSION, StepRun
+
+LABEL_PREFIX = "steprun.dev/"
+LABEL_NAME = "steprun.dev/name"
+LABEL_UID = "steprun.dev/uid"
+LABEL_ATTEMPT = "steprun.dev/attempt"
+LABEL_WORKFLOW = "steprun.dev/workflow"
+LABEL_RUN = "steprun.dev/run-id"
+LABEL_STEP = "steprun.dev/step-id"
+LABEL_SANDBOX = "steprun.dev/sandbox"
+LABEL_POLICY = "steprun.dev/policy"
+LABEL_COMPONENT = "steprun.dev/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "steprun"
+
+COMPONENT_POD = "pod"
+COMPONENT_CONTEXT = "context"
+COMPONENT_NETWORK = "network"
+
+# Pod names end up as the Pod's hostname, so they are kept to a DNS label (RFC 1123), and the
+# other children follow the same scheme so one rule explains every name.
+MAX_NAME_LENGTH = 63
+# A label value has the same length limit; StepRun names (DNS subdomains) may be longer.
+MAX_LABEL_VALUE_LENGTH = 63
+_HASH_LENGTH = 8
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NOT_DNS_LABEL_CHAR = re.compile(r"[^a-z0-9-]")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
+
+
+def _bounded_name(base: str, suffix: str) -> str:
+    """``base + suffix`` when that is a valid DNS label, else a shortened, hashed form.
+
+    The hash covers the whole base, so two StepRuns whose names share a long prefix (or differ
+    only in characters a DNS label cannot hold, such as dots) still get distinct children.
+    """
+    plain = f"{base}{suffix}"
+    if len(plain) <= MAX_NAME_LENGTH and _DNS_LABEL.match(plain):
+        return plain
+    digest = _short_hash(base)
+    room = MAX_NAME_LENGTH - len(suffix) - len(digest) - 1
+    prefix = _NOT_DNS_LABEL_CHAR.sub("-", base.lower())[:room].strip("-")
+    return f"{prefix}-{digest}{suffix}" if prefix else f"{digest}{suffix}"
+
+
+def pod_name(steprun_name: str, attempt: int) -> str:
+    """The Pod of one attempt, e.g. ``build-42-lint-1`` for the first attempt."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    return _bounded_name(steprun_name, f"-{attempt}")
+
+
+def context_name(steprun_name: str) -> str:
+    """The per-step ConfigMap and Secret: both carry this name, shared by all attempts."""
+    return _bounded_name(steprun_name, "-context")
+
+
+def network_policy_name(steprun_name: str) -> str:
+    """The NetworkPolicy that confines a sandbox step's Pods."""
+    return _bounded_name(steprun_name, "-sandbox")
+
+
+def name_label_value(steprun_name: str) -> str:
+    """The ``steprun.dev/name`` label value: the name itself, hashed when longer than 63."""
+    if len(steprun_name) <= MAX_LABEL_VALUE_LENGTH:
+        return steprun_name
+    digest = _short_hash(steprun_name)
+    prefix = steprun_name[: MAX_LABEL_VALUE_LENGTH - len(digest) - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
+def child_labels(sr: StepRun) -> dict[str, str]:
+    """Labels on every object a StepRun owns: who owns it and which workflow run it serves."""
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_NAME: name_label_value(sr.name),
+    }
+    if sr.uid:
+        labels[LABEL_UID] = sr.uid
+    workflow = sr.spec.context.workflow
+    if workflow is not None:
+        if workflow.name:
+            labels[LABEL_WORKFLOW] = workflow.name
+        if workflow.run_id:
+            labels[LABEL_RUN] = workflow.run_id
+        if workflow.step_id:
+            labels[LABEL_STEP] = workflow.step_id
+    return labels
+
+
+def pod_labels(sr: StepRun, attempt: int) -> dict[str, str]:
+    """The labels of an attempt's Pod."""
+    return {
+        **child_labels(sr),
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_COMPONENT: COMPONENT_POD,
+    }
+
+
+def is_reserved_key(key: str) -> bool:
+    """Keys only the operator writes: step authors cannot set or override them."""
+    return key.startswith(LABEL_PREFIX) or key == LABEL_MANAGED_BY
+
+
+def owner_reference(sr: StepRun) -> dict[str, Any]:
+    """Makes the StepRun the controller of a child, so garbage collection follows it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "StepRun",
+        "name": sr.name,
+        "uid": sr.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def label_selector_for(steprun_name: str) -> str:
+    """Selects every child of the StepRun named ``steprun_name`` (for lists and watches)."""
+    return f"{LABEL_NAME}={name_label_value(steprun_name)},{LABEL_MANAGED_BY}={MANAGED_BY}"

@@ -1,0 +1,214 @@
+"""The Pod of one attempt of a StepRun.
+
+Sandbox hardening (security context, runtime class, sandbox labels) is applied afterwards by the
+sandbox renderer; this module only honours what the SandboxDecision says about the workload
+itself: image, command, timeout, resources, env and whether secrets are delivered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from steprun.api.models import Mode, StepRun
+from steprun.config import OperatorConfig
+from steprun.policy.decision import SandboxDecision
+from steprun.render.context import (
+    CONTEXT_FILE_KEY,
+    env_secret_projections,
+    file_secret_projections,
+    merged_env,
+    reserved_env,
+)
+from steprun.render.names import (
+    context_name,
+    is_reserved_key,
+    owner_reference,
+    pod_labels,
+    pod_name,
+)
+
+CONTAINER_NAME = "step"
+SCRIPT_SHELL = ("/bin/sh", "-c")
+CONTEXT_VOLUME = "context"
+SECRETS_VOLUME = "secrets"
+# Owner-read only: with an fsGroup the kubelet adds group read, without one only the owner reads.
+SECRET_FILE_MODE = 0o400
+
+
+class RenderError(ValueError):
+    """The StepRun cannot be turned into a Pod; the message says which field to fix."""
+
+
+def _image(sr: StepRun, decision: SandboxDecision | None) -> str:
+    # A sandbox step runs the plugin's image, never one it names itself.
+    image = decision.image if decision is not None else sr.spec.image
+    if not image:
+        raise RenderError("spec.image is required for local steps")
+    return image
+
+
+def _escape_for_kubelet(text: str) -> str:
+    """Makes the kubelet pass ``text`` through unchanged.
+
+    The kubelet expands ``$(VAR)`` in command and args before the shell sees them, and turns
+    ``$$`` into ``$``; doubling every ``$`` makes a script reach /bin/sh exactly as written.
+    """
+    return text.replace("$", "$$")
+
+
+def _entrypoint(sr: StepRun, decision: SandboxDecision | None) -> dict[str, list[str]]:
+    spec = sr.spec
+    command: list[str] | None
+    args: list[str] | None
+    if decision is not None:
+        if spec.script is not None or spec.command:
+            raise RenderError(
+                "a sandbox step runs its plugin's command: set spec.args, not script or command"
+            )
+        command, args = decision.command, spec.args
+    elif spec.script is not None:
+        if spec.command or spec.args:
+            raise RenderError("spec.script is exclusive with spec.command and spec.args")
+        command, args = [*SCRIPT_SHELL, _escape_for_kubelet(spec.script)], None
+    else:
+        command, args = spec.command, spec.args
+    entrypoint: dict[str, list[str]] = {}
+    if command:
+        entrypoint["command"] = list(command)
+    if args:
+        entrypoint["args"] = list(args)
+    return entrypoint
+
+
+def _env(
+    sr: StepRun, attempt: int, config: OperatorConfig, decision: SandboxDecision | None
+) -> list[dict[str, Any]]:
+    """Env entries; a name set by a later layer replaces (and moves to) that layer's entry."""
+    source = context_name(sr.name)
+    entries: dict[str, dict[str, Any]] = {}
+
+    def put(entry: dict[str, Any]) -> None:
+        entries.pop(entry["name"], None)
+        entries[entry["name"]] = entry
+
+    # The ConfigMap is the delivery channel of plain env, so the Pod references it key by key.
+    for key in merged_env(sr, config, decision):
+        put({"name": key, "valueFrom": {"configMapKeyRef": {"name": source, "key": key}}})
+    for projection in env_secret_projections(sr, decision):
+        ref = {"name": source, "key": projection.name}
+        put({"name": projection.name, "valueFrom": {"secretKeyRef": ref}})
+    for key, value in reserved_env(sr, attempt, config).items():
+        put({"name": key, "value": value})
+    return list(entries.values())
+
+
+def _volumes(
+    sr: StepRun, config: OperatorConfig, decision: SandboxDecision | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    source = context_name(sr.name)
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": CONTEXT_VOLUME,
+            "configMap": {
+                "name": source,
+                "items": [{"key": CONTEXT_FILE_KEY, "path": CONTEXT_FILE_KEY}],
+            },
+        }
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": CONTEXT_VOLUME, "mountPath": config.context_mount_path, "readOnly": True}
+    ]
+    files = file_secret_projections(sr, decision)
+    if files:
+        items = [{"key": p.name, "path": p.name, "mode": SECRET_FILE_MODE} for p in files]
+        volumes.append({"name": SECRETS_VOLUME, "secret": {"secretName": source, "items": items}})
+        mounts.append(
+            {"name": SECRETS_VOLUME, "mountPath": config.secrets_mount_path, "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def _container(
+    sr: StepRun, attempt: int, config: OperatorConfig, decision: SandboxDecision | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    spec = sr.spec
+    volumes, mounts = _volumes(sr, config, decision)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": _image(sr, decision),
+        **_entrypoint(sr, decision),
+    }
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    container["env"] = _env(sr, attempt, config, decision)
+    resources = spec.resources or (decision.resources if decision is not None else None)
+    if resources is not None and resources.to_api():
+        container["resources"] = resources.to_api()
+    container["volumeMounts"] = mounts
+    container["terminationMessagePath"] = config.output_file
+    # Only what the step deliberately writes to its output file reaches the status: a log tail
+    # could carry a secret the step printed, and status is readable by anyone who can get it.
+    container["terminationMessagePolicy"] = "File"
+    return container, volumes
+
+
+def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
+    template = sr.spec.pod_template
+    # Only the operator writes steprun.dev/ keys: NetworkPolicies and watches select on them.
+    extra_labels = (template.labels if template else None) or {}
+    labels = {k: v for k, v in sorted(extra_labels.items()) if not is_reserved_key(k)}
+    labels.update(pod_labels(sr, attempt))
+    metadata: dict[str, Any] = {
+        "name": pod_name(sr.name, attempt),
+        "namespace": sr.namespace,
+        "labels": labels,
+    }
+    extra_annotations = (template.annotations if template else None) or {}
+    annotations = {k: v for k, v in sorted(extra_annotations.items()) if not is_reserved_key(k)}
+    if annotations:
+        metadata["annotations"] = annotations
+    metadata["ownerReferences"] = [owner_reference(sr)]
+    return metadata
+
+
+def render_pod(
+    sr: StepRun,
+    attempt: int,
+    config: OperatorConfig,
+    decision: SandboxDecision | None = None,
+) -> dict[str, Any]:
+    """The Pod of attempt ``attempt`` (1-based), ready to create.
+
+    A sandbox step must be rendered with its SandboxDecision. Raises RenderError for a spec that
+    cannot run (the caller reports it as InvalidSpec).
+    """
+    spec = sr.spec
+    if spec.mode == Mode.SANDBOX and decision is None:
+        raise RenderError("a sandbox step is rendered only with its SandboxDecision")
+    container, volumes = _container(sr, attempt, config, decision)
+    timeout = spec.timeout_seconds or (
+        decision.timeout_seconds if decision is not None else config.default_timeout_seconds
+    )
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": timeout,
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+        "enableServiceLinks": False,
+    }
+    if decision is None and spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    template = spec.pod_template
+    if template is not None and template.node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(template.node_selector.items()))
+    if template is not None and template.tolerations:
+        pod_spec["tolerations"] = [
+            {k: v for k, v in t.items() if v is not None} for t in template.tolerations
+        ]
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(sr, attempt),
+        "spec": pod_spec,
+    }
