@@ -1,0 +1,296 @@
+"""Sandbox admission: does a SandboxPolicy admit a step, and with what settings (pure).
+
+Every rule is checked and every denial collected, so one rejection tells the step author all
+there is to fix instead of one item per attempt. An admitted step gets a ``SandboxDecision``
+holding only the permissions the step needs (its plugin's plus its own), never everything the
+policy would grant: a plugin that did not ask for secrets.read never sees a secret even under
+a generous policy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from steprun.api.models import (
+    EgressRule,
+    LabelSelector,
+    Mode,
+    Permission,
+    Plugin,
+    QuantityMap,
+    Reason,
+    ResourceRequirements,
+    SandboxPolicy,
+    StepRun,
+)
+from steprun.config import OperatorConfig
+from steprun.policy.decision import SandboxDecision
+from steprun.policy.quantity import parse_quantity
+
+
+@dataclass(frozen=True)
+class Denial:
+    """One thing the policy refuses: ``item`` names it, ``detail`` says why and what to fix."""
+
+    item: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.item} {self.detail}"
+
+
+@dataclass(frozen=True)
+class AdmissionResult:
+    """Either ``decision`` is set (admitted) or ``reason`` is (refused), never both."""
+
+    decision: SandboxDecision | None
+    reason: Reason | None
+    message: str
+    denials: tuple[Denial, ...] = ()
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision is not None
+
+
+def admit(
+    sr: StepRun,
+    policy: SandboxPolicy | None,
+    namespace_labels: Mapping[str, str],
+    config: OperatorConfig,
+) -> AdmissionResult:
+    """Checks a sandbox step against its SandboxPolicy (``None``: the policy does not exist).
+
+    ``namespace_labels`` are the labels of the step's Namespace, matched against the policy's
+    namespaceSelector. Refusals carry reason PolicyNotFound or PermissionDenied; a sandbox step
+    without ``spec.sandbox`` (which the CRD schema already refuses) gets InvalidSpec.
+    """
+    if sr.spec.mode != Mode.SANDBOX:
+        raise ValueError(f"StepRun {sr.name!r} is not a sandbox step (mode {sr.spec.mode!r})")
+    sandbox = sr.spec.sandbox
+    if sandbox is None:
+        denial = Denial("spec.sandbox", "is required with mode: sandbox (set at least plugin)")
+        return AdmissionResult(
+            None, Reason.INVALID_SPEC, f"invalid sandbox step: {denial}", (denial,)
+        )
+    if policy is None:
+        denial = Denial(
+            f'SandboxPolicy "{sandbox.policy}"',
+            "not found: set spec.sandbox.policy to an existing SandboxPolicy or ask a cluster "
+            "admin to create it",
+        )
+        return AdmissionResult(None, Reason.POLICY_NOT_FOUND, str(denial), (denial,))
+
+    spec = policy.spec
+    plugin = _find_plugin(spec.plugins, sandbox.plugin)
+    needed = _needed_permissions(plugin, sandbox.permissions)
+    granted = frozenset(Permission(p) for p in spec.grants)
+    timeout, timeout_denials = _timeout(sr.spec.timeout_seconds, spec.max_timeout_seconds, config)
+    resources = sr.spec.resources if sr.spec.resources is not None else spec.default_resources
+
+    denials = [
+        *_namespace_denials(sr.namespace, spec.namespace_selector, namespace_labels),
+        *_plugin_denials(sandbox.plugin, plugin, spec.plugins),
+        *_permission_denials(needed, granted, plugin, sandbox.permissions),
+        *_secrets_denials(bool(sr.spec.context.secrets), needed),
+        *timeout_denials,
+        *_resource_denials(resources, spec.max_resources),
+        *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
+    ]
+    if denials or plugin is None:
+        message = f'SandboxPolicy "{policy.metadata.name}" denies this step: ' + "; ".join(
+            str(d) for d in denials
+        )
+        return AdmissionResult(None, Reason.PERMISSION_DENIED, message, tuple(denials))
+
+    decision = SandboxDecision(
+        policy=policy.metadata.name,
+        plugin=plugin.name,
+        image=plugin.image,
+        command=list(plugin.command) if plugin.command is not None else None,
+        granted=needed,
+        timeout_seconds=timeout,
+        resources=resources.model_copy(deep=True) if resources is not None else None,
+        runtime_class_name=spec.runtime_class_name,
+        pod_labels=dict(spec.pod_labels or {}),
+        # Egress rules are recorded only when they apply, so status shows what the step may reach.
+        egress=[r.model_copy() for r in spec.egress] if Permission.NETWORK_EGRESS in needed else [],
+        env=dict(spec.env or {}),
+    )
+    message = (
+        f'admitted by SandboxPolicy "{policy.metadata.name}" '
+        f"(plugin {plugin.name}, permissions: {_names(needed)})"
+    )
+    return AdmissionResult(decision, None, message, ())
+
+
+def namespace_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics: every matchLabels pair and every expression hold.
+
+    An empty selector matches every namespace. Raises ValueError for a requirement Kubernetes
+    itself would refuse (In/NotIn without values, Exists/DoesNotExist with values).
+    """
+    for key, value in (selector.match_labels or {}).items():
+        if labels.get(key) != value:
+            return False
+    for requirement in selector.match_expressions or []:
+        values = requirement.values or []
+        op = requirement.operator
+        if op in ("In", "NotIn") and not values:
+            raise ValueError(f"matchExpressions {requirement.key!r} {op} needs at least one value")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise ValueError(f"matchExpressions {requirement.key!r} {op} must not have values")
+        present = requirement.key in labels
+        if op == "In":
+            ok = present and labels[requirement.key] in values
+        elif op == "NotIn":
+            ok = not present or labels[requirement.key] not in values
+        elif op == "Exists":
+            ok = present
+        else:
+            ok = not present
+        if not ok:
+            return False
+    return True
+
+
+def _find_plugin(plugins: Iterable[Plugin], name: str) -> Plugin | None:
+    return next((p for p in plugins if p.name == name), None)
+
+
+def _needed_permissions(plugin: Plugin | None, asked: Iterable[str]) -> frozenset[Permission]:
+    from_plugin = plugin.permissions if plugin is not None else []
+    return frozenset(Permission(p) for p in [*from_plugin, *asked])
+
+
+def _names(permissions: Iterable[Permission]) -> str:
+    names = sorted(Permission(p).value for p in permissions)
+    return ", ".join(names) if names else "none"
+
+
+def _namespace_denials(
+    namespace: str, selector: LabelSelector, labels: Mapping[str, str]
+) -> list[Denial]:
+    item = f"namespace {namespace}"
+    try:
+        if namespace_matches(selector, labels):
+            return []
+    except ValueError as exc:
+        return [
+            Denial(item, f"cannot be matched: the policy's namespaceSelector is invalid ({exc})")
+        ]
+    return [
+        Denial(
+            item,
+            "does not match the policy's namespaceSelector: run the step in a namespace the "
+            "policy selects or use another policy",
+        )
+    ]
+
+
+def _plugin_denials(name: str, plugin: Plugin | None, plugins: Iterable[Plugin]) -> list[Denial]:
+    if plugin is not None:
+        return []
+    declared = ", ".join(p.name for p in plugins) or "none"
+    return [Denial(f"plugin {name}", f"is not declared by the policy (plugins: {declared})")]
+
+
+def _permission_denials(
+    needed: frozenset[Permission],
+    granted: frozenset[Permission],
+    plugin: Plugin | None,
+    asked: Iterable[str],
+) -> list[Denial]:
+    """One denial per needed permission the policy does not grant, saying who needs it."""
+    plugin_name = plugin.name if plugin is not None else "(undeclared)"
+    step_asks = {Permission(p) for p in asked}
+    denials = []
+    for permission in sorted(needed - granted, key=lambda p: p.value):
+        if permission in step_asks:
+            source = "remove it from spec.sandbox.permissions or ask a cluster admin to grant it"
+        else:
+            source = f"plugin {plugin_name} needs it; ask a cluster admin to grant it"
+        denials.append(
+            Denial(
+                f"permission {permission.value}",
+                f"is not granted (grants: {_names(granted)}): {source}",
+            )
+        )
+    return denials
+
+
+def _secrets_denials(has_secrets: bool, needed: frozenset[Permission]) -> list[Denial]:
+    if not has_secrets or Permission.SECRETS_READ in needed:
+        return []
+    return [
+        Denial(
+            "context.secrets",
+            "requires permission secrets.read: add it to spec.sandbox.permissions or drop the "
+            "secrets",
+        )
+    ]
+
+
+def _timeout(
+    asked: int | None, maximum: int | None, config: OperatorConfig
+) -> tuple[int, list[Denial]]:
+    """The step's timeout and any denial: an unset timeout takes the default, capped by the max."""
+    if asked is None:
+        default = config.default_timeout_seconds
+        return (default if maximum is None else min(default, maximum)), []
+    if maximum is not None and asked > maximum:
+        return asked, [
+            Denial(f"timeoutSeconds {asked}", f"exceeds maxTimeoutSeconds {maximum}: lower it")
+        ]
+    return asked, []
+
+
+def _resource_denials(
+    resources: ResourceRequirements | None, maximum: QuantityMap | None
+) -> list[Denial]:
+    """Each request and limit above the policy's maximum for that resource, plus unparsable ones.
+
+    Resources the policy does not bound are not limited here.
+    """
+    if resources is None:
+        return []
+    bounds: dict[str, tuple[int | str, Fraction]] = {}
+    denials: list[Denial] = []
+    for name, raw in (maximum or {}).items():
+        try:
+            bounds[name] = (raw, parse_quantity(raw))
+        except ValueError as exc:
+            denials.append(Denial(f"maxResources.{name}", f"is invalid in the policy: {exc}"))
+    for kind, values in (("requests", resources.requests), ("limits", resources.limits)):
+        for name, raw in (values or {}).items():
+            item = f"resources.{kind}.{name} {raw}"
+            try:
+                value = parse_quantity(raw)
+            except ValueError as exc:
+                denials.append(Denial(f"resources.{kind}.{name}", f"is invalid: {exc}"))
+                continue
+            if name not in bounds:
+                continue
+            bound_raw, bound = bounds[name]
+            if value > bound:
+                denials.append(Denial(item, f"exceeds maxResources {name} {bound_raw}: lower it"))
+    return denials
+
+
+def _egress_denials(rules: Iterable[EgressRule]) -> list[Denial]:
+    """Rules the NetworkPolicy API would refuse, caught before they fail the step's Pod."""
+    denials = []
+    for rule in rules:
+        try:
+            # ip_network takes a bare address as a /32; the NetworkPolicy API wants a prefix.
+            valid = "/" in rule.cidr and bool(ipaddress.ip_network(rule.cidr, strict=False))
+        except ValueError:
+            valid = False
+        if not valid:
+            denials.append(
+                Denial(f"egress {rule.cidr}", "is not a valid CIDR in the policy: fix the policy")
+            )
+    return denials
