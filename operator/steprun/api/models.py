@@ -39,8 +39,12 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # A label value: the workflow name, run id and step id become labels on every child.
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 RESERVED_ENV_PREFIX = "STEPRUN_"
+# Resource maps: a container has a handful of resources, and a quantity is a short string. The
+# bounds let the API server's CEL cost estimate accept the quantity check on these maps.
+MAX_RESOURCES = 32
+MAX_QUANTITY = 64
 
-QuantityMap = dict[str, int | str]
+QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
 
 
 class ApiModel(BaseModel):
@@ -58,18 +62,24 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
+    """How the step's Pod is built."""
+
     LOCAL = "local"
     SANDBOX = "sandbox"
 
 
-class Permission(str, enum.Enum):
+class Permission(enum.StrEnum):
+    """A capability a sandbox step may need and a SandboxPolicy may grant."""
+
     NETWORK_EGRESS = "network.egress"
     SECRETS_READ = "secrets.read"
     FILESYSTEM_WRITABLE = "filesystem.writable"
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
+    """Where the step is in its life; the last five are terminal."""
+
     PENDING = "Pending"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -88,7 +98,7 @@ TERMINAL_PHASES = frozenset(
 )
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Machine-readable reasons written to status.reason, attempts[].reason and conditions."""
 
     CREATED = "Created"
@@ -112,6 +122,8 @@ class Reason(str, enum.Enum):
 
 
 class SecretKeyRef(ApiModel):
+    """A key of a Secret in the StepRun's namespace."""
+
     name: Annotated[
         str,
         Field(
@@ -165,7 +177,11 @@ class WorkflowRef(ApiModel):
     ] = None
     step_id: Annotated[
         str | None,
-        Field(description="Step identifier within the run.", max_length=63, pattern=LABEL_VALUE_PATTERN),
+        Field(
+            description="Step identifier within the run.",
+            max_length=63,
+            pattern=LABEL_VALUE_PATTERN,
+        ),
     ] = None
 
 
@@ -195,13 +211,21 @@ class StepContext(ApiModel):
     secrets: Annotated[
         list[SecretProjection],
         Field(
-            description="Keys projected from existing Secrets in the same namespace.",
+            description=(
+                "Keys projected from existing Secrets in the same namespace; names are unique."
+            ),
             max_length=MAX_SECRETS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
         ),
     ] = Field(default_factory=list)
 
 
 class RetryPolicy(ApiModel):
+    """How failed attempts are retried; each attempt runs in a new Pod."""
+
     limit: Annotated[
         int,
         Field(
@@ -217,13 +241,21 @@ class RetryPolicy(ApiModel):
 
 
 class ResourceRequirements(ApiModel):
+    """Compute resources of the step container, as in a container's resources."""
+
     requests: Annotated[
         QuantityMap | None,
-        Field(description="Like a container's resources.requests, e.g. {cpu: 100m}."),
+        Field(
+            description="Like a container's resources.requests, e.g. {cpu: 100m}.",
+            max_length=MAX_RESOURCES,
+        ),
     ] = None
     limits: Annotated[
         QuantityMap | None,
-        Field(description="Like a container's resources.limits, e.g. {memory: 256Mi}."),
+        Field(
+            description="Like a container's resources.limits, e.g. {memory: 256Mi}.",
+            max_length=MAX_RESOURCES,
+        ),
     ] = None
 
 
@@ -239,10 +271,14 @@ class PodTemplate(ApiModel):
         dict[str, str] | None,
         Field(description="Extra Pod labels; steprun.dev/ labels cannot be overridden."),
     ] = None
-    annotations: Annotated[dict[str, str] | None, Field(description="Extra Pod annotations.")] = None
+    annotations: Annotated[dict[str, str] | None, Field(description="Extra Pod annotations.")] = (
+        None
+    )
 
 
 class SandboxSpec(ApiModel):
+    """Which SandboxPolicy admits the step, which plugin it runs and what more it asks for."""
+
     policy: Annotated[
         str,
         Field(
@@ -253,13 +289,16 @@ class SandboxSpec(ApiModel):
     ] = "default"
     plugin: Annotated[
         str,
-        Field(description="Plugin declared in that policy.", max_length=63, pattern=DNS_LABEL_PATTERN),
+        Field(
+            description="Plugin declared in that policy.", max_length=63, pattern=DNS_LABEL_PATTERN
+        ),
     ]
     permissions: Annotated[
         list[Permission],
         Field(
             description="Permissions this step asks for, beyond the plugin's own.",
             max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
     ] = Field(default_factory=list)
 
@@ -269,13 +308,18 @@ class StepRunSpec(ApiModel):
 
     mode: Annotated[
         Mode,
-        Field(description="local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy."),
+        Field(
+            description="local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy."
+        ),
     ] = Mode.LOCAL
     image: Annotated[
         str | None,
         Field(
-            description="Container image; required for local steps, taken from the plugin for sandbox.",
+            description=(
+                "Container image; required for local steps, taken from the plugin for sandbox."
+            ),
             max_length=1024,
+            min_length=1,
         ),
     ] = None
     command: Annotated[
@@ -336,9 +380,9 @@ class StepRunSpec(ApiModel):
         bool,
         Field(description="Set to true to cancel: the Pod is deleted and the step ends Cancelled."),
     ] = False
-    retries: Annotated[
-        RetryPolicy, Field(description="Retries of failed attempts.")
-    ] = Field(default_factory=RetryPolicy)
+    retries: Annotated[RetryPolicy, Field(description="Retries of failed attempts.")] = Field(
+        default_factory=RetryPolicy
+    )
     resources: Annotated[
         ResourceRequirements | None, Field(description="The step container's resources.")
     ] = None
@@ -367,47 +411,135 @@ class StepRunSpec(ApiModel):
 
 
 class AttemptStatus(ApiModel):
-    attempt: int
-    pod_name: str
-    exit_code: int | None = None
-    reason: str | None = None
-    message: str | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
+    """One attempt of the step: one Pod."""
+
+    attempt: Annotated[int, Field(description="Attempt number, 1 for the first.")]
+    pod_name: Annotated[str, Field(description="Name of the attempt's Pod.")]
+    exit_code: Annotated[
+        int | None, Field(description="Exit code of the step container, once it ended.")
+    ] = None
+    reason: Annotated[
+        str | None, Field(description="Machine-readable outcome, e.g. Completed, Error, OOMKilled.")
+    ] = None
+    message: Annotated[str | None, Field(description="Human-readable detail of the outcome.")] = (
+        None
+    )
+    start_time: Annotated[
+        str | None, Field(description="When the attempt started running (RFC 3339).")
+    ] = None
+    completion_time: Annotated[
+        str | None, Field(description="When the attempt ended (RFC 3339).")
+    ] = None
 
 
 class Condition(ApiModel):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str | None = None
-    message: str | None = None
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
+    """A standard Kubernetes condition; type Succeeded summarises the step."""
+
+    type: Annotated[str, Field(description="Condition type, e.g. Succeeded.")]
+    status: Annotated[
+        Literal["True", "False", "Unknown"],
+        Field(description="True, False or Unknown (Unknown while the step runs)."),
+    ]
+    reason: Annotated[
+        str | None, Field(description="Machine-readable reason of the last transition.")
+    ] = None
+    message: Annotated[str | None, Field(description="Human-readable detail.")] = None
+    last_transition_time: Annotated[
+        str | None, Field(description="When status last changed (RFC 3339).")
+    ] = None
+    observed_generation: Annotated[
+        int | None, Field(description="metadata.generation the condition was computed from.")
+    ] = None
 
 
 class StepRunStatus(ApiModel):
-    """Written only by the operator."""
+    """Observed state of the step; written only by the operator."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
     )
 
-    phase: Phase | None = None
-    reason: str | None = None
-    message: str | None = None
-    exit_code: int | None = None
-    outputs: dict[str, Any] | None = None
-    pod_name: str | None = None
-    attempt: int | None = None
-    attempts: list[AttemptStatus] = Field(default_factory=list)
-    start_time: str | None = None
-    completion_time: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    # When the current attempt's Pod may be created (retry backoff), RFC 3339.
-    next_attempt_time: str | None = None
-    # The sandbox decision, frozen at admission so later policy edits never change a started step.
-    admitted: dict[str, Any] | None = None
+    phase: Annotated[
+        Phase | None,
+        Field(
+            description=(
+                "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
+                "Cancelled, Rejected; a terminal phase never changes."
+            )
+        ),
+    ] = None
+    reason: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded, "
+                "StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, "
+                "InvalidSpec."
+            )
+        ),
+    ] = None
+    message: Annotated[
+        str | None, Field(description="Human-readable explanation that says what to fix.")
+    ] = None
+    exit_code: Annotated[
+        int | None, Field(description="Exit code of the last attempt's step container.")
+    ] = None
+    outputs: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description=(
+                "The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."
+            )
+        ),
+    ] = None
+    pod_name: Annotated[str | None, Field(description="Pod of the current attempt.")] = None
+    attempt: Annotated[
+        int | None, Field(description="Number of the current attempt, 1 for the first.")
+    ] = None
+    attempts: Annotated[
+        list[AttemptStatus], Field(description="Every attempt so far, oldest first.")
+    ] = Field(default_factory=list)
+    start_time: Annotated[
+        str | None, Field(description="When the first attempt started running (RFC 3339).")
+    ] = None
+    completion_time: Annotated[
+        str | None, Field(description="When the step reached a terminal phase (RFC 3339).")
+    ] = None
+    duration: Annotated[
+        str | None,
+        Field(
+            description=(
+                'Wall-clock time from startTime to completionTime, e.g. "12s" or "3m4s"; set '
+                "when the step reaches a terminal phase (kubectl get shows it)."
+            )
+        ),
+    ] = None
+    observed_generation: Annotated[
+        int | None, Field(description="metadata.generation this status was computed from.")
+    ] = None
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            description="Standard conditions; Succeeded summarises the outcome.",
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    next_attempt_time: Annotated[
+        str | None,
+        Field(description="When the next attempt's Pod may be created (retry backoff, RFC 3339)."),
+    ] = None
+    admitted: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description=(
+                "The sandbox admission decision, frozen when the step was admitted so later "
+                "policy edits never change a started step."
+            )
+        ),
+    ] = None
 
 
 class ObjectMeta(BaseModel):
@@ -456,37 +588,70 @@ class StepRun(BaseModel):
 
 
 class Plugin(ApiModel):
+    """A tool sandbox steps may run: its image, command and the permissions it needs."""
+
     name: Annotated[
-        str, Field(description="Plugin name that steps ask for.", max_length=63, pattern=DNS_LABEL_PATTERN)
+        str,
+        Field(
+            description="Plugin name that steps ask for.", max_length=63, pattern=DNS_LABEL_PATTERN
+        ),
     ]
-    image: Annotated[str, Field(description="Image the plugin runs in.", max_length=1024, min_length=1)]
+    image: Annotated[
+        str, Field(description="Image the plugin runs in.", max_length=1024, min_length=1)
+    ]
     command: Annotated[
         list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
         Field(description="The plugin's command; step args are appended.", max_length=MAX_ARGS),
     ] = None
     permissions: Annotated[
         list[Permission],
-        Field(description="Permissions the plugin itself needs.", max_length=8),
+        Field(
+            description="Permissions the plugin itself needs.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
     ] = Field(default_factory=list)
 
 
 class EgressRule(ApiModel):
+    """Destinations sandbox Pods may reach when network.egress is granted."""
+
     cidr: Annotated[str, Field(description="Destination CIDR, e.g. 10.0.0.0/8.", max_length=64)]
     ports: Annotated[
         list[Annotated[int, Field(ge=1, le=65535)]] | None,
-        Field(description="TCP ports; all ports when empty.", max_length=64),
+        Field(
+            description="TCP ports; all ports when empty.",
+            max_length=64,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
     ] = None
 
 
 class LabelSelectorRequirement(ApiModel):
-    key: str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] | None = None
+    """A label selector requirement, as in metav1.LabelSelectorRequirement."""
+
+    key: Annotated[str, Field(description="Label key the requirement applies to.")]
+    operator: Annotated[
+        Literal["In", "NotIn", "Exists", "DoesNotExist"],
+        Field(description="How the key's value relates to values."),
+    ]
+    values: Annotated[
+        list[str] | None,
+        Field(description="Values for In and NotIn; empty for Exists and DoesNotExist."),
+    ] = None
 
 
 class LabelSelector(ApiModel):
-    match_labels: dict[str, str] | None = None
-    match_expressions: list[LabelSelectorRequirement] | None = None
+    """A label selector, as in metav1.LabelSelector; empty selects everything."""
+
+    match_labels: Annotated[
+        dict[str, str] | None,
+        Field(description="Labels that must all be present with these values."),
+    ] = None
+    match_expressions: Annotated[
+        list[LabelSelectorRequirement] | None,
+        Field(description="Requirements that must all hold."),
+    ] = None
 
 
 class SandboxPolicySpec(ApiModel):
@@ -498,10 +663,22 @@ class SandboxPolicySpec(ApiModel):
     ] = Field(default_factory=LabelSelector)
     grants: Annotated[
         list[Permission],
-        Field(description="Permissions this policy grants.", max_length=8),
+        Field(
+            description="Permissions this policy grants.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
     ] = Field(default_factory=list)
     plugins: Annotated[
-        list[Plugin], Field(description="Plugins steps may run.", max_length=256)
+        list[Plugin],
+        Field(
+            description="Plugins steps may run; names are unique.",
+            max_length=256,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
     ] = Field(default_factory=list)
     max_timeout_seconds: Annotated[
         int | None,
@@ -513,7 +690,10 @@ class SandboxPolicySpec(ApiModel):
     ] = None
     max_resources: Annotated[
         QuantityMap | None,
-        Field(description="Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}."),
+        Field(
+            description="Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}.",
+            max_length=MAX_RESOURCES,
+        ),
     ] = None
     runtime_class_name: Annotated[
         str | None, Field(description="RuntimeClass of sandbox Pods.", max_length=253)
@@ -528,7 +708,13 @@ class SandboxPolicySpec(ApiModel):
     ] = None
     env: Annotated[
         dict[str, str] | None,
-        Field(description="Default environment of this policy's steps (lowest after operator's)."),
+        Field(
+            description=(
+                "Default environment of this policy's steps (overrides only the operator's "
+                "defaults); STEPRUN_* names are reserved."
+            ),
+            max_length=MAX_ENV_VARS,
+        ),
     ] = None
 
 
