@@ -35,7 +35,7 @@ class OperatorProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "steprun", "operator", "--all-namespaces"],
+                [sys.executable, "-m", "steprun.handlers.main"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -57,3 +57,8 @@ def run_operator(config: OperatorConfig) -> None:
     configure(config.log_level)
     serve_metrics(config.metrics_port)
     asyncio.run(operate(config))
+
+
+if __name__ == "__main__":
+    # Configuration from STEPRUN_* environment variables only; `steprun operator` adds flags.
+    run_operator(OperatorConfig())

@@ -1,0 +1,119 @@
+"""The API server itself refuses invalid StepRuns, naming the field (CRD schema and CEL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.steps import Steps
+
+IMAGE = "steprun.local/step:1"
+
+
+@pytest.fixture
+def steps(api_client: client.ApiClient, namespace: str, crds: None) -> Steps:
+    return Steps(api_client, namespace)
+
+
+def refusal(steps: Steps, spec: dict[str, Any]) -> str:
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "invalid"},
+        "spec": spec,
+    }
+    with pytest.raises(client.ApiException) as refused:
+        # Strict, as kubectl sends it: unknown fields are errors, not silently pruned.
+        steps.custom.create_namespaced_custom_object(
+            "steprun.dev",
+            "v1alpha1",
+            steps.namespace,
+            "stepruns",
+            body,
+            field_validation="Strict",
+        )
+    assert refused.value.status in (400, 422), refused.value.body
+    return str(refused.value.body)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"script": "true"}, "spec.image", "image"),
+        ({"image": IMAGE, "script": "true", "command": ["sh"]}, "spec.script", "command"),
+        ({"image": IMAGE, "mode": "sandbox"}, "spec.sandbox", "sandbox"),
+        ({"image": IMAGE, "sandbox": {"plugin": "x"}}, "spec.sandbox", "sandbox"),
+        ({"mode": "sandbox", "image": IMAGE, "sandbox": {"plugin": "x"}}, "spec.image", "image"),
+        ({"image": IMAGE, "mode": "remote"}, "spec.mode", "Unsupported value"),
+        ({"image": IMAGE, "timeoutSeconds": 0}, "spec.timeoutSeconds", "greater than or equal"),
+        ({"image": IMAGE, "retries": {"limit": 1000}}, "spec.retries.limit", "less than or equal"),
+        ({"image": IMAGE, "env": {"STEPRUN_NAME": "x"}}, "spec.env", "STEPRUN_"),
+        ({"image": IMAGE, "env": {"1BAD": "x"}}, "spec.env", "env"),
+        (
+            {
+                "image": IMAGE,
+                "context": {"secrets": [{"name": "T", "secretKeyRef": {"name": "s"}}]},
+            },
+            "spec.context.secrets[0].secretKeyRef.key",
+            "Required",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {
+                    "secrets": [
+                        {"name": "T", "secretKeyRef": {"name": "s", "key": "k"}},
+                        {"name": "T", "secretKeyRef": {"name": "s", "key": "j"}},
+                    ]
+                },
+            },
+            "spec.context.secrets[1]",
+            "Duplicate",
+        ),
+        (
+            {"image": IMAGE, "resources": {"limits": {"memory": "lots"}}},
+            "spec.resources.limits",
+            "quantit",
+        ),
+        ({"image": IMAGE, "unknownField": 1}, "unknownField", "unknown field"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "." in v else None,
+)
+def test_invalid_spec_is_refused_naming_the_field(
+    steps: Steps, spec: dict[str, Any], field: str, words: str
+) -> None:
+    body = refusal(steps, spec)
+    assert field in body, body
+    assert words.lower() in body.lower(), body
+
+
+def test_spec_is_immutable_except_cancel(steps: Steps) -> None:
+    steps.create("frozen", {"image": IMAGE, "script": "sleep 1", "cancel": False})
+    with pytest.raises(client.ApiException) as refused:
+        steps.patch_spec("frozen", {"script": "echo changed"})
+    assert refused.value.status == 422
+    assert "only spec.cancel may change" in refused.value.body
+    with pytest.raises(client.ApiException):
+        steps.patch_spec("frozen", {"timeoutSeconds": 5})
+    assert steps.patch_spec("frozen", {"cancel": True})["spec"]["cancel"] is True
+    with pytest.raises(client.ApiException) as uncancel:
+        steps.patch_spec("frozen", {"cancel": False})
+    assert "spec.cancel" in uncancel.value.body
+
+
+def test_defaults_are_applied_by_the_api_server(steps: Steps) -> None:
+    created = steps.create("defaults", {"image": IMAGE, "script": "true"})
+    spec = created["spec"]
+    assert spec["mode"] == "local"
+    assert spec["terminationGracePeriodSeconds"] == 30
+
+
+def test_explain_describes_the_context(kubectl: list[str], crds: None) -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [*kubectl, "explain", "stepruns.spec.context"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "secrets" in out and "inputs" in out and "context.json" in out

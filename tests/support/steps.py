@@ -1,0 +1,147 @@
+"""Helpers for cluster tests: create StepRuns, wait for phases, look at what the operator made."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+GROUP, VERSION, PLURAL = "steprun.dev", "v1alpha1", "stepruns"
+TERMINAL = {"Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected"}
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Steps:
+    """StepRuns of one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str):
+        self.api = api
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(self, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "StepRun",
+            "metadata": {"name": name, **metadata},
+            "spec": spec,
+        }
+        return dict(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        )
+
+    def get(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        )
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+            return True
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+            )
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def wait_phase(self, name: str, phases: set[str] | str, timeout: float = 90) -> dict[str, Any]:
+        wanted = {phases} if isinstance(phases, str) else phases
+
+        def probe() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if status.get("phase") in wanted else None
+
+        return eventually(probe, timeout, f"StepRun {name} to reach {sorted(wanted)}")
+
+    def wait_terminal(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        return self.wait_phase(name, TERMINAL, timeout)
+
+    def pods(self, name: str) -> list[client.V1Pod]:
+        pods = self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"steprun.dev/name={name}"
+        ).items
+        return sorted(pods, key=lambda p: p.metadata.name)
+
+    def configmap_exists(self, name: str) -> bool:
+        return any(
+            cm.metadata.name == name
+            for cm in self.core.list_namespaced_config_map(self.namespace).items
+        )
+
+    def secret_exists(self, name: str) -> bool:
+        return any(
+            s.metadata.name == name for s in self.core.list_namespaced_secret(self.namespace).items
+        )
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        return list(
+            self.core.list_namespaced_event(
+                self.namespace,
+                field_selector=f"involvedObject.name={name},involvedObject.kind=StepRun",
+            ).items
+        )
+
+    def apply_file(self, path: Path) -> list[str]:
+        """Create every object of a YAML file; return the names of the StepRuns in it."""
+        import yaml
+
+        names = []
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            if doc["kind"] == "StepRun":
+                self.create(doc["metadata"]["name"], doc["spec"])
+                names.append(doc["metadata"]["name"])
+            elif doc["kind"] == "Secret":
+                self.core.create_namespaced_secret(self.namespace, doc)
+            else:
+                raise AssertionError(f"unexpected kind {doc['kind']} in {path}")
+        return names
+
+
+def audit_pod_creations(audit_log: Path, namespace: str) -> list[str]:
+    """Names of the Pods successfully created in ``namespace``, per the API server's audit log."""
+    created = []
+    if not audit_log.exists():
+        return created
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if (
+            entry.get("verb") == "create"
+            and ref.get("resource") == "pods"
+            and not ref.get("subresource")
+            and ref.get("namespace") == namespace
+            and entry.get("stage") == "ResponseComplete"
+            and (entry.get("responseStatus") or {}).get("code") in (200, 201)
+        ):
+            created.append(ref.get("name"))
+    return created
