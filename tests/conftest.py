@@ -21,6 +21,9 @@ from tests.support.operator_process import OperatorProcess
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 STEP_IMAGE = "steprun.local/step:1"
+# Every namespace of this test session starts with this prefix and the session's operator
+# watches only those, so several test sessions can share one cluster without interfering.
+SESSION_PREFIX = f"t{uuid.uuid4().hex[:4]}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,7 +103,7 @@ def step_image() -> str:
 
 @pytest.fixture
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    name = f"{SESSION_PREFIX}-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     # The ServiceAccount controller creates "default" asynchronously; Pods need it.
@@ -122,7 +125,11 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """The operator, running as its own process against the test cluster for the whole session."""
     log_dir = tmp_path_factory.mktemp("operator")
-    process = OperatorProcess(kubeconfig=kubeconfig, log_dir=log_dir)
+    process = OperatorProcess(
+        kubeconfig=kubeconfig,
+        log_dir=log_dir,
+        extra_env={"STEPRUN_NAMESPACES": f'["{SESSION_PREFIX}-*"]'},
+    )
     process.start()
     yield process
     process.stop()
