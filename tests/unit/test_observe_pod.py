@@ -6,113 +6,17 @@ from typing import Any
 import pytest
 
 from steprun.observe.pod import PodObservation, is_terminal, observe_pod, parse_outputs
-
-CREATED = "2024-05-01T10:00:00Z"
-STARTED = "2024-05-01T10:00:05Z"
-FINISHED = "2024-05-01T10:01:00Z"
-
-
-def container_status(state: dict[str, Any], *, name: str = "step") -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": "busybox:1.36",
-        "imageID": "docker.io/library/busybox@sha256:0123" if "waiting" not in state else "",
-        "containerID": "containerd://4f2a" if "waiting" not in state else None,
-        "ready": "running" in state,
-        "started": "running" in state,
-        "restartCount": 0,
-        "lastState": {},
-        "state": state,
-    }
-
-
-def terminated(
-    exit_code: int, *, reason: str | None = None, message: str | None = None
-) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "exitCode": exit_code,
-        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-        "startedAt": STARTED,
-        "finishedAt": FINISHED,
-        "containerID": "containerd://4f2a",
-    }
-    if message is not None:
-        state["message"] = message
-    return {"terminated": state}
-
-
-def waiting(reason: str, message: str | None = None) -> dict[str, Any]:
-    return {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-
-
-def condition(kind: str, status: str) -> dict[str, Any]:
-    return {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": CREATED}
-
-
-def pod(
-    phase: str,
-    state: dict[str, Any] | None = None,
-    *,
-    reason: str | None = None,
-    message: str | None = None,
-    conditions: list[dict[str, Any]] | None = None,
-    init_statuses: list[dict[str, Any]] | None = None,
-    deleting: bool = False,
-    scheduled: bool = True,
-    memory_limit: str | None = "256Mi",
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "name": "build-42-lint-1",
-        "namespace": "ci",
-        "uid": "pod-uid",
-        "creationTimestamp": CREATED,
-        "labels": {"steprun.dev/name": "build-42-lint"},
-    }
-    if deleting:
-        metadata["deletionTimestamp"] = FINISHED
-        metadata["deletionGracePeriodSeconds"] = 30
-    resources = {"limits": {"memory": memory_limit}} if memory_limit else {}
-    spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "activeDeadlineSeconds": 600,
-        "containers": [
-            {
-                "name": "step",
-                "image": "busybox:1.36",
-                "resources": resources,
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        ],
-    }
-    status: dict[str, Any] = {"phase": phase, "qosClass": "Burstable"}
-    if scheduled:
-        spec["nodeName"] = "kind-worker"
-        status["startTime"] = CREATED
-        status["hostIP"] = "172.18.0.2"
-    status["conditions"] = conditions or ([condition("PodScheduled", "True")] if scheduled else [])
-    if state is not None:
-        status["containerStatuses"] = [container_status(state)]
-    if init_statuses is not None:
-        status["initContainerStatuses"] = init_statuses
-    if reason is not None:
-        status["reason"] = reason
-    if message is not None:
-        status["message"] = message
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
-
-
-def unschedulable(reason: str, message: str) -> dict[str, Any]:
-    cond = condition("PodScheduled", "False")
-    cond.update(reason=reason, message=message)
-    return pod("Pending", scheduled=False, conditions=[cond])
-
-
-def disrupted() -> dict[str, Any]:
-    cond = condition("DisruptionTarget", "True")
-    cond.update(reason="PreemptionByScheduler", message="preempted by ci/high-priority-job")
-    return pod("Failed", terminated(137), conditions=[condition("PodScheduled", "True"), cond])
-
+from tests.unit.factories import (
+    CREATED,
+    FINISHED,
+    STARTED,
+    container_status,
+    disrupted,
+    pod,
+    terminated,
+    unschedulable,
+    waiting,
+)
 
 OUTPUT = json.dumps({"digest": "sha256:abc", "count": 3})
 LOG = "\n".join(f"line {i}: checking" for i in range(200)) + "\nFATAL: lint failed"

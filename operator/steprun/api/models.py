@@ -500,7 +500,8 @@ class StepRunStatus(ApiModel):
         list[AttemptStatus], Field(description="Every attempt so far, oldest first.")
     ] = Field(default_factory=list)
     start_time: Annotated[
-        str | None, Field(description="When the first attempt started running (RFC 3339).")
+        str | None,
+        Field(description="When the first Pod was created (RFC 3339); duration counts from here."),
     ] = None
     completion_time: Annotated[
         str | None, Field(description="When the step reached a terminal phase (RFC 3339).")

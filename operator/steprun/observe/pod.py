@@ -57,6 +57,23 @@ class PodObservation:
     stuck_message: str | None = None
 
 
+# DisruptionTarget reasons set by the control plane when it removes a Pod.
+_NODE_GONE_REASONS = frozenset({"DeletionByPodGC", "DeletionByTaintManager"})
+
+
+def disruption(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why the control plane is taking this Pod away (node lost, eviction, preemption), if it is."""
+    condition = _condition(_mapping(pod.get("status")), "DisruptionTarget")
+    if condition.get("status") != "True":
+        return None
+    cause = str(condition.get("reason") or "")
+    detail = str(condition.get("message") or cause)
+    if cause in _NODE_GONE_REASONS:
+        node = _mapping(pod.get("spec")).get("nodeName") or "its node"
+        return Reason.NODE_LOST.value, f"the Pod was removed because {node} is gone: {detail}"
+    return Reason.POD_EVICTED.value, f"the Pod was evicted: {detail}"
+
+
 def is_terminal(obs: PodObservation) -> bool:
     return obs.state in ("succeeded", "failed")
 

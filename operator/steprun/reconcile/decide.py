@@ -15,8 +15,14 @@ from typing import Any
 
 from steprun.api.models import Phase, Reason, StepRun
 from steprun.config import OperatorConfig
-from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod
+from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, disruption, observe_pod
 from steprun.timeutil import parse_time
+
+# The kubelet's reason for a container whose env ConfigMap or Secret does not exist. A missing
+# volume source shows no reason at all (ContainerCreating, with FailedMount events), so a Pod
+# that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too.
+CONTEXT_MISSING_REASON = "CreateContainerConfigError"
+CONTEXT_CHECK_AFTER = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,14 @@ class FinishAttempt:
 
 
 @dataclass(frozen=True)
+class RepairContext:
+    """The Pod is not running yet: make sure its ConfigMap and Secret exist, then look again at
+    ``until``."""
+
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Cancel:
     pod_name: str | None
 
@@ -68,7 +82,7 @@ class ExpireTtl:
     pass
 
 
-Decision = Wait | StartAttempt | MarkRunning | FinishAttempt | Cancel | ExpireTtl
+Decision = Wait | StartAttempt | MarkRunning | FinishAttempt | RepairContext | Cancel | ExpireTtl
 
 
 def decide(
@@ -119,12 +133,16 @@ def _follow_pod(
         if obs.state != "succeeded":
             # Somebody else is deleting the Pod (steprun deletes Pods only on cancel and on a
             # stuck startup, and has recorded the outcome before doing so).
+            reason, message = disruption(pod) or (
+                Reason.POD_DELETED.value,
+                f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
+            )
             return _finish(
                 sr,
                 Outcome(
                     Phase.FAILED,
-                    Reason.POD_DELETED.value,
-                    f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
+                    reason,
+                    message,
                     exit_code=obs.exit_code,
                     start_time=obs.start_time,
                     completion_time=obs.completion_time,
@@ -195,7 +213,13 @@ def _pending(
     limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
     deadline = created + timedelta(seconds=limit)
     if now < deadline:
-        return Wait(until=deadline)
+        # Only a Pod that is on a node and starting without a known failure can be waiting
+        # for a missing volume source.
+        starting = bool(pod.get("spec", {}).get("nodeName")) and obs.stuck_reason is None
+        check_at = created + CONTEXT_CHECK_AFTER
+        if obs.stuck_reason == CONTEXT_MISSING_REASON or (starting and now >= check_at):
+            return RepairContext(until=min(deadline, now + CONTEXT_CHECK_AFTER))
+        return Wait(until=min(deadline, check_at) if starting else deadline)
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
         reason = Reason.IMAGE_PULL_FAILED.value

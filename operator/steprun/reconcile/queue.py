@@ -16,7 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from steprun.log import get_logger
+
 Key = tuple[str, str]  # (namespace, name)
+_log = get_logger("steprun.queue")
 Body = dict[str, Any]
 
 
@@ -120,9 +123,16 @@ class WorkQueue:
     async def _run(self, key: Key) -> None:
         try:
             while True:
-                self._dirty.discard(key)
                 async with self._limit:
-                    await self._work(key)
+                    # Cleared only once a slot is held: events while waiting need no extra run.
+                    self._dirty.discard(key)
+                    try:
+                        await self._work(key)
+                    except Exception:
+                        # The work function handles the errors it expects; anything else is a
+                        # bug, logged once per occurrence and retried later rather than lost.
+                        _log.exception("reconcile crashed", namespace=key[0], name=key[1])
+                        self.add_after(key, 5.0)
                 if key not in self._dirty:
                     return
         finally:

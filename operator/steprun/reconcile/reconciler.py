@@ -31,6 +31,7 @@ from steprun.reconcile.decide import (
     FinishAttempt,
     MarkRunning,
     Outcome,
+    RepairContext,
     StartAttempt,
     Wait,
     decide,
@@ -118,6 +119,8 @@ class Reconciler:
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
             case FinishAttempt():
                 await self._finish_attempt(sr, decision, now)
+            case RepairContext(until=until):
+                await self._repair_context(sr, until, now)
             case Cancel(pod_name=pod_name):
                 await self._cancel(sr, pod_name, now)
             case ExpireTtl():
@@ -230,14 +233,45 @@ class Reconciler:
         outcome = decision.outcome
         if decision.delete_pod and sr.status.pod_name:
             await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
-        if decision.retry_at is not None:
+        if decision.retry_at is None:
+            await self._cleanup_context(sr)
+        event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
+        event_reason = Reason.RETRYING.value if decision.retry_at else outcome.reason
+        for _ in range(3):
             doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at)
-            await self._write(sr, doc, "Warning", Reason.RETRYING.value)
+            try:
+                await self._write(sr, doc, event_type, event_reason)
+                break
+            except Conflict:
+                # The outcome is known and the Pod may already be gone: re-apply it to the
+                # fresh object rather than re-deciding from a world it no longer shows.
+                fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
+                self.stepruns.observe(fresh.model_dump(by_alias=True, mode="json"))
+                if fresh.status.attempt != sr.status.attempt or (
+                    fresh.status.phase and Phase(fresh.status.phase).terminal
+                ):
+                    return
+                sr = fresh
+        if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
-            return
-        await self._cleanup_context(sr)
-        doc = statuses.attempt_finished(sr, outcome, now, None)
-        await self._write(sr, doc, _EVENT_TYPES.get(outcome.phase, "Warning"), outcome.reason)
+
+    async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
+        """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
+        started (the kubelet retries on its own); the startup timeout still bounds the wait.
+        Reads only, unless something is missing."""
+        name = context_name(sr.name)
+        kinds = ["ConfigMap", *(["Secret"] if sr.spec.context.secrets else [])]
+        missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
+        if missing:
+            for_steprun(sr).warning(
+                "context deleted while the Pod starts; recreating", kinds=missing
+            )
+            try:
+                await self._ensure_context(sr, await self._sandbox_decision(sr))
+            except StepAborted as aborted:
+                await self._end_without_pod(sr, aborted, now)
+                return
+        self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
 
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
         grace = sr.spec.termination_grace_period_seconds

@@ -1,0 +1,825 @@
+"""decide: the single next step for a StepRun, for every state its status and Pod can be in."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from steprun.api.models import TERMINAL_PHASES, Phase, StepRun
+from steprun.config import OperatorConfig
+from steprun.reconcile.decide import (
+    Cancel,
+    Decision,
+    ExpireTtl,
+    FinishAttempt,
+    MarkRunning,
+    Outcome,
+    RepairContext,
+    StartAttempt,
+    Wait,
+    decide,
+)
+from tests.unit.factories import (
+    CREATED,
+    FINISHED,
+    STARTED,
+    at,
+    pending_status,
+    pod,
+    pod_name,
+    retrying_status,
+    running,
+    running_status,
+    steprun,
+    terminal_status,
+    terminated,
+    unschedulable,
+    waiting,
+)
+
+# Explicit values, so STEPRUN_* variables in the environment cannot change the expectations.
+CONFIG = OperatorConfig(default_timeout_seconds=3600, default_startup_timeout_seconds=300)
+SHORT_STARTUP = OperatorConfig(default_timeout_seconds=3600, default_startup_timeout_seconds=45)
+
+LATER = at(FINISHED) + timedelta(seconds=30)
+OUTPUTS = {"digest": "sha256:abc", "count": 3}
+PULL_MESSAGE = (
+    'failed to pull and unpack image "docker.io/library/busybox:nope": '
+    "docker.io/library/busybox:nope: not found"
+)
+SCHEDULER_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: "
+    "3 No preemption victims found for incoming pod."
+)
+DELETED_MISSING = (
+    f"Pod {pod_name(1)} was deleted before it finished (not by steprun); "
+    "the step's outcome is unknown"
+)
+DELETED_DELETING = f"Pod {pod_name(1)} was deleted before it finished (not by steprun)"
+
+
+def retries(limit: int, backoff: int = 30) -> dict[str, Any]:
+    return {"retries": {"limit": limit, "backoffSeconds": backoff}}
+
+
+def startup_failure(why: str, limit: int = 300) -> str:
+    return (
+        f"Pod {pod_name(1)} was not running {limit}s after it was created "
+        f"(startupTimeoutSeconds); {why}"
+    )
+
+
+def exit_3(**fields: Any) -> Outcome:
+    return Outcome(
+        Phase.FAILED,
+        "Error",
+        "the step exited with code 3",
+        exit_code=3,
+        start_time=STARTED,
+        completion_time=FINISHED,
+        **fields,
+    )
+
+
+def case(
+    sr: StepRun,
+    pod_body: dict[str, Any] | None,
+    now: str | datetime,
+    expected: Decision,
+    *,
+    config: OperatorConfig = CONFIG,
+    id: str,
+) -> Any:
+    moment = at(now) if isinstance(now, str) else now
+    return pytest.param(sr, pod_body, moment, config, expected, id=id)
+
+
+CASES = [
+    # ---------------------------------------------------------------- start and deletion
+    case(steprun(), None, CREATED, StartAttempt(1), id="new"),
+    case(steprun(status={}), None, CREATED, StartAttempt(1), id="new-empty-status"),
+    case(
+        steprun(status={"phase": "Pending", "reason": "Created"}),
+        None,
+        CREATED,
+        StartAttempt(1),
+        id="status-without-attempt",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating")),
+        CREATED,
+        Wait(until=at(CREATED) + timedelta(seconds=5)),
+        id="pod-created-but-unseen-status-is-not-restarted",
+    ),
+    case(steprun(deleting=True), None, CREATED, Wait(), id="deleting-new"),
+    case(
+        steprun(status=running_status(), deleting=True),
+        pod("Running", running()),
+        LATER,
+        Wait(),
+        id="deleting-running",
+    ),
+    case(
+        steprun(status=running_status(), deleting=True, spec={"cancel": True}),
+        pod("Running", running()),
+        LATER,
+        Wait(),
+        id="deleting-with-cancel",
+    ),
+    case(
+        steprun(spec={"ttlSecondsAfterFinished": 0}, status=terminal_status("Failed", "Error")),
+        None,
+        LATER,
+        ExpireTtl(),
+        id="ttl-elapsed",
+    ),
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 0},
+            status=terminal_status("Failed", "Error"),
+            deleting=True,
+        ),
+        None,
+        LATER,
+        Wait(),
+        id="ttl-elapsed-but-already-deleting",
+    ),
+    # ---------------------------------------------------------------- TTL
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 3600},
+            status=terminal_status("Succeeded", "Completed"),
+        ),
+        None,
+        LATER,
+        Wait(until=at(FINISHED) + timedelta(seconds=3600)),
+        id="ttl-not-yet",
+    ),
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 3600},
+            status=terminal_status("Succeeded", "Completed"),
+        ),
+        None,
+        at(FINISHED) + timedelta(seconds=3600),
+        ExpireTtl(),
+        id="ttl-exactly-elapsed",
+    ),
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 60},
+            status=terminal_status("Rejected", "PermissionDenied"),
+        ),
+        None,
+        at(FINISHED) + timedelta(days=2),
+        ExpireTtl(),
+        id="ttl-long-elapsed",
+    ),
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 0},
+            status=terminal_status("Cancelled", "Cancelled"),
+        ),
+        None,
+        FINISHED,
+        ExpireTtl(),
+        id="ttl-zero-expires-at-once",
+    ),
+    case(
+        steprun(
+            spec={"ttlSecondsAfterFinished": 0},
+            status=terminal_status("Failed", "Error", completionTime=None),
+        ),
+        None,
+        LATER,
+        Wait(),
+        id="ttl-without-completion-time-waits",
+    ),
+    case(
+        steprun(spec={"ttlSecondsAfterFinished": 0}, status=running_status()),
+        pod("Running", running()),
+        LATER,
+        Wait(),
+        id="ttl-ignored-before-terminal",
+    ),
+    # ---------------------------------------------------------------- cancel
+    case(
+        steprun(spec={"cancel": True}),
+        None,
+        CREATED,
+        Cancel(None),
+        id="cancel-before-any-pod",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=pending_status()),
+        pod("Pending", waiting("ContainerCreating")),
+        CREATED,
+        Cancel(pod_name(1)),
+        id="cancel-pending",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=running_status()),
+        pod("Running", running()),
+        LATER,
+        Cancel(pod_name(1)),
+        id="cancel-running",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=running_status()),
+        None,
+        LATER,
+        Cancel(None),
+        id="cancel-running-pod-gone",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=running_status()),
+        pod("Running", running(), deleting=True),
+        LATER,
+        Cancel(pod_name(1)),
+        id="cancel-running-pod-deleting",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=running_status()),
+        pod("Succeeded", terminated(0)),
+        LATER,
+        Cancel(pod_name(1)),
+        id="cancel-wins-over-finished-pod",
+    ),
+    case(
+        steprun(spec={"cancel": True}, status=retrying_status(1, "2024-05-01T10:05:00Z")),
+        None,
+        LATER,
+        Cancel(None),
+        id="cancel-during-retry-backoff",
+    ),
+    # ---------------------------------------------------------------- retry schedule
+    case(
+        steprun(spec=retries(2), status=retrying_status(1, "2024-05-01T10:05:00Z")),
+        None,
+        LATER,
+        Wait(until=at("2024-05-01T10:05:00Z")),
+        id="retry-scheduled",
+    ),
+    case(
+        steprun(spec=retries(2), status=retrying_status(1, "2024-05-01T10:05:00Z")),
+        None,
+        "2024-05-01T10:05:00Z",
+        StartAttempt(2),
+        id="retry-due-now",
+    ),
+    case(
+        steprun(spec=retries(2), status=retrying_status(1, "2024-05-01T10:05:00Z")),
+        None,
+        "2024-05-01T11:00:00Z",
+        StartAttempt(2),
+        id="retry-overdue",
+    ),
+    case(
+        steprun(spec=retries(5), status=retrying_status(3, "2024-05-01T10:00:30Z")),
+        None,
+        LATER,
+        StartAttempt(4),
+        id="retry-after-third-attempt",
+    ),
+    case(
+        steprun(spec=retries(2), status=retrying_status(1, "2024-05-01T10:05:00Z")),
+        pod("Failed", terminated(3)),
+        "2024-05-01T10:05:00Z",
+        StartAttempt(2),
+        id="retry-ignores-previous-pod",
+    ),
+    # ---------------------------------------------------------------- Pod gone
+    case(
+        steprun(status=running_status()),
+        None,
+        LATER,
+        FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING)),
+        id="pod-missing-no-retries",
+    ),
+    case(
+        steprun(status=pending_status()),
+        None,
+        LATER,
+        FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING)),
+        id="pod-missing-while-pending",
+    ),
+    case(
+        steprun(spec=retries(1, backoff=45), status=running_status()),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING),
+            retry_at=LATER + timedelta(seconds=45),
+        ),
+        id="pod-missing-retried",
+    ),
+    case(
+        steprun(spec=retries(2, backoff=0), status=running_status(2)),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "PodDeleted",
+                DELETED_MISSING.replace(pod_name(1), pod_name(2)),
+            ),
+            retry_at=LATER,
+        ),
+        id="pod-missing-last-retry-left",
+    ),
+    case(
+        steprun(spec=retries(1), status=running_status(2)),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "PodDeleted",
+                DELETED_MISSING.replace(pod_name(1), pod_name(2)),
+            )
+        ),
+        id="pod-missing-retries-spent",
+    ),
+    # ---------------------------------------------------------------- startup
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), scheduled=False),
+        "2024-05-01T10:00:10Z",
+        Wait(until=at(CREATED) + timedelta(seconds=300)),
+        id="pending-config-default-deadline",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), scheduled=False),
+        "2024-05-01T10:00:10Z",
+        Wait(until=at(CREATED) + timedelta(seconds=45)),
+        config=SHORT_STARTUP,
+        id="pending-other-config-default",
+    ),
+    case(
+        steprun(spec={"startupTimeoutSeconds": 60}, status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), scheduled=False),
+        "2024-05-01T10:00:10Z",
+        Wait(until=at(CREATED) + timedelta(seconds=60)),
+        config=SHORT_STARTUP,
+        id="pending-spec-deadline-wins",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ErrImagePull", PULL_MESSAGE)),
+        "2024-05-01T10:04:59Z",
+        Wait(until=at(CREATED) + timedelta(seconds=300)),
+        id="image-pull-error-before-deadline",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), created=None, scheduled=False),
+        LATER,
+        Wait(until=LATER + timedelta(seconds=300)),
+        id="pending-without-creation-time",
+    ),
+    # ---------------------------------------------------------------- context repair
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating")),
+        "2024-05-01T10:00:10Z",
+        RepairContext(until=at("2024-05-01T10:00:15Z")),
+        id="starting-pod-context-checked-after-5s",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating")),
+        "2024-05-01T10:04:58Z",
+        RepairContext(until=at(CREATED) + timedelta(seconds=300)),
+        id="context-check-never-beyond-startup-deadline",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("CreateContainerConfigError", 'configmap "x" not found')),
+        "2024-05-01T10:00:01Z",
+        RepairContext(until=at("2024-05-01T10:00:06Z")),
+        id="missing-env-source-repaired-at-once",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), scheduled=False),
+        "2024-05-01T10:00:10Z",
+        Wait(until=at(CREATED) + timedelta(seconds=300)),
+        id="unscheduled-pod-context-not-checked",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ErrImagePull", PULL_MESSAGE)),
+        "2024-05-01T10:05:00Z",
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "ImagePullFailed",
+                startup_failure(f"ErrImagePull: {PULL_MESSAGE}"),
+            ),
+            delete_pod=True,
+        ),
+        id="err-image-pull-at-deadline",
+    ),
+    case(
+        steprun(spec=retries(1), status=pending_status()),
+        pod("Pending", waiting("ImagePullBackOff", 'Back-off pulling image "busybox:nope"')),
+        "2024-05-01T10:06:00Z",
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "ImagePullFailed",
+                startup_failure('ImagePullBackOff: Back-off pulling image "busybox:nope"'),
+            ),
+            retry_at=at("2024-05-01T10:06:30Z"),
+            delete_pod=True,
+        ),
+        id="image-pull-backoff-retried",
+    ),
+    case(
+        steprun(spec={"startupTimeoutSeconds": 60}, status=pending_status()),
+        unschedulable("Unschedulable", SCHEDULER_MESSAGE),
+        "2024-05-01T10:01:00Z",
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "StartupTimeout",
+                startup_failure(f"Unschedulable: {SCHEDULER_MESSAGE}", 60),
+            ),
+            delete_pod=True,
+        ),
+        id="unschedulable",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod(
+            "Pending",
+            waiting("CreateContainerConfigError", 'secret "build-42-lint-context" not found'),
+        ),
+        "2024-05-01T10:05:00Z",
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "StartupTimeout",
+                startup_failure(
+                    'CreateContainerConfigError: secret "build-42-lint-context" not found',
+                ),
+            ),
+            delete_pod=True,
+        ),
+        id="container-config-error",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Pending", waiting("ContainerCreating")),
+        "2024-05-01T10:00:45Z",
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "StartupTimeout",
+                startup_failure("the step's container is starting (ContainerCreating)", 45),
+            ),
+            delete_pod=True,
+        ),
+        config=SHORT_STARTUP,
+        id="slow-start-config-deadline",
+    ),
+    # ---------------------------------------------------------------- running
+    case(
+        steprun(status=pending_status()),
+        pod("Running", running()),
+        LATER,
+        MarkRunning(STARTED),
+        id="started",
+    ),
+    case(
+        steprun(spec=retries(1), status=pending_status(2)),
+        pod("Running", running(), name=pod_name(2)),
+        LATER,
+        MarkRunning(STARTED),
+        id="retry-started",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Running", running()),
+        LATER,
+        Wait(),
+        id="still-running",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Running", running()),
+        "2024-05-02T10:00:00Z",
+        Wait(),
+        id="running-past-startup-deadline",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod("Unknown", running()),
+        LATER,
+        MarkRunning(STARTED),
+        id="node-unreachable-after-start",
+    ),
+    # ---------------------------------------------------------------- succeeded
+    case(
+        steprun(status=running_status()),
+        pod("Succeeded", terminated(0, message=json.dumps(OUTPUTS))),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                "Completed",
+                "the step completed",
+                exit_code=0,
+                outputs=OUTPUTS,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="succeeded-with-outputs",
+    ),
+    case(
+        steprun(spec=retries(3), status=pending_status()),
+        pod("Succeeded", terminated(0)),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                "Completed",
+                "the step completed",
+                exit_code=0,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="succeeded-before-seen-running",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Succeeded", terminated(0, message='["a.js"]')),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                "Completed",
+                "the step completed; outputs ignored: output is not a JSON object: it is an array",
+                exit_code=0,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="succeeded-invalid-outputs",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Running", terminated(0, message=json.dumps(OUTPUTS))),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                "Completed",
+                "the step completed",
+                exit_code=0,
+                outputs=OUTPUTS,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="succeeded-before-pod-phase-caught-up",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Succeeded", terminated(0), deleting=True),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.SUCCEEDED,
+                "Completed",
+                "the step completed",
+                exit_code=0,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="succeeded-then-deleted",
+    ),
+    # ---------------------------------------------------------------- failed
+    case(
+        steprun(status=running_status()),
+        pod("Failed", terminated(3)),
+        LATER,
+        FinishAttempt(exit_3()),
+        id="exit-3",
+    ),
+    case(
+        steprun(spec=retries(2, backoff=10), status=running_status()),
+        pod("Failed", terminated(3)),
+        LATER,
+        FinishAttempt(exit_3(), retry_at=LATER + timedelta(seconds=10)),
+        id="exit-3-retried",
+    ),
+    case(
+        steprun(spec=retries(2, backoff=10), status=running_status(2)),
+        pod("Failed", terminated(3), name=pod_name(2)),
+        LATER,
+        FinishAttempt(exit_3(), retry_at=LATER + timedelta(seconds=10)),
+        id="exit-3-last-retry-left",
+    ),
+    case(
+        steprun(spec=retries(2, backoff=10), status=running_status(3)),
+        pod("Failed", terminated(3), name=pod_name(3)),
+        LATER,
+        FinishAttempt(exit_3()),
+        id="exit-3-retries-spent",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Failed", terminated(3, message='{"failed": ["a.js"]}')),
+        LATER,
+        FinishAttempt(exit_3(outputs={"failed": ["a.js"]})),
+        id="exit-3-with-outputs",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Running", terminated(3)),
+        LATER,
+        FinishAttempt(exit_3()),
+        id="exit-3-before-pod-phase-caught-up",
+    ),
+    case(
+        steprun(spec=retries(3), status=running_status()),
+        pod(
+            "Failed",
+            terminated(137),
+            reason="DeadlineExceeded",
+            message="Pod was active on the node longer than the specified deadline",
+        ),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.TIMED_OUT,
+                "DeadlineExceeded",
+                "the step ran longer than timeoutSeconds (600s) and was stopped",
+                exit_code=137,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="deadline-exceeded-never-retried",
+    ),
+    case(
+        steprun(status=pending_status()),
+        pod(
+            "Failed",
+            waiting("ImagePullBackOff", "Back-off pulling image"),
+            reason="DeadlineExceeded",
+            message="Pod was active on the node longer than the specified deadline",
+        ),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.TIMED_OUT,
+                "DeadlineExceeded",
+                "the step ran longer than timeoutSeconds (600s) and was stopped",
+                start_time=CREATED,
+            )
+        ),
+        id="deadline-exceeded-before-start",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Failed", terminated(137, reason="OOMKilled")),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "OOMKilled",
+                "the step ran out of memory and was killed (exit code 137); raise "
+                "resources.limits.memory above its limit of 256Mi",
+                exit_code=137,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="oom-killed",
+    ),
+    case(
+        steprun(spec=retries(1, backoff=5), status=running_status()),
+        pod("Failed", terminated(137, reason="OOMKilled")),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "OOMKilled",
+                "the step ran out of memory and was killed (exit code 137); raise "
+                "resources.limits.memory above its limit of 256Mi",
+                exit_code=137,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            ),
+            retry_at=LATER + timedelta(seconds=5),
+        ),
+        id="oom-killed-retried",
+    ),
+    case(
+        steprun(spec=retries(1, backoff=5), status=running_status()),
+        pod(
+            "Failed",
+            terminated(137),
+            reason="Evicted",
+            message="The node was low on resource: memory.",
+        ),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "Evicted",
+                "the Pod was evicted: The node was low on resource: memory.",
+                exit_code=137,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            ),
+            retry_at=LATER + timedelta(seconds=5),
+        ),
+        id="evicted-retried",
+    ),
+    # ---------------------------------------------------------------- Pod deleted by others
+    case(
+        steprun(status=running_status()),
+        pod("Running", running(), deleting=True),
+        LATER,
+        FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_DELETING, start_time=STARTED)),
+        id="deleting-while-running",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Running", terminated(143), deleting=True),
+        LATER,
+        FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_DELETING, start_time=STARTED)),
+        id="deleting-container-killed",
+    ),
+    case(
+        steprun(status=running_status()),
+        pod("Failed", terminated(143), deleting=True),
+        LATER,
+        FinishAttempt(
+            Outcome(
+                Phase.FAILED,
+                "PodDeleted",
+                DELETED_DELETING,
+                exit_code=143,
+                start_time=STARTED,
+                completion_time=FINISHED,
+            )
+        ),
+        id="deleting-after-kill",
+    ),
+    case(
+        steprun(spec=retries(1, backoff=20), status=pending_status()),
+        pod("Pending", waiting("ContainerCreating"), deleting=True),
+        LATER,
+        FinishAttempt(
+            Outcome(Phase.FAILED, "PodDeleted", DELETED_DELETING),
+            retry_at=LATER + timedelta(seconds=20),
+        ),
+        id="deleting-while-pending-retried",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sr", "pod_body", "now", "config", "expected"), CASES)
+def test_decide(
+    sr: StepRun,
+    pod_body: dict[str, Any] | None,
+    now: datetime,
+    config: OperatorConfig,
+    expected: Decision,
+) -> None:
+    assert decide(sr, pod_body, now, config) == expected
+
+
+POD_VARIANTS = [
+    pytest.param(None, id="no-pod"),
+    pytest.param(pod("Pending", waiting("ErrImagePull", PULL_MESSAGE)), id="pod-stuck"),
+    pytest.param(pod("Running", running()), id="pod-running"),
+    pytest.param(pod("Failed", terminated(3)), id="pod-failed"),
+    pytest.param(pod("Running", running(), deleting=True), id="pod-deleting"),
+]
+
+
+@pytest.mark.parametrize("phase", sorted(p.value for p in TERMINAL_PHASES))
+@pytest.mark.parametrize("cancel", [False, True], ids=["", "cancel"])
+@pytest.mark.parametrize("pod_body", POD_VARIANTS)
+def test_terminal_phase_never_changes(
+    phase: str, cancel: bool, pod_body: dict[str, Any] | None
+) -> None:
+    sr = steprun(
+        spec={"cancel": cancel, **retries(3)},
+        status=terminal_status(phase, "Whatever", nextAttemptTime="2024-05-01T10:00:30Z"),
+    )
+    for now in (at(CREATED), LATER, at("2025-01-01T00:00:00Z")):
+        assert decide(sr, pod_body, now, CONFIG) == Wait()
