@@ -21,6 +21,8 @@ if [ "$CLUSTER" = kind ]; then
   mkdir -p "$CLUSTER_DIR"
   kind get clusters 2>/dev/null | grep -qx steprun || kind create cluster --name steprun --image "kindest/node:$K8S_VERSION" --wait 120s
   kind get kubeconfig --name steprun >"$KUBECONFIG_OUT"
+  IMPORT=none "$HACK_DIR/images/build-images.sh"
+  for archive in "$CLUSTER_DIR"/images/*.tar; do kind load image-archive --name steprun "$archive"; done
   log "kind cluster ready: export KUBECONFIG=$KUBECONFIG_OUT"
   exit 0
 fi

@@ -11,6 +11,8 @@ out=$CLUSTER_DIR/images
 mkdir -p "$out"
 
 import_image() {  # NAME ARCHIVE DIGEST
+  # IMPORT=none only builds the archives (kind loads them with `kind load image-archive`).
+  [ "${IMPORT:-containerd}" = none ] && return 0
   if ctr -n k8s.io images ls "name==$1" 2>/dev/null | grep -q "$3"; then
     log "image $1 already imported ($3)"
     return
@@ -49,6 +51,9 @@ build_step() {
   import_image "$STEP_IMAGE" "$out/step.tar" "$digest"
 }
 
+if [ "${IMPORT:-containerd}" = none ]; then
+  [ -x /bin/busybox ] || die "building the step image needs a static busybox at /bin/busybox (Debian: busybox-static)"
+fi
 [ -x /bin/busybox ] || die "busybox-static is not installed (hack/cluster-up.sh installs it)"
 build_pause
 build_step
