@@ -1,0 +1,146 @@
+"""How the CLI prints StepRuns: kubectl-style tables, YAML, JSON (pure)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from steprun.api.models import StepRun
+
+OUTPUT_FORMATS = ("table", "wide", "yaml", "json")
+TABLE_HEADERS = ("NAME", "PHASE", "MODE", "EXIT", "REASON", "AGE")
+WIDE_HEADERS = ("ATTEMPT", "DURATION", "POD", "WORKFLOW", "RUN-ID", "STEP-ID")
+_NONE = "<none>"
+
+
+def enum_text(value: object) -> str:
+    """An API enum field as text; defaults are enum members, values read from the API are str."""
+    return str(value.value) if isinstance(value, enum.Enum) else str(value)
+
+
+def format_age(seconds: float) -> str:
+    """A duration the way ``kubectl get`` shows ages: 45s, 3m12s, 15m, 5h30m, 2d3h, 40d, 2y."""
+    total = max(0, int(seconds))
+    minutes, hours, days = total // 60, total // 3600, total // 86400
+    if total < 120:
+        return f"{total}s"
+    if minutes < 10:
+        rest = total % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        rest = hours % 24
+        return f"{days}d{rest}h" if rest else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y"
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp as the API server writes it (``2024-05-01T10:00:00Z``)."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def steprun_row(
+    sr: StepRun, now: datetime, *, with_namespace: bool = False, wide: bool = False
+) -> list[str]:
+    status = sr.status
+    created = parse_timestamp(sr.metadata.creation_timestamp)
+    age = format_age((now - created).total_seconds()) if created else _NONE
+    exit_code = "" if status.exit_code is None else str(status.exit_code)
+    row = [
+        sr.name,
+        enum_text(status.phase or "Pending"),
+        enum_text(sr.spec.mode),
+        exit_code,
+        status.reason or "",
+        age,
+    ]
+    if wide:
+        row += _wide_cells(sr, now)
+    return [sr.namespace, *row] if with_namespace else row
+
+
+def _wide_cells(sr: StepRun, now: datetime) -> list[str]:
+    status = sr.status
+    started = parse_timestamp(status.start_time)
+    # A running step's duration grows until it completes.
+    ended = parse_timestamp(status.completion_time) or now
+    duration = format_age((ended - started).total_seconds()) if started else ""
+    workflow = sr.spec.context.workflow
+    return [
+        "" if status.attempt is None else str(status.attempt),
+        duration,
+        status.pod_name or "",
+        (workflow.name if workflow else None) or "",
+        (workflow.run_id if workflow else None) or "",
+        (workflow.step_id if workflow else None) or "",
+    ]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by three spaces, like kubectl; no trailing blanks."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [list(headers), *rows]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def steprun_table(
+    steprun_list: Sequence[StepRun],
+    now: datetime,
+    *,
+    with_namespace: bool = False,
+    wide: bool = False,
+) -> str:
+    headers = (
+        (("NAMESPACE",) if with_namespace else ()) + TABLE_HEADERS + (WIDE_HEADERS if wide else ())
+    )
+    rows = [steprun_row(sr, now, with_namespace=with_namespace, wide=wide) for sr in steprun_list]
+    return format_table(headers, rows)
+
+
+def steprun_document(sr: StepRun) -> dict[str, Any]:
+    """The StepRun as the API serves it (camelCase, unset fields left out)."""
+    return sr.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def list_document(steprun_list: Sequence[StepRun]) -> dict[str, Any]:
+    """Several objects as one document, the way ``kubectl get -o yaml`` prints a list."""
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [steprun_document(sr) for sr in steprun_list],
+    }
+
+
+def dump(document: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(document, indent=2, sort_keys=False) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+
+
+def dump_all_yaml(documents: Sequence[Any]) -> str:
+    """A multi-document YAML stream, the format ``kubectl apply -f`` reads."""
+    return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)

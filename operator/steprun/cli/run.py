@@ -1,0 +1,204 @@
+"""``steprun run``: create a StepRun, stream its logs, exit with its exit code."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from steprun.api.models import StepRun
+from steprun.cli import exit_codes
+from steprun.cli.context import CliContext, UnreadableFile, read_source
+from steprun.cli.output import enum_text
+from steprun.cli.spec_args import (
+    RunRequest,
+    SpecArgumentError,
+    build_run_request,
+    load_manifest,
+    parse_env,
+    parse_inputs,
+    parse_secret,
+    split_run_words,
+)
+from steprun.client import AttemptStarted, LogEvent, LogLine, PodWaiting, StepRunClient
+
+if TYPE_CHECKING:
+    from steprun.cli.context import SubParsers
+
+DESCRIPTION = """\
+Create a StepRun, show its progress and logs, and exit with the step's exit code.
+
+The step is given by an image and a command, an image and a script, or a manifest (-f FILE,
+a StepRun or just its spec; "-" reads stdin); flags are applied over the manifest. Without a
+NAME, one is generated from the image. While the Pod is pending, what it waits for is shown on
+stderr; the logs go to stdout, following retries. Ctrl-C cancels the step (spec.cancel) and
+waits until it is Cancelled; a second Ctrl-C stops waiting.
+
+Put the command after "--" when it has options of its own, or when naming the step.
+"""
+
+EXAMPLES = """\
+examples:
+  steprun run --image busybox:1.36 -- sh -c 'echo hello'
+  steprun run build-42-lint --image golang:1.22 --env CGO_ENABLED=0 -- go vet ./...
+  steprun run --image alpine:3.20 --script 'apk add jq && jq --version' --timeout 300
+  steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
+      --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
+  steprun run -f step.yaml --retries 2 --detach
+"""
+
+
+def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        parents=[common],
+        help="create a step, stream its logs, exit with its exit code",
+        description=DESCRIPTION,
+        epilog=EXAMPLES + "\n" + exit_codes.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "words",
+        nargs="*",
+        metavar="[NAME] CMD",
+        help="the StepRun's name (before --) and the command to run (after --)",
+    )
+    parser.add_argument("--name", help="the StepRun's name (default: generated from the image)")
+    parser.add_argument("--image", help="container image of the step")
+    parser.add_argument("--script", help='shell script run with /bin/sh -c ("-" reads stdin)')
+    parser.add_argument(
+        "-f", "--filename", metavar="FILE", help='StepRun manifest or spec ("-" reads stdin)'
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="K=V", help="environment variable"
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="context input: K=V sets a string, K:=JSON any JSON value",
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=SECRET/KEY[:file]",
+        help="project a key of an existing Secret as env var NAME (or as file NAME)",
+    )
+    parser.add_argument("--timeout", type=int, metavar="S", help="timeoutSeconds of the step")
+    parser.add_argument("--retries", type=int, metavar="N", help="retries of a failed attempt")
+    parser.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
+    parser.add_argument(
+        "--detach", action="store_true", help="print the StepRun's name and exit after creating it"
+    )
+    parser.set_defaults(func=run_command)
+
+
+def request_from_args(args: argparse.Namespace) -> RunRequest:
+    """The StepRun that the arguments describe (raises SpecArgumentError)."""
+    manifest = None
+    if args.filename:
+        manifest = load_manifest(read_source(args.filename))
+    script = read_source("-") if args.script == "-" else args.script
+    has_source = script is not None or manifest is not None
+    name, command = split_run_words(
+        args.words, getattr(args, "after_dashdash", None), has_source=has_source
+    )
+    if name and args.name and name != args.name:
+        raise SpecArgumentError(f"two names given: {name!r} and --name {args.name!r}")
+    return build_run_request(
+        manifest=manifest,
+        name=name or args.name,
+        namespace=getattr(args, "namespace", None),
+        image=args.image,
+        command=command,
+        script=script,
+        env=parse_env(args.env),
+        inputs=parse_inputs(args.input),
+        secrets=[parse_secret(s) for s in args.secret],
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+
+
+def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    try:
+        request = request_from_args(args)
+    except (SpecArgumentError, UnreadableFile) as exc:
+        ctx.err(f"error: {exc}")
+        return exit_codes.USAGE
+    for skipped in request.skipped:
+        ctx.err(f"note: {skipped} in {args.filename} is not created; steprun creates the StepRun")
+    client = ctx.client()
+    namespace = request.namespace or client.namespace
+    try:
+        handle = client.submit(
+            request.spec,
+            name=request.name,
+            generate_name=request.generate_name,
+            namespace=namespace,
+            labels=request.labels,
+        )
+    except KeyboardInterrupt:
+        ctx.err("interrupted")
+        return exit_codes.CANCELLED
+    if args.detach:
+        ctx.out(handle.name)
+        return exit_codes.OK
+    ctx.err(f"steprun/{handle.name} created in namespace {namespace}")
+    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
+
+
+def follow_step(
+    ctx: CliContext, client: StepRunClient, name: str, namespace: str, *, show_logs: bool
+) -> int:
+    """Streams logs (or just waits) until the step ends; Ctrl-C cancels it."""
+    try:
+        if show_logs:
+            for event in client.log_events(name, namespace=namespace, follow=True):
+                show_event(ctx, event)
+        steprun = client.wait(name, namespace=namespace)
+    except KeyboardInterrupt:
+        return cancel_step(ctx, client, name, namespace)
+    report_end(ctx, steprun)
+    return exit_codes.exit_code_for(steprun)
+
+
+def cancel_step(ctx: CliContext, client: StepRunClient, name: str, namespace: str) -> int:
+    ctx.err(f"interrupted: cancelling steprun/{name} (Ctrl-C again to stop waiting)")
+    try:
+        client.cancel(name, namespace=namespace)
+        steprun = client.wait(name, namespace=namespace)
+    except KeyboardInterrupt:
+        ctx.err(f"not waiting for steprun/{name} to be cancelled")
+        return exit_codes.CANCELLED
+    report_end(ctx, steprun)
+    return exit_codes.exit_code_for(steprun)
+
+
+def show_event(ctx: CliContext, event: LogEvent) -> None:
+    match event:
+        case LogLine(text=text):
+            ctx.out(text)
+        case AttemptStarted(attempt=attempt, pod=pod) if attempt > 1:
+            ctx.err(f"--- attempt {attempt} (pod {pod}) ---")
+        case PodWaiting(attempt=attempt, pod=None, reason="Retrying"):
+            ctx.err(f"attempt {attempt - 1} failed; waiting for attempt {attempt} (retry backoff)")
+        case PodWaiting(attempt=attempt, pod=None):
+            ctx.err(f"waiting for the pod of attempt {attempt} to be created")
+        case PodWaiting(pod=pod, reason=reason):
+            ctx.err(f"waiting for pod {pod} ({reason})")
+
+
+def report_end(ctx: CliContext, steprun: StepRun) -> None:
+    """One line on stderr saying how the step ended, and why when it did not succeed."""
+    status = steprun.status
+    parts = [f"steprun/{steprun.name} {enum_text(status.phase)}"]
+    if status.exit_code is not None:
+        parts.append(f"exit code {status.exit_code}")
+    if status.reason and status.reason != "Completed":
+        parts.append(status.reason)
+    line = ", ".join(parts)
+    if status.message and status.phase != "Succeeded":
+        line += f": {status.message}"
+    ctx.err(line)

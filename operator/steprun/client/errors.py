@@ -1,0 +1,152 @@
+"""Typed errors of the steprun client, and the mapping from API server responses to them.
+
+Every error a caller can act on has its own class; all derive from :class:`StepRunError`, so
+``except StepRunError`` catches everything the client raises on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from steprun.api.models import Phase, StepRun
+
+
+class StepRunError(Exception):
+    """Base class of every error the client raises."""
+
+    def __init__(self, message: str, *, steprun: StepRun | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # The StepRun as last seen, when the error concerns one that exists.
+        self.steprun = steprun
+
+
+class StepRunNotFound(StepRunError):
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(f'steprun "{name}" not found in namespace "{namespace}"')
+        self.name = name
+        self.namespace = namespace
+
+
+class StepRunRejected(StepRunError):
+    """The step reached phase Rejected: the operator refused to run it (no Pod was created)."""
+
+    def __init__(self, steprun: StepRun) -> None:
+        self.reason = steprun.status.reason or "Rejected"
+        detail = steprun.status.message or "no message"
+        super().__init__(
+            f'steprun "{steprun.name}" was rejected ({self.reason}): {detail}', steprun=steprun
+        )
+        # The StepRun's own status message, unprefixed, e.g. to show it to the step's author.
+        self.message = steprun.status.message or ""
+
+
+class StepRunConflict(StepRunError):
+    """A StepRun of that name exists with a different spec, so submitting it again is refused."""
+
+    def __init__(self, existing: StepRun) -> None:
+        super().__init__(
+            f'steprun "{existing.name}" already exists in namespace "{existing.namespace}" '
+            "with a different spec",
+            steprun=existing,
+        )
+
+
+class WaitTimeout(StepRunError):
+    """The step did not reach a terminal phase in time. The step itself keeps running."""
+
+    def __init__(
+        self, name: str, namespace: str, timeout: float, steprun: StepRun | None = None
+    ) -> None:
+        phase = steprun.status.phase if steprun is not None else None
+        super().__init__(
+            f'steprun "{name}" in namespace "{namespace}" did not finish within {timeout:g}s'
+            + (f" (phase {Phase(phase).value})" if phase else ""),
+            steprun=steprun,
+        )
+        self.name = name
+        self.namespace = namespace
+        self.timeout = timeout
+
+
+class ApiUnreachable(StepRunError):
+    """The API server could not be reached, or kept failing (5xx, 429), after retries."""
+
+
+@dataclass(frozen=True)
+class FieldCause:
+    """One field the API server refused, as listed in a 422 response's details.causes."""
+
+    field: str
+    message: str
+
+
+class InvalidStepRun(StepRunError):
+    """The API server refused the StepRun (schema or validation rules); ``message`` says why."""
+
+    def __init__(self, message: str, causes: tuple[FieldCause, ...] = ()) -> None:
+        super().__init__(message)
+        self.causes = causes
+
+
+class ApiError(StepRunError):
+    """Any other refusal by the API server (e.g. 401 Unauthorized, 403 Forbidden)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"API server answered {status}: {message}")
+        self.status = status
+
+
+# Statuses worth retrying: the server is overloaded or briefly unavailable, and the request
+# may succeed unchanged a moment later.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_retryable_status(status: int | None) -> bool:
+    return status in RETRYABLE_STATUSES
+
+
+def parse_status_body(body: str | bytes | None) -> tuple[str, tuple[FieldCause, ...]]:
+    """The message and field causes of a ``kind: Status`` error body (empty when not one)."""
+    if body is None:
+        return "", ()
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return text.strip(), ()
+    if not isinstance(doc, dict):
+        return text.strip(), ()
+    message = str(doc.get("message") or "")
+    details = doc.get("details")
+    raw_causes = details.get("causes") if isinstance(details, dict) else None
+    causes = tuple(
+        FieldCause(field=str(c.get("field", "")), message=str(c.get("message", "")))
+        for c in raw_causes or []
+        if isinstance(c, dict)
+    )
+    return message, causes
+
+
+def error_for_status(
+    status: int | None, body: str | bytes | None, *, name: str | None, namespace: str
+) -> StepRunError:
+    """The typed error for an API server refusal concerning the StepRun ``name``.
+
+    ``name`` is None for collection requests (create with generateName, list), where a 404 means
+    the resource type itself is missing: the CRD is not installed.
+    """
+    message, causes = parse_status_body(body)
+    if status == 404:
+        if name is None:
+            return ApiError(
+                404, message or "the StepRun resource type is not installed (is the CRD applied?)"
+            )
+        return StepRunNotFound(name, namespace)
+    if status in (400, 422):
+        return InvalidStepRun(message or "the API server refused the StepRun", causes)
+    if is_retryable_status(status):
+        return ApiUnreachable(f"API server kept failing ({status}): {message or 'no message'}")
+    return ApiError(status or 0, message or "no message")

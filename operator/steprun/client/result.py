@@ -1,0 +1,62 @@
+"""The outcome of a finished step, as an engine consumes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from steprun.api.models import AttemptStatus, Phase, StepRun
+from steprun.client.errors import StepRunRejected
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step ended with. ``succeeded`` is True only for phase Succeeded."""
+
+    name: str
+    namespace: str
+    phase: Phase
+    reason: str | None
+    message: str | None
+    exit_code: int | None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    attempts: tuple[AttemptStatus, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase is Phase.SUCCEEDED
+
+
+def is_terminal(steprun: StepRun) -> bool:
+    phase = steprun.status.phase
+    return phase is not None and Phase(phase).terminal
+
+
+def build_result(steprun: StepRun) -> StepResult:
+    """The result of a StepRun in a terminal phase."""
+    status = steprun.status
+    if status.phase is None or not Phase(status.phase).terminal:
+        raise ValueError(
+            f'steprun "{steprun.name}" is not finished (phase {status.phase or "unset"})'
+        )
+    return StepResult(
+        name=steprun.name,
+        namespace=steprun.namespace,
+        phase=Phase(status.phase),
+        reason=status.reason,
+        message=status.message,
+        exit_code=status.exit_code,
+        outputs=dict(status.outputs or {}),
+        attempts=tuple(status.attempts),
+    )
+
+
+def result_of(steprun: StepRun) -> StepResult:
+    """The result of a finished StepRun; a rejected one raises StepRunRejected instead.
+
+    A Failed, TimedOut or Cancelled step is a result, not an error: the engine decides what a
+    failed step means for its workflow.
+    """
+    if steprun.status.phase == Phase.REJECTED:
+        raise StepRunRejected(steprun)
+    return build_result(steprun)
