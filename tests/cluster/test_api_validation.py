@@ -117,3 +117,28 @@ def test_explain_describes_the_context(kubectl: list[str], crds: None) -> None:
         [*kubectl, "explain", "stepruns.spec.context"], capture_output=True, text=True, check=True
     ).stdout
     assert "secrets" in out and "inputs" in out and "context.json" in out
+
+
+def test_field_selectors_find_steps_of_a_workflow_however_created(steps: Steps) -> None:
+    from steprun.client import StepRunClient
+
+    for run_id in ("1", "2"):
+        steps.create(  # plain API writes, like kubectl apply: no labels set
+            f"wf-{run_id}",
+            {
+                "image": IMAGE,
+                "script": "true",
+                "context": {"workflow": {"name": "wf", "runId": run_id}},
+            },
+        )
+    steps.create("other", {"image": IMAGE, "script": "true"})
+    listed = steps.custom.list_namespaced_custom_object(
+        "steprun.dev",
+        "v1alpha1",
+        steps.namespace,
+        "stepruns",
+        field_selector="spec.context.workflow.name=wf,spec.context.workflow.runId=2",
+    )
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["wf-2"]
+    client_view = StepRunClient(steps.api, namespace=steps.namespace)
+    assert sorted(sr.name for sr in client_view.list(workflow="wf")) == ["wf-1", "wf-2"]

@@ -63,6 +63,18 @@ def _status(code: int, message: str, **extra: Any) -> Json:
     }
 
 
+def _fields_match(obj: Json, selector: str) -> bool:
+    """Equality field selectors over dotted paths, like the API server's selectableFields."""
+    for term in filter(None, selector.split(",")):
+        path, _, wanted = term.partition("=")
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or str(value) != wanted:
+            return False
+    return True
+
+
 def _matches(labels: dict[str, str], selector: str | None) -> bool:
     if not selector:
         return True
@@ -318,14 +330,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _selected(self, namespace: str | None) -> list[Json]:
         query = self._query()
-        field = (query.get("fieldSelector") or [""])[0]
-        wanted_name = field.removeprefix("metadata.name=") if field else None
+        fields = (query.get("fieldSelector") or [""])[0]
         labels = (query.get("labelSelector") or [None])[0]
         return [
             copy.deepcopy(obj)
-            for (ns, name), obj in sorted(self.cluster.stepruns.items())
+            for (ns, _name), obj in sorted(self.cluster.stepruns.items())
             if namespace in (None, ns)
-            and wanted_name in (None, name)
+            and _fields_match(obj, fields)
             and _matches(obj["metadata"].get("labels") or {}, labels)
         ]
 
@@ -610,7 +621,7 @@ def test_a_refused_steprun_raises_invalid_with_the_server_message(
     assert raised.value.causes[0].field == "spec.image"
 
 
-def test_list_filters_by_workflow_labels(client: StepRunClient, server: FakeApiServer) -> None:
+def test_list_filters_by_workflow_fields(client: StepRunClient, server: FakeApiServer) -> None:
     for run_id in ("1", "2"):
         client.submit(
             {**SPEC, "context": {"workflow": {"name": "build", "runId": run_id}}},
@@ -620,10 +631,12 @@ def test_list_filters_by_workflow_labels(client: StepRunClient, server: FakeApiS
     assert [sr.name for sr in client.list(workflow="build", run_id="2")] == ["build-2"]
     assert {sr.name for sr in client.list(workflow="build")} == {"build-1", "build-2"}
     assert len(client.list(all_namespaces=True)) == 3
-    (query,) = [q for q in server.cluster.requests_of("GET", "stepruns") if "labelSelector" in q][
+    (query,) = [q for q in server.cluster.requests_of("GET", "stepruns") if "fieldSelector" in q][
         :1
     ]
-    assert query["labelSelector"] == ["steprun.dev/workflow=build,steprun.dev/run-id=2"]
+    assert query["fieldSelector"] == [
+        "spec.context.workflow.name=build,spec.context.workflow.runId=2"
+    ]
 
 
 def test_get_of_a_missing_steprun_raises_not_found(client: StepRunClient) -> None:

@@ -27,7 +27,7 @@ from steprun.client.objects import (
     pod_label_selector,
     same_spec,
     steprun_body,
-    steprun_label_selector,
+    steprun_field_selector,
     workflow_labels,
 )
 from steprun.client.result import build_result, is_terminal, result_of
@@ -98,11 +98,11 @@ def test_workflow_labels_only_for_given_parts() -> None:
 
 
 def test_list_selector() -> None:
-    assert steprun_label_selector() is None
-    assert steprun_label_selector(run_id="42", workflow="build") == (
-        "steprun.dev/workflow=build,steprun.dev/run-id=42"
+    assert steprun_field_selector() is None
+    assert steprun_field_selector(run_id="42", workflow="build") == (
+        "spec.context.workflow.name=build,spec.context.workflow.runId=42"
     )
-    assert steprun_label_selector(step_id="lint") == "steprun.dev/step-id=lint"
+    assert steprun_field_selector(step_id="lint") == "spec.context.workflow.stepId=lint"
 
 
 def test_pod_selector_selects_the_operators_children_of_that_step() -> None:

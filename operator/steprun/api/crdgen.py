@@ -481,6 +481,7 @@ def _crd(
     schema: Schema,
     printer_columns: list[Schema],
     status_subresource: bool,
+    selectable_fields: tuple[str, ...] = (),
 ) -> Schema:
     names: Schema = {
         "kind": kind,
@@ -500,6 +501,8 @@ def _crd(
     }
     if status_subresource:
         version["subresources"] = {"status": {}}
+    if selectable_fields:
+        version["selectableFields"] = [{"jsonPath": path} for path in selectable_fields]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -547,6 +550,17 @@ SANDBOXPOLICY_COLUMNS = [
 ]
 
 
+# Server-side filters for `kubectl get sr --field-selector ...` and the client's list(): they
+# work for every StepRun, however it was created (labels are only there when a client sets them).
+STEPRUN_SELECTABLE_FIELDS = (
+    ".spec.mode",
+    ".spec.context.workflow.name",
+    ".spec.context.workflow.runId",
+    ".spec.context.workflow.stepId",
+    ".status.phase",
+)
+
+
 def steprun_crd() -> Schema:
     spec = structural_schema(StepRunSpec)
     root = _object_schema(
@@ -566,6 +580,7 @@ def steprun_crd() -> Schema:
         schema=root,
         printer_columns=STEPRUN_COLUMNS,
         status_subresource=True,
+        selectable_fields=STEPRUN_SELECTABLE_FIELDS,
     )
 
 

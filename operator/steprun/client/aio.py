@@ -51,7 +51,7 @@ from steprun.client.objects import (
     pod_label_selector,
     same_spec,
     steprun_body,
-    steprun_label_selector,
+    steprun_field_selector,
 )
 from steprun.client.result import StepResult, is_terminal, result_of
 from steprun.client.waiting import (
@@ -231,7 +231,7 @@ class AsyncStepRunClient:
         run_id: str | None = None,
         step_id: str | None = None,
     ) -> list[StepRun]:
-        selector = steprun_label_selector(workflow=workflow, run_id=run_id, step_id=step_id)
+        selector = steprun_field_selector(workflow=workflow, run_id=run_id, step_id=step_id)
         ns = await self._ns(namespace)
         objects = await self._objects()
         if all_namespaces:
@@ -240,7 +240,7 @@ class AsyncStepRunClient:
                 GROUP,
                 VERSION,
                 STEPRUN_PLURAL,
-                label_selector=selector,
+                field_selector=selector,
                 name=None,
                 namespace="",
             )
@@ -251,7 +251,7 @@ class AsyncStepRunClient:
                 VERSION,
                 ns,
                 STEPRUN_PLURAL,
-                label_selector=selector,
+                field_selector=selector,
                 name=None,
                 namespace=ns,
             )

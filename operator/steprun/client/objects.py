@@ -100,16 +100,18 @@ def name_field_selector(name: str) -> str:
     return f"metadata.name={name}"
 
 
-def steprun_label_selector(
+def steprun_field_selector(
     *, workflow: str | None = None, run_id: str | None = None, step_id: str | None = None
 ) -> str | None:
-    """The label selector of ``list()``; None when no filter is given."""
+    """The field selector of ``list()`` (the CRD's selectableFields); None without a filter.
+
+    Fields rather than labels: they select every StepRun, also those created with kubectl."""
     parts = [
-        f"{key}={value}"
-        for key, value in (
-            (LABEL_WORKFLOW, workflow),
-            (LABEL_RUN, run_id),
-            (LABEL_STEP, step_id),
+        f"{path}={value}"
+        for path, value in (
+            ("spec.context.workflow.name", workflow),
+            ("spec.context.workflow.runId", run_id),
+            ("spec.context.workflow.stepId", step_id),
         )
         if value is not None
     ]

@@ -44,7 +44,7 @@ from steprun.client.objects import (
     pod_label_selector,
     same_spec,
     steprun_body,
-    steprun_label_selector,
+    steprun_field_selector,
 )
 from steprun.client.result import StepResult, is_terminal, result_of
 from steprun.client.waiting import (
@@ -194,7 +194,7 @@ class StepRunClient:
         step_id: str | None = None,
     ) -> list[StepRun]:
         """StepRuns of a namespace (or all), optionally of one workflow, run or step."""
-        selector = steprun_label_selector(workflow=workflow, run_id=run_id, step_id=step_id)
+        selector = steprun_field_selector(workflow=workflow, run_id=run_id, step_id=step_id)
         ns = namespace or self.namespace
         if all_namespaces:
             body = self._call(
@@ -202,7 +202,7 @@ class StepRunClient:
                 GROUP,
                 VERSION,
                 STEPRUN_PLURAL,
-                label_selector=selector,
+                field_selector=selector,
                 name=None,
                 namespace="",
             )
@@ -213,7 +213,7 @@ class StepRunClient:
                 VERSION,
                 ns,
                 STEPRUN_PLURAL,
-                label_selector=selector,
+                field_selector=selector,
                 name=None,
                 namespace=ns,
             )
