@@ -317,3 +317,14 @@ def test_secret_canary_never_leaks(
         text = json.dumps(content, default=str) if not isinstance(content, str) else content
         assert canary not in text and encoded not in text, f"secret value found in {where}"
     assert not steps.secret_exists("canary-context")
+
+
+def test_oversize_inputs_end_as_invalid_spec_without_a_pod(steps: Steps, step_image: str) -> None:
+    steps.create(
+        "bulky",
+        {"image": step_image, "script": "true", "context": {"inputs": {"blob": "x" * 300_000}}},
+    )
+    status = steps.wait_terminal("bulky")
+    assert status["phase"] == "Failed" and status["reason"] == "InvalidSpec"
+    assert "spec.context.inputs" in status["message"]
+    assert steps.pods("bulky") == []

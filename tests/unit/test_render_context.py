@@ -328,3 +328,21 @@ def test_projections_split_by_delivery_and_respect_the_decision() -> None:
     assert [p.name for p in env_secret_projections(sr, granted)] == ["TOKEN"]
     assert env_secret_projections(sr, decision()) == []
     assert file_secret_projections(sr, decision()) == []
+
+
+def test_inputs_within_256_kib_are_fine_and_beyond_are_a_named_problem() -> None:
+    from steprun.api.models import MAX_INPUTS_BYTES, StepRun
+    from steprun.render.context import inputs_problem
+
+    def step(blob: str) -> StepRun:
+        return StepRun.model_validate(
+            {
+                "metadata": {"name": "big", "namespace": "ci", "uid": "u"},
+                "spec": {"image": "busybox", "context": {"inputs": {"blob": blob}}},
+            }
+        )
+
+    overhead = len('{"blob":""}')
+    assert inputs_problem(step("x" * (MAX_INPUTS_BYTES - overhead))) is None
+    problem = inputs_problem(step("x" * (MAX_INPUTS_BYTES - overhead + 1)))
+    assert problem is not None and "spec.context.inputs" in problem and "262145" in problem

@@ -38,6 +38,7 @@ from steprun.reconcile.decide import (
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
 from steprun.render.context import (
+    inputs_problem,
     needs_secret,
     render_configmap,
     render_secret,
@@ -147,6 +148,8 @@ class Reconciler:
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
         log = for_steprun(sr).bind(attempt=attempt)
         try:
+            if problem := inputs_problem(sr):
+                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
             sandbox = await self._sandbox_decision(sr)
             await self._ensure_context(sr, sandbox)
             pod = render_pod(sr, attempt, self.config, sandbox)

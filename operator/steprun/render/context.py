@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from steprun.api.models import RESERVED_ENV_PREFIX, SecretProjection, StepRun
+from steprun.api.models import MAX_INPUTS_BYTES, RESERVED_ENV_PREFIX, SecretProjection, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
@@ -126,6 +126,18 @@ def context_document(sr: StepRun) -> dict[str, Any]:
         "inputs": sr.spec.context.inputs,
         "step": {"name": sr.name, "namespace": sr.namespace, "uid": sr.uid},
     }
+
+
+def inputs_problem(sr: StepRun) -> str | None:
+    """The API contract bounds inputs at 256 KiB; the API server cannot check an object's
+    serialized size (CEL does not see preserve-unknown-fields data), so the operator does."""
+    size = len(json.dumps(sr.spec.context.inputs, separators=(",", ":")).encode())
+    if size <= MAX_INPUTS_BYTES:
+        return None
+    return (
+        f"spec.context.inputs is {size} bytes serialized; at most {MAX_INPUTS_BYTES} "
+        "(256 KiB) are allowed: pass large data by reference (a URL or a volume) instead"
+    )
 
 
 def _metadata(sr: StepRun) -> dict[str, Any]:
