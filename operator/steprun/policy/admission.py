@@ -101,6 +101,7 @@ def admit(
         *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
     ]
     if denials or plugin is None:
+        # "; " separates the denials, so no denial's own text may contain it.
         message = f'SandboxPolicy "{policy.metadata.name}" denies this step: ' + "; ".join(
             str(d) for d in denials
         )
@@ -212,7 +213,10 @@ def _permission_denials(
         if permission in step_asks:
             source = "remove it from spec.sandbox.permissions or ask a cluster admin to grant it"
         else:
-            source = f"plugin {plugin_name} needs it; ask a cluster admin to grant it"
+            source = (
+                f"plugin {plugin_name} needs it, so ask a cluster admin to grant it or use "
+                "another plugin"
+            )
         denials.append(
             Denial(
                 f"permission {permission.value}",
