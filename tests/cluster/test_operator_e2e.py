@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from tests.support.operator_process import OperatorProcess
-from tests.support.steps import Steps, audit_pod_creations, eventually
+from tests.support.steps import Steps, assert_each_pod_created_once, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml"))
@@ -258,7 +258,7 @@ def test_operator_restart_mid_step_finishes_with_one_pod(
     assert status["phase"] == "Succeeded"
     assert [p.metadata.name for p in steps.pods("survivor")] == ["survivor-1"]
     if AUDIT_LOG.exists():
-        assert audit_pod_creations(AUDIT_LOG, steps.namespace).count("survivor-1") == 1
+        assert_each_pod_created_once(AUDIT_LOG, steps.namespace, {"survivor-1"})
 
 
 def test_operator_killed_repeatedly_during_creation_creates_each_pod_once(
@@ -274,8 +274,7 @@ def test_operator_killed_repeatedly_during_creation_creates_each_pod_once(
         assert steps.wait_terminal(name, timeout=120)["phase"] == "Succeeded"
         assert [p.metadata.name for p in steps.pods(name)] == [f"{name}-1"]
     if AUDIT_LOG.exists():
-        created = audit_pod_creations(AUDIT_LOG, steps.namespace)
-        assert sorted(created) == sorted(f"{n}-1" for n in names)
+        assert_each_pod_created_once(AUDIT_LOG, steps.namespace, {f"{n}-1" for n in names})
 
 
 def test_secret_canary_never_leaks(

@@ -145,3 +145,38 @@ def audit_pod_creations(audit_log: Path, namespace: str) -> list[str]:
         ):
             created.append(ref.get("name"))
     return created
+
+
+def audit_pod_requests(audit_log: Path, namespace: str) -> list[tuple[str, str, int]]:
+    """(verb, Pod name, HTTP code) of every Pod create and delete in ``namespace``."""
+    requests = []
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if (
+            entry.get("verb") in ("create", "delete")
+            and entry.get("stage") == "ResponseComplete"
+            and ref.get("resource") == "pods"
+            and not ref.get("subresource")
+            and ref.get("namespace") == namespace
+        ):
+            code = (entry.get("responseStatus") or {}).get("code") or 0
+            requests.append((str(entry["verb"]), str(ref.get("name")), int(code)))
+    return requests
+
+
+def assert_each_pod_created_once(audit_log: Path, namespace: str, expected: set[str]) -> None:
+    """Proof from the API server's audit log that no Pod was ever created twice.
+
+    A listing cannot show a Pod created and deleted again; the audit log can. A create whose
+    client was killed mid-request is logged as 504 even when the Pod was stored (the restarted
+    operator then meets 409 and adopts it), so the proof is: nobody deleted a Pod, no name was
+    stored twice, and no Pod outside the expected names was attempted."""
+    requests = audit_pod_requests(audit_log, namespace)
+    deleted = [name for verb, name, _ in requests if verb == "delete"]
+    assert deleted == [], deleted
+    stored = [name for verb, name, code in requests if verb == "create" and code in (200, 201)]
+    assert len(stored) == len(set(stored)), sorted(stored)
+    attempted = {name for verb, name, _ in requests if verb == "create"}
+    assert attempted == expected, sorted(attempted ^ expected)
+    assert stored, "no Pod creation in the audit log"

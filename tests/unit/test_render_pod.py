@@ -171,12 +171,8 @@ def test_local_pod() -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"script": "make lint"}, {"command": ["/bin/sh", "-c", "make lint"]}),
-        # The kubelet would expand $(VAR) and collapse $$; the script must reach sh unchanged.
-        (
-            {"script": 'echo "$HOME $(date) $$"'},
-            {"command": ["/bin/sh", "-c", 'echo "$$HOME $$(date) $$$$"']},
-        ),
+        # A script runs from the ConfigMap: no argv size limit, no $(VAR) expansion.
+        ({"script": "make lint"}, {"command": ["/bin/sh", "/var/run/steprun/context/script.sh"]}),
         (
             {"command": ["/bin/sh", "-c"], "args": ["make lint"]},
             {
@@ -398,3 +394,22 @@ def test_output_is_deterministic_and_has_no_none(
     first = render_pod(sr, 1, CONFIG, chosen)
     assert not _has_none(first)
     assert json.dumps(first) == json.dumps(render_pod(sr, 1, CONFIG, chosen))
+
+
+def test_script_reaches_the_shell_byte_for_byte_through_the_configmap() -> None:
+    from steprun.render.context import render_configmap
+
+    script = 'echo "$HOME $(date) $$" # ' + "é" * 70_000
+    sr = steprun(script=script)
+    cm = render_configmap(sr, CONFIG)
+    assert cm["data"]["script.sh"] == script
+    pod = render_pod(sr, 1, CONFIG)
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "context"]
+    assert {"key": "script.sh", "path": "script.sh"} in volume["configMap"]["items"]
+    assert script not in str(pod)
+
+
+def test_steps_without_a_script_mount_no_script_file() -> None:
+    pod = render_pod(steprun(command=["make"]), 1, CONFIG)
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "context"]
+    assert volume["configMap"]["items"] == [{"key": "context.json", "path": "context.json"}]

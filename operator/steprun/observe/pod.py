@@ -61,7 +61,7 @@ class PodObservation:
 _NODE_GONE_REASONS = frozenset({"DeletionByPodGC", "DeletionByTaintManager"})
 
 
-def disruption(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+def removal(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """Why the control plane is taking this Pod away (node lost, eviction, preemption), if it is."""
     condition = _condition(_mapping(pod.get("status")), "DisruptionTarget")
     if condition.get("status") != "True":
@@ -218,6 +218,8 @@ def _failure(
             f"the step did not finish within its timeout{limit} and was stopped; raise "
             "spec.timeoutSeconds if it needs longer",
         )
+    if disruption.get("reason") in _NODE_GONE_REASONS:
+        return removal(pod) or (Reason.NODE_LOST.value, "the Pod's node is gone")
     if pod_reason in DISRUPTION_REASONS or disruption.get("status") == "True":
         why = pod_message or disruption.get("message") or pod_reason or disruption.get("reason")
         return Reason.POD_EVICTED.value, f"the Pod was evicted: {why}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from steprun.api.models import Phase, Reason, StepRun
 from steprun.config import OperatorConfig
-from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, disruption, observe_pod
+from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
 from steprun.timeutil import parse_time
 
 # The kubelet's reason for a container whose env ConfigMap or Secret does not exist. A missing
@@ -133,7 +133,7 @@ def _follow_pod(
         if obs.state != "succeeded":
             # Somebody else is deleting the Pod (steprun deletes Pods only on cancel and on a
             # stuck startup, and has recorded the outcome before doing so).
-            reason, message = disruption(pod) or (
+            reason, message = removal(pod) or (
                 Reason.POD_DELETED.value,
                 f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
             )

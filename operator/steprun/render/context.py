@@ -33,6 +33,9 @@ from steprun.render.names import (
 )
 
 CONTEXT_FILE_KEY = "context.json"
+# spec.script travels as a file beside context.json: a command-line argument is capped at
+# 128 KiB by Linux, and the kubelet would expand $(VAR) inside it.
+SCRIPT_FILE_KEY = "script.sh"
 
 ENV_NAME = "STEPRUN_NAME"
 ENV_NAMESPACE = "STEPRUN_NAMESPACE"
@@ -131,7 +134,9 @@ def context_document(sr: StepRun) -> dict[str, Any]:
 def inputs_problem(sr: StepRun) -> str | None:
     """The API contract bounds inputs at 256 KiB; the API server cannot check an object's
     serialized size (CEL does not see preserve-unknown-fields data), so the operator does."""
-    size = len(json.dumps(sr.spec.context.inputs, separators=(",", ":")).encode())
+    size = len(
+        json.dumps(sr.spec.context.inputs, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     if size <= MAX_INPUTS_BYTES:
         return None
     return (
@@ -152,7 +157,8 @@ def _metadata(sr: StepRun) -> dict[str, Any]:
 def render_configmap(
     sr: StepRun, config: OperatorConfig, decision: SandboxDecision | None = None
 ) -> dict[str, Any]:
-    """The step's ConfigMap: one key per non-secret env var, plus ``context.json``.
+    """The step's ConfigMap: one key per non-secret env var, ``context.json``, and
+    ``script.sh`` for a step given as a script.
 
     Immutable: the context must not change while the step runs, and kubelets stop watching
     immutable ConfigMaps, which matters with thousands of steps.
@@ -161,6 +167,8 @@ def render_configmap(
     data[CONTEXT_FILE_KEY] = json.dumps(
         context_document(sr), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
+    if sr.spec.script is not None and decision is None:
+        data[SCRIPT_FILE_KEY] = sr.spec.script
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -14,6 +14,7 @@ from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.context import (
     CONTEXT_FILE_KEY,
+    SCRIPT_FILE_KEY,
     env_secret_projections,
     file_secret_projections,
     merged_env,
@@ -28,7 +29,7 @@ from steprun.render.names import (
 )
 
 CONTAINER_NAME = "step"
-SCRIPT_SHELL = ("/bin/sh", "-c")
+SCRIPT_SHELL = "/bin/sh"
 CONTEXT_VOLUME = "context"
 SECRETS_VOLUME = "secrets"
 # Owner-read only: with an fsGroup the kubelet adds group read, without one only the owner reads.
@@ -47,16 +48,13 @@ def _image(sr: StepRun, decision: SandboxDecision | None) -> str:
     return image
 
 
-def _escape_for_kubelet(text: str) -> str:
-    """Makes the kubelet pass ``text`` through unchanged.
-
-    The kubelet expands ``$(VAR)`` in command and args before the shell sees them, and turns
-    ``$$`` into ``$``; doubling every ``$`` makes a script reach /bin/sh exactly as written.
-    """
-    return text.replace("$", "$$")
+def script_path(config: OperatorConfig) -> str:
+    return f"{config.context_mount_path}/{SCRIPT_FILE_KEY}"
 
 
-def _entrypoint(sr: StepRun, decision: SandboxDecision | None) -> dict[str, list[str]]:
+def _entrypoint(
+    sr: StepRun, config: OperatorConfig, decision: SandboxDecision | None
+) -> dict[str, list[str]]:
     spec = sr.spec
     command: list[str] | None
     args: list[str] | None
@@ -69,7 +67,8 @@ def _entrypoint(sr: StepRun, decision: SandboxDecision | None) -> dict[str, list
     elif spec.script is not None:
         if spec.command or spec.args:
             raise RenderError("spec.script is exclusive with spec.command and spec.args")
-        command, args = [*SCRIPT_SHELL, _escape_for_kubelet(spec.script)], None
+        # The script reaches sh byte for byte from the ConfigMap (no argv limit, no $(VAR)).
+        command, args = [SCRIPT_SHELL, script_path(config)], None
     else:
         command, args = spec.command, spec.args
     entrypoint: dict[str, list[str]] = {}
@@ -111,7 +110,11 @@ def _volumes(
             "name": CONTEXT_VOLUME,
             "configMap": {
                 "name": source,
-                "items": [{"key": CONTEXT_FILE_KEY, "path": CONTEXT_FILE_KEY}],
+                "items": [
+                    {"key": key, "path": key}
+                    for key in (CONTEXT_FILE_KEY, SCRIPT_FILE_KEY)
+                    if key == CONTEXT_FILE_KEY or (sr.spec.script is not None and decision is None)
+                ],
             },
         }
     ]
@@ -136,7 +139,7 @@ def _container(
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": _image(sr, decision),
-        **_entrypoint(sr, decision),
+        **_entrypoint(sr, config, decision),
     }
     if spec.working_dir:
         container["workingDir"] = spec.working_dir
