@@ -58,3 +58,24 @@ test: lint ## the whole suite: lint, unit tests, then cluster tests (brings the 
 .PHONY: operator
 operator: venv ## run the operator against the current cluster (all namespaces)
 	KUBECONFIG=$(TEST_KUBECONFIG) $(PY) -m steprun operator --all-namespaces
+
+# ---------------------------------------------------------------- deploy like an operator
+
+.PHONY: image
+image: venv ## build the operator image and import it into containerd (no Docker needed)
+	hack/images/build-operator-image.sh
+
+.PHONY: helm
+helm: ## build the pinned helm from its Go module (cached)
+	hack/install-helm.sh
+
+.PHONY: manifests
+manifests: helm ## regenerate manifests/ (and the chart's CRDs) from the Helm chart
+	hack/gen-manifests.sh
+
+.PHONY: demo
+demo: venv ## cluster, image, helm, chart in steprun-system; run examples/ in steprun-demo
+	hack/demo.sh
+
+# The manifest tests render the chart: CI must have helm rather than skip them.
+test: helm

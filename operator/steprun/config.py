@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A StatefulSet Pod's name: <statefulset>-<ordinal>.
+_POD_ORDINAL = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?-(\d+)")
+_TOP_PRIORITY = 100
 
 
 class OperatorConfig(BaseSettings):
@@ -39,4 +45,27 @@ class OperatorConfig(BaseSettings):
         0, ge=0, description="kopf queueing.worker_limit (0: kopf's default, unbounded)."
     )
     peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
-    priority: int = Field(0, description="kopf peering priority of this replica.")
+    peering_lifetime: int = Field(
+        60,
+        ge=5,
+        description="Seconds a replica's peering record lives without a keep-alive: how long a "
+        "standby waits before taking over from a crashed leader.",
+    )
+    priority: int = Field(
+        0,
+        description="kopf peering priority of this replica: an integer, or the name of a "
+        "StatefulSet Pod (operator-<ordinal>), read as 100 - ordinal.",
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_from_pod_name(cls, value: object) -> object:
+        # Replicas of a StatefulSet get STEPRUN_PRIORITY from their Pod name (a fieldRef): the
+        # ordinal makes every replica's priority distinct and stable across restarts, and kopf
+        # pauses replicas of equal priority. Replica 0 ranks highest, so scaling down removes
+        # standbys first.
+        if isinstance(value, str):
+            match = _POD_ORDINAL.fullmatch(value.strip())
+            if match:
+                return _TOP_PRIORITY - int(match.group(1))
+        return value

@@ -1,0 +1,471 @@
+"""The operator deployed like an operator: its image, the Helm chart, two peering replicas.
+
+The image is built and imported (hack/images/build-operator-image.sh, slow only the first
+time), helm comes from hack/install-helm.sh, and the chart is installed under a release name and
+in namespaces of this module only. The operator watches only this module's steps namespace
+(other test sessions share the cluster), and the admission policy it brings applies only there.
+The tests run in file order: the failover test, which takes a replica away, comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.steps import Steps, eventually
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "steprun"
+PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL = "kopf.dev", "v1", "kopfpeerings"
+# The series docs/deploy.md documents, with their Prometheus types.
+METRICS = {
+    "steprun_stepruns": "gauge",
+    "steprun_transitions_total": "counter",
+    "steprun_reconcile_duration_seconds": "histogram",
+    "steprun_pod_start_duration_seconds": "histogram",
+    "steprun_api_request_duration_seconds": "histogram",
+    "steprun_api_errors_total": "counter",
+}
+# A replica killed without a goodbye keeps its peering record until kopf's lifetime (60 s)
+# runs out; the survivor resumes then. Generous on top for a busy shared machine.
+FAILOVER_TIMEOUT = 150
+
+
+@dataclass(frozen=True)
+class Deployment:
+    release: str
+    namespace: str  # the operator's
+    steps_namespace: str  # the only namespace it watches
+    image: str
+
+    @property
+    def statefulset(self) -> str:
+        return f"{self.release}-operator"
+
+    @property
+    def peering(self) -> str:
+        return self.release
+
+    def pod(self, ordinal: int) -> str:
+        return f"{self.statefulset}-{ordinal}"
+
+    @property
+    def operator_user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:steprun-operator"
+
+    @property
+    def engine_user(self) -> str:
+        return f"system:serviceaccount:{self.steps_namespace}:steprun-engine"
+
+
+def run(command: list[str], *, stdin: str | None = None, timeout: float = 900) -> str:
+    result = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(command[:3])} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def helm(kubeconfig: str) -> list[str]:
+    binary = run([str(REPO / "hack" / "install-helm.sh")]).strip()
+    return [binary, "--kubeconfig", kubeconfig]
+
+
+@pytest.fixture(scope="session")
+def operator_image(kubeconfig: str) -> str:
+    """Built and imported into the node's containerd; a rebuild of an unchanged tree is quick."""
+    if shutil.which("ctr") is None:
+        pytest.fail("the operator image is imported with ctr (containerd), which is not here")
+    return run([str(REPO / "hack" / "images" / "build-operator-image.sh")]).strip()
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    api_client: client.ApiClient, helm: list[str], operator_image: str, crds: None
+) -> Iterator[Deployment]:
+    suffix = uuid.uuid4().hex[:6]
+    # Not the session prefix: the session's own operator watches namespaces with that one.
+    deployed = Deployment(
+        release=f"steprun-{suffix}",
+        namespace=f"srdeploy-{suffix}",
+        steps_namespace=f"srdeploy-{suffix}-steps",
+        image=operator_image,
+    )
+    core = client.CoreV1Api(api_client)
+    for name in (deployed.namespace, deployed.steps_namespace):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    repository, tag = operator_image.rsplit(":", 1)
+    values = {
+        # Never: the image must be the one just imported, not anything a registry has.
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "replicas": 2,
+        "watchNamespaces": [deployed.steps_namespace],
+        "engine": {"namespaces": [deployed.steps_namespace]},
+        "admission": {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": deployed.steps_namespace}
+            }
+        },
+    }
+    install = [
+        *helm,
+        "upgrade",
+        "--install",
+        deployed.release,
+        str(CHART),
+        "--namespace",
+        deployed.namespace,
+        "--values",
+        "-",
+        "--wait",
+        "--timeout",
+        "180s",
+    ]
+    started = time.monotonic()
+    try:
+        run(install, stdin=json.dumps(values))
+        print(f"\nhelm upgrade --install --wait took {time.monotonic() - started:.1f}s")
+        yield deployed
+    finally:
+        subprocess.run(
+            [*helm, "uninstall", deployed.release, "--namespace", deployed.namespace, "--wait"],
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        for name in (deployed.steps_namespace, deployed.namespace):
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="module")
+def steps(api_client: client.ApiClient, deployment: Deployment) -> Steps:
+    return Steps(api_client, deployment.steps_namespace)
+
+
+def pod_log(api_client: client.ApiClient, deployment: Deployment, ordinal: int) -> str:
+    return str(
+        client.CoreV1Api(api_client).read_namespaced_pod_log(
+            deployment.pod(ordinal), deployment.namespace
+        )
+    )
+
+
+def wrote_status_of(log: str, steprun: str) -> bool:
+    """Whether an operator's log shows it writing the status of this StepRun."""
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "status written" and entry.get("name") == steprun:
+            return True
+    return False
+
+
+def peering_records(api_client: client.ApiClient, deployment: Deployment) -> dict[str, Any]:
+    body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        PEERING_GROUP,
+        PEERING_VERSION,
+        deployment.steps_namespace,
+        PEERING_PLURAL,
+        deployment.peering,
+    )
+    return dict(body.get("status") or {})
+
+
+def scrape(api_client: client.ApiClient, deployment: Deployment, ordinal: int) -> str:
+    """The replica's /metrics, through the API server's Pod proxy (works on any cluster)."""
+    return str(
+        client.CoreV1Api(api_client).connect_get_namespaced_pod_proxy_with_path(
+            f"{deployment.pod(ordinal)}:8080", deployment.namespace, "metrics"
+        )
+    )
+
+
+def can_i(kubectl: list[str], user: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """``resource``: TYPE, TYPE/SUBRESOURCE, or TYPE:NAME for one object."""
+    kind, _, name = resource.partition(":")
+    kind, _, subresource = kind.partition("/")
+    command = [*kubectl, "auth", "can-i", verb, f"{kind}/{name}" if name else kind, f"--as={user}"]
+    command += [f"--subresource={subresource}"] if subresource else []
+    command += ["--namespace", namespace] if namespace else []
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), f"{command}: {result.stdout} {result.stderr}"
+    return answer == "yes"
+
+
+# ---------------------------------------------------------------- install
+
+
+def test_replicas_are_ready_and_peer_with_distinct_priorities(
+    api_client: client.ApiClient, deployment: Deployment
+) -> None:
+    pods = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_pod(
+            deployment.namespace, label_selector=f"app.kubernetes.io/instance={deployment.release}"
+        )
+        .items
+    )
+    assert sorted(p.metadata.name for p in pods) == [deployment.pod(0), deployment.pod(1)]
+    for pod in pods:
+        ready = {c.type: c.status for c in pod.status.conditions}["Ready"]
+        assert ready == "True", pod.metadata.name
+        (container,) = pod.spec.containers
+        assert container.image == deployment.image
+        assert pod.spec.security_context.run_as_user == 65532
+    records = eventually(
+        lambda: (r := peering_records(api_client, deployment)) and len(r) == 2 and r,
+        30,
+        "both replicas in the peering object",
+    )
+    assert {name: r["priority"] for name, r in records.items()} == {
+        deployment.pod(0): 100,
+        deployment.pod(1): 99,
+    }
+
+
+# ---------------------------------------------------------------- steps through the operator
+
+
+def test_step_succeeds_through_the_in_cluster_operator(
+    api_client: client.ApiClient, deployment: Deployment, steps: Steps, step_image: str
+) -> None:
+    steps.create("deployed-hello", {"image": step_image, "script": "echo from the cluster"})
+    status = steps.wait_terminal("deployed-hello", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["exitCode"] == 0
+    # Replica 0 has the highest priority: it works, replica 1 stands by.
+    assert wrote_status_of(pod_log(api_client, deployment, 0), "deployed-hello")
+    assert not wrote_status_of(pod_log(api_client, deployment, 1), "deployed-hello")
+
+
+def test_metrics_endpoint_serves_the_documented_series(
+    api_client: client.ApiClient, deployment: Deployment, steps: Steps, step_image: str
+) -> None:
+    steps.create("metered", {"image": step_image, "script": "true"})
+    assert steps.wait_terminal("metered", timeout=90)["phase"] == "Succeeded"
+    for ordinal in (0, 1):
+        text = scrape(api_client, deployment, ordinal)
+        for name, kind in METRICS.items():
+            assert f"# TYPE {name} {kind}" in text, (ordinal, name)
+    active = scrape(api_client, deployment, 0)
+    completed = re.search(
+        r'^steprun_transitions_total\{phase="Succeeded",reason="Completed"\} (\S+)$',
+        active,
+        re.MULTILINE,
+    )
+    assert completed and float(completed.group(1)) >= 1, active
+    assert re.search(r'^steprun_stepruns\{phase="Succeeded"\} [1-9]', active, re.MULTILINE)
+    assert re.search(
+        r'^steprun_api_request_duration_seconds_count\{verb="post"\} [1-9]', active, re.MULTILINE
+    )
+    assert re.search(r"^steprun_pod_start_duration_seconds_count [1-9]", active, re.MULTILINE)
+    standby = scrape(api_client, deployment, 1)
+    assert "steprun_transitions_total{" not in standby
+
+
+# ---------------------------------------------------------------- RBAC
+
+
+def test_operator_role_grants_exactly_what_the_operator_does(
+    kubectl: list[str], deployment: Deployment
+) -> None:
+    ns, user = deployment.steps_namespace, deployment.operator_user
+    peering = f"kopfpeerings.kopf.dev:{deployment.peering}"
+    allowed = [
+        ("get", "stepruns.steprun.dev", ns),
+        ("list", "stepruns.steprun.dev", ns),
+        ("watch", "stepruns.steprun.dev", ns),
+        ("delete", "stepruns.steprun.dev", ns),
+        ("patch", "stepruns.steprun.dev/status", ns),
+        ("get", "sandboxpolicies.steprun.dev", None),
+        ("create", "pods", ns),
+        ("get", "pods", ns),
+        ("list", "pods", ns),
+        ("watch", "pods", ns),
+        ("delete", "pods", ns),
+        ("create", "configmaps", ns),
+        ("get", "configmaps", ns),
+        ("delete", "configmaps", ns),
+        ("create", "secrets", ns),
+        ("get", "secrets", ns),
+        ("delete", "secrets", ns),
+        ("create", "networkpolicies.networking.k8s.io", ns),
+        ("get", "networkpolicies.networking.k8s.io", ns),
+        ("create", "events", ns),
+        ("get", "namespaces", None),
+        ("list", "namespaces", None),
+        ("watch", "namespaces", None),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("list", "kopfpeerings.kopf.dev", ns),
+        ("watch", "kopfpeerings.kopf.dev", ns),
+        ("patch", peering, ns),
+    ]
+    denied = [
+        ("create", "stepruns.steprun.dev", ns),
+        ("update", "stepruns.steprun.dev", ns),
+        ("patch", "stepruns.steprun.dev", ns),
+        ("update", "stepruns.steprun.dev/status", ns),
+        ("list", "sandboxpolicies.steprun.dev", None),
+        ("create", "sandboxpolicies.steprun.dev", None),
+        ("update", "pods", ns),
+        ("patch", "pods", ns),
+        ("create", "pods/exec", ns),
+        ("get", "pods/log", ns),
+        ("list", "secrets", ns),
+        ("watch", "secrets", ns),
+        ("update", "secrets", ns),
+        ("list", "configmaps", ns),
+        ("delete", "networkpolicies.networking.k8s.io", ns),
+        ("create", "namespaces", None),
+        ("delete", "namespaces", None),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("patch", "kopfpeerings.kopf.dev:someone-else", ns),
+        ("list", "clusterkopfpeerings.kopf.dev", None),
+        ("create", "deployments.apps", ns),
+        ("list", "nodes", None),
+        ("create", "serviceaccounts/token", ns),
+    ]
+    wrong = [
+        (verb, resource, expected)
+        for expected, matrix in ((True, allowed), (False, denied))
+        for verb, resource, namespace in matrix
+        if can_i(kubectl, user, verb, resource, namespace) != expected
+    ]
+    assert wrong == [], "can-i answered differently for (verb, resource, expected)"
+
+
+def test_engine_role_lets_an_engine_run_steps_only_where_it_is_bound(
+    kubectl: list[str], deployment: Deployment
+) -> None:
+    ns, user = deployment.steps_namespace, deployment.engine_user
+    allowed = [
+        *((verb, "stepruns.steprun.dev", ns) for verb in ("create", "get", "list", "watch")),
+        ("patch", "stepruns.steprun.dev", ns),
+        ("delete", "stepruns.steprun.dev", ns),
+        ("get", "pods", ns),
+        ("list", "pods", ns),
+        ("watch", "pods", ns),
+        ("get", "pods/log", ns),
+    ]
+    denied = [
+        ("update", "stepruns.steprun.dev", ns),
+        ("patch", "stepruns.steprun.dev/status", ns),
+        ("deletecollection", "stepruns.steprun.dev", ns),
+        ("create", "pods", ns),
+        ("delete", "pods", ns),
+        ("create", "pods/exec", ns),
+        ("get", "secrets", ns),
+        ("get", "configmaps", ns),
+        ("get", "sandboxpolicies.steprun.dev", None),
+        # Bound in its namespace only.
+        ("create", "stepruns.steprun.dev", deployment.namespace),
+        ("list", "stepruns.steprun.dev", "default"),
+    ]
+    wrong = [
+        (verb, resource, namespace, expected)
+        for expected, matrix in ((True, allowed), (False, denied))
+        for verb, resource, namespace in matrix
+        if can_i(kubectl, user, verb, resource, namespace) != expected
+    ]
+    assert wrong == [], "can-i answered differently for (verb, resource, namespace, expected)"
+
+
+# ---------------------------------------------------------------- HA
+
+
+def _kill_without_goodbye(
+    api_client: client.ApiClient, kubectl: list[str], deployment: Deployment, ordinal: int
+) -> None:
+    """SIGKILL the replica's process when this machine runs its container (no chance to drop
+    its peering record, as when a node dies), then delete its Pod with grace period 0."""
+    core = client.CoreV1Api(api_client)
+    pod = core.read_namespaced_pod(deployment.pod(ordinal), deployment.namespace)
+    container_id = (pod.status.container_statuses[0].container_id or "").removeprefix(
+        "containerd://"
+    )
+    if container_id and shutil.which("ctr"):
+        subprocess.run(
+            ["ctr", "-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", container_id],
+            capture_output=True,
+            check=False,
+        )
+    run(
+        [
+            *kubectl,
+            "delete",
+            "pod",
+            deployment.pod(ordinal),
+            "--namespace",
+            deployment.namespace,
+            "--grace-period=0",
+            "--force",
+        ]
+    )
+
+
+def test_killing_the_active_replica_hands_over_to_the_other(
+    api_client: client.ApiClient,
+    kubectl: list[str],
+    deployment: Deployment,
+    steps: Steps,
+    step_image: str,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    # Keep the StatefulSet from bringing replica 0 back under the same name (it would take over
+    # its own record at once): the other replica must be the one to take over.
+    core.create_namespaced_resource_quota(
+        deployment.namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="hold-replica-0"),
+            spec=client.V1ResourceQuotaSpec(hard={"pods": "1"}),
+        ),
+    )
+    eventually(
+        lambda: (
+            (
+                core.read_namespaced_resource_quota_status(
+                    "hold-replica-0", deployment.namespace
+                ).status.used
+                or {}
+            ).get("pods")
+            == "2"
+        ),
+        30,
+        "the quota to count the replicas",
+    )
+    _kill_without_goodbye(api_client, kubectl, deployment, 0)
+    killed_at = time.monotonic()
+    steps.create("after-failover", {"image": step_image, "script": "echo still here"})
+
+    status = steps.wait_terminal("after-failover", timeout=FAILOVER_TIMEOUT)
+    print(f"\nstep created right after the kill finished {time.monotonic() - killed_at:.1f}s later")
+    assert status["phase"] == "Succeeded", status
+    assert wrote_status_of(pod_log(api_client, deployment, 1), "after-failover")
+    pods = core.list_namespaced_pod(
+        deployment.namespace, label_selector=f"app.kubernetes.io/instance={deployment.release}"
+    ).items
+    assert [p.metadata.name for p in pods] == [deployment.pod(1)]
+    # The survivor keeps working, and only it is left in the peering object.
+    steps.create("after-failover-2", {"image": step_image, "script": "true"})
+    assert steps.wait_terminal("after-failover-2", timeout=60)["phase"] == "Succeeded"
+    assert set(peering_records(api_client, deployment)) == {deployment.pod(1)}
+    core.delete_namespaced_resource_quota("hold-replica-0", deployment.namespace)

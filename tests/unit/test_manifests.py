@@ -1,0 +1,350 @@
+"""The Helm chart and the manifests generated from it: in sync, and saying what they should.
+
+Rendering needs the pinned helm binary (``make helm`` builds it). Without it these tests are
+skipped, except in CI (``CI=true``), where ``make test`` installs helm first, so a missing
+binary is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from steprun.config import OperatorConfig
+from steprun.render.sandbox import restricted_violations
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "steprun"
+MANIFESTS = REPO / "manifests"
+GEN = REPO / "hack" / "gen-manifests.sh"
+Doc = dict[str, Any]
+
+
+def _pinned(expression: str) -> str:
+    return subprocess.run(
+        ["bash", "-c", f". {REPO}/hack/versions.sh; echo {expression}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    given = os.environ.get("HELM")
+    candidate = Path(given) if given else Path(_pinned('"$STEPRUN_CACHE/helm/$HELM_VERSION/helm"'))
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    message = f"helm is not installed at {candidate} (make helm builds it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def render(
+    helm: str, *args: str, release: str = "steprun", namespace: str = "steprun-system"
+) -> list[Doc]:
+    result = subprocess.run(
+        [helm, "template", release, str(CHART), "--namespace", namespace, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def render_error(helm: str, *args: str) -> str:
+    result = subprocess.run(
+        [helm, "template", "steprun", str(CHART), *args], capture_output=True, text=True
+    )
+    assert result.returncode != 0, "expected helm to refuse these values"
+    return result.stderr
+
+
+def one(docs: Sequence[Doc], kind: str, name: str | None = None) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, [(d["kind"], d["metadata"]["name"]) for d in docs]
+    return found[0]
+
+
+def env_of(docs: Sequence[Doc]) -> dict[str, Any]:
+    container = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def rules_of(docs: Sequence[Doc], name: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a ClusterRole grants; resourceNames marked on the verb."""
+    granted = set()
+    for rule in one(docs, "ClusterRole", name)["rules"]:
+        suffix = f"[{','.join(rule['resourceNames'])}]" if rule.get("resourceNames") else ""
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb + suffix))
+    return granted
+
+
+# ---------------------------------------------------------------- sources in sync
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    generated = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    assert generated, "crds/ is empty"
+    for name in generated:
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), (
+            f"helm/steprun/crds/{name} differs from crds/{name}: run hack/gen-manifests.sh"
+        )
+
+
+def test_manifests_are_the_rendered_chart(helm: str) -> None:
+    result = subprocess.run(
+        [str(GEN), "--check"], capture_output=True, text=True, env={**os.environ, "HELM": helm}
+    )
+    assert result.returncode == 0, result.stderr[-6000:]
+
+
+def test_drift_check_names_the_drifted_file(helm: str, tmp_path: Path) -> None:
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    operator = copy / "operator.yaml"
+    operator.write_text(operator.read_text().replace("replicas: 2", "replicas: 3"))
+    result = subprocess.run(
+        [str(GEN), "--check", "--dir", str(copy)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HELM": helm},
+    )
+    assert result.returncode != 0
+    assert "operator.yaml" in result.stderr
+    assert "replicas: 3" in result.stderr
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed: set[Path] = set()
+
+    def walk(directory: Path) -> None:
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        for entry in kustomization["resources"]:
+            path = directory / entry
+            assert path.exists(), f"{directory}/kustomization.yaml lists missing {entry}"
+            if path.is_dir():
+                walk(path)
+            else:
+                listed.add(path)
+
+    walk(MANIFESTS)
+    on_disk = {p for p in MANIFESTS.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert listed == on_disk
+
+
+def test_kustomize_builds_the_manifests() -> None:
+    built = Path(_pinned('"$(k8s_bin_dir)/kubectl"'))
+    kubectl = str(built) if built.exists() else shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl to run kustomize with")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(result.stdout) if d)
+    assert kinds.count("CustomResourceDefinition") == 4
+    for kind in ("Namespace", "ServiceAccount", "StatefulSet", "ClusterKopfPeering"):
+        assert kind in kinds
+
+
+# ---------------------------------------------------------------- what the chart says
+
+
+def test_helm_lint_is_clean(helm: str) -> None:
+    for args in ([], ["--set", "replicas=1", "--set", "watchNamespaces={ci-*}"]):
+        result = subprocess.run(
+            [helm, "lint", "--strict", str(CHART), *args], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_default_install_peers_two_replicas_cluster_wide(helm: str) -> None:
+    docs = render(helm)
+    sts = one(docs, "StatefulSet", "steprun-operator")
+    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["serviceName"] == one(docs, "Service")["metadata"]["name"]
+    env = env_of(docs)
+    assert json.loads(env["STEPRUN_NAMESPACES"]) == []
+    assert env["STEPRUN_PEERING"] == "steprun"
+    assert env["STEPRUN_PRIORITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "steprun"
+    assert not [d for d in docs if d["kind"] == "KopfPeering"]
+    assert ("kopf.dev", "clusterkopfpeerings", "patch[steprun]") in rules_of(
+        docs, "steprun-operator"
+    )
+
+
+def test_replicas_get_distinct_priorities_from_their_pod_names(helm: str) -> None:
+    sts = one(render(helm, "--set", "replicas=3"), "StatefulSet")
+    name = sts["metadata"]["name"]
+    priorities = [
+        OperatorConfig(priority=f"{name}-{ordinal}").priority
+        for ordinal in range(sts["spec"]["replicas"])
+    ]
+    assert priorities == [100, 99, 98]
+
+
+def test_watched_namespaces_get_a_kopf_peering_each(helm: str) -> None:
+    docs = render(helm, "--set", "watchNamespaces={ci,builds}")
+    assert json.loads(env_of(docs)["STEPRUN_NAMESPACES"]) == ["ci", "builds"]
+    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
+    assert sorted(d["metadata"]["namespace"] for d in peerings) == ["builds", "ci"]
+    assert {d["metadata"]["name"] for d in peerings} == {"steprun"}
+    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    granted = rules_of(docs, "steprun-operator")
+    assert {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "patch[steprun]")} <= granted
+    assert not {g for g in granted if g[1] == "clusterkopfpeerings"}
+    assert {("", "namespaces", v) for v in ("get", "list", "watch")} <= granted
+
+
+def test_patterns_need_a_single_replica(helm: str) -> None:
+    error = render_error(helm, "--set", "watchNamespaces={ci-*}")
+    assert "replicas > 1 needs watchNamespaces listed by name" in error
+    docs = render(helm, "--set", "watchNamespaces={ci-*}", "--set", "replicas=1")
+    env = env_of(docs)
+    assert json.loads(env["STEPRUN_NAMESPACES"]) == ["ci-*"]
+    assert "STEPRUN_PEERING" not in env and "STEPRUN_PRIORITY" not in env
+    assert not [d for d in docs if "Peering" in d["kind"]]
+    assert not {g for g in rules_of(docs, "steprun-operator") if g[0] == "kopf.dev"}
+
+
+def test_operator_role_is_exactly_what_the_operator_uses(helm: str) -> None:
+    granted = rules_of(render(helm, "--set", "replicas=1"), "steprun-operator")
+    assert granted == {
+        ("steprun.dev", "stepruns", "get"),
+        ("steprun.dev", "stepruns", "list"),
+        ("steprun.dev", "stepruns", "watch"),
+        ("steprun.dev", "stepruns", "delete"),
+        ("steprun.dev", "stepruns/status", "patch"),
+        ("steprun.dev", "sandboxpolicies", "get"),
+        *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete")},
+        *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
+        ("networking.k8s.io", "networkpolicies", "create"),
+        ("networking.k8s.io", "networkpolicies", "get"),
+        ("", "events", "create"),
+        ("", "namespaces", "get"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+
+
+def test_engine_role_and_its_bindings(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "engine.namespaces={ci,builds}",
+        "--set-json",
+        'engine.extraSubjects=[{"kind":"Group","name":"ci-bots",'
+        '"apiGroup":"rbac.authorization.k8s.io"}]',
+    )
+    assert rules_of(docs, "steprun-engine") == {
+        *{("steprun.dev", "stepruns", v) for v in ("create", "get", "list", "watch")},
+        ("steprun.dev", "stepruns", "patch"),
+        ("steprun.dev", "stepruns", "delete"),
+        *{("", "pods", v) for v in ("get", "list", "watch")},
+        ("", "pods/log", "get"),
+    }
+    bindings = sorted(
+        (d for d in docs if d["kind"] == "RoleBinding"), key=lambda d: d["metadata"]["namespace"]
+    )
+    assert [b["metadata"]["namespace"] for b in bindings] == ["builds", "ci"]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "steprun-engine",
+        }
+        namespace = binding["metadata"]["namespace"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "steprun-engine", "namespace": namespace},
+            {"kind": "Group", "name": "ci-bots", "apiGroup": "rbac.authorization.k8s.io"},
+        ]
+
+
+def test_operator_pod_passes_the_restricted_profile(helm: str) -> None:
+    sts = one(render(helm), "StatefulSet")
+    pod = {"metadata": sts["spec"]["template"]["metadata"], "spec": sts["spec"]["template"]["spec"]}
+    assert restricted_violations(pod) == []
+    container = pod["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8080"
+    affinity = pod["spec"]["affinity"]["podAntiAffinity"]
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity
+
+
+def test_cluster_scoped_names_follow_the_release(helm: str) -> None:
+    docs = render(helm, release="steprun-e2e1", namespace="e2e1")
+    cluster_scoped = [d for d in docs if "namespace" not in d["metadata"]]
+    assert {d["kind"] for d in cluster_scoped} == {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterKopfPeering",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    for doc in cluster_scoped:
+        assert doc["metadata"]["name"].startswith("steprun-e2e1"), doc["metadata"]["name"]
+    other = render(helm, release="ci", namespace="e2e1")
+    assert one(other, "StatefulSet")["metadata"]["name"] == "ci-steprun-operator"
+
+
+def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "admission.extraAllowedCreators={system:serviceaccount:ci:tester}",
+        "--set",
+        "admission.namespaceSelector.matchLabels.team=ci",
+        namespace="ops",
+    )
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    first = policy["spec"]["variables"][0]
+    assert first["name"] == "allowedCreators"
+    assert yaml.safe_load(first["expression"]) == [
+        "system:serviceaccount:ops:steprun-operator",
+        "system:serviceaccount:ci:tester",
+    ]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["matchResources"] == {
+        "namespaceSelector": {"matchLabels": {"team": "ci"}}
+    }
+    assert not [
+        d for d in render(helm, "--set", "admission.enabled=false") if "Admission" in d["kind"]
+    ]
+
+
+def test_default_policy_is_optional(helm: str) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "SandboxPolicy"]
+    policy = one(render(helm, "--set", "defaultPolicy.enabled=true"), "SandboxPolicy")
+    assert policy["metadata"]["name"] == "default"
+    assert policy["spec"]["maxTimeoutSeconds"] == 900
+
+
+def test_schema_refuses_bad_values(helm: str) -> None:
+    assert "replicas" in render_error(helm, "--set", "replicas=-1")
+    assert "typo" in render_error(helm, "--set", "typo=1")
+    assert "watchNamespaces" in render_error(helm, "--set", "watchNamespaces={Not_A_Namespace}")
+    assert "logLevel" in render_error(helm, "--set", "config.logLevel=LOUD")
