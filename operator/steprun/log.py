@@ -44,8 +44,10 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kopf narrates every watch event at DEBUG/INFO; its warnings and errors are what matter.
+    # kopf narrates every watch event at DEBUG/INFO; its warnings and errors are what matter,
+    # except peering, whose pause/resume lines tell which HA replica is active.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("kopf._core.engines.peering").setLevel(root.level)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 

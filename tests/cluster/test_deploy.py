@@ -2,9 +2,10 @@
 
 The image is built and imported (hack/images/build-operator-image.sh, slow only the first
 time), helm comes from hack/install-helm.sh, and the chart is installed under a release name and
-in namespaces of this module only. The operator watches only this module's steps namespace
-(other test sessions share the cluster), and the admission policy it brings applies only there.
-The tests run in file order: the failover test, which takes a replica away, comes last.
+in namespaces of this module only. The operator watches only this module's namespaces, through
+a glob (other test sessions share the cluster), and the admission policy it brings applies only
+to the steps namespace. The tests run in file order: the failover test, which takes a replica
+away, comes last.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.support.steps import Steps, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "steprun"
-PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL = "kopf.dev", "v1", "kopfpeerings"
+PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
 # The series docs/deploy.md documents, with their Prometheus types.
 METRICS = {
     "steprun_stepruns": "gauge",
@@ -37,17 +38,28 @@ METRICS = {
     "steprun_api_request_duration_seconds": "histogram",
     "steprun_api_errors_total": "counter",
 }
-# A replica killed without a goodbye keeps its peering record until kopf's lifetime (60 s)
-# runs out; the survivor resumes then. Generous on top for a busy shared machine.
-FAILOVER_TIMEOUT = 150
+# peering.lifetime of the release: short, so the failover test does not wait the default 60 s.
+PEERING_LIFETIME = 10
+# A replica killed without a goodbye keeps its peering record until its lifetime runs out; the
+# survivor resumes then. Generous on top for a busy shared machine.
+FAILOVER_TIMEOUT = PEERING_LIFETIME + 60
 
 
 @dataclass(frozen=True)
 class Deployment:
     release: str
     namespace: str  # the operator's
-    steps_namespace: str  # the only namespace it watches
+    steps_namespace: str  # watched through watch_pattern, which the operator's does not match
     image: str
+
+    @property
+    def watch_pattern(self) -> str:
+        return f"{self.namespace}-*"
+
+    @property
+    def late_namespace(self) -> str:
+        """Matches watch_pattern; created only after the install."""
+        return f"{self.namespace}-late"
 
     @property
     def statefulset(self) -> str:
@@ -113,7 +125,8 @@ def deployment(
         # Never: the image must be the one just imported, not anything a registry has.
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "replicas": 2,
-        "watchNamespaces": [deployed.steps_namespace],
+        "peering": {"lifetime": PEERING_LIFETIME},
+        "watchNamespaces": [deployed.watch_pattern],
         "engine": {"namespaces": [deployed.steps_namespace]},
         "admission": {
             "namespaceSelector": {
@@ -147,8 +160,12 @@ def deployment(
             timeout=180,
             check=False,
         )
-        for name in (deployed.steps_namespace, deployed.namespace):
-            core.delete_namespace(name, propagation_policy="Background")
+        for name in (deployed.late_namespace, deployed.steps_namespace, deployed.namespace):
+            try:
+                core.delete_namespace(name, propagation_policy="Background")
+            except client.ApiException as error:
+                if error.status != 404:  # the late one exists only once its test has run
+                    raise
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +194,8 @@ def wrote_status_of(log: str, steprun: str) -> bool:
 
 
 def peering_records(api_client: client.ApiClient, deployment: Deployment) -> dict[str, Any]:
-    body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        PEERING_GROUP,
-        PEERING_VERSION,
-        deployment.steps_namespace,
-        PEERING_PLURAL,
-        deployment.peering,
+    body = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, deployment.peering
     )
     return dict(body.get("status") or {})
 
@@ -238,6 +251,8 @@ def test_replicas_are_ready_and_peer_with_distinct_priorities(
         deployment.pod(0): 100,
         deployment.pod(1): 99,
     }
+    lifetimes = {r["lifetime"] for r in peering_records(api_client, deployment).values()}
+    assert lifetimes == {PEERING_LIFETIME}
 
 
 # ---------------------------------------------------------------- steps through the operator
@@ -253,6 +268,31 @@ def test_step_succeeds_through_the_in_cluster_operator(
     # Replica 0 has the highest priority: it works, replica 1 stands by.
     assert wrote_status_of(pod_log(api_client, deployment, 0), "deployed-hello")
     assert not wrote_status_of(pod_log(api_client, deployment, 1), "deployed-hello")
+
+
+def test_a_namespace_matching_the_glob_later_is_served(
+    api_client: client.ApiClient, deployment: Deployment, steps: Steps, step_image: str
+) -> None:
+    """Cluster-wide peering: a new watched namespace needs no peering object of its own, and
+    neither it nor the namespaces watched before pause the operator."""
+    core = client.CoreV1Api(api_client)
+    late = deployment.late_namespace
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=late)))
+    # Pods need the namespace's "default" ServiceAccount, which a controller adds shortly after.
+    eventually(
+        lambda: (
+            core.list_namespaced_service_account(late, field_selector="metadata.name=default").items
+        ),
+        30,
+        f"the default ServiceAccount of {late}",
+    )
+    late_steps = Steps(api_client, late)
+    late_steps.create("late-hello", {"image": step_image, "script": "echo late"})
+    steps.create("still-served", {"image": step_image, "script": "true"})
+    assert late_steps.wait_terminal("late-hello", timeout=90)["phase"] == "Succeeded"
+    assert steps.wait_terminal("still-served", timeout=90)["phase"] == "Succeeded"
+    assert wrote_status_of(pod_log(api_client, deployment, 0), "late-hello")
+    assert not wrote_status_of(pod_log(api_client, deployment, 1), "late-hello")
 
 
 def test_metrics_endpoint_serves_the_documented_series(
@@ -287,7 +327,7 @@ def test_operator_role_grants_exactly_what_the_operator_does(
     kubectl: list[str], deployment: Deployment
 ) -> None:
     ns, user = deployment.steps_namespace, deployment.operator_user
-    peering = f"kopfpeerings.kopf.dev:{deployment.peering}"
+    peering = f"clusterkopfpeerings.kopf.dev:{deployment.peering}"
     allowed = [
         ("get", "stepruns.steprun.dev", ns),
         ("list", "stepruns.steprun.dev", ns),
@@ -314,9 +354,9 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("watch", "namespaces", None),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
-        ("list", "kopfpeerings.kopf.dev", ns),
-        ("watch", "kopfpeerings.kopf.dev", ns),
-        ("patch", peering, ns),
+        ("list", "clusterkopfpeerings.kopf.dev", None),
+        ("watch", "clusterkopfpeerings.kopf.dev", None),
+        ("patch", peering, None),
     ]
     denied = [
         ("create", "stepruns.steprun.dev", ns),
@@ -338,8 +378,11 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("delete", "namespaces", None),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
-        ("patch", "kopfpeerings.kopf.dev:someone-else", ns),
-        ("list", "clusterkopfpeerings.kopf.dev", None),
+        ("patch", "clusterkopfpeerings.kopf.dev:someone-else", None),
+        ("create", "clusterkopfpeerings.kopf.dev", None),
+        ("delete", peering, None),
+        ("list", "kopfpeerings.kopf.dev", ns),
+        ("patch", f"kopfpeerings.kopf.dev:{deployment.peering}", ns),
         ("create", "deployments.apps", ns),
         ("list", "nodes", None),
         ("create", "serviceaccounts/token", ns),

@@ -156,7 +156,7 @@ def test_kustomize_builds_the_manifests() -> None:
     )
     assert result.returncode == 0, result.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(result.stdout) if d)
-    assert kinds.count("CustomResourceDefinition") == 4
+    assert kinds.count("CustomResourceDefinition") == 3
     for kind in ("Namespace", "ServiceAccount", "StatefulSet", "ClusterKopfPeering"):
         assert kind in kinds
 
@@ -165,7 +165,11 @@ def test_kustomize_builds_the_manifests() -> None:
 
 
 def test_helm_lint_is_clean(helm: str) -> None:
-    for args in ([], ["--set", "replicas=1", "--set", "watchNamespaces={ci-*}"]):
+    for args in (
+        [],
+        ["--set", "watchNamespaces={ci-*}"],
+        ["--set", "replicas=1", "--set", "watchNamespaces={ci-*}"],
+    ):
         result = subprocess.run(
             [helm, "lint", "--strict", str(CHART), *args], capture_output=True, text=True
         )
@@ -181,13 +185,17 @@ def test_default_install_peers_two_replicas_cluster_wide(helm: str) -> None:
     env = env_of(docs)
     assert json.loads(env["STEPRUN_NAMESPACES"]) == []
     assert env["STEPRUN_PEERING"] == "steprun"
+    assert env["STEPRUN_PEERING_LIFETIME"] == "60"
+    assert OperatorConfig(peering_lifetime=env["STEPRUN_PEERING_LIFETIME"]).peering_lifetime == 60
     assert env["STEPRUN_PRIORITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "steprun"
     assert not [d for d in docs if d["kind"] == "KopfPeering"]
-    assert ("kopf.dev", "clusterkopfpeerings", "patch[steprun]") in rules_of(
-        docs, "steprun-operator"
-    )
+    granted = rules_of(docs, "steprun-operator")
+    assert {
+        ("kopf.dev", "clusterkopfpeerings", v) for v in ("list", "watch", "patch[steprun]")
+    } <= granted
+    assert not {g for g in granted if g[1] == "kopfpeerings"}
 
 
 def test_replicas_get_distinct_priorities_from_their_pod_names(helm: str) -> None:
@@ -200,28 +208,53 @@ def test_replicas_get_distinct_priorities_from_their_pod_names(helm: str) -> Non
     assert priorities == [100, 99, 98]
 
 
-def test_watched_namespaces_get_a_kopf_peering_each(helm: str) -> None:
+def _peers_cluster_wide(docs: Sequence[Doc]) -> None:
+    """One ClusterKopfPeering named after the release, RBAC for it alone, no KopfPeering."""
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "steprun"
+    assert not [d for d in docs if d["kind"] == "KopfPeering"]
+    assert env_of(docs)["STEPRUN_PEERING"] == "steprun"
+    peering_rules = {g for g in rules_of(docs, "steprun-operator") if g[0] == "kopf.dev"}
+    assert peering_rules == {
+        ("kopf.dev", "clusterkopfpeerings", v) for v in ("list", "watch", "patch[steprun]")
+    }
+
+
+def test_watched_namespaces_peer_cluster_wide_too(helm: str) -> None:
     docs = render(helm, "--set", "watchNamespaces={ci,builds}")
     assert json.loads(env_of(docs)["STEPRUN_NAMESPACES"]) == ["ci", "builds"]
-    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
-    assert sorted(d["metadata"]["namespace"] for d in peerings) == ["builds", "ci"]
-    assert {d["metadata"]["name"] for d in peerings} == {"steprun"}
-    assert not [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    _peers_cluster_wide(docs)
     granted = rules_of(docs, "steprun-operator")
-    assert {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "patch[steprun]")} <= granted
-    assert not {g for g in granted if g[1] == "clusterkopfpeerings"}
     assert {("", "namespaces", v) for v in ("get", "list", "watch")} <= granted
 
 
-def test_patterns_need_a_single_replica(helm: str) -> None:
-    error = render_error(helm, "--set", "watchNamespaces={ci-*}")
-    assert "replicas > 1 needs watchNamespaces listed by name" in error
+def test_patterns_work_with_several_replicas(helm: str) -> None:
+    docs = render(helm, "--set", "watchNamespaces={ci-*,!ci-pr-*}")
+    assert one(docs, "StatefulSet")["spec"]["replicas"] == 2
+    assert json.loads(env_of(docs)["STEPRUN_NAMESPACES"]) == ["ci-*", "!ci-pr-*"]
+    _peers_cluster_wide(docs)
+    granted = rules_of(docs, "steprun-operator")
+    assert {("", "namespaces", v) for v in ("get", "list", "watch")} <= granted
+
+
+def test_a_single_replica_does_not_peer(helm: str) -> None:
     docs = render(helm, "--set", "watchNamespaces={ci-*}", "--set", "replicas=1")
     env = env_of(docs)
     assert json.loads(env["STEPRUN_NAMESPACES"]) == ["ci-*"]
     assert "STEPRUN_PEERING" not in env and "STEPRUN_PRIORITY" not in env
+    assert "STEPRUN_PEERING_LIFETIME" not in env
     assert not [d for d in docs if "Peering" in d["kind"]]
     assert not {g for g in rules_of(docs, "steprun-operator") if g[0] == "kopf.dev"}
+
+
+def test_peering_name_and_lifetime_are_settable(helm: str) -> None:
+    docs = render(helm, "--set", "peering.name=ops-peers", "--set", "peering.lifetime=10")
+    env = env_of(docs)
+    assert env["STEPRUN_PEERING"] == "ops-peers"
+    assert OperatorConfig(peering_lifetime=env["STEPRUN_PEERING_LIFETIME"]).peering_lifetime == 10
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "ops-peers"
+    assert ("kopf.dev", "clusterkopfpeerings", "patch[ops-peers]") in rules_of(
+        docs, "steprun-operator"
+    )
 
 
 def test_operator_role_is_exactly_what_the_operator_uses(helm: str) -> None:
@@ -348,3 +381,5 @@ def test_schema_refuses_bad_values(helm: str) -> None:
     assert "typo" in render_error(helm, "--set", "typo=1")
     assert "watchNamespaces" in render_error(helm, "--set", "watchNamespaces={Not_A_Namespace}")
     assert "logLevel" in render_error(helm, "--set", "config.logLevel=LOUD")
+    # kopf renews a record 5-10 s before it runs out: shorter lifetimes would flap.
+    assert "lifetime" in render_error(helm, "--set", "peering.lifetime=2")

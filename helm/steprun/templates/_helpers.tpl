@@ -36,15 +36,3 @@ app.kubernetes.io/component: operator
 {{- .Values.peering.name | default (include "steprun.fullname" .) -}}
 {{- end -}}
 {{- end -}}
-
-{{/* "true" when some watched namespace is a glob pattern (kopf's pattern syntax). */}}
-{{- define "steprun.watchesPatterns" -}}
-{{- range .Values.watchNamespaces -}}
-{{- if regexMatch "[*?!,]" . -}}true{{- end -}}
-{{- end -}}
-{{- end -}}
-
-{{/* kopf peers in each watched namespace when it watches a list, cluster-wide otherwise. */}}
-{{- define "steprun.peeringResource" -}}
-{{- if .Values.watchNamespaces -}}kopfpeerings{{- else -}}clusterkopfpeerings{{- end -}}
-{{- end -}}

@@ -43,8 +43,12 @@ def register(
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.mandatory = True
-            settings.peering.clusterwide = not config.namespaces
+            # One ClusterKopfPeering even when only some namespaces are watched: per-namespace
+            # peering pauses the whole operator as soon as one watched namespace (e.g. a new
+            # one matching a glob) lacks its peering object.
+            settings.peering.clusterwide = True
             settings.peering.stealth = True
+            settings.peering.lifetime = config.peering_lifetime
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
