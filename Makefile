@@ -79,3 +79,16 @@ demo: venv ## cluster, image, helm, chart in steprun-system; run examples/ in st
 
 # The manifest tests render the chart: CI must have helm rather than skip them.
 test: helm
+
+BENCH_SIZES ?= 100,1000
+BENCH_RATES ?= 10,50,burst
+BENCH_NODES ?= kwok
+BENCH_KWOK_NODES ?= 2
+KUBECTL := $(if $(wildcard $(K8S_BIN)/kubectl),$(K8S_BIN)/kubectl,kubectl)
+
+.PHONY: bench
+bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=kwok|real (docs/benchmark.md)
+	$(if $(filter kwok,$(BENCH_NODES)),hack/kwok-up.sh $(BENCH_KWOK_NODES))
+	$(KUBECTL) --kubeconfig $(TEST_KUBECONFIG) apply --server-side --force-conflicts -f crds >/dev/null
+	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
+		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench

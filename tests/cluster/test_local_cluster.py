@@ -60,8 +60,13 @@ def test_active_deadline_fails_pod_with_deadline_exceeded(
     core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(
         namespace,
-        pod("sleeper", step_image, "sleep 60", active_deadline_seconds=2,
-            termination_grace_period_seconds=1),
+        pod(
+            "sleeper",
+            step_image,
+            "sleep 60",
+            active_deadline_seconds=2,
+            termination_grace_period_seconds=1,
+        ),
     )
     done = wait_until(lambda: pod_phase(core, namespace, "sleeper"), 60, "the deadline to hit")
     assert done.status.phase == "Failed"  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+"""python -m bench: run every size and rate, write one report per size (see docs/benchmark.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import machine, report
+from bench.identity import whoami
+from bench.kube import Api, ApiError
+from bench.scenario import Environment, ScenarioResult, ScenarioSpec, run_scenario
+from bench.settings import Settings, settings_from
+
+
+def _log(text: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+async def _preflight(api: Api, settings: Settings) -> None:
+    try:
+        await api.request(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/stepruns.steprun.dev"
+        )
+    except ApiError as error:
+        raise SystemExit(
+            f"the StepRun CRD is not installed ({error}): kubectl apply -f crds"
+        ) from None
+    if settings.nodes == "kwok":
+        wanted = ",".join(["type=kwok", *(f"{k}={v}" for k, v in settings.node_labels)])
+        nodes = await api.request("GET", "/api/v1/nodes", query={"labelSelector": wanted})
+        if not nodes.get("items"):
+            raise SystemExit(f"no kwok nodes ({wanted}): run hack/kwok-up.sh N first")
+
+
+def _specs(settings: Settings, size: int) -> list[ScenarioSpec]:
+    base = ScenarioSpec(
+        size=size,
+        rate=None,
+        nodes=settings.nodes,
+        context_bytes=settings.context_bytes,
+        run_duration=settings.run_duration,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        profile=settings.profile,
+        operator_env=settings.operator_env,
+        node_labels=settings.node_labels,
+    )
+    specs = [replace(base, rate=rate) for rate in settings.rates]
+    if settings.nodes == "kwok" and settings.real_size:
+        specs.append(replace(base, size=settings.real_size, rate=settings.real_rate, nodes="real"))
+    return specs
+
+
+def _work_dir(scratch: str) -> Path:
+    work_dir = Path(os.environ.get("BENCH_WORK_DIR") or scratch)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir
+
+
+async def main(settings: Settings) -> list[Path]:
+    api = await Api.connect(str(settings.kubeconfig), connections=settings.concurrency + 16)
+    written = []
+    try:
+        await _preflight(api, settings)
+        client_user = await whoami(api)
+        description = await machine.describe(api, settings.pid_dir)
+        audit_log = (
+            settings.audit_log if settings.audit_log and settings.audit_log.exists() else None
+        )
+        with tempfile.TemporaryDirectory(prefix="steprun-bench-") as scratch:
+            work_dir = _work_dir(scratch)
+            env = Environment(
+                settings.kubeconfig, audit_log, settings.pid_dir, work_dir, client_user
+            )
+            for size in settings.sizes:
+                results: list[ScenarioResult] = []
+                for spec in _specs(settings, size):
+                    results.append(await run_scenario(api, spec, env, _log))
+                stem = f"{datetime.now(UTC):%Y-%m-%d}-{size}"
+                path = report.write(
+                    settings.out_dir, stem, size, results, description, settings.describe()
+                )
+                _log(f"report: {path}")
+                written.append(path)
+    finally:
+        await api.close()
+    return written
+
+
+if __name__ == "__main__":
+    asyncio.run(main(settings_from(sys.argv[1:], os.environ)))
