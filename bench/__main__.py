@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import replace
@@ -79,12 +80,13 @@ async def main(settings: Settings) -> list[Path]:
             )
             for size in settings.sizes:
                 results: list[ScenarioResult] = []
+                stem = f"{datetime.now(UTC):%Y-%m-%d}-{size}"
                 for spec in _specs(settings, size):
                     results.append(await run_scenario(api, spec, env, _log))
-                stem = f"{datetime.now(UTC):%Y-%m-%d}-{size}"
-                path = report.write(
-                    settings.out_dir, stem, size, results, description, settings.describe()
-                )
+                    # Written after every scenario: an interrupted run keeps what it measured.
+                    path = report.write(
+                        settings.out_dir, stem, size, results, description, settings.describe()
+                    )
                 _log(f"report: {path}")
                 written.append(path)
     finally:
@@ -92,5 +94,14 @@ async def main(settings: Settings) -> list[Path]:
     return written
 
 
+async def _run(settings: Settings) -> list[Path]:
+    # SIGTERM cancels like Ctrl-C does, so each scenario still stops its operator and deletes
+    # its namespaces on the way out.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await main(settings)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(settings_from(sys.argv[1:], os.environ)))
+    asyncio.run(_run(settings_from(sys.argv[1:], os.environ)))

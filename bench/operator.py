@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -13,12 +14,20 @@ import time
 from pathlib import Path
 
 READY_MARKER = '"event": "operator ready"'
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM if the benchmark dies, so no
+    operator outlives the run that started it (even after a SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _log_contains(path: Path, marker: str) -> bool:
@@ -65,6 +74,7 @@ class OperatorProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, **self.env()},
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()

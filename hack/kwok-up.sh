@@ -6,8 +6,10 @@
 #   hack/kwok-up.sh N     # called by `KWOK_NODES=N hack/cluster-up.sh`, or alone on a running cluster
 #
 # Fake nodes are named steprun-kwok-<i>, annotated kwok.x-k8s.io/node=fake (what kwok manages),
-# labelled type=kwok and tainted kwok.x-k8s.io/node=fake:NoSchedule, so only Pods that tolerate
-# the taint and select type=kwok land there. Pod lifecycle: hack/kwok/pod-stages.yaml.
+# labelled type=kwok and tainted kwok.x-k8s.io/node=fake:NoSchedule: only Pods that tolerate the
+# taint can land there (a toleration of every taint does too), and those that also select
+# type=kwok land nowhere else. Pod lifecycle: hack/kwok/pod-stages.yaml; kwok's own settings:
+# hack/kwok/kwok.yaml.
 # Idempotent: a running kwok and existing nodes are kept; nodes beyond N are left alone.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
