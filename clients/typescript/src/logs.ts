@@ -92,6 +92,8 @@ export interface FollowerOptions {
   logger?: RuntimeLogger | undefined;
   /** Pause between tries while a container is not readable yet. */
   retryMs?: number;
+  /** How long a follow stream may stay open after its attempt ended. */
+  graceMs?: number;
 }
 
 const STREAMS: Record<Stream, string> = { stdout: 'Stdout', stderr: 'Stderr' };
@@ -112,8 +114,18 @@ class Attempt {
     readonly pod: string,
   ) {}
 
-  update(view: AttemptView): void {
+  /** Aborts of this attempt's follow requests still open. */
+  readonly follows = new Set<() => void>();
+
+  update(view: AttemptView, graceMs: number): void {
     this.readable ||= view.readable;
+    if (view.finished && !this.finished) {
+      // The container is done, so its follow streams end by themselves; one that does not
+      // (a half-open connection) is cut after a grace period and the final read takes over.
+      setTimeout(() => {
+        for (const abort of this.follows) abort();
+      }, graceMs).unref();
+    }
     this.finished ||= view.finished;
     for (const wake of [...this.waiters]) wake();
   }
@@ -139,6 +151,7 @@ export class LogFollower {
   private split: boolean;
   private closed = false;
   private readonly retryMs: number;
+  private readonly graceMs: number;
   private readonly open = new Set<() => void>();
 
   constructor(
@@ -149,6 +162,7 @@ export class LogFollower {
   ) {
     this.split = options.split;
     this.retryMs = options.retryMs ?? 500;
+    this.graceMs = options.graceMs ?? 10_000;
     this.logger = options.logger;
   }
 
@@ -162,7 +176,7 @@ export class LogFollower {
         attempt = new Attempt(view.attempt, view.pod);
         this.attempts.set(view.attempt, attempt);
       }
-      attempt.update(view);
+      attempt.update(view, this.graceMs);
     }
     // Attempts are read in order, each once it is readable; a later one waits for earlier ones.
     const numbers = [...this.attempts.keys()].sort((a, b) => a - b);
@@ -186,7 +200,7 @@ export class LogFollower {
   close(): void {
     this.closed = true;
     for (const abort of this.open) abort();
-    for (const attempt of this.attempts.values()) attempt.update({ ...attempt, readable: true, finished: true });
+    for (const attempt of this.attempts.values()) attempt.update({ ...attempt, readable: true, finished: true }, 0);
   }
 
   private async read(attempt: Attempt): Promise<void> {
@@ -239,7 +253,7 @@ export class LogFollower {
         if (response.status === 400) return 'done';
         throw new KubeError(response.status, message);
       }
-      await this.deliver(attempt, label, response);
+      await this.deliver(attempt, label, response, follow);
       return 'done';
     }
     return 'done';
@@ -249,6 +263,7 @@ export class LogFollower {
     attempt: Attempt,
     stream: Stream,
     response: { body: IncomingMessage; abort: () => void },
+    follow: boolean,
   ): Promise<void> {
     const splitter = new LineSplitter();
     let seen = 0;
@@ -267,6 +282,7 @@ export class LogFollower {
       });
     };
     this.open.add(response.abort);
+    if (follow) attempt.follows.add(response.abort);
     try {
       for await (const chunk of response.body) {
         for (const line of splitter.feed(chunk as Uint8Array)) emit(line);
@@ -276,6 +292,7 @@ export class LogFollower {
       // A broken stream: the read after the attempt ends delivers the rest.
     } finally {
       this.open.delete(response.abort);
+      attempt.follows.delete(response.abort);
     }
   }
 }

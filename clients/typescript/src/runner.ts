@@ -7,6 +7,7 @@ import { planStep, refusal, resultOf, type MappingOptions, type Plan } from './m
 import {
   ErrorCode,
   type RuntimeLogger,
+  type StepExecutionFailure,
   type StepExecutionRequest,
   type StepExecutionResult,
   type Runner,
@@ -31,6 +32,13 @@ export interface KubernetesRunnerOptions extends MappingOptions {
   logStreams?: 'auto' | 'split' | 'combined';
   /** Retries of a failed API request (connection errors, 429, 5xx) before giving up (default 8). */
   apiRetries?: number;
+}
+
+/** A step that cannot be run for a reason the result states (no request failed). */
+class StepRefused extends Error {
+  constructor(readonly result: StepExecutionFailure) {
+    super(result.error.message);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -91,6 +99,7 @@ export class KubernetesRunner implements Runner {
   }
 
   private failure(err: unknown, meta: Record<string, unknown>): StepExecutionResult {
+    if (err instanceof StepRefused) return err.result;
     const error = err instanceof KubeError ? err : new KubeError(0, err instanceof Error ? err.message : String(err));
     if (error.status === 422 || error.status === 400) {
       const causes = error.causes.map((cause) => ({ field: cause.field, message: cause.message }));
@@ -166,9 +175,13 @@ export class KubernetesRunner implements Runner {
     }
     const existing = await this.retrying(() => this.kube.readSecret(plan.namespace, secret.metadata.name));
     if (existing.metadata?.labels?.[LABEL_RUNNER_SECRET] !== plan.name) {
-      throw new KubeError(
-        409,
-        `Secret ${secret.metadata.name} exists and was not created for StepRun ${plan.name}: delete or rename it`,
+      throw new StepRefused(
+        refusal(
+          ErrorCode.InvalidStep,
+          `Secret ${secret.metadata.name} exists and was not created for StepRun ${plan.name}: ` +
+            'delete or rename it, or give the runner another namePrefix',
+          { stepRun: plan.name, namespace: plan.namespace },
+        ),
       );
     }
     // Left behind by a runner that stopped before creating the StepRun: bring its values up to date.

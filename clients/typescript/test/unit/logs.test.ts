@@ -67,7 +67,7 @@ describe('attemptsOf', () => {
   });
 });
 
-type Reply = { status: number; lines?: string[]; body?: string; breakAfter?: number };
+type Reply = { status: number; lines?: string[]; body?: string; breakAfter?: number; hang?: boolean };
 
 /** Answers log requests from a script per (pod, stream, follow) key; the last reply repeats. */
 class FakeLogs implements LogSource {
@@ -81,15 +81,21 @@ class FakeLogs implements LogSource {
     const reply = (queue.length > 1 ? queue.shift() : queue[0]) as Reply;
     let chunks: (string | Error)[] = reply.body !== undefined ? [reply.body] : (reply.lines ?? []).map((l) => `${l}\n`);
     if (reply.breakAfter !== undefined) chunks = [...chunks.slice(0, reply.breakAfter), new Error('connection reset')];
+    let abort = (): void => undefined;
+    const aborted = new Promise<void>((resolve) => (abort = resolve));
     const body = Readable.from(
       (async function* () {
         for (const chunk of chunks) {
           if (chunk instanceof Error) throw chunk;
           yield Buffer.from(chunk);
         }
+        if (reply.hang) {
+          await aborted;
+          throw new Error('aborted');
+        }
       })(),
     ) as unknown as IncomingMessage;
-    return { status: reply.status, body, abort: () => undefined };
+    return { status: reply.status, body, abort };
   }
 }
 
@@ -97,7 +103,7 @@ const T = '2026-12-01T09:00:00.000000001Z';
 
 async function follow(source: FakeLogs, split: boolean, versions: StepRunStatus[]): Promise<LogEntry[]> {
   const entries: LogEntry[] = [];
-  const follower = new LogFollower(source, 'ns', (entry) => entries.push(entry), { split, retryMs: 1 });
+  const follower = new LogFollower(source, 'ns', (entry) => entries.push(entry), { split, retryMs: 1, graceMs: 1 });
   for (const status of versions) {
     follower.update(sr(status));
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -149,6 +155,18 @@ describe('LogFollower', () => {
         [2, 'b', 'stdout'],
         [3, 'c', 'stdout'],
       ],
+    );
+  });
+
+  it('a follow stream left open after the attempt ended is cut, and the rest read', async () => {
+    const source = new FakeLogs({
+      'p-1/All/follow': [{ status: 200, lines: [`${T} a`], hang: true }],
+      'p-1/All/read': [{ status: 200, lines: [`${T} a`, `${T} b`] }],
+    });
+    const entries = await follow(source, false, [running, done]);
+    assert.deepEqual(
+      entries.map((e) => e.message),
+      ['a', 'b'],
     );
   });
 
