@@ -68,3 +68,4 @@ def test_typescript_runner(
     # A suite that ran no test must not pass: node exits 0 for an empty file.
     passed = re.search(r"\bpass (\d+)$", result.stdout, re.MULTILINE)
     assert passed is not None and int(passed.group(1)) > 0, f"no test of {suite} ran:\n{report}"
+    print(result.stdout[-3000:])  # node's report, shown by pytest -rP

@@ -98,9 +98,15 @@ export interface FollowerOptions {
 
 const STREAMS: Record<Stream, string> = { stdout: 'Stdout', stderr: 'Stderr' };
 
-/** A log request the kubelet refused because it cannot split streams (its feature gate is off). */
+/**
+ * A log request refused because streams cannot be split: by the kubelet (400) or the API server
+ * (422) whose PodLogsQuerySplitStreams feature gate is off.
+ */
 function splitUnsupported(status: number, message: string): boolean {
-  return status === 400 && /PodLogsQuerySplitStreams|log stream/i.test(message);
+  return (
+    (status === 400 && /PodLogsQuerySplitStreams|log stream/i.test(message)) ||
+    (status === 422 && /stream.*may not be specified/i.test(message))
+  );
 }
 
 class Attempt {
@@ -298,15 +304,15 @@ export class LogFollower {
 }
 
 /**
- * Whether the API server can split a Pod's log into stdout and stderr: with the feature gate
- * on, it validates `stream` before looking the Pod up, and refuses a specific stream combined
- * with tailLines (422); with it off, the parameter is ignored and the Pod is simply not found.
+ * Whether the API server can split a Pod's log into stdout and stderr. With the feature gate
+ * off it refuses any `stream` (422, "may not be specified") before looking the Pod up; with it
+ * on, the request passes validation and the made-up Pod is simply not found (404).
  */
 export async function probeSplitStreams(source: LogSource, namespace: string): Promise<boolean> {
   try {
-    const response = await source.openLog(namespace, 'steprun-log-stream-probe', { stream: 'Stderr', tailLines: '0' });
+    const response = await source.openLog(namespace, 'steprun-log-stream-probe', { stream: 'Stderr' });
     await readBody(response.body);
-    return response.status === 422;
+    return response.status === 404;
   } catch {
     return false;
   }

@@ -6,7 +6,7 @@ import { KubernetesRunner } from '../../src/runner.js';
 import type { LogEntry } from '../../src/types.js';
 import { image, kubeConfig, listStepRuns, namespace, splits } from './support.js';
 
-describe('the example engine', () => {
+describe('the example engine', { timeout: 300_000 }, () => {
   it('runs its three steps as StepRuns, each with the outputs of the one before', async () => {
     const runner = new KubernetesRunner({ kubeConfig, namespace, image, workflow: 'release' });
     const runId = `example-${process.pid}`;

@@ -9,7 +9,7 @@ import { getStepRun, image, kubeConfig, listStepRuns, namespace, shellRequest } 
 
 const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
 
-describe('an engine that restarts', () => {
+describe('an engine that restarts', { timeout: 300_000 }, () => {
   it('waits on the same StepRun instead of starting a second one', async () => {
     // The step outlives the first engine: it is killed as soon as the step has printed.
     const request = shellRequest('echo started; sleep 8; printf \'{"resumed":true}\' > "$STEPRUN_OUTPUT_FILE"');

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 
 import type { StepRun, StepRunStatus } from '../../src/api.js';
-import { LineSplitter, LogFollower, attemptsOf, parseLogLine, type LogSource } from '../../src/logs.js';
+import { LineSplitter, LogFollower, attemptsOf, parseLogLine, probeSplitStreams, type LogSource } from '../../src/logs.js';
 import type { LogEntry } from '../../src/types.js';
 
 function sr(status: StepRunStatus): StepRun {
@@ -202,6 +202,21 @@ describe('LogFollower', () => {
     assert.ok(!source.requests.includes('p-1/Stdout/read'), 'later reads stay combined');
   });
 
+  it('falls back to a combined stream when the API server cannot split', async () => {
+    const refusal = { status: 422, body: '{"message":"PodLogOptions \\"p-1\\" is invalid: stream: Forbidden: may not be specified"}' };
+    const source = new FakeLogs({
+      'p-1/Stdout/follow': [refusal],
+      'p-1/Stderr/follow': [refusal],
+      'p-1/All/follow': [{ status: 200, lines: [`${T} x`] }],
+      'p-1/All/read': [{ status: 200, lines: [`${T} x`] }],
+    });
+    const entries = await follow(source, true, [running, done]);
+    assert.deepEqual(
+      entries.map((e) => [e.stream, e.message]),
+      [['stdout', 'x']],
+    );
+  });
+
   it('reads attempts in order, each with its own numbering', async () => {
     const source = new FakeLogs({
       'p-1/All/read': [{ status: 200, lines: [`${T} first`] }],
@@ -229,5 +244,23 @@ describe('LogFollower', () => {
   it('a Pod that is gone has no more logs; the step still finishes', async () => {
     const entries = await follow(new FakeLogs({}), false, [done]);
     assert.deepEqual(entries, []);
+  });
+});
+
+describe('probeSplitStreams', () => {
+  it('the gate on: the made-up Pod is not found', async () => {
+    const source = new FakeLogs({ 'steprun-log-stream-probe/Stderr/read': [{ status: 404, body: '{}' }] });
+    assert.equal(await probeSplitStreams(source, 'ns'), true);
+  });
+
+  it('the gate off: the stream parameter is refused', async () => {
+    const body = '{"message":"stream: Forbidden: may not be specified"}';
+    const source = new FakeLogs({ 'steprun-log-stream-probe/Stderr/read': [{ status: 422, body }] });
+    assert.equal(await probeSplitStreams(source, 'ns'), false);
+  });
+
+  it('no permission to read logs: no splitting', async () => {
+    const source = new FakeLogs({ 'steprun-log-stream-probe/Stderr/read': [{ status: 403, body: '{}' }] });
+    assert.equal(await probeSplitStreams(source, 'ns'), false);
   });
 });
