@@ -37,27 +37,12 @@ def built_package() -> Path:
     return PACKAGE
 
 
-@pytest.mark.parametrize("suite", SUITES)
-def test_typescript_runner(
-    suite: str,
-    built_package: Path,
-    namespace: str,
-    operator: OperatorProcess,
-    kubeconfig: str,
-    step_image: str,
-) -> None:
-    env = {
-        **os.environ,
-        "KUBECONFIG": kubeconfig,
-        "STEPRUN_E2E_NAMESPACE": namespace,
-        "STEPRUN_E2E_IMAGE": step_image,
-        # The clusters hack/cluster-up.sh builds split log streams; others may not.
-        "STEPRUN_E2E_LOCAL_CLUSTER": "1" if Path(kubeconfig).match(".cluster/kubeconfig") else "0",
-    }
+def run_suite(suite: str, package: Path, env: dict[str, str]) -> None:
+    """Runs one node e2e file; fails with node's report unless it ran tests and all passed."""
     result = subprocess.run(
         ["node", "--test", "--test-reporter=spec", f"dist/test/e2e/{suite}.e2e.test.js"],
-        cwd=built_package,
-        env=env,
+        cwd=package,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=540,
@@ -69,3 +54,22 @@ def test_typescript_runner(
     passed = re.search(r"\bpass (\d+)$", result.stdout, re.MULTILINE)
     assert passed is not None and int(passed.group(1)) > 0, f"no test of {suite} ran:\n{report}"
     print(result.stdout[-3000:])  # node's report, shown by pytest -rP
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_typescript_runner(
+    suite: str,
+    built_package: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    kubeconfig: str,
+    step_image: str,
+) -> None:
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "STEPRUN_E2E_NAMESPACE": namespace,
+        "STEPRUN_E2E_IMAGE": step_image,
+        # The clusters hack/cluster-up.sh builds split log streams; others may not.
+        "STEPRUN_E2E_LOCAL_CLUSTER": "1" if Path(kubeconfig).match(".cluster/kubeconfig") else "0",
+    }
+    run_suite(suite, built_package, env)

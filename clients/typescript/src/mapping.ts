@@ -350,6 +350,12 @@ function isResolutionReason(reason: string): boolean {
   return /NotFound$|Ambiguous|Unresolved|Resolution/.test(reason);
 }
 
+/**
+ * Admission refuses a `uses` the policy does not declare as PermissionDenied, naming what was
+ * not found in the runtime's own words; those refusals are resolution failures to an engine.
+ */
+const UNRESOLVED = /\b(Plugin|Workflow handler|CLI command) not found: |builtin:shell is not available/;
+
 /** The runtime's result for a terminal StepRun; undefined while the step is not finished. */
 export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
   const status = stepRun.status ?? {};
@@ -379,7 +385,10 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
       fallback = 'Step timed out';
       break;
     case 'Rejected':
-      code = REJECTION_CODES[reason] ?? (isResolutionReason(reason) ? ErrorCode.CommandResolutionFailed : ErrorCode.StepRejected);
+      code = UNRESOLVED.test(status.message ?? '')
+        ? ErrorCode.CommandResolutionFailed
+        : (REJECTION_CODES[reason] ??
+          (isResolutionReason(reason) ? ErrorCode.CommandResolutionFailed : ErrorCode.StepRejected));
       fallback = `Step rejected (${reason})`;
       break;
     case 'Failed':

@@ -265,6 +265,17 @@ describe('resultOf', () => {
     ['no policy', { phase: 'Rejected', reason: 'PolicyNotFound', message: 'm' }, 'failed', 'COMMAND_RESOLUTION_FAILED'],
     ['no handler', { phase: 'Rejected', reason: 'HandlerNotFound', message: 'm' }, 'failed', 'COMMAND_RESOLUTION_FAILED'],
     ['other refusal', { phase: 'Rejected', reason: 'Quota', message: 'm' }, 'failed', 'STEP_REJECTED'],
+    ...[
+      'SandboxPolicy "p" denies this step: Workflow handler not found: deploy in plugin tool (handlers of tool: write)',
+      'SandboxPolicy "p" denies this step: CLI command not found: test (commands: lint (plugin eslint))',
+      'SandboxPolicy "p" denies this step: Plugin not found: rubocop (plugins: eslint, sh)',
+      'SandboxPolicy "p" denies this step: builtin:shell is not available: the policy names no shellPlugin',
+    ].map((message): [string, NonNullable<StepRun['status']>, string, string] => [
+      `unresolved: ${message.slice(36, 60)}`,
+      { phase: 'Rejected', reason: 'PermissionDenied', message },
+      'failed',
+      'COMMAND_RESOLUTION_FAILED',
+    ]),
   ];
   for (const [name, status, outcome, code] of cases) {
     it(`${name} -> ${outcome} ${code}`, () => {
