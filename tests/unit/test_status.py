@@ -83,7 +83,7 @@ def test_pending_first_attempt() -> None:
         "message": message,
         "podName": pod_name(1),
         "attempt": 1,
-        "attempts": [{"attempt": 1, "podName": pod_name(1)}],
+        "attempts": [{"attempt": 1, "podName": pod_name(1), "creationTime": NOW}],
         "startTime": NOW,
         "observedGeneration": 3,
         "conditions": [condition_entry("Unknown", "PodCreated", NOW, message, generation=3)],
@@ -102,7 +102,10 @@ def test_pending_next_attempt_clears_the_retry_and_keeps_history() -> None:
         "message": message,
         "podName": pod_name(2),
         "attempt": 2,
-        "attempts": [finished_attempt(1), {"attempt": 2, "podName": pod_name(2)}],
+        "attempts": [
+            finished_attempt(1),
+            {"attempt": 2, "podName": pod_name(2), "creationTime": "2024-05-01T10:01:30Z"},
+        ],
         "startTime": CREATED,
         "observedGeneration": 1,
         "conditions": [condition_entry("Unknown", "PodCreated", "2024-05-01T10:01:30Z", message)],
@@ -131,7 +134,7 @@ def test_attempts_stay_ordered() -> None:
     assert doc["attempts"] == [
         finished_attempt(1),
         finished_attempt(2),
-        {"attempt": 3, "podName": pod_name(3)},
+        {"attempt": 3, "podName": pod_name(3), "creationTime": NOW},
     ]
 
 

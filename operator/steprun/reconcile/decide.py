@@ -8,12 +8,12 @@ next call see the world one step further on — so a restart at any point resume
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import Phase, Reason, StepRun
+from steprun.api.models import Phase, Reason, StepRun, is_terminal_phase
 from steprun.config import OperatorConfig
 from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
 from steprun.timeutil import parse_time
@@ -82,17 +82,59 @@ class ExpireTtl:
     pass
 
 
-Decision = Wait | StartAttempt | MarkRunning | FinishAttempt | RepairContext | Cancel | ExpireTtl
+@dataclass(frozen=True)
+class ReleasePods:
+    """Remove the tracking finalizer of these Pods: their attempts' outcomes are in status, so
+    nothing is lost when they go."""
+
+    pod_names: tuple[str, ...]
+
+
+Decision = (
+    Wait
+    | StartAttempt
+    | MarkRunning
+    | FinishAttempt
+    | RepairContext
+    | Cancel
+    | ExpireTtl
+    | ReleasePods
+)
 
 
 def decide(
+    sr: StepRun,
+    pod: Mapping[str, Any] | None,
+    now: datetime,
+    config: OperatorConfig,
+    held: Collection[str] = (),
+    orphans: Collection[str] = (),
+) -> Decision:
+    """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
+    StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
+    StepRun of the same name (deleted, so nothing of theirs is left to record)."""
+    status = sr.status
+    terminal = is_terminal_phase(status.phase)
+    if sr.metadata.deletion_timestamp or terminal:
+        # Every outcome is recorded (or will never be): no Pod needs to be kept any more.
+        if held or orphans:
+            return ReleasePods(tuple(sorted({*held, *orphans})))
+        if sr.metadata.deletion_timestamp:
+            return Wait()
+        return _after_terminal(sr, now, config)
+    decision = _in_flight(sr, pod, now, config)
+    if isinstance(decision, Wait):
+        recorded = {a.pod_name for a in status.attempts if a.completion_time}
+        done = sorted({*(name for name in held if name in recorded), *orphans})
+        if done:
+            return ReleasePods(tuple(done))
+    return decision
+
+
+def _in_flight(
     sr: StepRun, pod: Mapping[str, Any] | None, now: datetime, config: OperatorConfig
 ) -> Decision:
     status = sr.status
-    if sr.metadata.deletion_timestamp:
-        return Wait()
-    if status.phase is not None and Phase(status.phase).terminal:
-        return _after_terminal(sr, now)
     if sr.spec.cancel:
         return Cancel(status.pod_name if pod is not None else None)
     if status.attempt is None or status.pod_name is None:
@@ -116,8 +158,10 @@ def decide(
     return _follow_pod(sr, pod, now, config)
 
 
-def _after_terminal(sr: StepRun, now: datetime) -> Decision:
+def _after_terminal(sr: StepRun, now: datetime, config: OperatorConfig) -> Decision:
     ttl = sr.spec.ttl_seconds_after_finished
+    if ttl is None:
+        ttl = config.default_ttl_seconds_after_finished
     finished = parse_time(sr.status.completion_time)
     if ttl is None or finished is None:
         return Wait()
@@ -209,7 +253,7 @@ def _pending(
     now: datetime,
     config: OperatorConfig,
 ) -> Decision:
-    created = parse_time(pod.get("metadata", {}).get("creationTimestamp")) or now
+    created = _created(sr, pod, now)
     limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
     deadline = created + timedelta(seconds=limit)
     if now < deadline:
@@ -237,6 +281,26 @@ def _pending(
         now,
         delete_pod=True,
     )
+
+
+def _created(sr: StepRun, pod: Mapping[str, Any], now: datetime) -> datetime:
+    """When the attempt's Pod was created, by the operator's own record (its clock is the one
+    ``now`` comes from); the API server's creationTimestamp only for statuses written before
+    that record existed."""
+    attempt = sr.status.attempt
+    for entry in sr.status.attempts:
+        if entry.attempt == attempt and entry.creation_time:
+            recorded = parse_time(entry.creation_time)
+            if recorded is not None:
+                return recorded
+    return parse_time(pod.get("metadata", {}).get("creationTimestamp")) or now
+
+
+def attempt_failed(sr: StepRun, outcome: Outcome, now: datetime) -> FinishAttempt:
+    """How a failed attempt ends: retried after the backoff while ``retries`` allow, else final."""
+    decision = _finish(sr, outcome, now)
+    assert isinstance(decision, FinishAttempt)
+    return decision
 
 
 def _finish(sr: StepRun, outcome: Outcome, now: datetime, *, delete_pod: bool = False) -> Decision:

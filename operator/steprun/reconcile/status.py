@@ -18,6 +18,8 @@ CONDITION = "Succeeded"
 
 def _base(sr: StepRun) -> dict[str, Any]:
     current = sr.status.model_dump(by_alias=True, mode="json")
+    # Attempts as the API stores them: fields never set are left out, not sent as null.
+    current["attempts"] = [a.to_api() for a in sr.status.attempts]
     current["observedGeneration"] = sr.metadata.generation
     return current
 
@@ -84,7 +86,9 @@ def pending(
         attempt=attempt,
         nextAttemptTime=None,
         exitCode=None,
-        attempts=_attempts(sr, AttemptStatus(attempt=attempt, pod_name=pod_name)),
+        attempts=_attempts(
+            sr, AttemptStatus(attempt=attempt, pod_name=pod_name, creation_time=format_time(now))
+        ),
         conditions=_condition(sr, "Unknown", Reason.POD_CREATED.value, message, now),
     )
     status["startTime"] = status.get("startTime") or format_time(now)
@@ -175,6 +179,43 @@ def _terminal(
     status["startTime"] = status.get("startTime") or completed
     status["duration"] = duration(status["startTime"], completed)
     return status
+
+
+def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
+    """``sr`` as if attempt ``attempt`` were in flight in ``pod_name``: for recording the
+    outcome of an attempt whose Pod could not even be created."""
+    status = sr.status.model_copy(
+        update={"attempt": attempt, "pod_name": pod_name, "next_attempt_time": None}
+    )
+    return sr.model_copy(update={"status": status})
+
+
+def given_up(
+    generation: int | None, phase: Phase, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """A terminal status written without reading the current one: for a StepRun the operator
+    cannot read, or whose full status the API server refuses. Outputs are dropped (they may be
+    what made the status too large); attempts already recorded are left as they are."""
+    stamp = format_time(now)
+    return {
+        "phase": phase.value,
+        "reason": reason,
+        "message": message,
+        "completionTime": stamp,
+        "nextAttemptTime": None,
+        "outputs": None,
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": CONDITION,
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": stamp,
+                "observedGeneration": generation,
+            }
+        ],
+    }
 
 
 def parse(raw: dict[str, Any]) -> StepRunStatus:
