@@ -29,6 +29,7 @@ from tests.unit.factories import (
     STARTED,
     at,
     attempt_entry,
+    condition,
     pending_status,
     pod,
     pod_name,
@@ -896,3 +897,22 @@ def test_startup_timeout_counts_from_the_operators_own_record() -> None:
     now = recorded + timedelta(seconds=60)
     assert decide(sr, stuck, now, CONFIG) == Wait(until=recorded + timedelta(seconds=300))
     assert isinstance(decide(sr, stuck, recorded + timedelta(seconds=301), CONFIG), FinishAttempt)
+
+
+def test_a_pod_whose_sandbox_is_ready_does_not_have_its_context_checked() -> None:
+    # Pulling its image: volumes are mounted, so the context exists; no API reads.
+    scheduled = condition("PodScheduled", "True")
+    ready = condition("PodReadyToStartContainers", "True")
+    pulling = pod("Pending", waiting("ContainerCreating"), conditions=[scheduled, ready])
+    sr = steprun(status=pending_status())
+    later = at(CREATED) + timedelta(seconds=30)
+    assert decide(sr, pulling, later, CONFIG) == Wait(until=at(CREATED) + timedelta(seconds=300))
+    mounting = pod(
+        "Pending",
+        waiting("ContainerCreating"),
+        conditions=[
+            condition("PodScheduled", "True"),
+            condition("PodReadyToStartContainers", "False"),
+        ],
+    )
+    assert isinstance(decide(sr, mounting, later, CONFIG), RepairContext)

@@ -23,6 +23,7 @@ from steprun.timeutil import parse_time
 # that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too.
 CONTEXT_MISSING_REASON = "CreateContainerConfigError"
 CONTEXT_CHECK_AFTER = timedelta(seconds=5)
+SANDBOX_READY = "PodReadyToStartContainers"
 
 
 @dataclass(frozen=True)
@@ -258,8 +259,15 @@ def _pending(
     deadline = created + timedelta(seconds=limit)
     if now < deadline:
         # Only a Pod that is on a node and starting without a known failure can be waiting
-        # for a missing volume source.
-        starting = bool(pod.get("spec", {}).get("nodeName")) and obs.stuck_reason is None
+        # for a missing volume source. Volumes are mounted before the kubelet creates the
+        # Pod's sandbox, so a Pod whose sandbox is ready (pulling its image, say) is not: its
+        # context is not looked up at all, which keeps thousands of starting Pods from
+        # polling the API server.
+        starting = (
+            bool(pod.get("spec", {}).get("nodeName"))
+            and obs.stuck_reason is None
+            and not _sandbox_ready(pod)
+        )
         check_at = created + CONTEXT_CHECK_AFTER
         if obs.stuck_reason == CONTEXT_MISSING_REASON or (starting and now >= check_at):
             return RepairContext(until=min(deadline, now + CONTEXT_CHECK_AFTER))
@@ -281,6 +289,13 @@ def _pending(
         now,
         delete_pod=True,
     )
+
+
+def _sandbox_ready(pod: Mapping[str, Any]) -> bool:
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == SANDBOX_READY:
+            return condition.get("status") == "True"
+    return False
 
 
 def _created(sr: StepRun, pod: Mapping[str, Any], now: datetime) -> datetime:
