@@ -24,6 +24,7 @@ from steprun.api.models import (
     SandboxPolicy,
     StepRun,
     StepRunSpec,
+    StepRunStatus,
     is_terminal_phase,
 )
 from steprun.config import OperatorConfig
@@ -547,8 +548,13 @@ class Reconciler:
     # ------------------------------------------------------------------ writes
 
     async def _write(
-        self, sr: StepRun, doc: dict[str, Any], event_type: str, event_reason: str
+        self,
+        sr: StepRun,
+        status: StepRunStatus | dict[str, Any],
+        event_type: str,
+        event_reason: str,
     ) -> None:
+        doc = statuses.to_patch(status) if isinstance(status, StepRunStatus) else status
         body = await self.kube.patch_status(
             "StepRun", sr.namespace, sr.name, doc, resource_version=sr.metadata.resource_version
         )
