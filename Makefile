@@ -93,3 +93,18 @@ bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=k
 	$(KUBECTL) --kubeconfig $(TEST_KUBECONFIG) apply --server-side --force-conflicts -f crds >/dev/null
 	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
 		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench
+
+# ---------------------------------------------------------------- the TypeScript runner
+
+TS_CLIENT := clients/typescript
+
+$(TS_CLIENT)/node_modules/.installed: $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $@
+
+.PHONY: typescript
+typescript: $(TS_CLIENT)/node_modules/.installed ## the TypeScript runner: npm ci, type check, unit tests
+	cd $(TS_CLIENT) && npm run --silent typecheck && npm test
+
+# Its end-to-end tests run inside the cluster suite (tests/cluster/test_typescript_runner.py).
+test: typescript
