@@ -26,6 +26,7 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/api/v1", "events"),
     "Namespace": ("/api/v1", "namespaces"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
@@ -190,6 +191,26 @@ class Kube:
             "PATCH",
             _path(kind, namespace, name, "status"),
             body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None,
+    ) -> Body:
+        """Merge-patch the object; with resource_version, refused (Conflict) if it moved on."""
+        body: dict[str, Any] = dict(patch)
+        if resource_version:
+            body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
+        return await self._call(
+            "PATCH",
+            _path(kind, namespace, name),
+            body=body,
             content_type="application/merge-patch+json",
         )
 

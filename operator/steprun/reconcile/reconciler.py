@@ -37,6 +37,7 @@ from steprun.reconcile.decide import (
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
@@ -151,6 +152,7 @@ class Reconciler:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
             sandbox = await self._sandbox_decision(sr)
+            await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
             pod = render_pod(sr, attempt, self.config, sandbox)
             if sandbox is not None:
@@ -190,6 +192,14 @@ class Reconciler:
             reason = result.reason.value if result.reason else Reason.PERMISSION_DENIED.value
             raise StepAborted(Phase.REJECTED, reason, result.message)
         return result.decision
+
+    async def _ensure_workspaces(self, sr: StepRun) -> None:
+        try:
+            await ensure_workspaces(self.kube, sr)
+        except WorkspaceUnavailable as error:
+            raise StepAborted(
+                Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE.value, str(error)
+            ) from None
 
     async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         if needs_secret(sr, sandbox):
