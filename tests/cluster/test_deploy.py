@@ -349,6 +349,7 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("create", "networkpolicies.networking.k8s.io", ns),
         ("get", "networkpolicies.networking.k8s.io", ns),
         ("create", "events", ns),
+        ("list", "events", ns),
         ("create", "persistentvolumeclaims", ns),
         ("get", "persistentvolumeclaims", ns),
         ("patch", "persistentvolumeclaims", ns),

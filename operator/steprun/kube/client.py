@@ -194,6 +194,15 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    async def list(
+        self, kind: str, namespace: str | None, *, field_selector: str | None = None
+    ) -> list[Body]:
+        """The items of one list call (no paging: for small, selected lists such as a Pod's
+        events)."""
+        query = {"fieldSelector": field_selector} if field_selector else None
+        body = await self._call("GET", _path(kind, namespace), query=query)
+        return list(body.get("items") or [])
+
     async def patch(
         self,
         kind: str,

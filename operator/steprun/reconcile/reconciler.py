@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from steprun.config import OperatorConfig
 from steprun.kube.client import AlreadyExists, Conflict, Invalid, Kube, KubeError, NotFound
 from steprun.log import for_steprun, get_logger
 from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -243,6 +245,8 @@ class Reconciler:
         return await self._create_owned(sr, pod)
 
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
+        if decision.delete_pod and sr.spec.workspace_list:
+            decision = await self._explain_mount_failure(sr, decision)
         outcome = decision.outcome
         if decision.delete_pod and sr.status.pod_name:
             await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
@@ -267,6 +271,25 @@ class Reconciler:
                 sr = fresh
         if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+
+    async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
+        """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
+        its events: the step then fails with the kubelet's reason instead of a bare timeout."""
+        if decision.outcome.reason != Reason.STARTUP_TIMEOUT.value or not sr.status.pod_name:
+            return decision
+        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+        failure = mount_failure(
+            await self.kube.list("Event", sr.namespace, field_selector=selector)
+        )
+        if failure is None:
+            return decision
+        outcome = replace(
+            decision.outcome,
+            reason=Reason.WORKSPACE_UNAVAILABLE.value,
+            message=f"{decision.outcome.message}; a workspace cannot be mounted: "
+            f"{failure[0]}: {failure[1]}",
+        )
+        return replace(decision, outcome=outcome)
 
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
         """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
