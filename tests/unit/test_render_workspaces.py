@@ -101,6 +101,21 @@ def test_each_source_becomes_a_volume_mounted_at_its_path() -> None:
     assert "context" in volumes
 
 
+def test_a_claim_named_twice_is_one_volume_mounted_twice() -> None:
+    claim = {"persistentVolumeClaim": {"claimName": "cache"}}
+    sr = steprun(
+        workspaces=[
+            {"name": "rw", **claim, "subPath": "builds"},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "view", **claim, "mountPath": "/cache", "readOnly": True},
+        ]
+    )
+    pod = render_pod(sr, 1, CONFIG)
+    assert [m["name"] for m in workspace_mounts(pod)] == ["ws-0", "ws-1", "ws-0"]
+    assert workspace_mounts(pod)[2] == {"name": "ws-0", "mountPath": "/cache", "readOnly": True}
+    assert sorted(n for n in volumes_by_name(pod) if n.startswith("ws-")) == ["ws-0", "ws-1"]
+
+
 @pytest.mark.parametrize(
     ("working_dir", "expected"),
     [(None, "/workspace/src"), ("/elsewhere", "/elsewhere")],

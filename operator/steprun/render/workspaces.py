@@ -73,6 +73,9 @@ def workspace_volumes(
     if decision is not None and workspaces and not decision.workspaces_allowed:
         raise WorkspaceError("a sandbox step gets workspaces only with permission workspaces.mount")
     reserved = (config.context_mount_path, config.secrets_mount_path)
+    # One volume per claim: the kubelet tracks a Pod's volumes by the volume they resolve to,
+    # and two Pod volumes of the same claim can leave the Pod waiting for the second mount.
+    claim_volumes: dict[str, str] = {}
     for index, workspace in enumerate(workspaces):
         path = posixpath.normpath(workspace.path)
         clash = next((r for r in reserved if _overlaps(path, posixpath.normpath(r))), None)
@@ -81,15 +84,19 @@ def workspace_volumes(
                 f"workspace {workspace.name} is mounted at {path}, which overlaps the "
                 f"operator's {clash}: choose another mountPath"
             )
-        name = volume_name(index)
-        volume: dict[str, Any] = {"name": name}
         claim = claim_of(sr, workspace)
-        if claim is not None:
-            volume["persistentVolumeClaim"] = {"claimName": claim}
+        if claim is not None and claim in claim_volumes:
+            name = claim_volumes[claim]
         else:
-            assert workspace.empty_dir is not None
-            volume["emptyDir"] = workspace.empty_dir.to_api()
-        volumes.append(volume)
+            name = volume_name(index)
+            volume: dict[str, Any] = {"name": name}
+            if claim is not None:
+                volume["persistentVolumeClaim"] = {"claimName": claim}
+                claim_volumes[claim] = name
+            else:
+                assert workspace.empty_dir is not None
+                volume["emptyDir"] = workspace.empty_dir.to_api()
+            volumes.append(volume)
         read_only = workspace.read_only or (decision is not None and not decision.writable_root)
         mount: dict[str, Any] = {"name": name, "mountPath": path}
         if workspace.sub_path:
