@@ -195,11 +195,20 @@ class Kube:
         )
 
     async def list(
-        self, kind: str, namespace: str | None, *, field_selector: str | None = None
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[Body]:
         """The items of one list call (no paging: for small, selected lists such as a Pod's
         events)."""
-        query = {"fieldSelector": field_selector} if field_selector else None
+        query = {
+            key: value
+            for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+            if value
+        }
         body = await self._call("GET", _path(kind, namespace), query=query)
         return list(body.get("items") or [])
 
