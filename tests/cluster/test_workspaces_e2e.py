@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from steprun.render.names import claim_name
 from tests.cluster.conftest import SandboxPolicies
 from tests.conftest import STEP_IMAGE
 from tests.support.operator_process import OperatorProcess
@@ -134,8 +135,12 @@ def test_pipeline_example_through_the_python_client(steps: Steps, kubeconfig: st
     assert "{'result': 'HELLO FROM THE WRITE STEP'}" in result.stdout
     read = steps.get("pipeline-py-7-3-read")
     assert read["metadata"]["labels"]["steprun.dev/job-id"] == "build"
-    claim = claim_or_none(steps, "pipeline-py-7-src")
-    assert claim is not None and len(claim.metadata.owner_references) == 3
+    # A run id with a dash gives the claim a hashed name; its labels find it.
+    (claim,) = steps.core.list_namespaced_persistent_volume_claim(
+        steps.namespace, label_selector="steprun.dev/workflow=pipeline,steprun.dev/run-id=py-7"
+    ).items
+    assert claim.metadata.name == claim_name("pipeline", "py-7", "src") != "pipeline-py-7-src"
+    assert len(claim.metadata.owner_references) == 3
 
 
 def test_steps_of_a_run_starting_together_share_one_claim(steps: Steps) -> None:
