@@ -14,12 +14,21 @@ MOUNT_FAILURE_REASONS = frozenset({"FailedMount", "FailedAttachVolume", "FailedM
 MOUNT_EVENT_FIELDS = "involvedObject.kind=Pod,involvedObject.name={pod},type=Warning"
 
 
-def mount_failure(events: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """The latest (reason, message) of the mount failures among a Pod's events, if any."""
+def mount_failure(
+    events: Iterable[Mapping[str, Any]], ignore_volumes: Iterable[str] = ()
+) -> tuple[str, str] | None:
+    """The latest (reason, message) of the mount failures among a Pod's events, if any.
+
+    Failures of the volumes in ``ignore_volumes`` (the kubelet names the Pod volume in its
+    message, ``volume "context"``) are left out: they are not the workspaces' doing.
+    """
+    ignored = tuple(f'volume "{name}"' for name in ignore_volumes)
     latest: tuple[str, str, str] | None = None
     for event in events:
         reason = str(event.get("reason") or "")
         if reason not in MOUNT_FAILURE_REASONS:
+            continue
+        if ignored and any(marker in str(event.get("message") or "") for marker in ignored):
             continue
         when = str(
             event.get("lastTimestamp")
