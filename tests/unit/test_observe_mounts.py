@@ -39,3 +39,23 @@ def event(reason: str, message: str, when: str, type_: str = "Warning") -> dict[
 )
 def test_mount_failure(events: list[dict[str, Any]], expected: tuple[str, str] | None) -> None:
     assert mount_failure(events) == expected
+
+
+def test_failures_of_the_operators_own_volumes_are_not_the_workspaces() -> None:
+    events = [
+        event(
+            "FailedMount",
+            'MountVolume.SetUp failed for volume "pvc-1" : bad',
+            "2024-05-01T10:00:01Z",
+        ),
+        event(
+            "FailedMount",
+            'MountVolume.SetUp failed for volume "context" : configmap "x" not found',
+            "2024-05-01T10:00:05Z",
+        ),
+    ]
+    assert mount_failure(events, ignore_volumes=("context", "secrets")) == (
+        "FailedMount",
+        'MountVolume.SetUp failed for volume "pvc-1" : bad',
+    )
+    assert mount_failure(events[1:], ignore_volumes=("context",)) is None

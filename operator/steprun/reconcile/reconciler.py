@@ -51,7 +51,7 @@ from steprun.render.context import (
 from steprun.render.events import render_event
 from steprun.render.names import context_name
 from steprun.render.network import render_network_policy
-from steprun.render.pod import RenderError, render_pod
+from steprun.render.pod import CONTEXT_VOLUME, SECRETS_VOLUME, RenderError, render_pod
 from steprun.render.sandbox import harden_pod
 from steprun.timeutil import parse_time, utcnow
 
@@ -278,9 +278,8 @@ class Reconciler:
         if decision.outcome.reason != Reason.STARTUP_TIMEOUT.value or not sr.status.pod_name:
             return decision
         selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
-        failure = mount_failure(
-            await self.kube.list("Event", sr.namespace, field_selector=selector)
-        )
+        events = await self.kube.list("Event", sr.namespace, field_selector=selector)
+        failure = mount_failure(events, ignore_volumes=(CONTEXT_VOLUME, SECRETS_VOLUME))
         if failure is None:
             return decision
         outcome = replace(
