@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from steprun.api.models import StepRun
-from steprun.kube.client import AlreadyExists, Conflict, KubeError, NotFound
+from steprun.kube.client import AlreadyExists, Conflict, NotFound, Transient
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 
 RUN = {"workflow": {"name": "build", "runId": "42"}}
@@ -129,7 +129,7 @@ async def test_a_terminating_claim_is_waited_for() -> None:
     api = MemoryApi()
     await ensure_workspaces(api, steprun("checkout", "u1"))  # type: ignore[arg-type]
     api.objects[("ci", CLAIM)]["metadata"]["deletionTimestamp"] = "2024-05-01T10:00:00Z"
-    with pytest.raises(KubeError, match="being deleted") as raised:
+    with pytest.raises(Transient, match="being deleted") as raised:
         await ensure_workspaces(api, steprun("test", "u2"))  # type: ignore[arg-type]
     assert not isinstance(raised.value, WorkspaceUnavailable)
     assert owners(api) == ["u1"]

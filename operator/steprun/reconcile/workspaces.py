@@ -9,7 +9,7 @@ resourceVersion it read, so two steps starting at once never drop each other's r
 from __future__ import annotations
 
 from steprun.api.models import StepRun, Workspace
-from steprun.kube.client import AlreadyExists, Conflict, Kube, KubeError, NotFound
+from steprun.kube.client import AlreadyExists, Conflict, Kube, NotFound, Transient
 from steprun.render.workspaces import (
     claim_belongs_to_run,
     owners_with,
@@ -29,7 +29,7 @@ class WorkspaceUnavailable(Exception):
 
 async def ensure_workspaces(kube: Kube, sr: StepRun) -> None:
     """Raises WorkspaceUnavailable for a claim that is missing or not the run's own; raises
-    KubeError (retried) while a run's claim is still being deleted."""
+    Transient (retried with backoff) while a run's claim is still being deleted."""
     for workspace in sr.spec.workspace_list:
         if workspace.persistent_volume_claim is not None:
             await _existing_claim(kube, sr, workspace, workspace.persistent_volume_claim.claim_name)
@@ -73,7 +73,7 @@ async def _run_claim(kube: Kube, sr: StepRun, workspace: Workspace) -> None:
         if metadata.get("deletionTimestamp"):
             # The run's earlier steps were deleted and their claim goes with them; a new one is
             # made once it is gone.
-            raise KubeError(
+            raise Transient(
                 409, "ClaimTerminating", f"PersistentVolumeClaim {name} is being deleted", None
             )
         owners = owners_with(claim, sr)
@@ -90,4 +90,4 @@ async def _run_claim(kube: Kube, sr: StepRun, workspace: Workspace) -> None:
             return
         except (Conflict, NotFound):
             continue
-    raise KubeError(409, "Conflict", f"PersistentVolumeClaim {name} kept changing", None)
+    raise Transient(409, "Conflict", f"PersistentVolumeClaim {name} kept changing", None)

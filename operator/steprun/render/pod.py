@@ -23,6 +23,7 @@ from steprun.render.context import (
 from steprun.render.names import (
     ANNOTATION_TRACEPARENT,
     ANNOTATION_TRACESTATE,
+    TRACKING_FINALIZER,
     context_name,
     is_reserved_key,
     owner_reference,
@@ -184,6 +185,7 @@ def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
+    metadata["finalizers"] = [TRACKING_FINALIZER]
     return metadata
 
 
