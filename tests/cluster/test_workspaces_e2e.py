@@ -418,18 +418,13 @@ def test_a_volume_the_kubelet_cannot_mount_fails_with_the_kubelets_reason(steps:
     )
     try:
         create_claim(steps, "unmountable", storageClassName="", volumeName=volume)
+
         # Bound before the step starts, so only the kubelet can be what stops it.
-        eventually(
-            lambda: (
-                (claim_or_none(steps, "unmountable") or client.V1PersistentVolumeClaim())
-                .to_dict()
-                .get("status", {})
-                .get("phase")
-                == "Bound"
-            ),
-            60,
-            "the claim to bind to its volume",
-        )
+        def bound() -> bool:
+            claim = claim_or_none(steps, "unmountable")
+            return claim is not None and claim.status is not None and claim.status.phase == "Bound"
+
+        eventually(bound, 60, "the claim to bind to its volume")
         steps.create(
             "nomount",
             {
