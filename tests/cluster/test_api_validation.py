@@ -10,6 +10,8 @@ from kubernetes import client
 from tests.support.steps import Steps
 
 IMAGE = "steprun.local/step:1"
+TEMPLATE = {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
@@ -78,6 +80,109 @@ def refusal(steps: Steps, spec: dict[str, Any]) -> str:
             "quantit",
         ),
         ({"image": IMAGE, "unknownField": 1}, "unknownField", "unknown field"),
+        ({"image": IMAGE, "workspaces": [{"name": "w"}]}, "spec.workspaces[0]", "exactly one"),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "w", "emptyDir": {}, "persistentVolumeClaim": {"claimName": "c"}}
+                ],
+            },
+            "spec.workspaces[0]",
+            "exactly one",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [{"name": "w", "emptyDir": {}}, {"name": "w", "emptyDir": {}}],
+            },
+            "spec.workspaces[1]",
+            "Duplicate",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "volumeClaimTemplate": TEMPLATE}]},
+            "spec.workspaces",
+            "context.workflow.name and runId",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"workflow": {"name": "build"}},
+                "workspaces": [{"name": "w", "volumeClaimTemplate": TEMPLATE}],
+            },
+            "spec.workspaces",
+            "context.workflow.name and runId",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "w", "volumeClaimTemplate": {"spec": {"resources": {"requests": {}}}}}
+                ],
+            },
+            "spec.workspaces[0].volumeClaimTemplate.spec.resources.requests",
+            "storage",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "emptyDir": {}, "subPath": "a/../.."}]},
+            "spec.workspaces[0].subPath",
+            "..",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "emptyDir": {}, "mountPath": "rel"}]},
+            "spec.workspaces[0].mountPath",
+            "should match",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "a", "emptyDir": {}, "mountPath": "/workspace/b"},
+                    {"name": "b", "emptyDir": {}},
+                ],
+            },
+            "spec.workspaces",
+            "distinct mount paths",
+        ),
+        (
+            {"image": IMAGE, "context": {"trace": {"traceparent": "not-a-traceparent"}}},
+            "spec.context.trace.traceparent",
+            "should match",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"trace": {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}},
+            },
+            "spec.context.trace.traceparent",
+            "trace-id must not be all zeros",
+        ),
+        (
+            {"image": IMAGE, "context": {"trace": {"traceparent": "ff" + TRACEPARENT[2:]}}},
+            "spec.context.trace.traceparent",
+            "version ff",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {
+                    "trace": {
+                        "traceparent": TRACEPARENT,
+                        "tracestate": ",".join(f"k{i}=v" for i in range(33)),
+                    }
+                },
+            },
+            "spec.context.trace.tracestate",
+            "more than 32",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"trace": {"traceparent": TRACEPARENT, "tracestate": "A B"}},
+            },
+            "spec.context.trace.tracestate",
+            "should match",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and "." in v else None,
 )
@@ -101,6 +206,32 @@ def test_spec_is_immutable_except_cancel(steps: Steps) -> None:
     with pytest.raises(client.ApiException) as uncancel:
         steps.patch_spec("frozen", {"cancel": False})
     assert "spec.cancel" in uncancel.value.body
+
+
+def test_workspaces_and_trace_are_immutable_and_valid_ones_are_accepted(steps: Steps) -> None:
+    created = steps.create(
+        "ws",
+        {
+            "image": IMAGE,
+            "script": "sleep 1",
+            "context": {
+                "workflow": {"name": "build", "runId": "42", "jobId": "main"},
+                "trace": {"traceparent": TRACEPARENT, "tracestate": "a=1, b=2"},
+            },
+            "workspaces": [
+                {"name": "src", "volumeClaimTemplate": TEMPLATE},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}, "subPath": "x/y"},
+            ],
+        },
+    )
+    assert created["spec"]["workspaces"][0]["readOnly"] is False
+    for change in (
+        {"workspaces": [{"name": "src", "emptyDir": {}}]},
+        {"context": {"trace": {"traceparent": TRACEPARENT.replace("01", "00", 1)}}},
+    ):
+        with pytest.raises(client.ApiException) as refused:
+            steps.patch_spec("ws", change)
+        assert "only spec.cancel may change" in refused.value.body
 
 
 def test_defaults_are_applied_by_the_api_server(steps: Steps) -> None:

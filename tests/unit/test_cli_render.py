@@ -232,3 +232,21 @@ def test_other_objects_of_the_file_are_noted_not_rendered(tmp_path: Path) -> Non
     assert "# Secret example-credentials in the file is not rendered" in out
     assert "example-token-value" not in out
     assert [d["kind"] for d in documents(out)] == ["Secret", "ConfigMap", "Pod"]
+
+
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "examples" / "workspaces-pipeline").glob("*.yaml")), ids=str
+)
+def test_pipeline_steps_render_the_runs_claim_first(tmp_path: Path, example: Path) -> None:
+    code, out, err = cli("-f", "sr.yaml", files={"sr.yaml": example.read_text()}, tmp_path=tmp_path)
+    assert code == 0, err
+    claim, configmap, pod = documents(out)
+    assert (claim["kind"], configmap["kind"], pod["kind"]) == (
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "Pod",
+    )
+    assert claim["metadata"]["name"] == "pipeline-1-src"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["ws-0"]["persistentVolumeClaim"] == {"claimName": "pipeline-1-src"}
+    assert "# PersistentVolumeClaim pipeline-1-src is created only by the first step" in out

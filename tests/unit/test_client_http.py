@@ -12,6 +12,7 @@ import copy
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -890,3 +891,72 @@ def test_sync_client_loads_the_kubeconfig_namespace(
     with StepRunClient(backoff=FAST) as client:
         assert client.namespace == "from-context"
         assert client.submit(SPEC, name="k").namespace == "from-context"
+
+
+# ---------------------------------------------------------------------- trace context
+
+TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def engine_span() -> Any:
+    """A span of the engine, as its tracer would make (the API alone, no SDK needed)."""
+    from opentelemetry import trace
+    from opentelemetry.trace.span import TraceState
+
+    context = trace.SpanContext(
+        TRACE_ID,
+        SPAN_ID,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        trace_state=TraceState([("engine", "run42")]),
+    )
+    return trace.use_span(trace.NonRecordingSpan(context))
+
+
+def test_submit_carries_the_engines_current_trace_context(
+    client: StepRunClient, server: FakeApiServer
+) -> None:
+    with engine_span():
+        client.submit(SPEC, name="traced")
+        client.submit(SPEC, name="untraced", propagate_trace=False)
+    assert server.cluster.get("ns1", "traced")["spec"]["context"]["trace"] == {
+        "traceparent": TRACEPARENT,
+        "tracestate": "engine=run42",
+    }
+    assert "trace" not in server.cluster.get("ns1", "untraced")["spec"].get("context", {})
+    # Outside any span nothing is added.
+    client.submit(SPEC, name="outside")
+    assert "trace" not in server.cluster.get("ns1", "outside")["spec"].get("context", {})
+
+
+def test_an_explicit_trace_wins_and_resubmitting_in_another_span_is_the_same_step(
+    client: StepRunClient, server: FakeApiServer
+) -> None:
+    other = "00-11111111111111111111111111111111-2222222222222222-00"
+    spec = {**SPEC, "context": {"trace": {"traceparent": other}}}
+    with engine_span():
+        client.submit(spec, name="explicit")
+        again = client.submit(SPEC, name="explicit")
+    assert again.name == "explicit"
+    assert server.cluster.get("ns1", "explicit")["spec"]["context"]["trace"] == {
+        "traceparent": other
+    }
+
+
+def test_without_opentelemetry_installed_nothing_is_added(
+    client: StepRunClient, server: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine_span():
+        # What `import` sees when the optional dependency is absent.
+        monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
+        client.submit(SPEC, name="no-otel")
+    assert "trace" not in server.cluster.get("ns1", "no-otel")["spec"].get("context", {})
+
+
+async def test_async_submit_carries_the_trace_context(server: FakeApiServer) -> None:
+    async with AsyncStepRunClient(server.async_api_client(), "ns1", backoff=FAST) as client:
+        with engine_span():
+            await client.submit(SPEC, name="async-traced")
+    trace = server.cluster.get("ns1", "async-traced")["spec"]["context"]["trace"]
+    assert trace["traceparent"] == TRACEPARENT

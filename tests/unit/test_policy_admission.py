@@ -551,3 +551,63 @@ def test_example_egress_is_admitted_with_the_policy_rules() -> None:
     decision = admitted(admit(example_steprun("egress.yaml"), example_policy(), {}, CONFIG))
     assert decision.egress_allowed
     assert [(r.cidr, r.ports) for r in decision.egress] == [("10.96.0.0/12", [443])]
+
+
+# ---------------------------------------------------------------- workspaces
+
+CLAIM = {"name": "cache", "persistentVolumeClaim": {"claimName": "ci-cache"}}
+SCRATCH = {"name": "scratch", "emptyDir": {}}
+
+
+def test_workspaces_need_the_workspaces_mount_permission() -> None:
+    result = admit(
+        steprun(workspaces=[SCRATCH]), policy(grants=["workspaces.mount"]), NS_LABELS, CONFIG
+    )
+    assert refused(result) == ["spec.workspaces"]
+    assert "workspaces.mount" in result.message
+
+
+def test_workspaces_mount_must_be_granted() -> None:
+    result = admit(
+        steprun(workspaces=[SCRATCH], sandbox={"permissions": ["workspaces.mount"]}),
+        policy(),
+        NS_LABELS,
+        CONFIG,
+    )
+    assert refused(result) == ["permission workspaces.mount"]
+
+
+def test_scratch_workspace_is_admitted_with_the_grant() -> None:
+    decision = admitted(
+        admit(
+            steprun(workspaces=[SCRATCH], sandbox={"permissions": ["workspaces.mount"]}),
+            policy(grants=["workspaces.mount"]),
+            NS_LABELS,
+            CONFIG,
+        )
+    )
+    assert decision.workspaces_allowed and not decision.writable_root
+
+
+def test_existing_claims_must_be_named_by_the_policy() -> None:
+    step = steprun(workspaces=[CLAIM], sandbox={"permissions": ["workspaces.mount"]})
+    denied = admit(
+        step,
+        policy(grants=["workspaces.mount"], workspaceClaims=["other"]),
+        NS_LABELS,
+        CONFIG,
+    )
+    assert refused(denied) == ["workspace cache (claim ci-cache)"]
+    assert "workspaceClaims (other)" in denied.message
+    decision = admitted(
+        admit(
+            step,
+            policy(
+                grants=["workspaces.mount", "filesystem.writable"], workspaceClaims=["ci-cache"]
+            ),
+            NS_LABELS,
+            CONFIG,
+        )
+    )
+    # Writable only when the step also asks for filesystem.writable.
+    assert not decision.writable_root

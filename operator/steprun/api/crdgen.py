@@ -24,11 +24,19 @@ from pydantic import BaseModel
 from steprun.api.models import (
     ENV_NAME_PATTERN,
     GROUP,
+    MAX_TRACESTATE_MEMBERS,
     RESERVED_ENV_PREFIX,
     SANDBOXPOLICY_PLURAL,
     STEPRUN_PLURAL,
+    SUB_PATH_MESSAGE,
     TERMINAL_PHASES,
+    TRACEPARENT_MESSAGES,
+    TRACESTATE_MESSAGE,
     VERSION,
+    WORKSPACE_ONE_SOURCE_MESSAGE,
+    WORKSPACE_PATHS_MESSAGE,
+    WORKSPACE_ROOT,
+    WORKSPACE_TEMPLATE_MESSAGE,
     Mode,
     SandboxPolicySpec,
     StepRunSpec,
@@ -402,10 +410,108 @@ def egress_cidr_rule() -> Rule:
     )
 
 
+def workspace_rules() -> tuple[Rule, ...]:
+    """One workspace: exactly one source (a JSON schema cannot say "exactly one of")."""
+    count = " + ".join(
+        f"(has(self.{source}) ? 1 : 0)"
+        for source in ("persistentVolumeClaim", "volumeClaimTemplate", "emptyDir")
+    )
+    return (Rule(rule=f"{count} == 1", message=WORKSPACE_ONE_SOURCE_MESSAGE, reason=INVALID),)
+
+
+def sub_path_rule() -> Rule:
+    return Rule(rule="!self.matches('(^|/)[.][.](/|$)')", message=SUB_PATH_MESSAGE, reason=INVALID)
+
+
+def _workspace_path(var: str) -> str:
+    root = cel_string(WORKSPACE_ROOT + "/")
+    return f"(has({var}.mountPath) ? {var}.mountPath : {root} + {var}.name)"
+
+
+def workspaces_list_rules() -> tuple[Rule, ...]:
+    """The list: mount paths (given or defaulted) are distinct."""
+    return (
+        Rule(
+            rule=(
+                f"self.all(w, self.exists_one(x, {_workspace_path('x')} == {_workspace_path('w')}))"
+            ),
+            message=WORKSPACE_PATHS_MESSAGE,
+            reason=INVALID,
+        ),
+    )
+
+
+def workspace_template_rule() -> Rule:
+    """A run's claim is keyed by the workflow name and run id, so a template needs both."""
+    return Rule(
+        rule=(
+            "!has(self.workspaces) || self.workspaces.all(w, !has(w.volumeClaimTemplate)) || "
+            "(has(self.context) && has(self.context.workflow) "
+            "&& has(self.context.workflow.name) && self.context.workflow.name != '' "
+            "&& has(self.context.workflow.runId) && self.context.workflow.runId != '')"
+        ),
+        message=WORKSPACE_TEMPLATE_MESSAGE,
+        field_path=".workspaces",
+        reason=REQUIRED,
+    )
+
+
+def traceparent_rules() -> tuple[Rule, ...]:
+    """The W3C rules a pattern alone does not express (see models.traceparent_problem)."""
+    return (
+        Rule(rule="!self.startsWith('ff-')", message=TRACEPARENT_MESSAGES["version"]),
+        Rule(
+            rule="!self.startsWith('00-') || size(self) == 55",
+            message=TRACEPARENT_MESSAGES["length"],
+        ),
+        Rule(rule="!self.matches('^[0-9a-f]{2}-0{32}-')", message=TRACEPARENT_MESSAGES["trace-id"]),
+        Rule(
+            rule="!self.matches('^[0-9a-f]{2}-[0-9a-f]{32}-0{16}-')",
+            message=TRACEPARENT_MESSAGES["parent-id"],
+        ),
+    )
+
+
+def tracestate_rule() -> Rule:
+    return Rule(
+        rule=f"!self.matches('^([^,]*,){{{MAX_TRACESTATE_MEMBERS}}}')",
+        message=TRACESTATE_MESSAGE,
+        reason=INVALID,
+    )
+
+
 def steprun_rules(spec_schema: Schema) -> dict[str, tuple[Rule, ...]]:
     """CEL rules of the StepRun kind by schema path (see :func:`node_at`)."""
     return {
-        "spec": spec_mode_rules() + spec_immutability_rules(spec_schema["properties"]),
+        "spec": (
+            *spec_mode_rules(),
+            workspace_template_rule(),
+            *spec_immutability_rules(spec_schema["properties"]),
+        ),
+        "spec.workspaces": workspaces_list_rules(),
+        "spec.workspaces[]": workspace_rules(),
+        "spec.workspaces[].subPath": (sub_path_rule(),),
+        "spec.workspaces[].volumeClaimTemplate.spec.resources.requests": (
+            *quantity_rules("spec.workspaces[].volumeClaimTemplate.spec.resources.requests"),
+            Rule(
+                rule="'storage' in self",
+                message=(
+                    "spec.workspaces[].volumeClaimTemplate.spec.resources.requests needs storage"
+                ),
+                reason=REQUIRED,
+            ),
+        ),
+        "spec.workspaces[].emptyDir": (
+            Rule(
+                rule="!has(self.sizeLimit) || type(self.sizeLimit) == int "
+                "|| isQuantity(self.sizeLimit)",
+                message="spec.workspaces[].emptyDir.sizeLimit must be an integer or a quantity",
+                field_path=".sizeLimit",
+                reason=INVALID,
+            ),
+        ),
+        "spec.context.trace.traceparent": traceparent_rules(),
+        "spec.context.trace.tracestate": (tracestate_rule(),),
         "spec.env": env_key_rules("spec.env"),
         "spec.context.env": env_key_rules("spec.context.env"),
         "spec.context.secrets[]": (secret_projection_rule(),),
@@ -557,6 +663,7 @@ STEPRUN_SELECTABLE_FIELDS = (
     ".spec.context.workflow.name",
     ".spec.context.workflow.runId",
     ".spec.context.workflow.stepId",
+    ".spec.context.workflow.jobId",
     ".status.phase",
 )
 

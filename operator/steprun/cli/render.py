@@ -32,6 +32,7 @@ from steprun.render.context import needs_secret, render_configmap, render_secret
 from steprun.render.network import render_network_policy
 from steprun.render.pod import RenderError, render_pod
 from steprun.render.sandbox import harden_pod
+from steprun.render.workspaces import render_claim, run_claims
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
@@ -151,6 +152,13 @@ def render_step(
     decision, notes = _decision(steprun, config, policy, namespace_labels)
     objects: list[dict[str, Any]] = []
     try:
+        for workspace in run_claims(steprun):
+            claim = render_claim(steprun, workspace)
+            objects.append(claim)
+            notes.append(
+                f"PersistentVolumeClaim {claim['metadata']['name']} is created only by the first "
+                "step of the run that needs it; later steps add themselves to its owners."
+            )
         if needs_secret(steprun, decision):
             placeholders = {p.name: REDACTED for p in steprun.spec.context.secrets}
             objects.append(redact_secret(render_secret(steprun, placeholders)))

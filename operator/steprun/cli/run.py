@@ -10,6 +10,7 @@ from steprun.cli import exit_codes
 from steprun.cli.context import CliContext, UnreadableFile, read_source
 from steprun.cli.output import enum_text
 from steprun.cli.spec_args import (
+    WORKSPACE_HELP,
     RunRequest,
     SpecArgumentError,
     build_run_request,
@@ -17,6 +18,7 @@ from steprun.cli.spec_args import (
     parse_env,
     parse_inputs,
     parse_secret,
+    parse_workspace,
     split_run_words,
 )
 from steprun.client import AttemptStarted, LogEvent, LogLine, PodWaiting, StepRunClient
@@ -44,6 +46,9 @@ examples:
   steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
       --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
   steprun run -f step.yaml --retries 2 --detach
+  steprun run --image busybox:1.36 --workflow build --run-id 42 \
+      --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \
+      --script 'ls /workspace/cache > list.txt'
 """
 
 
@@ -85,6 +90,15 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         metavar="NAME=SECRET/KEY[:file]",
         help="project a key of an existing Secret as env var NAME (or as file NAME)",
     )
+    parser.add_argument(
+        "--workspace",
+        action="append",
+        default=[],
+        metavar="name=NAME,SOURCE[,OPTION...]",
+        help="mount a workspace (spec.workspaces): " + WORKSPACE_HELP,
+    )
+    parser.add_argument("--workflow", metavar="NAME", help="context.workflow.name of the step")
+    parser.add_argument("--run-id", metavar="ID", help="context.workflow.runId of the step")
     parser.add_argument("--timeout", type=int, metavar="S", help="timeoutSeconds of the step")
     parser.add_argument("--retries", type=int, metavar="N", help="retries of a failed attempt")
     parser.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
@@ -116,6 +130,9 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         env=parse_env(args.env),
         inputs=parse_inputs(args.input),
         secrets=[parse_secret(s) for s in args.secret],
+        workspaces=[parse_workspace(w) for w in args.workspace],
+        workflow=args.workflow,
+        run_id=args.run_id,
         timeout=args.timeout,
         retries=args.retries,
     )

@@ -1,8 +1,9 @@
 """From ``steprun run`` arguments to the StepRun to create (pure).
 
 Flags are layered over an optional manifest (``-f``): ``--env`` and ``--input`` add or replace
-keys, ``--secret`` adds or replaces projections by name, ``--image``, a command,
-``--script``, ``--timeout`` and ``--retries`` replace the manifest's values.
+keys, ``--secret`` and ``--workspace`` add or replace entries by name, ``--image``, a command,
+``--script``, ``--timeout``, ``--retries``, ``--workflow`` and ``--run-id`` replace the
+manifest's values.
 """
 
 from __future__ import annotations
@@ -73,6 +74,77 @@ def parse_secret(text: str) -> dict[str, Any]:
     if not slash or not secret or not key:
         raise SpecArgumentError(f"--secret expects NAME=SECRET/KEY[:file], got {text!r}")
     return {"name": name, "secretKeyRef": {"name": secret, "key": key}, "as": as_}
+
+
+WORKSPACE_HELP = (
+    "NAME plus one source: claimName=PVC (an existing claim), storage=SIZE (a claim shared by "
+    "the workflow run: needs --workflow and --run-id) or emptyDir; options mountPath=, subPath=, "
+    "readOnly, accessMode=, storageClassName=, sizeLimit=, medium="
+)
+_WORKSPACE_FLAGS = {"readOnly", "emptyDir"}
+_WORKSPACE_KEYS = {
+    "name",
+    "claimName",
+    "storage",
+    "mountPath",
+    "subPath",
+    "readOnly",
+    "accessMode",
+    "storageClassName",
+    "sizeLimit",
+    "medium",
+    "emptyDir",
+}
+
+
+def parse_workspace(text: str) -> dict[str, Any]:
+    """``name=src,claimName=cache,readOnly`` and the like (see WORKSPACE_HELP), as API JSON."""
+    fields: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if key not in _WORKSPACE_KEYS:
+            raise SpecArgumentError(
+                f"--workspace {text!r}: unknown key {key!r} "
+                f"(known: {', '.join(sorted(_WORKSPACE_KEYS))})"
+            )
+        if not sep and key not in _WORKSPACE_FLAGS:
+            raise SpecArgumentError(f"--workspace {text!r}: {key} needs a value ({key}=...)")
+        fields[key] = value if sep else "true"
+    name = fields.pop("name", None)
+    if not name:
+        raise SpecArgumentError(f"--workspace {text!r}: give name=NAME")
+    workspace: dict[str, Any] = {"name": name}
+    for key in ("mountPath", "subPath"):
+        if key in fields:
+            workspace[key] = fields.pop(key)
+    if "readOnly" in fields:
+        workspace["readOnly"] = fields.pop("readOnly").lower() in ("true", "1", "yes")
+    sources = [k for k in ("claimName", "storage", "emptyDir") if k in fields]
+    if len(sources) != 1:
+        raise SpecArgumentError(
+            f"--workspace {text!r}: give exactly one of claimName=, storage= and emptyDir"
+        )
+    if "claimName" in fields:
+        workspace["persistentVolumeClaim"] = {"claimName": fields.pop("claimName")}
+    elif "storage" in fields:
+        claim: dict[str, Any] = {"resources": {"requests": {"storage": fields.pop("storage")}}}
+        if "accessMode" in fields:
+            claim["accessModes"] = [fields.pop("accessMode")]
+        if "storageClassName" in fields:
+            claim["storageClassName"] = fields.pop("storageClassName")
+        workspace["volumeClaimTemplate"] = {"spec": claim}
+    else:
+        fields.pop("emptyDir")
+        empty_dir: dict[str, Any] = {}
+        for key in ("sizeLimit", "medium"):
+            if key in fields:
+                empty_dir[key] = fields.pop(key)
+        workspace["emptyDir"] = empty_dir
+    if fields:
+        raise SpecArgumentError(
+            f"--workspace {text!r}: {', '.join(sorted(fields))} does not apply to this source"
+        )
+    return workspace
 
 
 def split_run_words(
@@ -167,6 +239,9 @@ def build_run_request(
     env: Mapping[str, str] | None = None,
     inputs: Mapping[str, Any] | None = None,
     secrets: Sequence[Mapping[str, Any]] = (),
+    workspaces: Sequence[Mapping[str, Any]] = (),
+    workflow: str | None = None,
+    run_id: str | None = None,
     timeout: int | None = None,
     retries: int | None = None,
 ) -> RunRequest:
@@ -179,6 +254,9 @@ def build_run_request(
         env=env or {},
         inputs=inputs or {},
         secrets=secrets,
+        workspaces=workspaces,
+        workflow=workflow,
+        run_id=run_id,
         timeout=timeout,
         retries=retries,
     )
@@ -205,6 +283,9 @@ def _layer(
     env: Mapping[str, str],
     inputs: Mapping[str, Any],
     secrets: Sequence[Mapping[str, Any]],
+    workspaces: Sequence[Mapping[str, Any]],
+    workflow: str | None,
+    run_id: str | None,
     timeout: int | None,
     retries: int | None,
 ) -> dict[str, Any]:
@@ -232,6 +313,17 @@ def _layer(
         by_name = {s["name"]: s for s in context.get("secrets") or []}
         by_name.update({s["name"]: dict(s) for s in secrets})
         context["secrets"] = list(by_name.values())
+    if workflow is not None or run_id is not None:
+        run = dict(context.get("workflow") or {})
+        if workflow is not None:
+            run["name"] = workflow
+        if run_id is not None:
+            run["runId"] = run_id
+        context["workflow"] = run
+    if workspaces:
+        by_workspace = {w["name"]: w for w in spec.get("workspaces") or []}
+        by_workspace.update({w["name"]: dict(w) for w in workspaces})
+        spec["workspaces"] = list(by_workspace.values())
     if not context:
         del spec["context"]
     if timeout is not None:

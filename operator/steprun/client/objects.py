@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
 from steprun.render.names import (
+    LABEL_JOB,
     LABEL_RUN,
     LABEL_STEP,
     LABEL_WORKFLOW,
@@ -43,6 +44,8 @@ def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
         labels[LABEL_RUN] = workflow.run_id
     if workflow.step_id:
         labels[LABEL_STEP] = workflow.step_id
+    if workflow.job_id:
+        labels[LABEL_JOB] = workflow.job_id
     return labels
 
 
@@ -92,9 +95,10 @@ def same_spec(existing: StepRunSpec, requested: StepRunSpec) -> bool:
     """Whether an existing StepRun is the one being submitted again.
 
     ``cancel`` is a control switch, not part of what the step is: a step cancelled in the
-    meantime is still the same step, so resubmitting it returns it rather than failing.
+    meantime is still the same step, so resubmitting it returns it rather than failing. The
+    trace context is not either: an engine resubmitting after a restart runs in a new span.
     """
-    ignore = {"cancel"}
+    ignore: dict[str, Any] = {"cancel": True, "context": {"trace"}}
     return existing.model_dump(exclude=ignore) == requested.model_dump(exclude=ignore)
 
 

@@ -47,6 +47,7 @@ from steprun.client.objects import (
     steprun_field_selector,
 )
 from steprun.client.result import StepResult, is_terminal, result_of
+from steprun.client.trace import with_current_trace
 from steprun.client.waiting import (
     Event,
     StreamBroken,
@@ -141,12 +142,17 @@ class StepRunClient:
         generate_name: str | None = None,
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
+        propagate_trace: bool = True,
     ) -> StepRunHandle:
         """Creates a StepRun. Submitting the same ``name`` and spec again returns the existing
         one (so a restarted engine can resubmit safely); a different spec raises
-        StepRunConflict."""
+        StepRunConflict. A spec without ``context.trace`` gets the current OpenTelemetry trace
+        context when opentelemetry-api is installed and a span is active (``propagate_trace``
+        turns that off)."""
         ns = namespace or self.namespace
         spec_model = coerce_spec(spec)
+        if propagate_trace:
+            spec_model = with_current_trace(spec_model)
         body = steprun_body(
             spec_model, namespace=ns, name=name, generate_name=generate_name, labels=labels
         )

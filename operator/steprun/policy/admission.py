@@ -96,6 +96,7 @@ def admit(
         *_plugin_denials(sandbox.plugin, plugin, spec.plugins),
         *_permission_denials(needed, granted, plugin, sandbox.permissions),
         *_secrets_denials(bool(sr.spec.context.secrets), needed),
+        *_workspace_denials(sr, needed, spec.workspace_claims or []),
         *timeout_denials,
         *_resource_denials(resources, spec.max_resources),
         *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
@@ -236,6 +237,37 @@ def _secrets_denials(has_secrets: bool, needed: frozenset[Permission]) -> list[D
             "secrets",
         )
     ]
+
+
+def _workspace_denials(
+    sr: StepRun, needed: frozenset[Permission], allowed_claims: Iterable[str]
+) -> list[Denial]:
+    """Workspaces need workspaces.mount; an existing claim must also be named by the policy."""
+    workspaces = sr.spec.workspace_list
+    if not workspaces:
+        return []
+    denials = []
+    if Permission.WORKSPACES_MOUNT not in needed:
+        denials.append(
+            Denial(
+                "spec.workspaces",
+                "requires permission workspaces.mount: add it to spec.sandbox.permissions or "
+                "drop the workspaces",
+            )
+        )
+    allowed = sorted(set(allowed_claims))
+    for workspace in workspaces:
+        ref = workspace.persistent_volume_claim
+        if ref is None or ref.claim_name in allowed:
+            continue
+        denials.append(
+            Denial(
+                f"workspace {workspace.name} (claim {ref.claim_name})",
+                f"is not among the policy's workspaceClaims ({', '.join(allowed) or 'none'}): "
+                "ask a cluster admin to allow the claim or use a volumeClaimTemplate",
+            )
+        )
+    return denials
 
 
 def _timeout(

@@ -38,6 +38,10 @@ class SandboxDecision:
     def writable_root(self) -> bool:
         return Permission.FILESYSTEM_WRITABLE in self.granted
 
+    @property
+    def workspaces_allowed(self) -> bool:
+        return Permission.WORKSPACES_MOUNT in self.granted
+
     def to_status(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["granted"] = sorted(p.value if isinstance(p, Permission) else p for p in self.granted)

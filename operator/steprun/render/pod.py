@@ -21,6 +21,8 @@ from steprun.render.context import (
     reserved_env,
 )
 from steprun.render.names import (
+    ANNOTATION_TRACEPARENT,
+    ANNOTATION_TRACESTATE,
     TRACKING_FINALIZER,
     context_name,
     is_reserved_key,
@@ -28,6 +30,7 @@ from steprun.render.names import (
     pod_labels,
     pod_name,
 )
+from steprun.render.workspaces import WorkspaceError, default_working_dir, workspace_volumes
 
 CONTAINER_NAME = "step"
 SCRIPT_SHELL = "/bin/sh"
@@ -129,7 +132,11 @@ def _volumes(
         mounts.append(
             {"name": SECRETS_VOLUME, "mountPath": config.secrets_mount_path, "readOnly": True}
         )
-    return volumes, mounts
+    try:
+        workspace_vols, workspace_mounts = workspace_volumes(sr, config, decision)
+    except WorkspaceError as error:
+        raise RenderError(str(error)) from None
+    return volumes + workspace_vols, mounts + workspace_mounts
 
 
 def _container(
@@ -142,8 +149,9 @@ def _container(
         "image": _image(sr, decision),
         **_entrypoint(sr, config, decision),
     }
-    if spec.working_dir:
-        container["workingDir"] = spec.working_dir
+    working_dir = spec.working_dir or default_working_dir(sr)
+    if working_dir:
+        container["workingDir"] = working_dir
     container["env"] = _env(sr, attempt, config, decision)
     resources = spec.resources or (decision.resources if decision is not None else None)
     if resources is not None and resources.to_api():
@@ -169,6 +177,11 @@ def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
     }
     extra_annotations = (template.annotations if template else None) or {}
     annotations = {k: v for k, v in sorted(extra_annotations.items()) if not is_reserved_key(k)}
+    trace = sr.spec.context.trace
+    if trace is not None:
+        annotations[ANNOTATION_TRACEPARENT] = trace.traceparent
+        if trace.tracestate:
+            annotations[ANNOTATION_TRACESTATE] = trace.tracestate
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
