@@ -165,7 +165,7 @@ def test_field_selectors_find_steps_of_a_workflow_however_created(steps: Steps) 
 @pytest.mark.parametrize(
     "uses", ["plugin:eslint/fix", "plugin:eslint/notes/draft", "command:mind:rag-index"]
 )
-def test_the_seed_forms_of_uses_are_accepted(steps: Steps, uses: str) -> None:
+def test_the_workflow_forms_of_uses_are_accepted(steps: Steps, uses: str) -> None:
     body = {
         "apiVersion": "steprun.dev/v1alpha1",
         "kind": "StepRun",

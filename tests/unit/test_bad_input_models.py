@@ -51,7 +51,7 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # A Kubernetes resource quantity: a signed decimal and an optional suffix.
 QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
 PERMISSIONS = ("network.egress", "secrets.read", "filesystem.writable")
-# sandbox.uses: the seed runtime's three forms; entry ids may hold / and :.
+# sandbox.uses: a workflow step's three forms; entry ids may hold / and :.
 ENTRY_ID = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
 USES = re.compile(
     rf"plugin:[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID}|command:{ENTRY_ID}|builtin:shell"

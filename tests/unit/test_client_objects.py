@@ -118,7 +118,7 @@ def test_pod_selector_selects_the_operators_children_of_that_step() -> None:
     assert len(value) <= 63 and value != long_name
 
 
-def test_a_sandbox_step_written_as_the_seed_writes_it_is_submitted_as_is() -> None:
+def test_a_sandbox_step_written_as_a_workflow_step_is_submitted_as_is() -> None:
     spec = coerce_spec(
         {
             "mode": "sandbox",

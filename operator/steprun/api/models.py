@@ -45,7 +45,7 @@ MAX_RESOURCES = 32
 MAX_QUANTITY = 64
 
 # Plugin entries (workflow handlers and CLI commands) and how a sandbox step names one, in the
-# seed runtime's forms. An id may hold "/" (a handler path, as in plugin:release/notes/draft)
+# forms of a workflow step's uses. An id may hold "/" (a handler path, as in plugin:release/notes/draft)
 # and ":" (a namespaced CLI command, as in command:mind:rag-index); a plugin name is a DNS
 # label, so the first "/" after plugin: always ends the plugin name.
 MAX_ENTRY_ID = 128
@@ -318,7 +318,7 @@ class SandboxSpec(ApiModel):
         str | None,
         Field(
             description=(
-                "What the step runs, as the seed runtime writes it: plugin:<plugin>/<handler> "
+                "What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> "
                 "(a workflow handler of a plugin), command:<name> (a CLI command of one of the "
                 "policy's plugins; context.inputs become its flags) or builtin:shell (spec.script "
                 "in the policy's shellPlugin). Resolved at admission and frozen in "

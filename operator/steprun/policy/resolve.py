@@ -1,6 +1,7 @@
 """What a sandbox step runs: its ``sandbox.plugin`` or ``sandbox.uses`` resolved in a policy (pure).
 
-The forms are the seed runtime's:
+The forms are those of a workflow step's ``uses`` (as in the @kb-labs/workflow-runtime
+sandbox runner), plus the original one:
 
 - ``sandbox.plugin: <name>``: the plugin's own command (the original form);
 - ``uses: plugin:<id>/<handler>``: a workflow handler the plugin declares;
@@ -9,7 +10,8 @@ The forms are the seed runtime's:
 - ``uses: builtin:shell``: ``spec.script`` in the plugin the policy names as ``shellPlugin``.
 
 Resolution either finds one entry point or says, as a ``Denial``, what was not found and what
-the policy declares instead, in the seed's words ("Workflow handler not found: X in plugin Y").
+the policy declares instead, in the words workflow engines know ("Workflow handler not found:
+X in plugin Y").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The CLI-command input adapter: a step's ``context.inputs`` as command-line flags (pure).
 
 A ``uses: command:<name>`` step runs a plugin's CLI command, which takes flags where a workflow
-handler takes a JSON input. As in the seed runtime, the input becomes ``{argv, flags}``:
+handler takes a JSON input. As workflow runtimes do, the input becomes ``{argv, flags}``:
 ``flags`` is the whole of ``context.inputs``, unless the inputs already hold an ``argv`` list or
 a ``flags`` object, in which case those two are used as given (other keys then stay in
 context.json only). The Pod's arguments are the flags, then argv, then ``spec.args``:
