@@ -56,7 +56,9 @@ ENTRY_ID = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
 USES = re.compile(
     rf"plugin:[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID}|command:{ENTRY_ID}|builtin:shell"
 )
-MAX_ENTRIES = 32
+MAX_PLUGINS = 32
+MAX_HANDLERS = 32
+MAX_COMMANDS = 16
 RESERVED = "STEPRUN_"
 
 
@@ -318,8 +320,10 @@ def _permissions_ok(value: Json) -> bool:
 
 
 def _entries_ok(value: Json, with_args: bool) -> bool:
+    """A plugin's handlers (with args; ids up to 128) or commands (ids up to 48)."""
+    max_id, max_entries = (128, MAX_HANDLERS) if with_args else (48, MAX_COMMANDS)
     fields: dict[str, Callable[[Json], bool]] = {
-        "id": lambda v: _is_str(v, 128, re.compile(ENTRY_ID)),
+        "id": lambda v: _is_str(v, max_id, re.compile(ENTRY_ID)),
         "command": lambda v: _is_str_list(v, MAX_LIST, MAX_STRING),
         "permissions": _permissions_ok,
     }
@@ -327,7 +331,7 @@ def _entries_ok(value: Json, with_args: bool) -> bool:
         fields["args"] = lambda v: _is_str_list(v, MAX_LIST, MAX_STRING)
     return (
         isinstance(value, list)
-        and len(value) <= MAX_ENTRIES
+        and len(value) <= max_entries
         and all(_closed_ok(e, fields, required=("id",)) for e in value)
     )
 
@@ -363,7 +367,9 @@ def _selector_ok(value: Json) -> bool:
 _POLICY_FIELDS: dict[str, Callable[[Json], bool]] = {
     "namespaceSelector": _selector_ok,
     "grants": lambda v: isinstance(v, list) and len(v) <= 8 and all(p in PERMISSIONS for p in v),
-    "plugins": lambda v: isinstance(v, list) and len(v) <= 256 and all(_plugin_ok(p) for p in v),
+    "plugins": lambda v: (
+        isinstance(v, list) and len(v) <= MAX_PLUGINS and all(_plugin_ok(p) for p in v)
+    ),
     "maxTimeoutSeconds": _int_in(1, MAX_SECONDS),
     "defaultResources": _resources_ok,
     "maxResources": _quantity_map_ok,
@@ -605,7 +611,7 @@ def policy_specs() -> st.SearchStrategy[Spec]:
             "version": st.sampled_from(("9.1.0", "", "v" * 129)),
             "handlers": st.lists(entry(with_args=True), max_size=2),
             "commands": st.lists(entry(with_args=False), max_size=2)
-            | st.just([{"id": f"c{i}"} for i in range(MAX_ENTRIES + 1)]),
+            | st.just([{"id": f"c{i}"} for i in range(MAX_COMMANDS + 1)]),
         },
     ) | st.just({"name": "no-image"})
     egress = st.fixed_dictionaries(
@@ -626,7 +632,10 @@ def policy_specs() -> st.SearchStrategy[Spec]:
     fields = {
         "namespaceSelector": _maybe(selector),
         "grants": _maybe(st.lists(st.sampled_from((*PERMISSIONS, "all")), max_size=9)),
-        "plugins": _maybe(st.lists(plugin, max_size=3)),
+        "plugins": _maybe(
+            st.lists(plugin, max_size=3)
+            | st.just([{"name": f"p{i}", "image": "x"} for i in range(MAX_PLUGINS + 1)])
+        ),
         "maxTimeoutSeconds": _maybe(_ints(1, MAX_SECONDS)),
         "defaultResources": _maybe(_resources()),
         "maxResources": _maybe(
@@ -651,7 +660,7 @@ def entry(with_args: bool) -> st.SearchStrategy[Json]:
     }
     if with_args:
         optional["args"] = st.lists(_text(), max_size=2) | st.just(["x" * (MAX_STRING + 1)])
-    ids = st.sampled_from(("fix", "notes/draft", "mind:rag-index", "", "-x", "x" * 129))
+    ids = st.sampled_from(("fix", "notes/draft", "mind:rag-index", "", "-x", "x" * 49, "x" * 129))
     return st.fixed_dictionaries({"id": ids}, optional=optional) | st.just({"command": ["x"]})
 
 

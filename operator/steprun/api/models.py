@@ -45,11 +45,19 @@ MAX_RESOURCES = 32
 MAX_QUANTITY = 64
 
 # Plugin entries (workflow handlers and CLI commands) and how a sandbox step names one, in the
-# forms of a workflow step's uses. An id may hold "/" (a handler path, as in plugin:release/notes/draft)
-# and ":" (a namespaced CLI command, as in command:mind:rag-index); a plugin name is a DNS
-# label, so the first "/" after plugin: always ends the plugin name.
-MAX_ENTRY_ID = 128
-MAX_PLUGIN_ENTRIES = 32
+# forms of a workflow step's uses. An id may hold "/" (a handler path, as in
+# plugin:release/notes/draft) and ":" (a namespaced CLI command, as in command:mind:rag-index);
+# a plugin name is a DNS label, so the first "/" after plugin: always ends the plugin name.
+MAX_HANDLER_ID = 128
+MAX_PLUGIN_HANDLERS = 32
+# The SandboxPolicy schema checks that no two plugins declare the same CLI command. CEL has no
+# set type, so the API server estimates that rule's cost from every pair of command slots:
+# (plugins x commands)^2 comparisons of ids up to MAX_COMMAND_ID long. These bounds keep the
+# estimate at about three quarters of the API server's per-rule budget (64 plugins of 8
+# commands costs the same; 256 plugins of 32 commands would exceed it a hundredfold).
+MAX_POLICY_PLUGINS = 32
+MAX_PLUGIN_COMMANDS = 16
+MAX_COMMAND_ID = 48
 ENTRY_ID_CHARS = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
 ENTRY_ID_PATTERN = f"^{ENTRY_ID_CHARS}$"
 USES_PLUGIN_PREFIX = "plugin:"
@@ -637,7 +645,7 @@ class PluginHandler(ApiModel):
             description=(
                 "Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."
             ),
-            max_length=MAX_ENTRY_ID,
+            max_length=MAX_HANDLER_ID,
             pattern=ENTRY_ID_PATTERN,
         ),
     ]
@@ -675,7 +683,7 @@ class PluginCommand(ApiModel):
                 "Command name, unique among the commands of every plugin of the policy, e.g. "
                 "lint or mind:rag-index."
             ),
-            max_length=MAX_ENTRY_ID,
+            max_length=MAX_COMMAND_ID,
             pattern=ENTRY_ID_PATTERN,
         ),
     ]
@@ -735,7 +743,7 @@ class Plugin(ApiModel):
         list[PluginHandler] | None,
         Field(
             description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
-            max_length=MAX_PLUGIN_ENTRIES,
+            max_length=MAX_PLUGIN_HANDLERS,
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["id"],
@@ -749,7 +757,7 @@ class Plugin(ApiModel):
                 "CLI commands (uses: command:<id>); an id names one command of one plugin of "
                 "the policy."
             ),
-            max_length=MAX_PLUGIN_ENTRIES,
+            max_length=MAX_PLUGIN_COMMANDS,
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["id"],
@@ -818,7 +826,7 @@ class SandboxPolicySpec(ApiModel):
         list[Plugin],
         Field(
             description="Plugins steps may run; names are unique.",
-            max_length=256,
+            max_length=MAX_POLICY_PLUGINS,
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
