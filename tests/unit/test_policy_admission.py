@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +8,8 @@ import pytest
 import yaml
 
 from steprun.api.models import (
+    AdmittedSandbox,
+    EgressRule,
     LabelSelector,
     Permission,
     Reason,
@@ -776,3 +779,33 @@ def test_example_handler_not_found_names_the_declared_handlers() -> None:
     result = admit(example_steprun("handler-not-found.yaml"), example_policy(), {}, CONFIG)
     assert refused(result) == ["Workflow handler not found: deploy in plugin toolbox"]
     assert result.message in (EXAMPLES / "handler-not-found.yaml").read_text().replace("\n#  ", "")
+
+
+def test_every_decision_field_is_frozen_in_status() -> None:
+    """A field added to the decision must reach status.admitted and come back, or a retry
+    after an operator restart would silently run without it."""
+    values: dict[str, Any] = {
+        "policy": "default",
+        "plugin": "tool",
+        "image": "registry.example/tool:2",
+        "command": ["tool", "lint"],
+        "granted": frozenset({Permission.SECRETS_READ}),
+        "timeout_seconds": 60,
+        "resources": ResourceRequirements(limits={"cpu": "1"}),
+        "runtime_class_name": "gvisor",
+        "pod_labels": {"team": "a"},
+        "egress": [EgressRule(cidr="10.0.0.0/8", ports=[443])],
+        "env": {"A": "b"},
+        "uses": "command:lint",
+        "version": "2.3.0",
+        "handler": "fix",
+        "cli_command": "lint",
+        "args": ["--x"],
+    }
+    names = {f.name for f in dataclasses.fields(SandboxDecision)}
+    assert names == set(values), "give the new field a value here"
+    assert names == set(AdmittedSandbox.model_fields), "add the field to AdmittedSandbox"
+    decision = SandboxDecision(**values)
+    stored = decision.to_status()
+    assert len(stored) == len(values)
+    assert SandboxDecision.from_status(stored) == decision
