@@ -580,7 +580,14 @@ def test_a_handler_and_a_command_of_one_plugin_run_with_their_own_permissions(
         "entries", {"plugins": [tool_plugin()], "grants": ["filesystem.writable"]}
     )
     steps.create("handler", uses_step(policy, "plugin:tool/write", args=["a", "b"]))
-    inputs = {"dir": "src", "fix": True, "quiet": False, "ext": ["js", "ts"], "max": 3}
+    inputs = {
+        "dir": "src",
+        "fix": True,
+        "quiet": False,
+        "ext": ["js", "ts"],
+        "max": 3,
+        "note": "$(HOME)",
+    }
     steps.create(
         "command",
         uses_step(
@@ -605,10 +612,11 @@ def test_a_handler_and_a_command_of_one_plugin_run_with_their_own_permissions(
     command = steps.wait_terminal("command", timeout=90)
     assert command["phase"] == "Succeeded", command
     # context.inputs became flags (sorted; true bare, false left out, lists repeated), then
-    # spec.args; the command ran in the step's working directory.
+    # spec.args; values arrive as written (the kubelet expanded no $(VAR)); the command ran in
+    # the step's working directory.
     assert command["outputs"] == {
         "form": "command",
-        "args": "--dir src --ext js --ext ts --fix --max 3 x",
+        "args": "--dir src --ext js --ext ts --fix --max 3 --note $(HOME) x",
         "cwd": "/tmp/work",
     }
     admitted = command["admitted"]

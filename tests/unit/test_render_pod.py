@@ -444,6 +444,14 @@ def test_a_cli_command_gets_its_inputs_as_flags_then_the_step_args() -> None:
     assert c["workingDir"] == "/workspace"
 
 
+def test_input_flags_are_escaped_from_the_kubelets_variable_expansion() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint")
+    sr = sandbox_steprun(args=["$(KEPT)"], context={"inputs": {"msg": "5$ $(HOME) $$"}})
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    # spec.args keep container semantics; only what the adapter made is escaped.
+    assert c["args"] == ["--msg", "5$$ $$(HOME) $$$$", "$(KEPT)"]
+
+
 def test_a_cli_command_with_unusable_inputs_is_an_invalid_spec() -> None:
     chosen = uses_decision(uses="command:lint", cli_command="lint")
     sr = sandbox_steprun(context={"inputs": {"not a flag": 1}})

@@ -94,9 +94,12 @@ def _adapted_inputs(sr: StepRun, decision: SandboxDecision) -> list[str]:
     if not decision.adapts_inputs:
         return []
     try:
-        return cli_arguments(sr.spec.context.inputs)
+        arguments = cli_arguments(sr.spec.context.inputs)
     except FlagError as exc:
         raise RenderError(f"command {decision.cli_command}: {exc}") from exc
+    # The kubelet expands $(VAR) in args and turns $$ into $: doubling every $ makes input
+    # values reach the command byte for byte.
+    return [argument.replace("$", "$$") for argument in arguments]
 
 
 def _env(
