@@ -78,11 +78,11 @@ def refusal(steps: Steps, spec: dict[str, Any]) -> str:
             "quantit",
         ),
         ({"image": IMAGE, "unknownField": 1}, "unknownField", "unknown field"),
-        ({"mode": "sandbox", "sandbox": {}}, "spec.sandbox", "exactly one of plugin and uses"),
+        ({"mode": "sandbox", "sandbox": {}}, "spec.sandbox", "needs exactly one of plugin"),
         (
             {"mode": "sandbox", "sandbox": {"plugin": "x", "uses": "command:lint"}},
             "spec.sandbox",
-            "exactly one of plugin and uses",
+            "needs exactly one of plugin",
         ),
         ({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}}, "spec.sandbox.uses", "match"),
         ({"mode": "sandbox", "sandbox": {"uses": "shell"}}, "spec.sandbox.uses", "match"),
