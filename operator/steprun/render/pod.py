@@ -24,6 +24,7 @@ from steprun.render.context import (
 )
 from steprun.render.flags import FlagError, cli_arguments
 from steprun.render.names import (
+    TRACKING_FINALIZER,
     context_name,
     is_reserved_key,
     owner_reference,
@@ -194,6 +195,7 @@ def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
+    metadata["finalizers"] = [TRACKING_FINALIZER]
     return metadata
 
 
