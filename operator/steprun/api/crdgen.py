@@ -32,6 +32,7 @@ from steprun.api.models import (
     TERMINAL_PHASES,
     TRACEPARENT_MESSAGES,
     TRACESTATE_MESSAGE,
+    USES_BUILTIN_SHELL,
     VERSION,
     WORKSPACE_ONE_SOURCE_MESSAGE,
     WORKSPACE_PATHS_MESSAGE,
@@ -323,10 +324,6 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             "spec.command must not be set for mode sandbox: the command comes from the plugin "
             "(spec.args are appended to it)"
         ),
-        "script": (
-            "spec.script must not be set for mode sandbox: the command comes from the plugin "
-            "(spec.args are appended to it)"
-        ),
         "serviceAccountName": (
             "spec.serviceAccountName must not be set for mode sandbox: sandbox Pods run without "
             "a service account token"
@@ -366,6 +363,71 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             )
             for field, message in from_plugin.items()
         ),
+        *builtin_shell_rules(),
+    )
+
+
+def builtin_shell_rules() -> tuple[Rule, ...]:
+    """A sandbox step runs a script only through uses: builtin:shell, which needs one."""
+    sandbox, shell = cel_string(Mode.SANDBOX.value), cel_string(USES_BUILTIN_SHELL)
+    uses_shell = f"has(self.sandbox) && has(self.sandbox.uses) && self.sandbox.uses == {shell}"
+    return (
+        Rule(
+            rule=f"self.mode != {sandbox} || !has(self.script) || ({uses_shell})",
+            message=(
+                "spec.script must not be set for mode sandbox unless spec.sandbox.uses is "
+                f"{USES_BUILTIN_SHELL}: the command comes from the plugin (spec.args are "
+                "appended to it)"
+            ),
+            field_path=".script",
+            reason=FORBIDDEN,
+        ),
+        Rule(
+            rule=f"!({uses_shell}) || has(self.script)",
+            message=f"spec.sandbox.uses {USES_BUILTIN_SHELL} runs spec.script: set it",
+            field_path=".script",
+            reason=REQUIRED,
+        ),
+    )
+
+
+def sandbox_uses_rule() -> Rule:
+    """A sandbox step names what it runs once: a plugin, or a handler or command through uses."""
+    return Rule(
+        rule="has(self.plugin) != has(self.uses)",
+        message=(
+            "spec.sandbox needs exactly one of plugin (the plugin's command) and uses "
+            "(plugin:<plugin>/<handler>, command:<name> or builtin:shell)"
+        ),
+        reason=INVALID,
+    )
+
+
+def unique_command_rule() -> Rule:
+    """command:<name> resolves to exactly one plugin: no two plugins declare the same command.
+
+    Each plugin's ids are unique already (a list map keyed by id), so counting the plugins that
+    declare a command is enough.
+    """
+    return Rule(
+        rule=(
+            "self.all(p, !has(p.commands) || p.commands.all(c, "
+            "self.filter(q, has(q.commands) && q.commands.exists(d, d.id == c.id)).size() == 1))"
+        ),
+        message=(
+            "spec.plugins[].commands[].id must be unique across the plugins of the policy: "
+            "uses: command:<name> must resolve to exactly one plugin"
+        ),
+        reason=INVALID,
+    )
+
+
+def shell_plugin_rule() -> Rule:
+    return Rule(
+        rule="!has(self.shellPlugin) || self.plugins.exists(p, p.name == self.shellPlugin)",
+        message="spec.shellPlugin must name one of spec.plugins",
+        field_path=".shellPlugin",
+        reason=INVALID,
     )
 
 
@@ -515,6 +577,7 @@ def steprun_rules(spec_schema: Schema) -> dict[str, tuple[Rule, ...]]:
         "spec.env": env_key_rules("spec.env"),
         "spec.context.env": env_key_rules("spec.context.env"),
         "spec.context.secrets[]": (secret_projection_rule(),),
+        "spec.sandbox": (sandbox_uses_rule(),),
         "spec.resources.requests": quantity_rules("spec.resources.requests"),
         "spec.resources.limits": quantity_rules("spec.resources.limits"),
         "status": (terminal_phase_rule(),),
@@ -529,6 +592,8 @@ def sandboxpolicy_rules() -> dict[str, tuple[Rule, ...]]:
         "spec.maxResources": quantity_rules("spec.maxResources"),
         "spec.env": env_key_rules("spec.env"),
         "spec.egress[].cidr": (egress_cidr_rule(),),
+        "spec": (shell_plugin_rule(),),
+        "spec.plugins": (unique_command_rule(),),
     }
 
 

@@ -47,6 +47,30 @@ RESERVED_ENV_PREFIX = "STEPRUN_"
 MAX_RESOURCES = 32
 MAX_QUANTITY = 64
 
+# Plugin entries (workflow handlers and CLI commands) and how a sandbox step names one, in the
+# forms of a workflow step's uses. An id may hold "/" (a handler path, as in
+# plugin:release/notes/draft) and ":" (a namespaced CLI command, as in command:mind:rag-index);
+# a plugin name is a DNS label, so the first "/" after plugin: always ends the plugin name.
+MAX_HANDLER_ID = 128
+MAX_PLUGIN_HANDLERS = 32
+# The SandboxPolicy schema checks that no two plugins declare the same CLI command. CEL has no
+# set type, so the API server estimates that rule's cost from every pair of command slots:
+# (plugins x commands)^2 comparisons of ids up to MAX_COMMAND_ID long. These bounds keep the
+# estimate at about three quarters of the API server's per-rule budget (64 plugins of 8
+# commands costs the same; 256 plugins of 32 commands would exceed it a hundredfold).
+MAX_POLICY_PLUGINS = 32
+MAX_PLUGIN_COMMANDS = 16
+MAX_COMMAND_ID = 48
+ENTRY_ID_CHARS = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
+ENTRY_ID_PATTERN = f"^{ENTRY_ID_CHARS}$"
+USES_PLUGIN_PREFIX = "plugin:"
+USES_COMMAND_PREFIX = "command:"
+USES_BUILTIN_SHELL = "builtin:shell"
+USES_PATTERN = (
+    rf"^({USES_PLUGIN_PREFIX}[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID_CHARS}"
+    rf"|{USES_COMMAND_PREFIX}{ENTRY_ID_CHARS}|{USES_BUILTIN_SHELL})$"
+)
+
 QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
 
 
@@ -397,15 +421,37 @@ class SandboxSpec(ApiModel):
         ),
     ] = "default"
     plugin: Annotated[
-        str,
+        str | None,
         Field(
-            description="Plugin declared in that policy.", max_length=63, pattern=DNS_LABEL_PATTERN
+            description=(
+                "Plugin declared in that policy; the step runs the plugin's command. Exactly one "
+                "of plugin and uses is set."
+            ),
+            max_length=63,
+            pattern=DNS_LABEL_PATTERN,
         ),
-    ]
+    ] = None
+    uses: Annotated[
+        str | None,
+        Field(
+            description=(
+                "What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> "
+                "(a workflow handler of a plugin), command:<name> (a CLI command of one of the "
+                "policy's plugins; context.inputs become its flags) or builtin:shell (spec.script "
+                "in the policy's shellPlugin). Resolved at admission and frozen in "
+                "status.admitted. Exactly one of plugin and uses is set."
+            ),
+            max_length=256,
+            pattern=USES_PATTERN,
+        ),
+    ] = None
     permissions: Annotated[
         list[Permission],
         Field(
-            description="Permissions this step asks for, beyond the plugin's own.",
+            description=(
+                "Permissions this step asks for, beyond those of its plugin and its handler or "
+                "command."
+            ),
             max_length=8,
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
@@ -838,12 +884,14 @@ class StepRunStatus(ApiModel):
         Field(description="When the next attempt's Pod may be created (retry backoff, RFC 3339)."),
     ] = None
     admitted: Annotated[
-        dict[str, Any] | None,
+        AdmittedSandbox | None,
         Field(
             description=(
                 "The sandbox admission decision, frozen when the step was admitted so later "
-                "policy edits never change a started step."
-            )
+                "policy edits never change a started step (its retries included)."
+            ),
+            # Keeps the snake_case keys of decisions stored by older operators readable.
+            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
         ),
     ] = None
 
@@ -893,8 +941,79 @@ class StepRun(BaseModel):
 # ---------------------------------------------------------------- SandboxPolicy
 
 
+class PluginHandler(ApiModel):
+    """A workflow handler of a plugin; a step runs it with uses: plugin:<plugin>/<id>."""
+
+    id: Annotated[
+        str,
+        Field(
+            description=(
+                "Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."
+            ),
+            max_length=MAX_HANDLER_ID,
+            pattern=ENTRY_ID_PATTERN,
+        ),
+    ]
+    command: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description="The handler's command (default: the plugin's command).",
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    args: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description="Arguments after the command; the step's spec.args are appended.",
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    permissions: Annotated[
+        list[Permission],
+        Field(
+            description="Permissions this handler needs beyond the plugin's own.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=list)
+
+
+class PluginCommand(ApiModel):
+    """A CLI command of a plugin; a step runs it with uses: command:<id>, its inputs as flags."""
+
+    id: Annotated[
+        str,
+        Field(
+            description=(
+                "Command name, unique among the commands of every plugin of the policy, e.g. "
+                "lint or mind:rag-index."
+            ),
+            max_length=MAX_COMMAND_ID,
+            pattern=ENTRY_ID_PATTERN,
+        ),
+    ]
+    command: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description=(
+                "The command line before the flags (default: the plugin's command); the flags "
+                "adapted from context.inputs follow, then the step's spec.args."
+            ),
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    permissions: Annotated[
+        list[Permission],
+        Field(
+            description="Permissions this command needs beyond the plugin's own.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=list)
+
+
 class Plugin(ApiModel):
-    """A tool sandbox steps may run: its image, command and the permissions it needs."""
+    """A tool sandbox steps may run: its image, its entry points and the permissions they need."""
 
     name: Annotated[
         str,
@@ -912,11 +1031,44 @@ class Plugin(ApiModel):
     permissions: Annotated[
         list[Permission],
         Field(
-            description="Permissions the plugin itself needs.",
+            description="Permissions the plugin itself needs, whichever entry point runs.",
             max_length=8,
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
     ] = Field(default_factory=list)
+    version: Annotated[
+        str | None,
+        Field(
+            description="The plugin's version, as its manifest gives it (recorded at admission).",
+            max_length=128,
+            min_length=1,
+        ),
+    ] = None
+    handlers: Annotated[
+        list[PluginHandler] | None,
+        Field(
+            description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
+            max_length=MAX_PLUGIN_HANDLERS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["id"],
+            },
+        ),
+    ] = None
+    commands: Annotated[
+        list[PluginCommand] | None,
+        Field(
+            description=(
+                "CLI commands (uses: command:<id>); an id names one command of one plugin of "
+                "the policy."
+            ),
+            max_length=MAX_PLUGIN_COMMANDS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["id"],
+            },
+        ),
+    ] = None
 
 
 class EgressRule(ApiModel):
@@ -979,7 +1131,7 @@ class SandboxPolicySpec(ApiModel):
         list[Plugin],
         Field(
             description="Plugins steps may run; names are unique.",
-            max_length=256,
+            max_length=MAX_POLICY_PLUGINS,
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
@@ -1035,6 +1187,90 @@ class SandboxPolicySpec(ApiModel):
             max_length=256,
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
+    ] = None
+
+    # Plugin entry points.
+    shell_plugin: Annotated[
+        str | None,
+        Field(
+            description=(
+                "The plugin that runs uses: builtin:shell steps: their spec.script runs under "
+                "/bin/sh in this plugin's image, with its permissions. Without it the policy "
+                "refuses builtin:shell."
+            ),
+            max_length=63,
+            pattern=DNS_LABEL_PATTERN,
+        ),
+    ] = None
+
+
+class AdmittedSandbox(ApiModel):
+    """What admission resolved for a sandbox step, frozen in status.admitted.
+
+    Unknown keys are ignored: a step admitted by an operator before this model existed has its
+    decision stored with snake_case keys, which the field names still read.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
+    )
+
+    policy: Annotated[str, Field(description="The SandboxPolicy that admitted the step.")]
+    uses: Annotated[
+        str | None, Field(description="spec.sandbox.uses as written, when the step set it.")
+    ] = None
+    plugin: Annotated[str, Field(description="The plugin the step runs.")]
+    version: Annotated[
+        str | None, Field(description="The plugin's version at admission, if the policy gave one.")
+    ] = None
+    handler: Annotated[
+        str | None, Field(description="The workflow handler run (uses: plugin:<plugin>/<id>).")
+    ] = None
+    cli_command: Annotated[
+        str | None, Field(description="The CLI command run (uses: command:<id>).")
+    ] = None
+    image: Annotated[str, Field(description="Image of the step container.")]
+    command: Annotated[
+        list[str] | None,
+        Field(description="Command of the step container (absent: the image's entrypoint)."),
+    ] = None
+    args: Annotated[
+        list[str] | None,
+        Field(
+            description=(
+                "Arguments from the policy (a handler's args); the Pod's args are these, then, "
+                "for a CLI command, the flags adapted from context.inputs, then spec.args."
+            )
+        ),
+    ] = None
+    granted: Annotated[
+        list[Permission],
+        Field(
+            description=(
+                "Permissions the step holds: the union of its plugin's, its handler's or "
+                "command's and its own, all granted by the policy."
+            )
+        ),
+    ] = Field(default_factory=list)
+    timeout_seconds: Annotated[
+        int, Field(description="Run-time limit of each attempt (activeDeadlineSeconds).")
+    ]
+    resources: Annotated[
+        ResourceRequirements | None,
+        Field(description="Resources of the step container (the step's or the policy's)."),
+    ] = None
+    runtime_class_name: Annotated[
+        str | None, Field(description="RuntimeClass of the step's Pods.")
+    ] = None
+    pod_labels: Annotated[
+        dict[str, str] | None, Field(description="Labels from the policy stamped on the Pods.")
+    ] = None
+    egress: Annotated[
+        list[EgressRule],
+        Field(description="Where the step may connect (only with network.egress)."),
+    ] = Field(default_factory=list)
+    env: Annotated[
+        dict[str, str] | None, Field(description="Default environment from the policy.")
     ] = None
 
 

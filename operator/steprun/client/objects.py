@@ -50,14 +50,18 @@ def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
 
 
 def default_generate_name(spec: StepRunSpec) -> str:
-    """A generateName prefix saying what runs: the image's short name, the plugin, or "step".
+    """A generateName prefix saying what runs: the image's short name, the plugin (and its
+    handler or command), or "step".
 
-    ``registry.example/tools/golang:1.22`` gives ``golang-``.
+    ``registry.example/tools/golang:1.22`` gives ``golang-``, ``uses: plugin:eslint/fix`` gives
+    ``eslint-fix-``, ``uses: command:lint`` gives ``lint-``.
     """
     if spec.image:
         # Drop the digest, then the registry and repository path, then the tag.
         base = spec.image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    elif spec.sandbox is not None:
+    elif spec.sandbox is not None and spec.sandbox.uses:
+        base = spec.sandbox.uses.split(":", 1)[-1]
+    elif spec.sandbox is not None and spec.sandbox.plugin:
         base = spec.sandbox.plugin
     else:
         base = "step"

@@ -377,7 +377,7 @@ class Reconciler:
             created_at = parse_time(sr.metadata.creation_timestamp)
             if created_at is not None:
                 POD_START_SECONDS.observe(max(0.0, (now - created_at).total_seconds()))
-        admitted = sandbox.to_status() if sandbox is not None and not sr.status.admitted else None
+        admitted = sandbox.to_admitted() if sandbox is not None and not sr.status.admitted else None
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
 

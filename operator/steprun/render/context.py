@@ -186,6 +186,11 @@ def _metadata(sr: StepRun) -> dict[str, Any]:
     }
 
 
+def runs_script(sr: StepRun, decision: SandboxDecision | None) -> bool:
+    """Whether the Pod runs spec.script (a local script step, or builtin:shell)."""
+    return sr.spec.script is not None and (decision is None or decision.runs_script)
+
+
 def render_configmap(
     sr: StepRun, config: OperatorConfig, decision: SandboxDecision | None = None
 ) -> dict[str, Any]:
@@ -199,7 +204,7 @@ def render_configmap(
     data[CONTEXT_FILE_KEY] = json.dumps(
         context_document(sr), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    if sr.spec.script is not None and decision is None:
+    if sr.spec.script is not None and runs_script(sr, decision):
         data[SCRIPT_FILE_KEY] = sr.spec.script
     return {
         "apiVersion": "v1",
