@@ -15,8 +15,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from steprun.api.models import Mode, StepRunSpec
+from steprun.api.models import Mode, StepRun, StepRunSpec
 from steprun.client.objects import default_generate_name
+
+# generateName gets 5 characters appended; Pod names derive from the result (render.names).
+_MAX_RERUN_PREFIX = 40
 
 
 class SpecArgumentError(ValueError):
@@ -255,3 +258,26 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     if model.script is not None and (model.command or model.args):
         raise SpecArgumentError("spec.script cannot be combined with command or args")
     return model
+
+
+RERUN_OF_LABEL = "steprun.dev/rerun-of"
+
+
+def rerun_request(old: StepRun, *, name: str | None = None) -> RunRequest:
+    """A new StepRun with ``old``'s spec (not cancelled) and labels, marked as its rerun.
+
+    Without ``name``, the API server generates one from ``old``'s name, so reruns of a step
+    sort next to it.
+    """
+    from steprun.render.names import name_label_value
+
+    spec = old.spec.model_copy(update={"cancel": False})
+    labels = {**old.metadata.labels, RERUN_OF_LABEL: name_label_value(old.name)}
+    prefix = old.name[:_MAX_RERUN_PREFIX].rstrip("-.") + "-"
+    return RunRequest(
+        spec=spec,
+        name=name,
+        generate_name=None if name else prefix,
+        namespace=old.namespace,
+        labels=labels,
+    )
