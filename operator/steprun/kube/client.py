@@ -29,8 +29,10 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    # Read to tell whether this replica is the active one (steprun.activity).
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy"})
+_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy", "ClusterKopfPeering"})
 
 
 class KubeError(Exception):
@@ -145,6 +147,13 @@ class Kube:
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
         return await self._call("GET", _path(kind, namespace, name))
+
+    async def list(
+        self, kind: str, namespace: str | None, *, field_selector: str | None = None
+    ) -> list[Body]:
+        query = {"fieldSelector": field_selector} if field_selector else None
+        listed = await self._call("GET", _path(kind, namespace), query=query)
+        return list(listed.get("items") or [])
 
     async def create(self, body: Mapping[str, Any]) -> Body:
         kind = str(body["kind"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steprun.log import get_logger
+from steprun.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_LATENCY_SECONDS
 
 Key = tuple[str, str]  # (namespace, name)
 _log = get_logger("steprun.queue")
@@ -95,8 +96,13 @@ class WorkQueue:
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # When each waiting key was added (the queue's depth and latency metrics).
+        self._waiting_since: dict[Key, float] = {}
 
     def add(self, key: Key) -> None:
+        QUEUE_ADDS.inc()
+        self._waiting_since.setdefault(key, asyncio.get_running_loop().time())
+        QUEUE_DEPTH.set(len(self._waiting_since))
         if key in self._running:
             self._dirty.add(key)
             return
@@ -126,6 +132,7 @@ class WorkQueue:
                 async with self._limit:
                     # Cleared only once a slot is held: events while waiting need no extra run.
                     self._dirty.discard(key)
+                    self._started(key)
                     try:
                         await self._work(key)
                     except Exception:
@@ -137,6 +144,17 @@ class WorkQueue:
                     return
         finally:
             self._running.discard(key)
+
+    def _started(self, key: Key) -> None:
+        since = self._waiting_since.pop(key, None)
+        if since is not None:
+            QUEUE_LATENCY_SECONDS.observe(asyncio.get_running_loop().time() - since)
+        QUEUE_DEPTH.set(len(self._waiting_since))
+
+    @property
+    def depth(self) -> int:
+        """Keys waiting for their reconcile to start."""
+        return len(self._waiting_since)
 
     async def drain(self) -> None:
         for timer in self._timers.values():

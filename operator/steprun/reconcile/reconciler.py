@@ -21,7 +21,7 @@ from steprun.api.models import Mode, Phase, Reason, SandboxPolicy, StepRun
 from steprun.config import OperatorConfig
 from steprun.kube.client import AlreadyExists, Conflict, Invalid, Kube, KubeError, NotFound
 from steprun.log import for_steprun, get_logger
-from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.metrics import RECONCILE_SECONDS, record_pod_start, record_transition
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -118,6 +118,7 @@ class Reconciler:
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                record_pod_start(pod, parse_time(start_time) or now)
             case FinishAttempt():
                 await self._finish_attempt(sr, decision, now)
             case RepairContext(until=until):
@@ -167,10 +168,6 @@ class Reconciler:
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
-        if attempt == 1:
-            created_at = parse_time(sr.metadata.creation_timestamp)
-            if created_at is not None:
-                POD_START_SECONDS.observe(max(0.0, (now - created_at).total_seconds()))
         admitted = sandbox.to_status() if sandbox is not None and not sr.status.admitted else None
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
@@ -310,7 +307,7 @@ class Reconciler:
         )
         self.stepruns.observe(body)
         phase, message = str(doc.get("phase")), str(doc.get("message") or "")
-        TRANSITIONS.labels(phase=phase, reason=str(doc.get("reason"))).inc()
+        record_transition(sr.metadata.creation_timestamp, doc)
         for_steprun(sr).info(
             "status written",
             attempt=doc.get("attempt"),
