@@ -41,6 +41,11 @@ STEP_DURATION_SECONDS = Histogram(
     ["phase", "reason"],
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
+RECONCILE_ERRORS = Counter(
+    "steprun_reconcile_errors_total",
+    "Reconciles that failed and are retried later, by error (Transient, Conflict, Crash)",
+    ["error"],
+)
 RECONCILE_SECONDS = Histogram(
     "steprun_reconcile_duration_seconds",
     "Time to reconcile one StepRun once",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steprun.log import get_logger
-from steprun.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_LATENCY_SECONDS
+from steprun.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_LATENCY_SECONDS, RECONCILE_ERRORS
 
 Key = tuple[str, str]  # (namespace, name)
 _log = get_logger("steprun.queue")
@@ -139,6 +139,7 @@ class WorkQueue:
                         # The work function handles the errors it expects; anything else is a
                         # bug, logged once per occurrence and retried later rather than lost.
                         _log.exception("reconcile crashed", namespace=key[0], name=key[1])
+                        RECONCILE_ERRORS.labels(error="Crash").inc()
                         self.add_after(key, 5.0)
                 if key not in self._dirty:
                     return

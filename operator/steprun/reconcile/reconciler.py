@@ -21,7 +21,12 @@ from steprun.api.models import Mode, Phase, Reason, SandboxPolicy, StepRun
 from steprun.config import OperatorConfig
 from steprun.kube.client import AlreadyExists, Conflict, Invalid, Kube, KubeError, NotFound
 from steprun.log import for_steprun, get_logger
-from steprun.metrics import RECONCILE_SECONDS, record_pod_start, record_transition
+from steprun.metrics import (
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    record_pod_start,
+    record_transition,
+)
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -100,8 +105,10 @@ class Reconciler:
             await self._reconcile(sr)
             self._failures.pop(key, None)
         except Conflict:
+            RECONCILE_ERRORS.labels(error="Conflict").inc()
             await self._refresh(key)
         except TRANSIENT as error:
+            RECONCILE_ERRORS.labels(error="Transient").inc()
             self._retry_later(sr, key, error)
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
