@@ -92,3 +92,14 @@ bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=k
 	$(KUBECTL) --kubeconfig $(TEST_KUBECONFIG) apply --server-side --force-conflicts -f crds >/dev/null
 	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
 		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench
+
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool (Debian package prometheus) for the monitoring tests
+	hack/install-prometheus.sh >/dev/null
+
+# The alert-rule tests run promtool and the deploy test a real Prometheus: CI must have both.
+test: prometheus
+
+.PHONY: bench-cli
+bench-cli: venv ## how fast `steprun --help` starts (bench/results/cli-startup.md)
+	$(PY) -m bench.cli_startup
