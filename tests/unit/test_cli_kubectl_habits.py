@@ -62,14 +62,19 @@ def test_get_yaml_is_the_object_as_served(server: FakeApiServer, kubeconfig: str
         {
             "apiVersion": "steprun.dev/v1alpha1",
             "kind": "StepRun",
-            "metadata": {"name": "raw"},
+            "metadata": {"name": "raw", "managedFields": [{"manager": "kubectl"}]},
             "spec": {"image": "b", "futureField": {"x": 1}},
         },
     )
-    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml")
+    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml", "--show-managed-fields")
     assert code == 0
+    assert yaml.safe_load(out) == server.cluster.get(NS, "raw")
+    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml")
     served = yaml.safe_load(out)
-    assert served == server.cluster.get(NS, "raw")
+    # Like kubectl: everything as served but metadata.managedFields.
+    stored = server.cluster.get(NS, "raw")
+    del stored["metadata"]["managedFields"]
+    assert served == stored
     assert "mode" not in served["spec"] and served["spec"]["futureField"] == {"x": 1}
     code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "json")
     assert json.loads(out) == served

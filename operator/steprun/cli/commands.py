@@ -60,6 +60,11 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-headers", action="store_true", help="tables without their header line"
     )
+    parser.add_argument(
+        "--show-managed-fields",
+        action="store_true",
+        help="keep metadata.managedFields in YAML/JSON (left out by default, as kubectl does)",
+    )
 
 
 def _add_selectors(parser: argparse.ArgumentParser) -> None:
@@ -270,10 +275,17 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------- get / list
 
 
+def _without_managed_fields(item: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in (item.get("metadata") or {}).items() if k != "managedFields"}
+    return {**item, "metadata": metadata}
+
+
 def _print(ctx: CliContext, items: list[dict[str, Any]], *, single: bool, header: bool) -> None:
     from steprun.cli.output import format_objects
 
     args = ctx.args
+    if not args.show_managed_fields:
+        items = [_without_managed_fields(item) for item in items]
     ctx.stdout.write(
         format_objects(
             items,
