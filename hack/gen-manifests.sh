@@ -54,7 +54,7 @@ with_header() {  # SRC DEST
 # One file per template; the admission policy keeps its own directory (and kustomization), so
 # it can be applied alone.
 resources=()
-for template in operator operator-rbac engine-rbac peering pdb; do
+for template in operator operator-rbac engine-rbac peering pdb networkpolicy; do
   [ -f "$rendered/$template.yaml" ] || continue
   with_header "$rendered/$template.yaml" "$out/$template.yaml"
   resources+=("$template.yaml")

@@ -168,3 +168,27 @@ def test_no_configured_mirror_fails_clearly(tmp_path: Path) -> None:
 def test_hack_names_no_package_mirror() -> None:
     for script in (REPO / "hack").rglob("*.sh"):
         assert "deb.debian.org" not in script.read_text(), script
+
+
+def test_operator_network_policy_opens_only_scrapes_probes_api_and_dns(helm: str) -> None:
+    policy = one(render(helm), "NetworkPolicy")
+    statefulset = one(render(helm), "StatefulSet")
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == (statefulset["spec"]["selector"]["matchLabels"])
+    )
+    ingress_ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert ingress_ports == ["metrics", "health"]
+    egress = {(p["port"], p["protocol"]) for p in policy["spec"]["egress"][0]["ports"]}
+    assert egress == {(443, "TCP"), (6443, "TCP"), (53, "UDP"), (53, "TCP")}
+    assert not [
+        d
+        for d in render(helm, "--set", "networkPolicy.enabled=false")
+        if d["kind"] == "NetworkPolicy"
+    ]
+
+
+def test_resources_bound_cpu_memory_and_ephemeral_storage(helm: str) -> None:
+    (container,) = one(render(helm), "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"][kind])
