@@ -192,3 +192,10 @@ def test_resources_bound_cpu_memory_and_ephemeral_storage(helm: str) -> None:
     (container,) = one(render(helm), "StatefulSet")["spec"]["template"]["spec"]["containers"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"][kind])
+
+
+def test_image_can_be_pinned_by_digest(helm: str) -> None:
+    digest = "sha256:" + "a" * 64
+    docs = render(helm, "--set", f"image.digest={digest}")
+    (container,) = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"steprun.local/operator@{digest}"
