@@ -432,8 +432,8 @@ def prometheus(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningPrometheus]:
     """Prometheus scraping both replicas the way the chart's PodMonitor says (Pods of the
-    release, port "metrics", job "steprun"), through the API server's Pod proxy, with the
-    chart's PrometheusRule loaded as its rule file."""
+    release, port "metrics", job "steprun"), through the API server's Pod proxy (so it works
+    from outside any cluster network), with the chart's PrometheusRule as its rule file."""
     binaries = Path(run([str(REPO / "hack" / "install-prometheus.sh")]).strip())
     work = tmp_path_factory.mktemp("prometheus")
     rendered = run(
@@ -459,33 +459,25 @@ def prometheus(
         "scheme": "https",
         "scrape_interval": "2s",
         **auth,
-        "kubernetes_sd_configs": [
+        # Debian builds Prometheus without Kubernetes discovery: the targets are the release's
+        # Pods by name, port "metrics", as the PodMonitor selects them.
+        "static_configs": [
             {
-                "role": "pod",
-                "kubeconfig_file": kubeconfig,
-                "namespaces": {"names": [deployment.namespace]},
-                "selectors": [
-                    {"role": "pod", "label": f"app.kubernetes.io/instance={deployment.release}"}
-                ],
+                "targets": [f"{deployment.pod(i)}:8080" for i in (0, 1)],
+                "labels": {"namespace": deployment.namespace},
             }
         ],
         "relabel_configs": [
             {
-                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                "regex": "metrics",
-                "action": "keep",
+                "source_labels": ["__address__"],
+                "regex": "([^:]+):.*",
+                "target_label": "pod",
             },
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
             {
-                "source_labels": [
-                    "__meta_kubernetes_namespace",
-                    "__meta_kubernetes_pod_name",
-                    "__meta_kubernetes_pod_container_port_number",
-                ],
-                "regex": "(.+);(.+);(.+)",
+                "source_labels": ["namespace", "__address__"],
+                "regex": "(.+);(.+)",
                 "target_label": "__metrics_path__",
-                "replacement": "/api/v1/namespaces/$1/pods/$2:$3/proxy/metrics",
+                "replacement": "/api/v1/namespaces/$1/pods/$2/proxy/metrics",
             },
             {"target_label": "__address__", "replacement": server},
         ],
@@ -516,6 +508,8 @@ def prometheus(
     try:
 
         def both_up() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited: {(work / 'prometheus.log').read_text()[-2000:]}")
             try:
                 up = prometheus_query(
                     url, f'up{{job="steprun",namespace="{deployment.namespace}"}}'
