@@ -173,6 +173,18 @@ def record_transition(created: str | None, status: Mapping[str, Any]) -> None:
         )
 
 
+def container_started_at(pod: Mapping[str, Any] | None) -> datetime | None:
+    """When the Pod's (first) container started, running or since terminated."""
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        state = status.get("state") or {}
+        for phase in ("running", "terminated"):
+            started = parse_time((state.get(phase) or {}).get("startedAt"))
+            if started is not None:
+                return started
+    return None
+
+
 def record_pod_start(pod: Mapping[str, Any] | None, running_since: datetime | None) -> None:
     """The step container runs: observe how long its Pod took from creation to get there."""
     created = parse_time(((pod or {}).get("metadata") or {}).get("creationTimestamp"))

@@ -542,10 +542,12 @@ def test_prometheus_scrapes_one_active_replica_and_counts_steps_once(
     assert active[0]["value"][1] == "1"
     eventually(
         lambda: prometheus_query(
-            prometheus.url, f'steprun_stepruns{{namespace="{ns}",phase="Succeeded"}} > 0'
+            prometheus.url,
+            f'sum(steprun_stepruns{{namespace="{ns}",phase=~"New|Pending|Running"}}) == 0 '
+            f'and on() sum(steprun_stepruns{{namespace="{ns}",phase="Succeeded"}}) > 1',
         ),
         60,
-        "the phase gauge scraped",
+        "the phase gauge scraped with every step ended",
     )
     # One series per phase: only the active replica exports it.
     series = prometheus_query(
@@ -578,8 +580,13 @@ def test_every_alert_rule_checks_and_evaluates(prometheus: RunningPrometheus) ->
 
     loaded = eventually(all_evaluated, 60, "every rule evaluated once")
     assert {r["name"]: r["health"] for r in loaded} == {r["alert"]: "ok" for r in rules}
-    # A healthy operator: none of the alerts is pending or firing.
-    assert {r["name"]: r["state"] for r in loaded} == {r["alert"]: "inactive" for r in rules}
+
+    # A healthy operator with every step ended: none of the alerts is pending or firing.
+    def states() -> dict[str, str] | None:
+        current = {r["name"]: r["state"] for r in all_evaluated() or []}
+        return current if set(current.values()) == {"inactive"} else None
+
+    assert eventually(states, 30, "every alert inactive")
 
 
 def test_every_dashboard_query_evaluates(prometheus: RunningPrometheus) -> None:

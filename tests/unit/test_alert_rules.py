@@ -62,6 +62,8 @@ def test_alerts_fire_on_their_conditions_only(helm: str, promtool: str, tmp_path
     active1 = f'steprun_active_replica{{{SEL},pod="steprun-operator-1"}}'
     pending = f'steprun_stepruns{{{SEL},phase="Pending"}}'
     running = f'steprun_transitions_total{{{SEL},phase="Running",reason="Started"}}'
+    ended = f'steprun_transitions_total{{{SEL},phase="Succeeded",reason="Completed"}}'
+    pended = f'steprun_transitions_total{{{SEL},phase="Pending",reason="PodCreated"}}'
     errors = f'steprun_reconcile_errors_total{{{SEL},error="Transient"}}'
     conflicts = f'steprun_reconcile_errors_total{{{SEL},error="Conflict"}}'
     depth = f'steprun_workqueue_depth{{{SEL},pod="steprun-operator-0"}}'
@@ -88,10 +90,11 @@ def test_alerts_fire_on_their_conditions_only(helm: str, promtool: str, tmp_path
             [expected(rules, "SteprunReconcileErrors", "1")],
         ),
         alert_test("SteprunReconcileErrors", {conflicts: "0+600x20"}, "16m", []),
-        # 3 steps Pending while none started for 15 minutes (also before any ever started).
+        # 3 steps Pending while none moved on for 15 minutes (also before any ever did; new
+        # steps becoming Pending is no progress).
         alert_test(
             "SteprunStepsStuckPending",
-            {pending: "3x40", running: "5x40"},
+            {pending: "3x40", running: "5x40", ended: "7x40", pended: "0+1x40"},
             "32m",
             [expected(rules, "SteprunStepsStuckPending", "3")],
         ),
@@ -101,7 +104,9 @@ def test_alerts_fire_on_their_conditions_only(helm: str, promtool: str, tmp_path
             "32m",
             [expected(rules, "SteprunStepsStuckPending", "3")],
         ),
+        # Progress: steps start running, or quick ones end without ever being seen Running.
         alert_test("SteprunStepsStuckPending", {pending: "3x40", running: "0+1x40"}, "32m", []),
+        alert_test("SteprunStepsStuckPending", {pending: "3x40", ended: "0+1x40"}, "32m", []),
         # The queue holds 150 StepRuns for 10 minutes; 20 is fine.
         alert_test(
             "SteprunWorkQueueBackingUp",

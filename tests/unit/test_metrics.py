@@ -75,6 +75,19 @@ def test_terminal_transitions_observe_the_step_duration_by_phase_and_reason() ->
     assert sample("steprun_transitions_total", {"phase": "Running", "reason": "Started"})
 
 
+def test_a_quick_steps_start_is_read_from_its_terminated_container() -> None:
+    pod = {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "containerStatuses": [
+                {"state": {"terminated": {"startedAt": "2026-01-01T00:00:03Z", "exitCode": 0}}}
+            ]
+        },
+    }
+    assert metrics.container_started_at(pod) == parse_time("2026-01-01T00:00:03Z")
+    assert metrics.container_started_at({"status": {}}) is None
+
+
 def test_pod_start_is_from_pod_creation_to_container_running() -> None:
     before = sample("steprun_pod_start_duration_seconds_sum") or 0
     pod = {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}

@@ -24,6 +24,7 @@ from steprun.log import for_steprun, get_logger
 from steprun.metrics import (
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
+    container_started_at,
     record_pod_start,
     record_transition,
 )
@@ -127,6 +128,9 @@ class Reconciler:
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
                 record_pod_start(pod, parse_time(start_time) or now)
             case FinishAttempt():
+                if sr.status.phase == Phase.PENDING:
+                    # Ended before it was seen running (a quick step): it did start.
+                    record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
