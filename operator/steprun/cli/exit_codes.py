@@ -41,10 +41,10 @@ exit codes:
 
 def exit_code_for(steprun: StepRun) -> int:
     """The exit code that reports a finished step."""
-    from steprun.api.models import Phase
+    from steprun.api.models import Phase, is_terminal_phase
 
     phase = steprun.status.phase
-    if phase is None or not Phase(phase).terminal:
+    if phase is None or not is_terminal_phase(phase):
         raise ValueError(f'steprun "{steprun.name}" is not finished (phase {phase or "unset"})')
     match Phase(phase):
         case Phase.SUCCEEDED:
