@@ -94,6 +94,21 @@ bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=k
 	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
 		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench
 
+# ---------------------------------------------------------------- the TypeScript runner
+
+TS_CLIENT := clients/typescript
+
+$(TS_CLIENT)/node_modules/.installed: $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $@
+
+.PHONY: typescript
+typescript: $(TS_CLIENT)/node_modules/.installed ## the TypeScript runner: npm ci, type check, unit tests
+	cd $(TS_CLIENT) && npm run --silent typecheck && npm test
+
+# Its end-to-end tests run inside the cluster suite (tests/cluster/test_typescript_runner.py).
+test: typescript
+
 .PHONY: prometheus
 prometheus: ## install Prometheus and promtool (Debian package prometheus) for the monitoring tests
 	hack/install-prometheus.sh >/dev/null

@@ -130,6 +130,8 @@ start_etcd() {
 # WatchList=false: Debian's etcd (3.4) cannot answer progress requests, and with the gate on,
 # the API server turns every watch from resourceVersion 0 or "" into a watch-list stream that it
 # then refuses; clients such as kwok would relist in a loop instead of watching.
+# PodLogsQuerySplitStreams (alpha, here and in the kubelet): a Pod's log can be read as stdout
+# and stderr separately, which the TypeScript runner's onLog reports per line.
 start_apiserver() {
   local ip; ip=$(node_ip)
   cat >"$CLUSTER_DIR/audit-policy.yaml" <<'AUDIT'
@@ -166,7 +168,7 @@ AUDIT
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
-    --feature-gates=WatchList=false \
+    --feature-gates=WatchList=false,PodLogsQuerySplitStreams=true \
     --audit-policy-file "$CLUSTER_DIR/audit-policy.yaml" \
     --audit-log-path "$LOGS/audit.log" --audit-log-maxsize 200 --audit-log-maxbackup 2 \
     --profiling=false --v=1
@@ -259,6 +261,7 @@ serializeImagePulls: false
 podPidsLimit: 4096
 registerNode: true
 nodeStatusReportFrequency: 1m
+featureGates: {PodLogsQuerySplitStreams: true}
 KCFG
   start_daemon kubelet "$K8S_BIN/kubelet" --config "$CLUSTER_DIR/kubelet/config.yaml" \
     --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override "$NODE_NAME" \
