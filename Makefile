@@ -108,3 +108,14 @@ typescript: $(TS_CLIENT)/node_modules/.installed ## the TypeScript runner: npm c
 
 # Its end-to-end tests run inside the cluster suite (tests/cluster/test_typescript_runner.py).
 test: typescript
+
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool (Debian package prometheus) for the monitoring tests
+	hack/install-prometheus.sh >/dev/null
+
+# The alert-rule tests run promtool and the deploy test a real Prometheus: CI must have both.
+test: prometheus
+
+.PHONY: bench-cli
+bench-cli: venv ## how fast `steprun --help` starts (bench/results/cli-startup.md)
+	$(PY) -m bench.cli_startup

@@ -52,7 +52,7 @@ def run_spec(*argv: str) -> dict[str, Any]:
 )
 def test_global_flags_go_before_or_after_the_command(argv: tuple[str, ...]) -> None:
     args = parse(*argv)
-    assert (args.namespace, args.kubeconfig, args.context, args.name) == ("ci", "/k", "dev", "x")
+    assert (args.namespace, args.kubeconfig, args.context, args.names) == ("ci", "/k", "dev", ["x"])
 
 
 def test_global_flags_default_to_none() -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from steprun.api.models import StepRun
 from steprun.cli.main import main
-from steprun.cli.render import (
+from steprun.cli.rendering import (
     PLACEHOLDER_UID,
     REDACTED,
     RenderRefused,

@@ -51,6 +51,9 @@ _ALL_STEPRUNS = re.compile(r"^/apis/steprun\.dev/v1alpha1/stepruns$")
 _STEPRUN = re.compile(r"^/apis/steprun\.dev/v1alpha1/namespaces/([^/]+)/stepruns/([^/]+)$")
 _PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 _POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+_EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
+_NAMESPACES = re.compile(r"^/api/v1/namespaces$")
+_VERSION = re.compile(r"^/version/?$")
 
 
 def _status(code: int, message: str, **extra: Any) -> Json:
@@ -103,6 +106,10 @@ class FakeCluster:
         self.requests: list[tuple[str, str, dict[str, list[str]], str]] = []
         self.invalid: Json | None = None
         self.stopping = False
+        # Served as they are by the routes below (kubectl-like CLI commands read them).
+        self.events: list[Json] = []
+        self.namespaces: list[str] = []
+        self.version: Json = {"major": "1", "minor": "34", "gitVersion": "v1.34.1"}
 
     # -- StepRuns -------------------------------------------------------------------------
 
@@ -112,7 +119,7 @@ class FakeCluster:
         self.history.append((self.rv, kind, copy.deepcopy(obj)))
         self.cond.notify_all()
 
-    def create(self, namespace: str, body: Json) -> tuple[int, Json]:
+    def create(self, namespace: str, body: Json, *, dry_run: bool = False) -> tuple[int, Json]:
         with self.cond:
             if self.invalid is not None:
                 return 422, self.invalid
@@ -131,6 +138,8 @@ class FakeCluster:
                 generation=1,
                 creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             )
+            if dry_run:
+                return 201, copy.deepcopy(obj)
             self.stepruns[key] = obj
             self._record("ADDED", obj)
             return 201, copy.deepcopy(obj)
@@ -309,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
                 (_STEPRUN, self._get_steprun),
                 (_PODS, self._list_pods),
                 (_POD_LOG, self._pod_log),
+                (_EVENTS, self._list_events),
+                (_NAMESPACES, self._list_namespaces),
+                (_VERSION, lambda: self._send_json(200, self.cluster.version)),
             ],
             "POST": [(_STEPRUNS, self._create)],
             "PATCH": [(_STEPRUN, self._patch)],
@@ -365,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         since = int((query.get("resourceVersion") or ["0"])[0] or 0)
         timeout = int((query.get("timeoutSeconds") or ["30"])[0])
         field = (query.get("fieldSelector") or [""])[0]
+        labels = (query.get("labelSelector") or [None])[0]
         wanted_name = field.removeprefix("metadata.name=") if field else None
         self._start_stream("application/json")
         if since < cluster.compacted_below:
@@ -381,6 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if rv > since
                     and namespace in (None, obj["metadata"]["namespace"])
                     and wanted_name in (None, obj["metadata"]["name"])
+                    and _matches(obj["metadata"].get("labels") or {}, labels)
                 ]
                 if not events:
                     remaining = deadline - time.monotonic()
@@ -402,8 +416,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, obj)
 
     def _create(self, namespace: str) -> None:
-        code, body = self.cluster.create(namespace, self._body())
+        dry_run = (self._query().get("dryRun") or [""])[0] == "All"
+        code, body = self.cluster.create(namespace, self._body(), dry_run=dry_run)
         self._send_json(code, body)
+
+    def _list_events(self, namespace: str) -> None:
+        fields = (self._query().get("fieldSelector") or [""])[0]
+        with self.cluster.cond:
+            items = [
+                copy.deepcopy(e)
+                for e in self.cluster.events
+                if e["metadata"]["namespace"] == namespace and _fields_match(e, fields)
+            ]
+        self._send_json(200, {"kind": "EventList", "apiVersion": "v1", "items": items})
+
+    def _list_namespaces(self) -> None:
+        items = [{"metadata": {"name": name}} for name in self.cluster.namespaces]
+        self._send_json(200, {"kind": "NamespaceList", "apiVersion": "v1", "items": items})
 
     def _patch(self, namespace: str, name: str) -> None:
         if self.headers.get("Content-Type") != "application/merge-patch+json":
@@ -439,7 +468,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _pod_log(self, namespace: str, pod: str) -> None:
         cluster = self.cluster
         key = (namespace, pod)
-        follow = (self._query().get("follow") or [""])[0].lower() == "true"
+        query = self._query()
+        follow = (query.get("follow") or [""])[0].lower() == "true"
+        tail = int((query.get("tailLines") or ["-1"])[0])
+        stamped = (query.get("timestamps") or [""])[0].lower() == "true"
         with cluster.cond:
             found = cluster.pods.get(key)
             state = found["status"]["containerStatuses"][0]["state"] if found else {}
@@ -453,6 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         while not cluster.stopping:
             with cluster.cond:
+                if sent == 0 and tail >= 0:
+                    sent = max(0, len(cluster.logs.get(key, [])) - tail)
                 lines = cluster.logs.get(key, [])[sent:]
                 done = not follow or key in cluster.closed_logs
                 if not lines and not done:
@@ -462,7 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # One chunk per line, except the last line split in two, to exercise the
                 # client's reassembly of lines across chunks.
                 for line in lines:
-                    data = line.encode()
+                    data = (f"2026-01-01T00:00:00Z {line}" if stamped else line).encode()
                     half = len(data) // 2
                     self._chunk(data[:half])
                     self._chunk(data[half:])

@@ -16,8 +16,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from steprun.api.models import Mode, StepRunSpec
+from steprun.api.models import Mode, StepRun, StepRunSpec
 from steprun.client.objects import default_generate_name
+
+# generateName gets 5 characters appended; Pod names derive from the result (render.names).
+_MAX_RERUN_PREFIX = 40
 
 
 class SpecArgumentError(ValueError):
@@ -76,11 +79,6 @@ def parse_secret(text: str) -> dict[str, Any]:
     return {"name": name, "secretKeyRef": {"name": secret, "key": key}, "as": as_}
 
 
-WORKSPACE_HELP = (
-    "NAME plus one source: claimName=PVC (an existing claim), storage=SIZE (a claim shared by "
-    "the workflow run: needs --workflow and --run-id) or emptyDir; options mountPath=, subPath=, "
-    "readOnly, accessMode=, storageClassName=, sizeLimit=, medium="
-)
 _WORKSPACE_FLAGS = {"readOnly", "emptyDir"}
 _WORKSPACE_KEYS = {
     "name",
@@ -98,7 +96,7 @@ _WORKSPACE_KEYS = {
 
 
 def parse_workspace(text: str) -> dict[str, Any]:
-    """``name=src,claimName=cache,readOnly`` and the like (see WORKSPACE_HELP), as API JSON."""
+    """``name=src,claimName=cache,readOnly`` and the like, as API JSON (see run --workspace)."""
     fields: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
@@ -347,3 +345,26 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     if model.script is not None and (model.command or model.args):
         raise SpecArgumentError("spec.script cannot be combined with command or args")
     return model
+
+
+RERUN_OF_LABEL = "steprun.dev/rerun-of"
+
+
+def rerun_request(old: StepRun, *, name: str | None = None) -> RunRequest:
+    """A new StepRun with ``old``'s spec (not cancelled) and labels, marked as its rerun.
+
+    Without ``name``, the API server generates one from ``old``'s name, so reruns of a step
+    sort next to it.
+    """
+    from steprun.render.names import name_label_value
+
+    spec = old.spec.model_copy(update={"cancel": False})
+    labels = {**old.metadata.labels, RERUN_OF_LABEL: name_label_value(old.name)}
+    prefix = old.name[:_MAX_RERUN_PREFIX].rstrip("-.") + "-"
+    return RunRequest(
+        spec=spec,
+        name=name,
+        generate_name=None if name else prefix,
+        namespace=old.namespace,
+        labels=labels,
+    )

@@ -42,8 +42,10 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    # Read to tell whether this replica is the active one (steprun.activity).
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy"})
+_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy", "ClusterKopfPeering"})
 
 
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:

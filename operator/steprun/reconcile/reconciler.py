@@ -38,7 +38,13 @@ from steprun.kube.client import (
     Transient,
 )
 from steprun.log import for_steprun, get_logger
-from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.metrics import (
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    container_started_at,
+    record_pod_start,
+    record_transition,
+)
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
@@ -124,10 +130,12 @@ class Reconciler:
             self.queue.forget(key)
             self._crashes.pop(key, None)
         except Conflict:
+            RECONCILE_ERRORS.labels(error="Conflict").inc()
             await self._refresh(key)
         except NamesakeLeftover:
             self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
         except Transient as error:
+            RECONCILE_ERRORS.labels(error="Transient").inc()
             delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
             self._log.warning(
                 "API server unavailable; retrying",
@@ -137,6 +145,7 @@ class Reconciler:
                 retry_in_seconds=round(delay, 2),
             )
         except Exception as error:
+            RECONCILE_ERRORS.labels(error="Crash").inc()
             await self._crashed(key, body, error)
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -177,7 +186,11 @@ class Reconciler:
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                record_pod_start(pod, parse_time(start_time) or now)
             case FinishAttempt():
+                if sr.status.phase == Phase.PENDING:
+                    # Ended before it was seen running (a quick step): it did start.
+                    record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
@@ -245,7 +258,7 @@ class Reconciler:
             "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
         )
         self.stepruns.observe(written)
-        TRANSITIONS.labels(phase=Phase.FAILED.value, reason=Reason.INVALID_SPEC.value).inc()
+        record_transition(meta.get("creationTimestamp"), doc)
         if self.config.events:
             ref = StepRun(
                 metadata=ObjectMeta(
@@ -373,10 +386,6 @@ class Reconciler:
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
-        if attempt == 1:
-            created_at = parse_time(sr.metadata.creation_timestamp)
-            if created_at is not None:
-                POD_START_SECONDS.observe(max(0.0, (now - created_at).total_seconds()))
         admitted = sandbox.to_admitted() if sandbox is not None and not sr.status.admitted else None
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
@@ -592,7 +601,7 @@ class Reconciler:
         )
         self.stepruns.observe(body)
         phase, message = str(doc.get("phase")), str(doc.get("message") or "")
-        TRANSITIONS.labels(phase=phase, reason=str(doc.get("reason"))).inc()
+        record_transition(sr.metadata.creation_timestamp, doc)
         for_steprun(sr).info(
             "status written",
             attempt=doc.get("attempt"),
