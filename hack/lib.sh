@@ -21,6 +21,7 @@ API_PORT=${API_PORT:-6443}
 ETCD_PORT=${ETCD_PORT:-2379}
 PAUSE_IMAGE=steprun.local/pause:3.10
 STEP_IMAGE=steprun.local/step:1
+ARTIFACTS_IMAGE=steprun.local/artifacts:1
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -48,7 +49,15 @@ start_daemon() {
   if is_running "$name" "$1"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
   mkdir -p "$LOGS" "$PIDS"
   log "starting $name"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # Descriptors this script inherited stay with it: a daemon holding, say, the lock file of a
+  # `flock LOCK hack/...` caller would keep that lock held for as long as it runs.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$PIDS/$name.pid"
 }
 
