@@ -361,6 +361,27 @@ def spec_mode_rules() -> tuple[Rule, ...]:
     )
 
 
+def artifacts_rules() -> tuple[Rule, ...]:
+    """A step with artifacts runs its command through the artifact helper, which must be told
+    what to run: an image's own entrypoint cannot be read from the API."""
+    sandbox = cel_string(Mode.SANDBOX.value)
+    return (
+        Rule(
+            rule=(
+                f"self.mode == {sandbox} || !has(self.artifacts) || "
+                "!has(self.artifacts.outputs) || size(self.artifacts.outputs) == 0 || "
+                "has(self.command) || has(self.script)"
+            ),
+            message=(
+                "spec.artifacts.outputs needs spec.command or spec.script: the step's command runs "
+                "through steprun's artifact helper, which cannot see the image's entrypoint"
+            ),
+            field_path=".artifacts",
+            reason=REQUIRED,
+        ),
+    )
+
+
 def terminal_phase_rule() -> Rule:
     """A terminal phase is final: guards the status against an operator bug rewriting it."""
     terminal = ", ".join(
@@ -405,7 +426,9 @@ def egress_cidr_rule() -> Rule:
 def steprun_rules(spec_schema: Schema) -> dict[str, tuple[Rule, ...]]:
     """CEL rules of the StepRun kind by schema path (see :func:`node_at`)."""
     return {
-        "spec": spec_mode_rules() + spec_immutability_rules(spec_schema["properties"]),
+        "spec": spec_mode_rules()
+        + artifacts_rules()
+        + spec_immutability_rules(spec_schema["properties"]),
         "spec.env": env_key_rules("spec.env"),
         "spec.context.env": env_key_rules("spec.context.env"),
         "spec.context.secrets[]": (secret_projection_rule(),),

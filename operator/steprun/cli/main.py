@@ -10,7 +10,7 @@ from typing import TextIO
 
 from kubernetes.config.config_exception import ConfigException
 
-from steprun.cli import commands, completion, exit_codes, operator, render, run
+from steprun.cli import artifacts, commands, completion, exit_codes, operator, render, run
 from steprun.cli.context import CliContext, ClientFactory, client_from_args
 from steprun.client import (
     ApiUnreachable,
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(subparsers, common)
     commands.register(subparsers, common)
     render.register(subparsers, common)
+    artifacts.register(subparsers, common)
     operator.register(subparsers, connection)
     completion.register(subparsers, common)
     parser.set_defaults(root_parser=parser)

@@ -8,7 +8,7 @@ Errors are turned into a few typed exceptions that the reconciler can decide on.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
@@ -200,3 +200,41 @@ class Kube:
             return await self.get(kind, namespace, name)
         except NotFound:
             return None
+
+    async def stream_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        *,
+        follow: bool = False,
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """A container's log as it arrives, in chunks (never read whole into memory)."""
+        query = [("container", container)]
+        if follow:
+            query.append(("follow", "true"))
+        started = time.perf_counter()
+        try:
+            response = await self._api.call_api(
+                _path("Pod", namespace, name, "log"),
+                "GET",
+                query_params=query,
+                header_params={"Accept": "*/*"},
+                response_types_map={200: "str"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout_seconds,
+            )
+        except k8s.ApiException as raw:
+            error = _error(raw)
+            API_ERRORS.labels(verb="get", code=str(error.status)).inc()
+            raise error from None
+        finally:
+            API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
+        try:
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                yield chunk
+        finally:
+            response.release()

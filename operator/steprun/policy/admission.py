@@ -96,6 +96,7 @@ def admit(
         *_plugin_denials(sandbox.plugin, plugin, spec.plugins),
         *_permission_denials(needed, granted, plugin, sandbox.permissions),
         *_secrets_denials(bool(sr.spec.context.secrets), needed),
+        *_artifacts_denials(sr, needed),
         *timeout_denials,
         *_resource_denials(resources, spec.max_resources),
         *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
@@ -235,6 +236,24 @@ def _secrets_denials(has_secrets: bool, needed: frozenset[Permission]) -> list[D
             "requires permission secrets.read: add it to spec.sandbox.permissions or drop the "
             "secrets",
         )
+    ]
+
+
+def _artifacts_denials(sr: StepRun, needed: frozenset[Permission]) -> list[Denial]:
+    """Outputs need artifacts.write, inputs artifacts.read: both move files through the store."""
+    spec = sr.spec.artifacts
+    wanted = [
+        ("artifacts.outputs", Permission.ARTIFACTS_WRITE, bool(spec and spec.outputs)),
+        ("artifacts.inputs", Permission.ARTIFACTS_READ, bool(spec and spec.inputs)),
+    ]
+    return [
+        Denial(
+            item,
+            f"requires permission {permission.value}: add it to spec.sandbox.permissions or "
+            f"drop spec.{item}",
+        )
+        for item, permission, used in wanted
+        if used and permission not in needed
     ]
 
 

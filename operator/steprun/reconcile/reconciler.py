@@ -10,6 +10,7 @@ next reconcile: children first, status last.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, message_with
 from steprun.reconcile.decide import (
     Cancel,
     ExpireTtl,
@@ -37,6 +39,12 @@ from steprun.reconcile.decide import (
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.render.artifacts import (
+    ResolvedInput,
+    add_artifacts,
+    needs_artifacts,
+    path_problems,
+)
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
@@ -80,6 +88,7 @@ class Reconciler:
         self.queue = WorkQueue(self.reconcile)
         self._failures: dict[Key, int] = {}
         self._log = get_logger("steprun.reconcile")
+        self.artifacts = Artifacts(kube, config)
 
     # ------------------------------------------------------------------ entry point
 
@@ -151,8 +160,10 @@ class Reconciler:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
             sandbox = await self._sandbox_decision(sr)
+            inputs = await self._artifact_inputs(sr)
             await self._ensure_context(sr, sandbox)
             pod = render_pod(sr, attempt, self.config, sandbox)
+            pod = add_artifacts(pod, sr, attempt, self.config, inputs)
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
             created = await self._create_pod(sr, pod)
@@ -191,16 +202,35 @@ class Reconciler:
             raise StepAborted(Phase.REJECTED, reason, result.message)
         return result.decision
 
-    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
-        if needs_secret(sr, sandbox):
-            fetched: dict[str, dict[str, str] | None] = {}
-            for secret_name in sorted({name for name, _ in secret_sources(sr)}):
-                source = await self.kube.get_or_none("Secret", sr.namespace, secret_name)
-                fetched[secret_name] = None if source is None else (source.get("data") or {})
-            data, problems = resolve_secret_values(sr, fetched)
+    async def _artifact_inputs(self, sr: StepRun) -> list[ResolvedInput]:
+        """The inputs' objects, checked before any Pod exists (a missing one ends the step)."""
+        if not needs_artifacts(sr):
+            return []
+        problems = path_problems(sr)
+        try:
             if problems:
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, "; ".join(problems))
-            await self._create_owned(sr, render_secret(sr, data))
+                raise ArtifactProblem("; ".join(problems))
+            return await self.artifacts.resolve(sr)
+        except ArtifactProblem as problem:
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+
+    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
+        # The store's credentials ride in the step's own Secret, for its helper containers.
+        try:
+            store_keys = await self.artifacts.secret_data() if needs_artifacts(sr) else {}
+        except ArtifactProblem as problem:
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+        if needs_secret(sr, sandbox) or store_keys:
+            data: dict[str, str] = {}
+            if needs_secret(sr, sandbox):
+                fetched: dict[str, dict[str, str] | None] = {}
+                for secret_name in sorted({name for name, _ in secret_sources(sr)}):
+                    source = await self.kube.get_or_none("Secret", sr.namespace, secret_name)
+                    fetched[secret_name] = None if source is None else (source.get("data") or {})
+                data, problems = resolve_secret_values(sr, fetched)
+                if problems:
+                    raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, "; ".join(problems))
+            await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
         await self._create_owned(sr, render_configmap(sr, self.config, sandbox))
         if sandbox is not None:
             await self._create_owned(sr, render_network_policy(sr, sandbox))
@@ -236,6 +266,9 @@ class Reconciler:
         outcome = decision.outcome
         if decision.delete_pod and sr.status.pod_name:
             await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
+        elif sr.status.pod_name:
+            note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, sr.status.pod_name)
+            outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
             await self._cleanup_context(sr)
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
@@ -263,7 +296,8 @@ class Reconciler:
         started (the kubelet retries on its own); the startup timeout still bounds the wait.
         Reads only, unless something is missing."""
         name = context_name(sr.name)
-        kinds = ["ConfigMap", *(["Secret"] if sr.spec.context.secrets else [])]
+        has_secret = bool(sr.spec.context.secrets) or needs_artifacts(sr)
+        kinds = ["ConfigMap", *(["Secret"] if has_secret else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
         if missing:
             for_steprun(sr).warning(
@@ -281,6 +315,11 @@ class Reconciler:
         if pod_name:
             await self.kube.delete("Pod", sr.namespace, pod_name, grace_period_seconds=grace)
             message = f"cancelled: Pod {pod_name} deleted with a {grace}s grace period"
+            # Followed until the container ends, so the lines of its grace period are kept too.
+            note = await self.artifacts.archive_log(
+                sr, sr.status.attempt or 1, pod_name, follow=True
+            )
+            message = message_with(message, note)
         else:
             message = "cancelled before a Pod was running"
         await self._cleanup_context(sr)
@@ -296,7 +335,7 @@ class Reconciler:
         """The step's context must not outlive it (the NetworkPolicy stays: it still confines a
         Pod that may be terminating; it goes with the StepRun)."""
         name = context_name(sr.name)
-        if sr.spec.context.secrets:
+        if sr.spec.context.secrets or needs_artifacts(sr):
             await self.kube.delete("Secret", sr.namespace, name)
         await self.kube.delete("ConfigMap", sr.namespace, name)
 

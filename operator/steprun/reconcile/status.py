@@ -19,6 +19,9 @@ CONDITION = "Succeeded"
 def _base(sr: StepRun) -> dict[str, Any]:
     current = sr.status.model_dump(by_alias=True, mode="json")
     current["observedGeneration"] = sr.metadata.generation
+    if current.get("artifacts") is None:
+        # Only attempt_finished adds uploads; no document needs to clear them.
+        current.pop("artifacts", None)
     return current
 
 
@@ -43,6 +46,14 @@ def _condition(
 def _attempts(sr: StepRun, entry: AttemptStatus) -> list[dict[str, Any]]:
     kept = [a for a in sr.status.attempts if a.attempt != entry.attempt]
     ordered = sorted([*kept, entry], key=lambda a: a.attempt)
+    return [a.to_api() for a in ordered]
+
+
+def _artifacts(sr: StepRun, outcome: Outcome) -> list[dict[str, Any]]:
+    """Every attempt's uploads, oldest first; an attempt re-observed replaces its own entries."""
+    new = {(a.name, a.attempt) for a in outcome.artifacts}
+    kept = [a for a in sr.status.artifacts or [] if (a.name, a.attempt) not in new]
+    ordered = sorted([*kept, *outcome.artifacts], key=lambda a: (a.attempt, a.name))
     return [a.to_api() for a in ordered]
 
 
@@ -125,6 +136,8 @@ def attempt_finished(
         }
     )
     status.update(attempts=_attempts(sr, entry), exitCode=outcome.exit_code)
+    if outcome.artifacts:
+        status["artifacts"] = _artifacts(sr, outcome)
     if retry_at is not None:
         message = (
             f"attempt {attempt} failed ({outcome.reason}: {outcome.message}); "
