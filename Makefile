@@ -92,3 +92,15 @@ bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=k
 	$(KUBECTL) --kubeconfig $(TEST_KUBECONFIG) apply --server-side --force-conflicts -f crds >/dev/null
 	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
 		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench
+
+# ---------------------------------------------------------------- artifacts
+
+.PHONY: helper-test
+helper-test: ## go vet and go test of the artifact helper (helper/)
+	cd helper && go vet ./... && go test ./...
+
+test: helper-test
+
+.PHONY: bench-artifacts
+bench-artifacts: venv ## a 1 GiB artifact through the store, with peak memory (bench/artifacts.py)
+	KUBECONFIG=$(TEST_KUBECONFIG) $(PY) -m bench.artifacts

@@ -385,3 +385,26 @@ def test_a_sandbox_step_without_the_artifact_permission_is_refused(
     assert (status["phase"], status["reason"]) == ("Rejected", "PermissionDenied"), status
     assert "artifacts.write" in status["message"]
     assert steps.pods("sandboxed") == []
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "artifacts").glob("*.yaml"))
+
+
+def test_the_two_step_example_passes_a_directory_from_build_to_test(
+    steps: Steps, store: ArtifactStore
+) -> None:
+    for path in EXAMPLES:
+        [name] = steps.apply_file(path)
+        status = steps.wait_terminal(name, timeout=120)
+        expect = dict(
+            item.split("=", 1)
+            for line in path.read_text().splitlines()
+            if line.startswith("# expect:")
+            for item in line.removeprefix("# expect:").split()
+        )
+        assert status["phase"] == expect["phase"], (path.name, status)
+        assert status["reason"] == expect["reason"], (path.name, status)
+    assert list(engine(steps, store).logs("artifacts-test")) == [
+        "version=1.0.1",
+        "hello from the build",
+    ]
