@@ -234,6 +234,14 @@ class Kube:
         finally:
             API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
         try:
+            # Unread responses are not checked by the client library: a 404 would be streamed
+            # as if it were the log.
+            if not 200 <= response.status <= 299:
+                refused = k8s.ApiException(status=response.status, reason=response.reason)
+                refused.body = await response.read()
+                error = _error(refused)
+                API_ERRORS.labels(verb="get", code=str(error.status)).inc()
+                raise error
             async for chunk in response.content.iter_chunked(64 * 1024):
                 yield chunk
         finally:
