@@ -105,6 +105,14 @@ WAITING = {"waiting": {"reason": "ContainerCreating"}}
             id="upload-failed",
         ),
         pytest.param(
+            pod("Running", terminated(0), terminated(1, report([], "ArtifactUploadFailed: x: no"))),
+            "failed",
+            "ArtifactUploadFailed",
+            "x: no",
+            0,
+            id="upload-failed-before-the-pod-phase-catches-up",
+        ),
+        pytest.param(
             pod("Failed", terminated(3), terminated(0, report([DIST]))),
             "failed",
             "Error",

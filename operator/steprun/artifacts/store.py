@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -89,9 +90,14 @@ class Credentials:
 
 
 def _answer(error: BaseException) -> str:
-    # obstore's messages are multi-line chains; the first lines hold the store's answer.
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:6])[:600] or type(error).__name__
+    """The store's answer in one line: obstore's summary, plus the innermost OS error or the
+    store's error code from its debug chain (which is long and spread over many lines)."""
+    text = str(error)
+    summary = text.split("\n\nDebug source:", 1)[0].strip().replace("\n", " ")
+    detail = re.search(r'message: "([^"]+)"', text) or re.search(r"<Code>([^<]+)</Code>", text)
+    if detail and detail.group(1) not in summary:
+        summary = f"{summary}: {detail.group(1)}"
+    return summary[:600] or type(error).__name__
 
 
 class ArtifactStore:

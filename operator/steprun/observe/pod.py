@@ -435,7 +435,11 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
             start_time=_time(terminated.get("startedAt")) or _time(status.get("startTime")),
         )
     if terminated:
-        succeeded = terminated.get("exitCode") == 0 and terminated.get("reason") != "OOMKilled"
+        succeeded = (
+            terminated.get("exitCode") == 0
+            and terminated.get("reason") != "OOMKilled"
+            and _upload_report(status)[1] is None
+        )
         if succeeded or not _mapping(pod.get("metadata")).get("deletionTimestamp"):
             return _terminal(pod, status, terminated, pod_failed=not succeeded, redact=redact)
 
