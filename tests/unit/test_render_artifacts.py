@@ -24,6 +24,7 @@ from steprun.render.artifacts import (
     ArtifactError,
     ResolvedInput,
     add_artifacts,
+    add_store_egress,
     path_problems,
     resolve_inputs,
 )
@@ -255,3 +256,16 @@ def test_two_inputs_on_one_path_are_refused() -> None:
         },
     )
     assert any("share the path '/in'" in p for p in path_problems(sr))
+
+
+def test_a_sandbox_step_with_artifacts_may_reach_a_store_given_by_address() -> None:
+    sr = steprun(command=["make"], artifacts=OUTPUTS)
+    policy = {"spec": {"policyTypes": ["Ingress", "Egress"]}}
+    opened = add_store_egress(policy, sr, CONFIG)
+    assert opened["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"protocol": "TCP", "port": 7070}]}
+    ]
+    assert "egress" not in policy["spec"], "the input is untouched"
+    named = CONFIG.model_copy(update={"artifacts_endpoint": "https://s3.example.com"})
+    assert add_store_egress(policy, sr, named) == policy, "a DNS name is the policy's to allow"
+    assert add_store_egress(policy, steprun(command=["make"]), CONFIG) == policy

@@ -42,6 +42,7 @@ from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
 from steprun.render.artifacts import (
     ResolvedInput,
     add_artifacts,
+    add_store_egress,
     needs_artifacts,
     path_problems,
 )
@@ -233,7 +234,8 @@ class Reconciler:
             await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
         await self._create_owned(sr, render_configmap(sr, self.config, sandbox))
         if sandbox is not None:
-            await self._create_owned(sr, render_network_policy(sr, sandbox))
+            policy = add_store_egress(render_network_policy(sr, sandbox), sr, self.config)
+            await self._create_owned(sr, policy)
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""

@@ -16,11 +16,13 @@ Inputs appear at their paths through subPath mounts of the volume the init conta
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from steprun.api.models import ArtifactStatus, StepRun
 from steprun.artifacts.names import (
@@ -268,3 +270,31 @@ def add_artifacts(
 def needs_credentials(sr: StepRun) -> bool:
     """Whether the step's Secret carries the store's credentials (for its helper containers)."""
     return needs_artifacts(sr)
+
+
+def add_store_egress(
+    network_policy: dict[str, Any], sr: StepRun, config: OperatorConfig
+) -> dict[str, Any]:
+    """A copy of a sandbox step's NetworkPolicy that also lets its Pod reach the store.
+
+    A NetworkPolicy selects Pods, not containers, so the plugin's container can reach the store
+    too, but without credentials (they are only in the helper containers). Only a store given
+    by IP address can be expressed as an ipBlock; for a store named by DNS, the policy's own
+    egress rules must allow it (docs/artifacts.md).
+    """
+    if not needs_artifacts(sr) or not config.artifacts_enabled:
+        return network_policy
+    endpoint = urlparse(config.artifacts_endpoint)
+    try:
+        address = ipaddress.ip_address(endpoint.hostname or "")
+    except ValueError:
+        return network_policy
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    bits = 32 if address.version == 4 else 128
+    rule = {
+        "to": [{"ipBlock": {"cidr": f"{address}/{bits}"}}],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+    out = copy.deepcopy(network_policy)
+    out["spec"].setdefault("egress", []).append(rule)
+    return out
