@@ -102,7 +102,7 @@ def main() -> int:
     steps = Steps(api, namespace)
     image = "steprun.local/step:1"
     produce = (
-        f"mkdir -p /big && head -c {args.mib}M /dev/urandom > /big/data && "
+        f"mkdir -p /big && dd if=/dev/urandom of=/big/data bs=1M count={args.mib} 2>/dev/null && "
         "sha256sum /big/data | cut -d' ' -f1 > /big/data.sha256"
     )
     consume = 'cd /in && test "$(sha256sum data | cut -d\' \' -f1)" = "$(cat data.sha256)"'
@@ -154,7 +154,8 @@ def main() -> int:
         "",
         f"- producer: {produced['phase']}/{produced['reason']}; uploaded {upload['size']} "
         f"bytes, sha256 {upload['sha256'][:16]}…",
-        f"- consumer: {consumed['phase']}/{consumed['reason']} (the file's sha256 matched)",
+        f"- consumer: {consumed['phase']}/{consumed['reason']} (Succeeded: the file's sha256 "
+        "matched the producer's)",
         "",
         "| what | seconds |",
         "|---|---:|",
