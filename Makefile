@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the virtualenv with the project and its dev tools
 
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check operator tests bench hack
 	$(VENV)/bin/ruff format --check operator tests bench hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: crds
 crds: venv ## regenerate crds/ from the pydantic models

@@ -23,6 +23,7 @@ from steprun.client.kubeconfig import context_namespace, kubeconfig_path
 from steprun.client.objects import (
     coerce_spec,
     default_generate_name,
+    parse_steprun,
     parse_steprun_list,
     pod_label_selector,
     same_spec,
@@ -256,3 +257,35 @@ def test_kubeconfig_path_prefers_argument_then_env(
     (tmp_path / ".kube").mkdir()
     (tmp_path / ".kube" / "config").write_text("{}")
     assert kubeconfig_path() == str(tmp_path / ".kube" / "config")
+
+
+def test_reading_is_forward_compatible_unknown_fields_ignored_unknown_phase_kept() -> None:
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "newer", "namespace": "ci"},
+        "spec": {"image": "busybox", "gpus": 2, "context": {"inputs": {}, "artifacts": []}},
+        "status": {
+            "phase": "Paused",
+            "newSummary": {"x": 1},
+            "attempts": [{"attempt": 1, "podName": "newer-1", "node": "n1"}],
+            "conditions": [{"type": "Succeeded", "status": "Unknown", "severity": "Info"}],
+        },
+    }
+    steprun = parse_steprun(body)
+    assert steprun.spec.image == "busybox"
+    assert steprun.status.phase == "Paused"
+    assert not is_terminal(steprun)
+    assert steprun.status.attempts[0].pod_name == "newer-1"
+    items, _ = parse_steprun_list({"items": [body], "metadata": {"resourceVersion": "5"}})
+    assert [sr.name for sr in items] == ["newer"]
+
+
+def test_known_phases_are_still_read_as_phases() -> None:
+    body = {
+        "metadata": {"name": "a", "namespace": "ci"},
+        "spec": {"image": "busybox"},
+        "status": {"phase": "Succeeded"},
+    }
+    assert parse_steprun(body).status.phase == Phase.SUCCEEDED
+    assert is_terminal(parse_steprun(body))

@@ -266,7 +266,7 @@ def test_operator_role_is_exactly_what_the_operator_uses(helm: str) -> None:
         ("steprun.dev", "stepruns", "delete"),
         ("steprun.dev", "stepruns/status", "patch"),
         ("steprun.dev", "sandboxpolicies", "get"),
-        *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete")},
+        *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")},
         ("", "pods/log", "get"),
         *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
         ("networking.k8s.io", "networkpolicies", "create"),

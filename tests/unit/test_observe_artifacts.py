@@ -13,7 +13,7 @@ from steprun.artifacts.names import INIT_CONTAINER, UPLOAD_CONTAINER
 from steprun.config import OperatorConfig
 from steprun.observe.pod import observe_pod
 from steprun.reconcile.decide import FinishAttempt, decide
-from steprun.reconcile.status import attempt_finished
+from steprun.reconcile.status import attempt_finished, to_patch
 from tests.unit.factories import at
 
 SHA = "b" * 64
@@ -200,7 +200,7 @@ def test_a_retrys_uploads_are_listed_beside_the_first_attempts() -> None:
     body = pod("Failed", terminated(1), terminated(0, report([{**DIST, "sha256": "c" * 64}])))
     decision = decide(sr, body, at(T1) + timedelta(seconds=1), CONFIG)
     assert isinstance(decision, FinishAttempt)
-    doc = attempt_finished(sr, decision.outcome, at(T1), decision.retry_at)
+    doc = to_patch(attempt_finished(sr, decision.outcome, at(T1), decision.retry_at))
     assert [(a["attempt"], a["key"], a["sha256"]) for a in doc["artifacts"]] == [
         (1, "ci/build-42/1/dist.tgz", SHA),
         (2, "ci/build-42/2/dist.tgz", "c" * 64),

@@ -116,6 +116,7 @@ def test_local_pod() -> None:
                     "blockOwnerDeletion": True,
                 }
             ],
+            "finalizers": ["steprun.dev/step-tracking"],
         },
         "spec": {
             "restartPolicy": "Never",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "steprun.dev"
@@ -23,6 +23,9 @@ SANDBOXPOLICY_PLURAL = "sandboxpolicies"
 # StepRun with large inputs still fits beside its status.
 MAX_INPUTS_BYTES = 256 * 1024
 MAX_OUTPUT_BYTES = 4 * 1024
+# Outputs are copied into status; deeper JSON than this is refused (the models' serialiser stops
+# at 255 levels, and nobody's outputs need more).
+MAX_OUTPUT_DEPTH = 64
 
 # Bounds shared by the schema and the renderer.
 MAX_ENV_VARS = 256
@@ -101,6 +104,12 @@ TERMINAL_PHASES = frozenset(
 )
 
 
+def is_terminal_phase(phase: str | None) -> bool:
+    """Whether a phase as read from the API is terminal; a phase this version does not know
+    (written by a newer operator) is not."""
+    return phase in TERMINAL_PHASES
+
+
 class Reason(enum.StrEnum):
     """Machine-readable reasons written to status.reason, attempts[].reason and conditions."""
 
@@ -124,6 +133,9 @@ class Reason(enum.StrEnum):
     CREATE_FAILED = "PodCreateFailed"
     ARTIFACT_UPLOAD_FAILED = "ArtifactUploadFailed"
     ARTIFACT_DOWNLOAD_FAILED = "ArtifactDownloadFailed"
+    # The operator could not carry the step forward: its reconcile kept failing, or the API
+    # server refused a write the step needs (status too large, forbidden).
+    RECONCILE_FAILED = "ReconcileFailed"
 
 
 class SecretKeyRef(ApiModel):
@@ -577,6 +589,15 @@ class AttemptStatus(ApiModel):
     message: Annotated[str | None, Field(description="Human-readable detail of the outcome.")] = (
         None
     )
+    creation_time: Annotated[
+        str | None,
+        Field(
+            description=(
+                "When the operator created the attempt's Pod (RFC 3339, the operator's clock); "
+                "startupTimeoutSeconds counts from here."
+            )
+        ),
+    ] = None
     start_time: Annotated[
         str | None, Field(description="When the attempt started running (RFC 3339).")
     ] = None
@@ -612,14 +633,17 @@ class StepRunStatus(ApiModel):
         alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
     )
 
+    # Read as any string, so a phase added by a newer operator is shown as it is rather than
+    # refused; the schema still lists the phases this version writes.
     phase: Annotated[
-        Phase | None,
+        Phase | str | None,
         Field(
             description=(
                 "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
                 "Cancelled, Rejected; a terminal phase never changes."
             )
         ),
+        WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
     reason: Annotated[
         str | None,

@@ -10,7 +10,7 @@ A step may itself exit with one of these numbers; the phase printed on stderr te
 
 from __future__ import annotations
 
-from steprun.api.models import Phase, StepRun
+from steprun.api.models import Phase, StepRun, is_terminal_phase
 
 OK = 0
 ERROR = 1  # steprun itself failed: not found, forbidden, unexpected API answer
@@ -39,7 +39,7 @@ exit codes:
 def exit_code_for(steprun: StepRun) -> int:
     """The exit code that reports a finished step."""
     phase = steprun.status.phase
-    if phase is None or not Phase(phase).terminal:
+    if phase is None or not is_terminal_phase(phase):
         raise ValueError(f'steprun "{steprun.name}" is not finished (phase {phase or "unset"})')
     match Phase(phase):
         case Phase.SUCCEEDED:

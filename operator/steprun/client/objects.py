@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
 from steprun.render.names import (
     LABEL_RUN,
@@ -124,7 +126,30 @@ def pod_label_selector(name: str) -> str:
 
 
 def parse_steprun(body: Any) -> StepRun:
-    return StepRun.from_body(body)
+    """A StepRun as read from the API, forward-compatibly: fields this version does not know
+    (a newer CRD) are ignored, so one newer object never breaks a list or a wait."""
+    try:
+        return StepRun.from_body(body)
+    except ValidationError as error:
+        unknown = [e["loc"] for e in error.errors() if e["type"] == "extra_forbidden"]
+        if not unknown:
+            raise
+        return parse_steprun(_without(body, unknown))
+
+
+def _without(body: Any, paths: list[tuple[int | str, ...]]) -> Any:
+    """A copy of ``body`` without the entries at ``paths`` (copied only along those paths)."""
+    copy = dict(body)
+    for path in paths:
+        node: Any = copy
+        for part in path[:-1]:
+            child = node[part]
+            child = dict(child) if isinstance(child, Mapping) else list(child)
+            node[part] = child
+            node = child
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return copy
 
 
 def parse_steprun_list(body: Mapping[str, Any]) -> tuple[list[StepRun], str]:

@@ -5,15 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 
 import kopf
 
 from steprun.config import OperatorConfig
+from steprun.handlers.health import Watchers
 from steprun.handlers.kopf_handlers import register
 from steprun.kube.client import Kube
 from steprun.log import configure, get_logger
 from steprun.metrics import serve_metrics
 from steprun.reconcile.reconciler import Reconciler
+
+# The API server accepts JSON nested up to 10,000 levels (Go's encoding/json limit, also
+# apimachinery's); CPython's json, which kopf's watch and list parsing and the API client use,
+# stops at the interpreter's recursion limit (1,000 by default), and the client library's own
+# serialisation recurses twice per level. A lower limit lets one StepRun stop every watcher.
+API_SERVER_MAX_JSON_DEPTH = 10_000
+RECURSION_LIMIT = 5 * API_SERVER_MAX_JSON_DEPTH
+
+
+def allow_api_server_depth() -> None:
+    """Lets the operator read anything the API server stores (measured to fit the main thread's
+    default 8 MiB stack with room to spare: json recurses in C, Python frames use no C stack)."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
 
 
 async def _announce_ready(ready: asyncio.Event, config: OperatorConfig) -> None:
@@ -26,8 +41,10 @@ async def _announce_ready(ready: asyncio.Event, config: OperatorConfig) -> None:
 async def operate(config: OperatorConfig) -> None:
     kube = await Kube.connect()
     reconciler = Reconciler(kube, config)
+    watchers = Watchers()
+    watchers.install(asyncio.get_running_loop())
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, config)
+    register(registry, reconciler, config, watchers)
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,6 +72,7 @@ async def operate(config: OperatorConfig) -> None:
 
 def run_operator(config: OperatorConfig) -> None:
     configure(config.log_level)
+    allow_api_server_depth()
     serve_metrics(config.metrics_port)
     asyncio.run(operate(config))
 

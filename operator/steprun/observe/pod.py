@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from steprun.api.models import MAX_OUTPUT_BYTES, Reason
+from steprun.api.models import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH, Reason
 from steprun.artifacts.names import INIT_CONTAINER, UPLOAD_CONTAINER
 
 PodState = Literal["pending", "running", "succeeded", "failed"]
@@ -128,6 +128,8 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     size = len(text.encode())
     if size > MAX_OUTPUT_BYTES:
         return None, f"output exceeds 4 KiB ({size} bytes)"
+    if _nesting(text) > MAX_OUTPUT_DEPTH:
+        return None, f"output is nested more than {MAX_OUTPUT_DEPTH} levels deep"
     try:
         value = json.loads(text)
     except ValueError:
@@ -139,6 +141,28 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
         kind = "null" if value is None else _JSON_KINDS.get(type(value), "a number")
         return None, f"output is not a JSON object: it is {kind}"
     return value, None
+
+
+def _nesting(text: str) -> int:
+    """How deeply JSON text nests (brackets outside strings), measured without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 from pydantic import ValidationError
 
 from steprun.api.models import StepRun
@@ -121,7 +120,6 @@ class Artifacts:
             size = await asyncio.wait_for(store.put_stream(key, chunks), ARCHIVE_TIMEOUT_SECONDS)
         except (
             TimeoutError,
-            aiohttp.ClientError,
             ArtifactProblem,
             StoreError,
             KubeError,

@@ -25,6 +25,11 @@ LABEL_COMPONENT = "steprun.dev/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "steprun"
 
+# Held on every step Pod until its attempt's outcome is in the StepRun's status, so a Pod that
+# finishes and is deleted while the operator is away (PodGC, a janitor) is still read, and the
+# step never runs twice for want of its outcome (the Job controller's job-tracking finalizer).
+TRACKING_FINALIZER = "steprun.dev/step-tracking"
+
 COMPONENT_POD = "pod"
 COMPONENT_CONTEXT = "context"
 COMPONENT_NETWORK = "network"

@@ -21,6 +21,7 @@ from steprun.render.context import (
     reserved_env,
 )
 from steprun.render.names import (
+    TRACKING_FINALIZER,
     context_name,
     is_reserved_key,
     owner_reference,
@@ -171,6 +172,7 @@ def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
+    metadata["finalizers"] = [TRACKING_FINALIZER]
     return metadata
 
 
