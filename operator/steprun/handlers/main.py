@@ -11,6 +11,7 @@ import kopf
 
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
+from steprun.handlers.heap import ListingRelease, release_after_listings
 from steprun.handlers.kopf_handlers import register
 from steprun.kube.client import Kube
 from steprun.log import configure, get_logger
@@ -44,7 +45,8 @@ async def operate(config: OperatorConfig) -> None:
     watchers = Watchers()
     watchers.install(asyncio.get_running_loop())
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, config, watchers)
+    listings = ListingRelease()
+    register(registry, reconciler, config, watchers, listings)
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,6 +54,7 @@ async def operate(config: OperatorConfig) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     announcer = asyncio.create_task(_announce_ready(ready, config))
+    releaser = asyncio.create_task(release_after_listings(listings, clock=loop.time))
     try:
         await kopf.operator(
             registry=registry,
@@ -68,6 +71,7 @@ async def operate(config: OperatorConfig) -> None:
         )
     finally:
         announcer.cancel()
+        releaser.cancel()
 
 
 def run_operator(config: OperatorConfig) -> None:
