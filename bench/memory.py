@@ -11,7 +11,8 @@ operator relists everything after a restart. Writes a Markdown report with the c
 ``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
 comparison. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
 counting the StepRuns already in it, so a later run adds only the difference to larger sizes
-(creating the objects is the slow part). Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere).
+(creating the objects is the slow part). Needs the CRDs applied and kwok nodes (the Pods must
+end Succeeded somewhere).
 """
 
 from __future__ import annotations
