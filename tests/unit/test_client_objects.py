@@ -84,6 +84,9 @@ def test_body_without_name_uses_generate_name() -> None:
         ({"image": "ghcr.io/x/y@sha256:abc"}, "y-"),
         ({"image": "a" * 80}, "a" * 40 + "-"),
         ({"image": None, "mode": "sandbox", "sandbox": {"plugin": "eslint"}}, "eslint-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint/fix"}}, "eslint-fix-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "command:mind:rag-index"}}, "mind-rag-index-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "builtin:shell"}, "script": "x"}, "shell-"),
         ({"image": "___"}, "step-"),
     ],
 )
@@ -114,6 +117,26 @@ def test_pod_selector_selects_the_operators_children_of_that_step() -> None:
     long_name = "x" * 80
     value = pod_label_selector(long_name).split(",")[0].split("=")[1]
     assert len(value) <= 63 and value != long_name
+
+
+def test_a_sandbox_step_written_as_a_workflow_step_is_submitted_as_is() -> None:
+    spec = coerce_spec(
+        {
+            "mode": "sandbox",
+            "sandbox": {"uses": "command:lint", "permissions": ["network.egress"]},
+            "context": {"inputs": {"fix": True}},
+        }
+    )
+    assert spec.sandbox is not None and spec.sandbox.uses == "command:lint"
+    body = steprun_body(spec, namespace="ci")
+    assert body["spec"]["sandbox"] == {
+        "policy": "default",
+        "uses": "command:lint",
+        "permissions": ["network.egress"],
+    }
+    assert body["metadata"]["generateName"] == "lint-"
+    with pytest.raises(ValueError, match="uses"):
+        coerce_spec({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}})
 
 
 def test_coerce_spec_accepts_camel_and_snake_case() -> None:

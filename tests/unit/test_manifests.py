@@ -271,6 +271,8 @@ def test_operator_role_is_exactly_what_the_operator_uses(helm: str) -> None:
         ("networking.k8s.io", "networkpolicies", "create"),
         ("networking.k8s.io", "networkpolicies", "get"),
         ("", "events", "create"),
+        ("", "events", "list"),
+        *{("", "persistentvolumeclaims", v) for v in ("create", "get", "patch")},
         ("", "namespaces", "get"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from steprun.api.models import Phase, StepRun, StepRunStatus
+from steprun.api.models import AdmittedSandbox, Phase, StepRun, StepRunStatus
 from steprun.reconcile import status as statuses
 from steprun.reconcile.decide import Outcome
 from tests.unit.factories import (
@@ -129,13 +129,34 @@ def test_pending_next_attempt_clears_the_retry_and_keeps_history() -> None:
 
 
 def test_pending_records_the_admission_once() -> None:
-    admitted = {"policy": "default", "plugin": "eslint", "permissions": ["network.egress"]}
+    admitted = AdmittedSandbox(
+        policy="default",
+        uses="plugin:eslint/fix",
+        plugin="eslint",
+        handler="fix",
+        image="registry.example/eslint:9",
+        granted=["network.egress"],
+        timeout_seconds=600,
+    )
+    stored = {
+        "policy": "default",
+        "uses": "plugin:eslint/fix",
+        "plugin": "eslint",
+        "handler": "fix",
+        "image": "registry.example/eslint:9",
+        "granted": ["network.egress"],
+        "timeoutSeconds": 600,
+        "egress": [],
+    }
 
-    first = wire.pending(steprun(), 1, pod_name(1), at(NOW), admitted)
-    assert first["admitted"] == admitted
+    def sent(doc: dict[str, Any]) -> dict[str, Any]:
+        # Unset fields travel as nulls, which a merge patch leaves absent.
+        return {k: v for k, v in doc["admitted"].items() if v is not None}
 
-    sr = steprun(status=retrying_status(1, NOW, admitted=admitted))
-    assert wire.pending(sr, 2, pod_name(2), at(NOW))["admitted"] == admitted
+    assert sent(wire.pending(steprun(), 1, pod_name(1), at(NOW), admitted)) == stored
+
+    sr = steprun(status=retrying_status(1, NOW, admitted=stored))
+    assert sent(wire.pending(sr, 2, pod_name(2), at(NOW))) == stored
 
 
 def test_attempts_stay_ordered() -> None:

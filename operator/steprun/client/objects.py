@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
 from steprun.render.names import (
+    LABEL_JOB,
     LABEL_RUN,
     LABEL_STEP,
     LABEL_WORKFLOW,
@@ -43,18 +44,24 @@ def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
         labels[LABEL_RUN] = workflow.run_id
     if workflow.step_id:
         labels[LABEL_STEP] = workflow.step_id
+    if workflow.job_id:
+        labels[LABEL_JOB] = workflow.job_id
     return labels
 
 
 def default_generate_name(spec: StepRunSpec) -> str:
-    """A generateName prefix saying what runs: the image's short name, the plugin, or "step".
+    """A generateName prefix saying what runs: the image's short name, the plugin (and its
+    handler or command), or "step".
 
-    ``registry.example/tools/golang:1.22`` gives ``golang-``.
+    ``registry.example/tools/golang:1.22`` gives ``golang-``, ``uses: plugin:eslint/fix`` gives
+    ``eslint-fix-``, ``uses: command:lint`` gives ``lint-``.
     """
     if spec.image:
         # Drop the digest, then the registry and repository path, then the tag.
         base = spec.image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    elif spec.sandbox is not None:
+    elif spec.sandbox is not None and spec.sandbox.uses:
+        base = spec.sandbox.uses.split(":", 1)[-1]
+    elif spec.sandbox is not None and spec.sandbox.plugin:
         base = spec.sandbox.plugin
     else:
         base = "step"
@@ -92,9 +99,10 @@ def same_spec(existing: StepRunSpec, requested: StepRunSpec) -> bool:
     """Whether an existing StepRun is the one being submitted again.
 
     ``cancel`` is a control switch, not part of what the step is: a step cancelled in the
-    meantime is still the same step, so resubmitting it returns it rather than failing.
+    meantime is still the same step, so resubmitting it returns it rather than failing. The
+    trace context is not either: an engine resubmitting after a restart runs in a new span.
     """
-    ignore = {"cancel"}
+    ignore: dict[str, Any] = {"cancel": True, "context": {"trace"}}
     return existing.model_dump(exclude=ignore) == requested.model_dump(exclude=ignore)
 
 

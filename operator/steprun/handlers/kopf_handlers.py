@@ -17,7 +17,7 @@ from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
 from steprun.handlers.heap import ListingRelease
-from steprun.metrics import STEPRUNS_BY_PHASE
+from steprun.metrics import STEPRUN_PHASES
 from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
@@ -71,8 +71,9 @@ def register(
     async def steprun_event(event: kopf.RawEvent, **_: Any) -> None:
         note(event)
         body = dict(event["object"])
-        key = reconciler.stepruns.observe(body, deleted=event.get("type") == "DELETED")
-        _count_phases(reconciler)
+        deleted = event.get("type") == "DELETED"
+        key = reconciler.stepruns.observe(body, deleted=deleted)
+        STEPRUN_PHASES.observe(body, deleted=deleted)
         reconciler.queue.add(key)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, registry=registry)
@@ -98,21 +99,3 @@ def register(
     async def drain(**_: Any) -> None:
         await reconciler.queue.drain()
         await reconciler.kube.close()
-
-
-def _count_phases(reconciler: Reconciler) -> None:
-    counts: dict[str, int] = {}
-    for body in reconciler.stepruns.items.values():
-        phase = (body.get("status") or {}).get("phase") or "New"
-        counts[phase] = counts.get(phase, 0) + 1
-    for phase in (
-        "New",
-        "Pending",
-        "Running",
-        "Succeeded",
-        "Failed",
-        "TimedOut",
-        "Cancelled",
-        "Rejected",
-    ):
-        STEPRUNS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
 
 import kopf
 
+from steprun import metrics
+from steprun.activity import Activity
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
 from steprun.handlers.heap import ListingRelease, release_after_listings
 from steprun.handlers.kopf_handlers import register
 from steprun.kube.client import Kube
 from steprun.log import configure, get_logger
-from steprun.metrics import serve_metrics
 from steprun.reconcile.reconciler import Reconciler
 
 # The API server accepts JSON nested up to 10,000 levels (Go's encoding/json limit, also
@@ -32,8 +35,15 @@ def allow_api_server_depth() -> None:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
 
 
-async def _announce_ready(ready: asyncio.Event, config: OperatorConfig) -> None:
+def peering_identity() -> str:
+    """This replica's name in the peering records: the Pod's name in a cluster (POD_ID), so a
+    replacement Pod takes over its predecessor's record; else host and process."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def _announce_ready(ready: asyncio.Event, config: OperatorConfig, activity: Activity) -> None:
     await ready.wait()
+    activity.started = True
     get_logger("steprun").info(
         "operator ready", namespaces=config.namespaces or "all", peering=config.peering or None
     )
@@ -49,11 +59,24 @@ async def operate(config: OperatorConfig) -> None:
     register(registry, reconciler, config, watchers, listings)
     ready = asyncio.Event()
     stop = asyncio.Event()
+    activity = Activity(
+        peering=config.peering, identity=peering_identity(), priority=config.priority
+    )
+    activity.on_change.append(metrics.set_active)
+
+    def shut_down() -> None:
+        activity.stopping = True  # unready at once: no new work is routed to a leaving replica
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    announcer = asyncio.create_task(_announce_ready(ready, config))
+            loop.add_signal_handler(sig, shut_down)
+    stop_serving = (
+        await metrics.serve(config.metrics_port, activity.ready) if config.metrics_port else None
+    )
+    announcer = asyncio.create_task(_announce_ready(ready, config, activity))
+    tracker = asyncio.create_task(activity.run(kube))
     releaser = asyncio.create_task(release_after_listings(listings, clock=loop.time))
     try:
         await kopf.operator(
@@ -63,6 +86,7 @@ async def operate(config: OperatorConfig) -> None:
             standalone=not config.peering,
             priority=config.priority,
             peering_name=config.peering or None,
+            identity=activity.identity,  # type: ignore[arg-type]
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
             if config.health_port
             else None,
@@ -70,14 +94,17 @@ async def operate(config: OperatorConfig) -> None:
             stop_flag=stop,
         )
     finally:
+        activity.stopping = True
         announcer.cancel()
         releaser.cancel()
+        tracker.cancel()
+        if stop_serving is not None:
+            await stop_serving()
 
 
 def run_operator(config: OperatorConfig) -> None:
     configure(config.log_level)
     allow_api_server_depth()
-    serve_metrics(config.metrics_port)
     asyncio.run(operate(config))
 
 

@@ -38,11 +38,14 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/api/v1", "events"),
     "Namespace": ("/api/v1", "namespaces"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    # Read to tell whether this replica is the active one (steprun.activity).
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy"})
+_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy", "ClusterKopfPeering"})
 
 
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
@@ -120,12 +123,6 @@ class Kube:
 
     # ------------------------------------------------------------------ generic verbs
 
-    async def list(self, kind: str, namespace: str | None, *, label_selector: str) -> list[Body]:
-        result = await self._call(
-            "GET", _path(kind, namespace), query={"labelSelector": label_selector}
-        )
-        return list(result.get("items") or [])
-
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
         return await self._call("GET", _path(kind, namespace, name))
 
@@ -173,6 +170,44 @@ class Kube:
             "PATCH",
             _path(kind, namespace, name, "status"),
             body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Body]:
+        """The items of one list call (no paging: for small, selected lists such as a Pod's
+        events)."""
+        query = {
+            key: value
+            for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+            if value
+        }
+        body = await self._call("GET", _path(kind, namespace), query=query)
+        return list(body.get("items") or [])
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None,
+    ) -> Body:
+        """Merge-patch the object; with resource_version, refused (Conflict) if it moved on."""
+        body: dict[str, Any] = dict(patch)
+        if resource_version:
+            body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
+        return await self._call(
+            "PATCH",
+            _path(kind, namespace, name),
+            body=body,
             content_type="application/merge-patch+json",
         )
 

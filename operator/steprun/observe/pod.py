@@ -316,6 +316,17 @@ def _pending(
     if scheduled.get("status") == "False":
         scheduler_reason = scheduled.get("reason") or "Unscheduled"
         scheduler_message = scheduled.get("message") or scheduler_reason
+        if scheduler_reason == UNSCHEDULABLE and _is_about_claims(scheduler_message):
+            return PodObservation(
+                state="pending",
+                reason=Reason.WORKSPACE_UNAVAILABLE.value,
+                message=(
+                    f"the Pod cannot be scheduled: {scheduler_message}; check the claims of "
+                    "spec.workspaces and their StorageClass"
+                ),
+                stuck_reason=UNSCHEDULABLE,
+                stuck_message=scheduler_message,
+            )
         if scheduler_reason == UNSCHEDULABLE:
             return PodObservation(
                 state="pending",
@@ -350,6 +361,13 @@ def _pending(
     return PodObservation(
         state="pending", reason="Pending", message="waiting for the Pod to be scheduled"
     )
+
+
+def _is_about_claims(scheduler_message: str) -> bool:
+    # The scheduler's volume plugins name the claim ("persistentvolumeclaim "x" not found",
+    # "unbound immediate PersistentVolumeClaims", "didn't find available persistent volumes").
+    text = scheduler_message.lower()
+    return "persistentvolumeclaim" in text or "persistent volume" in text
 
 
 def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObservation:

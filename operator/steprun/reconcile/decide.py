@@ -275,6 +275,8 @@ def _pending(
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
         reason = Reason.IMAGE_PULL_FAILED.value
+    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE.value:
+        reason = obs.reason
     else:
         reason = Reason.STARTUP_TIMEOUT.value
     why = f"{obs.stuck_reason}: {obs.stuck_message}" if obs.stuck_reason else obs.message

@@ -22,6 +22,7 @@ from typing import Any
 
 from steprun.kube.backoff import Jittered
 from steprun.log import get_logger
+from steprun.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_LATENCY_SECONDS, RECONCILE_ERRORS
 
 Key = tuple[str, str]  # (namespace, name)
 _log = get_logger("steprun.queue")
@@ -170,8 +171,13 @@ class WorkQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[Key, int] = {}
         self.backoff = backoff or Jittered()
+        # When each waiting key was added (the queue's depth and latency metrics).
+        self._waiting_since: dict[Key, float] = {}
 
     def add(self, key: Key) -> None:
+        QUEUE_ADDS.inc()
+        self._waiting_since.setdefault(key, asyncio.get_running_loop().time())
+        QUEUE_DEPTH.set(len(self._waiting_since))
         if key in self._running:
             self._dirty.add(key)
             return
@@ -235,6 +241,7 @@ class WorkQueue:
                 async with self._limit:
                     # Cleared only once a slot is held: events while waiting need no extra run.
                     self._dirty.discard(key)
+                    self._started(key)
                     try:
                         await self._work(key)
                     except Exception:
@@ -242,11 +249,23 @@ class WorkQueue:
                         # after a bounded number of failures; this is the last resort for a bug
                         # in that handling: logged, and retried with the key's backoff.
                         _log.exception("reconcile crashed", namespace=key[0], name=key[1])
+                        RECONCILE_ERRORS.labels(error="Crash").inc()
                         self.add_rate_limited(key)
                 if key not in self._dirty:
                     return
         finally:
             self._running.discard(key)
+
+    def _started(self, key: Key) -> None:
+        since = self._waiting_since.pop(key, None)
+        if since is not None:
+            QUEUE_LATENCY_SECONDS.observe(asyncio.get_running_loop().time() - since)
+        QUEUE_DEPTH.set(len(self._waiting_since))
+
+    @property
+    def depth(self) -> int:
+        """Keys waiting for their reconcile to start."""
+        return len(self._waiting_since)
 
     async def drain(self) -> None:
         for timer in self._timers.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,14 @@ from steprun.kube.client import (
     Transient,
 )
 from steprun.log import for_steprun, get_logger
-from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.metrics import (
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    container_started_at,
+    record_pod_start,
+    record_transition,
+)
+from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -55,6 +63,7 @@ from steprun.reconcile.decide import (
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
@@ -67,7 +76,7 @@ from steprun.render.events import render_event
 from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.network import render_network_policy
-from steprun.render.pod import RenderError, render_pod
+from steprun.render.pod import CONTEXT_VOLUME, SECRETS_VOLUME, RenderError, render_pod
 from steprun.render.sandbox import harden_pod
 from steprun.timeutil import parse_time, utcnow
 
@@ -121,10 +130,12 @@ class Reconciler:
             self.queue.forget(key)
             self._crashes.pop(key, None)
         except Conflict:
+            RECONCILE_ERRORS.labels(error="Conflict").inc()
             await self._refresh(key)
         except NamesakeLeftover:
             self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
         except Transient as error:
+            RECONCILE_ERRORS.labels(error="Transient").inc()
             delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
             self._log.warning(
                 "API server unavailable; retrying",
@@ -134,6 +145,7 @@ class Reconciler:
                 retry_in_seconds=round(delay, 2),
             )
         except Exception as error:
+            RECONCILE_ERRORS.labels(error="Crash").inc()
             await self._crashed(key, body, error)
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -174,7 +186,11 @@ class Reconciler:
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                record_pod_start(pod, parse_time(start_time) or now)
             case FinishAttempt():
+                if sr.status.phase == Phase.PENDING:
+                    # Ended before it was seen running (a quick step): it did start.
+                    record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
@@ -242,7 +258,7 @@ class Reconciler:
             "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
         )
         self.stepruns.observe(written)
-        TRANSITIONS.labels(phase=Phase.FAILED.value, reason=Reason.INVALID_SPEC.value).inc()
+        record_transition(meta.get("creationTimestamp"), doc)
         if self.config.events:
             ref = StepRun(
                 metadata=ObjectMeta(
@@ -344,6 +360,7 @@ class Reconciler:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
             sandbox = await self._sandbox_decision(sr)
+            await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
             pod = render_pod(sr, attempt, self.config, sandbox)
             if sandbox is not None:
@@ -369,11 +386,7 @@ class Reconciler:
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
-        if attempt == 1:
-            created_at = parse_time(sr.metadata.creation_timestamp)
-            if created_at is not None:
-                POD_START_SECONDS.observe(max(0.0, (now - created_at).total_seconds()))
-        admitted = sandbox.to_status() if sandbox is not None and not sr.status.admitted else None
+        admitted = sandbox.to_admitted() if sandbox is not None and not sr.status.admitted else None
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
 
@@ -392,6 +405,14 @@ class Reconciler:
             reason = result.reason.value if result.reason else Reason.PERMISSION_DENIED.value
             raise StepAborted(Phase.REJECTED, reason, result.message)
         return result.decision
+
+    async def _ensure_workspaces(self, sr: StepRun) -> None:
+        try:
+            await ensure_workspaces(self.kube, sr)
+        except WorkspaceUnavailable as error:
+            raise StepAborted(
+                Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE.value, str(error)
+            ) from None
 
     async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         if needs_secret(sr, sandbox):
@@ -459,6 +480,8 @@ class Reconciler:
             ) from None
 
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
+        if decision.delete_pod and sr.spec.workspace_list:
+            decision = await self._explain_mount_failure(sr, decision)
         outcome = decision.outcome
         if decision.delete_pod and sr.status.pod_name:
             await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
@@ -484,6 +507,24 @@ class Reconciler:
                 sr = fresh
         if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+
+    async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
+        """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
+        its events: the step then fails with the kubelet's reason instead of a bare timeout."""
+        if decision.outcome.reason != Reason.STARTUP_TIMEOUT.value or not sr.status.pod_name:
+            return decision
+        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+        events = await self.kube.list("Event", sr.namespace, field_selector=selector)
+        failure = mount_failure(events, ignore_volumes=(CONTEXT_VOLUME, SECRETS_VOLUME))
+        if failure is None:
+            return decision
+        outcome = replace(
+            decision.outcome,
+            reason=Reason.WORKSPACE_UNAVAILABLE.value,
+            message=f"{decision.outcome.message}; a workspace cannot be mounted: "
+            f"{failure[0]}: {failure[1]}",
+        )
+        return replace(decision, outcome=outcome)
 
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
         """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
@@ -560,7 +601,7 @@ class Reconciler:
         )
         self.stepruns.observe(body)
         phase, message = str(doc.get("phase")), str(doc.get("message") or "")
-        TRANSITIONS.labels(phase=phase, reason=str(doc.get("reason"))).inc()
+        record_transition(sr.metadata.creation_timestamp, doc)
         for_steprun(sr).info(
             "status written",
             attempt=doc.get("attempt"),

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from steprun.api.models import AttemptStatus, Condition, Phase, Reason, StepRun, StepRunStatus
+from steprun.api.models import (
+    AdmittedSandbox,
+    AttemptStatus,
+    Condition,
+    Phase,
+    Reason,
+    StepRun,
+    StepRunStatus,
+)
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
 
@@ -79,7 +87,7 @@ def pending(
     attempt: int,
     pod_name: str,
     now: datetime,
-    admitted: dict[str, Any] | None = None,
+    admitted: AdmittedSandbox | None = None,
 ) -> StepRunStatus:
     message = f"Pod {pod_name} created for attempt {attempt}; waiting for it to start"
     entry = AttemptStatus(attempt=attempt, pod_name=pod_name, creation_time=format_time(now))
