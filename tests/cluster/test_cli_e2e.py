@@ -19,6 +19,7 @@ from steprun.cli import exit_codes
 from steprun.cli.output import steprun_document
 from steprun.client import StepRunClient
 from tests.support.operator_process import OperatorProcess
+from tests.support.signals import default_sigint
 from tests.support.steps import eventually
 from tests.unit.test_cli_validation import ACCEPTED, REFUSED
 
@@ -111,6 +112,7 @@ def test_ctrl_c_cancels_the_step_and_exits_130(
         text=True,
         env=cli_env,
         cwd=REPO,
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "started\n"

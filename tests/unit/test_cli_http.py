@@ -20,6 +20,7 @@ from steprun.cli import exit_codes
 from steprun.cli.main import main
 from steprun.client import StepRunClient
 from steprun.client.backoff import Backoff
+from tests.support.signals import default_sigint
 from tests.unit.test_client_http import FakeApiServer, FakeCluster, finish, later
 
 NS = "ns1"
@@ -247,6 +248,7 @@ def test_ctrl_c_cancels_the_step_and_exits_130(server: FakeApiServer, kubeconfig
         env=env,
         cwd=REPO,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "working\n"

@@ -19,6 +19,7 @@ import yaml
 
 from steprun.api.models import StepRunSpec
 from steprun.cli import exit_codes
+from tests.support.signals import default_sigint
 from tests.unit.test_cli_http import NS, REPO, steprun_cli
 from tests.unit.test_client_http import FakeApiServer, FakeCluster, finish
 
@@ -163,6 +164,7 @@ def _cli_process(kubeconfig: str, *argv: str) -> subprocess.Popen[str]:
         env=env,
         cwd=REPO,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 
