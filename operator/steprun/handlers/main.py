@@ -16,8 +16,12 @@ from steprun.metrics import serve_metrics
 from steprun.reconcile.reconciler import Reconciler
 
 
-async def _announce_ready(ready: asyncio.Event, config: OperatorConfig) -> None:
+async def _announce_ready(
+    ready: asyncio.Event, config: OperatorConfig, reconciler: Reconciler
+) -> None:
     await ready.wait()
+    # Loudly, before anything runs, if steps that name Secrets will not run (or run unchecked).
+    await reconciler.tenancy.announce()
     get_logger("steprun").info(
         "operator ready", namespaces=config.namespaces or "all", peering=config.peering or None
     )
@@ -34,7 +38,7 @@ async def operate(config: OperatorConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    announcer = asyncio.create_task(_announce_ready(ready, config))
+    announcer = asyncio.create_task(_announce_ready(ready, config, reconciler))
     try:
         await kopf.operator(
             registry=registry,

@@ -29,8 +29,18 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    "ValidatingAdmissionPolicy": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicies",
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+    ),
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy"})
+_CLUSTER_SCOPED = frozenset(
+    {"Namespace", "SandboxPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+)
 
 
 class KubeError(Exception):
@@ -145,6 +155,18 @@ class Kube:
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
         return await self._call("GET", _path(kind, namespace, name))
+
+    async def list(self, kind: str, namespace: str | None) -> list[Body]:
+        """Every object of ``kind`` (in ``namespace`` when namespaced), one page at a time."""
+        items: list[Body] = []
+        query: dict[str, str] = {"limit": "500"}
+        while True:
+            page = await self._call("GET", _path(kind, namespace), query=query)
+            items += page.get("items") or []
+            more = (page.get("metadata") or {}).get("continue")
+            if not more:
+                return items
+            query = {"limit": "500", "continue": str(more)}
 
     async def create(self, body: Mapping[str, Any]) -> Body:
         kind = str(body["kind"])

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from steprun.api.models import MAX_OUTPUT_BYTES, Reason
+from steprun.observe.redact import redact as redact_text
 
 PodState = Literal["pending", "running", "succeeded", "failed"]
 
 STEP_CONTAINER = "step"
 MESSAGE_TAIL_CHARS = 1024
-# Secret values this short would garble messages when masked and reveal little when not.
-MIN_REDACTED_LENGTH = 4
-REDACTED = "***"
 
 # Kubelet reasons for a container that cannot start; waiting on them does not resolve by itself.
 IMAGE_PULL_REASONS = frozenset(
@@ -137,14 +135,6 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    # Longest first, so a value containing another is masked whole.
-    for value in sorted(set(secrets), key=len, reverse=True):
-        if len(value) >= MIN_REDACTED_LENGTH:
-            text = text.replace(value, REDACTED)
-    return text
-
-
 def _tail(text: str) -> str:
     text = text.strip()
     if len(text) <= MESSAGE_TAIL_CHARS:
@@ -185,7 +175,9 @@ def _terminal(
 
     # A failing step's message is usually its log tail, not outputs, so it is shown as text and
     # not reported as malformed output.
-    detail = "" if outputs is not None or not raw_message else _tail(_redact(raw_message, redact))
+    detail = (
+        "" if outputs is not None or not raw_message else _tail(redact_text(raw_message, redact))
+    )
     reason, message = _failure(pod, status, terminated, exit_code)
     if detail:
         message = f"{message}; last output:\n{detail}"

@@ -10,7 +10,9 @@ next reconcile: children first, status last.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,7 @@ from steprun.config import OperatorConfig
 from steprun.kube.client import AlreadyExists, Conflict, Invalid, Kube, KubeError, NotFound
 from steprun.log import for_steprun, get_logger
 from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -37,6 +40,8 @@ from steprun.reconcile.decide import (
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.tenancy import Tenancy
+from steprun.render.adoption import adoption_problems
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
@@ -48,7 +53,7 @@ from steprun.render.context import (
 from steprun.render.events import render_event
 from steprun.render.names import context_name
 from steprun.render.network import render_network_policy
-from steprun.render.pod import RenderError, render_pod
+from steprun.render.pod import RenderError, enforces_restricted, grace_period_seconds, render_pod
 from steprun.render.sandbox import harden_pod
 from steprun.timeutil import parse_time, utcnow
 
@@ -78,6 +83,7 @@ class Reconciler:
         self.stepruns = ObjectCache()
         self.pods = PodCache()
         self.queue = WorkQueue(self.reconcile)
+        self.tenancy = Tenancy(kube, config)
         self._failures: dict[Key, int] = {}
         self._log = get_logger("steprun.reconcile")
 
@@ -150,11 +156,19 @@ class Reconciler:
         try:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
-            sandbox = await self._sandbox_decision(sr)
-            await self._ensure_context(sr, sandbox)
-            pod = render_pod(sr, attempt, self.config, sandbox)
+            namespace = await self.kube.get("Namespace", None, sr.namespace)
+            labels = namespace["metadata"].get("labels") or {}
+            if refusal := await self.tenancy.refusal(sr, labels):
+                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+            sandbox = await self._sandbox_decision(sr, labels)
+            pod = render_pod(
+                sr, attempt, self.config, sandbox, restricted=enforces_restricted(labels)
+            )
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
+                if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
+                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+            await self._ensure_context(sr, sandbox)
             created = await self._create_pod(sr, pod)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.reason, message=aborted.message)
@@ -175,7 +189,9 @@ class Reconciler:
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
 
-    async def _sandbox_decision(self, sr: StepRun) -> SandboxDecision | None:
+    async def _sandbox_decision(
+        self, sr: StepRun, namespace_labels: Mapping[str, str] | None = None
+    ) -> SandboxDecision | None:
         if sr.spec.mode != Mode.SANDBOX:
             return None
         if sr.status.admitted:
@@ -183,9 +199,11 @@ class Reconciler:
             return SandboxDecision.from_status(sr.status.admitted)
         assert sr.spec.sandbox is not None
         raw_policy = await self.kube.get_or_none("SandboxPolicy", None, sr.spec.sandbox.policy)
-        namespace = await self.kube.get("Namespace", None, sr.namespace)
+        if namespace_labels is None:
+            namespace = await self.kube.get("Namespace", None, sr.namespace)
+            namespace_labels = namespace["metadata"].get("labels") or {}
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
-        result = admit(sr, policy, namespace["metadata"].get("labels") or {}, self.config)
+        result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
             reason = result.reason.value if result.reason else Reason.PERMISSION_DENIED.value
             raise StepAborted(Phase.REJECTED, reason, result.message)
@@ -220,6 +238,21 @@ class Reconciler:
                     f"{kind} {name} already exists and is not owned by this StepRun; "
                     "delete it or rename the StepRun",
                 ) from None
+            # An owner reference is no proof: anyone who may create the kind can write one.
+            if problems := adoption_problems(body, existing):
+                for_steprun(sr).warning(
+                    "refusing to adopt an object the operator did not make",
+                    kind=kind,
+                    object=name,
+                    problems=problems,
+                )
+                raise StepAborted(
+                    Phase.FAILED,
+                    Reason.CREATE_FAILED.value,
+                    f"{kind} {name} already exists, claims this StepRun as its owner, but is not "
+                    f"what the operator made ({'; '.join(problems[:3])}); it is left alone: "
+                    "delete it or rename the StepRun",
+                ) from None
             return existing
         except Invalid as error:
             raise StepAborted(
@@ -233,9 +266,9 @@ class Reconciler:
         return await self._create_owned(sr, pod)
 
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
-        outcome = decision.outcome
+        outcome = await self._redacted(sr, decision.outcome)
         if decision.delete_pod and sr.status.pod_name:
-            await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
+            await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
         if decision.retry_at is None:
             await self._cleanup_context(sr)
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
@@ -276,10 +309,23 @@ class Reconciler:
                 return
         self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
 
+    async def _redacted(self, sr: StepRun, outcome: Outcome) -> Outcome:
+        """The outcome with every secret value the step was given masked: its text came from
+        the Pod and goes to status, Events and logs."""
+        values = await self.tenancy.secret_values(sr)
+        if not values:
+            return outcome
+        return dataclasses.replace(
+            outcome,
+            message=redact(outcome.message, values),
+            outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
+        )
+
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
-        grace = sr.spec.termination_grace_period_seconds
+        sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
+        grace = grace_period_seconds(sr, sandbox)
         if pod_name:
-            await self.kube.delete("Pod", sr.namespace, pod_name, grace_period_seconds=grace)
+            await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
             message = f"cancelled: Pod {pod_name} deleted with a {grace}s grace period"
         else:
             message = "cancelled before a Pod was running"
@@ -297,8 +343,8 @@ class Reconciler:
         Pod that may be terminating; it goes with the StepRun)."""
         name = context_name(sr.name)
         if sr.spec.context.secrets:
-            await self.kube.delete("Secret", sr.namespace, name)
-        await self.kube.delete("ConfigMap", sr.namespace, name)
+            await self.tenancy.delete_owned("Secret", sr, name)
+        await self.tenancy.delete_owned("ConfigMap", sr, name)
 
     # ------------------------------------------------------------------ writes
 
