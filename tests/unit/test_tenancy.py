@@ -298,6 +298,9 @@ def test_local_pods_are_hardened_by_default() -> None:
     assert spec["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in spec
     # ... but the token of the one a step names.
+    # Naming "default" needs no permission at admission, so it gets no token either.
+    default = render_pod(steprun(serviceAccountName="default"), 1, CONFIG)["spec"]
+    assert default["automountServiceAccountToken"] is False
     named = render_pod(steprun(serviceAccountName="builder"), 1, CONFIG)["spec"]
     assert named["automountServiceAccountToken"] is True
     assert named["serviceAccountName"] == "builder"

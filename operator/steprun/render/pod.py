@@ -250,8 +250,13 @@ def _harden_local(pod_spec: dict[str, Any], config: OperatorConfig, restricted: 
         pod_spec["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
         container["securityContext"] = {"allowPrivilegeEscalation": False}
     if config.local_pod_hardening:
-        # The namespace's default ServiceAccount may have been granted rights for others.
-        pod_spec["automountServiceAccountToken"] = "serviceAccountName" in pod_spec
+        # The namespace's default ServiceAccount may have been granted rights for others, and
+        # naming it needs no `use` permission at admission: only another account's token is
+        # mounted (its use was checked against the creator).
+        pod_spec["automountServiceAccountToken"] = pod_spec.get("serviceAccountName") not in (
+            None,
+            "default",
+        )
     if restricted:
         pod_spec["securityContext"].update(
             runAsNonRoot=True,
