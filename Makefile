@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the virtualenv with the project and its dev tools
 
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check operator tests bench hack
 	$(VENV)/bin/ruff format --check operator tests bench hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: crds
 crds: venv ## regenerate crds/ from the pydantic models
@@ -92,3 +93,29 @@ bench: venv ## StepRun vs Job benchmark: BENCH_SIZES, BENCH_RATES, BENCH_NODES=k
 	$(KUBECTL) --kubeconfig $(TEST_KUBECONFIG) apply --server-side --force-conflicts -f crds >/dev/null
 	KUBECONFIG=$(TEST_KUBECONFIG) BENCH_SIZES=$(BENCH_SIZES) BENCH_RATES=$(BENCH_RATES) \
 		BENCH_NODES=$(BENCH_NODES) $(PY) -m bench
+
+# ---------------------------------------------------------------- the TypeScript runner
+
+TS_CLIENT := clients/typescript
+
+$(TS_CLIENT)/node_modules/.installed: $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund
+	touch $@
+
+.PHONY: typescript
+typescript: $(TS_CLIENT)/node_modules/.installed ## the TypeScript runner: npm ci, type check, unit tests
+	cd $(TS_CLIENT) && npm run --silent typecheck && npm test
+
+# Its end-to-end tests run inside the cluster suite (tests/cluster/test_typescript_runner.py).
+test: typescript
+
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool (Debian package prometheus) for the monitoring tests
+	hack/install-prometheus.sh >/dev/null
+
+# The alert-rule tests run promtool and the deploy test a real Prometheus: CI must have both.
+test: prometheus
+
+.PHONY: bench-cli
+bench-cli: venv ## how fast `steprun --help` starts (bench/results/cli-startup.md)
+	$(PY) -m bench.cli_startup

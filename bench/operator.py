@@ -42,7 +42,9 @@ class OperatorProcess:
         namespace: str,
         log_path: Path,
         extra_env: dict[str, str] | None = None,
+        python: str = sys.executable,
     ):
+        self.python = python
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_path = log_path
@@ -72,7 +74,7 @@ class OperatorProcess:
         log = await asyncio.to_thread(self.log_path.open, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.python,
                 "-m",
                 "steprun.handlers.main",
                 stdout=log,

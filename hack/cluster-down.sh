@@ -35,6 +35,7 @@ grep -o ' /var/lib/kubelet/pods/[^ ]*' /proc/mounts 2>/dev/null | sort -r | xarg
 grep -o ' /run/containerd/[^ ]*' /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 if [ "${1:-}" = --purge ]; then
   log "removing $CLUSTER_DIR and the kubelet's state"
-  rm -rf "$CLUSTER_DIR" /var/lib/kubelet/pods
+  # /tmp/hostpath_pv: the directories of workspace volumes (the host-path provisioner).
+  rm -rf "$CLUSTER_DIR" /var/lib/kubelet/pods /tmp/hostpath_pv
 fi
 log "cluster stopped"

@@ -130,6 +130,8 @@ start_etcd() {
 # WatchList=false: Debian's etcd (3.4) cannot answer progress requests, and with the gate on,
 # the API server turns every watch from resourceVersion 0 or "" into a watch-list stream that it
 # then refuses; clients such as kwok would relist in a loop instead of watching.
+# PodLogsQuerySplitStreams (alpha, here and in the kubelet): a Pod's log can be read as stdout
+# and stderr separately, which the TypeScript runner's onLog reports per line.
 start_apiserver() {
   local ip; ip=$(node_ip)
   cat >"$CLUSTER_DIR/audit-policy.yaml" <<'AUDIT'
@@ -166,7 +168,7 @@ AUDIT
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
-    --feature-gates=WatchList=false \
+    --feature-gates=WatchList=false,PodLogsQuerySplitStreams=true \
     --audit-policy-file "$CLUSTER_DIR/audit-policy.yaml" \
     --audit-log-path "$LOGS/audit.log" --audit-log-maxsize 200 --audit-log-maxbackup 2 \
     --profiling=false --v=1
@@ -183,7 +185,8 @@ start_controllers() {
     --service-account-private-key-file "$PKI/sa.key" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --leader-elect=false --bind-address 127.0.0.1 --controllers '*' --v=1
+    --leader-elect=false --bind-address 127.0.0.1 --controllers '*' \
+    --enable-hostpath-provisioner --v=1
   start_daemon kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
@@ -259,6 +262,7 @@ serializeImagePulls: false
 podPidsLimit: 4096
 registerNode: true
 nodeStatusReportFrequency: 1m
+featureGates: {PodLogsQuerySplitStreams: true}
 KCFG
   start_daemon kubelet "$K8S_BIN/kubelet" --config "$CLUSTER_DIR/kubelet/config.yaml" \
     --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override "$NODE_NAME" \
@@ -279,6 +283,27 @@ wait_node_ready() {
   wait_for kube-controller-manager 60 kctl -n default get serviceaccount default
 }
 
+# Workspaces (PersistentVolumeClaims) need a dynamic provisioner and a default StorageClass. The
+# controller-manager's own host-path provisioner (--enable-hostpath-provisioner above) makes a
+# directory under /tmp/hostpath_pv/ per claim and removes it when the claim goes (reclaim policy
+# Delete). It suits one node only, and creates each directory root-owned with mode 0750, so only
+# root steps can write to it; fsGroup does not apply to host paths.
+# WaitForFirstConsumer: the claim is bound when its first Pod is scheduled, as with most real
+# provisioners, so tests see the same order of events.
+apply_storage_class() {
+  kctl apply -f - >/dev/null <<'SC'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+SC
+}
+
 start_kwok() {
   [ "$KWOK_NODES" -gt 0 ] || return 0
   "$HACK_DIR/kwok-up.sh" "$KWOK_NODES"
@@ -296,6 +321,7 @@ start_containerd
 "$HACK_DIR/images/build-images.sh"
 start_kubelet
 wait_node_ready
+apply_storage_class
 start_kube_proxy
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"

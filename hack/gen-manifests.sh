@@ -54,7 +54,7 @@ with_header() {  # SRC DEST
 # One file per template; the admission policy keeps its own directory (and kustomization), so
 # it can be applied alone.
 resources=()
-for template in operator operator-rbac engine-rbac peering; do
+for template in operator operator-rbac engine-rbac peering pdb networkpolicy; do
   [ -f "$rendered/$template.yaml" ] || continue
   with_header "$rendered/$template.yaml" "$out/$template.yaml"
   resources+=("$template.yaml")
@@ -74,6 +74,10 @@ metadata:
   name: $NAMESPACE
   labels:
     app.kubernetes.io/name: steprun
+    # The operator's Pods pass the restricted profile: refuse anything less in its namespace.
+    pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/warn: restricted
+    pod-security.kubernetes.io/audit: restricted
 EOF
 
 cat >"$out/crds/kustomization.yaml" <<EOF

@@ -48,7 +48,14 @@ start_daemon() {
   if is_running "$name" "$1"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
   mkdir -p "$LOGS" "$PIDS"
   log "starting $name"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # The daemon inherits none of this shell's other file descriptors: one holding a lock (e.g.
+  # `flock LOCK hack/cluster-up.sh`) would otherwise stay locked for the daemon's whole life.
+  (
+    for fd in $(ls /proc/$BASHPID/fd); do
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid "$@"
+  ) >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
 }
 

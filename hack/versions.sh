@@ -5,3 +5,6 @@ KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.19.5}
 STEPRUN_CACHE=${STEPRUN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steprun}
 k8s_bin_dir() { echo "$STEPRUN_CACHE/k8s/$K8S_VERSION/bin"; }
+# The monitoring.coreos.com CRDs (ServiceMonitor, PodMonitor, PrometheusRule) the chart's
+# monitoring templates are applied against, read from this Go module's example/ directory.
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from steprun.render.names import TRACKING_FINALIZER
 from tests.support.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -204,6 +205,19 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
             time.sleep(0.1)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+    # Step Pods hold the operator's tracking finalizer until it records their outcome; a test
+    # that stopped the operator must not leave the namespace terminating forever.
+    for pod in core.list_namespaced_pod(name).items:
+        finalizers = pod.metadata.finalizers or []
+        if TRACKING_FINALIZER in finalizers:
+            kept = [f for f in finalizers if f != TRACKING_FINALIZER]
+            try:
+                core.patch_namespaced_pod(
+                    pod.metadata.name, name, {"metadata": {"finalizers": kept or None}}
+                )
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 # The session operator lets steps pick nodes and keep a "team" label (tests use kwok nodes,

@@ -44,14 +44,16 @@ ARCHIVE=${OPERATOR_ARCHIVE:-$CLUSTER_DIR/images/operator.tar}
 ENTRYPOINT='["/opt/steprun/bin/python", "-m", "steprun.handlers.main"]'
 started=$(date +%s)
 
-# The Debian mirror this machine's apt uses (deb822 or one-line sources), else the default.
+# The Debian mirror this machine's apt uses (deb822 or one-line sources). There is no default:
+# the machine's package sources are the only ones this project uses.
 debian_mirror() {
-  local uri
-  uri=$(grep -hs -E '^URIs:' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-    | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
-  [ -n "$uri" ] || uri=$(grep -hs -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+  local uri apt=${APT_ETC:-/etc/apt}  # APT_ETC: another apt configuration (tests)
+  uri=$(grep -hs -E '^URIs:' "$apt"/sources.list.d/*.sources "$apt"/sources.list 2>/dev/null \
+    | awk '{for (i = 2; i <= NF; i++) print $i}' | grep -E '/debian/?$' | head -n1 || true)
+  [ -n "$uri" ] || uri=$(grep -hs -E '^deb ' "$apt"/sources.list "$apt"/sources.list.d/*.list 2>/dev/null \
     | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' | grep -E '/debian/?$' | head -n1 || true)
-  echo "${uri:-http://deb.debian.org/debian}"
+  [ -n "$uri" ] || die "no Debian mirror in this machine's apt sources ($apt/sources.list, $apt/sources.list.d/): configure apt (a 'deb <mirror>/debian ...' line or a deb822 URIs: entry) first"
+  echo "$uri"
 }
 
 sha() { sha256sum | cut -c1-16; }

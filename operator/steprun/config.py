@@ -40,6 +40,17 @@ class OperatorConfig(BaseSettings):
         "/dev/termination-log",
         description="The container's terminationMessagePath; STEPRUN_OUTPUT_FILE points to it.",
     )
+    default_ttl_seconds_after_finished: int | None = Field(
+        None,
+        ge=0,
+        description="ttlSecondsAfterFinished of StepRuns that set none (unset: kept forever).",
+    )
+    max_reconcile_failures: int = Field(
+        10,
+        ge=1,
+        description="Consecutive unexpected reconcile failures after which a StepRun ends "
+        "Failed (ReconcileFailed) instead of being retried again.",
+    )
     events: bool = Field(True, description="Post Kubernetes Events on StepRun transitions.")
     log_level: str = Field("INFO", description="Operator log level.")
     metrics_port: int = Field(8080, ge=0, description="Prometheus metrics port (0: off).")

@@ -10,6 +10,8 @@ from kubernetes import client
 from tests.support.steps import Steps
 
 IMAGE = "steprun.local/step:1"
+TEMPLATE = {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
@@ -78,6 +80,127 @@ def refusal(steps: Steps, spec: dict[str, Any]) -> str:
             "quantit",
         ),
         ({"image": IMAGE, "unknownField": 1}, "unknownField", "unknown field"),
+        ({"image": IMAGE, "workspaces": [{"name": "w"}]}, "spec.workspaces[0]", "exactly one"),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "w", "emptyDir": {}, "persistentVolumeClaim": {"claimName": "c"}}
+                ],
+            },
+            "spec.workspaces[0]",
+            "exactly one",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [{"name": "w", "emptyDir": {}}, {"name": "w", "emptyDir": {}}],
+            },
+            "spec.workspaces[1]",
+            "Duplicate",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "volumeClaimTemplate": TEMPLATE}]},
+            "spec.workspaces",
+            "context.workflow.name and runId",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"workflow": {"name": "build"}},
+                "workspaces": [{"name": "w", "volumeClaimTemplate": TEMPLATE}],
+            },
+            "spec.workspaces",
+            "context.workflow.name and runId",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "w", "volumeClaimTemplate": {"spec": {"resources": {"requests": {}}}}}
+                ],
+            },
+            "spec.workspaces[0].volumeClaimTemplate.spec.resources.requests",
+            "storage",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "emptyDir": {}, "subPath": "a/../.."}]},
+            "spec.workspaces[0].subPath",
+            "..",
+        ),
+        (
+            {"image": IMAGE, "workspaces": [{"name": "w", "emptyDir": {}, "mountPath": "rel"}]},
+            "spec.workspaces[0].mountPath",
+            "should match",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "workspaces": [
+                    {"name": "a", "emptyDir": {}, "mountPath": "/workspace/b"},
+                    {"name": "b", "emptyDir": {}},
+                ],
+            },
+            "spec.workspaces",
+            "distinct mount paths",
+        ),
+        (
+            {"image": IMAGE, "context": {"trace": {"traceparent": "not-a-traceparent"}}},
+            "spec.context.trace.traceparent",
+            "should match",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"trace": {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}},
+            },
+            "spec.context.trace.traceparent",
+            "trace-id must not be all zeros",
+        ),
+        (
+            {"image": IMAGE, "context": {"trace": {"traceparent": "ff" + TRACEPARENT[2:]}}},
+            "spec.context.trace.traceparent",
+            "version ff",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {
+                    "trace": {
+                        "traceparent": TRACEPARENT,
+                        "tracestate": ",".join(f"k{i}=v" for i in range(33)),
+                    }
+                },
+            },
+            "spec.context.trace.tracestate",
+            "more than 32",
+        ),
+        (
+            {
+                "image": IMAGE,
+                "context": {"trace": {"traceparent": TRACEPARENT, "tracestate": "A B"}},
+            },
+            "spec.context.trace.tracestate",
+            "should match",
+        ),
+        ({"mode": "sandbox", "sandbox": {}}, "spec.sandbox", "needs exactly one of plugin"),
+        (
+            {"mode": "sandbox", "sandbox": {"plugin": "x", "uses": "command:lint"}},
+            "spec.sandbox",
+            "needs exactly one of plugin",
+        ),
+        ({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}}, "spec.sandbox.uses", "match"),
+        ({"mode": "sandbox", "sandbox": {"uses": "shell"}}, "spec.sandbox.uses", "match"),
+        (
+            {"mode": "sandbox", "sandbox": {"uses": "builtin:shell"}},
+            "spec.script",
+            "builtin:shell runs spec.script",
+        ),
+        (
+            {"mode": "sandbox", "sandbox": {"uses": "command:lint"}, "script": "true"},
+            "spec.script",
+            "unless spec.sandbox.uses is builtin:shell",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and "." in v else None,
 )
@@ -101,6 +224,32 @@ def test_spec_is_immutable_except_cancel(steps: Steps) -> None:
     with pytest.raises(client.ApiException) as uncancel:
         steps.patch_spec("frozen", {"cancel": False})
     assert "spec.cancel" in uncancel.value.body
+
+
+def test_workspaces_and_trace_are_immutable_and_valid_ones_are_accepted(steps: Steps) -> None:
+    created = steps.create(
+        "ws",
+        {
+            "image": IMAGE,
+            "script": "sleep 1",
+            "context": {
+                "workflow": {"name": "build", "runId": "42", "jobId": "main"},
+                "trace": {"traceparent": TRACEPARENT, "tracestate": "a=1, b=2"},
+            },
+            "workspaces": [
+                {"name": "src", "volumeClaimTemplate": TEMPLATE},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}, "subPath": "x/y"},
+            ],
+        },
+    )
+    assert created["spec"]["workspaces"][0]["readOnly"] is False
+    for change in (
+        {"workspaces": [{"name": "src", "emptyDir": {}}]},
+        {"context": {"trace": {"traceparent": TRACEPARENT.replace("01", "00", 1)}}},
+    ):
+        with pytest.raises(client.ApiException) as refused:
+            steps.patch_spec("ws", change)
+        assert "only spec.cancel may change" in refused.value.body
 
 
 def test_defaults_are_applied_by_the_api_server(steps: Steps) -> None:
@@ -142,3 +291,115 @@ def test_field_selectors_find_steps_of_a_workflow_however_created(steps: Steps) 
     assert [i["metadata"]["name"] for i in listed["items"]] == ["wf-2"]
     client_view = StepRunClient(steps.api, namespace=steps.namespace)
     assert sorted(sr.name for sr in client_view.list(workflow="wf")) == ["wf-1", "wf-2"]
+
+
+@pytest.mark.parametrize(
+    "uses", ["plugin:eslint/fix", "plugin:eslint/notes/draft", "command:mind:rag-index"]
+)
+def test_the_workflow_forms_of_uses_are_accepted(steps: Steps, uses: str) -> None:
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "valid"},
+        "spec": {"mode": "sandbox", "sandbox": {"uses": uses}},
+    }
+    steps.custom.create_namespaced_custom_object(
+        "steprun.dev", "v1alpha1", steps.namespace, "stepruns", body, dry_run="All"
+    )
+    shell = {**body, "spec": {**body["spec"], "sandbox": {"uses": "builtin:shell"}, "script": "x"}}
+    steps.custom.create_namespaced_custom_object(
+        "steprun.dev", "v1alpha1", steps.namespace, "stepruns", shell, dry_run="All"
+    )
+
+
+def policy_refusal(steps: Steps, spec: dict[str, Any]) -> str:
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "SandboxPolicy",
+        "metadata": {"name": "e2e-invalid-policy"},
+        "spec": spec,
+    }
+    with pytest.raises(client.ApiException) as refused:
+        steps.custom.create_cluster_custom_object(
+            "steprun.dev", "v1alpha1", "sandboxpolicies", body, dry_run="All"
+        )
+    assert refused.value.status in (400, 422), refused.value.body
+    return str(refused.value.body)
+
+
+def tool(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, **fields}
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        pytest.param(
+            {"plugins": [tool(n, commands=[{"id": "lint"}]) for n in ("a", "b")]},
+            "must resolve to exactly one plugin",
+            id="command-in-two-plugins",
+        ),
+        pytest.param(
+            {"plugins": [tool("a", commands=[{"id": "lint"}, {"id": "lint"}])]},
+            "Duplicate value",
+            id="command-twice-in-one-plugin",
+        ),
+        pytest.param(
+            {"plugins": [tool("a", handlers=[{"id": "fix"}, {"id": "fix"}])]},
+            "Duplicate value",
+            id="handler-twice",
+        ),
+        pytest.param(
+            {"plugins": [tool("a")], "shellPlugin": "sh"},
+            "spec.shellPlugin must name one of spec.plugins",
+            id="shell-plugin-undeclared",
+        ),
+        pytest.param(
+            {"plugins": [tool("a", handlers=[{"id": "-fix"}])]},
+            "spec.plugins[0].handlers[0].id",
+            id="handler-id-pattern",
+        ),
+    ],
+)  # fmt: skip
+def test_an_ambiguous_or_inconsistent_policy_is_refused(
+    steps: Steps, spec: dict[str, Any], words: str
+) -> None:
+    assert words in policy_refusal(steps, spec)
+
+
+def test_a_policy_with_handlers_commands_and_a_shell_is_accepted(steps: Steps) -> None:
+    spec = {
+        "shellPlugin": "a",
+        "plugins": [
+            tool(
+                "a",
+                version="1.0.0",
+                handlers=[{"id": "fix", "args": ["--fix"], "permissions": ["filesystem.writable"]}],
+                commands=[{"id": "lint", "command": ["lint"]}],
+            ),
+            tool("b", handlers=[{"id": "fix"}], commands=[{"id": "mind:rag-index"}]),
+        ],
+    }
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "SandboxPolicy",
+        "metadata": {"name": "e2e-valid-policy"},
+        "spec": spec,
+    }
+    created = steps.custom.create_cluster_custom_object(
+        "steprun.dev", "v1alpha1", "sandboxpolicies", body, dry_run="All"
+    )
+    assert created["spec"]["plugins"][1]["commands"] == [{"id": "mind:rag-index"}]
+
+
+def test_explain_documents_the_admission_decision(kubectl: list[str], crds: None) -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [*kubectl, "explain", "stepruns.status.admitted"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for field in ("handler", "cliCommand", "version", "granted", "timeoutSeconds"):
+        assert field in out, out

@@ -20,6 +20,7 @@ from steprun.cli.output import steprun_document
 from steprun.client import StepRunClient
 from tests.support.operator_process import OperatorProcess
 from tests.support.steps import eventually
+from tests.unit.test_cli_validation import ACCEPTED, REFUSED
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -208,3 +209,73 @@ def _subset(expected: Any, actual: Any) -> bool:
             and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
         )
     return bool(expected == actual)
+
+
+# ---------------------------------------------------------------------- render --validate
+
+
+def _as_manifest(document: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "steprun.dev/v1alpha1", "kind": "StepRun", **document}
+
+
+@pytest.mark.parametrize(("case", "document", "fields"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_the_api_server_refuses_what_render_validate_refuses(
+    api_client: k8s.ApiClient,
+    namespace: str,
+    case: str,
+    document: dict[str, Any],
+    fields: set[str],
+) -> None:
+    """--validate's verdicts are the API server's: the same cases refused for the same fields."""
+    objects = k8s.CustomObjectsApi(api_client)
+    with pytest.raises(k8s.ApiException) as refused:
+        objects.create_namespaced_custom_object(
+            "steprun.dev", "v1alpha1", namespace, "stepruns", _as_manifest(document), dry_run="All"
+        )
+    assert refused.value.status == 422, refused.value.body
+    causes = {
+        c.get("field", "")
+        for c in (yaml.safe_load(refused.value.body)["details"].get("causes") or [])
+    }
+
+    # The API server names list items and map keys its own way (secrets[0] vs [0]); compare
+    # the path up to them.
+    def base(field: str) -> str:
+        return field.split("[")[0]
+
+    assert {base(f) for f in fields} <= {base(c) for c in causes}, causes
+
+
+@pytest.mark.parametrize(("case", "document"), ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_the_api_server_accepts_what_render_validate_accepts(
+    api_client: k8s.ApiClient, namespace: str, case: str, document: dict[str, Any]
+) -> None:
+    k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "steprun.dev", "v1alpha1", namespace, "stepruns", _as_manifest(document), dry_run="All"
+    )
+
+
+def test_dry_run_server_and_get_as_served(
+    cli: Cli, namespace: str, step_image: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            _as_manifest(
+                {"metadata": {"name": "dry"}, "spec": {"image": step_image, "script": "true"}}
+            )
+        )
+    )
+    done = cli("render", "-f", str(manifest), "--dry-run=server")
+    assert done.returncode == 0, done.stderr
+    assert "kind: Pod" in done.stdout
+    assert cli("get", "dry").returncode == exit_codes.ERROR  # nothing was stored
+    done = cli("run", "served", "--image", step_image, "--detach", "--", "true")
+    assert done.returncode == 0, done.stderr
+    served = yaml.safe_load(cli("get", "served", "-o", "yaml").stdout)
+    assert served["metadata"]["uid"] and "managedFields" not in served["metadata"]
+    assert cli("get", "served", "-o", "jsonpath={.spec.image}").stdout == step_image
+    described = cli("describe", "served")
+    assert described.returncode == 0 and "Name:           served" in described.stdout
+    version = cli("version")
+    assert version.returncode == 0 and "Server Version: v1." in version.stdout

@@ -2,19 +2,25 @@
 
 The image is built and imported (hack/images/build-operator-image.sh, slow only the first
 time), helm comes from hack/install-helm.sh, and the chart is installed under a release name and
-in namespaces of this module only. The operator watches only this module's namespaces, through
-a glob (other test sessions share the cluster), and the admission policy it brings applies only
-to the steps namespace. The tests run in file order: the failover test, which takes a replica
-away, comes last.
+in namespaces of this module only, with its monitoring objects (ServiceMonitor, PodMonitor,
+PrometheusRule, dashboard) against the prometheus-operator CRDs of their Go module, and a real
+Prometheus (the Debian package) scraping both replicas and evaluating the chart's alert rules.
+The operator watches only this module's namespaces, through a glob (other test sessions share
+the cluster), and the admission policy it brings applies only to the steps namespace. The tests
+run in file order: the failover test, which takes a replica away, comes last.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from tests.support.steps import Steps, eventually
@@ -31,13 +38,20 @@ CHART = REPO / "helm" / "steprun"
 PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
 # The series docs/deploy.md documents, with their Prometheus types.
 METRICS = {
-    "steprun_stepruns": "gauge",
     "steprun_transitions_total": "counter",
+    "steprun_step_duration_seconds": "histogram",
     "steprun_reconcile_duration_seconds": "histogram",
+    "steprun_reconcile_errors_total": "counter",
     "steprun_pod_start_duration_seconds": "histogram",
+    "steprun_workqueue_depth": "gauge",
+    "steprun_workqueue_adds_total": "counter",
+    "steprun_workqueue_queue_duration_seconds": "histogram",
     "steprun_api_request_duration_seconds": "histogram",
     "steprun_api_errors_total": "counter",
+    "steprun_active_replica": "gauge",
+    "steprun_build_info": "gauge",
 }
+MONITORING_KINDS = ("servicemonitors", "podmonitors", "prometheusrules")
 # peering.lifetime of the release: short, so the failover test does not wait the default 60 s.
 PEERING_LIFETIME = 10
 # A replica killed without a goodbye keeps its peering record until its lifetime runs out; the
@@ -124,8 +138,28 @@ def uninstall(
 
 
 @pytest.fixture(scope="module")
+def monitoring_crds(kubectl: list[str]) -> None:
+    """ServiceMonitor, PodMonitor and PrometheusRule, from prometheus-operator's Go module."""
+    directory = Path(run([str(REPO / "hack" / "prometheus-operator-crds.sh")]).strip())
+    files = [directory / f"monitoring.coreos.com_{kind}.yaml" for kind in MONITORING_KINDS]
+    run([*kubectl, "apply", "--server-side", "--force-conflicts", *(f"-f={f}" for f in files)])
+    run(
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            *(f"crd/{kind}.monitoring.coreos.com" for kind in MONITORING_KINDS),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
 def deployment(
-    api_client: client.ApiClient, helm: list[str], operator_image: str, crds: None
+    api_client: client.ApiClient,
+    helm: list[str],
+    operator_image: str,
+    crds: None,
+    monitoring_crds: None,
 ) -> Iterator[Deployment]:
     suffix = uuid.uuid4().hex[:6]
     # Not the session prefix: the session's own operator watches namespaces with that one.
@@ -150,6 +184,13 @@ def deployment(
             "namespaceSelector": {
                 "matchLabels": {"kubernetes.io/metadata.name": deployed.steps_namespace}
             }
+        },
+        # Applied for real: the API server checks them against prometheus-operator's CRDs.
+        "monitoring": {
+            "serviceMonitor": {"enabled": True},
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboard": {"enabled": True},
         },
     }
     install = [
@@ -342,12 +383,255 @@ def test_metrics_endpoint_serves_the_documented_series(
     )
     assert completed and float(completed.group(1)) >= 1, active
     assert re.search(r'^steprun_stepruns\{phase="Succeeded"\} [1-9]', active, re.MULTILINE)
+    assert re.search(r"^steprun_active_replica 1\.0$", active, re.MULTILINE)
+    assert re.search(
+        r'^steprun_step_duration_seconds_count\{phase="Succeeded",reason="Completed"\} [1-9]',
+        active,
+        re.MULTILINE,
+    )
     assert re.search(
         r'^steprun_api_request_duration_seconds_count\{verb="post"\} [1-9]', active, re.MULTILINE
     )
     assert re.search(r"^steprun_pod_start_duration_seconds_count [1-9]", active, re.MULTILINE)
     standby = scrape(api_client, deployment, 1)
     assert "steprun_transitions_total{" not in standby
+    # Only the active replica exports the phase gauge: sums over replicas do not double-count.
+    assert "steprun_stepruns{" not in standby
+    assert re.search(r"^steprun_active_replica 0\.0$", standby, re.MULTILINE)
+
+
+# -------------------------------------------------------- monitoring: a real Prometheus
+
+
+@dataclass(frozen=True)
+class RunningPrometheus:
+    url: str
+    promtool: str
+    rules: Path
+    dashboard: dict[str, Any]
+    namespace: str
+
+
+def _credential_files(kubeconfig: str, directory: Path) -> tuple[str, dict[str, Any]]:
+    """The API server's address and the scrape's TLS/auth settings from the kubeconfig."""
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    current = config.get("current-context")
+    context = next(c["context"] for c in config["contexts"] if c["name"] == current)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    tls: dict[str, Any] = {}
+
+    def file_of(data_key: str, path_key: str, name: str, source: dict[str, Any]) -> str | None:
+        if source.get(data_key):
+            target = directory / name
+            target.write_bytes(base64.b64decode(source[data_key]))
+            return str(target)
+        return source.get(path_key)
+
+    if ca := file_of("certificate-authority-data", "certificate-authority", "ca.crt", cluster):
+        tls["ca_file"] = ca
+    if cert := file_of("client-certificate-data", "client-certificate", "client.crt", user):
+        tls["cert_file"] = cert
+    if key := file_of("client-key-data", "client-key", "client.key", user):
+        tls["key_file"] = key
+    settings: dict[str, Any] = {"tls_config": tls}
+    if user.get("token"):
+        settings["authorization"] = {"credentials": user["token"]}
+    return urllib.parse.urlparse(cluster["server"]).netloc, settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prometheus_query(url: str, expr: str) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    kubeconfig: str,
+    helm: list[str],
+    deployment: Deployment,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningPrometheus]:
+    """Prometheus scraping both replicas the way the chart's PodMonitor says (Pods of the
+    release, port "metrics", job "steprun"), through the API server's Pod proxy (so it works
+    from outside any cluster network), with the chart's PrometheusRule as its rule file."""
+    binaries = Path(run([str(REPO / "hack" / "install-prometheus.sh")]).strip())
+    work = tmp_path_factory.mktemp("prometheus")
+    rendered = run(
+        [
+            *helm,
+            "template",
+            deployment.release,
+            str(CHART),
+            "--namespace",
+            deployment.namespace,
+            "--set",
+            "monitoring.prometheusRule.enabled=true,monitoring.dashboard.enabled=true",
+        ]
+    )
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    rules = work / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    (board,) = [d for d in docs if d["kind"] == "ConfigMap" and "steprun.json" in d["data"]]
+    server, auth = _credential_files(kubeconfig, work)
+    scrape = {
+        "job_name": "steprun",
+        "scheme": "https",
+        "scrape_interval": "2s",
+        **auth,
+        # Debian builds Prometheus without Kubernetes discovery: the targets are the release's
+        # Pods by name, port "metrics", as the PodMonitor selects them.
+        "static_configs": [
+            {
+                "targets": [f"{deployment.pod(i)}:8080" for i in (0, 1)],
+                "labels": {"namespace": deployment.namespace},
+            }
+        ],
+        "relabel_configs": [
+            {
+                "source_labels": ["__address__"],
+                "regex": "([^:]+):.*",
+                "target_label": "pod",
+            },
+            {
+                "source_labels": ["namespace", "__address__"],
+                "regex": "(.+);(.+)",
+                "target_label": "__metrics_path__",
+                "replacement": "/api/v1/namespaces/$1/pods/$2/proxy/metrics",
+            },
+            {"target_label": "__address__", "replacement": server},
+        ],
+    }
+    config = work / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [scrape],
+            }
+        )
+    )
+    port = _free_port()
+    log = (work / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(binaries / "prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def both_up() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited: {(work / 'prometheus.log').read_text()[-2000:]}")
+            try:
+                up = prometheus_query(
+                    url, f'up{{job="steprun",namespace="{deployment.namespace}"}}'
+                )
+            except OSError:
+                return False
+            return len(up) == 2 and all(r["value"][1] == "1" for r in up)
+
+        eventually(both_up, 90, "Prometheus scraping both replicas")
+        yield RunningPrometheus(
+            url=url,
+            promtool=str(binaries / "promtool"),
+            rules=rules,
+            dashboard=json.loads(board["data"]["steprun.json"]),
+            namespace=deployment.namespace,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_prometheus_scrapes_one_active_replica_and_counts_steps_once(
+    prometheus: RunningPrometheus, steps: Steps, step_image: str
+) -> None:
+    steps.create("scraped", {"image": step_image, "script": "true"})
+    assert steps.wait_terminal("scraped", timeout=90)["phase"] == "Succeeded"
+    ns = prometheus.namespace
+    active = prometheus_query(prometheus.url, f'sum(steprun_active_replica{{namespace="{ns}"}})')
+    assert active[0]["value"][1] == "1"
+    eventually(
+        lambda: prometheus_query(
+            prometheus.url,
+            f'sum(steprun_stepruns{{namespace="{ns}",phase=~"New|Pending|Running"}}) == 0 '
+            f'and on() sum(steprun_stepruns{{namespace="{ns}",phase="Succeeded"}}) > 1',
+        ),
+        60,
+        "the phase gauge scraped with every step ended",
+    )
+    # One series per phase: only the active replica exports it.
+    series = prometheus_query(
+        prometheus.url, f'steprun_stepruns{{namespace="{ns}",phase="Succeeded"}}'
+    )
+    assert len(series) == 1
+    durations = prometheus_query(
+        prometheus.url,
+        f'steprun_step_duration_seconds_count{{namespace="{ns}",phase="Succeeded",reason="Completed"}}',
+    )
+    assert durations and float(durations[0]["value"][1]) >= 1
+
+
+def test_every_alert_rule_checks_and_evaluates(prometheus: RunningPrometheus) -> None:
+    run([prometheus.promtool, "check", "rules", str(prometheus.rules)])
+    rules = yaml.safe_load(prometheus.rules.read_text())["groups"][0]["rules"]
+    for rule in rules:
+        run([prometheus.promtool, "query", "instant", prometheus.url, rule["expr"]])
+
+    def all_evaluated() -> list[dict[str, Any]] | None:
+        with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=10) as response:
+            groups = json.loads(response.read())["data"]["groups"]
+        loaded = [r for g in groups for r in g["rules"]]
+        evaluated = len(loaded) == len(rules) and all(
+            r.get("lastEvaluation", "").startswith("2")
+            and not r["lastEvaluation"].startswith("0001")
+            for r in loaded
+        )
+        return loaded if evaluated else None
+
+    loaded = eventually(all_evaluated, 60, "every rule evaluated once")
+    assert {r["name"]: r["health"] for r in loaded} == {r["alert"]: "ok" for r in rules}
+
+    # A healthy operator with every step ended: none of the alerts is pending or firing.
+    def states() -> dict[str, str] | None:
+        current = {r["name"]: r["state"] for r in all_evaluated() or []}
+        return current if set(current.values()) == {"inactive"} else None
+
+    assert eventually(states, 30, "every alert inactive")
+
+
+def test_every_dashboard_query_evaluates(prometheus: RunningPrometheus) -> None:
+    exprs = [
+        target["expr"].replace("$namespace", prometheus.namespace).replace("$__rate_interval", "1m")
+        for panel in prometheus.dashboard["panels"]
+        for target in panel["targets"]
+    ]
+    assert exprs
+    answered = []
+    for expr in exprs:
+        out = run([prometheus.promtool, "query", "instant", "-o", "json", prometheus.url, expr])
+        answered.append(bool(json.loads(out)))
+    # Series that exist once a step ran have data (quantiles of empty rates may be NaN-free empty).
+    assert sum(answered) >= len(exprs) // 2, list(zip(exprs, answered, strict=True))
 
 
 # ---------------------------------------------------------------- RBAC
@@ -371,6 +655,7 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("list", "pods", ns),
         ("watch", "pods", ns),
         ("delete", "pods", ns),
+        ("patch", "pods", ns),
         ("create", "configmaps", ns),
         ("get", "configmaps", ns),
         ("delete", "configmaps", ns),
@@ -380,6 +665,10 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("create", "networkpolicies.networking.k8s.io", ns),
         ("get", "networkpolicies.networking.k8s.io", ns),
         ("create", "events", ns),
+        ("list", "events", ns),
+        ("create", "persistentvolumeclaims", ns),
+        ("get", "persistentvolumeclaims", ns),
+        ("patch", "persistentvolumeclaims", ns),
         ("get", "namespaces", None),
         ("list", "namespaces", None),
         ("watch", "namespaces", None),
@@ -407,7 +696,6 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("list", "sandboxpolicies.steprun.dev", None),
         ("create", "sandboxpolicies.steprun.dev", None),
         ("update", "pods", ns),
-        ("patch", "pods", ns),
         ("create", "pods/exec", ns),
         ("get", "pods/log", ns),
         ("list", "secrets", ns),
@@ -415,6 +703,8 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("update", "secrets", ns),
         ("list", "configmaps", ns),
         ("delete", "networkpolicies.networking.k8s.io", ns),
+        ("delete", "persistentvolumeclaims", ns),
+        ("list", "persistentvolumeclaims", ns),
         ("create", "namespaces", None),
         ("delete", "namespaces", None),
         ("create", "customresourcedefinitions.apiextensions.k8s.io", None),

@@ -535,7 +535,170 @@ def test_retry_after_a_policy_edit_runs_under_the_frozen_decision(
     )
 
 
-# ------------------------------------------------------------------ 7. the examples
+# ------------------------------------------------------------------ 7. handlers and commands
+
+# One plugin with two entry points that need different permissions, written as a plugin
+# manifest would declare them. The plugin's command is a shell, so an entry's first argument
+# is its script and the arguments after its name ($0) arrive as "$@".
+REPORT = (
+    'printf \'{"form": "%s", "args": "%s", "cwd": "%s"}\' "$0" "$*" "$PWD" > "$STEPRUN_OUTPUT_FILE"'
+)
+
+
+def tool_plugin(wait_prints: str = "original") -> dict[str, Any]:
+    return {
+        "name": "tool",
+        "image": STEP_IMAGE,
+        "command": SHELL,
+        "version": "1.2.0",
+        "handlers": [
+            {"id": "write", "args": [REPORT, "handler"], "permissions": ["filesystem.writable"]},
+            {"id": "publish", "args": [REPORT, "publish"], "permissions": ["network.egress"]},
+        ],
+        "commands": [
+            {"id": "report", "command": [*SHELL, REPORT, "command"]},
+            {
+                "id": "wait",
+                "command": [
+                    *SHELL,
+                    f'sleep 4; printf \'{{"printed": "{wait_prints}"}}\' > "$STEPRUN_OUTPUT_FILE"',
+                ],
+            },
+        ],
+    }
+
+
+def uses_step(policy: str, uses: str, **spec: Any) -> dict[str, Any]:
+    return {"mode": "sandbox", "sandbox": {"policy": policy, "uses": uses}, **spec}
+
+
+def test_a_handler_and_a_command_of_one_plugin_run_with_their_own_permissions(
+    sandbox_steps: Steps, sandbox_policies: SandboxPolicies
+) -> None:
+    steps = sandbox_steps
+    policy = sandbox_policies.create(
+        "entries", {"plugins": [tool_plugin()], "grants": ["filesystem.writable"]}
+    )
+    steps.create("handler", uses_step(policy, "plugin:tool/write", args=["a", "b"]))
+    inputs = {
+        "dir": "src",
+        "fix": True,
+        "quiet": False,
+        "ext": ["js", "ts"],
+        "max": 3,
+        "note": "$(HOME)",
+    }
+    steps.create(
+        "command",
+        uses_step(
+            policy, "command:report", args=["x"], workingDir="/tmp/work", context={"inputs": inputs}
+        ),
+    )
+
+    handler = steps.wait_terminal("handler", timeout=90)
+    assert handler["phase"] == "Succeeded", handler
+    assert handler["outputs"]["form"] == "handler"
+    assert handler["outputs"]["args"] == "a b"
+    admitted = handler["admitted"]
+    assert (admitted["plugin"], admitted["version"], admitted["handler"]) == (
+        "tool",
+        "1.2.0",
+        "write",
+    )
+    assert admitted["uses"] == "plugin:tool/write" and "cliCommand" not in admitted
+    assert admitted["granted"] == ["filesystem.writable"]
+    assert_hardened(live_pod(steps, "handler-1"), policy, writable_root=True)
+
+    command = steps.wait_terminal("command", timeout=90)
+    assert command["phase"] == "Succeeded", command
+    # context.inputs became flags (sorted; true bare, false left out, lists repeated), then
+    # spec.args; values arrive as written (the kubelet expanded no $(VAR)); the command ran in
+    # the step's working directory.
+    assert command["outputs"] == {
+        "form": "command",
+        "args": "--dir src --ext js --ext ts --fix --max 3 --note $(HOME) x",
+        "cwd": "/tmp/work",
+    }
+    admitted = command["admitted"]
+    assert (admitted["plugin"], admitted["cliCommand"]) == ("tool", "report")
+    assert admitted["granted"] == [] and "handler" not in admitted
+    assert_hardened(live_pod(steps, "command-1"), policy, writable_root=False)
+
+
+def test_a_denied_or_unknown_handler_is_rejected_without_a_pod(
+    sandbox_steps: Steps, sandbox_policies: SandboxPolicies
+) -> None:
+    steps = sandbox_steps
+    policy = sandbox_policies.create(
+        "denied-handler", {"plugins": [tool_plugin()], "grants": ["filesystem.writable"]}
+    )
+    steps.create("publish", uses_step(policy, "plugin:tool/publish"))
+    steps.create("unknown", uses_step(policy, "plugin:tool/deploy"))
+    steps.create("no-command", uses_step(policy, "command:deploy"))
+    assert_rejected(
+        steps,
+        "publish",
+        "PermissionDenied",
+        policy,
+        ["permission network.egress", "handler publish of plugin tool needs it"],
+    )
+    assert_rejected(
+        steps,
+        "unknown",
+        "PermissionDenied",
+        policy,
+        ["Workflow handler not found: deploy in plugin tool", "handlers of tool: write, publish"],
+    )
+    assert_rejected(
+        steps,
+        "no-command",
+        "PermissionDenied",
+        policy,
+        ["CLI command not found: deploy", "report (plugin tool), wait (plugin tool)"],
+    )
+
+
+def test_a_policy_edit_after_start_does_not_change_the_resolved_command(
+    sandbox_steps: Steps, sandbox_policies: SandboxPolicies
+) -> None:
+    steps = sandbox_steps
+    policy = sandbox_policies.create("edited-command", {"plugins": [tool_plugin("original")]})
+    steps.create("started", uses_step(policy, "command:wait"))
+    admitted = wait_admitted(steps, "started")
+    sandbox_policies.replace_spec(policy, {"plugins": [tool_plugin("edited")]})
+    assert steps.status("started")["phase"] in ("Pending", "Running")
+
+    status = steps.wait_terminal("started", timeout=60)
+    assert status["phase"] == "Succeeded", status
+    assert status["outputs"] == {"printed": "original"}
+    assert status["admitted"] == admitted
+    steps.create("after-edit", uses_step(policy, "command:wait"))
+    after = steps.wait_terminal("after-edit", timeout=60)
+    assert after["outputs"] == {"printed": "edited"}, after
+    assert after["admitted"]["command"] != admitted["command"]
+
+
+def test_builtin_shell_runs_the_script_only_where_the_policy_names_a_shell(
+    sandbox_steps: Steps, sandbox_policies: SandboxPolicies
+) -> None:
+    steps = sandbox_steps
+    with_shell = sandbox_policies.create("shell", {"plugins": [plugin()], "shellPlugin": "sh"})
+    without = sandbox_policies.create("no-shell", {"plugins": [plugin()]})
+    script = 'printf \'{"shell": "%s"}\' "`id -u`" > "$STEPRUN_OUTPUT_FILE"'
+    steps.create("shell", uses_step(with_shell, "builtin:shell", script=script))
+    steps.create("no-shell", uses_step(without, "builtin:shell", script=script))
+    status = steps.wait_terminal("shell", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["outputs"] == {
+        "shell": str(live_pod(steps, "shell-1")["spec"]["securityContext"]["runAsUser"])
+    }
+    assert status["admitted"]["plugin"] == "sh"
+    assert_rejected(
+        steps, "no-shell", "PermissionDenied", without, ["builtin:shell", "shellPlugin"]
+    )
+
+
+# ------------------------------------------------------------------ 8. the examples
 
 
 def example_documents() -> tuple[dict[str, Any], list[Path]]:

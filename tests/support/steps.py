@@ -122,6 +122,8 @@ class Steps:
                 names.append(doc["metadata"]["name"])
             elif doc["kind"] == "Secret":
                 self.core.create_namespaced_secret(self.namespace, doc)
+            elif doc["kind"] == "PersistentVolumeClaim":
+                self.core.create_namespaced_persistent_volume_claim(self.namespace, doc)
             else:
                 raise AssertionError(f"unexpected kind {doc['kind']} in {path}")
         return names

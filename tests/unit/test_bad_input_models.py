@@ -51,6 +51,14 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 # A Kubernetes resource quantity: a signed decimal and an optional suffix.
 QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
 PERMISSIONS = ("network.egress", "secrets.read", "filesystem.writable")
+# sandbox.uses: a workflow step's three forms; entry ids may hold / and :.
+ENTRY_ID = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
+USES = re.compile(
+    rf"plugin:[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID}|command:{ENTRY_ID}|builtin:shell"
+)
+MAX_PLUGINS = 32
+MAX_HANDLERS = 32
+MAX_COMMANDS = 16
 RESERVED = "STEPRUN_"
 
 
@@ -175,11 +183,12 @@ def _sandbox_ok(value: Json) -> bool:
     fields: dict[str, Callable[[Json], bool]] = {
         "policy": lambda v: _is_str(v, 253, DNS_SUBDOMAIN),
         "plugin": lambda v: _is_str(v, 63, DNS_LABEL),
+        "uses": lambda v: _is_str(v, 256, USES),
         "permissions": lambda v: (
             isinstance(v, list) and len(v) <= 8 and all(p in PERMISSIONS for p in v)
         ),
     }
-    return _closed_ok(value, fields, required=("plugin",))
+    return _closed_ok(value, fields)
 
 
 def _pod_template_ok(value: Json) -> bool:
@@ -273,9 +282,13 @@ def step_verdict(spec: Json) -> Verdict:
     if mode == "sandbox":
         if "sandbox" not in spec:
             api.append("spec.sandbox")
-        api.extend(
-            f"spec.{f}" for f in ("image", "command", "script", "serviceAccountName") if f in spec
-        )
+        api.extend(f"spec.{f}" for f in ("image", "command", "serviceAccountName") if f in spec)
+        sandbox = spec.get("sandbox")
+        shell = isinstance(sandbox, dict) and sandbox.get("uses") == "builtin:shell"
+        if ("script" in spec) != shell:
+            api.append("spec.script")
+        if isinstance(sandbox, dict) and ("plugin" in sandbox) == ("uses" in sandbox):
+            api.append("spec.sandbox")
     elif "sandbox" in spec:
         api.append("spec.sandbox")
     _env_keys_api_only(spec.get("env"), "spec.env", api)
@@ -302,14 +315,36 @@ def _egress_ok(value: Json) -> bool:
     )
 
 
+def _permissions_ok(value: Json) -> bool:
+    return isinstance(value, list) and len(value) <= 8 and all(p in PERMISSIONS for p in value)
+
+
+def _entries_ok(value: Json, with_args: bool) -> bool:
+    """A plugin's handlers (with args; ids up to 128) or commands (ids up to 48)."""
+    max_id, max_entries = (128, MAX_HANDLERS) if with_args else (48, MAX_COMMANDS)
+    fields: dict[str, Callable[[Json], bool]] = {
+        "id": lambda v: _is_str(v, max_id, re.compile(ENTRY_ID)),
+        "command": lambda v: _is_str_list(v, MAX_LIST, MAX_STRING),
+        "permissions": _permissions_ok,
+    }
+    if with_args:
+        fields["args"] = lambda v: _is_str_list(v, MAX_LIST, MAX_STRING)
+    return (
+        isinstance(value, list)
+        and len(value) <= max_entries
+        and all(_closed_ok(e, fields, required=("id",)) for e in value)
+    )
+
+
 def _plugin_ok(value: Json) -> bool:
     fields: dict[str, Callable[[Json], bool]] = {
         "name": lambda v: _is_str(v, 63, DNS_LABEL),
         "image": lambda v: _is_str(v, 1024) and len(v) >= 1,
         "command": lambda v: _is_str_list(v, MAX_LIST, MAX_STRING),
-        "permissions": lambda v: (
-            isinstance(v, list) and len(v) <= 8 and all(p in PERMISSIONS for p in v)
-        ),
+        "permissions": _permissions_ok,
+        "version": lambda v: _is_str(v, 128) and len(v) >= 1,
+        "handlers": lambda v: _entries_ok(v, with_args=True),
+        "commands": lambda v: _entries_ok(v, with_args=False),
     }
     return _closed_ok(value, fields, required=("name", "image"))
 
@@ -332,7 +367,9 @@ def _selector_ok(value: Json) -> bool:
 _POLICY_FIELDS: dict[str, Callable[[Json], bool]] = {
     "namespaceSelector": _selector_ok,
     "grants": lambda v: isinstance(v, list) and len(v) <= 8 and all(p in PERMISSIONS for p in v),
-    "plugins": lambda v: isinstance(v, list) and len(v) <= 256 and all(_plugin_ok(p) for p in v),
+    "plugins": lambda v: (
+        isinstance(v, list) and len(v) <= MAX_PLUGINS and all(_plugin_ok(p) for p in v)
+    ),
     "maxTimeoutSeconds": _int_in(1, MAX_SECONDS),
     "defaultResources": _resources_ok,
     "maxResources": _quantity_map_ok,
@@ -340,6 +377,7 @@ _POLICY_FIELDS: dict[str, Callable[[Json], bool]] = {
     "egress": lambda v: isinstance(v, list) and len(v) <= 64 and all(_egress_ok(e) for e in v),
     "podLabels": _is_str_map,
     "env": lambda v: _is_str_map(v, MAX_MAP_ENTRIES),
+    "shellPlugin": lambda v: _is_str(v, 63, DNS_LABEL),
 }
 
 
@@ -478,6 +516,19 @@ def _sandbox() -> st.SearchStrategy[Json]:
         optional={
             "policy": st.sampled_from(("fz-no-such-policy", "Bad_Policy", "")),
             "plugin": st.sampled_from(("eslint", "Bad_Plugin", "a" * 64)),
+            "uses": st.sampled_from(
+                (
+                    "plugin:eslint/fix",
+                    "plugin:eslint/notes/draft",
+                    "command:mind:rag-index",
+                    "builtin:shell",
+                    "plugin:eslint",
+                    "plugin:Bad/fix",
+                    "command:",
+                    "command:-lint",
+                    "shell",
+                )
+            ),
             "permissions": st.lists(st.sampled_from((*PERMISSIONS, "root.shell")), max_size=3),
         },
     )
@@ -557,6 +608,10 @@ def policy_specs() -> st.SearchStrategy[Spec]:
         optional={
             "command": st.lists(_text(), max_size=2) | st.just("eslint"),
             "permissions": st.lists(st.sampled_from((*PERMISSIONS, "root")), max_size=2),
+            "version": st.sampled_from(("9.1.0", "", "v" * 129)),
+            "handlers": st.lists(entry(with_args=True), max_size=2),
+            "commands": st.lists(entry(with_args=False), max_size=2)
+            | st.just([{"id": f"c{i}"} for i in range(MAX_COMMANDS + 1)]),
         },
     ) | st.just({"name": "no-image"})
     egress = st.fixed_dictionaries(
@@ -577,7 +632,10 @@ def policy_specs() -> st.SearchStrategy[Spec]:
     fields = {
         "namespaceSelector": _maybe(selector),
         "grants": _maybe(st.lists(st.sampled_from((*PERMISSIONS, "all")), max_size=9)),
-        "plugins": _maybe(st.lists(plugin, max_size=3)),
+        "plugins": _maybe(
+            st.lists(plugin, max_size=3)
+            | st.just([{"name": f"p{i}", "image": "x"} for i in range(MAX_PLUGINS + 1)])
+        ),
         "maxTimeoutSeconds": _maybe(_ints(1, MAX_SECONDS)),
         "defaultResources": _maybe(_resources()),
         "maxResources": _maybe(
@@ -587,9 +645,23 @@ def policy_specs() -> st.SearchStrategy[Spec]:
         "egress": _maybe(st.lists(egress, max_size=2)),
         "podLabels": _maybe(st.dictionaries(_text(), _text(), max_size=2)),
         "env": _maybe(_env_maps()),
+        "shellPlugin": _maybe(st.sampled_from(("eslint", "Bad_Shell", ""))),
         "bogus": _maybe(st.just(True)),
     }
     return st.fixed_dictionaries(fields).map(_drop_absent)
+
+
+def entry(with_args: bool) -> st.SearchStrategy[Json]:
+    """A plugin's handler (with args) or CLI command, each field sometimes broken."""
+    optional: dict[str, st.SearchStrategy[Json]] = {
+        "command": st.lists(_text(), max_size=2) | st.just("fix"),
+        "permissions": st.lists(st.sampled_from((*PERMISSIONS, "root")), max_size=2),
+        "bogus": st.just(1),
+    }
+    if with_args:
+        optional["args"] = st.lists(_text(), max_size=2) | st.just(["x" * (MAX_STRING + 1)])
+    ids = st.sampled_from(("fix", "notes/draft", "mind:rag-index", "", "-x", "x" * 49, "x" * 129))
+    return st.fixed_dictionaries({"id": ids}, optional=optional) | st.just({"command": ["x"]})
 
 
 def images_for_plugins() -> st.SearchStrategy[Json]:
@@ -702,7 +774,10 @@ BORDERLINE: list[tuple[str, Spec, bool]] = [
         {"mode": "sandbox", "sandbox": {"plugin": "p", "permissions": ["x"]}},
         False,
     ),
-    ("plugin missing", {"mode": "sandbox", "sandbox": {}}, False),
+    ("plugin and uses missing: the API server's rule", {"mode": "sandbox", "sandbox": {}}, True),
+    ("uses without a handler", {"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}}, False),
+    ("uses a handler path", {"mode": "sandbox", "sandbox": {"uses": "plugin:e/a/b"}}, True),
+    ("uses a namespaced command", {"mode": "sandbox", "sandbox": {"uses": "command:a:b"}}, True),
     ("quantity as float", {"image": IMAGE, "resources": {"limits": {"cpu": 0.5}}}, False),
     ("unknown field", {"image": IMAGE, "imagePullPolicy": "Always"}, False),
     ("inputs not an object", {"image": IMAGE, "context": {"inputs": [1]}}, False),
@@ -725,6 +800,10 @@ def test_the_oracle_knows_the_api_only_rules() -> None:
         ({"mode": "sandbox"}, "spec.sandbox"),
         ({"image": IMAGE, "sandbox": {"plugin": "p"}}, "spec.sandbox"),
         ({"mode": "sandbox", "sandbox": {"plugin": "p"}, "image": IMAGE}, "spec.image"),
+        ({"mode": "sandbox", "sandbox": {}}, "spec.sandbox"),
+        ({"mode": "sandbox", "sandbox": {"plugin": "p", "uses": "command:x"}}, "spec.sandbox"),
+        ({"mode": "sandbox", "sandbox": {"plugin": "p"}, "script": "x"}, "spec.script"),
+        ({"mode": "sandbox", "sandbox": {"uses": "builtin:shell"}}, "spec.script"),
         ({"image": IMAGE, "env": {"STEPRUN_NAME": "x"}}, "spec.env"),
         ({"image": IMAGE, "context": {"env": {"a-b": "x"}}}, "spec.context.env"),
         ({"image": IMAGE, "resources": {"limits": {"cpu": "lots"}}}, "spec.resources.limits"),

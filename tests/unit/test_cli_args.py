@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def run_spec(*argv: str) -> dict[str, Any]:
 )
 def test_global_flags_go_before_or_after_the_command(argv: tuple[str, ...]) -> None:
     args = parse(*argv)
-    assert (args.namespace, args.kubeconfig, args.context, args.name) == ("ci", "/k", "dev", "x")
+    assert (args.namespace, args.kubeconfig, args.context, args.names) == ("ci", "/k", "dev", ["x"])
 
 
 def test_global_flags_default_to_none() -> None:
@@ -308,3 +309,81 @@ def test_operator_namespaces() -> None:
     assert operator_config(parse("operator"), base).namespaces == ["from-env"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["operator", "-A", "-n", "x"])
+
+
+# ---------------------------------------------------------------------- run: workspaces
+
+
+def test_workspace_flags_map_to_spec_workspaces() -> None:
+    spec = run_spec(
+        "--image",
+        "busybox",
+        "--script",
+        "ls",
+        "--workflow",
+        "build",
+        "--run-id",
+        "42",
+        "--workspace",
+        "name=src,storage=2Gi,accessMode=ReadWriteMany,storageClassName=fast,mountPath=/src",
+        "--workspace",
+        "name=cache,claimName=ci-cache,subPath=build-42,readOnly",
+        "--workspace",
+        "name=tmp,emptyDir,sizeLimit=1Gi",
+    )
+    assert spec["context"]["workflow"] == {"name": "build", "runId": "42"}
+    assert spec["workspaces"] == [
+        {
+            "name": "src",
+            "mountPath": "/src",
+            "readOnly": False,
+            "volumeClaimTemplate": {
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "resources": {"requests": {"storage": "2Gi"}},
+                    "storageClassName": "fast",
+                }
+            },
+        },
+        {
+            "name": "cache",
+            "subPath": "build-42",
+            "readOnly": True,
+            "persistentVolumeClaim": {"claimName": "ci-cache"},
+        },
+        {"name": "tmp", "readOnly": False, "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+
+
+def test_workspace_flags_replace_manifest_workspaces_by_name(tmp_path: Path) -> None:
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text(
+        "image: busybox\n"
+        "script: ls\n"
+        "workspaces:\n"
+        "  - {name: src, emptyDir: {}}\n"
+        "  - {name: out, emptyDir: {}}\n"
+    )
+    spec = run_spec("-f", str(manifest), "--workspace", "name=src,claimName=shared")
+    assert [(w["name"], sorted(w)) for w in spec["workspaces"]] == [
+        ("src", ["name", "persistentVolumeClaim", "readOnly"]),
+        ("out", ["emptyDir", "name", "readOnly"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        ("claimName=x", "give name=NAME"),
+        ("name=a", "exactly one of"),
+        ("name=a,claimName=x,emptyDir", "exactly one of"),
+        ("name=a,claimName=x,sizeLimit=1Gi", "does not apply"),
+        ("name=a,size=1Gi", "unknown key 'size'"),
+        ("name=a,claimName", "needs a value"),
+        ("name=a,storage=1Gi", "context.workflow"),
+        ("name=a,emptyDir,subPath=../x", "subPath"),
+    ],
+)
+def test_bad_workspace_flags_say_what_to_fix(flag: str, words: str) -> None:
+    with pytest.raises(SpecArgumentError, match=re.escape(words)):
+        request_from_args(parse("run", "--image", "x", "--script", "s", "--workspace", flag))

@@ -1,16 +1,23 @@
-"""`steprun completion`: the generated scripts parse and complete what the parser accepts."""
+"""`steprun completion`: scripts for bash, zsh and fish, and what the command answers them.
+
+The scripts come from argcomplete; the shell runs `steprun` with argcomplete's environment
+variables to ask what completes. These tests ask the same way, in-process, with StepRun names
+and namespaces served by the fake API server.
+"""
 
 from __future__ import annotations
 
 import io
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from steprun.cli.completion import completion_script
-from steprun.cli.main import build_parser, main
+from steprun.cli.main import main
+from tests.unit.test_client_http import FakeApiServer
 
 BASH = shutil.which("bash")
 
@@ -21,71 +28,129 @@ def script(shell: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def bash_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("completion") / "steprun.bash"
-    path.write_text(script("bash"))
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as running:
+        running.cluster.create("ns1", {"metadata": {"name": "alpha"}, "spec": {"image": "b"}})
+        running.cluster.create("ns1", {"metadata": {"name": "beta"}, "spec": {"image": "b"}})
+        running.cluster.create("ci", {"metadata": {"name": "ci-step"}, "spec": {"image": "b"}})
+        yield running
+
+
+@pytest.fixture
+def kubeconfig(server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = server.kubeconfig(tmp_path, namespace="ns1")
+    monkeypatch.setenv("KUBECONFIG", path)
     return path
 
 
-def complete(bash_script: Path, *words: str) -> list[str]:
-    """The candidates bash offers for the last of ``words`` (a stub lists StepRuns a and b)."""
-    assert BASH is not None
-    quoted = " ".join(f"'{w}'" for w in words)
-    program = f"""
-source {bash_script}
-steprun() {{ [[ "$1" == list ]] && printf 'alpha\\nbeta\\n'; }}
-COMP_WORDS=({quoted}); COMP_CWORD=$(({len(words)} - 1)); COMPREPLY=()
-_steprun_complete
-printf '%s\\n' "${{COMPREPLY[@]}}"
-"""
-    result = subprocess.run([BASH, "-c", program], capture_output=True, text=True, check=True)
-    return [line for line in result.stdout.splitlines() if line]
+def complete(monkeypatch: pytest.MonkeyPatch, line: str) -> list[str]:
+    """What `steprun` answers a shell asking to complete ``line`` (cursor at its end).
+
+    A separate process, as the shell runs it: argcomplete takes over file descriptors.
+    """
+    import os
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".out") as answer:
+        env = {
+            **os.environ,
+            "_ARGCOMPLETE": "1",
+            "_ARGCOMPLETE_IFS": "\n",
+            "_ARGCOMPLETE_STDOUT_FILENAME": answer.name,
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "steprun"],
+            env=env,
+            cwd=os.getcwd(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        text = Path(answer.name).read_text()
+    return sorted(word.strip() for word in text.split("\n") if word.strip())
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("steprun lo", ["logs"]),
+        ("steprun des", ["describe"]),
+        ("steprun re", ["render", "rerun"]),
+        ("steprun completion ", ["bash", "fish", "zsh"]),
+        ("steprun run --image busybox --re", ["--request-timeout", "--retries"]),
+        ("steprun operator --all", ["--all-namespaces"]),
+        ("steprun list -o n", ["name"]),
+        ("steprun get x -o j", ["json", "jsonpath="]),
+        ("steprun logs --t", ["--tail", "--timestamps"]),
+    ],
+)
+def test_commands_and_flags_complete(
+    monkeypatch: pytest.MonkeyPatch, line: str, expected: list[str]
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert complete(monkeypatch, line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("steprun logs ", ["alpha", "beta"]),
+        ("steprun logs -f b", ["beta"]),
+        ("steprun describe a", ["alpha"]),
+        ("steprun delete alpha ", ["alpha", "beta"]),
+        ("steprun -n ci wait ", ["ci-step"]),
+        ("steprun get -n ci c", ["ci-step"]),
+    ],
+)
+def test_names_complete_from_the_cluster(
+    kubeconfig: str, monkeypatch: pytest.MonkeyPatch, line: str, expected: list[str]
+) -> None:
+    assert complete(monkeypatch, line) == expected
+
+
+def test_namespaces_complete_from_the_cluster(
+    server: FakeApiServer, kubeconfig: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.cluster.namespaces = ["ci", "default", "ns1"]
+    assert complete(monkeypatch, "steprun list -n ") == ["ci", "default", "ns1"]
+    assert complete(monkeypatch, "steprun -n c") == ["ci"]
+
+
+def test_no_cluster_means_no_names_and_no_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert complete(monkeypatch, "steprun logs ") == []
+
+
+def test_file_arguments_complete_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "step.yaml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert complete(monkeypatch, "steprun run -f st") == ["step.yaml"]
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
-def test_scripts_are_valid_bash(shell: str, tmp_path: Path) -> None:
-    # The zsh script loads bash completion support (bashcompinit) and is otherwise the same.
+def test_bash_and_zsh_scripts_parse(shell: str, tmp_path: Path) -> None:
     path = tmp_path / "script"
     path.write_text(script(shell))
-    subprocess.run([BASH, "-n", str(path)], check=True)
+    if shell == "bash":
+        subprocess.run([BASH, "-n", str(path)], check=True)
+    assert "steprun" in path.read_text() and "kubectl-steprun" in path.read_text()
 
 
-def test_zsh_script_enables_bashcompinit() -> None:
-    text = script("zsh")
-    assert "bashcompinit" in text and "complete -o default -F _steprun_complete" in text
-    assert "bashcompinit" not in script("bash")
-
-
-@pytest.mark.skipif(BASH is None, reason="bash is not installed")
-@pytest.mark.parametrize(
-    ("words", "expected"),
-    [
-        (("steprun", "lo"), ["logs"]),
-        (("steprun", "logs", ""), ["alpha", "beta"]),
-        (("steprun", "logs", "-f", ""), ["alpha", "beta"]),  # -f is --follow for logs
-        (("steprun", "get", "-o", ""), ["table", "wide", "yaml", "json"]),
-        (("steprun", "list", "-o", "n"), ["name"]),
-        (("steprun", "completion", ""), ["bash", "zsh"]),
-        (("steprun", "run", "--image", "busybox", "--re"), ["--retries"]),
-        (("steprun", "-n", "ci", "wait", "b"), ["beta"]),
-        (("steprun", "operator", "--all"), ["--all-namespaces"]),
-    ],
-)
-def test_completions(bash_script: Path, words: tuple[str, ...], expected: list[str]) -> None:
-    assert complete(bash_script, *words) == expected
-
-
-@pytest.mark.skipif(BASH is None, reason="bash is not installed")
-def test_file_arguments_complete_files(bash_script: Path, tmp_path: Path) -> None:
-    (tmp_path / "step.yaml").write_text("")
-    prefix = str(tmp_path / "st")
-    assert complete(bash_script, "steprun", "run", "-f", prefix) == [str(tmp_path / "step.yaml")]
+def test_fish_script_registers_both_commands() -> None:
+    text = script("fish")
+    assert "complete" in text and "--command steprun" in text
+    assert "--command kubectl-steprun" in text
 
 
 def test_unknown_shell_is_refused() -> None:
     with pytest.raises(ValueError):
-        completion_script(build_parser(), "fish")
+        completion_script("tcsh-ng")
     with pytest.raises(SystemExit):
-        main(["completion", "fish"])
+        main(["completion", "powershell-ng"])

@@ -11,7 +11,7 @@ import yaml
 
 from steprun.api.models import StepRun
 from steprun.cli.main import main
-from steprun.cli.render import (
+from steprun.cli.rendering import (
     PLACEHOLDER_UID,
     REDACTED,
     RenderRefused,
@@ -193,6 +193,60 @@ def test_refusals_exit_2_with_the_reason(
     assert message in err
 
 
+TOOL_POLICY = """
+apiVersion: steprun.dev/v1alpha1
+kind: SandboxPolicy
+metadata: {name: default}
+spec:
+  grants: [filesystem.writable]
+  plugins:
+    - name: tool
+      image: steprun.local/step:1
+      command: [tool]
+      version: 2.3.0
+      handlers: [{id: fix, args: [--fix], permissions: [filesystem.writable]}]
+      commands: [{id: lint, command: [tool, lint]}]
+"""
+
+
+def uses_step(uses: str, inputs: str = "{}") -> str:
+    return SANDBOX.replace("plugin: echo", f"uses: {uses!r}").replace(
+        "args: [echo sandboxed]", f"args: [src/]\n  context: {{inputs: {inputs}}}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uses", "command", "args", "writable"),
+    [
+        ("command:lint", ["tool", "lint"], ["--ext", "js", "--fix", "src/"], False),
+        ("plugin:tool/fix", ["tool"], ["--fix", "src/"], True),
+    ],
+)
+def test_render_resolves_uses_against_the_policy(
+    tmp_path: Path, uses: str, command: list[str], args: list[str], writable: bool
+) -> None:
+    step = uses_step(uses, inputs="{fix: true, ext: [js]}")
+    code, out, err = cli(
+        "-f", "sb.yaml", "--policy", "p.yaml",
+        files={"sb.yaml": step, "p.yaml": TOOL_POLICY}, tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    container = documents(out)[-1]["spec"]["containers"][0]
+    assert (container["command"], container["args"]) == (command, args)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is not writable
+    assert "plugin tool, " in out
+
+
+def test_render_refuses_an_unknown_handler_naming_the_declared_ones(tmp_path: Path) -> None:
+    code, out, err = cli(
+        "-f", "sb.yaml", "--policy", "p.yaml",
+        files={"sb.yaml": uses_step("plugin:tool/format"), "p.yaml": TOOL_POLICY},
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert "Workflow handler not found: format in plugin tool (handlers of tool: fix)" in err
+
+
 def test_generate_name_is_noted(tmp_path: Path) -> None:
     steprun, notes = load_steprun(LOCAL.replace("name: build-42-lint", "generateName: b-"), None)
     assert steprun.name == "b-xxxxx" and steprun.namespace == "ci"
@@ -232,3 +286,21 @@ def test_other_objects_of_the_file_are_noted_not_rendered(tmp_path: Path) -> Non
     assert "# Secret example-credentials in the file is not rendered" in out
     assert "example-token-value" not in out
     assert [d["kind"] for d in documents(out)] == ["Secret", "ConfigMap", "Pod"]
+
+
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "examples" / "workspaces-pipeline").glob("*.yaml")), ids=str
+)
+def test_pipeline_steps_render_the_runs_claim_first(tmp_path: Path, example: Path) -> None:
+    code, out, err = cli("-f", "sr.yaml", files={"sr.yaml": example.read_text()}, tmp_path=tmp_path)
+    assert code == 0, err
+    claim, configmap, pod = documents(out)
+    assert (claim["kind"], configmap["kind"], pod["kind"]) == (
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "Pod",
+    )
+    assert claim["metadata"]["name"] == "pipeline-1-src"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["ws-0"]["persistentVolumeClaim"] == {"claimName": "pipeline-1-src"}
+    assert "# PersistentVolumeClaim pipeline-1-src is created only by the first step" in out

@@ -12,6 +12,7 @@ import copy
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -50,6 +51,9 @@ _ALL_STEPRUNS = re.compile(r"^/apis/steprun\.dev/v1alpha1/stepruns$")
 _STEPRUN = re.compile(r"^/apis/steprun\.dev/v1alpha1/namespaces/([^/]+)/stepruns/([^/]+)$")
 _PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 _POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+_EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
+_NAMESPACES = re.compile(r"^/api/v1/namespaces$")
+_VERSION = re.compile(r"^/version/?$")
 
 
 def _status(code: int, message: str, **extra: Any) -> Json:
@@ -102,6 +106,10 @@ class FakeCluster:
         self.requests: list[tuple[str, str, dict[str, list[str]], str]] = []
         self.invalid: Json | None = None
         self.stopping = False
+        # Served as they are by the routes below (kubectl-like CLI commands read them).
+        self.events: list[Json] = []
+        self.namespaces: list[str] = []
+        self.version: Json = {"major": "1", "minor": "34", "gitVersion": "v1.34.1"}
 
     # -- StepRuns -------------------------------------------------------------------------
 
@@ -111,7 +119,7 @@ class FakeCluster:
         self.history.append((self.rv, kind, copy.deepcopy(obj)))
         self.cond.notify_all()
 
-    def create(self, namespace: str, body: Json) -> tuple[int, Json]:
+    def create(self, namespace: str, body: Json, *, dry_run: bool = False) -> tuple[int, Json]:
         with self.cond:
             if self.invalid is not None:
                 return 422, self.invalid
@@ -130,6 +138,8 @@ class FakeCluster:
                 generation=1,
                 creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             )
+            if dry_run:
+                return 201, copy.deepcopy(obj)
             self.stepruns[key] = obj
             self._record("ADDED", obj)
             return 201, copy.deepcopy(obj)
@@ -308,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
                 (_STEPRUN, self._get_steprun),
                 (_PODS, self._list_pods),
                 (_POD_LOG, self._pod_log),
+                (_EVENTS, self._list_events),
+                (_NAMESPACES, self._list_namespaces),
+                (_VERSION, lambda: self._send_json(200, self.cluster.version)),
             ],
             "POST": [(_STEPRUNS, self._create)],
             "PATCH": [(_STEPRUN, self._patch)],
@@ -364,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         since = int((query.get("resourceVersion") or ["0"])[0] or 0)
         timeout = int((query.get("timeoutSeconds") or ["30"])[0])
         field = (query.get("fieldSelector") or [""])[0]
+        labels = (query.get("labelSelector") or [None])[0]
         wanted_name = field.removeprefix("metadata.name=") if field else None
         self._start_stream("application/json")
         if since < cluster.compacted_below:
@@ -380,6 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if rv > since
                     and namespace in (None, obj["metadata"]["namespace"])
                     and wanted_name in (None, obj["metadata"]["name"])
+                    and _matches(obj["metadata"].get("labels") or {}, labels)
                 ]
                 if not events:
                     remaining = deadline - time.monotonic()
@@ -401,8 +416,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, obj)
 
     def _create(self, namespace: str) -> None:
-        code, body = self.cluster.create(namespace, self._body())
+        dry_run = (self._query().get("dryRun") or [""])[0] == "All"
+        code, body = self.cluster.create(namespace, self._body(), dry_run=dry_run)
         self._send_json(code, body)
+
+    def _list_events(self, namespace: str) -> None:
+        fields = (self._query().get("fieldSelector") or [""])[0]
+        with self.cluster.cond:
+            items = [
+                copy.deepcopy(e)
+                for e in self.cluster.events
+                if e["metadata"]["namespace"] == namespace and _fields_match(e, fields)
+            ]
+        self._send_json(200, {"kind": "EventList", "apiVersion": "v1", "items": items})
+
+    def _list_namespaces(self) -> None:
+        items = [{"metadata": {"name": name}} for name in self.cluster.namespaces]
+        self._send_json(200, {"kind": "NamespaceList", "apiVersion": "v1", "items": items})
 
     def _patch(self, namespace: str, name: str) -> None:
         if self.headers.get("Content-Type") != "application/merge-patch+json":
@@ -438,7 +468,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _pod_log(self, namespace: str, pod: str) -> None:
         cluster = self.cluster
         key = (namespace, pod)
-        follow = (self._query().get("follow") or [""])[0].lower() == "true"
+        query = self._query()
+        follow = (query.get("follow") or [""])[0].lower() == "true"
+        tail = int((query.get("tailLines") or ["-1"])[0])
+        stamped = (query.get("timestamps") or [""])[0].lower() == "true"
         with cluster.cond:
             found = cluster.pods.get(key)
             state = found["status"]["containerStatuses"][0]["state"] if found else {}
@@ -452,6 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         while not cluster.stopping:
             with cluster.cond:
+                if sent == 0 and tail >= 0:
+                    sent = max(0, len(cluster.logs.get(key, [])) - tail)
                 lines = cluster.logs.get(key, [])[sent:]
                 done = not follow or key in cluster.closed_logs
                 if not lines and not done:
@@ -461,7 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # One chunk per line, except the last line split in two, to exercise the
                 # client's reassembly of lines across chunks.
                 for line in lines:
-                    data = line.encode()
+                    data = (f"2026-01-01T00:00:00Z {line}" if stamped else line).encode()
                     half = len(data) // 2
                     self._chunk(data[:half])
                     self._chunk(data[half:])
@@ -890,3 +925,72 @@ def test_sync_client_loads_the_kubeconfig_namespace(
     with StepRunClient(backoff=FAST) as client:
         assert client.namespace == "from-context"
         assert client.submit(SPEC, name="k").namespace == "from-context"
+
+
+# ---------------------------------------------------------------------- trace context
+
+TRACE_ID, SPAN_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def engine_span() -> Any:
+    """A span of the engine, as its tracer would make (the API alone, no SDK needed)."""
+    from opentelemetry import trace
+    from opentelemetry.trace.span import TraceState
+
+    context = trace.SpanContext(
+        TRACE_ID,
+        SPAN_ID,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        trace_state=TraceState([("engine", "run42")]),
+    )
+    return trace.use_span(trace.NonRecordingSpan(context))
+
+
+def test_submit_carries_the_engines_current_trace_context(
+    client: StepRunClient, server: FakeApiServer
+) -> None:
+    with engine_span():
+        client.submit(SPEC, name="traced")
+        client.submit(SPEC, name="untraced", propagate_trace=False)
+    assert server.cluster.get("ns1", "traced")["spec"]["context"]["trace"] == {
+        "traceparent": TRACEPARENT,
+        "tracestate": "engine=run42",
+    }
+    assert "trace" not in server.cluster.get("ns1", "untraced")["spec"].get("context", {})
+    # Outside any span nothing is added.
+    client.submit(SPEC, name="outside")
+    assert "trace" not in server.cluster.get("ns1", "outside")["spec"].get("context", {})
+
+
+def test_an_explicit_trace_wins_and_resubmitting_in_another_span_is_the_same_step(
+    client: StepRunClient, server: FakeApiServer
+) -> None:
+    other = "00-11111111111111111111111111111111-2222222222222222-00"
+    spec = {**SPEC, "context": {"trace": {"traceparent": other}}}
+    with engine_span():
+        client.submit(spec, name="explicit")
+        again = client.submit(SPEC, name="explicit")
+    assert again.name == "explicit"
+    assert server.cluster.get("ns1", "explicit")["spec"]["context"]["trace"] == {
+        "traceparent": other
+    }
+
+
+def test_without_opentelemetry_installed_nothing_is_added(
+    client: StepRunClient, server: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine_span():
+        # What `import` sees when the optional dependency is absent.
+        monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
+        client.submit(SPEC, name="no-otel")
+    assert "trace" not in server.cluster.get("ns1", "no-otel")["spec"].get("context", {})
+
+
+async def test_async_submit_carries_the_trace_context(server: FakeApiServer) -> None:
+    async with AsyncStepRunClient(server.async_api_client(), "ns1", backoff=FAST) as client:
+        with engine_span():
+            await client.submit(SPEC, name="async-traced")
+    trace = server.cluster.get("ns1", "async-traced")["spec"]["context"]["trace"]
+    assert trace["traceparent"] == TRACEPARENT

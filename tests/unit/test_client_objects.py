@@ -23,6 +23,7 @@ from steprun.client.kubeconfig import context_namespace, kubeconfig_path
 from steprun.client.objects import (
     coerce_spec,
     default_generate_name,
+    parse_steprun,
     parse_steprun_list,
     pod_label_selector,
     same_spec,
@@ -83,6 +84,9 @@ def test_body_without_name_uses_generate_name() -> None:
         ({"image": "ghcr.io/x/y@sha256:abc"}, "y-"),
         ({"image": "a" * 80}, "a" * 40 + "-"),
         ({"image": None, "mode": "sandbox", "sandbox": {"plugin": "eslint"}}, "eslint-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint/fix"}}, "eslint-fix-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "command:mind:rag-index"}}, "mind-rag-index-"),
+        ({"mode": "sandbox", "sandbox": {"uses": "builtin:shell"}, "script": "x"}, "shell-"),
         ({"image": "___"}, "step-"),
     ],
 )
@@ -113,6 +117,26 @@ def test_pod_selector_selects_the_operators_children_of_that_step() -> None:
     long_name = "x" * 80
     value = pod_label_selector(long_name).split(",")[0].split("=")[1]
     assert len(value) <= 63 and value != long_name
+
+
+def test_a_sandbox_step_written_as_a_workflow_step_is_submitted_as_is() -> None:
+    spec = coerce_spec(
+        {
+            "mode": "sandbox",
+            "sandbox": {"uses": "command:lint", "permissions": ["network.egress"]},
+            "context": {"inputs": {"fix": True}},
+        }
+    )
+    assert spec.sandbox is not None and spec.sandbox.uses == "command:lint"
+    body = steprun_body(spec, namespace="ci")
+    assert body["spec"]["sandbox"] == {
+        "policy": "default",
+        "uses": "command:lint",
+        "permissions": ["network.egress"],
+    }
+    assert body["metadata"]["generateName"] == "lint-"
+    with pytest.raises(ValueError, match="uses"):
+        coerce_spec({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}})
 
 
 def test_coerce_spec_accepts_camel_and_snake_case() -> None:
@@ -256,3 +280,35 @@ def test_kubeconfig_path_prefers_argument_then_env(
     (tmp_path / ".kube").mkdir()
     (tmp_path / ".kube" / "config").write_text("{}")
     assert kubeconfig_path() == str(tmp_path / ".kube" / "config")
+
+
+def test_reading_is_forward_compatible_unknown_fields_ignored_unknown_phase_kept() -> None:
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "newer", "namespace": "ci"},
+        "spec": {"image": "busybox", "gpus": 2, "context": {"inputs": {}, "artifacts": []}},
+        "status": {
+            "phase": "Paused",
+            "newSummary": {"x": 1},
+            "attempts": [{"attempt": 1, "podName": "newer-1", "node": "n1"}],
+            "conditions": [{"type": "Succeeded", "status": "Unknown", "severity": "Info"}],
+        },
+    }
+    steprun = parse_steprun(body)
+    assert steprun.spec.image == "busybox"
+    assert steprun.status.phase == "Paused"
+    assert not is_terminal(steprun)
+    assert steprun.status.attempts[0].pod_name == "newer-1"
+    items, _ = parse_steprun_list({"items": [body], "metadata": {"resourceVersion": "5"}})
+    assert [sr.name for sr in items] == ["newer"]
+
+
+def test_known_phases_are_still_read_as_phases() -> None:
+    body = {
+        "metadata": {"name": "a", "namespace": "ci"},
+        "spec": {"image": "busybox"},
+        "status": {"phase": "Succeeded"},
+    }
+    assert parse_steprun(body).status.phase == Phase.SUCCEEDED
+    assert is_terminal(parse_steprun(body))

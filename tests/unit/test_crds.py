@@ -14,6 +14,7 @@ from steprun.api import crdgen
 from steprun.api.models import (
     MAX_ENV_VARS,
     MAX_SCRIPT,
+    USES_PATTERN,
     Permission,
     Phase,
     SandboxPolicy,
@@ -270,7 +271,8 @@ def test_optional_fields_are_not_required_and_nulls_are_gone(steprun_crd: Schema
         "minLength": 1,
     }
     sandbox = spec["properties"]["sandbox"]
-    assert sandbox["required"] == ["plugin"]
+    # plugin or uses, one of them: a CEL rule says which, not `required`.
+    assert "required" not in sandbox
     assert root_schema(steprun_crd)["required"] == ["spec"]
 
 
@@ -313,7 +315,7 @@ def test_enums_and_literals_become_enum(steprun_crd: Schema, policy_crd: Schema)
 
 def test_free_json_objects_preserve_unknown_fields(steprun_crd: Schema) -> None:
     root = root_schema(steprun_crd)
-    for path in ("spec.context.inputs", "status.outputs", "status.admitted"):
+    for path in ("spec.context.inputs", "status.outputs"):
         node = crdgen.node_at(root, path)
         assert node["type"] == "object"
         assert node["x-kubernetes-preserve-unknown-fields"] is True
@@ -321,6 +323,14 @@ def test_free_json_objects_preserve_unknown_fields(steprun_crd: Schema) -> None:
             "nullable": True,
             "x-kubernetes-preserve-unknown-fields": True,
         }
+    # The admission decision is typed (kubectl explain documents it) yet keeps unknown keys: a
+    # decision stored by an older operator has snake_case keys that must survive to be read.
+    admitted = crdgen.node_at(root, "status.admitted")
+    assert admitted["x-kubernetes-preserve-unknown-fields"] is True
+    assert {"policy", "plugin", "handler", "cliCommand", "timeoutSeconds"} <= set(
+        admitted["properties"]
+    )
+    assert admitted["required"] == ["policy", "plugin", "image", "timeoutSeconds"]
     toleration = crdgen.node_at(root, "spec.podTemplate.tolerations[]")
     assert toleration["type"] == "object"
     assert toleration["x-kubernetes-preserve-unknown-fields"] is True
@@ -436,9 +446,21 @@ def test_mode_rules(steprun_crd: Schema) -> None:
     assert "self.mode != 'local' || has(self.image)" in rules
     assert "self.mode != 'sandbox' || has(self.sandbox)" in rules
     assert "self.mode == 'sandbox' || !has(self.sandbox)" in rules
-    for field in ("image", "command", "script", "serviceAccountName"):
+    for field in ("image", "command", "serviceAccountName"):
         assert f"self.mode != 'sandbox' || !has(self.{field})" in rules
     assert "self.mode != 'sandbox' || !has(self.args)" not in rules
+
+
+def test_sandbox_names_one_thing_to_run_and_scripts_need_builtin_shell(
+    steprun_crd: Schema,
+) -> None:
+    assert rule_texts(steprun_crd, "spec.sandbox") == {"has(self.plugin) != has(self.uses)"}
+    shell = "has(self.sandbox) && has(self.sandbox.uses) && self.sandbox.uses == 'builtin:shell'"
+    rules = rule_texts(steprun_crd, "spec")
+    assert f"self.mode != 'sandbox' || !has(self.script) || ({shell})" in rules
+    assert f"!({shell}) || has(self.script)" in rules
+    uses = crdgen.node_at(root_schema(steprun_crd), "spec.sandbox.uses")
+    assert uses["pattern"] == USES_PATTERN
 
 
 def test_every_spec_field_but_cancel_is_immutable(steprun_crd: Schema) -> None:
@@ -506,6 +528,22 @@ def test_policy_lists_and_bounds(policy_crd: Schema) -> None:
     assert rule_texts(policy_crd, "spec.egress[].cidr") == {"isCIDR(self)"}
     assert rule_texts(policy_crd, "spec.maxResources") == {
         "self.all(k, type(self[k]) == int || isQuantity(self[k]))"
+    }
+
+
+def test_plugin_entries_are_unique(policy_crd: Schema) -> None:
+    root = root_schema(policy_crd)
+    for entries in ("handlers", "commands"):
+        node = crdgen.node_at(root, f"spec.plugins[].{entries}")
+        assert node["x-kubernetes-list-type"] == "map"
+        assert node["x-kubernetes-list-map-keys"] == ["id"]
+        assert node["items"]["required"] == ["id"]
+    (unique_commands,) = rule_texts(policy_crd, "spec.plugins")
+    assert "self.filter(q, has(q.commands) && q.commands.exists(d, d.id == c.id)).size() == 1" in (
+        unique_commands
+    )
+    assert rule_texts(policy_crd, "spec") == {
+        "!has(self.shellPlugin) || self.plugins.exists(p, p.name == self.shellPlugin)"
     }
 
 

@@ -17,6 +17,7 @@ from steprun.reconcile.decide import (
     FinishAttempt,
     MarkRunning,
     Outcome,
+    ReleasePods,
     RepairContext,
     StartAttempt,
     Wait,
@@ -27,6 +28,8 @@ from tests.unit.factories import (
     FINISHED,
     STARTED,
     at,
+    attempt_entry,
+    condition,
     pending_status,
     pod,
     pod_name,
@@ -823,3 +826,93 @@ def test_terminal_phase_never_changes(
     )
     for now in (at(CREATED), LATER, at("2025-01-01T00:00:00Z")):
         assert decide(sr, pod_body, now, CONFIG) == Wait()
+
+
+# ---------------------------------------------------------------- the tracking finalizer
+
+
+def test_held_pods_of_recorded_attempts_are_released_once_nothing_else_is_due() -> None:
+    first = attempt_entry(1, exitCode=3, reason="Error", completionTime=FINISHED)
+    sr = steprun(status=running_status(2, attempts=[first, {"attempt": 2, "podName": pod_name(2)}]))
+    current = pod("Running", running(), name=pod_name(2))
+    decision = decide(sr, current, LATER, CONFIG, held=[pod_name(1), pod_name(2)])
+    assert decision == ReleasePods((pod_name(1),))
+
+
+def test_the_pod_in_flight_is_never_released() -> None:
+    sr = steprun(status=running_status())
+    decision = decide(sr, pod("Running", running()), LATER, CONFIG, held=[pod_name(1)])
+    assert decision == Wait()
+
+
+def test_the_outcome_is_recorded_before_a_held_pod_is_released() -> None:
+    sr = steprun(status=running_status())
+    done = pod("Succeeded", terminated(0), deleting=True)
+    decision = decide(sr, done, LATER, CONFIG, held=[pod_name(1)])
+    assert isinstance(decision, FinishAttempt)
+    assert decision.outcome.phase == Phase.SUCCEEDED
+
+
+@pytest.mark.parametrize("phase", sorted(p.value for p in TERMINAL_PHASES))
+def test_a_terminal_steprun_releases_every_held_pod(phase: str) -> None:
+    sr = steprun(status=terminal_status(phase, "Whatever"))
+    decision = decide(sr, None, LATER, CONFIG, held=[pod_name(1)], orphans=[pod_name(2)])
+    assert decision == ReleasePods((pod_name(1), pod_name(2)))
+
+
+def test_pods_of_an_earlier_namesake_are_released() -> None:
+    sr = steprun(status=pending_status())
+    decision = decide(
+        sr, pod("Pending", waiting("ContainerCreating")), at(CREATED), CONFIG, orphans=["old-1"]
+    )
+    assert decision == ReleasePods(("old-1",))
+
+
+# ---------------------------------------------------------------- TTL and the startup clock
+
+
+def test_the_operator_default_ttl_applies_when_the_step_sets_none() -> None:
+    sr = steprun(status=terminal_status("Succeeded", "Completed", completionTime=FINISHED))
+    config = OperatorConfig(default_ttl_seconds_after_finished=60)
+    assert decide(sr, None, at(FINISHED) + timedelta(seconds=30), config) == Wait(
+        until=at(FINISHED) + timedelta(seconds=60)
+    )
+    assert decide(sr, None, at(FINISHED) + timedelta(seconds=61), config) == ExpireTtl()
+    own = steprun(
+        spec={"ttlSecondsAfterFinished": 600},
+        status=terminal_status("Succeeded", "Completed", completionTime=FINISHED),
+    )
+    assert decide(own, None, at(FINISHED) + timedelta(seconds=61), config) == Wait(
+        until=at(FINISHED) + timedelta(seconds=600)
+    )
+
+
+def test_startup_timeout_counts_from_the_operators_own_record() -> None:
+    # The API server's clock runs 10 minutes behind the operator's: by its creationTimestamp
+    # the Pod would be over its 300 s startup timeout at once.
+    recorded = at(CREATED) + timedelta(minutes=10)
+    entry = {"attempt": 1, "podName": pod_name(1), "creationTime": recorded.isoformat()}
+    sr = steprun(status=pending_status(attempts=[entry]))
+    stuck = pod("Pending", waiting("ErrImagePull", PULL_MESSAGE), created=CREATED)
+    now = recorded + timedelta(seconds=60)
+    assert decide(sr, stuck, now, CONFIG) == Wait(until=recorded + timedelta(seconds=300))
+    assert isinstance(decide(sr, stuck, recorded + timedelta(seconds=301), CONFIG), FinishAttempt)
+
+
+def test_a_pod_whose_sandbox_is_ready_does_not_have_its_context_checked() -> None:
+    # Pulling its image: volumes are mounted, so the context exists; no API reads.
+    scheduled = condition("PodScheduled", "True")
+    ready = condition("PodReadyToStartContainers", "True")
+    pulling = pod("Pending", waiting("ContainerCreating"), conditions=[scheduled, ready])
+    sr = steprun(status=pending_status())
+    later = at(CREATED) + timedelta(seconds=30)
+    assert decide(sr, pulling, later, CONFIG) == Wait(until=at(CREATED) + timedelta(seconds=300))
+    mounting = pod(
+        "Pending",
+        waiting("ContainerCreating"),
+        conditions=[
+            condition("PodScheduled", "True"),
+            condition("PodReadyToStartContainers", "False"),
+        ],
+    )
+    assert isinstance(decide(sr, mounting, later, CONFIG), RepairContext)

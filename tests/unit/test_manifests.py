@@ -275,10 +275,12 @@ NAMESPACED_OPERATOR_RULES = {
     ("steprun.dev", "stepruns", "watch"),
     ("steprun.dev", "stepruns", "delete"),
     ("steprun.dev", "stepruns/status", "patch"),
-    *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete")},
+    *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")},
     *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
+    *{("", "persistentvolumeclaims", v) for v in ("create", "get", "patch")},
     *{("networking.k8s.io", "networkpolicies", v) for v in ("create", "get", "list")},
     ("", "events", "create"),
+    ("", "events", "list"),
 }
 CLUSTER_OPERATOR_RULES = {
     ("steprun.dev", "sandboxpolicies", "get"),

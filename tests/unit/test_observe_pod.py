@@ -457,3 +457,21 @@ def test_parse_outputs(
 )
 def test_is_terminal(state: Any, terminal: bool) -> None:
     assert is_terminal(PodObservation(state=state, reason="x", message="y")) is terminal
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('{"a":' * 65 + "1" + "}" * 65, id="just-over"),
+        pytest.param("[" * 2040 + "]" * 2040, id="2040-deep-in-4KiB"),
+    ],
+)
+def test_outputs_nested_too_deep_are_refused_without_parsing(text: str) -> None:
+    assert len(text.encode()) <= 4096
+    assert parse_outputs(text) == (None, "output is nested more than 64 levels deep")
+
+
+def test_outputs_at_the_depth_bound_are_kept_and_brackets_in_strings_do_not_count() -> None:
+    text = '{"a":' * 63 + '"[[[{{{"' + "}" * 63
+    outputs, error = parse_outputs(text)
+    assert error is None and outputs is not None

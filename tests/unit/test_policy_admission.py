@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +8,8 @@ import pytest
 import yaml
 
 from steprun.api.models import (
+    AdmittedSandbox,
+    EgressRule,
     LabelSelector,
     Permission,
     Reason,
@@ -19,6 +22,8 @@ from steprun.api.models import (
 from steprun.config import OperatorConfig
 from steprun.policy.admission import AdmissionResult, Denial, admit, namespace_matches
 from steprun.policy.decision import SandboxDecision
+from steprun.policy.resolve import policy_problems
+from steprun.render.pod import render_pod
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sandbox"
 CONFIG = OperatorConfig(default_timeout_seconds=3600)
@@ -473,6 +478,193 @@ def test_denial_renders_item_then_detail() -> None:
     assert str(Denial("permission x", "is not granted")) == "permission x is not granted"
 
 
+# ---------------------------------------------------------------- handlers and CLI commands
+
+
+def tool_policy(**spec: Any) -> SandboxPolicy:
+    """One plugin with a handler and a command that need different permissions."""
+    tool = {
+        "name": "tool",
+        "image": "registry.example/tool:2",
+        "command": ["tool"],
+        "version": "2.3.0",
+        "permissions": ["secrets.read"],
+        "handlers": [
+            {"id": "fix", "args": ["fix", "--write"], "permissions": ["filesystem.writable"]},
+            {"id": "publish", "permissions": ["network.egress"]},
+        ],
+        "commands": [{"id": "lint", "command": ["tool", "lint"]}],
+    }
+    shell = {"name": "sh", "image": "registry.example/busybox:1", "permissions": []}
+    return policy(
+        **{
+            "grants": ["secrets.read", "filesystem.writable"],
+            "plugins": [tool, shell],
+            **spec,
+        }
+    )
+
+
+def uses_step(uses: str, **spec: Any) -> StepRun:
+    permissions = spec.pop("permissions", [])
+    return steprun(sandbox={"plugin": None, "uses": uses, "permissions": permissions}, **spec)
+
+
+def test_a_handler_is_admitted_with_its_command_args_version_and_permissions() -> None:
+    decision = admitted(admit(uses_step("plugin:tool/fix"), tool_policy(), NS_LABELS, CONFIG))
+    assert decision.uses == "plugin:tool/fix"
+    assert (decision.plugin, decision.version, decision.handler) == ("tool", "2.3.0", "fix")
+    assert decision.cli_command is None
+    assert decision.image == "registry.example/tool:2"
+    assert decision.command == ["tool"]
+    assert decision.args == ["fix", "--write"]
+    assert decision.granted == frozenset({Permission.SECRETS_READ, Permission.FILESYSTEM_WRITABLE})
+
+
+def test_a_command_of_the_same_plugin_holds_only_its_own_permissions() -> None:
+    decision = admitted(admit(uses_step("command:lint"), tool_policy(), NS_LABELS, CONFIG))
+    assert (decision.plugin, decision.cli_command, decision.handler) == ("tool", "lint", None)
+    assert decision.command == ["tool", "lint"]
+    assert decision.args == []
+    assert decision.adapts_inputs
+    assert decision.granted == frozenset({Permission.SECRETS_READ})
+    assert not decision.writable_root
+
+
+def test_builtin_shell_runs_in_the_designated_plugin() -> None:
+    sr = uses_step("builtin:shell", script="echo hi")
+    decision = admitted(admit(sr, tool_policy(shellPlugin="sh"), NS_LABELS, CONFIG))
+    assert decision.runs_script
+    assert (decision.plugin, decision.image, decision.command) == (
+        "sh",
+        "registry.example/busybox:1",
+        None,
+    )
+    refusal = admit(sr, tool_policy(), NS_LABELS, CONFIG)
+    assert refused(refusal) == ["builtin:shell"]
+    assert "names no shellPlugin" in refusal.message
+
+
+def test_the_admission_message_names_the_entry_point() -> None:
+    result = admit(uses_step("plugin:tool/fix"), tool_policy(), NS_LABELS, CONFIG)
+    assert result.message == (
+        'admitted by SandboxPolicy "default" (plugin tool, handler fix, permissions: '
+        "filesystem.writable, secrets.read)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uses", "item", "words"),
+    [
+        pytest.param(
+            "plugin:tool/format",
+            "Workflow handler not found: format in plugin tool",
+            "(handlers of tool: fix, publish)",
+            id="handler",
+        ),
+        pytest.param(
+            "plugin:rubocop/fix", "Plugin not found: rubocop", "(plugins: tool, sh)", id="plugin"
+        ),
+        pytest.param(
+            "command:format",
+            "CLI command not found: format",
+            "(commands: lint (plugin tool))",
+            id="command",
+        ),
+    ],
+)
+def test_an_unknown_entry_point_is_rejected_naming_what_exists(
+    uses: str, item: str, words: str
+) -> None:
+    result = admit(uses_step(uses), tool_policy(), NS_LABELS, CONFIG)
+    assert refused(result) == [item]
+    assert result.reason == Reason.PERMISSION_DENIED
+    assert result.message == f'SandboxPolicy "default" denies this step: {item} {words}'
+
+
+def test_a_denied_handler_lists_every_missing_permission_and_who_needs_it() -> None:
+    sr = uses_step("plugin:tool/publish", permissions=["network.egress", "filesystem.writable"])
+    result = admit(sr, tool_policy(grants=["secrets.read"]), NS_LABELS, CONFIG)
+    assert refused(result) == ["permission filesystem.writable", "permission network.egress"]
+    writable, egress = (str(d) for d in result.denials)
+    assert "remove it from spec.sandbox.permissions" in writable
+    assert egress == (
+        "permission network.egress is not granted (grants: secrets.read): handler publish of "
+        "plugin tool needs it, so ask a cluster admin to grant it or use another handler "
+        "(spec.sandbox.permissions asks for it too)"
+    )
+
+
+def test_permissions_needed_by_plugin_and_entry_name_both() -> None:
+    result = admit(uses_step("plugin:tool/fix"), tool_policy(grants=[]), NS_LABELS, CONFIG)
+    assert refused(result) == ["permission filesystem.writable", "permission secrets.read"]
+    assert "handler fix of plugin tool needs it" in result.message
+    assert "plugin tool needs it, so ask a cluster admin to grant it or use another plugin" in (
+        result.message
+    )
+
+
+def test_a_policy_declaring_a_command_twice_admits_no_step() -> None:
+    pol = tool_policy()
+    twin = pol.spec.plugins[0].model_copy(update={"name": "tool2"})
+    pol.spec.plugins.append(twin)
+    result = admit(uses_step("plugin:tool/fix"), pol, NS_LABELS, CONFIG)
+    assert refused(result) == ["the policy"]
+    assert "command lint is declared by plugins tool and tool2" in result.message
+    command = admit(uses_step("command:lint"), pol, NS_LABELS, CONFIG)
+    assert refused(command) == ["CLI command lint", "the policy"]
+    assert "is ambiguous" in command.message
+
+
+def test_plugin_and_uses_together_are_an_invalid_spec() -> None:
+    sr = steprun(sandbox={"uses": "command:lint"})
+    result = admit(sr, tool_policy(), NS_LABELS, CONFIG)
+    assert refused(result) == ["spec.sandbox"]
+    assert result.reason == Reason.INVALID_SPEC
+    assert "exactly one of plugin and uses" in result.message
+
+
+def test_the_frozen_decision_round_trips_through_status() -> None:
+    decision = admitted(admit(uses_step("plugin:tool/fix"), tool_policy(), NS_LABELS, CONFIG))
+    stored = decision.to_status()
+    assert stored["handler"] == "fix" and stored["timeoutSeconds"] == 900
+    assert stored["granted"] == ["filesystem.writable", "secrets.read"]
+    assert SandboxDecision.from_status(stored) == decision
+    status = StepRun.from_body(
+        {**uses_step("plugin:tool/fix").model_dump(by_alias=True), "status": {"admitted": stored}}
+    ).status
+    assert status.admitted is not None
+    assert SandboxDecision.from_status(status.admitted) == decision
+
+
+def test_a_decision_stored_by_an_older_operator_is_still_read() -> None:
+    """Before status.admitted was typed the operator stored a snake_case dict."""
+    legacy = {
+        "policy": "default",
+        "plugin": "eslint",
+        "image": "registry.example/eslint:9",
+        "command": ["eslint"],
+        "granted": ["network.egress"],
+        "timeout_seconds": 600,
+        "resources": {"limits": {"cpu": "1"}},
+        "runtime_class_name": "gvisor",
+        "pod_labels": {"team": "a"},
+        "egress": [{"cidr": "10.0.0.0/8", "ports": [443]}],
+        "env": {},
+    }
+    decision = SandboxDecision.from_status(legacy)
+    assert decision.timeout_seconds == 600
+    assert decision.runtime_class_name == "gvisor"
+    assert decision.pod_labels == {"team": "a"}
+    assert decision.granted == frozenset({Permission.NETWORK_EGRESS})
+    assert decision.resources == ResourceRequirements(limits={"cpu": "1"})
+    assert (decision.uses, decision.handler, decision.args) == (None, None, [])
+    body = steprun().model_dump(by_alias=True)
+    stored = StepRun.from_body({**body, "status": {"admitted": legacy}}).status.admitted
+    assert stored is not None
+    assert SandboxDecision.from_status(stored) == decision
+
+
 # ---------------------------------------------------------------- namespace selectors
 
 
@@ -571,10 +763,14 @@ def example_policy() -> SandboxPolicy:
 
 def test_every_example_is_covered() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == [
+        "command.yaml",
         "denied.yaml",
         "egress.yaml",
+        "handler-not-found.yaml",
+        "handler.yaml",
         "plugin-runs.yaml",
         "policy-default.yaml",
+        "shell.yaml",
     ]
 
 
@@ -584,7 +780,10 @@ def test_example_policy_declares_the_documented_plugins() -> None:
     assert {p.name: p.image for p in pol.spec.plugins} == {
         "echo-plugin": "steprun.local/step:1",
         "lint": "steprun.local/step:1",
+        "toolbox": "steprun.local/step:1",
     }
+    assert pol.spec.shell_plugin == "echo-plugin"
+    assert policy_problems(pol.spec) == []
     assert sorted(pol.spec.grants) == ["network.egress", "secrets.read"]
 
 
@@ -607,3 +806,127 @@ def test_example_egress_is_admitted_with_the_policy_rules() -> None:
     decision = admitted(admit(example_steprun("egress.yaml"), example_policy(), {}, CONFIG))
     assert decision.egress_allowed
     assert [(r.cidr, r.ports) for r in decision.egress] == [("10.96.0.0/12", [443])]
+
+
+# ---------------------------------------------------------------- workspaces
+
+CLAIM = {"name": "cache", "persistentVolumeClaim": {"claimName": "ci-cache"}}
+SCRATCH = {"name": "scratch", "emptyDir": {}}
+
+
+def test_workspaces_need_the_workspaces_mount_permission() -> None:
+    result = admit(
+        steprun(workspaces=[SCRATCH]), policy(grants=["workspaces.mount"]), NS_LABELS, CONFIG
+    )
+    assert refused(result) == ["spec.workspaces"]
+    assert "workspaces.mount" in result.message
+
+
+def test_workspaces_mount_must_be_granted() -> None:
+    result = admit(
+        steprun(workspaces=[SCRATCH], sandbox={"permissions": ["workspaces.mount"]}),
+        policy(),
+        NS_LABELS,
+        CONFIG,
+    )
+    assert refused(result) == ["permission workspaces.mount"]
+
+
+def test_scratch_workspace_is_admitted_with_the_grant() -> None:
+    decision = admitted(
+        admit(
+            steprun(workspaces=[SCRATCH], sandbox={"permissions": ["workspaces.mount"]}),
+            policy(grants=["workspaces.mount"]),
+            NS_LABELS,
+            CONFIG,
+        )
+    )
+    assert decision.workspaces_allowed and not decision.writable_root
+
+
+def test_existing_claims_must_be_named_by_the_policy() -> None:
+    step = steprun(workspaces=[CLAIM], sandbox={"permissions": ["workspaces.mount"]})
+    denied = admit(
+        step,
+        policy(grants=["workspaces.mount"], workspaceClaims=["other"]),
+        NS_LABELS,
+        CONFIG,
+    )
+    assert refused(denied) == ["workspace cache (claim ci-cache)"]
+    assert "workspaceClaims (other)" in denied.message
+    decision = admitted(
+        admit(
+            step,
+            policy(
+                grants=["workspaces.mount", "filesystem.writable"], workspaceClaims=["ci-cache"]
+            ),
+            NS_LABELS,
+            CONFIG,
+        )
+    )
+    # Writable only when the step also asks for filesystem.writable.
+    assert not decision.writable_root
+
+
+def test_example_handler_is_admitted_with_the_handler_args() -> None:
+    decision = admitted(admit(example_steprun("handler.yaml"), example_policy(), {}, CONFIG))
+    assert (decision.plugin, decision.version, decision.handler) == ("toolbox", "1.4.2", "greet")
+    assert decision.command == ["/bin/sh", "-c"] and decision.args[-1] == "greet"
+    assert decision.granted == frozenset()
+
+
+def test_example_command_is_admitted_and_renders_its_flags() -> None:
+    sr = example_steprun("command.yaml")
+    decision = admitted(admit(sr, example_policy(), {}, CONFIG))
+    assert (decision.plugin, decision.cli_command) == ("toolbox", "report")
+    (container,) = render_pod(sr, 1, CONFIG, decision)["spec"]["containers"]
+    assert container["args"] == ["--ext", "js", "--ext", "ts", "--fix", "--format", "json", "src"]
+    assert container["workingDir"] == "/tmp/work"
+    # The documented outcome is the command line the example's command reports.
+    assert '"argv":"' + " ".join(container["args"]) + '"' in (EXAMPLES / "command.yaml").read_text()
+
+
+def test_example_shell_runs_in_the_policy_shell_plugin() -> None:
+    decision = admitted(admit(example_steprun("shell.yaml"), example_policy(), {}, CONFIG))
+    assert decision.runs_script and decision.plugin == "echo-plugin"
+
+
+def test_example_handler_not_found_names_the_declared_handlers() -> None:
+    result = admit(example_steprun("handler-not-found.yaml"), example_policy(), {}, CONFIG)
+    assert refused(result) == ["Workflow handler not found: deploy in plugin toolbox"]
+    assert result.message in (EXAMPLES / "handler-not-found.yaml").read_text().replace("\n#  ", "")
+
+
+def test_every_decision_field_is_frozen_in_status() -> None:
+    """A field added to the decision must reach status.admitted and come back, or a retry
+    after an operator restart would silently run without it."""
+    values: dict[str, Any] = {
+        "policy": "default",
+        "plugin": "tool",
+        "image": "registry.example/tool:2",
+        "command": ["tool", "lint"],
+        "granted": frozenset({Permission.SECRETS_READ}),
+        "timeout_seconds": 60,
+        "resources": ResourceRequirements(limits={"cpu": "1"}),
+        "runtime_class_name": "gvisor",
+        "pod_labels": {"team": "a"},
+        "egress": [EgressRule(cidr="10.0.0.0/8", ports=[443])],
+        "env": {"A": "b"},
+        "uses": "command:lint",
+        "version": "2.3.0",
+        "handler": "fix",
+        "cli_command": "lint",
+        "args": ["--x"],
+        "termination_grace_period_seconds": 20,
+        "empty_dir_size_limit": "1Gi",
+        "allowed_env": ["ESLINT_*"],
+        "node_selector": {"pool": "sandbox"},
+        "tolerations": [{"key": "sandbox", "operator": "Exists"}],
+    }
+    names = {f.name for f in dataclasses.fields(SandboxDecision)}
+    assert names == set(values), "give the new field a value here"
+    assert names == set(AdmittedSandbox.model_fields), "add the field to AdmittedSandbox"
+    decision = SandboxDecision(**values)
+    stored = decision.to_status()
+    assert len(stored) == len(values)
+    assert SandboxDecision.from_status(stored) == decision

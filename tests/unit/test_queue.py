@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from steprun.kube.backoff import Jittered
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
 from tests.unit.factories import NAME, NAMESPACE, pod, pod_name, steprun_body
 
@@ -418,3 +419,95 @@ async def test_drain_cancels_runs_and_leaves_the_queue_usable() -> None:
     del worker.gates[KEY]
     queue.add(KEY)
     await settle(lambda: worker.count() == 2)
+
+
+# ---------------------------------------------------------------- per-key backoff
+
+
+async def test_rate_limited_requeues_back_off_per_key_and_forget_resets() -> None:
+    seen: list[Key] = []
+
+    async def work(key: Key) -> None:
+        seen.append(key)
+
+    queue = WorkQueue(work, backoff=Jittered(initial=1.0, maximum=8.0))
+    delays = [queue.add_rate_limited(KEY) for _ in range(5)]
+    assert [queue.failures(KEY), queue.failures(OTHER)] == [5, 0]
+    for failures, delay in enumerate(delays, start=1):
+        ceiling = min(8.0, 2.0 ** (failures - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    queue.forget(KEY)
+    assert queue.failures(KEY) == 0
+    assert queue.add_rate_limited(KEY) <= 1.0
+    await queue.drain()
+
+
+async def test_rate_limited_requeue_honours_retry_after_and_replaces_an_earlier_timer() -> None:
+    async def work(key: Key) -> None:
+        return None
+
+    queue = WorkQueue(work)
+    queue.add_after(KEY, 0.01)
+    delay = queue.add_rate_limited(KEY, retry_after=5.0)
+    assert delay == 5.0
+    assert queue.pending_timers() == 1
+    loop = asyncio.get_running_loop()
+    assert queue._timers[KEY].when() - loop.time() > 4.5
+    queue.discard(KEY)
+    assert queue.pending_timers() == 0
+    await queue.drain()
+
+
+async def test_a_crashing_work_function_is_retried_with_backoff() -> None:
+    calls = 0
+
+    async def work(key: Key) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("bug")
+
+    queue = WorkQueue(work, backoff=Jittered(initial=0.01, maximum=0.02))
+    queue.add(KEY)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if calls >= 3:
+            break
+    assert calls >= 3
+    assert queue.failures(KEY) >= 2
+    await queue.drain()
+
+
+# ---------------------------------------------------------------- bounded memory
+
+
+def test_a_terminal_steprun_is_cached_as_its_ttl_fields_only() -> None:
+    cache = ObjectCache()
+    body = sr_body("10")
+    body["spec"]["ttlSecondsAfterFinished"] = 60
+    body["spec"]["context"] = {"inputs": {"big": "x" * 100_000}}
+    body["status"] = {
+        "phase": "Succeeded",
+        "completionTime": "2024-05-01T10:01:00Z",
+        "outputs": {"big": "y" * 4000},
+        "attempts": [{"attempt": 1, "podName": "p", "message": "m" * 1000}],
+    }
+    cache.observe(body)
+    cached = cache.get(KEY)
+    assert cached is not None
+    assert cached["spec"] == {"ttlSecondsAfterFinished": 60}
+    assert cached["status"] == {"phase": "Succeeded", "completionTime": "2024-05-01T10:01:00Z"}
+    assert cached["metadata"]["uid"] == "uid-a"
+    assert len(repr(cached)) < 1000
+
+
+def test_pods_of_a_terminal_steprun_are_kept_only_while_they_hold_the_finalizer() -> None:
+    cache = PodCache(finalizer="steprun.dev/step-tracking")
+    held = pod_body("10")
+    held["metadata"]["finalizers"] = ["steprun.dev/step-tracking"]
+    released = pod_body("11", attempt=2)
+    cache.observe(KEY, held, slim=True)
+    cache.observe(KEY, released, slim=True)
+    assert set(cache.all(KEY)) == {pod_name(1)}
+    assert "status" not in cache.all(KEY)[pod_name(1)]
+    cache.observe(KEY, pod_body("12"), slim=True)
+    assert len(cache) == 0

@@ -116,6 +116,7 @@ def test_local_pod() -> None:
                     "blockOwnerDeletion": True,
                 }
             ],
+            "finalizers": ["steprun.dev/step-tracking"],
         },
         "spec": {
             "restartPolicy": "Never",
@@ -422,3 +423,65 @@ def test_steps_without_a_script_mount_no_script_file() -> None:
     pod = render_pod(steprun(command=["make"]), 1, CONFIG)
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "context"]
     assert volume["configMap"]["items"] == [{"key": "context.json", "path": "context.json"}]
+
+
+# ---------------------------------------------------------------- handlers, commands, shell
+
+
+def uses_decision(**fields: Any) -> SandboxDecision:
+    base = decision()
+    return SandboxDecision(**{**base.__dict__, **fields})
+
+
+def test_a_handler_runs_its_command_with_its_args_before_the_step_args() -> None:
+    chosen = uses_decision(
+        uses="plugin:eslint/fix", handler="fix", command=["eslint"], args=["--fix"]
+    )
+    sr = sandbox_steprun(args=["src/"], context={"inputs": {"ignored": True}})
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    assert c["command"] == ["eslint"]
+    # A handler reads its inputs from context.json; only a CLI command gets them as flags.
+    assert c["args"] == ["--fix", "src/"]
+
+
+def test_a_cli_command_gets_its_inputs_as_flags_then_the_step_args() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint", command=["eslint", "lint"])
+    inputs = {"fix": True, "quiet": False, "ext": ["js", "ts"], "max": 3}
+    sr = sandbox_steprun(args=["src/"], workingDir="/workspace", context={"inputs": inputs})
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    assert c["command"] == ["eslint", "lint"]
+    assert c["args"] == ["--ext", "js", "--ext", "ts", "--fix", "--max", "3", "src/"]
+    assert c["workingDir"] == "/workspace"
+
+
+def test_input_flags_are_escaped_from_the_kubelets_variable_expansion() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint")
+    sr = sandbox_steprun(args=["$(KEPT)"], context={"inputs": {"msg": "5$ $(HOME) $$"}})
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    # spec.args keep container semantics; only what the adapter made is escaped.
+    assert c["args"] == ["--msg", "5$$ $$(HOME) $$$$", "$(KEPT)"]
+
+
+def test_a_cli_command_with_unusable_inputs_is_an_invalid_spec() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint")
+    sr = sandbox_steprun(context={"inputs": {"not a flag": 1}})
+    with pytest.raises(RenderError, match=r"command lint: context\.inputs key 'not a flag'"):
+        render_pod(sr, 1, CONFIG, chosen)
+
+
+def test_builtin_shell_runs_the_script_from_the_configmap_in_the_plugin_image() -> None:
+    from steprun.render.context import render_configmap
+
+    chosen = uses_decision(uses="builtin:shell", command=None)
+    sr = sandbox_steprun(script="echo hi", sandbox={"uses": "builtin:shell"})
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    assert c["image"] == "registry.example/plugins/eslint:9"
+    assert c["command"] == ["/bin/sh", f"{CONFIG.context_mount_path}/script.sh"]
+    assert "args" not in c
+    assert render_configmap(sr, CONFIG, chosen)["data"]["script.sh"] == "echo hi"
+    # Any other sandbox step never gets a script file, even if one slipped past the schema.
+    assert "script.sh" not in render_configmap(sr, CONFIG, decision())["data"]
+    with pytest.raises(RenderError, match="runs its plugin's command"):
+        render_pod(sr, 1, CONFIG, decision())
+    with pytest.raises(RenderError, match=r"runs spec\.script: set it"):
+        render_pod(sandbox_steprun(), 1, CONFIG, chosen)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from steprun.api.models import Phase, StepRun, StepRunStatus
+from steprun.api.models import AdmittedSandbox, Phase, StepRun, StepRunStatus
 from steprun.reconcile import status as statuses
 from steprun.reconcile.decide import Outcome
 from tests.unit.factories import (
@@ -26,6 +26,22 @@ from tests.unit.factories import (
     steprun,
 )
 
+
+class _Wire:
+    """The transitions as the merge patches the reconciler writes (each serialised once)."""
+
+    def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
+        transition = getattr(statuses, name)
+
+        def written(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            status = transition(*args, **kwargs)
+            assert isinstance(status, StepRunStatus)
+            return statuses.to_patch(status)
+
+        return written
+
+
+wire = _Wire()
 NOW = "2024-05-01T10:01:05Z"  # 65s after CREATED
 OUTPUTS = {"digest": "sha256:abc"}
 EXIT_3 = "the step exited with code 3"
@@ -74,7 +90,7 @@ def failed_exit_3(**fields: Any) -> Outcome:
 
 
 def test_pending_first_attempt() -> None:
-    doc = statuses.pending(steprun(generation=3), 1, pod_name(1), at(NOW))
+    doc = wire.pending(steprun(generation=3), 1, pod_name(1), at(NOW))
 
     message = "Pod build-42-lint-1 created for attempt 1; waiting for it to start"
     assert doc == BLANK | {
@@ -83,7 +99,7 @@ def test_pending_first_attempt() -> None:
         "message": message,
         "podName": pod_name(1),
         "attempt": 1,
-        "attempts": [{"attempt": 1, "podName": pod_name(1)}],
+        "attempts": [{"attempt": 1, "podName": pod_name(1), "creationTime": NOW}],
         "startTime": NOW,
         "observedGeneration": 3,
         "conditions": [condition_entry("Unknown", "PodCreated", NOW, message, generation=3)],
@@ -93,7 +109,7 @@ def test_pending_first_attempt() -> None:
 def test_pending_next_attempt_clears_the_retry_and_keeps_history() -> None:
     sr = steprun(status=retrying_status(1, "2024-05-01T10:01:30Z"))
 
-    doc = statuses.pending(sr, 2, pod_name(2), at("2024-05-01T10:01:30Z"))
+    doc = wire.pending(sr, 2, pod_name(2), at("2024-05-01T10:01:30Z"))
 
     message = "Pod build-42-lint-2 created for attempt 2; waiting for it to start"
     assert doc == BLANK | {
@@ -102,7 +118,10 @@ def test_pending_next_attempt_clears_the_retry_and_keeps_history() -> None:
         "message": message,
         "podName": pod_name(2),
         "attempt": 2,
-        "attempts": [finished_attempt(1), {"attempt": 2, "podName": pod_name(2)}],
+        "attempts": [
+            finished_attempt(1),
+            {"attempt": 2, "podName": pod_name(2), "creationTime": "2024-05-01T10:01:30Z"},
+        ],
         "startTime": CREATED,
         "observedGeneration": 1,
         "conditions": [condition_entry("Unknown", "PodCreated", "2024-05-01T10:01:30Z", message)],
@@ -110,13 +129,34 @@ def test_pending_next_attempt_clears_the_retry_and_keeps_history() -> None:
 
 
 def test_pending_records_the_admission_once() -> None:
-    admitted = {"policy": "default", "plugin": "eslint", "permissions": ["network.egress"]}
+    admitted = AdmittedSandbox(
+        policy="default",
+        uses="plugin:eslint/fix",
+        plugin="eslint",
+        handler="fix",
+        image="registry.example/eslint:9",
+        granted=["network.egress"],
+        timeout_seconds=600,
+    )
+    stored = {
+        "policy": "default",
+        "uses": "plugin:eslint/fix",
+        "plugin": "eslint",
+        "handler": "fix",
+        "image": "registry.example/eslint:9",
+        "granted": ["network.egress"],
+        "timeoutSeconds": 600,
+        "egress": [],
+    }
 
-    first = statuses.pending(steprun(), 1, pod_name(1), at(NOW), admitted)
-    assert first["admitted"] == admitted
+    def sent(doc: dict[str, Any]) -> dict[str, Any]:
+        # Unset fields travel as nulls, which a merge patch leaves absent.
+        return {k: v for k, v in doc["admitted"].items() if v is not None}
 
-    sr = steprun(status=retrying_status(1, NOW, admitted=admitted))
-    assert statuses.pending(sr, 2, pod_name(2), at(NOW))["admitted"] == admitted
+    assert sent(wire.pending(steprun(), 1, pod_name(1), at(NOW), admitted)) == stored
+
+    sr = steprun(status=retrying_status(1, NOW, admitted=stored))
+    assert sent(wire.pending(sr, 2, pod_name(2), at(NOW))) == stored
 
 
 def test_attempts_stay_ordered() -> None:
@@ -126,12 +166,12 @@ def test_attempts_stay_ordered() -> None:
         )
     )
 
-    doc = statuses.pending(sr, 3, pod_name(3), at(NOW))
+    doc = wire.pending(sr, 3, pod_name(3), at(NOW))
 
     assert doc["attempts"] == [
         finished_attempt(1),
         finished_attempt(2),
-        {"attempt": 3, "podName": pod_name(3)},
+        {"attempt": 3, "podName": pod_name(3), "creationTime": NOW},
     ]
 
 
@@ -139,7 +179,7 @@ def test_attempts_stay_ordered() -> None:
 
 
 def test_running() -> None:
-    doc = statuses.running(steprun(status=pending_status()), STARTED, at(NOW))
+    doc = wire.running(steprun(status=pending_status()), STARTED, at(NOW))
 
     message = "attempt 1 is running in Pod build-42-lint-1"
     assert doc == BLANK | pending_status() | {
@@ -152,7 +192,7 @@ def test_running() -> None:
 
 
 def test_running_without_a_container_start_time_uses_now() -> None:
-    doc = statuses.running(steprun(status=pending_status()), None, at(NOW))
+    doc = wire.running(steprun(status=pending_status()), None, at(NOW))
 
     assert doc["attempts"] == [{"attempt": 1, "podName": pod_name(1), "startTime": NOW}]
     assert doc["startTime"] == CREATED
@@ -161,7 +201,7 @@ def test_running_without_a_container_start_time_uses_now() -> None:
 def test_running_second_attempt_updates_it_in_place() -> None:
     status = pending_status(2, attempts=[finished_attempt(1), attempt_entry(2)])
 
-    doc = statuses.running(steprun(status=status), STARTED, at(NOW))
+    doc = wire.running(steprun(status=status), STARTED, at(NOW))
 
     assert doc["attempts"] == [finished_attempt(1), attempt_entry(2, startTime=STARTED)]
     assert doc["message"] == "attempt 2 is running in Pod build-42-lint-2"
@@ -174,7 +214,7 @@ def test_attempt_failed_with_a_retry() -> None:
     sr = steprun(status=running_status())
     retry_at = at(NOW) + timedelta(seconds=30)
 
-    doc = statuses.attempt_finished(sr, failed_exit_3(outputs=OUTPUTS), at(NOW), retry_at)
+    doc = wire.attempt_finished(sr, failed_exit_3(outputs=OUTPUTS), at(NOW), retry_at)
 
     message = (
         "attempt 1 failed (Error: the step exited with code 3); "
@@ -206,7 +246,7 @@ def test_attempt_succeeded() -> None:
         completion_time=FINISHED,
     )
 
-    doc = statuses.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
+    doc = wire.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
 
     assert doc == BLANK | {
         "phase": "Succeeded",
@@ -241,7 +281,7 @@ def test_last_attempt_failed() -> None:
         exitCode=3,
     )
 
-    doc = statuses.attempt_finished(steprun(status=status), failed_exit_3(), at(NOW), None)
+    doc = wire.attempt_finished(steprun(status=status), failed_exit_3(), at(NOW), None)
 
     assert doc == BLANK | {
         "phase": "Failed",
@@ -262,7 +302,7 @@ def test_last_attempt_failed() -> None:
 def test_attempt_failed_keeps_its_outputs_on_the_terminal_status() -> None:
     outcome = failed_exit_3(outputs={"failed": ["a.js"]})
 
-    doc = statuses.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
+    doc = wire.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
 
     assert doc["outputs"] == {"failed": ["a.js"]}
 
@@ -270,7 +310,7 @@ def test_attempt_failed_keeps_its_outputs_on_the_terminal_status() -> None:
 def test_attempt_lost_without_times_keeps_the_known_start() -> None:
     outcome = Outcome(Phase.FAILED, "PodDeleted", "Pod build-42-lint-1 was deleted")
 
-    doc = statuses.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
+    doc = wire.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
 
     assert doc["attempts"] == [
         attempt_entry(
@@ -288,7 +328,7 @@ def test_attempt_lost_without_times_keeps_the_known_start() -> None:
 def test_timed_out_is_a_failure_condition() -> None:
     outcome = Outcome(Phase.TIMED_OUT, "DeadlineExceeded", "too slow", exit_code=137)
 
-    doc = statuses.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
+    doc = wire.attempt_finished(steprun(status=running_status()), outcome, at(NOW), None)
 
     assert (doc["phase"], doc["reason"], doc["exitCode"]) == ("TimedOut", "DeadlineExceeded", 137)
     assert doc["conditions"] == [condition_entry("False", "DeadlineExceeded", NOW, "too slow")]
@@ -301,7 +341,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
     message = "cancelled: Pod build-42-lint-1 deleted with a 30s grace period"
     sr = steprun(spec={"cancel": True}, status=running_status(), generation=2)
 
-    doc = statuses.terminal(sr, Phase.CANCELLED, "Cancelled", message, at(NOW))
+    doc = wire.terminal(sr, Phase.CANCELLED, "Cancelled", message, at(NOW))
 
     assert doc == BLANK | {
         "phase": "Cancelled",
@@ -325,7 +365,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
 def test_cancelled_during_backoff_keeps_the_finished_attempt() -> None:
     sr = steprun(spec={"cancel": True}, status=retrying_status(1, "2024-05-01T10:05:00Z"))
 
-    doc = statuses.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW))
+    doc = wire.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW))
 
     assert doc["attempts"] == [finished_attempt(1)]
     assert doc["nextAttemptTime"] is None
@@ -336,7 +376,7 @@ def test_rejected_before_any_pod() -> None:
     message = 'policy "default" does not grant network.egress'
     sr = steprun(generation=2)
 
-    doc = statuses.terminal(sr, Phase.REJECTED, "PermissionDenied", message, at(NOW))
+    doc = wire.terminal(sr, Phase.REJECTED, "PermissionDenied", message, at(NOW))
 
     assert doc == BLANK | {
         "phase": "Rejected",
@@ -353,9 +393,9 @@ def test_rejected_before_any_pod() -> None:
 def test_invalid_spec_on_a_retry_leaves_the_attempts_alone() -> None:
     sr = steprun(status=retrying_status(1, NOW))
 
-    doc = statuses.terminal(sr, Phase.FAILED, "InvalidSpec", "secret gh is gone", at(NOW))
+    doc = wire.terminal(sr, Phase.FAILED, "InvalidSpec", "secret gh is gone", at(NOW))
 
-    assert statuses.parse(doc).attempts == sr.status.attempts
+    assert StepRunStatus.model_validate(doc).attempts == sr.status.attempts
     assert (doc["phase"], doc["nextAttemptTime"]) == ("Failed", None)
 
 
@@ -363,19 +403,19 @@ def test_invalid_spec_on_a_retry_leaves_the_attempts_alone() -> None:
 
 
 def _pending(sr: StepRun) -> dict[str, Any]:
-    return statuses.pending(sr, 1, pod_name(1), at(NOW))
+    return wire.pending(sr, 1, pod_name(1), at(NOW))
 
 
 def _running(sr: StepRun) -> dict[str, Any]:
-    return statuses.running(sr, STARTED, at(NOW))
+    return wire.running(sr, STARTED, at(NOW))
 
 
 def _retry(sr: StepRun) -> dict[str, Any]:
-    return statuses.attempt_finished(sr, failed_exit_3(), at(NOW), at(NOW) + timedelta(seconds=9))
+    return wire.attempt_finished(sr, failed_exit_3(), at(NOW), at(NOW) + timedelta(seconds=9))
 
 
 def _failed(sr: StepRun) -> dict[str, Any]:
-    return statuses.attempt_finished(sr, failed_exit_3(), at(NOW), None)
+    return wire.attempt_finished(sr, failed_exit_3(), at(NOW), None)
 
 
 @pytest.mark.parametrize(
@@ -409,7 +449,7 @@ def _documents(sr: StepRun) -> list[dict[str, Any]]:
         _running(sr),
         _retry(sr),
         _failed(sr),
-        statuses.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW)),
+        wire.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW)),
     ]
 
 
@@ -424,7 +464,7 @@ def test_every_document_is_a_valid_status_of_this_generation(status: dict[str, A
         assert set(doc) == set(BLANK)
         assert doc["observedGeneration"] == 7
         assert [c["observedGeneration"] for c in doc["conditions"]] == [7]
-        assert isinstance(statuses.parse(doc), StepRunStatus)
+        assert isinstance(StepRunStatus.model_validate(doc), StepRunStatus)
         terminal = Phase(doc["phase"]).terminal
         assert (doc["completionTime"] is not None) is terminal
         assert (doc["duration"] is not None) is terminal

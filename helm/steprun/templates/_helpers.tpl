@@ -67,23 +67,31 @@ app.kubernetes.io/component: operator
   resources: [stepruns/status]
   verbs: [patch]
 # Step Pods: created per attempt, read back when the watch has not shown them yet, watched
-# (kopf, by label), deleted on cancel, timeout and retry.
+# (kopf, by label), listed by StepRun uid and deleted on cancel, deleted on timeout and
+# retry, patched to remove the step-tracking finalizer once the attempt's outcome is recorded.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [create, get, list, watch, delete]
+  verbs: [create, get, list, watch, delete, patch]
 # The step's context: created per StepRun, read to adopt one left by an earlier run and to
 # check its owner before deleting it when the step ends. Secrets are also read to copy the
 # projected keys (and to redact their values from what the Pod reports).
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [create, get, delete]
+# Workspaces: an existing claim is read before the Pod is created (get); a workflow run's
+# claim (volumeClaimTemplate) is created by its first StepRun, and each later one adds
+# itself to the claim's owners (patch).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [create, get, patch]
 # The egress policy of sandbox Pods: created, read to adopt an existing one; it goes with the
 # StepRun through its owner reference. Listed to find other policies that would reopen it.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, get, list]
-# One Event per StepRun transition.
+# One Event per StepRun transition (create); the Warning events of a Pod stuck starting with
+# workspaces are read (list) for the kubelet's mount failure.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end -}}

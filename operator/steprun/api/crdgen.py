@@ -24,11 +24,20 @@ from pydantic import BaseModel
 from steprun.api.models import (
     ENV_NAME_PATTERN,
     GROUP,
+    MAX_TRACESTATE_MEMBERS,
     RESERVED_ENV_PREFIX,
     SANDBOXPOLICY_PLURAL,
     STEPRUN_PLURAL,
+    SUB_PATH_MESSAGE,
     TERMINAL_PHASES,
+    TRACEPARENT_MESSAGES,
+    TRACESTATE_MESSAGE,
+    USES_BUILTIN_SHELL,
     VERSION,
+    WORKSPACE_ONE_SOURCE_MESSAGE,
+    WORKSPACE_PATHS_MESSAGE,
+    WORKSPACE_ROOT,
+    WORKSPACE_TEMPLATE_MESSAGE,
     Mode,
     SandboxPolicySpec,
     StepRunSpec,
@@ -315,10 +324,6 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             "spec.command must not be set for mode sandbox: the command comes from the plugin "
             "(spec.args are appended to it)"
         ),
-        "script": (
-            "spec.script must not be set for mode sandbox: the command comes from the plugin "
-            "(spec.args are appended to it)"
-        ),
         "serviceAccountName": (
             "spec.serviceAccountName must not be set for mode sandbox: sandbox Pods run without "
             "a service account token"
@@ -358,6 +363,71 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             )
             for field, message in from_plugin.items()
         ),
+        *builtin_shell_rules(),
+    )
+
+
+def builtin_shell_rules() -> tuple[Rule, ...]:
+    """A sandbox step runs a script only through uses: builtin:shell, which needs one."""
+    sandbox, shell = cel_string(Mode.SANDBOX.value), cel_string(USES_BUILTIN_SHELL)
+    uses_shell = f"has(self.sandbox) && has(self.sandbox.uses) && self.sandbox.uses == {shell}"
+    return (
+        Rule(
+            rule=f"self.mode != {sandbox} || !has(self.script) || ({uses_shell})",
+            message=(
+                "spec.script must not be set for mode sandbox unless spec.sandbox.uses is "
+                f"{USES_BUILTIN_SHELL}: the command comes from the plugin (spec.args are "
+                "appended to it)"
+            ),
+            field_path=".script",
+            reason=FORBIDDEN,
+        ),
+        Rule(
+            rule=f"!({uses_shell}) || has(self.script)",
+            message=f"spec.sandbox.uses {USES_BUILTIN_SHELL} runs spec.script: set it",
+            field_path=".script",
+            reason=REQUIRED,
+        ),
+    )
+
+
+def sandbox_uses_rule() -> Rule:
+    """A sandbox step names what it runs once: a plugin, or a handler or command through uses."""
+    return Rule(
+        rule="has(self.plugin) != has(self.uses)",
+        message=(
+            "spec.sandbox needs exactly one of plugin (the plugin's command) and uses "
+            "(plugin:<plugin>/<handler>, command:<name> or builtin:shell)"
+        ),
+        reason=INVALID,
+    )
+
+
+def unique_command_rule() -> Rule:
+    """command:<name> resolves to exactly one plugin: no two plugins declare the same command.
+
+    Each plugin's ids are unique already (a list map keyed by id), so counting the plugins that
+    declare a command is enough.
+    """
+    return Rule(
+        rule=(
+            "self.all(p, !has(p.commands) || p.commands.all(c, "
+            "self.filter(q, has(q.commands) && q.commands.exists(d, d.id == c.id)).size() == 1))"
+        ),
+        message=(
+            "spec.plugins[].commands[].id must be unique across the plugins of the policy: "
+            "uses: command:<name> must resolve to exactly one plugin"
+        ),
+        reason=INVALID,
+    )
+
+
+def shell_plugin_rule() -> Rule:
+    return Rule(
+        rule="!has(self.shellPlugin) || self.plugins.exists(p, p.name == self.shellPlugin)",
+        message="spec.shellPlugin must name one of spec.plugins",
+        field_path=".shellPlugin",
+        reason=INVALID,
     )
 
 
@@ -402,13 +472,112 @@ def egress_cidr_rule() -> Rule:
     )
 
 
+def workspace_rules() -> tuple[Rule, ...]:
+    """One workspace: exactly one source (a JSON schema cannot say "exactly one of")."""
+    count = " + ".join(
+        f"(has(self.{source}) ? 1 : 0)"
+        for source in ("persistentVolumeClaim", "volumeClaimTemplate", "emptyDir")
+    )
+    return (Rule(rule=f"{count} == 1", message=WORKSPACE_ONE_SOURCE_MESSAGE, reason=INVALID),)
+
+
+def sub_path_rule() -> Rule:
+    return Rule(rule="!self.matches('(^|/)[.][.](/|$)')", message=SUB_PATH_MESSAGE, reason=INVALID)
+
+
+def _workspace_path(var: str) -> str:
+    root = cel_string(WORKSPACE_ROOT + "/")
+    return f"(has({var}.mountPath) ? {var}.mountPath : {root} + {var}.name)"
+
+
+def workspaces_list_rules() -> tuple[Rule, ...]:
+    """The list: mount paths (given or defaulted) are distinct."""
+    return (
+        Rule(
+            rule=(
+                f"self.all(w, self.exists_one(x, {_workspace_path('x')} == {_workspace_path('w')}))"
+            ),
+            message=WORKSPACE_PATHS_MESSAGE,
+            reason=INVALID,
+        ),
+    )
+
+
+def workspace_template_rule() -> Rule:
+    """A run's claim is keyed by the workflow name and run id, so a template needs both."""
+    return Rule(
+        rule=(
+            "!has(self.workspaces) || self.workspaces.all(w, !has(w.volumeClaimTemplate)) || "
+            "(has(self.context) && has(self.context.workflow) "
+            "&& has(self.context.workflow.name) && self.context.workflow.name != '' "
+            "&& has(self.context.workflow.runId) && self.context.workflow.runId != '')"
+        ),
+        message=WORKSPACE_TEMPLATE_MESSAGE,
+        field_path=".workspaces",
+        reason=REQUIRED,
+    )
+
+
+def traceparent_rules() -> tuple[Rule, ...]:
+    """The W3C rules a pattern alone does not express (see models.traceparent_problem)."""
+    return (
+        Rule(rule="!self.startsWith('ff-')", message=TRACEPARENT_MESSAGES["version"]),
+        Rule(
+            rule="!self.startsWith('00-') || size(self) == 55",
+            message=TRACEPARENT_MESSAGES["length"],
+        ),
+        Rule(rule="!self.matches('^[0-9a-f]{2}-0{32}-')", message=TRACEPARENT_MESSAGES["trace-id"]),
+        Rule(
+            rule="!self.matches('^[0-9a-f]{2}-[0-9a-f]{32}-0{16}-')",
+            message=TRACEPARENT_MESSAGES["parent-id"],
+        ),
+    )
+
+
+def tracestate_rule() -> Rule:
+    return Rule(
+        rule=f"!self.matches('^([^,]*,){{{MAX_TRACESTATE_MEMBERS}}}')",
+        message=TRACESTATE_MESSAGE,
+        reason=INVALID,
+    )
+
+
 def steprun_rules(spec_schema: Schema) -> dict[str, tuple[Rule, ...]]:
     """CEL rules of the StepRun kind by schema path (see :func:`node_at`)."""
     return {
-        "spec": spec_mode_rules() + spec_immutability_rules(spec_schema["properties"]),
+        "spec": (
+            *spec_mode_rules(),
+            workspace_template_rule(),
+            *spec_immutability_rules(spec_schema["properties"]),
+        ),
+        "spec.workspaces": workspaces_list_rules(),
+        "spec.workspaces[]": workspace_rules(),
+        "spec.workspaces[].subPath": (sub_path_rule(),),
+        "spec.workspaces[].volumeClaimTemplate.spec.resources.requests": (
+            *quantity_rules("spec.workspaces[].volumeClaimTemplate.spec.resources.requests"),
+            Rule(
+                rule="'storage' in self",
+                message=(
+                    "spec.workspaces[].volumeClaimTemplate.spec.resources.requests needs storage"
+                ),
+                reason=REQUIRED,
+            ),
+        ),
+        "spec.workspaces[].emptyDir": (
+            Rule(
+                rule="!has(self.sizeLimit) || type(self.sizeLimit) == int "
+                "|| isQuantity(self.sizeLimit)",
+                message="spec.workspaces[].emptyDir.sizeLimit must be an integer or a quantity",
+                field_path=".sizeLimit",
+                reason=INVALID,
+            ),
+        ),
+        "spec.context.trace.traceparent": traceparent_rules(),
+        "spec.context.trace.tracestate": (tracestate_rule(),),
         "spec.env": env_key_rules("spec.env"),
         "spec.context.env": env_key_rules("spec.context.env"),
         "spec.context.secrets[]": (secret_projection_rule(),),
+        "spec.sandbox": (sandbox_uses_rule(),),
         "spec.resources.requests": quantity_rules("spec.resources.requests"),
         "spec.resources.limits": quantity_rules("spec.resources.limits"),
         "status": (terminal_phase_rule(),),
@@ -423,6 +592,8 @@ def sandboxpolicy_rules() -> dict[str, tuple[Rule, ...]]:
         "spec.maxResources": quantity_rules("spec.maxResources"),
         "spec.env": env_key_rules("spec.env"),
         "spec.egress[].cidr": (egress_cidr_rule(),),
+        "spec": (shell_plugin_rule(),),
+        "spec.plugins": (unique_command_rule(),),
     }
 
 
@@ -557,6 +728,7 @@ STEPRUN_SELECTABLE_FIELDS = (
     ".spec.context.workflow.name",
     ".spec.context.workflow.runId",
     ".spec.context.workflow.stepId",
+    ".spec.context.workflow.jobId",
     ".status.phase",
 )
 

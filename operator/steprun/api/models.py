@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "steprun.dev"
@@ -23,6 +23,9 @@ SANDBOXPOLICY_PLURAL = "sandboxpolicies"
 # StepRun with large inputs still fits beside its status.
 MAX_INPUTS_BYTES = 256 * 1024
 MAX_OUTPUT_BYTES = 4 * 1024
+# Outputs are copied into status; deeper JSON than this is refused (the models' serialiser stops
+# at 255 levels, and nobody's outputs need more).
+MAX_OUTPUT_DEPTH = 64
 
 # Bounds shared by the schema and the renderer.
 MAX_ENV_VARS = 256
@@ -45,6 +48,30 @@ RESERVED_ENV_PREFIX = "STEPRUN_"
 # bounds let the API server's CEL cost estimate accept the quantity check on these maps.
 MAX_RESOURCES = 32
 MAX_QUANTITY = 64
+
+# Plugin entries (workflow handlers and CLI commands) and how a sandbox step names one, in the
+# forms of a workflow step's uses. An id may hold "/" (a handler path, as in
+# plugin:release/notes/draft) and ":" (a namespaced CLI command, as in command:mind:rag-index);
+# a plugin name is a DNS label, so the first "/" after plugin: always ends the plugin name.
+MAX_HANDLER_ID = 128
+MAX_PLUGIN_HANDLERS = 32
+# The SandboxPolicy schema checks that no two plugins declare the same CLI command. CEL has no
+# set type, so the API server estimates that rule's cost from every pair of command slots:
+# (plugins x commands)^2 comparisons of ids up to MAX_COMMAND_ID long. These bounds keep the
+# estimate at about three quarters of the API server's per-rule budget (64 plugins of 8
+# commands costs the same; 256 plugins of 32 commands would exceed it a hundredfold).
+MAX_POLICY_PLUGINS = 32
+MAX_PLUGIN_COMMANDS = 16
+MAX_COMMAND_ID = 48
+ENTRY_ID_CHARS = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
+ENTRY_ID_PATTERN = f"^{ENTRY_ID_CHARS}$"
+USES_PLUGIN_PREFIX = "plugin:"
+USES_COMMAND_PREFIX = "command:"
+USES_BUILTIN_SHELL = "builtin:shell"
+USES_PATTERN = (
+    rf"^({USES_PLUGIN_PREFIX}[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID_CHARS}"
+    rf"|{USES_COMMAND_PREFIX}{ENTRY_ID_CHARS}|{USES_BUILTIN_SHELL})$"
+)
 
 QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
 
@@ -77,6 +104,7 @@ class Permission(enum.StrEnum):
     NETWORK_EGRESS = "network.egress"
     SECRETS_READ = "secrets.read"
     FILESYSTEM_WRITABLE = "filesystem.writable"
+    WORKSPACES_MOUNT = "workspaces.mount"
 
 
 class Phase(enum.StrEnum):
@@ -100,6 +128,12 @@ TERMINAL_PHASES = frozenset(
 )
 
 
+def is_terminal_phase(phase: str | None) -> bool:
+    """Whether a phase as read from the API is terminal; a phase this version does not know
+    (written by a newer operator) is not."""
+    return phase in TERMINAL_PHASES
+
+
 class Reason(enum.StrEnum):
     """Machine-readable reasons written to status.reason, attempts[].reason and conditions."""
 
@@ -121,6 +155,10 @@ class Reason(enum.StrEnum):
     POD_EVICTED = "Evicted"
     NODE_LOST = "NodeLost"
     CREATE_FAILED = "PodCreateFailed"
+    # The operator could not carry the step forward: its reconcile kept failing, or the API
+    # server refused a write the step needs (status too large, forbidden).
+    RECONCILE_FAILED = "ReconcileFailed"
+    WORKSPACE_UNAVAILABLE = "WorkspaceUnavailable"
 
 
 class SecretKeyRef(ApiModel):
@@ -185,6 +223,92 @@ class WorkflowRef(ApiModel):
             pattern=LABEL_VALUE_PATTERN,
         ),
     ] = None
+    job_id: Annotated[
+        str | None,
+        Field(
+            description="Job identifier within the run (the group of steps this one belongs to).",
+            max_length=63,
+            pattern=LABEL_VALUE_PATTERN,
+        ),
+    ] = None
+
+
+# ---------------------------------------------------------------- trace context (W3C)
+
+# W3C Trace Context, level 1: version-traceId-parentId-flags, lowercase hex. A version other
+# than 00 may carry more fields after the flags (the spec's forward compatibility); ff is invalid.
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[-0-9a-zA-Z.]*)?$"
+# tracestate: up to 32 comma-separated key=value members, optional spaces around the commas.
+_TRACESTATE_KEY = r"([a-z][_0-9a-z*/-]{0,255}|[a-z0-9][_0-9a-z*/-]{0,240}@[a-z][_0-9a-z*/-]{0,13})"
+_TRACESTATE_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_TRACESTATE_MEMBER = f"{_TRACESTATE_KEY}={_TRACESTATE_VALUE}"
+TRACESTATE_PATTERN = rf"^[ \t]*{_TRACESTATE_MEMBER}([ \t]*,[ \t]*{_TRACESTATE_MEMBER})*[ \t]*$"
+MAX_TRACESTATE = 512
+MAX_TRACESTATE_MEMBERS = 32
+_TRACEPARENT = "spec.context.trace.traceparent"
+TRACEPARENT_MESSAGES = {
+    "version": f"{_TRACEPARENT} version ff is invalid",
+    "length": f"{_TRACEPARENT} of version 00 has exactly 55 characters",
+    "trace-id": f"{_TRACEPARENT} trace-id must not be all zeros",
+    "parent-id": f"{_TRACEPARENT} parent-id must not be all zeros",
+}
+TRACESTATE_MESSAGE = f"spec.context.trace.tracestate has more than {MAX_TRACESTATE_MEMBERS} members"
+
+
+class TraceContext(ApiModel):
+    """The W3C Trace Context of the workflow step, as the engine propagates it."""
+
+    traceparent: Annotated[
+        str,
+        Field(
+            description=(
+                "W3C traceparent, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; "
+                "passed to the step as TRACEPARENT and recorded as the Pod annotation "
+                "steprun.dev/traceparent."
+            ),
+            max_length=256,
+            pattern=TRACEPARENT_PATTERN,
+        ),
+    ]
+    tracestate: Annotated[
+        str | None,
+        Field(
+            description=(
+                "W3C tracestate (at most 32 key=value members); passed to the step as "
+                "TRACESTATE and recorded as the Pod annotation steprun.dev/tracestate."
+            ),
+            max_length=MAX_TRACESTATE,
+            pattern=TRACESTATE_PATTERN,
+        ),
+    ] = None
+
+    @field_validator("traceparent")
+    @classmethod
+    def _valid_ids(cls, value: str) -> str:
+        if problem := traceparent_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("tracestate")
+    @classmethod
+    def _few_members(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split(",")) > MAX_TRACESTATE_MEMBERS:
+            raise ValueError(TRACESTATE_MESSAGE)
+        return value
+
+
+def traceparent_problem(value: str) -> str | None:
+    """What the W3C rules beyond the pattern say is wrong with a traceparent, if anything."""
+    version, trace_id, parent_id = value[:2], value[3:35], value[36:52]
+    if version == "ff":
+        return TRACEPARENT_MESSAGES["version"]
+    if version == "00" and len(value) != 55:
+        return TRACEPARENT_MESSAGES["length"]
+    if set(trace_id) == {"0"}:
+        return TRACEPARENT_MESSAGES["trace-id"]
+    if set(parent_id) == {"0"}:
+        return TRACEPARENT_MESSAGES["parent-id"]
+    return None
 
 
 class StepContext(ApiModel):
@@ -223,6 +347,15 @@ class StepContext(ApiModel):
             },
         ),
     ] = Field(default_factory=list)
+    trace: Annotated[
+        TraceContext | None,
+        Field(
+            description=(
+                "W3C Trace Context of the step: TRACEPARENT and TRACESTATE in its environment, "
+                "steprun.dev/traceparent and steprun.dev/tracestate annotations on its Pod."
+            )
+        ),
+    ] = None
 
 
 class RetryPolicy(ApiModel):
@@ -290,19 +423,196 @@ class SandboxSpec(ApiModel):
         ),
     ] = "default"
     plugin: Annotated[
-        str,
+        str | None,
         Field(
-            description="Plugin declared in that policy.", max_length=63, pattern=DNS_LABEL_PATTERN
+            description=(
+                "Plugin declared in that policy; the step runs the plugin's command. Exactly one "
+                "of plugin and uses is set."
+            ),
+            max_length=63,
+            pattern=DNS_LABEL_PATTERN,
         ),
-    ]
+    ] = None
+    uses: Annotated[
+        str | None,
+        Field(
+            description=(
+                "What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> "
+                "(a workflow handler of a plugin), command:<name> (a CLI command of one of the "
+                "policy's plugins; context.inputs become its flags) or builtin:shell (spec.script "
+                "in the policy's shellPlugin). Resolved at admission and frozen in "
+                "status.admitted. Exactly one of plugin and uses is set."
+            ),
+            max_length=256,
+            pattern=USES_PATTERN,
+        ),
+    ] = None
     permissions: Annotated[
         list[Permission],
         Field(
-            description="Permissions this step asks for, beyond the plugin's own.",
+            description=(
+                "Permissions this step asks for, beyond those of its plugin and its handler or "
+                "command."
+            ),
             max_length=8,
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
     ] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- workspaces
+
+MAX_WORKSPACES = 16
+WORKSPACE_ROOT = "/workspace"
+# A relative path without "..": where a subPath or mountPath may not climb out of its volume.
+SUB_PATH_PATTERN = r"^[^/]([^/]*/?)*$"
+AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
+
+
+class ClaimReference(ApiModel):
+    """An existing PersistentVolumeClaim of the StepRun's namespace."""
+
+    claim_name: Annotated[
+        str,
+        Field(
+            description="Name of the PersistentVolumeClaim; the creator must be allowed to get it.",
+            max_length=253,
+            pattern=DNS_SUBDOMAIN_PATTERN,
+        ),
+    ]
+
+
+class ClaimResources(ApiModel):
+    """The storage a claim asks for, as in a PersistentVolumeClaim's resources."""
+
+    requests: Annotated[
+        QuantityMap,
+        Field(description="At least {storage: <size>}, e.g. {storage: 1Gi}.", max_length=4),
+    ]
+    limits: Annotated[
+        QuantityMap | None, Field(description="Like a claim's resources.limits.", max_length=4)
+    ] = None
+
+
+class ClaimSpec(ApiModel):
+    """The part of a PersistentVolumeClaim spec a workspace template may set."""
+
+    access_modes: Annotated[
+        list[AccessMode],
+        Field(
+            description=(
+                "Access modes of the claim (default [ReadWriteOnce]). A ReadWriteOnce volume is "
+                "mounted by one node at a time: concurrent steps of a run then share a node."
+            ),
+            max_length=4,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]))
+    resources: Annotated[ClaimResources, Field(description="The storage the claim asks for.")]
+    storage_class_name: Annotated[
+        str | None,
+        Field(
+            description="StorageClass of the claim (default: the cluster's default class).",
+            max_length=253,
+            pattern=DNS_SUBDOMAIN_PATTERN,
+        ),
+    ] = None
+    volume_mode: Annotated[
+        Literal["Filesystem"] | None,
+        Field(description="Only Filesystem: a workspace is a directory."),
+    ] = None
+
+
+class ClaimTemplate(ApiModel):
+    """One PersistentVolumeClaim per workflow run and workspace name, made by the operator."""
+
+    spec: Annotated[ClaimSpec, Field(description="Spec of the run's claim.")]
+
+
+class EmptyDirSource(ApiModel):
+    """Scratch space for this step alone, gone with its Pod."""
+
+    medium: Annotated[
+        Literal["", "Memory"] | None,
+        Field(description='"" (the node\'s disk, default) or Memory (tmpfs).'),
+    ] = None
+    size_limit: Annotated[
+        int | Annotated[str, Field(max_length=MAX_QUANTITY)] | None,
+        Field(description="Largest size of the directory, e.g. 1Gi."),
+    ] = None
+
+
+class Workspace(ApiModel):
+    """A named directory mounted into the step's container; exactly one source is set."""
+
+    name: Annotated[
+        str,
+        Field(
+            description="Workspace name, a DNS label unique in the list.",
+            max_length=63,
+            pattern=DNS_LABEL_PATTERN,
+        ),
+    ]
+    mount_path: Annotated[
+        str | None,
+        Field(
+            description=f"Absolute path in the container (default {WORKSPACE_ROOT}/<name>).",
+            max_length=1024,
+            pattern=r"^/",
+        ),
+    ] = None
+    sub_path: Annotated[
+        str | None,
+        Field(
+            description="Directory inside the volume to mount instead of its root (relative).",
+            max_length=1024,
+            pattern=SUB_PATH_PATTERN,
+        ),
+    ] = None
+    read_only: Annotated[bool, Field(description="Mount read-only (default false).")] = False
+    persistent_volume_claim: Annotated[
+        ClaimReference | None,
+        Field(description="An existing PersistentVolumeClaim of the namespace."),
+    ] = None
+    volume_claim_template: Annotated[
+        ClaimTemplate | None,
+        Field(
+            description=(
+                "A claim shared by every StepRun of the workflow run (context.workflow name and "
+                "runId) that names this workspace; created for the first, garbage-collected "
+                "when the last StepRun using it is deleted."
+            )
+        ),
+    ] = None
+    empty_dir: Annotated[
+        EmptyDirSource | None, Field(description="Scratch space for this step alone.")
+    ] = None
+
+    @property
+    def path(self) -> str:
+        """Where the workspace appears in the container."""
+        return self.mount_path or f"{WORKSPACE_ROOT}/{self.name}"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Workspace:
+        sources = [self.persistent_volume_claim, self.volume_claim_template, self.empty_dir]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(WORKSPACE_ONE_SOURCE_MESSAGE)
+        if self.sub_path is not None and ".." in self.sub_path.split("/"):
+            raise ValueError(SUB_PATH_MESSAGE)
+        return self
+
+
+WORKSPACE_ONE_SOURCE_MESSAGE = (
+    "spec.workspaces[] needs exactly one source: persistentVolumeClaim, volumeClaimTemplate or "
+    "emptyDir"
+)
+WORKSPACE_PATHS_MESSAGE = "spec.workspaces[] must have distinct mount paths"
+SUB_PATH_MESSAGE = "spec.workspaces[].subPath must be a relative path without '..'"
+WORKSPACE_TEMPLATE_MESSAGE = (
+    "spec.workspaces[] with volumeClaimTemplate needs spec.context.workflow.name and runId: "
+    "the claim is shared by the steps of one workflow run"
+)
 
 
 class StepRunSpec(ApiModel):
@@ -410,6 +720,35 @@ class StepRunSpec(ApiModel):
     sandbox: Annotated[
         SandboxSpec | None, Field(description="Sandbox settings; only with mode: sandbox.")
     ] = None
+    workspaces: Annotated[
+        list[Workspace] | None,
+        Field(
+            description=(
+                "Directories mounted into the step's container; names are unique. workingDir "
+                "defaults to the first one's mount path."
+            ),
+            max_length=MAX_WORKSPACES,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = None
+
+    @property
+    def workspace_list(self) -> list[Workspace]:
+        return self.workspaces or []
+
+    @model_validator(mode="after")
+    def _workspaces_fit(self) -> StepRunSpec:
+        if any(w.volume_claim_template is not None for w in self.workspace_list):
+            workflow = self.context.workflow
+            if workflow is None or not workflow.name or not workflow.run_id:
+                raise ValueError(WORKSPACE_TEMPLATE_MESSAGE)
+        paths = [w.path for w in self.workspace_list]
+        if len(set(paths)) != len(paths):
+            raise ValueError(WORKSPACE_PATHS_MESSAGE)
+        return self
 
 
 class AttemptStatus(ApiModel):
@@ -426,6 +765,15 @@ class AttemptStatus(ApiModel):
     message: Annotated[str | None, Field(description="Human-readable detail of the outcome.")] = (
         None
     )
+    creation_time: Annotated[
+        str | None,
+        Field(
+            description=(
+                "When the operator created the attempt's Pod (RFC 3339, the operator's clock); "
+                "startupTimeoutSeconds counts from here."
+            )
+        ),
+    ] = None
     start_time: Annotated[
         str | None, Field(description="When the attempt started running (RFC 3339).")
     ] = None
@@ -461,14 +809,17 @@ class StepRunStatus(ApiModel):
         alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
     )
 
+    # Read as any string, so a phase added by a newer operator is shown as it is rather than
+    # refused; the schema still lists the phases this version writes.
     phase: Annotated[
-        Phase | None,
+        Phase | str | None,
         Field(
             description=(
                 "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
                 "Cancelled, Rejected; a terminal phase never changes."
             )
         ),
+        WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
     reason: Annotated[
         str | None,
@@ -535,12 +886,14 @@ class StepRunStatus(ApiModel):
         Field(description="When the next attempt's Pod may be created (retry backoff, RFC 3339)."),
     ] = None
     admitted: Annotated[
-        dict[str, Any] | None,
+        AdmittedSandbox | None,
         Field(
             description=(
                 "The sandbox admission decision, frozen when the step was admitted so later "
-                "policy edits never change a started step."
-            )
+                "policy edits never change a started step (its retries included)."
+            ),
+            # Keeps the snake_case keys of decisions stored by older operators readable.
+            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
         ),
     ] = None
 
@@ -590,8 +943,79 @@ class StepRun(BaseModel):
 # ---------------------------------------------------------------- SandboxPolicy
 
 
+class PluginHandler(ApiModel):
+    """A workflow handler of a plugin; a step runs it with uses: plugin:<plugin>/<id>."""
+
+    id: Annotated[
+        str,
+        Field(
+            description=(
+                "Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."
+            ),
+            max_length=MAX_HANDLER_ID,
+            pattern=ENTRY_ID_PATTERN,
+        ),
+    ]
+    command: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description="The handler's command (default: the plugin's command).",
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    args: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description="Arguments after the command; the step's spec.args are appended.",
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    permissions: Annotated[
+        list[Permission],
+        Field(
+            description="Permissions this handler needs beyond the plugin's own.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=list)
+
+
+class PluginCommand(ApiModel):
+    """A CLI command of a plugin; a step runs it with uses: command:<id>, its inputs as flags."""
+
+    id: Annotated[
+        str,
+        Field(
+            description=(
+                "Command name, unique among the commands of every plugin of the policy, e.g. "
+                "lint or mind:rag-index."
+            ),
+            max_length=MAX_COMMAND_ID,
+            pattern=ENTRY_ID_PATTERN,
+        ),
+    ]
+    command: Annotated[
+        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Field(
+            description=(
+                "The command line before the flags (default: the plugin's command); the flags "
+                "adapted from context.inputs follow, then the step's spec.args."
+            ),
+            max_length=MAX_ARGS,
+        ),
+    ] = None
+    permissions: Annotated[
+        list[Permission],
+        Field(
+            description="Permissions this command needs beyond the plugin's own.",
+            max_length=8,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=list)
+
+
 class Plugin(ApiModel):
-    """A tool sandbox steps may run: its image, command and the permissions it needs."""
+    """A tool sandbox steps may run: its image, its entry points and the permissions they need."""
 
     name: Annotated[
         str,
@@ -609,11 +1033,44 @@ class Plugin(ApiModel):
     permissions: Annotated[
         list[Permission],
         Field(
-            description="Permissions the plugin itself needs.",
+            description="Permissions the plugin itself needs, whichever entry point runs.",
             max_length=8,
             json_schema_extra={"x-kubernetes-list-type": "set"},
         ),
     ] = Field(default_factory=list)
+    version: Annotated[
+        str | None,
+        Field(
+            description="The plugin's version, as its manifest gives it (recorded at admission).",
+            max_length=128,
+            min_length=1,
+        ),
+    ] = None
+    handlers: Annotated[
+        list[PluginHandler] | None,
+        Field(
+            description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
+            max_length=MAX_PLUGIN_HANDLERS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["id"],
+            },
+        ),
+    ] = None
+    commands: Annotated[
+        list[PluginCommand] | None,
+        Field(
+            description=(
+                "CLI commands (uses: command:<id>); an id names one command of one plugin of "
+                "the policy."
+            ),
+            max_length=MAX_PLUGIN_COMMANDS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["id"],
+            },
+        ),
+    ] = None
     # Tenancy: what of a step author's environment reaches the plugin process.
     allowed_env: Annotated[
         list[Annotated[str, Field(max_length=253)]] | None,
@@ -689,7 +1146,7 @@ class SandboxPolicySpec(ApiModel):
         list[Plugin],
         Field(
             description="Plugins steps may run; names are unique.",
-            max_length=256,
+            max_length=MAX_POLICY_PLUGINS,
             json_schema_extra={
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
@@ -754,6 +1211,121 @@ class SandboxPolicySpec(ApiModel):
             description="Tolerations of every sandbox Pod of this policy (steps set none).",
             max_length=64,
         ),
+    ] = None
+    # Workspaces of sandbox steps: the workspaces.mount grant lets them have emptyDir and
+    # volumeClaimTemplate workspaces; existing claims must also be listed here.
+    workspace_claims: Annotated[
+        list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] | None,
+        Field(
+            description=(
+                "Existing PersistentVolumeClaims (by name, in the step's namespace) that sandbox "
+                "steps granted workspaces.mount may mount; read-only unless filesystem.writable "
+                "is granted too."
+            ),
+            max_length=256,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = None
+
+    # Plugin entry points.
+    shell_plugin: Annotated[
+        str | None,
+        Field(
+            description=(
+                "The plugin that runs uses: builtin:shell steps: their spec.script runs under "
+                "/bin/sh in this plugin's image, with its permissions. Without it the policy "
+                "refuses builtin:shell."
+            ),
+            max_length=63,
+            pattern=DNS_LABEL_PATTERN,
+        ),
+    ] = None
+
+
+class AdmittedSandbox(ApiModel):
+    """What admission resolved for a sandbox step, frozen in status.admitted.
+
+    Unknown keys are ignored: a step admitted by an operator before this model existed has its
+    decision stored with snake_case keys, which the field names still read.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
+    )
+
+    policy: Annotated[str, Field(description="The SandboxPolicy that admitted the step.")]
+    uses: Annotated[
+        str | None, Field(description="spec.sandbox.uses as written, when the step set it.")
+    ] = None
+    plugin: Annotated[str, Field(description="The plugin the step runs.")]
+    version: Annotated[
+        str | None, Field(description="The plugin's version at admission, if the policy gave one.")
+    ] = None
+    handler: Annotated[
+        str | None, Field(description="The workflow handler run (uses: plugin:<plugin>/<id>).")
+    ] = None
+    cli_command: Annotated[
+        str | None, Field(description="The CLI command run (uses: command:<id>).")
+    ] = None
+    image: Annotated[str, Field(description="Image of the step container.")]
+    command: Annotated[
+        list[str] | None,
+        Field(description="Command of the step container (absent: the image's entrypoint)."),
+    ] = None
+    args: Annotated[
+        list[str] | None,
+        Field(
+            description=(
+                "Arguments from the policy (a handler's args); the Pod's args are these, then, "
+                "for a CLI command, the flags adapted from context.inputs, then spec.args."
+            )
+        ),
+    ] = None
+    granted: Annotated[
+        list[Permission],
+        Field(
+            description=(
+                "Permissions the step holds: the union of its plugin's, its handler's or "
+                "command's and its own, all granted by the policy."
+            )
+        ),
+    ] = Field(default_factory=list)
+    timeout_seconds: Annotated[
+        int, Field(description="Run-time limit of each attempt (activeDeadlineSeconds).")
+    ]
+    resources: Annotated[
+        ResourceRequirements | None,
+        Field(description="Resources of the step container (the step's or the policy's)."),
+    ] = None
+    runtime_class_name: Annotated[
+        str | None, Field(description="RuntimeClass of the step's Pods.")
+    ] = None
+    pod_labels: Annotated[
+        dict[str, str] | None, Field(description="Labels from the policy stamped on the Pods.")
+    ] = None
+    egress: Annotated[
+        list[EgressRule],
+        Field(description="Where the step may connect (only with network.egress)."),
+    ] = Field(default_factory=list)
+    env: Annotated[
+        dict[str, str] | None, Field(description="Default environment from the policy.")
+    ] = None
+    # Tenancy bounds, frozen with the rest (absent in decisions that predate them).
+    termination_grace_period_seconds: Annotated[
+        int | None, Field(description="Grace period cap from the policy.")
+    ] = None
+    empty_dir_size_limit: Annotated[
+        str | None, Field(description="sizeLimit of the Pod's emptyDirs.")
+    ] = None
+    allowed_env: Annotated[
+        list[str] | None,
+        Field(description="Author env name patterns the plugin accepts (absent: all but hooks)."),
+    ] = None
+    node_selector: Annotated[
+        dict[str, str] | None, Field(description="nodeSelector of the Pods, from the policy.")
+    ] = None
+    tolerations: Annotated[
+        list[dict[str, Any]] | None, Field(description="Tolerations of the Pods, from the policy.")
     ] = None
 
 

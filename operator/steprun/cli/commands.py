@@ -1,44 +1,112 @@
-"""The commands that read or change existing StepRuns: get, list, logs, wait, cancel, delete."""
+"""The commands that read or change existing StepRuns, the kubectl way: get, list, describe,
+logs, wait, cancel, delete, rerun, version.
+
+Registering them imports nothing heavy; each command loads the client when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from steprun.cli import exit_codes
+from steprun.cli.completion import complete_names
 from steprun.cli.context import CliContext
-from steprun.cli.output import (
-    OUTPUT_FORMATS,
-    dump,
-    list_document,
-    steprun_document,
-    steprun_table,
-)
-from steprun.cli.run import report_end, show_event
-from steprun.client import WaitTimeout
+from steprun.cli.durations import parse_duration
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
 
-
 _RAW = argparse.RawDescriptionHelpFormatter
+TABLE_OUTPUTS = ("table", "wide")
+OUTPUTS = ("table", "wide", "name", "yaml", "json")
+OUTPUT_HELP = "table (default), wide, name, yaml, json, or jsonpath=TEMPLATE (kubectl's syntax)"
+
+
+def output_format(value: str) -> str:
+    """argparse type of -o: a format name or ``jsonpath=TEMPLATE`` (checked here)."""
+    if value in OUTPUTS:
+        return value
+    for prefix in ("jsonpath=", "jsonpath:"):
+        if value.startswith(prefix):
+            from steprun.cli import jsonpath
+
+            template = value[len(prefix) :]
+            try:
+                jsonpath.parse_template(template)
+            except jsonpath.TemplateError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from exc
+            return "jsonpath=" + template
+    raise argparse.ArgumentTypeError(f"unknown output format {value!r}; use {OUTPUT_HELP}")
+
+
+def seconds(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _complete_outputs(prefix: str, **_: Any) -> list[str]:
+    return [o for o in (*OUTPUTS, "jsonpath=") if o.startswith(prefix)]
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_argument(
+        "-o", "--output", type=output_format, default="table", metavar="FORMAT", help=OUTPUT_HELP
+    )
+    output.completer = _complete_outputs  # type: ignore[attr-defined]
+    parser.add_argument(
+        "--no-headers", action="store_true", help="tables without their header line"
+    )
+    parser.add_argument(
+        "--show-managed-fields",
+        action="store_true",
+        help="keep metadata.managedFields in YAML/JSON (left out by default, as kubectl does)",
+    )
+
+
+def _add_selectors(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="label selector, e.g. steprun.dev/workflow=build,team!=web",
+    )
+    parser.add_argument(
+        "--field-selector",
+        metavar="SELECTOR",
+        help="field selector, e.g. status.phase=Failed or spec.context.workflow.runId=42",
+    )
+
+
+def _add_watch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-w", "--watch", action="store_true", help="after the listing, print each change"
+    )
 
 
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     get = subparsers.add_parser(
         "get",
         parents=[common],
-        help="show one StepRun",
+        help="show StepRuns by name",
         description=(
-            "Show one StepRun: a table row (-o wide adds attempt, duration, Pod and workflow),\n"
-            "or the whole object as YAML or JSON."
+            "Show StepRuns by name: a table (-o wide adds attempt, duration, Pod and workflow),\n"
+            "their names, the objects as the API server serves them (YAML or JSON), or fields\n"
+            "picked by a JSONPath template. -w prints each change after the first answer."
         ),
-        epilog="examples:\n  steprun get build-42-lint\n  steprun get build-42-lint -o yaml\n",
+        epilog=(
+            "examples:\n  steprun get build-42-lint\n  steprun get build-42-lint -o yaml\n"
+            "  steprun get build-42-lint -o jsonpath='{.status.outputs}'\n"
+            "  steprun get build-42-lint -w\n"
+        ),
         formatter_class=_RAW,
     )
-    get.add_argument("name", metavar="NAME")
-    get.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="table")
+    complete_names(get.add_argument("names", nargs="+", metavar="NAME"))
+    _add_output(get)
+    _add_watch(get)
     get.set_defaults(func=get_command)
 
     listing = subparsers.add_parser(
@@ -47,12 +115,18 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="list StepRuns",
         description=(
-            "List StepRuns of a namespace (or all), optionally of one workflow or run.\n"
-            "-o name prints bare names, one a line (for scripts and shell completion)."
+            "List StepRuns of a namespace (or all), optionally of one workflow, run or step, or\n"
+            "those a label or field selector picks. -o name prints bare names, one a line.\n"
+            "--workflow, --run-id, --step-id and --field-selector use the CRD's selectable\n"
+            "fields (spec.context.workflow.name/runId/stepId, spec.mode, status.phase), which\n"
+            "the API server offers from Kubernetes 1.31."
         ),
         epilog=(
             "examples:\n  steprun list\n  steprun list -A -o wide\n"
             "  steprun list --workflow build --run-id 42 -o yaml\n"
+            "  steprun list -l steprun.dev/workflow=build --sort-by .metadata.creationTimestamp\n"
+            "  steprun list --field-selector status.phase=Failed -o name\n"
+            "  steprun list -w\n"
         ),
         formatter_class=_RAW,
     )
@@ -62,8 +136,30 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--workflow", metavar="W", help="only steps of this workflow")
     listing.add_argument("--run-id", metavar="R", help="only steps of this workflow run")
     listing.add_argument("--step-id", metavar="S", help="only steps with this step id")
-    listing.add_argument("-o", "--output", choices=(*OUTPUT_FORMATS, "name"), default="table")
+    _add_selectors(listing)
+    _add_output(listing)
+    listing.add_argument(
+        "--sort-by",
+        metavar="JSONPATH",
+        help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
+    )
+    _add_watch(listing)
     listing.set_defaults(func=list_command)
+
+    describe = subparsers.add_parser(
+        "describe",
+        parents=[common],
+        help="show a StepRun in detail: attempts, outputs, its Pod's state, events",
+        description=(
+            "Show a StepRun for a person: what it runs, its phase and reason, every attempt,\n"
+            "its outputs, the state (and last state) of its current Pod's container, and the\n"
+            "Events about it."
+        ),
+        epilog="examples:\n  steprun describe build-42-lint\n",
+        formatter_class=_RAW,
+    )
+    complete_names(describe.add_argument("name", metavar="NAME"))
+    describe.set_defaults(func=describe_command)
 
     logs = subparsers.add_parser(
         "logs",
@@ -71,15 +167,24 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         help="print a step's logs, every attempt in order",
         description=(
             "Print the logs of every attempt in order (or of one, --attempt). With -f, wait for\n"
-            "the Pod to start, follow it and the retries that come after, until the step ends."
+            "the Pod to start, follow it and the retries that come after, until the step ends.\n"
+            "--tail, --since and --timestamps apply to each attempt's log, as in kubectl logs."
         ),
         epilog="examples:\n  steprun logs build-42-lint\n  steprun logs -f build-42-lint\n"
-        "  steprun logs build-42-lint --attempt 2\n",
+        "  steprun logs build-42-lint --attempt 2 --tail 20\n"
+        "  steprun logs build-42-lint --since 10m --timestamps\n",
         formatter_class=_RAW,
     )
-    logs.add_argument("name", metavar="NAME")
+    complete_names(logs.add_argument("name", metavar="NAME"))
     logs.add_argument("-f", "--follow", action="store_true", help="follow until the step ends")
     logs.add_argument("--attempt", type=int, metavar="N", help="only this attempt (1 = first)")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each attempt")
+    logs.add_argument(
+        "--since", type=seconds, metavar="DURATION", help="only lines newer than this (5s, 2m, 3h)"
+    )
+    logs.add_argument(
+        "--timestamps", action="store_true", help="start each line with its RFC 3339 timestamp"
+    )
     logs.set_defaults(func=logs_command)
 
     wait = subparsers.add_parser(
@@ -91,8 +196,8 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         + exit_codes.EXIT_CODES_HELP,
         formatter_class=_RAW,
     )
-    wait.add_argument("name", metavar="NAME")
-    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    complete_names(wait.add_argument("name", metavar="NAME"))
+    wait.add_argument("--timeout", type=seconds, metavar="S", help="give up after S seconds")
     wait.set_defaults(func=wait_command)
 
     cancel = subparsers.add_parser(
@@ -103,60 +208,247 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         epilog="examples:\n  steprun cancel build-42-lint\n",
         formatter_class=_RAW,
     )
-    cancel.add_argument("name", metavar="NAME")
+    complete_names(cancel.add_argument("name", metavar="NAME"))
     cancel.set_defaults(func=cancel_command)
 
     delete = subparsers.add_parser(
         "delete",
         parents=[common],
-        help="delete a StepRun and everything it owns",
-        description="Delete a StepRun; its Pods, ConfigMap and Secret are deleted with it.",
-        epilog="examples:\n  steprun delete build-42-lint\n",
+        help="delete StepRuns and everything they own",
+        description=(
+            "Delete StepRuns by name, by selector (-l, --field-selector) or all of a namespace\n"
+            "(--all); their Pods, ConfigMap and Secret are deleted with them. A name that is\n"
+            "not found is reported and the others are still deleted (exit code 1)."
+        ),
+        epilog=(
+            "examples:\n  steprun delete build-42-lint build-42-test\n"
+            "  steprun delete -l steprun.dev/run-id=42\n"
+            "  steprun delete --field-selector status.phase=Succeeded\n"
+        ),
         formatter_class=_RAW,
     )
-    delete.add_argument("name", metavar="NAME")
+    complete_names(delete.add_argument("names", nargs="*", metavar="NAME"))
+    _add_selectors(delete)
+    delete.add_argument("--all", action="store_true", help="every StepRun of the namespace")
+    delete.add_argument(
+        "--ignore-not-found", action="store_true", help="a missing name is not an error"
+    )
     delete.set_defaults(func=delete_command)
+
+    rerun = subparsers.add_parser(
+        "rerun",
+        parents=[common],
+        help="run a step again: a new StepRun with an old one's spec",
+        description=(
+            "Create a new StepRun with the spec and labels of an existing one (cancel cleared),\n"
+            "labelled steprun.dev/rerun-of=<old name>, then behave like `steprun run`: stream\n"
+            "its logs and exit with its exit code. The old StepRun is left as it is."
+        ),
+        epilog=(
+            "examples:\n  steprun rerun build-42-lint\n"
+            "  steprun rerun build-42-lint --name build-42-lint-2 --detach\n\n"
+            + exit_codes.EXIT_CODES_HELP
+        ),
+        formatter_class=_RAW,
+    )
+    complete_names(rerun.add_argument("name", metavar="NAME"))
+    rerun.add_argument(
+        "--name", dest="new_name", help="the new StepRun's name (default: generated)"
+    )
+    rerun.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
+    rerun.add_argument("--detach", action="store_true", help="print the new name and exit")
+    rerun.set_defaults(func=rerun_command)
+
+    version = subparsers.add_parser(
+        "version",
+        parents=[common],
+        help="print the client's and the API server's versions",
+        description="Print the steprun client's version and the API server's (unless --client).",
+        epilog="examples:\n  steprun version\n  steprun version --client -o json\n",
+        formatter_class=_RAW,
+    )
+    version.add_argument("--client", action="store_true", help="only the client's version")
+    version.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
+    version.set_defaults(func=version_command)
+
+
+# ---------------------------------------------------------------------- get / list
+
+
+def _without_managed_fields(item: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in (item.get("metadata") or {}).items() if k != "managedFields"}
+    return {**item, "metadata": metadata}
+
+
+def _print(ctx: CliContext, items: list[dict[str, Any]], *, single: bool, header: bool) -> None:
+    from steprun.cli.output import format_objects
+
+    args = ctx.args
+    if not args.show_managed_fields:
+        items = [_without_managed_fields(item) for item in items]
+    ctx.stdout.write(
+        format_objects(
+            items,
+            args.output,
+            datetime.now(UTC),
+            single=single,
+            with_namespace=getattr(args, "all_namespaces", False),
+            no_headers=args.no_headers or not header,
+        )
+    )
+    ctx.stdout.flush()
+
+
+def _watch(
+    ctx: CliContext,
+    resource_version: str,
+    *,
+    label_selector: str | None,
+    field_selector: str | None,
+    single: bool,
+) -> int:
+    """Prints each change after the listing (tables without their header), until Ctrl-C."""
+    events = ctx.client().watch_raw(
+        namespace=None if getattr(ctx.args, "all_namespaces", False) else ctx.namespace,
+        all_namespaces=getattr(ctx.args, "all_namespaces", False),
+        label_selector=label_selector,
+        field_selector=field_selector,
+        resource_version=resource_version,
+    )
+    try:
+        for event in events:
+            if ctx.args.output in ("yaml",):
+                ctx.stdout.write("---\n")
+            _print(ctx, [event["object"]], single=single, header=False)
+    except KeyboardInterrupt:
+        return exit_codes.OK
+    return exit_codes.OK
 
 
 def get_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    steprun = ctx.client().get(args.name, ctx.namespace)
-    if args.output in ("table", "wide"):
-        ctx.stdout.write(steprun_table([steprun], datetime.now(UTC), wide=args.output == "wide"))
-    else:
-        ctx.stdout.write(dump(steprun_document(steprun), args.output))
+    from steprun.client import StepRunNotFound
+
+    client = ctx.client()
+    found: list[dict[str, Any]] = []
+    missing: list[StepRunNotFound] = []
+    for name in args.names:
+        try:
+            found.append(client.get_raw(name, ctx.namespace))
+        except StepRunNotFound as exc:
+            missing.append(exc)
+    if found:
+        _print(ctx, found, single=len(args.names) == 1, header=True)
+    for error in missing:
+        ctx.err(f"error: {error}")
+    if missing:
+        return exit_codes.ERROR
+    if args.watch:
+        from steprun.client.objects import name_field_selector
+
+        if len(args.names) != 1:
+            ctx.err("error: -w watches one StepRun by name; use `steprun list -w -l ...` for more")
+            return exit_codes.USAGE
+        rv = str(found[0]["metadata"].get("resourceVersion") or "")
+        return _watch(
+            ctx,
+            rv,
+            label_selector=None,
+            field_selector=name_field_selector(args.names[0]),
+            single=True,
+        )
     return exit_codes.OK
+
+
+def list_selectors(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The label and field selectors of list's flags (--workflow & co. are field selectors)."""
+    from steprun.client.objects import steprun_field_selector
+
+    fields = [
+        part
+        for part in (
+            steprun_field_selector(
+                workflow=args.workflow, run_id=args.run_id, step_id=args.step_id
+            ),
+            args.field_selector,
+        )
+        if part
+    ]
+    return (args.selector or None), (",".join(fields) or None)
 
 
 def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    found = ctx.client().list(
+    label_selector, field_selector = list_selectors(args)
+    body = ctx.client().list_raw(
         namespace=None if args.all_namespaces else ctx.namespace,
         all_namespaces=args.all_namespaces,
-        workflow=args.workflow,
-        run_id=args.run_id,
-        step_id=args.step_id,
+        label_selector=label_selector,
+        field_selector=field_selector,
     )
-    found.sort(key=lambda sr: (sr.namespace, sr.name))
-    if args.output == "name":
-        ctx.stdout.write("".join(f"{sr.name}\n" for sr in found))
-    elif args.output in ("table", "wide"):
-        if not found:
-            ctx.err("No StepRuns found.")
-        else:
-            table = steprun_table(
-                found,
-                datetime.now(UTC),
-                with_namespace=args.all_namespaces,
-                wide=args.output == "wide",
-            )
-            ctx.stdout.write(table)
+    items: list[dict[str, Any]] = list(body.get("items") or [])
+    if args.sort_by:
+        from steprun.cli.jsonpath import TemplateError, sort_key
+
+        try:
+            items.sort(key=sort_key(args.sort_by))
+        except TemplateError as exc:
+            ctx.err(f"error: --sort-by: {exc}")
+            return exit_codes.USAGE
     else:
-        ctx.stdout.write(dump(list_document(found), args.output))
+        items.sort(key=lambda i: (i["metadata"].get("namespace", ""), i["metadata"]["name"]))
+    if not items and args.output in TABLE_OUTPUTS:
+        ctx.err(
+            "No StepRuns found."
+            if args.all_namespaces
+            else f"No StepRuns found in {ctx.namespace} namespace."
+        )
+    elif items or args.output not in (*TABLE_OUTPUTS, "name"):
+        _print(ctx, items, single=False, header=True)
+    if args.watch:
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return _watch(
+            ctx, rv, label_selector=label_selector, field_selector=field_selector, single=False
+        )
     return exit_codes.OK
 
 
+# ---------------------------------------------------------------------- describe
+
+
+def describe_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from steprun.cli.describe import describe
+    from steprun.client import ApiError
+
+    client = ctx.client()
+    body = client.get_raw(args.name, ctx.namespace)
+    pods = client.pods_raw(args.name, ctx.namespace)
+    events: list[dict[str, Any]] | str
+    try:
+        events = client.events_raw(args.name, ctx.namespace)
+    except ApiError as exc:
+        # Reading Events is a separate permission (the engine role lacks it): say so, go on.
+        events = f"<cannot list events: {exc}>"
+    ctx.stdout.write(describe(body, pods, events, datetime.now(UTC)))
+    return exit_codes.OK
+
+
+# ---------------------------------------------------------------------- logs, wait, cancel
+
+
 def logs_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from steprun.cli.run import show_event
+    from steprun.client.logs import LogOptions
+
+    options = LogOptions(
+        tail=args.tail,
+        since_seconds=None if args.since is None else max(1, int(args.since)),
+        timestamps=args.timestamps,
+    )
     events = ctx.client().log_events(
-        args.name, namespace=ctx.namespace, follow=args.follow, attempt=args.attempt
+        args.name,
+        namespace=ctx.namespace,
+        follow=args.follow,
+        attempt=args.attempt,
+        options=options,
     )
     try:
         for event in events:
@@ -167,6 +459,9 @@ def logs_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def wait_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from steprun.cli.run import report_end
+    from steprun.client import WaitTimeout
+
     try:
         steprun = ctx.client().wait(args.name, namespace=ctx.namespace, timeout=args.timeout)
     except WaitTimeout as exc:
@@ -184,7 +479,91 @@ def cancel_command(args: argparse.Namespace, ctx: CliContext) -> int:
     return exit_codes.OK
 
 
+# ---------------------------------------------------------------------- delete, rerun
+
+
 def delete_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    ctx.client().delete(args.name, namespace=ctx.namespace)
-    ctx.out(f"steprun/{args.name} deleted")
-    return exit_codes.OK
+    from steprun.client import StepRunNotFound
+
+    selecting = bool(args.selector or args.field_selector or args.all)
+    if bool(args.names) == selecting:
+        ctx.err("error: give NAMEs, or select with -l/--field-selector/--all (not both)")
+        return exit_codes.USAGE
+    client = ctx.client()
+    names = list(args.names)
+    if selecting:
+        body = client.list_raw(
+            namespace=ctx.namespace,
+            label_selector=args.selector,
+            field_selector=args.field_selector,
+        )
+        names = sorted(item["metadata"]["name"] for item in body.get("items") or [])
+        if not names:
+            ctx.err(f"No StepRuns found in {ctx.namespace} namespace.")
+    code = exit_codes.OK
+    for name in names:
+        try:
+            client.delete(name, namespace=ctx.namespace)
+        except StepRunNotFound as exc:
+            if not args.ignore_not_found:
+                ctx.err(f"error: {exc}")
+                code = exit_codes.ERROR
+            continue
+        ctx.out(f"steprun/{name} deleted")
+    return code
+
+
+def rerun_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from steprun.cli.run import follow_step
+    from steprun.cli.spec_args import rerun_request
+
+    client = ctx.client()
+    namespace = ctx.namespace
+    old = client.get(args.name, namespace)
+    request = rerun_request(old, name=args.new_name)
+    handle = client.submit(
+        request.spec,
+        name=request.name,
+        generate_name=request.generate_name,
+        namespace=namespace,
+        labels=request.labels,
+    )
+    if args.detach:
+        ctx.out(handle.name)
+        return exit_codes.OK
+    ctx.err(f"steprun/{handle.name} created in namespace {namespace} (a rerun of {args.name})")
+    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
+
+
+# ---------------------------------------------------------------------- version
+
+
+def client_version() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    return {"version": metadata.version("steprun"), "python": platform.python_version()}
+
+
+def version_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    info: dict[str, Any] = {"clientVersion": client_version()}
+    code = exit_codes.OK
+    error: Exception | None = None
+    if not args.client:
+        try:
+            info["serverVersion"] = ctx.client().server_version()
+        except Exception as failure:
+            # Like kubectl: the client's version is still printed before the failure is.
+            error = failure
+    if args.output == "text":
+        client = info["clientVersion"]
+        ctx.out(f"Client Version: {client['version']} (Python {client['python']})")
+        if "serverVersion" in info:
+            ctx.out(f"Server Version: {info['serverVersion'].get('gitVersion', 'unknown')}")
+    else:
+        from steprun.cli.output import dump
+
+        ctx.stdout.write(dump(info, args.output))
+    if error is not None:
+        raise error
+    return code

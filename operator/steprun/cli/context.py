@@ -1,24 +1,37 @@
-"""What every command gets: its arguments, output streams, and a client made on first use."""
+"""What every command gets: its arguments, output streams, and a client made on first use.
+
+Nothing heavy is imported here (nor by the modules that register commands): `steprun --help`
+and completion must answer without loading the Kubernetes client.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from steprun.client import StepRunClient
-
-ClientFactory = Callable[[argparse.Namespace], StepRunClient]
-
 if TYPE_CHECKING:
+    from steprun.client import StepRunClient
+
     # What each command module's register() adds its parser to (generic only for type checkers).
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+ClientFactory = Callable[[argparse.Namespace], "StepRunClient"]
+
+# The CLI is interactive: an API server that does not answer is reported after one retry, not
+# after the library's longer backoff (which rides out an API server restart for engines).
+CLI_RETRIES = 1
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 class UnreadableFile(OSError):
     """A file named on the command line cannot be read; the message names it."""
+
+
+class NoClusterConfig(Exception):
+    """There is no way to reach a cluster; the message says what to set."""
 
 
 def read_source(path: str) -> str:
@@ -32,22 +45,61 @@ def read_source(path: str) -> str:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def check_cluster_config(explicit: str | None) -> None:
+    """Raises NoClusterConfig when neither a kubeconfig nor the in-cluster service is there."""
+    from steprun.client.kubeconfig import kubeconfig_path
+
+    if explicit and not os.path.exists(explicit):
+        raise NoClusterConfig(f"the kubeconfig {explicit} (--kubeconfig) does not exist")
+    from_env = os.environ.get("KUBECONFIG")
+    if not explicit and from_env and not any(os.path.exists(p) for p in from_env.split(":")):
+        raise NoClusterConfig(f"the kubeconfig {from_env} ($KUBECONFIG) does not exist")
+    if kubeconfig_path(explicit) is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise NoClusterConfig(
+            "no cluster configuration: pass --kubeconfig FILE, set KUBECONFIG, or create "
+            "~/.kube/config (there is none, and this is not a Pod in a cluster)"
+        )
+
+
+def request_timeout(args: argparse.Namespace) -> tuple[float, float] | None:
+    """(connect, read) timeouts of ordinary requests: --request-timeout bounds both."""
+    seconds: float | None = getattr(args, "request_timeout", None)
+    if seconds:
+        return (seconds, seconds)
+    return None
+
+
 def client_from_args(args: argparse.Namespace) -> StepRunClient:
-    """A client for the global flags --kubeconfig, --context and -n/--namespace."""
+    """A client for the global flags --kubeconfig, --context, -n and --request-timeout."""
+    from steprun.client import StepRunClient
+    from steprun.client.backoff import Backoff
+
+    explicit = getattr(args, "kubeconfig", None)
+    check_cluster_config(explicit)
+    timeouts = request_timeout(args) or (DEFAULT_CONNECT_TIMEOUT, 60.0)
     return StepRunClient.from_kubeconfig(
-        getattr(args, "kubeconfig", None),
+        explicit,
         context=getattr(args, "context", None),
         namespace=getattr(args, "namespace", None),
+        backoff=Backoff(retries=CLI_RETRIES),
+        request_timeout=timeouts,
     )
 
 
-@dataclass
 class CliContext:
-    args: argparse.Namespace
-    stdout: TextIO
-    stderr: TextIO
-    make_client: ClientFactory = client_from_args
-    _client: StepRunClient | None = field(default=None, repr=False)
+    # A plain class, not a dataclass: importing dataclasses costs --help a tenth of its time.
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        stdout: TextIO,
+        stderr: TextIO,
+        make_client: ClientFactory = client_from_args,
+    ) -> None:
+        self.args = args
+        self.stdout = stdout
+        self.stderr = stderr
+        self.make_client = make_client
+        self._client: StepRunClient | None = None
 
     def client(self) -> StepRunClient:
         # Made lazily: `render`, `completion` and `--help` must work without a cluster.

@@ -10,7 +10,10 @@ A step may itself exit with one of these numbers; the phase printed on stderr te
 
 from __future__ import annotations
 
-from steprun.api.models import Phase, StepRun
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from steprun.api.models import StepRun
 
 OK = 0
 ERROR = 1  # steprun itself failed: not found, forbidden, unexpected API answer
@@ -38,8 +41,10 @@ exit codes:
 
 def exit_code_for(steprun: StepRun) -> int:
     """The exit code that reports a finished step."""
+    from steprun.api.models import Phase, is_terminal_phase
+
     phase = steprun.status.phase
-    if phase is None or not Phase(phase).terminal:
+    if phase is None or not is_terminal_phase(phase):
         raise ValueError(f'steprun "{steprun.name}" is not finished (phase {phase or "unset"})')
     match Phase(phase):
         case Phase.SUCCEEDED:

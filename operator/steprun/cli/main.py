@@ -1,4 +1,9 @@
-"""The ``steprun`` command (also ``kubectl steprun`` and ``python -m steprun``)."""
+"""The ``steprun`` command (also ``kubectl steprun`` and ``python -m steprun``).
+
+Startup is kept light: building the parser imports no Kubernetes client, pydantic model or
+YAML library (bench/cli_startup.py measures `steprun --help`); each command imports what it
+uses when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from kubernetes.config.config_exception import ConfigException
-
 from steprun.cli import commands, completion, exit_codes, operator, render, run
-from steprun.cli.context import CliContext, ClientFactory, client_from_args
-from steprun.client import (
-    ApiUnreachable,
-    InvalidStepRun,
-    StepRunError,
-    StepRunRejected,
-)
+from steprun.cli.context import CliContext, ClientFactory, NoClusterConfig, client_from_args
 
 PROG = "steprun"
 DESCRIPTION = """\
@@ -31,29 +28,39 @@ EPILOG = """\
 examples:
   steprun run --image busybox:1.36 -- sh -c 'echo hello'
   steprun list --workflow build --run-id 42
+  steprun describe build-42-lint
   steprun logs -f build-42-lint
-  steprun render -f step.yaml
+  steprun render -f step.yaml --validate
 
 The global flags may also follow the command: `steprun get NAME -n ci`.
 """
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--kubeconfig", default=default, metavar="FILE", help="kubeconfig file")
+    parser.add_argument("--context", default=default, help="kubeconfig context to use")
+    parser.add_argument(
+        "--request-timeout",
+        type=commands.seconds,
+        default=default,
+        metavar="DURATION",
+        help="give up on an API request after this long (e.g. 5s, 1m; default 5s to connect)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     connection = argparse.ArgumentParser(add_help=False)
     # SUPPRESS keeps a flag given before the command from being reset by the command's parser.
-    connection.add_argument(
-        "--kubeconfig", default=argparse.SUPPRESS, metavar="FILE", help="kubeconfig file"
-    )
-    connection.add_argument(
-        "--context", default=argparse.SUPPRESS, help="kubeconfig context to use"
-    )
+    _add_connection_flags(connection, argparse.SUPPRESS)
     common = argparse.ArgumentParser(add_help=False, parents=[connection])
-    common.add_argument(
-        "-n",
-        "--namespace",
-        default=argparse.SUPPRESS,
-        metavar="NS",
-        help="namespace (default: the kubeconfig context's)",
+    completion.complete_namespaces(
+        common.add_argument(
+            "-n",
+            "--namespace",
+            default=argparse.SUPPRESS,
+            metavar="NS",
+            help="namespace (default: the kubeconfig context's)",
+        )
     )
 
     parser = argparse.ArgumentParser(
@@ -62,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
-    parser.add_argument("--context", help="kubeconfig context to use")
-    parser.add_argument(
-        "-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's)"
+    _add_connection_flags(parser, None)
+    completion.complete_namespaces(
+        parser.add_argument(
+            "-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's)"
+        )
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run.register(subparsers, common)
@@ -89,6 +97,36 @@ def split_dashdash(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return list(argv[:index]), list(argv[index + 1 :])
 
 
+def report_error(exc: BaseException, ctx: CliContext) -> int | None:
+    """The exit code for an error the commands may raise (None: not one of those)."""
+    if isinstance(exc, NoClusterConfig):
+        ctx.err(f"error: {exc}")
+        return exit_codes.ERROR
+    # Loaded only now: a command that raised one of these has imported the client already.
+    from steprun.client import ApiUnreachable, InvalidStepRun, StepRunError, StepRunRejected
+
+    if isinstance(exc, InvalidStepRun):
+        ctx.err(f"error: the API server refused the StepRun: {exc.message}")
+        for cause in exc.causes:
+            ctx.err(f"  {cause.field}: {cause.message}")
+        return exit_codes.USAGE
+    if isinstance(exc, StepRunRejected):
+        ctx.err(f"error: {exc}")
+        return exit_codes.USAGE
+    if isinstance(exc, ApiUnreachable):
+        ctx.err(f"error: {exc}")
+        return exit_codes.API_UNREACHABLE
+    if isinstance(exc, StepRunError):
+        ctx.err(f"error: {exc}")
+        return exit_codes.ERROR
+    from kubernetes.config.config_exception import ConfigException
+
+    if isinstance(exc, ConfigException):
+        ctx.err(f"error: the cluster configuration cannot be used: {exc}")
+        return exit_codes.ERROR
+    return None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -98,6 +136,7 @@ def main(
 ) -> int:
     head, tail = split_dashdash(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    completion.autocomplete(parser)
     args = parser.parse_args(head)
     if tail is not None:
         if args.command != "run":
@@ -107,23 +146,6 @@ def main(
     try:
         code: int = args.func(args, ctx)
         return code
-    except InvalidStepRun as exc:
-        ctx.err(f"error: the API server refused the StepRun: {exc.message}")
-        for cause in exc.causes:
-            ctx.err(f"  {cause.field}: {cause.message}")
-        return exit_codes.USAGE
-    except StepRunRejected as exc:
-        ctx.err(f"error: {exc}")
-        return exit_codes.USAGE
-    except ApiUnreachable as exc:
-        ctx.err(f"error: {exc}")
-        return exit_codes.API_UNREACHABLE
-    except StepRunError as exc:
-        ctx.err(f"error: {exc}")
-        return exit_codes.ERROR
-    except ConfigException as exc:
-        ctx.err(f"error: no cluster configuration found: {exc}")
-        return exit_codes.ERROR
     except KeyboardInterrupt:
         return exit_codes.CANCELLED
     except BrokenPipeError:
@@ -132,5 +154,10 @@ def main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return exit_codes.OK
+    except Exception as exc:
+        handled = report_error(exc, ctx)
+        if handled is None:
+            raise
+        return handled
     finally:
         ctx.close()

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from steprun.cli import exit_codes
 from steprun.cli.context import CliContext
-from steprun.config import OperatorConfig
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
+    from steprun.config import OperatorConfig
 
 DESCRIPTION = """\
 Run the steprun operator in the foreground until SIGINT or SIGTERM.
@@ -84,6 +84,7 @@ def operator_command(args: argparse.Namespace, ctx: CliContext) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     # kopf and the reconciler are loaded for this command only, so the client commands start
     # quickly and work where the operator's dependencies are not wanted.
+    from steprun.config import OperatorConfig
     from steprun.handlers.main import run_operator
 
     run_operator(operator_config(args, OperatorConfig()))

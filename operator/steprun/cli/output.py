@@ -144,3 +144,46 @@ def dump(document: Any, output: str) -> str:
 def dump_all_yaml(documents: Sequence[Any]) -> str:
     """A multi-document YAML stream, the format ``kubectl apply -f`` reads."""
     return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)
+
+
+def served_list_document(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Objects as served, as one ``kind: List`` document (each item with its apiVersion/kind)."""
+    from steprun.api.models import API_VERSION
+
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [{"apiVersion": API_VERSION, "kind": "StepRun", **item} for item in items],
+        "metadata": {"resourceVersion": ""},
+    }
+
+
+def format_objects(
+    items: Sequence[dict[str, Any]],
+    output: str,
+    now: datetime,
+    *,
+    single: bool = False,
+    with_namespace: bool = False,
+    no_headers: bool = False,
+) -> str:
+    """Served StepRuns in an output format of ``-o`` (table, wide, name, yaml, json,
+    jsonpath=TEMPLATE); ``single``: one object asked by name, printed as itself, not a List."""
+    from steprun.cli import jsonpath
+
+    if output.startswith("jsonpath="):
+        document: Any = items[0] if single and len(items) == 1 else served_list_document(items)
+        text = jsonpath.render(output[len("jsonpath=") :], document)
+        return text
+    if output == "name":
+        return "".join(f"{item['metadata']['name']}\n" for item in items)
+    if output in ("yaml", "json"):
+        document = items[0] if single and len(items) == 1 else served_list_document(items)
+        return dump(document, output)
+    table = steprun_table(
+        [StepRun.from_body(item) for item in items],
+        now,
+        with_namespace=with_namespace,
+        wide=output == "wide",
+    )
+    return "".join(table.splitlines(keepends=True)[1:]) if no_headers else table

@@ -5,24 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from steprun.api.models import StepRun
 from steprun.cli import exit_codes
 from steprun.cli.context import CliContext, UnreadableFile, read_source
-from steprun.cli.output import enum_text
-from steprun.cli.spec_args import (
-    RunRequest,
-    SpecArgumentError,
-    build_run_request,
-    load_manifest,
-    parse_env,
-    parse_inputs,
-    parse_secret,
-    split_run_words,
-)
-from steprun.client import AttemptStarted, LogEvent, LogLine, PodWaiting, StepRunClient
 
 if TYPE_CHECKING:
+    from steprun.api.models import StepRun
     from steprun.cli.context import SubParsers
+    from steprun.cli.spec_args import RunRequest
+    from steprun.client import LogEvent, StepRunClient
 
 DESCRIPTION = """\
 Create a StepRun, show its progress and logs, and exit with the step's exit code.
@@ -44,7 +34,18 @@ examples:
   steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
       --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
   steprun run -f step.yaml --retries 2 --detach
+  steprun run --image busybox:1.36 --workflow build --run-id 42 \
+      --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \
+      --script 'ls /workspace/cache > list.txt'
 """
+
+
+# Kept here, not in spec_args: building the parser must not import pydantic or yaml.
+WORKSPACE_HELP = (
+    "NAME plus one source: claimName=PVC (an existing claim), storage=SIZE (a claim shared by "
+    "the workflow run: needs --workflow and --run-id) or emptyDir; options mountPath=, subPath=, "
+    "readOnly, accessMode=, storageClassName=, sizeLimit=, medium="
+)
 
 
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -85,17 +86,43 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         metavar="NAME=SECRET/KEY[:file]",
         help="project a key of an existing Secret as env var NAME (or as file NAME)",
     )
+    parser.add_argument(
+        "--workspace",
+        action="append",
+        default=[],
+        metavar="name=NAME,SOURCE[,OPTION...]",
+        help="mount a workspace (spec.workspaces): " + WORKSPACE_HELP,
+    )
+    parser.add_argument("--workflow", metavar="NAME", help="context.workflow.name of the step")
+    parser.add_argument("--run-id", metavar="ID", help="context.workflow.runId of the step")
     parser.add_argument("--timeout", type=int, metavar="S", help="timeoutSeconds of the step")
     parser.add_argument("--retries", type=int, metavar="N", help="retries of a failed attempt")
     parser.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
     parser.add_argument(
         "--detach", action="store_true", help="print the StepRun's name and exit after creating it"
     )
+    parser.add_argument(
+        "--dry-run",
+        choices=("none", "client", "server"),
+        default="none",
+        help="only print the StepRun: as built here (client) or as the API server would store "
+        "it after its validation and admission (server); nothing is created",
+    )
     parser.set_defaults(func=run_command)
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:
     """The StepRun that the arguments describe (raises SpecArgumentError)."""
+    from steprun.cli.spec_args import (
+        build_run_request,
+        load_manifest,
+        parse_env,
+        parse_inputs,
+        parse_secret,
+        parse_workspace,
+        split_run_words,
+    )
+
     manifest = None
     if args.filename:
         manifest = load_manifest(read_source(args.filename))
@@ -105,6 +132,8 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         args.words, getattr(args, "after_dashdash", None), has_source=has_source
     )
     if name and args.name and name != args.name:
+        from steprun.cli.spec_args import SpecArgumentError
+
         raise SpecArgumentError(f"two names given: {name!r} and --name {args.name!r}")
     return build_run_request(
         manifest=manifest,
@@ -116,12 +145,17 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         env=parse_env(args.env),
         inputs=parse_inputs(args.input),
         secrets=[parse_secret(s) for s in args.secret],
+        workspaces=[parse_workspace(w) for w in args.workspace],
+        workflow=args.workflow,
+        run_id=args.run_id,
         timeout=args.timeout,
         retries=args.retries,
     )
 
 
 def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from steprun.cli.spec_args import SpecArgumentError
+
     try:
         request = request_from_args(args)
     except (SpecArgumentError, UnreadableFile) as exc:
@@ -129,6 +163,8 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
         return exit_codes.USAGE
     for skipped in request.skipped:
         ctx.err(f"note: {skipped} in {args.filename} is not created; steprun creates the StepRun")
+    if args.dry_run != "none":
+        return dry_run(ctx, request, server=args.dry_run == "server")
     client = ctx.client()
     namespace = request.namespace or client.namespace
     try:
@@ -147,6 +183,25 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
         return exit_codes.OK
     ctx.err(f"steprun/{handle.name} created in namespace {namespace}")
     return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
+
+
+def dry_run(ctx: CliContext, request: RunRequest, *, server: bool) -> int:
+    """Prints the StepRun instead of creating it (``server``: as the API server returns it)."""
+    from steprun.cli.output import dump
+    from steprun.client.objects import steprun_body
+
+    namespace = request.namespace or (ctx.namespace if server else "default")
+    body = steprun_body(
+        request.spec,
+        namespace=namespace,
+        name=request.name,
+        generate_name=request.generate_name,
+        labels=request.labels,
+    )
+    if server:
+        body = ctx.client().dry_run_create(body)
+    ctx.stdout.write(dump(body, "yaml"))
+    return exit_codes.OK
 
 
 def follow_step(
@@ -177,6 +232,8 @@ def cancel_step(ctx: CliContext, client: StepRunClient, name: str, namespace: st
 
 
 def show_event(ctx: CliContext, event: LogEvent) -> None:
+    from steprun.client import AttemptStarted, LogLine, PodWaiting
+
     match event:
         case LogLine(text=text):
             ctx.out(text)
@@ -192,6 +249,8 @@ def show_event(ctx: CliContext, event: LogEvent) -> None:
 
 def report_end(ctx: CliContext, steprun: StepRun) -> None:
     """One line on stderr saying how the step ended, and why when it did not succeed."""
+    from steprun.cli.output import enum_text
+
     status = steprun.status
     parts = [f"steprun/{steprun.name} {enum_text(status.phase)}"]
     if status.exit_code is not None:

@@ -1,8 +1,9 @@
 """From ``steprun run`` arguments to the StepRun to create (pure).
 
 Flags are layered over an optional manifest (``-f``): ``--env`` and ``--input`` add or replace
-keys, ``--secret`` adds or replaces projections by name, ``--image``, a command,
-``--script``, ``--timeout`` and ``--retries`` replace the manifest's values.
+keys, ``--secret`` and ``--workspace`` add or replace entries by name, ``--image``, a command,
+``--script``, ``--timeout``, ``--retries``, ``--workflow`` and ``--run-id`` replace the
+manifest's values.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from steprun.api.models import Mode, StepRunSpec
+from steprun.api.models import Mode, StepRun, StepRunSpec
 from steprun.client.objects import default_generate_name
+
+# generateName gets 5 characters appended; Pod names derive from the result (render.names).
+_MAX_RERUN_PREFIX = 40
 
 
 class SpecArgumentError(ValueError):
@@ -73,6 +77,72 @@ def parse_secret(text: str) -> dict[str, Any]:
     if not slash or not secret or not key:
         raise SpecArgumentError(f"--secret expects NAME=SECRET/KEY[:file], got {text!r}")
     return {"name": name, "secretKeyRef": {"name": secret, "key": key}, "as": as_}
+
+
+_WORKSPACE_FLAGS = {"readOnly", "emptyDir"}
+_WORKSPACE_KEYS = {
+    "name",
+    "claimName",
+    "storage",
+    "mountPath",
+    "subPath",
+    "readOnly",
+    "accessMode",
+    "storageClassName",
+    "sizeLimit",
+    "medium",
+    "emptyDir",
+}
+
+
+def parse_workspace(text: str) -> dict[str, Any]:
+    """``name=src,claimName=cache,readOnly`` and the like, as API JSON (see run --workspace)."""
+    fields: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if key not in _WORKSPACE_KEYS:
+            raise SpecArgumentError(
+                f"--workspace {text!r}: unknown key {key!r} "
+                f"(known: {', '.join(sorted(_WORKSPACE_KEYS))})"
+            )
+        if not sep and key not in _WORKSPACE_FLAGS:
+            raise SpecArgumentError(f"--workspace {text!r}: {key} needs a value ({key}=...)")
+        fields[key] = value if sep else "true"
+    name = fields.pop("name", None)
+    if not name:
+        raise SpecArgumentError(f"--workspace {text!r}: give name=NAME")
+    workspace: dict[str, Any] = {"name": name}
+    for key in ("mountPath", "subPath"):
+        if key in fields:
+            workspace[key] = fields.pop(key)
+    if "readOnly" in fields:
+        workspace["readOnly"] = fields.pop("readOnly").lower() in ("true", "1", "yes")
+    sources = [k for k in ("claimName", "storage", "emptyDir") if k in fields]
+    if len(sources) != 1:
+        raise SpecArgumentError(
+            f"--workspace {text!r}: give exactly one of claimName=, storage= and emptyDir"
+        )
+    if "claimName" in fields:
+        workspace["persistentVolumeClaim"] = {"claimName": fields.pop("claimName")}
+    elif "storage" in fields:
+        claim: dict[str, Any] = {"resources": {"requests": {"storage": fields.pop("storage")}}}
+        if "accessMode" in fields:
+            claim["accessModes"] = [fields.pop("accessMode")]
+        if "storageClassName" in fields:
+            claim["storageClassName"] = fields.pop("storageClassName")
+        workspace["volumeClaimTemplate"] = {"spec": claim}
+    else:
+        fields.pop("emptyDir")
+        empty_dir: dict[str, Any] = {}
+        for key in ("sizeLimit", "medium"):
+            if key in fields:
+                empty_dir[key] = fields.pop(key)
+        workspace["emptyDir"] = empty_dir
+    if fields:
+        raise SpecArgumentError(
+            f"--workspace {text!r}: {', '.join(sorted(fields))} does not apply to this source"
+        )
+    return workspace
 
 
 def split_run_words(
@@ -167,6 +237,9 @@ def build_run_request(
     env: Mapping[str, str] | None = None,
     inputs: Mapping[str, Any] | None = None,
     secrets: Sequence[Mapping[str, Any]] = (),
+    workspaces: Sequence[Mapping[str, Any]] = (),
+    workflow: str | None = None,
+    run_id: str | None = None,
     timeout: int | None = None,
     retries: int | None = None,
 ) -> RunRequest:
@@ -179,6 +252,9 @@ def build_run_request(
         env=env or {},
         inputs=inputs or {},
         secrets=secrets,
+        workspaces=workspaces,
+        workflow=workflow,
+        run_id=run_id,
         timeout=timeout,
         retries=retries,
     )
@@ -205,6 +281,9 @@ def _layer(
     env: Mapping[str, str],
     inputs: Mapping[str, Any],
     secrets: Sequence[Mapping[str, Any]],
+    workspaces: Sequence[Mapping[str, Any]],
+    workflow: str | None,
+    run_id: str | None,
     timeout: int | None,
     retries: int | None,
 ) -> dict[str, Any]:
@@ -232,6 +311,17 @@ def _layer(
         by_name = {s["name"]: s for s in context.get("secrets") or []}
         by_name.update({s["name"]: dict(s) for s in secrets})
         context["secrets"] = list(by_name.values())
+    if workflow is not None or run_id is not None:
+        run = dict(context.get("workflow") or {})
+        if workflow is not None:
+            run["name"] = workflow
+        if run_id is not None:
+            run["runId"] = run_id
+        context["workflow"] = run
+    if workspaces:
+        by_workspace = {w["name"]: w for w in spec.get("workspaces") or []}
+        by_workspace.update({w["name"]: dict(w) for w in workspaces})
+        spec["workspaces"] = list(by_workspace.values())
     if not context:
         del spec["context"]
     if timeout is not None:
@@ -255,3 +345,26 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     if model.script is not None and (model.command or model.args):
         raise SpecArgumentError("spec.script cannot be combined with command or args")
     return model
+
+
+RERUN_OF_LABEL = "steprun.dev/rerun-of"
+
+
+def rerun_request(old: StepRun, *, name: str | None = None) -> RunRequest:
+    """A new StepRun with ``old``'s spec (not cancelled) and labels, marked as its rerun.
+
+    Without ``name``, the API server generates one from ``old``'s name, so reruns of a step
+    sort next to it.
+    """
+    from steprun.render.names import name_label_value
+
+    spec = old.spec.model_copy(update={"cancel": False})
+    labels = {**old.metadata.labels, RERUN_OF_LABEL: name_label_value(old.name)}
+    prefix = old.name[:_MAX_RERUN_PREFIX].rstrip("-.") + "-"
+    return RunRequest(
+        spec=spec,
+        name=name,
+        generate_name=None if name else prefix,
+        namespace=old.namespace,
+        labels=labels,
+    )

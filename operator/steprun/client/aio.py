@@ -54,6 +54,7 @@ from steprun.client.objects import (
     steprun_field_selector,
 )
 from steprun.client.result import StepResult, is_terminal, result_of
+from steprun.client.trace import with_current_trace
 from steprun.client.waiting import (
     Event,
     StreamBroken,
@@ -179,10 +180,13 @@ class AsyncStepRunClient:
         generate_name: str | None = None,
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
+        propagate_trace: bool = True,
     ) -> AsyncStepRunHandle:
         """See ``StepRunClient.submit``: same name and spec again returns the existing one."""
         ns = await self._ns(namespace)
         spec_model = coerce_spec(spec)
+        if propagate_trace:
+            spec_model = with_current_trace(spec_model)
         body = steprun_body(
             spec_model, namespace=ns, name=name, generate_name=generate_name, labels=labels
         )

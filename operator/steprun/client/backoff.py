@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steprun.kube.backoff import exponential
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -21,4 +23,4 @@ class Backoff:
         """The pause after ``failures`` consecutive failures; None once retries are exhausted."""
         if failures > self.retries or failures < 1:
             return None
-        return float(min(self.maximum, self.initial * 2 ** (failures - 1)))
+        return exponential(failures, self.initial, self.maximum)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from steprun.api.models import Phase, StepRun
+from steprun.api.models import StepRun
 
 
 class StepRunError(Exception):
@@ -63,7 +63,7 @@ class WaitTimeout(StepRunError):
         phase = steprun.status.phase if steprun is not None else None
         super().__init__(
             f'steprun "{name}" in namespace "{namespace}" did not finish within {timeout:g}s'
-            + (f" (phase {Phase(phase).value})" if phase else ""),
+            + (f" (phase {phase})" if phase else ""),
             steprun=steprun,
         )
         self.name = name

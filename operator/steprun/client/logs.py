@@ -51,6 +51,30 @@ LogEvent = LogLine | AttemptStarted | PodWaiting
 
 
 @dataclass(frozen=True)
+class LogOptions:
+    """What part of each attempt's log to read, as the API server's log options.
+
+    ``tail``: only the last N lines; ``since_seconds``: only lines newer than that; with
+    ``timestamps`` every line starts with the kubelet's RFC 3339 timestamp.
+    """
+
+    tail: int | None = None
+    since_seconds: int | None = None
+    timestamps: bool = False
+
+    def query(self) -> dict[str, Any]:
+        """Keyword arguments of ``read_namespaced_pod_log`` (none when nothing is asked)."""
+        options: dict[str, Any] = {}
+        if self.tail is not None:
+            options["tail_lines"] = self.tail
+        if self.since_seconds is not None:
+            options["since_seconds"] = self.since_seconds
+        if self.timestamps:
+            options["timestamps"] = True
+        return options
+
+
+@dataclass(frozen=True)
 class PodView:
     """The little of a Pod that log reading needs."""
 

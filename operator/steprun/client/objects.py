@@ -6,8 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
 from steprun.render.names import (
+    LABEL_JOB,
     LABEL_RUN,
     LABEL_STEP,
     LABEL_WORKFLOW,
@@ -41,18 +44,24 @@ def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
         labels[LABEL_RUN] = workflow.run_id
     if workflow.step_id:
         labels[LABEL_STEP] = workflow.step_id
+    if workflow.job_id:
+        labels[LABEL_JOB] = workflow.job_id
     return labels
 
 
 def default_generate_name(spec: StepRunSpec) -> str:
-    """A generateName prefix saying what runs: the image's short name, the plugin, or "step".
+    """A generateName prefix saying what runs: the image's short name, the plugin (and its
+    handler or command), or "step".
 
-    ``registry.example/tools/golang:1.22`` gives ``golang-``.
+    ``registry.example/tools/golang:1.22`` gives ``golang-``, ``uses: plugin:eslint/fix`` gives
+    ``eslint-fix-``, ``uses: command:lint`` gives ``lint-``.
     """
     if spec.image:
         # Drop the digest, then the registry and repository path, then the tag.
         base = spec.image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    elif spec.sandbox is not None:
+    elif spec.sandbox is not None and spec.sandbox.uses:
+        base = spec.sandbox.uses.split(":", 1)[-1]
+    elif spec.sandbox is not None and spec.sandbox.plugin:
         base = spec.sandbox.plugin
     else:
         base = "step"
@@ -90,9 +99,10 @@ def same_spec(existing: StepRunSpec, requested: StepRunSpec) -> bool:
     """Whether an existing StepRun is the one being submitted again.
 
     ``cancel`` is a control switch, not part of what the step is: a step cancelled in the
-    meantime is still the same step, so resubmitting it returns it rather than failing.
+    meantime is still the same step, so resubmitting it returns it rather than failing. The
+    trace context is not either: an engine resubmitting after a restart runs in a new span.
     """
-    ignore = {"cancel"}
+    ignore: dict[str, Any] = {"cancel": True, "context": {"trace"}}
     return existing.model_dump(exclude=ignore) == requested.model_dump(exclude=ignore)
 
 
@@ -124,7 +134,30 @@ def pod_label_selector(name: str) -> str:
 
 
 def parse_steprun(body: Any) -> StepRun:
-    return StepRun.from_body(body)
+    """A StepRun as read from the API, forward-compatibly: fields this version does not know
+    (a newer CRD) are ignored, so one newer object never breaks a list or a wait."""
+    try:
+        return StepRun.from_body(body)
+    except ValidationError as error:
+        unknown = [e["loc"] for e in error.errors() if e["type"] == "extra_forbidden"]
+        if not unknown:
+            raise
+        return parse_steprun(_without(body, unknown))
+
+
+def _without(body: Any, paths: list[tuple[int | str, ...]]) -> Any:
+    """A copy of ``body`` without the entries at ``paths`` (copied only along those paths)."""
+    copy = dict(body)
+    for path in paths:
+        node: Any = copy
+        for part in path[:-1]:
+            child = node[part]
+            child = dict(child) if isinstance(child, Mapping) else list(child)
+            node[part] = child
+            node = child
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return copy
 
 
 def parse_steprun_list(body: Mapping[str, Any]) -> tuple[list[StepRun], str]:

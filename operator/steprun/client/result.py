@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from steprun.api.models import AttemptStatus, Phase, StepRun
+from steprun.api.models import AttemptStatus, Phase, StepRun, is_terminal_phase
 from steprun.client.errors import StepRunRejected
 
 
@@ -29,13 +29,13 @@ class StepResult:
 
 def is_terminal(steprun: StepRun) -> bool:
     phase = steprun.status.phase
-    return phase is not None and Phase(phase).terminal
+    return is_terminal_phase(phase)
 
 
 def build_result(steprun: StepRun) -> StepResult:
     """The result of a StepRun in a terminal phase."""
     status = steprun.status
-    if status.phase is None or not Phase(status.phase).terminal:
+    if status.phase is None or not is_terminal_phase(status.phase):
         raise ValueError(
             f'steprun "{steprun.name}" is not finished (phase {status.phase or "unset"})'
         )

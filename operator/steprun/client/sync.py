@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
 import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -29,6 +31,7 @@ from steprun.client.logs import (
     LineSplitter,
     LogEvent,
     LogLine,
+    LogOptions,
     LogPlanner,
     LogsDone,
     PodView,
@@ -47,6 +50,7 @@ from steprun.client.objects import (
     steprun_field_selector,
 )
 from steprun.client.result import StepResult, is_terminal, result_of
+from steprun.client.trace import with_current_trace
 from steprun.client.waiting import (
     Event,
     StreamBroken,
@@ -91,6 +95,7 @@ class StepRunClient:
         watch_timeout_seconds: int = 300,
         poll_interval: float = 1.0,
         backoff: Backoff | None = None,
+        request_timeout: float | tuple[float, float] | None = None,
     ) -> None:
         discovered = DEFAULT_NAMESPACE
         if api_client is None:
@@ -100,6 +105,8 @@ class StepRunClient:
         self.watch_timeout_seconds = watch_timeout_seconds
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
+        # Bounds every ordinary request (connect, read); the CLI's --request-timeout.
+        self.request_timeout = request_timeout or REQUEST_TIMEOUT
         self._objects = kubernetes.client.CustomObjectsApi(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._sleep: Callable[[float], None] = time.sleep
@@ -141,12 +148,17 @@ class StepRunClient:
         generate_name: str | None = None,
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
+        propagate_trace: bool = True,
     ) -> StepRunHandle:
         """Creates a StepRun. Submitting the same ``name`` and spec again returns the existing
         one (so a restarted engine can resubmit safely); a different spec raises
-        StepRunConflict."""
+        StepRunConflict. A spec without ``context.trace`` gets the current OpenTelemetry trace
+        context when opentelemetry-api is installed and a span is active (``propagate_trace``
+        turns that off)."""
         ns = namespace or self.namespace
         spec_model = coerce_spec(spec)
+        if propagate_trace:
+            spec_model = with_current_trace(spec_model)
         body = steprun_body(
             spec_model, namespace=ns, name=name, generate_name=generate_name, labels=labels
         )
@@ -291,13 +303,18 @@ class StepRunClient:
         namespace: str | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        options: LogOptions | None = None,
     ) -> Iterator[str]:
         """The step's log lines (without line ends), attempt after attempt.
 
         With ``follow``, waits for Pods to start, follows the running attempt, moves on to
-        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt.
+        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
+        ``options`` limits each attempt's log (tail, since) or adds timestamps.
         """
-        for event in self.log_events(name, namespace=namespace, follow=follow, attempt=attempt):
+        events = self.log_events(
+            name, namespace=namespace, follow=follow, attempt=attempt, options=options
+        )
+        for event in events:
             if isinstance(event, LogLine):
                 yield event.text
 
@@ -308,6 +325,7 @@ class StepRunClient:
         namespace: str | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        options: LogOptions | None = None,
     ) -> Iterator[LogEvent]:
         """Like ``logs``, but also says which attempt each line is from and what is awaited
         (LogLine, AttemptStarted, PodWaiting), for progress displays."""
@@ -330,7 +348,7 @@ class StepRunClient:
                 yield AttemptStarted(pod.attempt, pod.name)
             seen = 0
             try:
-                for text in self._read_log(pod, ns, follow=action.follow):
+                for text in self._read_log(pod, ns, follow=action.follow, options=options):
                     seen += 1
                     if seen > action.skip_lines:
                         yield LogLine(pod.attempt, pod.name, text)
@@ -377,7 +395,7 @@ class StepRunClient:
         return [view for view in views if view is not None]
 
     def _read_log(
-        self, pod: PodView, namespace: str, *, follow: bool
+        self, pod: PodView, namespace: str, *, follow: bool, options: LogOptions | None = None
     ) -> Generator[str, None, None]:
         try:
             # Without preloading, the call returns the raw HTTP response, not the annotated str.
@@ -388,7 +406,8 @@ class StepRunClient:
                 follow=follow,
                 _preload_content=False,
                 # A followed step may print nothing for a long time: no read timeout.
-                _request_timeout=None if follow else REQUEST_TIMEOUT,
+                _request_timeout=None if follow else self.request_timeout,
+                **(options or LogOptions()).query(),
             )
         except ApiException as exc:
             if exc.status in (400, 404):
@@ -408,13 +427,211 @@ class StepRunClient:
         finally:
             response.release_conn()
 
+    # ------------------------------------------------------------------ objects as served
+    # For kubectl-like tools: the API server's JSON, unchanged (no defaults added, unknown
+    # fields kept), and the objects around a StepRun.
+
+    def get_raw(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The StepRun exactly as the API server serves it."""
+        ns = namespace or self.namespace
+        return dict(
+            self._call(
+                self._objects.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                STEPRUN_PLURAL,
+                name,
+                name=name,
+                namespace=ns,
+            )
+        )
+
+    def list_raw(
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """The StepRun list as served (``items`` and the list's ``metadata.resourceVersion``)."""
+        ns = namespace or self.namespace
+        selectors = {"label_selector": label_selector, "field_selector": field_selector}
+        if all_namespaces:
+            body = self._call(
+                self._objects.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                STEPRUN_PLURAL,
+                **{k: v for k, v in selectors.items() if v},
+                name=None,
+                namespace="",
+            )
+        else:
+            body = self._call(
+                self._objects.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                STEPRUN_PLURAL,
+                **{k: v for k, v in selectors.items() if v},
+                name=None,
+                namespace=ns,
+            )
+        return dict(body)
+
+    def watch_raw(
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events (``type``, ``object`` as served) after ``resource_version``, forever.
+
+        The watch is renewed when the server ends it; after 410 Gone it goes on from a fresh
+        list, so changes made meanwhile are reported once as they are now.
+        """
+        ns = "" if all_namespaces else (namespace or self.namespace)
+        listing: Callable[..., Any] = (
+            functools.partial(self._objects.list_cluster_custom_object, GROUP, VERSION)
+            if all_namespaces
+            else functools.partial(self._objects.list_namespaced_custom_object, GROUP, VERSION, ns)
+        )
+        selectors = {
+            k: v
+            for k, v in {"label_selector": label_selector, "field_selector": field_selector}.items()
+            if v
+        }
+        failures = 0
+        while True:
+            watch = _watch_module.Watch()
+            try:
+                for event in watch.stream(
+                    listing,
+                    STEPRUN_PLURAL,
+                    resource_version=resource_version,
+                    timeout_seconds=self.watch_timeout_seconds,
+                    allow_watch_bookmarks=True,
+                    _request_timeout=(
+                        CONNECT_TIMEOUT,
+                        self.watch_timeout_seconds + WATCH_READ_MARGIN,
+                    ),
+                    **selectors,
+                ):
+                    failures = 0
+                    raw = event["raw_object"]
+                    resource_version = str(
+                        (raw.get("metadata") or {}).get("resourceVersion") or resource_version
+                    )
+                    if event["type"] != "BOOKMARK":
+                        yield {"type": event["type"], "object": raw}
+            except ApiException as exc:
+                if exc.status == 410:
+                    fresh = self.list_raw(
+                        namespace=namespace,
+                        all_namespaces=all_namespaces,
+                        label_selector=label_selector,
+                        field_selector=field_selector,
+                    )
+                    resource_version = str((fresh.get("metadata") or {}).get("resourceVersion"))
+                    for item in fresh.get("items") or []:
+                        yield {"type": "MODIFIED", "object": item}
+                    continue
+                if not is_retryable_status(exc.status):
+                    raise error_for_status(exc.status, exc.body, name=None, namespace=ns) from exc
+                failure: BaseException = exc
+            except TRANSPORT_ERRORS as exc:
+                failure = exc
+            else:
+                continue
+            finally:
+                watch.stop()
+            failures += 1
+            delay = self.backoff.delay(failures)
+            if delay is None:
+                raise ApiUnreachable(f"watching StepRuns failed: {failure}") from failure
+            self._sleep(delay)
+
+    def dry_run_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """What the API server would store for ``body`` (defaults, validation, admission),
+        without storing it; a refusal raises InvalidStepRun like ``submit``."""
+        ns = str((body.get("metadata") or {}).get("namespace") or self.namespace)
+        created = self._call(
+            self._objects.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            STEPRUN_PLURAL,
+            dict(body),
+            dry_run="All",
+            name=None,
+            namespace=ns,
+        )
+        return dict(created)
+
+    def pods_raw(self, name: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The Pods of every attempt of the StepRun, as served."""
+        ns = namespace or self.namespace
+        response = self._call(
+            self._core.list_namespaced_pod,
+            ns,
+            label_selector=pod_label_selector(name),
+            _preload_content=False,
+            name=None,
+            namespace=ns,
+        )
+        try:
+            return list(json.loads(response.data).get("items") or [])
+        finally:
+            response.release_conn()
+
+    def events_raw(self, name: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The core Events about the StepRun (the operator posts one per transition)."""
+        ns = namespace or self.namespace
+        response = self._call(
+            self._core.list_namespaced_event,
+            ns,
+            field_selector=f"involvedObject.kind=StepRun,involvedObject.name={name}",
+            _preload_content=False,
+            name=None,
+            namespace=ns,
+        )
+        try:
+            return list(json.loads(response.data).get("items") or [])
+        finally:
+            response.release_conn()
+
+    def namespace_names(self) -> builtins.list[str]:
+        """Names of the cluster's namespaces (for shell completion)."""
+        response = self._call(
+            self._core.list_namespace, _preload_content=False, name=None, namespace=""
+        )
+        try:
+            items = json.loads(response.data).get("items") or []
+        finally:
+            response.release_conn()
+        return sorted(str(item["metadata"]["name"]) for item in items)
+
+    def server_version(self) -> dict[str, Any]:
+        """The API server's /version (gitVersion, platform, ...)."""
+        api = kubernetes.client.VersionApi(self.api_client)
+        response = self._call(api.get_code, _preload_content=False, name=None, namespace="")
+        try:
+            return dict(json.loads(response.data))
+        finally:
+            response.release_conn()
+
     # ------------------------------------------------------------------ plumbing
 
     def _call(
         self, fn: Callable[..., Any], *args: Any, name: str | None, namespace: str, **kwargs: Any
     ) -> Any:
         """One API request, retried while the server is unreachable or overloaded."""
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        kwargs.setdefault("_request_timeout", self.request_timeout)
         failures = 0
         while True:
             try:

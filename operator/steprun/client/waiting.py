@@ -29,6 +29,7 @@ from steprun.client.errors import (
     error_for_status,
     is_retryable_status,
 )
+from steprun.client.objects import parse_steprun
 from steprun.client.result import is_terminal
 
 Event = Mapping[str, Any]
@@ -87,7 +88,7 @@ class WaitTracker:
             raise StepRunNotFound(self.name, self.namespace)
         if kind not in ("ADDED", "MODIFIED"):
             return None
-        steprun = StepRun.from_body(obj)
+        steprun = parse_steprun(obj)
         if version:
             self.resource_version = str(version)
         return self._observe(steprun)

@@ -14,7 +14,9 @@ import kopf
 
 from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
 from steprun.config import OperatorConfig
-from steprun.metrics import STEPRUNS_BY_PHASE
+from steprun.handlers.health import Watchers
+from steprun.metrics import STEPRUN_PHASES
+from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
 
@@ -28,7 +30,10 @@ def _owner_name(pod: dict[str, Any]) -> str | None:
 
 
 def register(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig
+    registry: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    config: OperatorConfig,
+    watchers: Watchers | None = None,
 ) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -58,8 +63,9 @@ def register(
     @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL, registry=registry)
     async def steprun_event(event: kopf.RawEvent, **_: Any) -> None:
         body = dict(event["object"])
-        key = reconciler.stepruns.observe(body, deleted=event.get("type") == "DELETED")
-        _count_phases(reconciler)
+        deleted = event.get("type") == "DELETED"
+        key = reconciler.stepruns.observe(body, deleted=deleted)
+        STEPRUN_PHASES.observe(body, deleted=deleted)
         reconciler.queue.add(key)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, registry=registry)
@@ -69,28 +75,18 @@ def register(
         if owner is None:
             return
         key = (str(pod["metadata"].get("namespace")), owner)
-        reconciler.pods.observe(key, pod, deleted=event.get("type") == "DELETED")
+        # A terminal StepRun's Pods are kept only while they hold the tracking finalizer.
+        slim = is_terminal_body(reconciler.stepruns.get(key))
+        reconciler.pods.observe(key, pod, deleted=event.get("type") == "DELETED", slim=slim)
         reconciler.queue.add(key)
+
+    if watchers is not None:
+
+        @kopf.on.probe(id="watchers", registry=registry)
+        def watching(**_: Any) -> str:
+            return watchers.check()
 
     @kopf.on.cleanup(registry=registry)
     async def drain(**_: Any) -> None:
         await reconciler.queue.drain()
         await reconciler.kube.close()
-
-
-def _count_phases(reconciler: Reconciler) -> None:
-    counts: dict[str, int] = {}
-    for body in reconciler.stepruns.items.values():
-        phase = (body.get("status") or {}).get("phase") or "New"
-        counts[phase] = counts.get(phase, 0) + 1
-    for phase in (
-        "New",
-        "Pending",
-        "Running",
-        "Succeeded",
-        "Failed",
-        "TimedOut",
-        "Cancelled",
-        "Rejected",
-    ):
-        STEPRUNS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))

@@ -2,7 +2,7 @@
 
 Asynchronous all the way (``kubernetes_asyncio``): a blocking call on the event loop would stall
 every StepRun at once. Objects travel as plain JSON dicts; rendering them is somebody else's job.
-Errors are turned into a few typed exceptions that the reconciler can decide on.
+Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,18 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
+from steprun.kube.errors import (
+    AlreadyExists,
+    Conflict,
+    KubeError,
+    NotFound,
+    QuotaExceeded,
+    Refused,
+    TooLarge,
+    Transient,
+    classify_exception,
+    classify_response,
+)
 from steprun.metrics import API_ERRORS, API_REQUESTS
 
 Body = dict[str, Any]
@@ -26,9 +38,13 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/api/v1", "events"),
     "Namespace": ("/api/v1", "namespaces"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    # Read to tell whether this replica is the active one (steprun.activity).
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
+    # Read to know whether StepRun creators are checked (steprun.reconcile.tenancy).
     "ValidatingAdmissionPolicy": (
         "/apis/admissionregistration.k8s.io/v1",
         "validatingadmissionpolicies",
@@ -39,33 +55,14 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     ),
 }
 _CLUSTER_SCOPED = frozenset(
-    {"Namespace", "SandboxPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    {
+        "Namespace",
+        "SandboxPolicy",
+        "ClusterKopfPeering",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
 )
-
-
-class KubeError(Exception):
-    def __init__(self, status: int, reason: str, message: str, body: Mapping[str, Any] | None):
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.body = body or {}
-
-
-class NotFound(KubeError):
-    pass
-
-
-class AlreadyExists(KubeError):
-    pass
-
-
-class Conflict(KubeError):
-    """A write lost a race: the object changed since it was read (stale resourceVersion)."""
-
-
-class Invalid(KubeError):
-    """The API server refused the object (422) or forbade it (403, e.g. admission)."""
 
 
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
@@ -79,28 +76,6 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = 
     if sub:
         path += f"/{sub}"
     return path
-
-
-def _error(error: k8s.ApiException) -> KubeError:
-    import json
-
-    body: dict[str, Any] = {}
-    try:
-        body = json.loads(error.body) if error.body else {}
-    except (TypeError, ValueError):
-        body = {}
-    reason = str(body.get("reason") or error.reason or "")
-    message = str(body.get("message") or error.reason or "")
-    status = int(error.status or 0)
-    if status == 404:
-        return NotFound(status, reason, message, body)
-    if status == 409 and reason == "AlreadyExists":
-        return AlreadyExists(status, reason, message, body)
-    if status == 409:
-        return Conflict(status, reason, message, body)
-    if status in (403, 422, 400):
-        return Invalid(status, reason, message, body)
-    return KubeError(status, reason, message, body)
 
 
 class Kube:
@@ -144,9 +119,21 @@ class Kube:
                 _return_http_data_only=True,
             )
         except k8s.ApiException as raw:
-            error = _error(raw)
+            headers: Mapping[str, str] = raw.headers or {}
+            error = classify_response(
+                int(raw.status or 0),
+                raw.body,
+                http_reason=str(raw.reason or ""),
+                retry_after=headers.get("Retry-After"),
+            )
             API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
             raise error from None
+        except Exception as raw:
+            unanswered = classify_exception(raw)
+            if unanswered is None:
+                raise
+            API_ERRORS.labels(verb=verb, code="0").inc()
+            raise unanswered from raw
         finally:
             API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
         return cast(Body, result or {})
@@ -155,18 +142,6 @@ class Kube:
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
         return await self._call("GET", _path(kind, namespace, name))
-
-    async def list(self, kind: str, namespace: str | None) -> list[Body]:
-        """Every object of ``kind`` (in ``namespace`` when namespaced), one page at a time."""
-        items: list[Body] = []
-        query: dict[str, str] = {"limit": "500"}
-        while True:
-            page = await self._call("GET", _path(kind, namespace), query=query)
-            items += page.get("items") or []
-            more = (page.get("metadata") or {}).get("continue")
-            if not more:
-                return items
-            query = {"limit": "500", "continue": str(more)}
 
     async def create(self, body: Mapping[str, Any]) -> Body:
         kind = str(body["kind"])
@@ -215,6 +190,83 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Body]:
+        """The items of one list call (no paging: for small, selected lists such as a Pod's
+        events)."""
+        query = {
+            key: value
+            for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+            if value
+        }
+        body = await self._call("GET", _path(kind, namespace), query=query)
+        return list(body.get("items") or [])
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        resource_version: str | None,
+    ) -> Body:
+        """Merge-patch the object; with resource_version, refused (Conflict) if it moved on."""
+        body: dict[str, Any] = dict(patch)
+        if resource_version:
+            body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
+        return await self._call(
+            "PATCH",
+            _path(kind, namespace, name),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+
+    async def remove_finalizer(
+        self, kind: str, namespace: str | None, body: Mapping[str, Any], finalizer: str
+    ) -> bool:
+        """Remove ``finalizer`` from the object as last seen; False when it is already gone.
+
+        A JSON patch that tests the entry it removes: a concurrent change of the list makes
+        the patch fail instead of removing someone else's finalizer.
+        """
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name"))
+        finalizers = list(meta.get("finalizers") or [])
+        for _ in range(3):
+            if finalizer not in finalizers:
+                return False
+            index = finalizers.index(finalizer)
+            patch = [
+                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+            ]
+            try:
+                await self._call(
+                    "PATCH",
+                    _path(kind, namespace, name),
+                    body=patch,
+                    content_type="application/json-patch+json",
+                )
+                return True
+            except NotFound:
+                return False
+            except Refused as error:
+                if error.status != 422:
+                    raise
+            # The test failed: the list changed since it was read. Read it again.
+            fresh = await self.get_or_none(kind, namespace, name)
+            if fresh is None:
+                return False
+            finalizers = list(fresh["metadata"].get("finalizers") or [])
+        raise Transient(409, "Conflict", f"the finalizers of {kind} {name} keep changing")
+
     # ------------------------------------------------------------------ helpers by kind
 
     async def get_or_none(self, kind: str, namespace: str | None, name: str) -> Body | None:
@@ -222,3 +274,17 @@ class Kube:
             return await self.get(kind, namespace, name)
         except NotFound:
             return None
+
+
+__all__ = [
+    "AlreadyExists",
+    "Body",
+    "Conflict",
+    "Kube",
+    "KubeError",
+    "NotFound",
+    "QuotaExceeded",
+    "Refused",
+    "TooLarge",
+    "Transient",
+]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from steprun.api.models import MAX_OUTPUT_BYTES, Reason
+from steprun.api.models import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH, Reason
 from steprun.observe.redact import redact as redact_text
 
 PodState = Literal["pending", "running", "succeeded", "failed"]
@@ -122,6 +122,8 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     size = len(text.encode())
     if size > MAX_OUTPUT_BYTES:
         return None, f"output exceeds 4 KiB ({size} bytes)"
+    if _nesting(text) > MAX_OUTPUT_DEPTH:
+        return None, f"output is nested more than {MAX_OUTPUT_DEPTH} levels deep"
     try:
         value = json.loads(text)
     except ValueError:
@@ -133,6 +135,28 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
         kind = "null" if value is None else _JSON_KINDS.get(type(value), "a number")
         return None, f"output is not a JSON object: it is {kind}"
     return value, None
+
+
+def _nesting(text: str) -> int:
+    """How deeply JSON text nests (brackets outside strings), measured without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _tail(text: str) -> str:
@@ -284,6 +308,17 @@ def _pending(
     if scheduled.get("status") == "False":
         scheduler_reason = scheduled.get("reason") or "Unscheduled"
         scheduler_message = scheduled.get("message") or scheduler_reason
+        if scheduler_reason == UNSCHEDULABLE and _is_about_claims(scheduler_message):
+            return PodObservation(
+                state="pending",
+                reason=Reason.WORKSPACE_UNAVAILABLE.value,
+                message=(
+                    f"the Pod cannot be scheduled: {scheduler_message}; check the claims of "
+                    "spec.workspaces and their StorageClass"
+                ),
+                stuck_reason=UNSCHEDULABLE,
+                stuck_message=scheduler_message,
+            )
         if scheduler_reason == UNSCHEDULABLE:
             return PodObservation(
                 state="pending",
@@ -318,6 +353,13 @@ def _pending(
     return PodObservation(
         state="pending", reason="Pending", message="waiting for the Pod to be scheduled"
     )
+
+
+def _is_about_claims(scheduler_message: str) -> bool:
+    # The scheduler's volume plugins name the claim ("persistentvolumeclaim "x" not found",
+    # "unbound immediate PersistentVolumeClaims", "didn't find available persistent volumes").
+    text = scheduler_message.lower()
+    return "persistentvolumeclaim" in text or "persistent volume" in text
 
 
 def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObservation:

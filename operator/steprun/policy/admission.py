@@ -1,10 +1,12 @@
 """Sandbox admission: does a SandboxPolicy admit a step, and with what settings (pure).
 
 Every rule is checked and every denial collected, so one rejection tells the step author all
-there is to fix instead of one item per attempt. An admitted step gets a ``SandboxDecision``
-holding only the permissions the step needs (its plugin's plus its own), never everything the
-policy would grant: a plugin that did not ask for secrets.read never sees a secret even under
-a generous policy.
+there is to fix instead of one item per attempt. What the step runs is resolved first (its
+plugin, or the handler or CLI command its ``sandbox.uses`` names, see ``policy.resolve``). An
+admitted step gets a ``SandboxDecision`` holding only the permissions the step needs (the union
+of its plugin's, its handler's or command's and its own), never everything the policy would
+grant: a plugin that did not ask for secrets.read never sees a secret even under a generous
+policy.
 """
 
 from __future__ import annotations
@@ -20,27 +22,22 @@ from steprun.api.models import (
     LabelSelector,
     Mode,
     Permission,
-    Plugin,
     QuantityMap,
     Reason,
     ResourceRequirements,
     SandboxPolicy,
+    SandboxPolicySpec,
     StepRun,
 )
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.policy.quantity import parse_quantity
+from steprun.policy.resolve import Denial, Resolved, policy_problems, resolve
 
+__all__ = ["AdmissionResult", "Denial", "admit", "namespace_matches"]
 
-@dataclass(frozen=True)
-class Denial:
-    """One thing the policy refuses: ``item`` names it, ``detail`` says why and what to fix."""
-
-    item: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.item} {self.detail}"
+# Who asks for a permission the step itself lists in spec.sandbox.permissions.
+STEP = "spec.sandbox.permissions"
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,12 @@ def admit(
         raise ValueError(f"StepRun {sr.name!r} is not a sandbox step (mode {sr.spec.mode!r})")
     sandbox = sr.spec.sandbox
     if sandbox is None:
-        denial = Denial("spec.sandbox", "is required with mode: sandbox (set at least plugin)")
+        denial = Denial("spec.sandbox", "is required with mode: sandbox (set plugin or uses)")
+        return AdmissionResult(
+            None, Reason.INVALID_SPEC, f"invalid sandbox step: {denial}", (denial,)
+        )
+    if (sandbox.plugin is None) == (sandbox.uses is None):
+        denial = Denial("spec.sandbox", "needs exactly one of plugin and uses")
         return AdmissionResult(
             None, Reason.INVALID_SPEC, f"invalid sandbox step: {denial}", (denial,)
         )
@@ -86,33 +88,40 @@ def admit(
         return AdmissionResult(None, Reason.POLICY_NOT_FOUND, str(denial), (denial,))
 
     spec = policy.spec
-    plugin = _find_plugin(spec.plugins, sandbox.plugin)
-    needed = _needed_permissions(plugin, sandbox.permissions)
+    resolved = resolve(sandbox, spec)
+    entry = resolved if isinstance(resolved, Resolved) else None
+    needers = entry.permissions() if entry is not None else {}
+    for permission in sandbox.permissions:
+        needers.setdefault(Permission(permission), []).append(STEP)
+    needed = frozenset(needers)
     granted = frozenset(Permission(p) for p in spec.grants)
     timeout, timeout_denials = _timeout(sr.spec.timeout_seconds, spec.max_timeout_seconds, config)
     resources = bounded_resources(sr.spec.resources, spec.default_resources, spec.max_resources)
 
     denials = [
         *_namespace_denials(sr.namespace, spec.namespace_selector, namespace_labels),
-        *_plugin_denials(sandbox.plugin, plugin, spec.plugins),
-        *_permission_denials(needed, granted, plugin, sandbox.permissions),
+        *([resolved] if isinstance(resolved, Denial) else []),
+        *_ambiguity_denials(spec),
+        *_permission_denials(needers, granted),
         *_secrets_denials(bool(sr.spec.context.secrets), needed),
+        *_workspace_denials(sr, needed, spec.workspace_claims or []),
         *timeout_denials,
         *_resource_denials(resources, spec.max_resources),
         *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
     ]
-    if denials or plugin is None:
+    if denials or entry is None:
         # "; " separates the denials, so no denial's own text may contain it.
         message = f'SandboxPolicy "{policy.metadata.name}" denies this step: ' + "; ".join(
             str(d) for d in denials
         )
         return AdmissionResult(None, Reason.PERMISSION_DENIED, message, tuple(denials))
 
+    plugin = entry.plugin
     decision = SandboxDecision(
         policy=policy.metadata.name,
         plugin=plugin.name,
         image=plugin.image,
-        command=list(plugin.command) if plugin.command is not None else None,
+        command=entry.container_command,
         granted=needed,
         timeout_seconds=timeout,
         resources=resources.model_copy(deep=True) if resources is not None else None,
@@ -121,6 +130,11 @@ def admit(
         # Egress rules are recorded only when they apply, so status shows what the step may reach.
         egress=[r.model_copy() for r in spec.egress] if Permission.NETWORK_EGRESS in needed else [],
         env=dict(spec.env or {}),
+        uses=sandbox.uses,
+        version=plugin.version,
+        handler=entry.handler.id if entry.handler is not None else None,
+        cli_command=entry.command.id if entry.command is not None else None,
+        args=entry.policy_args,
         termination_grace_period_seconds=min(
             sr.spec.termination_grace_period_seconds,
             DEFAULT_SANDBOX_MAX_GRACE_SECONDS
@@ -135,9 +149,10 @@ def admit(
         node_selector=dict(spec.node_selector or {}),
         tolerations=[dict(t) for t in spec.tolerations or []],
     )
+    what = ", ".join(filter(None, [f"plugin {plugin.name}", entry.entry_name]))
     message = (
         f'admitted by SandboxPolicy "{policy.metadata.name}" '
-        f"(plugin {plugin.name}, permissions: {_names(needed)})"
+        f"({what}, permissions: {_names(needed)})"
     )
     return AdmissionResult(decision, None, message, ())
 
@@ -172,15 +187,6 @@ def namespace_matches(selector: LabelSelector, labels: Mapping[str, str]) -> boo
     return True
 
 
-def _find_plugin(plugins: Iterable[Plugin], name: str) -> Plugin | None:
-    return next((p for p in plugins if p.name == name), None)
-
-
-def _needed_permissions(plugin: Plugin | None, asked: Iterable[str]) -> frozenset[Permission]:
-    from_plugin = plugin.permissions if plugin is not None else []
-    return frozenset(Permission(p) for p in [*from_plugin, *asked])
-
-
 def _names(permissions: Iterable[Permission]) -> str:
     names = sorted(Permission(p).value for p in permissions)
     return ", ".join(names) if names else "none"
@@ -206,31 +212,34 @@ def _namespace_denials(
     ]
 
 
-def _plugin_denials(name: str, plugin: Plugin | None, plugins: Iterable[Plugin]) -> list[Denial]:
-    if plugin is not None:
-        return []
-    declared = ", ".join(p.name for p in plugins) or "none"
-    return [Denial(f"plugin {name}", f"is not declared by the policy (plugins: {declared})")]
+def _ambiguity_denials(spec: SandboxPolicySpec) -> list[Denial]:
+    """A policy the schema would refuse (stored before its rules existed, or read from a file)
+    admits nothing until it is fixed: which command or handler a step meant would be a guess."""
+    return [
+        Denial("the policy", f"is invalid: {problem}; ask a cluster admin to fix it")
+        for problem in policy_problems(spec)
+    ]
 
 
 def _permission_denials(
-    needed: frozenset[Permission],
-    granted: frozenset[Permission],
-    plugin: Plugin | None,
-    asked: Iterable[str],
+    needers: Mapping[Permission, list[str]], granted: frozenset[Permission]
 ) -> list[Denial]:
     """One denial per needed permission the policy does not grant, saying who needs it."""
-    plugin_name = plugin.name if plugin is not None else "(undeclared)"
-    step_asks = {Permission(p) for p in asked}
     denials = []
-    for permission in sorted(needed - granted, key=lambda p: p.value):
-        if permission in step_asks:
+    for permission in sorted(set(needers) - granted, key=lambda p: p.value):
+        who = needers[permission]
+        others = [w for w in who if w != STEP]
+        if not others:
             source = "remove it from spec.sandbox.permissions or ask a cluster admin to grant it"
         else:
+            verb = "needs" if len(others) == 1 else "need"
+            alternative = "plugin" if others[0].startswith("plugin ") else others[0].split()[0]
             source = (
-                f"plugin {plugin_name} needs it, so ask a cluster admin to grant it or use "
-                "another plugin"
+                f"{' and '.join(others)} {verb} it, so ask a cluster admin to grant it or use "
+                f"another {alternative}"
             )
+            if STEP in who:
+                source += " (spec.sandbox.permissions asks for it too)"
         denials.append(
             Denial(
                 f"permission {permission.value}",
@@ -250,6 +259,37 @@ def _secrets_denials(has_secrets: bool, needed: frozenset[Permission]) -> list[D
             "secrets",
         )
     ]
+
+
+def _workspace_denials(
+    sr: StepRun, needed: frozenset[Permission], allowed_claims: Iterable[str]
+) -> list[Denial]:
+    """Workspaces need workspaces.mount; an existing claim must also be named by the policy."""
+    workspaces = sr.spec.workspace_list
+    if not workspaces:
+        return []
+    denials = []
+    if Permission.WORKSPACES_MOUNT not in needed:
+        denials.append(
+            Denial(
+                "spec.workspaces",
+                "requires permission workspaces.mount: add it to spec.sandbox.permissions or "
+                "drop the workspaces",
+            )
+        )
+    allowed = sorted(set(allowed_claims))
+    for workspace in workspaces:
+        ref = workspace.persistent_volume_claim
+        if ref is None or ref.claim_name in allowed:
+            continue
+        denials.append(
+            Denial(
+                f"workspace {workspace.name} (claim {ref.claim_name})",
+                f"is not among the policy's workspaceClaims ({', '.join(allowed) or 'none'}): "
+                "ask a cluster admin to allow the claim or use a volumeClaimTemplate",
+            )
+        )
+    return denials
 
 
 def _timeout(

@@ -1,16 +1,25 @@
 """The outcome of admitting a sandbox step: everything the renderer needs, frozen at admission.
 
-A decision is stored in ``status.admitted`` when the step is admitted, so a SandboxPolicy edited
-after the step started never changes that step (its retries included).
+A decision is stored in ``status.admitted`` (the ``AdmittedSandbox`` API type) when the step is
+admitted, so a SandboxPolicy edited after the step started never changes that step (its
+retries included): the resolved plugin, handler or command, image, command and arguments are
+read back from there, never from the policy again.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from steprun.api.models import EgressRule, Permission, ResourceRequirements
+from steprun.api.models import (
+    USES_BUILTIN_SHELL,
+    AdmittedSandbox,
+    EgressRule,
+    Permission,
+    ResourceRequirements,
+)
 from steprun.config import DEFAULT_EMPTY_DIR_SIZE_LIMIT
 
 # Author env names that make a plugin load or run code of the author's choosing: loader and
@@ -81,6 +90,13 @@ class SandboxDecision:
     pod_labels: dict[str, str] = field(default_factory=dict)
     egress: list[EgressRule] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # How the step named what it runs (spec.sandbox.uses), and what that resolved to.
+    uses: str | None = None
+    version: str | None = None
+    handler: str | None = None
+    cli_command: str | None = None
+    # Arguments from the policy (a handler's), placed before the step's own.
+    args: list[str] = field(default_factory=list)
     # Bounds a step cannot skip (decisions frozen before these existed read as unbounded).
     termination_grace_period_seconds: int | None = None
     empty_dir_size_limit: str = DEFAULT_EMPTY_DIR_SIZE_LIMIT
@@ -107,34 +123,75 @@ class SandboxDecision:
     def writable_root(self) -> bool:
         return Permission.FILESYSTEM_WRITABLE in self.granted
 
+    @property
+    def workspaces_allowed(self) -> bool:
+        return Permission.WORKSPACES_MOUNT in self.granted
+
+    @property
+    def runs_script(self) -> bool:
+        """builtin:shell: the step's spec.script runs, not a command of the plugin."""
+        return self.uses == USES_BUILTIN_SHELL
+
+    @property
+    def adapts_inputs(self) -> bool:
+        """A CLI command: context.inputs become its flags."""
+        return self.cli_command is not None
+
+    def to_admitted(self) -> AdmittedSandbox:
+        return AdmittedSandbox(
+            policy=self.policy,
+            uses=self.uses,
+            plugin=self.plugin,
+            version=self.version,
+            handler=self.handler,
+            cli_command=self.cli_command,
+            image=self.image,
+            command=list(self.command) if self.command is not None else None,
+            args=list(self.args) or None,
+            granted=sorted(Permission(p) for p in self.granted),
+            timeout_seconds=self.timeout_seconds,
+            resources=self.resources.model_copy(deep=True) if self.resources else None,
+            runtime_class_name=self.runtime_class_name,
+            pod_labels=dict(self.pod_labels) or None,
+            egress=[r.model_copy() for r in self.egress],
+            env=dict(self.env) or None,
+            termination_grace_period_seconds=self.termination_grace_period_seconds,
+            empty_dir_size_limit=self.empty_dir_size_limit,
+            allowed_env=list(self.allowed_env) if self.allowed_env is not None else None,
+            node_selector=dict(self.node_selector) or None,
+            tolerations=[dict(t) for t in self.tolerations] or None,
+        )
+
     def to_status(self) -> dict[str, Any]:
-        raw = asdict(self)
-        raw["granted"] = sorted(p.value if isinstance(p, Permission) else p for p in self.granted)
-        raw["resources"] = self.resources.to_api() if self.resources else None
-        raw["egress"] = [r.to_api() for r in self.egress]
-        return raw
+        """``status.admitted`` as the API server stores it (camelCase, unset fields omitted)."""
+        return self.to_admitted().to_api()
 
     @classmethod
-    def from_status(cls, raw: dict[str, Any]) -> SandboxDecision:
+    def from_status(cls, admitted: AdmittedSandbox | Mapping[str, Any]) -> SandboxDecision:
+        """The decision frozen in ``status.admitted``; also reads the snake_case keys of
+        decisions stored by operators that predate the typed ``AdmittedSandbox``."""
+        if not isinstance(admitted, AdmittedSandbox):
+            admitted = AdmittedSandbox.model_validate(dict(admitted))
         return cls(
-            policy=raw["policy"],
-            plugin=raw["plugin"],
-            image=raw["image"],
-            command=raw.get("command"),
-            granted=frozenset(Permission(p) for p in raw.get("granted", [])),
-            timeout_seconds=int(raw["timeout_seconds"]),
-            resources=ResourceRequirements.model_validate(raw["resources"])
-            if raw.get("resources")
-            else None,
-            runtime_class_name=raw.get("runtime_class_name"),
-            pod_labels=dict(raw.get("pod_labels") or {}),
-            egress=[EgressRule.model_validate(r) for r in raw.get("egress") or []],
-            env=dict(raw.get("env") or {}),
-            termination_grace_period_seconds=raw.get("termination_grace_period_seconds"),
-            empty_dir_size_limit=str(
-                raw.get("empty_dir_size_limit") or DEFAULT_EMPTY_DIR_SIZE_LIMIT
-            ),
-            allowed_env=list(raw["allowed_env"]) if raw.get("allowed_env") is not None else None,
-            node_selector=dict(raw.get("node_selector") or {}),
-            tolerations=[dict(t) for t in raw.get("tolerations") or []],
+            policy=admitted.policy,
+            plugin=admitted.plugin,
+            image=admitted.image,
+            command=list(admitted.command) if admitted.command is not None else None,
+            granted=frozenset(Permission(p) for p in admitted.granted),
+            timeout_seconds=admitted.timeout_seconds,
+            resources=admitted.resources.model_copy(deep=True) if admitted.resources else None,
+            runtime_class_name=admitted.runtime_class_name,
+            pod_labels=dict(admitted.pod_labels or {}),
+            egress=[r.model_copy() for r in admitted.egress],
+            env=dict(admitted.env or {}),
+            uses=admitted.uses,
+            version=admitted.version,
+            handler=admitted.handler,
+            cli_command=admitted.cli_command,
+            args=list(admitted.args or []),
+            termination_grace_period_seconds=admitted.termination_grace_period_seconds,
+            empty_dir_size_limit=admitted.empty_dir_size_limit or DEFAULT_EMPTY_DIR_SIZE_LIMIT,
+            allowed_env=list(admitted.allowed_env) if admitted.allowed_env is not None else None,
+            node_selector=dict(admitted.node_selector or {}),
+            tolerations=[dict(t) for t in admitted.tolerations or []],
         )

@@ -8,12 +8,12 @@ next call see the world one step further on — so a restart at any point resume
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import Phase, Reason, StepRun
+from steprun.api.models import Phase, Reason, StepRun, is_terminal_phase
 from steprun.config import OperatorConfig
 from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
 from steprun.timeutil import parse_time
@@ -23,6 +23,7 @@ from steprun.timeutil import parse_time
 # that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too.
 CONTEXT_MISSING_REASON = "CreateContainerConfigError"
 CONTEXT_CHECK_AFTER = timedelta(seconds=5)
+SANDBOX_READY = "PodReadyToStartContainers"
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,59 @@ class ExpireTtl:
     pass
 
 
-Decision = Wait | StartAttempt | MarkRunning | FinishAttempt | RepairContext | Cancel | ExpireTtl
+@dataclass(frozen=True)
+class ReleasePods:
+    """Remove the tracking finalizer of these Pods: their attempts' outcomes are in status, so
+    nothing is lost when they go."""
+
+    pod_names: tuple[str, ...]
+
+
+Decision = (
+    Wait
+    | StartAttempt
+    | MarkRunning
+    | FinishAttempt
+    | RepairContext
+    | Cancel
+    | ExpireTtl
+    | ReleasePods
+)
 
 
 def decide(
+    sr: StepRun,
+    pod: Mapping[str, Any] | None,
+    now: datetime,
+    config: OperatorConfig,
+    held: Collection[str] = (),
+    orphans: Collection[str] = (),
+) -> Decision:
+    """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
+    StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
+    StepRun of the same name (deleted, so nothing of theirs is left to record)."""
+    status = sr.status
+    terminal = is_terminal_phase(status.phase)
+    if sr.metadata.deletion_timestamp or terminal:
+        # Every outcome is recorded (or will never be): no Pod needs to be kept any more.
+        if held or orphans:
+            return ReleasePods(tuple(sorted({*held, *orphans})))
+        if sr.metadata.deletion_timestamp:
+            return Wait()
+        return _after_terminal(sr, now, config)
+    decision = _in_flight(sr, pod, now, config)
+    if isinstance(decision, Wait):
+        recorded = {a.pod_name for a in status.attempts if a.completion_time}
+        done = sorted({*(name for name in held if name in recorded), *orphans})
+        if done:
+            return ReleasePods(tuple(done))
+    return decision
+
+
+def _in_flight(
     sr: StepRun, pod: Mapping[str, Any] | None, now: datetime, config: OperatorConfig
 ) -> Decision:
     status = sr.status
-    if sr.metadata.deletion_timestamp:
-        return Wait()
-    if status.phase is not None and Phase(status.phase).terminal:
-        return _after_terminal(sr, now)
     if sr.spec.cancel:
         return Cancel(status.pod_name if pod is not None else None)
     if status.attempt is None or status.pod_name is None:
@@ -116,8 +159,10 @@ def decide(
     return _follow_pod(sr, pod, now, config)
 
 
-def _after_terminal(sr: StepRun, now: datetime) -> Decision:
+def _after_terminal(sr: StepRun, now: datetime, config: OperatorConfig) -> Decision:
     ttl = sr.spec.ttl_seconds_after_finished
+    if ttl is None:
+        ttl = config.default_ttl_seconds_after_finished
     finished = parse_time(sr.status.completion_time)
     if ttl is None or finished is None:
         return Wait()
@@ -209,13 +254,20 @@ def _pending(
     now: datetime,
     config: OperatorConfig,
 ) -> Decision:
-    created = parse_time(pod.get("metadata", {}).get("creationTimestamp")) or now
+    created = _created(sr, pod, now)
     limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
     deadline = created + timedelta(seconds=limit)
     if now < deadline:
         # Only a Pod that is on a node and starting without a known failure can be waiting
-        # for a missing volume source.
-        starting = bool(pod.get("spec", {}).get("nodeName")) and obs.stuck_reason is None
+        # for a missing volume source. Volumes are mounted before the kubelet creates the
+        # Pod's sandbox, so a Pod whose sandbox is ready (pulling its image, say) is not: its
+        # context is not looked up at all, which keeps thousands of starting Pods from
+        # polling the API server.
+        starting = (
+            bool(pod.get("spec", {}).get("nodeName"))
+            and obs.stuck_reason is None
+            and not _sandbox_ready(pod)
+        )
         check_at = created + CONTEXT_CHECK_AFTER
         if obs.stuck_reason == CONTEXT_MISSING_REASON or (starting and now >= check_at):
             return RepairContext(until=min(deadline, now + CONTEXT_CHECK_AFTER))
@@ -223,6 +275,8 @@ def _pending(
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
         reason = Reason.IMAGE_PULL_FAILED.value
+    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE.value:
+        reason = obs.reason
     else:
         reason = Reason.STARTUP_TIMEOUT.value
     why = f"{obs.stuck_reason}: {obs.stuck_message}" if obs.stuck_reason else obs.message
@@ -237,6 +291,33 @@ def _pending(
         now,
         delete_pod=True,
     )
+
+
+def _sandbox_ready(pod: Mapping[str, Any]) -> bool:
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == SANDBOX_READY:
+            return condition.get("status") == "True"
+    return False
+
+
+def _created(sr: StepRun, pod: Mapping[str, Any], now: datetime) -> datetime:
+    """When the attempt's Pod was created, by the operator's own record (its clock is the one
+    ``now`` comes from); the API server's creationTimestamp only for statuses written before
+    that record existed."""
+    attempt = sr.status.attempt
+    for entry in sr.status.attempts:
+        if entry.attempt == attempt and entry.creation_time:
+            recorded = parse_time(entry.creation_time)
+            if recorded is not None:
+                return recorded
+    return parse_time(pod.get("metadata", {}).get("creationTimestamp")) or now
+
+
+def attempt_failed(sr: StepRun, outcome: Outcome, now: datetime) -> FinishAttempt:
+    """How a failed attempt ends: retried after the backoff while ``retries`` allow, else final."""
+    decision = _finish(sr, outcome, now)
+    assert isinstance(decision, FinishAttempt)
+    return decision
 
 
 def _finish(sr: StepRun, outcome: Outcome, now: datetime, *, delete_pod: bool = False) -> Decision:

@@ -9,21 +9,43 @@ next reconcile: children first, status last.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
-from steprun.api.models import Mode, Phase, Reason, SandboxPolicy, StepRun
+from steprun.api.models import (
+    Mode,
+    ObjectMeta,
+    Phase,
+    Reason,
+    SandboxPolicy,
+    StepRun,
+    StepRunSpec,
+    StepRunStatus,
+    is_terminal_phase,
+)
 from steprun.config import OperatorConfig
-from steprun.kube.client import AlreadyExists, Conflict, Invalid, Kube, KubeError, NotFound
+from steprun.kube.client import (
+    AlreadyExists,
+    Conflict,
+    Kube,
+    NotFound,
+    Refused,
+    Transient,
+)
 from steprun.log import for_steprun, get_logger
-from steprun.metrics import POD_START_SECONDS, RECONCILE_SECONDS, TRANSITIONS
+from steprun.metrics import (
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    container_started_at,
+    record_pod_start,
+    record_transition,
+)
+from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
@@ -34,13 +56,16 @@ from steprun.reconcile.decide import (
     FinishAttempt,
     MarkRunning,
     Outcome,
+    ReleasePods,
     RepairContext,
     StartAttempt,
     Wait,
+    attempt_failed,
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
 from steprun.reconcile.tenancy import Tenancy
+from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
 from steprun.render.context import (
     inputs_problem,
@@ -51,14 +76,23 @@ from steprun.render.context import (
     secret_sources,
 )
 from steprun.render.events import render_event
-from steprun.render.names import context_name
+from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
+from steprun.render.names import pod_name as child_pod_name
 from steprun.render.network import render_network_policy
-from steprun.render.pod import RenderError, enforces_restricted, grace_period_seconds, render_pod
+from steprun.render.pod import (
+    CONTEXT_VOLUME,
+    SECRETS_VOLUME,
+    RenderError,
+    enforces_restricted,
+    grace_period_seconds,
+    render_pod,
+)
 from steprun.render.sandbox import harden_pod
 from steprun.timeutil import parse_time, utcnow
 
-MAX_BACKOFF_SECONDS = 60.0
-TRANSIENT = (KubeError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# A namesake's leftover child is deleted and the create retried this soon: the garbage
+# collector or our own delete usually removes it within a second.
+NAMESAKE_RETRY_SECONDS = 1.0
 
 _EVENT_TYPES = {
     Phase.SUCCEEDED: "Normal",
@@ -76,15 +110,22 @@ class StepAborted(Exception):
         self.message = message
 
 
+class NamesakeLeftover(Exception):
+    """A child of an earlier StepRun of the same name is still there; it is being removed."""
+
+
 class Reconciler:
     def __init__(self, kube: Kube, config: OperatorConfig):
         self.kube = kube
         self.config = config
         self.stepruns = ObjectCache()
-        self.pods = PodCache()
+        self.pods = PodCache(finalizer=TRACKING_FINALIZER)
         self.queue = WorkQueue(self.reconcile)
         self.tenancy = Tenancy(kube, config)
-        self._failures: dict[Key, int] = {}
+        # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
+        # step's startup timeout bounds the wait, on the operator's clock.
+        self._blocked_since: dict[Key, datetime] = {}
+        self._crashes: dict[Key, int] = {}
         self._log = get_logger("steprun.reconcile")
 
     # ------------------------------------------------------------------ entry point
@@ -92,30 +133,62 @@ class Reconciler:
     async def reconcile(self, key: Key) -> None:
         body = self.stepruns.get(key)
         if body is None:
-            self.pods.forget(key)
-            return
-        try:
-            sr = StepRun.from_body(body)
-        except ValidationError as error:
-            # The CRD schema is generated from the same models, so this means a schema skew
-            # (e.g. an old CRD); retrying cannot help, and one log line per change is enough.
-            self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
+            await self._gone(key)
             return
         started = time.perf_counter()
         try:
-            await self._reconcile(sr)
-            self._failures.pop(key, None)
+            await self._reconcile_body(key, body)
+            self.queue.forget(key)
+            self._crashes.pop(key, None)
         except Conflict:
+            RECONCILE_ERRORS.labels(error="Conflict").inc()
             await self._refresh(key)
-        except TRANSIENT as error:
-            self._retry_later(sr, key, error)
+        except NamesakeLeftover:
+            self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
+        except Transient as error:
+            RECONCILE_ERRORS.labels(error="Transient").inc()
+            delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
+            self._log.warning(
+                "API server unavailable; retrying",
+                namespace=key[0],
+                name=key[1],
+                error=str(error),
+                retry_in_seconds=round(delay, 2),
+            )
+        except Exception as error:
+            RECONCILE_ERRORS.labels(error="Crash").inc()
+            await self._crashed(key, body, error)
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _reconcile_body(self, key: Key, body: Mapping[str, Any]) -> None:
+        try:
+            sr = StepRun.from_body(body)
+        except (ValidationError, RecursionError, ValueError) as error:
+            # The API server accepted it but the operator cannot read it (e.g. a schema skew):
+            # retrying cannot help; the step ends saying so, once.
+            await self._unreadable(key, body, error)
+            return
+        try:
+            await self._reconcile(sr)
+        except RecursionError:
+            message = (
+                "spec.context.inputs is nested too deeply for the operator to process; flatten it"
+            )
+            await self._give_up(sr, Phase.FAILED, Reason.INVALID_SPEC.value, message)
+        except Refused as error:
+            # A request the step needs that the API server will never accept (e.g. the status
+            # is too large, or the operator is forbidden to read what the step names).
+            message = f"the API server refused a request this step needs: {error.message}"
+            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED.value, message)
 
     async def _reconcile(self, sr: StepRun) -> None:
         now = utcnow()
         pod = await self._current_pod(sr)
-        decision = decide(sr, pod, now, self.config)
+        if is_terminal_phase(sr.status.phase):
+            self.pods.slim(_key(sr))
+        held, orphans = self._held_pods(sr)
+        decision = decide(sr, pod, now, self.config, held, orphans)
         match decision:
             case Wait(until=until):
                 if until is not None:
@@ -124,7 +197,11 @@ class Reconciler:
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                record_pod_start(pod, parse_time(start_time) or now)
             case FinishAttempt():
+                if sr.status.phase == Phase.PENDING:
+                    # Ended before it was seen running (a quick step): it did start.
+                    record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
@@ -133,6 +210,97 @@ class Reconciler:
             case ExpireTtl():
                 for_steprun(sr).info("deleting StepRun: ttlSecondsAfterFinished elapsed")
                 await self.kube.delete("StepRun", sr.namespace, sr.name, uid=sr.uid)
+            case ReleasePods(pod_names=names):
+                await self._release(_key(sr), names)
+                self.queue.add(_key(sr))
+
+    # ------------------------------------------------------------------ failures
+
+    async def _crashed(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
+        """An unexpected error (a bug, or an object the code does not handle): retried with the
+        key's backoff, and after ``max_reconcile_failures`` in a row the step ends saying so."""
+        crashes = self._crashes.get(key, 0) + 1
+        self._crashes[key] = crashes
+        limit = self.config.max_reconcile_failures
+        self._log.error(
+            "reconcile failed",
+            namespace=key[0],
+            name=key[1],
+            failures=crashes,
+            limit=limit,
+            exc_info=error,
+        )
+        if crashes < limit:
+            self.queue.add_rate_limited(key)
+            return
+        message = (
+            f"the operator failed to reconcile this StepRun {crashes} times in a row, last with "
+            f"{type(error).__name__}: {error}; this is a bug in steprun (its log has the trace)"
+        )
+        try:
+            sr = StepRun.from_body(body)
+            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED.value, message)
+        except Exception as final:
+            self._log.error("cannot end StepRun", namespace=key[0], name=key[1], error=str(final))
+        self._crashes.pop(key, None)
+        self.queue.discard(key)
+
+    async def _unreadable(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        phase = status.get("phase") if isinstance(status, Mapping) else None
+        if phase in {p.value for p in Phase if p.terminal}:
+            return
+        if isinstance(error, ValidationError):
+            detail = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+                for e in error.errors()[:5]
+            )
+        elif isinstance(error, RecursionError):
+            detail = "it is nested too deeply"
+        else:
+            detail = str(error) or type(error).__name__
+        message = f"the operator cannot read this StepRun: {detail}"
+        self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
+        doc = statuses.given_up(
+            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC.value, message, utcnow()
+        )
+        written = await self.kube.patch_status(
+            "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
+        )
+        self.stepruns.observe(written)
+        record_transition(meta.get("creationTimestamp"), doc)
+        if self.config.events:
+            ref = StepRun(
+                metadata=ObjectMeta(
+                    name=key[1],
+                    namespace=key[0],
+                    uid=str(meta.get("uid") or ""),
+                    resourceVersion=written["metadata"].get("resourceVersion"),
+                ),
+                spec=StepRunSpec(),
+            )
+            event = render_event(
+                ref,
+                "Warning",
+                Reason.INVALID_SPEC.value,
+                message,
+                utcnow(),
+            )
+            await self._post(event, key)
+
+    async def _give_up(self, sr: StepRun, phase: Phase, reason: str, message: str) -> None:
+        """End the step with only a small status patch (the full one may be what is refused).
+        If even that is refused, nothing more can be done: logged, not retried."""
+        doc = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
+        try:
+            await self._write(sr, doc, "Warning", reason)
+        except Refused as error:
+            for_steprun(sr).error(
+                "the API server refuses every status write of this StepRun; giving up",
+                error=error.message,
+            )
+            self.queue.discard(_key(sr))
 
     # ------------------------------------------------------------------ the steps
 
@@ -140,7 +308,7 @@ class Reconciler:
         """The Pod of the attempt in flight, if it exists (checked with the API when unseen)."""
         status = sr.status
         in_flight = status.pod_name and not status.next_attempt_time
-        if not in_flight or (status.phase and Phase(status.phase).terminal):
+        if not in_flight or is_terminal_phase(status.phase):
             return None
         assert status.pod_name is not None
         pod = self.pods.get(_key(sr), status.pod_name)
@@ -151,25 +319,71 @@ class Reconciler:
                 self.pods.observe(_key(sr), pod)
         return pod
 
+    def _held_pods(self, sr: StepRun) -> tuple[list[str], list[str]]:
+        """This StepRun's cached Pods that carry the tracking finalizer, and those of an earlier
+        StepRun of the same name."""
+        held: list[str] = []
+        orphans: list[str] = []
+        for name, body in self.pods.all(_key(sr)).items():
+            if TRACKING_FINALIZER not in (body["metadata"].get("finalizers") or []):
+                continue
+            (held if _owner_uid(body) == sr.uid else orphans).append(name)
+        return held, orphans
+
+    async def _release(self, key: Key, names: tuple[str, ...]) -> None:
+        for name in names:
+            body = self.pods.get(key, name)
+            if body is None:
+                continue
+            await self.kube.remove_finalizer("Pod", key[0], body, TRACKING_FINALIZER)
+            # Until the watch shows the change, the cache must not offer it again.
+            meta = dict(body["metadata"])
+            meta["finalizers"] = [
+                f for f in meta.get("finalizers") or [] if f != TRACKING_FINALIZER
+            ]
+            self.pods.observe(key, {**body, "metadata": meta})
+
+    async def _gone(self, key: Key) -> None:
+        """The StepRun is deleted: its Pods' outcomes have nowhere to go, so they are released
+        (after checking with the API that the StepRun really is gone: the StepRun watch may
+        simply not have listed it yet)."""
+        self.queue.discard(key)
+        pods = self.pods.all(key)
+        held = {
+            n: b
+            for n, b in pods.items()
+            if TRACKING_FINALIZER in (b["metadata"].get("finalizers") or [])
+        }
+        if held:
+            current = await self.kube.get_or_none("StepRun", key[0], key[1])
+            if current is not None:
+                self.stepruns.observe(current)
+                self.queue.add(key)
+                return
+            await self._release(key, tuple(sorted(held)))
+        self.pods.forget(key)
+        self._crashes.pop(key, None)
+        self._blocked_since.pop(key, None)
+
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
         log = for_steprun(sr).bind(attempt=attempt)
         try:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
-            namespace = await self.kube.get("Namespace", None, sr.namespace)
-            labels = namespace["metadata"].get("labels") or {}
+            namespace = await self.kube.get_or_none("Namespace", None, sr.namespace) or {}
+            labels = (namespace.get("metadata") or {}).get("labels") or {}
             if refusal := await self.tenancy.refusal(sr, labels):
                 raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
             sandbox = await self._sandbox_decision(sr, labels)
-            pod = render_pod(
-                sr, attempt, self.config, sandbox, restricted=enforces_restricted(labels)
-            )
+            restricted = enforces_restricted(labels)
+            pod = render_pod(sr, attempt, self.config, sandbox, restricted=restricted)
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
                 if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
                     raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+            await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
-            created = await self._create_pod(sr, pod)
+            created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.reason, message=aborted.message)
             await self._end_without_pod(sr, aborted, now)
@@ -178,14 +392,19 @@ class Reconciler:
             invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(error))
             await self._end_without_pod(sr, invalid, now)
             return
+        except CreateFailed as failed:
+            # Like a failed attempt: recorded in attempts, and retried while retries allow.
+            log.info("pod not created", message=failed.message)
+            sr_attempt = statuses.with_attempt(sr, attempt, child_pod_name(sr.name, attempt))
+            outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED.value, failed.message)
+            self._blocked_since.pop(_key(sr), None)
+            await self._finish_attempt(sr_attempt, attempt_failed(sr_attempt, outcome, now), now)
+            return
+        self._blocked_since.pop(_key(sr), None)
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
-        if attempt == 1:
-            created_at = parse_time(sr.metadata.creation_timestamp)
-            if created_at is not None:
-                POD_START_SECONDS.observe(max(0.0, (now - created_at).total_seconds()))
-        admitted = sandbox.to_status() if sandbox is not None and not sr.status.admitted else None
+        admitted = sandbox.to_admitted() if sandbox is not None and not sr.status.admitted else None
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
 
@@ -209,6 +428,14 @@ class Reconciler:
             raise StepAborted(Phase.REJECTED, reason, result.message)
         return result.decision
 
+    async def _ensure_workspaces(self, sr: StepRun) -> None:
+        try:
+            await ensure_workspaces(self.kube, sr)
+        except WorkspaceUnavailable as error:
+            raise StepAborted(
+                Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE.value, str(error)
+            ) from None
+
     async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         if needs_secret(sr, sandbox):
             fetched: dict[str, dict[str, str] | None] = {}
@@ -225,47 +452,73 @@ class Reconciler:
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
+        kind, name = body["kind"], body["metadata"]["name"]
         try:
             return await self.kube.create(body)
         except AlreadyExists:
-            kind, name = body["kind"], body["metadata"]["name"]
-            existing = await self.kube.get(kind, sr.namespace, name)
+            existing = await self.kube.get_or_none(kind, sr.namespace, name)
+            if existing is None:
+                raise NamesakeLeftover(f"{kind} {name} was just deleted") from None
             owners = existing["metadata"].get("ownerReferences") or []
-            if not any(ref.get("uid") == sr.uid for ref in owners):
-                raise StepAborted(
-                    Phase.FAILED,
-                    Reason.CREATE_FAILED.value,
-                    f"{kind} {name} already exists and is not owned by this StepRun; "
-                    "delete it or rename the StepRun",
-                ) from None
-            # An owner reference is no proof: anyone who may create the kind can write one.
-            if problems := adoption_problems(body, existing):
-                for_steprun(sr).warning(
-                    "refusing to adopt an object the operator did not make",
-                    kind=kind,
-                    object=name,
-                    problems=problems,
-                )
-                raise StepAborted(
-                    Phase.FAILED,
-                    Reason.CREATE_FAILED.value,
-                    f"{kind} {name} already exists, claims this StepRun as its owner, but is not "
-                    f"what the operator made ({'; '.join(problems[:3])}); it is left alone: "
-                    "delete it or rename the StepRun",
-                ) from None
-            return existing
-        except Invalid as error:
+            if any(ref.get("uid") == sr.uid for ref in owners):
+                # An owner reference is no proof: anyone who may create the kind can write one.
+                if problems := adoption_problems(body, existing):
+                    for_steprun(sr).warning(
+                        "refusing to adopt an object the operator did not make",
+                        kind=kind,
+                        object=name,
+                        problems=problems,
+                    )
+                    raise StepAborted(
+                        Phase.FAILED,
+                        Reason.CREATE_FAILED.value,
+                        f"{kind} {name} already exists, claims this StepRun as its owner, but "
+                        f"is not what the operator made ({'; '.join(problems[:3])}); it is left "
+                        "alone: delete it or rename the StepRun",
+                    ) from None
+                return existing
+            if _from_namesake(sr, existing):
+                await self._remove_namesake_leftover(sr, existing)
+                raise NamesakeLeftover(f"{kind} {name} belongs to an earlier StepRun") from None
             raise StepAborted(
                 Phase.FAILED,
                 Reason.CREATE_FAILED.value,
-                f"the API server refused {body['kind']} {body['metadata']['name']}: "
-                f"{error.message}",
+                f"{kind} {name} already exists and is not owned by this StepRun; "
+                "delete it or rename the StepRun",
+            ) from None
+        except Refused as error:
+            raise CreateFailed(f"the API server refused {kind} {name}: {error.message}") from None
+
+    async def _remove_namesake_leftover(self, sr: StepRun, existing: dict[str, Any]) -> None:
+        """A StepRun deleted and created again under the same name races the garbage
+        collector for its old children: remove the old child now instead of failing."""
+        meta = existing["metadata"]
+        kind = existing.get("kind") or "Pod"
+        for_steprun(sr).info(
+            "removing a child of an earlier namesake", kind=kind, child=meta["name"]
+        )
+        if TRACKING_FINALIZER in (meta.get("finalizers") or []):
+            await self.kube.remove_finalizer(kind, sr.namespace, existing, TRACKING_FINALIZER)
+        await self.kube.delete(kind, sr.namespace, meta["name"], uid=meta.get("uid"))
+
+    async def _create_pod(self, sr: StepRun, pod: dict[str, Any], now: datetime) -> dict[str, Any]:
+        try:
+            return await self._create_owned(sr, pod)
+        except Transient as error:
+            # E.g. a ResourceQuota full for now: retried with backoff, but no longer than the
+            # step's startup timeout allows a Pod to take to start.
+            since = self._blocked_since.setdefault(_key(sr), now)
+            limit = sr.spec.startup_timeout_seconds or self.config.default_startup_timeout_seconds
+            if now - since < timedelta(seconds=limit):
+                raise
+            raise CreateFailed(
+                f"Pod {pod['metadata']['name']} could not be created for {limit}s "
+                f"(startupTimeoutSeconds): {error.message}"
             ) from None
 
-    async def _create_pod(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:
-        return await self._create_owned(sr, pod)
-
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
+        if decision.delete_pod and sr.spec.workspace_list:
+            decision = await self._explain_mount_failure(sr, decision)
         outcome = await self._redacted(sr, decision.outcome)
         if decision.delete_pod and sr.status.pod_name:
             await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
@@ -281,15 +534,46 @@ class Reconciler:
             except Conflict:
                 # The outcome is known and the Pod may already be gone: re-apply it to the
                 # fresh object rather than re-deciding from a world it no longer shows.
-                fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
-                self.stepruns.observe(fresh.model_dump(by_alias=True, mode="json"))
+                raw = await self.kube.get("StepRun", sr.namespace, sr.name)
+                self.stepruns.observe(raw)
+                fresh = StepRun.from_body(raw)
                 if fresh.status.attempt != sr.status.attempt or (
-                    fresh.status.phase and Phase(fresh.status.phase).terminal
+                    is_terminal_phase(fresh.status.phase)
                 ):
                     return
                 sr = fresh
         if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+
+    async def _redacted(self, sr: StepRun, outcome: Outcome) -> Outcome:
+        """The outcome with every secret value the step was given masked: its text came from
+        the Pod and goes to status, Events and logs."""
+        values = await self.tenancy.secret_values(sr)
+        if not values:
+            return outcome
+        return replace(
+            outcome,
+            message=redact(outcome.message, values),
+            outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
+        )
+
+    async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
+        """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
+        its events: the step then fails with the kubelet's reason instead of a bare timeout."""
+        if decision.outcome.reason != Reason.STARTUP_TIMEOUT.value or not sr.status.pod_name:
+            return decision
+        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+        events = await self.kube.list("Event", sr.namespace, field_selector=selector)
+        failure = mount_failure(events, ignore_volumes=(CONTEXT_VOLUME, SECRETS_VOLUME))
+        if failure is None:
+            return decision
+        outcome = replace(
+            decision.outcome,
+            reason=Reason.WORKSPACE_UNAVAILABLE.value,
+            message=f"{decision.outcome.message}; a workspace cannot be mounted: "
+            f"{failure[0]}: {failure[1]}",
+        )
+        return replace(decision, outcome=outcome)
 
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
         """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
@@ -307,28 +591,36 @@ class Reconciler:
             except StepAborted as aborted:
                 await self._end_without_pod(sr, aborted, now)
                 return
+            except CreateFailed as failed:
+                refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED.value, failed.message)
+                await self._end_without_pod(sr, refused, now)
+                return
         self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
 
-    async def _redacted(self, sr: StepRun, outcome: Outcome) -> Outcome:
-        """The outcome with every secret value the step was given masked: its text came from
-        the Pod and goes to status, Events and logs."""
-        values = await self.tenancy.secret_values(sr)
-        if not values:
-            return outcome
-        return dataclasses.replace(
-            outcome,
-            message=redact(outcome.message, values),
-            outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
-        )
-
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
+        """Deletes every Pod of the StepRun, found by its uid label whatever status says: a
+        Pod created by a reconcile whose status write then lost a race is not in status."""
         sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
         grace = grace_period_seconds(sr, sandbox)
-        if pod_name:
-            await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
-            message = f"cancelled: Pod {pod_name} deleted with a {grace}s grace period"
+        pods = await self.kube.list("Pod", sr.namespace, label_selector=f"{LABEL_UID}={sr.uid}")
+        deleted = []
+        for pod in pods:
+            if _owner_uid(pod) != sr.uid or pod["metadata"].get("deletionTimestamp"):
+                continue
+            name = pod["metadata"]["name"]
+            await self.kube.delete(
+                "Pod", sr.namespace, name, grace_period_seconds=grace, uid=pod["metadata"]["uid"]
+            )
+            self.pods.observe(_key(sr), pod)
+            deleted.append(name)
+        if deleted:
+            message = (
+                f"cancelled: Pod {', '.join(sorted(deleted))} deleted with a {grace}s grace period"
+            )
+        elif pod_name:
+            message = f"cancelled: Pod {pod_name} was already being deleted"
         else:
-            message = "cancelled before a Pod was running"
+            message = "cancelled before a Pod was created"
         await self._cleanup_context(sr)
         doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED.value, message, now)
         await self._write(sr, doc, "Normal", Reason.CANCELLED.value)
@@ -349,14 +641,19 @@ class Reconciler:
     # ------------------------------------------------------------------ writes
 
     async def _write(
-        self, sr: StepRun, doc: dict[str, Any], event_type: str, event_reason: str
+        self,
+        sr: StepRun,
+        status: StepRunStatus | dict[str, Any],
+        event_type: str,
+        event_reason: str,
     ) -> None:
+        doc = statuses.to_patch(status) if isinstance(status, StepRunStatus) else status
         body = await self.kube.patch_status(
             "StepRun", sr.namespace, sr.name, doc, resource_version=sr.metadata.resource_version
         )
         self.stepruns.observe(body)
         phase, message = str(doc.get("phase")), str(doc.get("message") or "")
-        TRANSITIONS.labels(phase=phase, reason=str(doc.get("reason"))).inc()
+        record_transition(sr.metadata.creation_timestamp, doc)
         for_steprun(sr).info(
             "status written",
             attempt=doc.get("attempt"),
@@ -365,36 +662,54 @@ class Reconciler:
             message=message,
         )
         if self.config.events:
-            event = render_event(sr, event_type, event_reason, message, utcnow())
-            try:
-                await self.kube.create(event)
-            except TRANSIENT as error:
-                # Events are a courtesy to humans; the status is the record.
-                for_steprun(sr).warning("event not posted", error=str(error))
+            await self._post(
+                render_event(sr, event_type, event_reason, message, utcnow()), _key(sr)
+            )
+
+    async def _post(self, event: dict[str, Any], key: Key) -> None:
+        try:
+            await self.kube.create(event)
+        except (Transient, Refused) as error:
+            # Events are a courtesy to humans; the status is the record.
+            self._log.warning("event not posted", namespace=key[0], name=key[1], error=str(error))
 
     async def _refresh(self, key: Key) -> None:
         try:
             body = await self.kube.get("StepRun", key[0], key[1])
         except NotFound:
             return
-        except TRANSIENT:
-            self.queue.add_after(key, 1.0)
+        except Transient as error:
+            self.queue.add_rate_limited(key, retry_after=error.retry_after)
             return
         self.stepruns.observe(body)
         self.queue.add(key)
 
-    def _retry_later(self, sr: StepRun, key: Key, error: BaseException) -> None:
-        failures = self._failures.get(key, 0) + 1
-        self._failures[key] = failures
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
-        for_steprun(sr).warning(
-            "reconcile failed; retrying", error=str(error), retry_in_seconds=delay
-        )
-        self.queue.add_after(key, delay)
+
+class CreateFailed(Exception):
+    """A child of the step could not be created; the attempt fails with this message."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def _key(sr: StepRun) -> Key:
     return (sr.namespace, sr.name)
+
+
+def _owner_uid(body: Mapping[str, Any]) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "StepRun" and ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _from_namesake(sr: StepRun, child: Mapping[str, Any]) -> bool:
+    """Whether ``child`` was made by an earlier StepRun of the same name (another uid)."""
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "StepRun" and ref.get("name") == sr.name:
+            return bool(ref.get("uid") != sr.uid)
+    return False
 
 
 __all__ = ["Outcome", "Reconciler"]

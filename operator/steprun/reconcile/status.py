@@ -1,49 +1,64 @@
-"""StepRun status documents for each transition: pure functions, one per kind of change.
+"""StepRun statuses for each transition: pure functions, one per kind of change.
 
-Each returns the complete new status as a merge patch: cleared fields are sent as None so the
-API server removes them, lists (attempts, conditions) are replaced whole.
+Each returns the complete new ``StepRunStatus``; ``to_patch`` serialises it, once, as the merge
+patch the reconciler writes: cleared fields are sent as None so the API server removes them,
+lists (attempts, conditions) are replaced whole.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from steprun.api.models import AttemptStatus, Phase, Reason, StepRun, StepRunStatus
+from steprun.api.models import (
+    AdmittedSandbox,
+    AttemptStatus,
+    Condition,
+    Phase,
+    Reason,
+    StepRun,
+    StepRunStatus,
+)
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
 
 CONDITION = "Succeeded"
+ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-def _base(sr: StepRun) -> dict[str, Any]:
-    current = sr.status.model_dump(by_alias=True, mode="json")
-    current["observedGeneration"] = sr.metadata.generation
-    return current
+def to_patch(status: StepRunStatus) -> dict[str, Any]:
+    """The merge patch that makes the stored status ``status``."""
+    doc = status.model_dump(by_alias=True, mode="json")
+    # Entries as the API stores them: fields never set are left out, not sent as null.
+    doc["attempts"] = [a.to_api() for a in status.attempts]
+    return doc
+
+
+def _base(sr: StepRun) -> StepRunStatus:
+    return sr.status.model_copy(update={"observed_generation": sr.metadata.generation})
 
 
 def _condition(
-    sr: StepRun, status: str, reason: str, message: str, now: datetime
-) -> list[dict[str, Any]]:
+    sr: StepRun, status: ConditionStatus, reason: str, message: str, now: datetime
+) -> list[Condition]:
     previous = next((c for c in sr.status.conditions if c.type == CONDITION), None)
     changed = previous is None or previous.status != status or previous.reason != reason
     since = format_time(now) if changed or previous is None else previous.last_transition_time
     return [
-        {
-            "type": CONDITION,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-            "observedGeneration": sr.metadata.generation,
-        }
+        Condition(
+            type=CONDITION,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=since,
+            observed_generation=sr.metadata.generation,
+        )
     ]
 
 
-def _attempts(sr: StepRun, entry: AttemptStatus) -> list[dict[str, Any]]:
+def _attempts(sr: StepRun, entry: AttemptStatus) -> list[AttemptStatus]:
     kept = [a for a in sr.status.attempts if a.attempt != entry.attempt]
-    ordered = sorted([*kept, entry], key=lambda a: a.attempt)
-    return [a.to_api() for a in ordered]
+    return sorted([*kept, entry], key=lambda a: a.attempt)
 
 
 def _attempt_entry(sr: StepRun, attempt: int) -> AttemptStatus:
@@ -72,47 +87,46 @@ def pending(
     attempt: int,
     pod_name: str,
     now: datetime,
-    admitted: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    status = _base(sr)
+    admitted: AdmittedSandbox | None = None,
+) -> StepRunStatus:
     message = f"Pod {pod_name} created for attempt {attempt}; waiting for it to start"
-    status.update(
-        phase=Phase.PENDING.value,
-        reason=Reason.POD_CREATED.value,
-        message=message,
-        podName=pod_name,
-        attempt=attempt,
-        nextAttemptTime=None,
-        exitCode=None,
-        attempts=_attempts(sr, AttemptStatus(attempt=attempt, pod_name=pod_name)),
-        conditions=_condition(sr, "Unknown", Reason.POD_CREATED.value, message, now),
+    entry = AttemptStatus(attempt=attempt, pod_name=pod_name, creation_time=format_time(now))
+    return _base(sr).model_copy(
+        update={
+            "phase": Phase.PENDING,
+            "reason": Reason.POD_CREATED.value,
+            "message": message,
+            "pod_name": pod_name,
+            "attempt": attempt,
+            "next_attempt_time": None,
+            "exit_code": None,
+            "attempts": _attempts(sr, entry),
+            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED.value, message, now),
+            "start_time": sr.status.start_time or format_time(now),
+            "admitted": admitted if admitted is not None else sr.status.admitted,
+        }
     )
-    status["startTime"] = status.get("startTime") or format_time(now)
-    if admitted is not None:
-        status["admitted"] = admitted
-    return status
 
 
-def running(sr: StepRun, start_time: str | None, now: datetime) -> dict[str, Any]:
-    status = _base(sr)
+def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus:
     attempt = sr.status.attempt or 1
     started = start_time or format_time(now)
     entry = _attempt_entry(sr, attempt).model_copy(update={"start_time": started})
     message = f"attempt {attempt} is running in Pod {sr.status.pod_name}"
-    status.update(
-        phase=Phase.RUNNING.value,
-        reason=Reason.STARTED.value,
-        message=message,
-        attempts=_attempts(sr, entry),
-        conditions=_condition(sr, "Unknown", Reason.STARTED.value, message, now),
+    return _base(sr).model_copy(
+        update={
+            "phase": Phase.RUNNING,
+            "reason": Reason.STARTED.value,
+            "message": message,
+            "attempts": _attempts(sr, entry),
+            "conditions": _condition(sr, "Unknown", Reason.STARTED.value, message, now),
+        }
     )
-    return status
 
 
 def attempt_finished(
     sr: StepRun, outcome: Outcome, now: datetime, retry_at: datetime | None
-) -> dict[str, Any]:
-    status = _base(sr)
+) -> StepRunStatus:
     attempt = sr.status.attempt or 1
     finished = outcome.completion_time or format_time(now)
     entry = _attempt_entry(sr, attempt).model_copy(
@@ -124,27 +138,28 @@ def attempt_finished(
             "completion_time": finished,
         }
     )
-    status.update(attempts=_attempts(sr, entry), exitCode=outcome.exit_code)
+    status = _base(sr).model_copy(
+        update={"attempts": _attempts(sr, entry), "exit_code": outcome.exit_code}
+    )
     if retry_at is not None:
         message = (
             f"attempt {attempt} failed ({outcome.reason}: {outcome.message}); "
             f"attempt {attempt + 1} starts at {format_time(retry_at)}"
         )
-        status.update(
-            phase=Phase.PENDING.value,
-            reason=Reason.RETRYING.value,
-            message=message,
-            nextAttemptTime=format_time(retry_at),
-            conditions=_condition(sr, "Unknown", Reason.RETRYING.value, message, now),
+        return status.model_copy(
+            update={
+                "phase": Phase.PENDING,
+                "reason": Reason.RETRYING.value,
+                "message": message,
+                "next_attempt_time": format_time(retry_at),
+                "conditions": _condition(sr, "Unknown", Reason.RETRYING.value, message, now),
+            }
         )
-        return status
-    return _terminal(sr, status, outcome.phase, outcome.reason, outcome.message, now) | {
-        "outputs": outcome.outputs,
-        "exitCode": outcome.exit_code,
-    }
+    ended = _terminal(sr, status, outcome.phase, outcome.reason, outcome.message, now)
+    return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
 
 
-def terminal(sr: StepRun, phase: Phase, reason: str, message: str, now: datetime) -> dict[str, Any]:
+def terminal(sr: StepRun, phase: Phase, reason: str, message: str, now: datetime) -> StepRunStatus:
     """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid."""
     status = _base(sr)
     attempt = sr.status.attempt
@@ -154,28 +169,63 @@ def terminal(sr: StepRun, phase: Phase, reason: str, message: str, now: datetime
             entry = entry.model_copy(
                 update={"reason": reason, "message": message, "completion_time": format_time(now)}
             )
-            status["attempts"] = _attempts(sr, entry)
+            status = status.model_copy(update={"attempts": _attempts(sr, entry)})
     return _terminal(sr, status, phase, reason, message, now)
 
 
 def _terminal(
-    sr: StepRun, status: dict[str, Any], phase: Phase, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
+    sr: StepRun, status: StepRunStatus, phase: Phase, reason: str, message: str, now: datetime
+) -> StepRunStatus:
     completed = format_time(now)
-    status.update(
-        phase=phase.value,
-        reason=reason,
-        message=message,
-        completionTime=completed,
-        nextAttemptTime=None,
-        conditions=_condition(
-            sr, "True" if phase == Phase.SUCCEEDED else "False", reason, message, now
-        ),
+    started = status.start_time or completed
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "completion_time": completed,
+            "next_attempt_time": None,
+            "conditions": _condition(
+                sr, "True" if phase == Phase.SUCCEEDED else "False", reason, message, now
+            ),
+            "start_time": started,
+            "duration": duration(started, completed),
+        }
     )
-    status["startTime"] = status.get("startTime") or completed
-    status["duration"] = duration(status["startTime"], completed)
-    return status
 
 
-def parse(raw: dict[str, Any]) -> StepRunStatus:
-    return StepRunStatus.model_validate(raw)
+def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
+    """``sr`` as if attempt ``attempt`` were in flight in ``pod_name``: for recording the
+    outcome of an attempt whose Pod could not even be created."""
+    status = sr.status.model_copy(
+        update={"attempt": attempt, "pod_name": pod_name, "next_attempt_time": None}
+    )
+    return sr.model_copy(update={"status": status})
+
+
+def given_up(
+    generation: int | None, phase: Phase, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """A terminal status written without reading the current one: for a StepRun the operator
+    cannot read, or whose full status the API server refuses. Outputs are dropped (they may be
+    what made the status too large); attempts already recorded are left as they are."""
+    stamp = format_time(now)
+    return {
+        "phase": phase.value,
+        "reason": reason,
+        "message": message,
+        "completionTime": stamp,
+        "nextAttemptTime": None,
+        "outputs": None,
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": CONDITION,
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": stamp,
+                "observedGeneration": generation,
+            }
+        ],
+    }

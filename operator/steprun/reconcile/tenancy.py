@@ -13,7 +13,7 @@ from typing import Any
 
 from steprun.api.models import StepRun
 from steprun.config import OperatorConfig
-from steprun.kube.client import Invalid, Kube
+from steprun.kube.client import Kube, Refused
 from steprun.log import get_logger
 from steprun.observe.redact import secret_values
 from steprun.policy.tenancy import (
@@ -49,7 +49,7 @@ class Tenancy:
             policy = await self.kube.get_or_none("ValidatingAdmissionPolicy", None, name)
             bindings = await self.kube.list("ValidatingAdmissionPolicyBinding", None)
             guard: AdmissionGuard | None = AdmissionGuard.read(name, policy, bindings)
-        except Invalid:
+        except Refused:
             guard = None
         was_fine = self._guard is not None and self._guard.problem is None
         first_read = self._guard_read_at < 0

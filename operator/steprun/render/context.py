@@ -4,7 +4,8 @@ Environment precedence, lowest to highest:
 
 1. operator defaults (``OperatorConfig.default_env``)
 2. policy defaults (``SandboxDecision.env``, sandbox steps only)
-3. workflow env (``spec.context.env``)
+3. workflow env (``spec.context.env``), then ``TRACEPARENT``/``TRACESTATE`` from
+   ``spec.context.trace`` (the OpenTelemetry environment carrier), which win over it
 4. step env (``spec.env``)
 5. secret projections with ``as: env`` (values from the step's Secret)
 6. reserved ``STEPRUN_*`` variables, set by the operator per attempt
@@ -18,6 +19,7 @@ meaning of those names cannot be shadowed or pre-empted by configuration.
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +45,9 @@ ENV_ATTEMPT = "STEPRUN_ATTEMPT"
 ENV_CONTEXT_FILE = "STEPRUN_CONTEXT_FILE"
 ENV_SECRETS_DIR = "STEPRUN_SECRETS_DIR"
 ENV_OUTPUT_FILE = "STEPRUN_OUTPUT_FILE"
+ENV_WORKSPACE = "STEPRUN_WORKSPACE"
+ENV_TRACEPARENT = "TRACEPARENT"
+ENV_TRACESTATE = "TRACESTATE"
 
 
 def context_file_path(config: OperatorConfig) -> str:
@@ -50,8 +55,12 @@ def context_file_path(config: OperatorConfig) -> str:
 
 
 def reserved_env(sr: StepRun, attempt: int, config: OperatorConfig) -> dict[str, str]:
-    """The ``STEPRUN_*`` variables of one attempt (layer 6)."""
-    return {
+    """The ``STEPRUN_*`` variables of one attempt (layer 6).
+
+    ``STEPRUN_WORKSPACE`` (the first workspace's mount path, the directory the step works in)
+    is set only for a step with workspaces.
+    """
+    env = {
         ENV_NAME: sr.name,
         ENV_NAMESPACE: sr.namespace,
         ENV_ATTEMPT: str(attempt),
@@ -59,6 +68,21 @@ def reserved_env(sr: StepRun, attempt: int, config: OperatorConfig) -> dict[str,
         ENV_SECRETS_DIR: config.secrets_mount_path,
         ENV_OUTPUT_FILE: config.output_file,
     }
+    workspaces = sr.spec.workspace_list
+    if workspaces:
+        env[ENV_WORKSPACE] = posixpath.normpath(workspaces[0].path)
+    return env
+
+
+def trace_env(sr: StepRun) -> dict[str, str]:
+    """TRACEPARENT and TRACESTATE of the step's trace context, when it has one."""
+    trace = sr.spec.context.trace
+    if trace is None:
+        return {}
+    env = {ENV_TRACEPARENT: trace.traceparent}
+    if trace.tracestate:
+        env[ENV_TRACESTATE] = trace.tracestate
+    return env
 
 
 def merged_env(
@@ -73,6 +97,7 @@ def merged_env(
         config.default_env,
         decision.env if decision is not None else {},
         _author_env(sr.spec.context.env, decision),
+        trace_env(sr),
         _author_env(sr.spec.env, decision),
     ]
     merged: dict[str, str] = {}
@@ -137,11 +162,18 @@ def needs_secret(sr: StepRun, decision: SandboxDecision | None = None) -> bool:
 def context_document(sr: StepRun) -> dict[str, Any]:
     """The content of context.json. Shared by all attempts, so nothing per-attempt is in it."""
     workflow = sr.spec.context.workflow
-    return {
+    document: dict[str, Any] = {
         "workflow": workflow.to_api() if workflow is not None else {},
         "inputs": sr.spec.context.inputs,
         "step": {"name": sr.name, "namespace": sr.namespace, "uid": sr.uid},
     }
+    trace = sr.spec.context.trace
+    if trace is not None:
+        document["trace"] = trace.to_api()
+    workspaces = sr.spec.workspace_list
+    if workspaces:
+        document["workspaces"] = {w.name: posixpath.normpath(w.path) for w in workspaces}
+    return document
 
 
 def inputs_problem(sr: StepRun) -> str | None:
@@ -167,6 +199,11 @@ def _metadata(sr: StepRun) -> dict[str, Any]:
     }
 
 
+def runs_script(sr: StepRun, decision: SandboxDecision | None) -> bool:
+    """Whether the Pod runs spec.script (a local script step, or builtin:shell)."""
+    return sr.spec.script is not None and (decision is None or decision.runs_script)
+
+
 def render_configmap(
     sr: StepRun, config: OperatorConfig, decision: SandboxDecision | None = None
 ) -> dict[str, Any]:
@@ -180,7 +217,7 @@ def render_configmap(
     data[CONTEXT_FILE_KEY] = json.dumps(
         context_document(sr), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    if sr.spec.script is not None and decision is None:
+    if sr.spec.script is not None and runs_script(sr, decision):
         data[SCRIPT_FILE_KEY] = sr.spec.script
     return {
         "apiVersion": "v1",

@@ -19,15 +19,25 @@ LABEL_ATTEMPT = "steprun.dev/attempt"
 LABEL_WORKFLOW = "steprun.dev/workflow"
 LABEL_RUN = "steprun.dev/run-id"
 LABEL_STEP = "steprun.dev/step-id"
+LABEL_JOB = "steprun.dev/job-id"
+LABEL_WORKSPACE = "steprun.dev/workspace"
 LABEL_SANDBOX = "steprun.dev/sandbox"
 LABEL_POLICY = "steprun.dev/policy"
 LABEL_COMPONENT = "steprun.dev/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+ANNOTATION_TRACEPARENT = "steprun.dev/traceparent"
+ANNOTATION_TRACESTATE = "steprun.dev/tracestate"
 MANAGED_BY = "steprun"
+
+# Held on every step Pod until its attempt's outcome is in the StepRun's status, so a Pod that
+# finishes and is deleted while the operator is away (PodGC, a janitor) is still read, and the
+# step never runs twice for want of its outcome (the Job controller's job-tracking finalizer).
+TRACKING_FINALIZER = "steprun.dev/step-tracking"
 
 COMPONENT_POD = "pod"
 COMPONENT_CONTEXT = "context"
 COMPONENT_NETWORK = "network"
+COMPONENT_WORKSPACE = "workspace"
 
 # Pod names end up as the Pod's hostname, so they are kept to a DNS label (RFC 1123), and the
 # other children follow the same scheme so one rule explains every name.
@@ -75,6 +85,25 @@ def network_policy_name(steprun_name: str) -> str:
     return _bounded_name(steprun_name, "-sandbox")
 
 
+def claim_name(workflow: str, run_id: str, workspace: str) -> str:
+    """The PersistentVolumeClaim of one workspace of one workflow run, shared by its steps.
+
+    Derived from the three values alone, so every StepRun of the run finds the same claim; the
+    claim's labels record the exact values, which is what adoption checks. The plain form
+    ``<workflow>-<runId>-<workspace>`` is used only when it can be read back unambiguously (no
+    dash in the workflow name or run id), so ("a-b", "c") and ("a", "b-c") never share a claim.
+    """
+    plain = f"{workflow}-{run_id}-{workspace}"
+    unambiguous = "-" not in workflow and "-" not in run_id
+    if unambiguous and len(plain) <= MAX_NAME_LENGTH and _DNS_LABEL.match(plain):
+        return plain
+    # The hash covers the three values apart, so ("a-b", "c") and ("a", "b-c") differ.
+    digest = _short_hash("\0".join((workflow, run_id, workspace)))
+    prefix = _NOT_DNS_LABEL_CHAR.sub("-", plain.lower())[: MAX_NAME_LENGTH - len(digest) - 1]
+    prefix = prefix.strip("-")
+    return f"{prefix}-{digest}" if prefix else digest
+
+
 def name_label_value(steprun_name: str) -> str:
     """The ``steprun.dev/name`` label value: the name itself, hashed when longer than 63."""
     if len(steprun_name) <= MAX_LABEL_VALUE_LENGTH:
@@ -100,6 +129,8 @@ def child_labels(sr: StepRun) -> dict[str, str]:
             labels[LABEL_RUN] = workflow.run_id
         if workflow.step_id:
             labels[LABEL_STEP] = workflow.step_id
+        if workflow.job_id:
+            labels[LABEL_JOB] = workflow.job_id
     return labels
 
 

@@ -2,7 +2,8 @@
 
 Sandbox hardening (security context, runtime class, sandbox labels) is applied afterwards by the
 sandbox renderer; this module only honours what the SandboxDecision says about the workload
-itself: image, command, timeout, resources, env and whether secrets are delivered.
+itself: image, command and arguments (a CLI command's flags adapted from context.inputs),
+timeout, resources, env and whether secrets are delivered.
 
 Local Pods are hardened here (unless the operator's configuration turns it off): seccomp
 RuntimeDefault, no privilege escalation, and no ServiceAccount token unless the step names a
@@ -27,14 +28,20 @@ from steprun.render.context import (
     file_secret_projections,
     merged_env,
     reserved_env,
+    runs_script,
 )
+from steprun.render.flags import FlagError, cli_arguments
 from steprun.render.names import (
+    ANNOTATION_TRACEPARENT,
+    ANNOTATION_TRACESTATE,
+    TRACKING_FINALIZER,
     context_name,
     is_reserved_key,
     owner_reference,
     pod_labels,
     pod_name,
 )
+from steprun.render.workspaces import WorkspaceError, default_working_dir, workspace_volumes
 
 CONTAINER_NAME = "step"
 SCRIPT_SHELL = "/bin/sh"
@@ -71,12 +78,20 @@ def _entrypoint(
     spec = sr.spec
     command: list[str] | None
     args: list[str] | None
-    if decision is not None:
+    if decision is not None and decision.runs_script:
+        # builtin:shell: the script runs like a local step's, in the policy's shell plugin.
+        if spec.script is None:
+            raise RenderError(f"spec.sandbox.uses {decision.uses} runs spec.script: set it")
+        if spec.command or spec.args:
+            raise RenderError("spec.script is exclusive with spec.command and spec.args")
+        command, args = [SCRIPT_SHELL, script_path(config)], None
+    elif decision is not None:
         if spec.script is not None or spec.command:
             raise RenderError(
                 "a sandbox step runs its plugin's command: set spec.args, not script or command"
             )
-        command, args = decision.command, spec.args
+        command = decision.command
+        args = [*decision.args, *_adapted_inputs(sr, decision), *(spec.args or [])]
     elif spec.script is not None:
         if spec.command or spec.args:
             raise RenderError("spec.script is exclusive with spec.command and spec.args")
@@ -90,6 +105,18 @@ def _entrypoint(
     if args:
         entrypoint["args"] = list(args)
     return entrypoint
+
+
+def _adapted_inputs(sr: StepRun, decision: SandboxDecision) -> list[str]:
+    if not decision.adapts_inputs:
+        return []
+    try:
+        arguments = cli_arguments(sr.spec.context.inputs)
+    except FlagError as exc:
+        raise RenderError(f"command {decision.cli_command}: {exc}") from exc
+    # The kubelet expands $(VAR) in args and turns $$ into $: doubling every $ makes input
+    # values reach the command byte for byte.
+    return [argument.replace("$", "$$") for argument in arguments]
 
 
 def _env(
@@ -126,7 +153,7 @@ def _volumes(
                 "items": [
                     {"key": key, "path": key}
                     for key in (CONTEXT_FILE_KEY, SCRIPT_FILE_KEY)
-                    if key == CONTEXT_FILE_KEY or (sr.spec.script is not None and decision is None)
+                    if key == CONTEXT_FILE_KEY or runs_script(sr, decision)
                 ],
             },
         }
@@ -141,7 +168,11 @@ def _volumes(
         mounts.append(
             {"name": SECRETS_VOLUME, "mountPath": config.secrets_mount_path, "readOnly": True}
         )
-    return volumes, mounts
+    try:
+        workspace_vols, workspace_mounts = workspace_volumes(sr, config, decision)
+    except WorkspaceError as error:
+        raise RenderError(str(error)) from None
+    return volumes + workspace_vols, mounts + workspace_mounts
 
 
 def _container(
@@ -154,8 +185,9 @@ def _container(
         "image": _image(sr, decision),
         **_entrypoint(sr, config, decision),
     }
-    if spec.working_dir:
-        container["workingDir"] = spec.working_dir
+    working_dir = spec.working_dir or default_working_dir(sr)
+    if working_dir:
+        container["workingDir"] = working_dir
     container["env"] = _env(sr, attempt, config, decision)
     # A sandbox step's resources were merged with the policy's defaults and bounds at admission.
     resources = decision.resources if decision is not None else spec.resources
@@ -210,6 +242,11 @@ def _metadata(
         # Sandbox Pods carry only the operator's and the policy's labels.
         labels, annotations = {}, {}
     labels.update(pod_labels(sr, attempt))
+    trace = sr.spec.context.trace
+    if trace is not None:
+        annotations[ANNOTATION_TRACEPARENT] = trace.traceparent
+        if trace.tracestate:
+            annotations[ANNOTATION_TRACESTATE] = trace.tracestate
     metadata: dict[str, Any] = {
         "name": pod_name(sr.name, attempt),
         "namespace": sr.namespace,
@@ -218,6 +255,7 @@ def _metadata(
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
+    metadata["finalizers"] = [TRACKING_FINALIZER]
     return metadata
 
 

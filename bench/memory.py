@@ -1,0 +1,264 @@
+"""Operator memory against retained terminal StepRuns: python -m bench.memory.
+
+Fills one namespace with finished StepRuns as the operator leaves them (terminal status with
+an attempt, outputs and conditions; each with its finished Pod on a kwok node, owned by it),
+then at each size starts a fresh operator, lets it list everything and settle, and reads its
+resident memory (VmRSS) and peak (VmHWM) from /proc. A fresh start is the worst case: the
+operator relists everything after a restart. Writes a Markdown report with the curve.
+
+    BENCH_MEMORY_SIZES=0,1000,2500,5000,10000 python -m bench.memory   # needs hack/kwok-up.sh N
+
+``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
+comparison. Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.kube import Api, ApiError
+from bench.operator import OperatorProcess
+from bench.procstat import cpu_seconds, memory_bytes
+from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION, RUN_DURATION_ANNOTATION
+
+GROUP_VERSION = "steprun.dev/v1alpha1"
+CONCURRENCY = 32
+# The operator has settled once it uses less CPU than this per second, twice in a row.
+SETTLED_CPU_PER_SECOND = 0.02
+LIMIT_BYTES = 250 * 1024 * 1024
+
+
+def _log(text: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+def _steprun(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "StepRun",
+        "metadata": {"name": name, "labels": {"steprun.dev/workflow": "bench-memory"}},
+        "spec": {
+            "image": "steprun.local/step:1",
+            "script": "echo building; make -j4 all",
+            "context": {
+                "workflow": {"name": "bench-memory", "runId": "1", "stepId": name},
+                "env": {"CI": "true", "BRANCH": "main"},
+                "inputs": {"repository": "https://example.invalid/repo.git", "files": 120},
+            },
+        },
+    }
+
+
+def _status(name: str, now: str) -> dict[str, Any]:
+    message = "the step completed"
+    return {
+        "phase": "Succeeded",
+        "reason": "Completed",
+        "message": message,
+        "exitCode": 0,
+        "outputs": {"digest": "sha256:" + "0" * 64, "artifacts": 2},
+        "podName": f"{name}-1",
+        "attempt": 1,
+        "attempts": [
+            {
+                "attempt": 1,
+                "podName": f"{name}-1",
+                "exitCode": 0,
+                "reason": "Completed",
+                "message": message,
+                "creationTime": now,
+                "startTime": now,
+                "completionTime": now,
+            }
+        ],
+        "startTime": now,
+        "completionTime": now,
+        "duration": "0s",
+        "observedGeneration": 1,
+        "conditions": [
+            {
+                "type": "Succeeded",
+                "status": "True",
+                "reason": "Completed",
+                "message": message,
+                "lastTransitionTime": now,
+                "observedGeneration": 1,
+            }
+        ],
+    }
+
+
+def _pod(name: str, owner_uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-1",
+            "labels": {
+                "app.kubernetes.io/managed-by": "steprun",
+                "steprun.dev/name": name,
+                "steprun.dev/uid": owner_uid,
+                "steprun.dev/attempt": "1",
+                "steprun.dev/component": "pod",
+            },
+            "annotations": {RUN_DURATION_ANNOTATION: "0s"},
+            "ownerReferences": [
+                {
+                    "apiVersion": GROUP_VERSION,
+                    "kind": "StepRun",
+                    "name": name,
+                    "uid": owner_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": dict(KWOK_NODE_SELECTOR),
+            "tolerations": [KWOK_TOLERATION],
+            "containers": [{"name": "step", "image": "steprun.local/step:1"}],
+        },
+    }
+
+
+async def _retain_one(api: Api, namespace: str, name: str) -> None:
+    base = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns"
+    created = await api.create(_steprun(name), base)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await api.request(
+        "PATCH",
+        f"{base}/{name}/status",
+        {"status": _status(name, now)},
+        content_type="application/merge-patch+json",
+    )
+    await api.create(_pod(name, created["metadata"]["uid"]), f"/api/v1/namespaces/{namespace}/pods")
+
+
+async def _retain(api: Api, namespace: str, start: int, stop: int) -> None:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(index: int) -> None:
+        async with gate:
+            await _retain_one(api, namespace, f"done-{index:05d}")
+
+    await asyncio.gather(*(one(i) for i in range(start, stop)))
+
+
+@dataclass
+class Point:
+    stepruns: int
+    rss: int
+    peak: int
+    settle_seconds: float
+
+
+async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, python: str) -> Point:
+    operator = OperatorProcess(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        log_path=work / f"operator-{size}.log",
+        extra_env={"STEPRUN_EVENTS": "false"},
+        python=python,
+    )
+    started = time.monotonic()
+    await operator.start()
+    try:
+        previous = cpu_seconds(operator.pid)
+        quiet = 0
+        while quiet < 2:
+            await asyncio.sleep(2)
+            current = cpu_seconds(operator.pid)
+            quiet = quiet + 1 if (current - previous) / 2 < SETTLED_CPU_PER_SECOND else 0
+            previous = current
+        memory = memory_bytes(operator.pid)
+        return Point(size, memory["VmRSS"], memory["VmHWM"], time.monotonic() - started)
+    finally:
+        await operator.stop()
+
+
+def _report(points: list[Point], out: Path, python: str) -> None:
+    lines = [
+        f"# Operator memory against retained terminal StepRuns ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        "Each row: a fresh operator started against one namespace holding that many finished",
+        "StepRuns, each with its finished Pod on a kwok node; measured once it settled (CPU below",
+        f"{SETTLED_CPU_PER_SECOND} s/s). `python -m bench.memory`; operator: `{python}`.",
+        "",
+        "| retained StepRuns (+ Pods) | RSS (MiB) | peak RSS (MiB) | settled after (s) |",
+        "|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        mib, peak = p.rss / 2**20, p.peak / 2**20
+        lines.append(f"| {p.stepruns} | {mib:.0f} | {peak:.0f} | {p.settle_seconds:.0f} |")
+    worst = max(p.rss for p in points)
+    verdict = "within" if worst <= LIMIT_BYTES else "ABOVE"
+    lines += ["", f"Largest RSS {worst / 2**20:.0f} MiB: {verdict} the 250 MiB bound.", ""]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        axis.plot([p.stepruns for p in points], [p.rss / 2**20 for p in points], "o-", label="RSS")
+        axis.plot(
+            [p.stepruns for p in points], [p.peak / 2**20 for p in points], "s--", label="peak"
+        )
+        axis.axhline(250, color="grey", linestyle=":", label="250 MiB")
+        axis.set_xlabel("retained terminal StepRuns")
+        axis.set_ylabel("MiB")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(out.with_suffix(".png"))
+        lines.append(f"![memory curve]({out.with_suffix('.png').name})")
+    except ImportError:
+        pass
+    out.write_text("\n".join(lines) + "\n")
+
+
+async def main() -> None:
+    kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig"))
+    sizes = [int(s) for s in os.environ.get("BENCH_MEMORY_SIZES", "0,1000,2500,5000").split(",")]
+    python = os.environ.get("BENCH_MEMORY_PYTHON", sys.executable)
+    out = Path(
+        os.environ.get(
+            "BENCH_MEMORY_REPORT",
+            f"bench/results/memory-{datetime.now(UTC):%Y-%m-%d}-{max(sizes)}.md",
+        )
+    )
+    namespace = f"bench-memory-{uuid.uuid4().hex[:6]}"
+    api = await Api.connect(str(kubeconfig))
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    points: list[Point] = []
+    try:
+        await api.create({"metadata": {"name": namespace}}, "/api/v1/namespaces")
+        retained = 0
+        for size in sorted(sizes):
+            _log(f"retaining {size - retained} more StepRuns (to {size})")
+            await _retain(api, namespace, retained, size)
+            retained = size
+            point = await _measure(kubeconfig, namespace, work, size, python)
+            _log(f"{size}: RSS {point.rss / 2**20:.0f} MiB, peak {point.peak / 2**20:.0f} MiB")
+            points.append(point)
+            _report(points, out, python)
+    finally:
+        try:
+            await api.delete(f"/api/v1/namespaces/{namespace}")
+        except ApiError as error:
+            _log(f"namespace {namespace} not deleted: {error}")
+        await api.close()
+    _log(f"report: {out} (operator logs in {work})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,126 @@
+// The part of the steprun.dev/v1alpha1 API this runner writes and reads (docs: shared API
+// contract and `kubectl explain stepruns`). Field names are the API's, camelCase.
+
+export const GROUP = 'steprun.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const PLURAL = 'stepruns';
+
+export const LABEL_NAME = 'steprun.dev/name';
+export const LABEL_ATTEMPT = 'steprun.dev/attempt';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+/** Marks the Secrets this runner creates, so a restarted runner knows it may reuse one. */
+export const LABEL_RUNNER_SECRET = 'steprun.dev/runner-secret';
+/** Digest of the StepRun spec this runner created (no secret values go into it). */
+export const ANNOTATION_REQUEST_DIGEST = 'steprun.dev/request-digest';
+
+export const TERMINAL_PHASES = ['Succeeded', 'Failed', 'TimedOut', 'Cancelled', 'Rejected'] as const;
+export type TerminalPhase = (typeof TERMINAL_PHASES)[number];
+export type Phase = 'Pending' | 'Running' | TerminalPhase;
+
+export interface SecretProjection {
+  name: string;
+  secretKeyRef: { name: string; key: string };
+  as?: 'env' | 'file';
+}
+
+export interface WorkflowRef {
+  name?: string;
+  runId?: string;
+  jobId?: string;
+  stepId?: string;
+}
+
+export interface TraceContext {
+  traceparent: string;
+  tracestate?: string;
+}
+
+export interface SandboxSpec {
+  policy?: string;
+  plugin?: string;
+  uses?: string;
+  permissions?: string[];
+}
+
+export interface Workspace {
+  name: string;
+  mountPath?: string;
+  subPath?: string;
+  readOnly?: boolean;
+  persistentVolumeClaim?: { claimName: string };
+  volumeClaimTemplate?: { spec: Record<string, unknown> };
+  emptyDir?: Record<string, unknown>;
+}
+
+export interface StepRunSpec {
+  mode?: 'local' | 'sandbox';
+  image?: string;
+  command?: string[];
+  args?: string[];
+  script?: string;
+  workingDir?: string;
+  env?: Record<string, string>;
+  context?: {
+    workflow?: WorkflowRef;
+    env?: Record<string, string>;
+    inputs?: Record<string, unknown>;
+    secrets?: SecretProjection[];
+    trace?: TraceContext;
+  };
+  timeoutSeconds?: number;
+  startupTimeoutSeconds?: number;
+  terminationGracePeriodSeconds?: number;
+  cancel?: boolean;
+  retries?: { limit?: number; backoffSeconds?: number };
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  serviceAccountName?: string;
+  ttlSecondsAfterFinished?: number;
+  sandbox?: SandboxSpec;
+  workspaces?: Workspace[];
+}
+
+export interface AttemptStatus {
+  attempt: number;
+  podName: string;
+  exitCode?: number;
+  reason?: string;
+  message?: string;
+  startTime?: string;
+  completionTime?: string;
+}
+
+export interface StepRunStatus {
+  phase?: Phase;
+  reason?: string;
+  message?: string;
+  exitCode?: number;
+  outputs?: Record<string, unknown>;
+  podName?: string;
+  attempt?: number;
+  attempts?: AttemptStatus[];
+  startTime?: string;
+  completionTime?: string;
+  nextAttemptTime?: string;
+}
+
+export interface ObjectMeta {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface StepRun {
+  apiVersion: string;
+  kind: 'StepRun';
+  metadata: ObjectMeta;
+  spec: StepRunSpec;
+  status?: StepRunStatus;
+}
+
+export function isTerminal(phase: string | undefined): phase is TerminalPhase {
+  return (TERMINAL_PHASES as readonly string[]).includes(phase ?? '');
+}

@@ -1,0 +1,130 @@
+// The workflow runtime's Runner contract, declared here so engines built on that runtime can
+// pass their own objects unchanged: the shapes match field for field, and this package depends
+// on none of the runtime's own packages.
+
+/** One step of a job, as the workflow spec declares it. */
+export interface StepSpec {
+  name: string;
+  /** `builtin:shell` (or absent) for a shell step; `plugin:<id>/<handler>`, `command:<name>`. */
+  uses?: string;
+  id?: string;
+  if?: string;
+  /** The step's input: `command`/`run`/`script` for shell steps, handler input otherwise. */
+  with?: Record<string, unknown>;
+  env?: Record<string, string>;
+  /** Names of the workflow secrets the step needs; their values arrive in `context.secrets`. */
+  secrets?: string[];
+  timeoutMs?: number;
+  continueOnError?: boolean;
+}
+
+export interface RuntimeLogger {
+  debug(message: string, meta?: Record<string, unknown>): void;
+  info(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+  error(message: string, meta?: Record<string, unknown>): void;
+}
+
+export interface RuntimeEvents {
+  emit(name: string, payload: Record<string, unknown>): Promise<void> | void;
+}
+
+export interface RuntimeTrace {
+  traceId: string;
+  spanId?: string;
+  parentSpanId?: string;
+}
+
+/** One line a step printed. */
+export interface LogEntry {
+  level: string;
+  message: string;
+  stream: 'stdout' | 'stderr';
+  /** 1-based position of the line in its stream, for the attempt that printed it. */
+  lineNo: number;
+  /** When the container wrote the line (RFC 3339, from the kubelet). */
+  timestamp: string;
+  meta?: Record<string, unknown>;
+}
+
+export interface StepContext {
+  runId: string;
+  jobId: string;
+  stepId: string;
+  attempt: number;
+  env: Record<string, string>;
+  /** Secret values by name; they reach the step through a Secret, never through the StepRun. */
+  secrets: Record<string, string>;
+  /** Accepted for shape compatibility; artifacts are not carried to the cluster. */
+  artifacts?: unknown;
+  events?: RuntimeEvents;
+  /** Optional here (required by the runtime's own type), so plain objects can be passed. */
+  logger?: RuntimeLogger;
+  trace?: RuntimeTrace;
+  pluginContext?: unknown;
+  onLog?: (entry: LogEntry) => void;
+}
+
+export interface ExecutionTarget {
+  environmentId?: string;
+  workspaceId?: string;
+  /** The namespace the step's StepRun is created in (overrides the runner's). */
+  namespace?: string;
+  /** The step's working directory. */
+  workdir?: string;
+}
+
+export interface StepExecutionRequest {
+  spec: StepSpec;
+  context: StepContext;
+  /** The directory the step works in. */
+  workspace?: string;
+  target?: ExecutionTarget;
+  signal?: AbortSignal;
+}
+
+export interface StepExecutionSuccess {
+  status: 'success';
+  outputs?: Record<string, unknown>;
+}
+
+export interface StepExecutionFailure {
+  status: 'failed' | 'cancelled';
+  error: {
+    message: string;
+    code?: string;
+    stack?: string;
+    details?: Record<string, unknown>;
+  };
+}
+
+export type StepExecutionResult = StepExecutionSuccess | StepExecutionFailure;
+
+export interface Runner {
+  execute(request: StepExecutionRequest): Promise<StepExecutionResult>;
+}
+
+/** The error codes this runner returns, in the runtime's style. */
+export const ErrorCode = {
+  /** The step ran and failed (non-zero exit, image pull failure, startup timeout, ...). */
+  StepExecutionFailed: 'STEP_EXECUTION_FAILED',
+  /** Cancelled through the request's AbortSignal (or `spec.cancel` set by someone else). */
+  StepCancelled: 'STEP_CANCELLED',
+  /** The step ran longer than its timeout. */
+  StepTimeout: 'STEP_TIMEOUT',
+  /** The step cannot be run as written (no command, no image, refused by the API server). */
+  InvalidStep: 'INVALID_STEP',
+  /** A `uses` form this runner does not run (e.g. `builtin:approval`). */
+  UnsupportedStep: 'UNSUPPORTED_STEP',
+  /** The plugin, handler, command or policy named by `uses` does not exist. */
+  CommandResolutionFailed: 'COMMAND_RESOLUTION_FAILED',
+  /** The SandboxPolicy does not grant what the step needs. */
+  PermissionDenied: 'PERMISSION_DENIED',
+  /** The operator refused the step for another reason. */
+  StepRejected: 'STEP_REJECTED',
+  /** The StepRun was deleted while the runner waited for it. */
+  StepDeleted: 'STEP_DELETED',
+  /** The Kubernetes API refused or could not be reached (after retries). */
+  KubernetesApiError: 'KUBERNETES_API_ERROR',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,0 +1,307 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import type { StepRun } from '../../src/api.js';
+import { classifyUses, planStep, resultOf, specDigest, traceparent, type Plan } from '../../src/mapping.js';
+import type { StepExecutionRequest } from '../../src/types.js';
+
+const NS = 'ci';
+
+function request(overrides: Partial<StepExecutionRequest> = {}): StepExecutionRequest {
+  return {
+    spec: { name: 'build', with: { command: 'make build' } },
+    context: { runId: 'run-42', jobId: 'build', stepId: 'compile', attempt: 1, env: {}, secrets: {} },
+    ...overrides,
+  };
+}
+
+function plan(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): Plan {
+  const planned = planStep(req, options, NS);
+  assert.ok(planned.ok, JSON.stringify(planned));
+  return planned.plan;
+}
+
+function refused(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): { code?: string; message: string } {
+  const planned = planStep(req, options, NS);
+  assert.ok(!planned.ok, 'expected the request to be refused');
+  assert.equal(planned.result.status, 'failed');
+  return planned.result.status === 'failed' ? planned.result.error : { message: '' };
+}
+
+describe('classifyUses', () => {
+  const cases: [string | undefined, string, string?][] = [
+    [undefined, 'shell'],
+    ['', 'shell'],
+    ['builtin:shell', 'shell'],
+    ['plugin:eslint/fix', 'sandbox'],
+    ['plugin:eslint/rules/fix', 'sandbox'],
+    ['command:lint', 'sandbox'],
+    ['plugin:eslint', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:/fix', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:eslint/', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['command:', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['builtin:approval', 'refused', 'UNSUPPORTED_STEP'],
+    ['workflow:deploy', 'refused', 'UNSUPPORTED_STEP'],
+  ];
+  for (const [uses, kind, code] of cases) {
+    it(`${String(uses)} -> ${kind}`, () => {
+      const result = classifyUses(uses);
+      assert.equal(result.kind, kind);
+      if (result.kind === 'refused') {
+        assert.equal(result.result.status === 'failed' && result.result.error.code, code);
+      }
+    });
+  }
+});
+
+describe('planStep: shell steps', () => {
+  for (const key of ['command', 'run', 'script']) {
+    it(`with.${key} becomes the script of a local StepRun`, () => {
+      const { stepRun } = plan(request({ spec: { name: 's', with: { [key]: 'echo hi' } } }));
+      assert.equal(stepRun.spec.mode, 'local');
+      assert.equal(stepRun.spec.script, 'echo hi');
+      assert.equal(stepRun.spec.image, 'busybox:1.36');
+    });
+  }
+
+  it('with.image overrides the runner image; other inputs go to context.inputs', () => {
+    const { stepRun } = plan(
+      request({ spec: { name: 's', with: { command: 'go vet', image: 'golang:1.22', branch: 'main' } } }),
+    );
+    assert.equal(stepRun.spec.image, 'golang:1.22');
+    assert.deepEqual(stepRun.spec.context?.inputs, { branch: 'main' });
+  });
+
+  it('refuses a step without a command, like the local runner', () => {
+    const error = refused(request({ spec: { name: 's', with: { command: '  ' } } }));
+    assert.equal(error.code, 'INVALID_STEP');
+    assert.match(error.message, /with\.command/);
+  });
+
+  it('refuses a step without an image, naming both places to set one', () => {
+    const error = refused(request(), {} as { image: string });
+    assert.equal(error.code, 'INVALID_STEP');
+    assert.match(error.message, /with\.image/);
+    assert.match(error.message, /"image" option/);
+  });
+
+  it('maps context.env to context.env and step env (plus with.env) to spec.env', () => {
+    const req = request({
+      spec: { name: 's', env: { A: '1' }, with: { command: 'env', env: { B: '2' } } },
+    });
+    req.context.env = { CI: 'true' };
+    const { stepRun } = plan(req);
+    assert.deepEqual(stepRun.spec.context?.env, { CI: 'true' });
+    assert.deepEqual(stepRun.spec.env, { A: '1', B: '2' });
+  });
+
+  it('maps run, job, step to context.workflow and labels', () => {
+    const { stepRun } = plan(request());
+    assert.deepEqual(stepRun.spec.context?.workflow, {
+      name: 'workflow',
+      runId: 'run-42',
+      jobId: 'build',
+      stepId: 'compile',
+    });
+    assert.equal(stepRun.metadata.labels?.['steprun.dev/run-id'], 'run-42');
+  });
+
+  it('makes invalid label values valid instead of refusing the step', () => {
+    const req = request();
+    req.context.runId = 'run 42/a';
+    const workflow = plan(req).stepRun.spec.context?.workflow;
+    assert.match(workflow?.runId ?? '', /^run-42-a-[0-9a-f]{8}$/);
+  });
+
+  it('timeoutMs becomes whole seconds, rounded up', () => {
+    const { stepRun } = plan(request({ spec: { name: 's', timeoutMs: 1500, with: { command: 'x' } } }));
+    assert.equal(stepRun.spec.timeoutSeconds, 2);
+  });
+
+  it('target.workdir becomes workingDir', () => {
+    const { stepRun } = plan(request({ target: { workdir: '/src' } }));
+    assert.equal(stepRun.spec.workingDir, '/src');
+  });
+});
+
+describe('planStep: secrets', () => {
+  it('puts values in a Secret and only references into the StepRun', () => {
+    const req = request();
+    req.context.secrets = { TOKEN: 's3cr3t-value', OTHER: 'another-value' };
+    const result = plan(req);
+    assert.ok(result.secret);
+    assert.deepEqual(result.secret.stringData, { TOKEN: 's3cr3t-value', OTHER: 'another-value' });
+    assert.equal(result.secret.metadata.namespace, NS);
+    assert.deepEqual(result.stepRun.spec.context?.secrets, [
+      { name: 'TOKEN', secretKeyRef: { name: result.secret.metadata.name, key: 'TOKEN' } },
+      { name: 'OTHER', secretKeyRef: { name: result.secret.metadata.name, key: 'OTHER' } },
+    ]);
+    const serialized = JSON.stringify(result.stepRun);
+    assert.ok(!serialized.includes('s3cr3t-value') && !serialized.includes('another-value'));
+  });
+
+  it('has no Secret when the step has no secrets', () => {
+    assert.equal(plan(request()).secret, undefined);
+  });
+
+  it('refuses secret names that cannot be environment variables', () => {
+    const req = request();
+    req.context.secrets = { 'my-token': 'x' };
+    assert.equal(refused(req).code, 'INVALID_STEP');
+  });
+});
+
+describe('planStep: sandbox steps', () => {
+  it('plugin:<id>/<handler> becomes sandbox.uses with the input as context.inputs', () => {
+    const { stepRun } = plan(
+      request({ spec: { name: 'lint', uses: 'plugin:eslint/fix', with: { files: ['a.ts'] } } }),
+    );
+    assert.equal(stepRun.spec.mode, 'sandbox');
+    assert.deepEqual(stepRun.spec.sandbox, { uses: 'plugin:eslint/fix' });
+    assert.deepEqual(stepRun.spec.context?.inputs, { files: ['a.ts'] });
+    assert.equal(stepRun.spec.image, undefined);
+    assert.equal(stepRun.spec.script, undefined);
+  });
+
+  it('command:<name> carries the policy and permissions of the runner', () => {
+    const planned = planStep(
+      request({ spec: { name: 'lint', uses: 'command:lint', with: { fix: true } } }),
+      { sandboxPolicy: 'ci', sandboxPermissions: ['network.egress'] },
+      NS,
+    );
+    assert.ok(planned.ok);
+    assert.deepEqual(planned.plan.stepRun.spec.sandbox, {
+      uses: 'command:lint',
+      policy: 'ci',
+      permissions: ['network.egress'],
+    });
+  });
+});
+
+describe('planStep: workspace and trace', () => {
+  it('an absolute workspace is mounted where the step expects it, one claim per run', () => {
+    const { stepRun } = plan(request({ workspace: '/workspace/repo' }));
+    assert.deepEqual(stepRun.spec.workspaces, [
+      {
+        name: 'workspace',
+        mountPath: '/workspace/repo',
+        volumeClaimTemplate: {
+          spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+        },
+      },
+    ]);
+  });
+
+  it('a relative workspace keeps the default mount path; the source is the runner\'s', () => {
+    const planned = planStep(
+      request({ workspace: 'repo' }),
+      { image: 'x', workspace: { persistentVolumeClaim: { claimName: 'cache' } } },
+      NS,
+    );
+    assert.ok(planned.ok);
+    assert.deepEqual(planned.plan.stepRun.spec.workspaces, [
+      { name: 'workspace', persistentVolumeClaim: { claimName: 'cache' } },
+    ]);
+  });
+
+  it('W3C ids pass through as traceparent', () => {
+    assert.deepEqual(traceparent({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' }, 'n'), {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    });
+  });
+
+  it('other ids are hashed into valid, stable W3C ids', () => {
+    const first = traceparent({ traceId: 'run-42' }, 'name').traceparent;
+    assert.match(first, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.equal(traceparent({ traceId: 'run-42' }, 'name').traceparent, first);
+  });
+
+  it('the trace goes to context.trace but not into the digest', () => {
+    const plain = plan(request());
+    const traced = request();
+    traced.context.trace = { traceId: 'abc', spanId: 'def' };
+    const withTrace = plan(traced);
+    assert.ok(withTrace.stepRun.spec.context?.trace?.traceparent);
+    assert.equal(specDigest(withTrace.stepRun.spec), specDigest(plain.stepRun.spec));
+  });
+});
+
+describe('planStep: names', () => {
+  it('the same request always gives the same name; another attempt another one', () => {
+    const first = plan(request()).name;
+    assert.equal(plan(request()).name, first);
+    const retry = request();
+    retry.context.attempt = 2;
+    assert.notEqual(plan(retry).name, first);
+  });
+});
+
+function finished(status: NonNullable<StepRun['status']>): StepRun {
+  return { apiVersion: 'steprun.dev/v1alpha1', kind: 'StepRun', metadata: { name: 'sr', namespace: NS }, spec: {}, status };
+}
+
+describe('resultOf', () => {
+  it('is undefined while the step runs', () => {
+    assert.equal(resultOf(finished({ phase: 'Running' })), undefined);
+    assert.equal(resultOf(finished({})), undefined);
+  });
+
+  it('success carries the outputs', () => {
+    assert.deepEqual(resultOf(finished({ phase: 'Succeeded', exitCode: 0, outputs: { digest: 'abc' } })), {
+      status: 'success',
+      outputs: { digest: 'abc' },
+    });
+    assert.deepEqual(resultOf(finished({ phase: 'Succeeded' })), { status: 'success', outputs: {} });
+  });
+
+  const attempts = [{ attempt: 1, podName: 'sr-1', exitCode: 3, reason: 'Error' }];
+  const cases: [string, NonNullable<StepRun['status']>, string, string][] = [
+    ['non-zero exit', { phase: 'Failed', reason: 'Error', exitCode: 3, attempts }, 'failed', 'STEP_EXECUTION_FAILED'],
+    ['image pull', { phase: 'Failed', reason: 'ImagePullFailed', message: 'no image' }, 'failed', 'STEP_EXECUTION_FAILED'],
+    ['missing secret', { phase: 'Failed', reason: 'InvalidSpec', message: 'no key' }, 'failed', 'INVALID_STEP'],
+    ['cancelled', { phase: 'Cancelled', reason: 'Cancelled' }, 'cancelled', 'STEP_CANCELLED'],
+    ['timed out', { phase: 'TimedOut', reason: 'DeadlineExceeded' }, 'failed', 'STEP_TIMEOUT'],
+    ['denied', { phase: 'Rejected', reason: 'PermissionDenied', message: 'm' }, 'failed', 'PERMISSION_DENIED'],
+    ['no policy', { phase: 'Rejected', reason: 'PolicyNotFound', message: 'm' }, 'failed', 'COMMAND_RESOLUTION_FAILED'],
+    ['no handler', { phase: 'Rejected', reason: 'HandlerNotFound', message: 'm' }, 'failed', 'COMMAND_RESOLUTION_FAILED'],
+    ['other refusal', { phase: 'Rejected', reason: 'Quota', message: 'm' }, 'failed', 'STEP_REJECTED'],
+    ...[
+      'SandboxPolicy "p" denies this step: Workflow handler not found: deploy in plugin tool (handlers of tool: write)',
+      'SandboxPolicy "p" denies this step: CLI command not found: test (commands: lint (plugin eslint))',
+      'SandboxPolicy "p" denies this step: Plugin not found: rubocop (plugins: eslint, sh)',
+      'SandboxPolicy "p" denies this step: builtin:shell is not available: the policy names no shellPlugin',
+    ].map((message): [string, NonNullable<StepRun['status']>, string, string] => [
+      `unresolved: ${message.slice(36, 60)}`,
+      { phase: 'Rejected', reason: 'PermissionDenied', message },
+      'failed',
+      'COMMAND_RESOLUTION_FAILED',
+    ]),
+  ];
+  for (const [name, status, outcome, code] of cases) {
+    it(`${name} -> ${outcome} ${code}`, () => {
+      const result = resultOf(finished(status));
+      assert.ok(result && result.status !== 'success');
+      assert.equal(result.status, outcome);
+      assert.equal(result.error.code, code);
+      assert.equal(result.error.details?.['phase'], status.phase);
+      assert.equal(result.error.details?.['reason'], status.reason);
+    });
+  }
+
+  it('failure details carry exit code, reason, phase and attempts', () => {
+    const result = resultOf(finished({ phase: 'Failed', reason: 'Error', exitCode: 3, attempts }));
+    assert.ok(result && result.status === 'failed');
+    assert.deepEqual(
+      { ...result.error.details },
+      { exitCode: 3, reason: 'Error', phase: 'Failed', attempts, stepRun: 'sr', namespace: NS },
+    );
+    assert.equal(result.error.message, 'Step exited with code 3');
+  });
+
+  it('the operator\'s message is the error message', () => {
+    const result = resultOf(finished({ phase: 'Failed', reason: 'ImagePullFailed', message: 'image x not found' }));
+    assert.ok(result && result.status === 'failed');
+    assert.equal(result.error.message, 'image x not found');
+    assert.equal(result.error.details?.['exitCode'], null);
+  });
+});

@@ -1,0 +1,35 @@
+"""The one backoff policy for retrying the API server: exponential, capped, with full jitter.
+
+Jitter spreads the retries of many callers that failed together (an API server restart fails
+every in-flight request at once) so they do not come back in one burst. A server's Retry-After
+is a floor: nobody retries earlier than the server asked.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+def exponential(failures: int, initial: float, maximum: float) -> float:
+    """``initial`` doubled per consecutive failure after the first, capped at ``maximum``."""
+    if failures < 1:
+        return 0.0
+    # The exponent is capped so that a long run of failures cannot overflow the float.
+    return float(min(maximum, initial * 2 ** min(failures - 1, 62)))
+
+
+@dataclass(frozen=True)
+class Jittered:
+    """Per-key backoff of the operator's work queue (client-go's rate limiter is the model)."""
+
+    initial: float = 0.5
+    maximum: float = 60.0
+
+    def delay(
+        self, failures: int, *, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        ceiling = exponential(failures, self.initial, self.maximum)
+        # "Equal jitter": at least half the exponential delay, so backoff still grows.
+        spread = (rng or random).uniform(ceiling / 2, ceiling)
+        return max(spread, retry_after or 0.0)

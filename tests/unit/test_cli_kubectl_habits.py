@@ -1,0 +1,412 @@
+"""The kubectl habits of the steprun command, against the fake API server: version, describe,
+selectors, watch, JSONPath, sorting, log options, deleting several, rerun, dry runs, and
+failing fast and clearly without a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from steprun.api.models import StepRunSpec
+from steprun.cli import exit_codes
+from tests.unit.test_cli_http import NS, REPO, steprun_cli
+from tests.unit.test_client_http import FakeApiServer, FakeCluster, finish
+
+
+@pytest.fixture
+def server() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as running:
+        yield running
+
+
+@pytest.fixture
+def kubeconfig(server: FakeApiServer, tmp_path: Path) -> str:
+    return server.kubeconfig(tmp_path, namespace=NS)
+
+
+def add(cluster: FakeCluster, name: str, labels: dict[str, str] | None = None, **spec: Any) -> None:
+    metadata: dict[str, Any] = {"name": name, "labels": labels or {}}
+    code, _ = cluster.create(NS, {"metadata": metadata, "spec": {"image": "b", **spec}})
+    assert code == 201
+
+
+# ---------------------------------------------------------------------- version
+
+
+def test_version_prints_client_and_server(server: FakeApiServer, kubeconfig: str) -> None:
+    code, out, _ = steprun_cli(kubeconfig, "version")
+    assert code == 0
+    assert out.splitlines()[0].startswith("Client Version: 0.1.0")
+    assert out.splitlines()[1] == "Server Version: v1.34.1"
+    code, out, _ = steprun_cli(kubeconfig, "version", "--client", "-o", "json")
+    assert code == 0 and set(json.loads(out)) == {"clientVersion"}
+
+
+# ---------------------------------------------------------------------- get as served
+
+
+def test_get_yaml_is_the_object_as_served(server: FakeApiServer, kubeconfig: str) -> None:
+    # A field this client's models do not know, and no defaults the models would add.
+    server.cluster.create(
+        NS,
+        {
+            "apiVersion": "steprun.dev/v1alpha1",
+            "kind": "StepRun",
+            "metadata": {"name": "raw", "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"image": "b", "futureField": {"x": 1}},
+        },
+    )
+    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml", "--show-managed-fields")
+    assert code == 0
+    assert yaml.safe_load(out) == server.cluster.get(NS, "raw")
+    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml")
+    served = yaml.safe_load(out)
+    # Like kubectl: everything as served but metadata.managedFields.
+    stored = server.cluster.get(NS, "raw")
+    del stored["metadata"]["managedFields"]
+    assert served == stored
+    assert "mode" not in served["spec"] and served["spec"]["futureField"] == {"x": 1}
+    code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "json")
+    assert json.loads(out) == served
+
+
+def test_get_several_names_reports_the_missing_one(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "a")
+    add(server.cluster, "b")
+    code, out, err = steprun_cli(kubeconfig, "get", "a", "nope", "b", "--no-headers")
+    assert code == exit_codes.ERROR
+    assert [line.split()[0] for line in out.splitlines()] == ["a", "b"]
+    assert 'steprun "nope" not found' in err
+
+
+# ---------------------------------------------------------------------- selectors, sorting
+
+
+def test_list_by_label_and_field_selector(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "x1", {"team": "web"})
+    add(server.cluster, "x2", {"team": "data"})
+    add(server.cluster, "x3", {"team": "web"}, context={"workflow": {"name": "build"}})
+    finish(server.cluster, "x3", NS)
+    assert steprun_cli(kubeconfig, "list", "-l", "team=web", "-o", "name")[1] == "x1\nx3\n"
+    assert steprun_cli(kubeconfig, "list", "--selector", "team=data", "-o", "name")[1] == "x2\n"
+    code, out, _ = steprun_cli(kubeconfig, "list", "--field-selector", "status.phase=Succeeded")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["x3"]
+    # --workflow is a field selector too, combined with the others.
+    code, out, _ = steprun_cli(
+        kubeconfig, "list", "--workflow", "build", "-l", "team=web", "-o", "name"
+    )
+    assert out == "x3\n"
+    (query,) = [q for q in server.cluster.requests_of("GET", "stepruns") if "labelSelector" in q][
+        -1:
+    ]
+    assert query["fieldSelector"] == ["spec.context.workflow.name=build"]
+
+
+def test_no_headers_and_sort_by(server: FakeApiServer, kubeconfig: str) -> None:
+    for name, runs in (("c", 3), ("a", 1), ("b", 2)):
+        add(server.cluster, name, retries={"limit": runs})
+    code, out, _ = steprun_cli(kubeconfig, "list", "--sort-by", ".spec.retries.limit")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["NAME", "a", "b", "c"]
+    code, out, _ = steprun_cli(kubeconfig, "list", "--sort-by", "{.metadata.name}", "--no-headers")
+    assert [line.split()[0] for line in out.splitlines()] == ["a", "b", "c"]
+    code, _, err = steprun_cli(kubeconfig, "list", "--sort-by", ".spec[[")
+    assert code == exit_codes.USAGE and "--sort-by" in err
+
+
+# ---------------------------------------------------------------------- jsonpath
+
+
+def test_jsonpath_output(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "j1", {"steprun.dev/workflow": "build"})
+    add(server.cluster, "j2")
+    finish(server.cluster, "j1", NS, outputs={"digest": "sha256:abc", "n": 2})
+    code, out, _ = steprun_cli(kubeconfig, "get", "j1", "-o", "jsonpath={.status.outputs}")
+    assert (code, out) == (0, '{"digest":"sha256:abc","n":2}')
+    code, out, _ = steprun_cli(
+        kubeconfig, "get", "j1", "-o", "jsonpath={.metadata.labels.steprun\\.dev/workflow}"
+    )
+    assert out == "build"
+    template = '{range .items[*]}{.metadata.name}={.status.phase}{"\\n"}{end}'
+    code, out, _ = steprun_cli(kubeconfig, "list", "-o", f"jsonpath={template}")
+    assert (code, out) == (0, "j1=Succeeded\nj2=\n")
+    code, out, _ = steprun_cli(
+        kubeconfig, "list", "-o", 'jsonpath={.items[?(@.status.phase=="Succeeded")].metadata.name}'
+    )
+    assert out == "j1"
+
+
+def test_a_bad_jsonpath_is_a_usage_error(kubeconfig: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        steprun_cli(kubeconfig, "list", "-o", "jsonpath={range .items[*]}")
+    assert exited.value.code == 2
+
+
+# ---------------------------------------------------------------------- watch
+
+
+def _cli_process(kubeconfig: str, *argv: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "steprun", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+        text=True,
+    )
+
+
+def test_list_watch_prints_each_change_until_ctrl_c(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "w1", {"team": "web"})
+    add(server.cluster, "other", {"team": "data"})
+    process = _cli_process(kubeconfig, "list", "-w", "-l", "team=web")
+    assert process.stdout is not None
+    assert process.stdout.readline().split()[:2] == ["NAME", "PHASE"]
+    assert process.stdout.readline().split()[:2] == ["w1", "Pending"]
+    server.cluster.set_status(NS, "other", phase="Running")  # not selected: not printed
+    server.cluster.set_status(NS, "w1", phase="Running")
+    assert process.stdout.readline().split()[:2] == ["w1", "Running"]
+    add(server.cluster, "w2", {"team": "web"})
+    assert process.stdout.readline().split()[:2] == ["w2", "Pending"]
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+
+
+def test_get_watch_follows_one_step(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "one")
+    add(server.cluster, "two")
+    process = _cli_process(kubeconfig, "get", "one", "-w", "-o", "jsonpath={.status.phase}{'\\n'}")
+    assert process.stdout is not None
+    assert process.stdout.readline() == "\n"
+    server.cluster.set_status(NS, "two", phase="Running")
+    finish(server.cluster, "one", NS)
+    assert process.stdout.readline() == "Succeeded\n"
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+
+
+# ---------------------------------------------------------------------- describe
+
+
+def test_describe_shows_attempts_outputs_pod_state_and_events(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    cluster = server.cluster
+    add(cluster, "d", {"team": "web"}, script="make", retries={"limit": 2})
+    pod = cluster.add_pod(NS, "d", 2)
+    cluster.set_pod_state(NS, pod, "terminated", "Error")
+    cluster.pods[(NS, pod)]["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137}
+    }
+    attempts = [
+        {"attempt": 1, "podName": "d-1", "exitCode": 1, "reason": "Error", "message": "boom"},
+        {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error"},
+    ]
+    finish(
+        cluster,
+        "d",
+        NS,
+        phase="Failed",
+        reason="Error",
+        exitCode=3,
+        message="exit 3",
+        attempt=2,
+        podName="d-2",
+        attempts=attempts,
+        outputs={"digest": "sha256:1"},
+    )
+    uid = cluster.get(NS, "d")["metadata"]["uid"]
+    cluster.events = [
+        {
+            "metadata": {"name": "e1", "namespace": NS},
+            "involvedObject": {"kind": "StepRun", "name": "d", "uid": uid},
+            "type": "Warning",
+            "reason": "Failed",
+            "message": "attempt 2 failed",
+            "source": {"component": "steprun-operator"},
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+        },
+        {
+            "metadata": {"name": "e2", "namespace": NS},
+            "involvedObject": {"kind": "StepRun", "name": "someone-else"},
+            "type": "Normal",
+            "reason": "Other",
+            "message": "not about d",
+        },
+    ]
+    code, out, err = steprun_cli(kubeconfig, "describe", "d")
+    assert code == 0, err
+    assert "Name:           d\n" in out and "Phase:          Failed\n" in out
+    assert "Exit Code:      3\n" in out and "Attempt:        2 of at most 3\n" in out
+    assert "  digest: sha256:1\n" in out
+    attempt_rows = out.split("Attempts:\n")[1].split("Pod:")[0].splitlines()
+    assert [row.split()[:4] for row in attempt_rows[1:]] == [
+        ["1", "d-1", "1", "Error"],
+        ["2", "d-2", "3", "Error"],
+    ]
+    assert "State:          Terminated (Error), exit code 1" in out
+    assert "Last State:     Terminated (OOMKilled), exit code 137" in out
+    events = out.split("Events:\n")[1]
+    assert "attempt 2 failed" in events and "not about d" not in events
+
+
+# ---------------------------------------------------------------------- logs
+
+
+def test_logs_tail_and_timestamps(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "l")
+    pod = server.cluster.add_pod(NS, "l", 1)
+    server.cluster.log(NS, pod, "one", "two", "three")
+    finish(server.cluster, "l", NS)
+    assert steprun_cli(kubeconfig, "logs", "l", "--tail", "2")[1] == "two\nthree\n"
+    code, out, _ = steprun_cli(kubeconfig, "logs", "l", "--timestamps", "--since", "1h")
+    assert code == 0 and out.splitlines()[0] == "2026-01-01T00:00:00Z one"
+    (query,) = server.cluster.requests_of("GET", "/log")[-1:]
+    assert query["sinceSeconds"] == ["3600"] and query["timestamps"][0].lower() == "true"
+
+
+# ---------------------------------------------------------------------- delete, rerun
+
+
+def test_delete_several_by_name_and_by_selector(server: FakeApiServer, kubeconfig: str) -> None:
+    for name, team in (("d1", "web"), ("d2", "web"), ("d3", "data"), ("d4", "data")):
+        add(server.cluster, name, {"team": team})
+    code, out, err = steprun_cli(kubeconfig, "delete", "d1", "gone", "d3")
+    assert code == exit_codes.ERROR and 'steprun "gone" not found' in err
+    assert out == "steprun/d1 deleted\nsteprun/d3 deleted\n"
+    code, out, _ = steprun_cli(kubeconfig, "delete", "-l", "team=web")
+    assert (code, out) == (0, "steprun/d2 deleted\n")
+    assert sorted(name for _, name in server.cluster.stepruns) == ["d4"]
+    assert steprun_cli(kubeconfig, "delete", "gone", "--ignore-not-found")[0] == 0
+    assert steprun_cli(kubeconfig, "delete")[0] == exit_codes.USAGE
+    assert steprun_cli(kubeconfig, "delete", "--all")[1] == "steprun/d4 deleted\n"
+
+
+def test_rerun_creates_a_new_step_from_the_old_spec(server: FakeApiServer, kubeconfig: str) -> None:
+    add(
+        server.cluster,
+        "first",
+        {"team": "web"},
+        script="make",
+        cancel=True,
+        context={"workflow": {"name": "build", "runId": "42"}},
+    )
+    finish(server.cluster, "first", NS, phase="Cancelled", reason="Cancelled")
+    code, out, err = steprun_cli(kubeconfig, "rerun", "first", "--detach")
+    assert code == 0, err
+    new = server.cluster.get(NS, out.strip())
+    assert new["metadata"]["name"].startswith("first-")
+    old = server.cluster.get(NS, "first")
+    assert new["spec"] == StepRunSpec.model_validate({**old["spec"], "cancel": False}).to_api()
+    labels = new["metadata"]["labels"]
+    assert labels["team"] == "web" and labels["steprun.dev/rerun-of"] == "first"
+    assert labels["steprun.dev/workflow"] == "build"
+    assert "status" not in new
+    code, out, _ = steprun_cli(kubeconfig, "rerun", "first", "--name", "again", "--detach")
+    assert (code, out) == (0, "again\n")
+
+
+# ---------------------------------------------------------------------- dry runs
+
+
+def test_run_and_render_dry_run_server_store_nothing(
+    server: FakeApiServer, kubeconfig: str, tmp_path: Path
+) -> None:
+    code, out, err = steprun_cli(
+        kubeconfig, "run", "dry", "--image", "b", "--dry-run", "server", "--", "true"
+    )
+    assert code == 0, err
+    assert yaml.safe_load(out)["metadata"]["uid"]  # the server's answer, not the request
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text(
+        "apiVersion: steprun.dev/v1alpha1\nkind: StepRun\nmetadata: {name: rendered}\n"
+        "spec: {image: b, script: 'echo hi'}\n"
+    )
+    code, out, err = steprun_cli(kubeconfig, "render", "-f", str(manifest), "--dry-run=server")
+    assert code == 0, err
+    assert "kind: Pod" in out
+    assert server.cluster.stepruns == {}
+    creates = server.cluster.requests_of("POST", "stepruns")
+    assert [q.get("dryRun") for q in creates] == [["All"], ["All"]]
+
+
+def test_render_dry_run_server_reports_the_servers_refusal(
+    server: FakeApiServer, kubeconfig: str, tmp_path: Path
+) -> None:
+    server.cluster.invalid = {
+        "kind": "Status",
+        "code": 422,
+        "message": "denied by policy",
+        "details": {"causes": [{"field": "spec.image", "message": "not allowed"}]},
+    }
+    manifest = tmp_path / "step.yaml"
+    manifest.write_text("kind: StepRun\nmetadata: {name: r}\nspec: {image: b, script: x}\n")
+    code, _, err = steprun_cli(kubeconfig, "render", "-f", str(manifest), "--dry-run=server")
+    assert code == exit_codes.USAGE and "spec.image: not allowed" in err
+
+
+# ---------------------------------------------------------------------- no cluster, fast
+
+
+def _steprun(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "steprun", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_no_configuration_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env["HOME"] = str(tmp_path)
+    result = _steprun("list", env=env)
+    assert result.returncode == exit_codes.ERROR
+    assert "no cluster configuration: pass --kubeconfig FILE, set KUBECONFIG" in result.stderr
+    assert "Service host/port" not in result.stderr
+    result = _steprun("list", env={**env, "KUBECONFIG": str(tmp_path / "nope")})
+    assert "nope ($KUBECONFIG) does not exist" in result.stderr
+    result = _steprun("--kubeconfig", str(tmp_path / "gone"), "list", env=env)
+    assert "gone (--kubeconfig) does not exist" in result.stderr
+
+
+def test_a_server_that_never_answers_fails_after_request_timeout(tmp_path: Path) -> None:
+    # Accepts connections (the backlog) but never reads or answers them.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        env = {**os.environ, "KUBECONFIG": str(config)}
+        # pytest-timeout (the suite's) would stop a command that waits for the server forever.
+        result = _steprun("--request-timeout", "1s", "get", "x", env=env)
+    assert result.returncode == exit_codes.API_UNREACHABLE, result.stderr
+    assert "unreachable" in result.stderr

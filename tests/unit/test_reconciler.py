@@ -1,0 +1,409 @@
+"""The reconciler against an in-memory API server: write order, conflicts, adoption, the error
+taxonomy, the tracking finalizer, cancel, and giving up on what can never succeed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from steprun.config import OperatorConfig
+from steprun.handlers.main import allow_api_server_depth
+from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
+from steprun.reconcile.reconciler import Reconciler
+from steprun.render.names import TRACKING_FINALIZER
+from steprun.timeutil import utcnow
+from tests.support.fake_kube import FakeKube
+from tests.unit.factories import NAME, NAMESPACE, container_status, terminated
+
+KEY = (NAMESPACE, NAME)
+CONFIG = OperatorConfig(events=True, max_reconcile_failures=3)
+
+
+def steprun(spec: dict[str, Any] | None = None, name: str = NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": name, "namespace": NAMESPACE, "generation": 1},
+        "spec": {"image": "busybox:1.36", "script": "true", **(spec or {})},
+    }
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+async def reconciler(kube: FakeKube) -> AsyncIterator[Reconciler]:
+    rec = Reconciler(kube, CONFIG)  # type: ignore[arg-type]
+    yield rec
+    await rec.queue.drain()
+
+
+def submit(kube: FakeKube, rec: Reconciler, spec: dict[str, Any] | None = None) -> None:
+    rec.stepruns.observe(kube.put(steprun(spec)))
+
+
+def sync_watch(kube: FakeKube, rec: Reconciler) -> None:
+    """What the watches would deliver: the current StepRun and its Pods."""
+    body = kube.find("StepRun", NAMESPACE, NAME)
+    if body is None:
+        rec.stepruns.observe({"metadata": {"name": NAME, "namespace": NAMESPACE}}, deleted=True)
+    else:
+        rec.stepruns.observe(body)
+    for pod in kube.of_kind("Pod"):
+        rec.pods.observe(KEY, pod)
+
+
+async def step(kube: FakeKube, rec: Reconciler, times: int = 1) -> dict[str, Any]:
+    for _ in range(times):
+        sync_watch(kube, rec)
+        await rec.reconcile(KEY)
+    return (kube.find("StepRun", NAMESPACE, NAME) or {}).get("status") or {}
+
+
+def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
+    pod = kube.objects[("Pod", NAMESPACE, name)]
+    pod["status"] = {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "containerStatuses": [container_status(terminated(exit_code))],
+    }
+    kube._bump(pod)
+
+
+# ---------------------------------------------------------------- the happy path
+
+
+async def test_first_reconcile_creates_context_then_pod_then_status(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    status = await step(kube, reconciler)
+
+    creates = [(k, n) for v, k, n in kube.calls if v == "create" and k != "Event"]
+    assert creates == [("ConfigMap", f"{NAME}-context"), ("Pod", f"{NAME}-1")]
+    assert status["phase"] == "Pending"
+    assert status["attempts"][0]["creationTime"]
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None and pod["metadata"]["finalizers"] == [TRACKING_FINALIZER]
+
+
+async def test_a_pod_left_by_a_crash_before_the_status_write_is_adopted(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "down"))
+    assert await step(kube, reconciler) == {}
+
+    status = await step(kube, reconciler)
+
+    assert status["podName"] == f"{NAME}-1"
+    assert kube.count("create", "Pod") == 2  # the second answered AlreadyExists: adopted
+    assert len(kube.of_kind("Pod")) == 1
+
+
+# ---------------------------------------------------------------- the tracking finalizer
+
+
+async def test_pod_finished_and_deleted_while_the_operator_was_down_is_recorded_not_retried(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"retries": {"limit": 2, "backoffSeconds": 0}})
+    await step(kube, reconciler)
+    # Operator down: the step finishes, then PodGC or a janitor deletes the Pod.
+    finish_pod(kube, f"{NAME}-1")
+    await kube.delete("Pod", NAMESPACE, f"{NAME}-1")
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is not None, "held by the finalizer"
+
+    restarted = Reconciler(kube, CONFIG)  # type: ignore[arg-type]
+    status = await step(kube, restarted)
+    assert status["phase"] == "Succeeded"
+    assert status["attempts"][0]["reason"] == "Completed"
+
+    await step(kube, restarted)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None, "released once recorded"
+    assert kube.count("create", "Pod") == 1
+    await restarted.queue.drain()
+
+
+async def test_finalizer_is_kept_until_the_outcome_is_written(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
+    kube.fail("patch_status", "StepRun", Transient(500, "InternalError", "etcd hiccup"))
+
+    await step(kube, reconciler)
+
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None and TRACKING_FINALIZER in pod["metadata"]["finalizers"]
+    assert kube.count("remove_finalizer", "Pod") == 0
+
+
+async def test_pods_of_a_deleted_steprun_are_released(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    del kube.objects[("StepRun", NAMESPACE, NAME)]
+    await kube.delete("Pod", NAMESPACE, f"{NAME}-1")  # the garbage collector
+
+    await step(kube, reconciler)
+
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
+
+
+# ---------------------------------------------------------------- cancel
+
+
+async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    # The Pod is created, then the status write loses the race with the cancel patch.
+    kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "lost"))
+    await step(kube, reconciler)
+    body = kube.objects[("StepRun", NAMESPACE, NAME)]
+    body["spec"]["cancel"] = True
+    kube._bump(body)
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Cancelled"
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is None or pod["metadata"].get("deletionTimestamp")
+    assert f"{NAME}-1" in status["message"]
+    await step(kube, reconciler)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
+
+
+# ---------------------------------------------------------------- the error taxonomy
+
+
+async def test_quota_exceeded_backs_off_honouring_retry_after(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    quota = QuotaExceeded(403, "Forbidden", "exceeded quota: pods", retry_after=7.0)
+    kube.fail("create", "Pod", quota)
+
+    status = await step(kube, reconciler)
+
+    assert status == {}, "not an outcome: nothing written"
+    assert reconciler.queue.failures(KEY) == 1
+    timer = reconciler.queue._timers[KEY]
+    assert timer.when() - asyncio.get_running_loop().time() > 6.5
+
+
+async def test_quota_exceeded_past_the_startup_timeout_fails_the_attempt_and_retries(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"startupTimeoutSeconds": 30, "retries": {"limit": 1}})
+    kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
+    await step(kube, reconciler)
+    reconciler._blocked_since[KEY] = utcnow() - timedelta(seconds=31)
+    kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Pending" and status["reason"] == "Retrying"
+    assert status["attempts"][0]["reason"] == "PodCreateFailed"
+    assert "exceeded quota" in status["attempts"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "phase", "reason"),
+    [
+        pytest.param(0, "Failed", "PodCreateFailed", id="no-retries-left"),
+        pytest.param(1, "Pending", "Retrying", id="consumes-a-retry"),
+    ],
+)
+async def test_a_refused_pod_consumes_retries(
+    kube: FakeKube, reconciler: Reconciler, limit: int, phase: str, reason: str
+) -> None:
+    submit(kube, reconciler, {"retries": {"limit": limit, "backoffSeconds": 5}})
+    kube.fail("create", "Pod", Refused(422, "Invalid", 'Pod "x" is invalid: spec.bad'))
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == (phase, reason)
+    assert status["attempts"] == [
+        {
+            "attempt": 1,
+            "podName": f"{NAME}-1",
+            "reason": "PodCreateFailed",
+            "message": 'the API server refused Pod build-42-lint-1: Pod "x" is invalid: spec.bad',
+            "completionTime": status["attempts"][0]["completionTime"],
+        }
+    ]
+
+
+async def test_a_status_the_api_server_refuses_ends_the_step_with_a_small_one(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    kube.fail("patch_status", "StepRun", TooLarge(413, "RequestEntityTooLarge", "too large"))
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "ReconcileFailed")
+    assert "too large" in status["message"]
+    assert reconciler.queue.failures(KEY) == 0
+
+
+async def test_a_status_refused_every_time_is_not_retried_forever(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    forbidden = Refused(403, "Forbidden", "stepruns/status is forbidden")
+    kube.fail("patch_status", "StepRun", forbidden, forbidden)
+
+    await step(kube, reconciler)
+
+    assert KEY not in reconciler.queue._timers
+    assert kube.count("patch_status", "StepRun") == 2
+
+
+async def test_a_reconcile_that_keeps_crashing_ends_the_step_saying_so(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit(kube, reconciler)
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr("steprun.reconcile.reconciler.render_pod", broken)
+    delays = []
+    for _ in range(CONFIG.max_reconcile_failures - 1):
+        await step(kube, reconciler)
+        delays.append(reconciler.queue.failures(KEY))
+    assert delays == [1, 2], "backed off per key, growing"
+    assert "phase" not in (kube.find("StepRun", NAMESPACE, NAME) or {}).get("status", {})
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "ReconcileFailed")
+    assert "3 times" in status["message"] and "KeyError" in status["message"]
+    assert KEY not in reconciler.queue._timers
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+async def test_an_unreadable_steprun_ends_invalid_spec_with_an_event(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"fromANewerCrd": True})
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    assert "fromANewerCrd" in status["message"]
+    events = kube.of_kind("Event")
+    assert [e["reason"] for e in events] == ["InvalidSpec"]
+    assert kube.count("create", "Pod") == 0
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.fixture
+def api_server_depth() -> Iterator[None]:
+    before = sys.getrecursionlimit()
+    allow_api_server_depth()
+    yield
+    sys.setrecursionlimit(before)
+
+
+@pytest.mark.usefixtures("api_server_depth")
+async def test_inputs_nested_as_deep_as_the_api_server_allows_run(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"context": {"inputs": nested(9_990)}})
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Pending"
+    configmap = kube.find("ConfigMap", NAMESPACE, f"{NAME}-context")
+    assert configmap is not None and configmap["data"]["context.json"].count('{"a":') == 9_989
+
+
+async def test_inputs_too_deep_for_the_process_end_invalid_spec(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What any recursion past the allowance does (only possible beyond the API server's depth).
+    def too_deep(*_: Any, **__: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("steprun.reconcile.reconciler.render_configmap", too_deep)
+    submit(kube, reconciler, {"context": {"inputs": nested(5)}})
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    assert "nested too deeply" in status["message"]
+    assert reconciler.queue.failures(KEY) == 0
+
+
+# ---------------------------------------------------------------- recreate, TTL, memory
+
+
+async def test_recreating_under_the_same_name_waits_out_the_old_children(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    # Deleted and created again before the garbage collector removed the old children.
+    old = kube.objects.pop(("StepRun", NAMESPACE, NAME))
+    submit(kube, reconciler)
+    assert kube.find("StepRun", NAMESPACE, NAME)["metadata"]["uid"] != old["metadata"]["uid"]
+
+    status = await step(kube, reconciler)
+    assert "phase" not in status, "the old ConfigMap is removed first, not a failure"
+    status = await step(kube, reconciler, times=4)
+
+    assert status["phase"] == "Pending"
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None
+    assert (
+        pod["metadata"]["ownerReferences"][0]["uid"]
+        == kube.find("StepRun", NAMESPACE, NAME)["metadata"]["uid"]
+    )
+
+
+async def test_the_operator_default_ttl_deletes_finished_stepruns(kube: FakeKube) -> None:
+    rec = Reconciler(kube, OperatorConfig(default_ttl_seconds_after_finished=0))  # type: ignore[arg-type]
+    submit(kube, rec)
+    await step(kube, rec)
+    finish_pod(kube, f"{NAME}-1")
+    status = await step(kube, rec)
+    assert status["phase"] == "Succeeded"
+
+    await step(kube, rec, times=2)
+
+    assert kube.find("StepRun", NAMESPACE, NAME) is None
+    await rec.queue.drain()
+
+
+async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"context": {"inputs": {"big": "x" * 10_000}}})
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
+    await step(kube, reconciler, times=3)
+
+    cached = reconciler.stepruns.get(KEY)
+    assert cached is not None and cached["status"]["phase"] == "Succeeded"
+    assert cached["spec"] == {}
+    assert len(reconciler.pods) == 0
