@@ -119,3 +119,15 @@ test: prometheus
 .PHONY: bench-cli
 bench-cli: venv ## how fast `steprun --help` starts (bench/results/cli-startup.md)
 	$(PY) -m bench.cli_startup
+
+# ---------------------------------------------------------------- artifacts
+
+.PHONY: helper-test
+helper-test: ## go vet and go test of the artifact helper (helper/)
+	cd helper && go vet ./... && go test ./...
+
+test: helper-test
+
+.PHONY: bench-artifacts
+bench-artifacts: venv ## a 1 GiB artifact through the store, with peak memory (bench/artifacts.py)
+	KUBECONFIG=$(TEST_KUBECONFIG) $(PY) -m bench.artifacts

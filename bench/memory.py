@@ -9,7 +9,10 @@ operator relists everything after a restart. Writes a Markdown report with the c
     BENCH_MEMORY_SIZES=0,1000,2500,5000,10000 python -m bench.memory   # needs hack/kwok-up.sh N
 
 ``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
-comparison. Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere).
+comparison. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
+counting the StepRuns already in it, so a later run adds only the difference to larger sizes
+(creating the objects is the slow part). Needs the CRDs applied and kwok nodes (the Pods must
+end Succeeded somewhere).
 """
 
 from __future__ import annotations
@@ -154,6 +157,22 @@ async def _retain(api: Api, namespace: str, start: int, stop: int) -> None:
     await asyncio.gather(*(one(i) for i in range(start, stop)))
 
 
+async def _retained(api: Api, namespace: str) -> int:
+    """How many StepRuns ``namespace`` holds (0 when it does not exist)."""
+    try:
+        listed = await api.request(
+            "GET",
+            f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns",
+            query={"limit": "1"},
+        )
+    except ApiError as error:
+        if error.status == 404:
+            return 0
+        raise
+    items = len(listed.get("items") or [])
+    return items + int(listed.get("metadata", {}).get("remainingItemCount") or 0)
+
+
 @dataclass
 class Point:
     stepruns: int
@@ -236,14 +255,22 @@ async def main() -> None:
             f"bench/results/memory-{datetime.now(UTC):%Y-%m-%d}-{max(sizes)}.md",
         )
     )
-    namespace = f"bench-memory-{uuid.uuid4().hex[:6]}"
+    kept = os.environ.get("BENCH_MEMORY_NAMESPACE")
+    namespace = kept or f"bench-memory-{uuid.uuid4().hex[:6]}"
     api = await Api.connect(str(kubeconfig))
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     points: list[Point] = []
     try:
-        await api.create({"metadata": {"name": namespace}}, "/api/v1/namespaces")
-        retained = 0
+        retained = await _retained(api, namespace) if kept else 0
+        try:
+            await api.create({"metadata": {"name": namespace}}, "/api/v1/namespaces")
+        except ApiError as error:
+            if not (kept and error.status == 409):
+                raise
         for size in sorted(sizes):
+            if size < retained:
+                _log(f"{size}: skipped, {namespace} already holds {retained}")
+                continue
             _log(f"retaining {size - retained} more StepRuns (to {size})")
             await _retain(api, namespace, retained, size)
             retained = size
@@ -253,7 +280,8 @@ async def main() -> None:
             _report(points, out, python)
     finally:
         try:
-            await api.delete(f"/api/v1/namespaces/{namespace}")
+            if not kept:
+                await api.delete(f"/api/v1/namespaces/{namespace}")
         except ApiError as error:
             _log(f"namespace {namespace} not deleted: {error}")
         await api.close()

@@ -11,6 +11,7 @@ if [ "${CLUSTER:-local}" = kind ]; then
 fi
 
 stop_daemon kwok
+stop_daemon s3-store
 stop_daemon kube-proxy
 stop_daemon kubelet
 if is_running containerd containerd && command -v ctr >/dev/null; then

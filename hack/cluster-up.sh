@@ -2,7 +2,8 @@
 # Brings up a real single-node Kubernetes cluster on this machine, built from official sources:
 # kube-* binaries from the k8s.io/kubernetes Go module (hack/build-k8s.sh), etcd, containerd,
 # runc and the CNI plugins from Debian packages, images built locally and imported into
-# containerd. Idempotent: components already running are left alone.
+# containerd, and an S3-compatible artifact store (hack/store-up.sh). Idempotent: components
+# already running are left alone.
 #
 #   hack/cluster-up.sh            # the local cluster (needs root)
 #   CLUSTER=kind hack/cluster-up.sh   # a kind cluster where kind and Docker exist
@@ -323,6 +324,7 @@ start_kubelet
 wait_node_ready
 apply_storage_class
 start_kube_proxy
+"$HACK_DIR/store-up.sh"
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"
 log "use it with: export KUBECONFIG=$KUBECONFIG_OUT"

@@ -5,7 +5,9 @@
 #   2. the operator image, built and imported into containerd (hack/images/build-operator-image.sh)
 #   3. helm, built from its Go module (hack/install-helm.sh)
 #   4. the chart, release "steprun" in steprun-system, watching only steprun-demo
-#   5. examples/*.yaml applied in steprun-demo (cancel-me cancelled once it runs, as its header
+#   5. with the local artifact store (hack/store-up.sh), the chart points at it and
+#      examples/artifacts/ runs in order after the rest (a directory passed from build to test)
+#   6. examples/*.yaml applied in steprun-demo (cancel-me cancelled once it runs, as its header
 #      says), then a table of each example's outcome next to the outcome its header expects
 #
 # Idempotent: a re-run upgrades the release and runs the examples again from scratch.
@@ -50,6 +52,23 @@ if k get validatingadmissionpolicy "$policy" >/dev/null 2>&1; then
   fi
 fi
 
+# The local artifact store, when this cluster has one: its credentials go into a Secret of the
+# release namespace (through files, never a command line) and the chart points at it.
+store_env=$CLUSTER_DIR/store/store.env
+artifact_values=()
+if [ -f "$store_env" ]; then
+  # shellcheck disable=SC1090
+  . "$store_env"
+  k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k -n "$NAMESPACE" create secret generic steprun-artifact-store \
+    --from-file=accessKey=<(printf %s "$STORE_ACCESS_KEY") \
+    --from-file=secretKey=<(printf %s "$STORE_SECRET_KEY") \
+    --dry-run=client -o yaml | k apply -f - >/dev/null
+  artifact_values=(--set "artifactRepository.endpoint=$STORE_ENDPOINT"
+    --set "artifactRepository.bucket=$STORE_BUCKET" --set artifactRepository.keyPrefix=demo/
+    --set artifactRepository.credentialsSecret=steprun-artifact-store)
+fi
+
 # A rebuilt image keeps its tag; its digest on the Pods makes an upgrade replace them.
 digest=$(ctr -n k8s.io images ls "name==$image" | awk 'NR == 2 {print $3}')
 log "installing the chart: release $RELEASE in $NAMESPACE, watching $DEMO_NS"
@@ -58,7 +77,7 @@ log "installing the chart: release $RELEASE in $NAMESPACE, watching $DEMO_NS"
   --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
   --set-string "podAnnotations.steprun\.dev/image-digest=$digest" \
   --set "watchNamespaces={$DEMO_NS}" --set "engine.namespaces={$DEMO_NS}" \
-  --set admission.enabled="$admission" \
+  --set admission.enabled="$admission" "${artifact_values[@]}" \
   --wait --timeout 5m >/dev/null
 k -n "$NAMESPACE" get pods -l "app.kubernetes.io/instance=$RELEASE" -o wide
 
@@ -95,6 +114,21 @@ for name in "${names[@]}"; do
     sleep 1
   done
 done
+
+# The artifact examples depend on each other (each consumes the one before): one at a time.
+if [ ${#artifact_values[@]} -gt 0 ]; then
+  for file in "$REPO_DIR"/examples/artifacts/*.yaml; do
+    name=$(k apply -n "$DEMO_NS" -f "$file" -o name | sed -n 's|^steprun\.steprun\.dev/||p')
+    log "applied $name (artifacts)"
+    deadline=$(( $(date +%s) + TERMINAL_TIMEOUT ))
+    until is_terminal "$name"; do
+      [ "$(date +%s)" -lt "$deadline" ] || die "$name is still $(phase_of "$name") after ${TERMINAL_TIMEOUT}s"
+      sleep 1
+    done
+    EXAMPLES+=("$file")
+    names+=("$name")
+  done
+fi
 
 failures=0
 echo

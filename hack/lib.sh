@@ -21,6 +21,7 @@ API_PORT=${API_PORT:-6443}
 ETCD_PORT=${ETCD_PORT:-2379}
 PAUSE_IMAGE=steprun.local/pause:3.10
 STEP_IMAGE=steprun.local/step:1
+ARTIFACTS_IMAGE=steprun.local/artifacts:1
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -3,6 +3,7 @@
 # namespace, where the kubelet finds them and therefore never tries to pull:
 #   steprun.local/pause:3.10  the Pod sandbox image (containerd's sandbox_image)
 #   steprun.local/step:1      busybox with sh: the step image of the tests and examples
+#   steprun.local/artifacts:1 the artifact helper (helper/, Go, static), cached by source hash
 # Each archive is deterministic; an image whose digest containerd already has is not re-imported.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -55,5 +56,29 @@ if [ "${IMPORT:-containerd}" = none ]; then
   [ -x /bin/busybox ] || die "building the step image needs a static busybox at /bin/busybox (Debian: busybox-static)"
 fi
 [ -x /bin/busybox ] || die "busybox-static is not installed (hack/cluster-up.sh installs it)"
+# The artifact helper: one static Go binary (helper/) on an otherwise empty image. Built from
+# the Go module proxy the first time (about a minute), cached by the hash of its sources.
+build_artifacts() {
+  local hash bin root digest
+  hash=$(cd "$REPO_DIR/helper" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+  bin=$STEPRUN_CACHE/helper/$hash/steprun-artifacts
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null || die "building the artifact helper needs Go (https://go.dev/dl)"
+    log "building the artifact helper ($hash)"
+    mkdir -p "$(dirname "$bin")"
+    (cd "$REPO_DIR/helper" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin.partial" .)
+    mv "$bin.partial" "$bin"
+  fi
+  root=$(mktemp -d)
+  mkdir -p "$root/tmp"
+  chmod 1777 "$root/tmp"
+  cp "$bin" "$root/steprun-artifacts"
+  digest=$(python3 "$HACK_DIR/oci_image.py" "$root" "$out/artifacts.tar" --name "$ARTIFACTS_IMAGE" \
+    --entrypoint '["/steprun-artifacts"]' --user 65532:65532)
+  rm -rf "$root"
+  import_image "$ARTIFACTS_IMAGE" "$out/artifacts.tar" "$digest"
+}
+
 build_pause
 build_step
+build_artifacts

@@ -131,6 +131,41 @@ class OperatorConfig(BaseSettings):
         "StatefulSet Pod (operator-<ordinal>), read as 100 - ordinal.",
     )
 
+    # ---------------------------------------------------------------- artifact repository
+    # One S3-compatible store for every step's artifacts and archived logs (docs/artifacts.md).
+    artifacts_endpoint: str = Field(
+        "", description="URL of the S3-compatible store, e.g. http://10.0.0.5:7070 (empty: off)."
+    )
+    artifacts_bucket: str = Field("", description="Bucket holding artifacts and archived logs.")
+    artifacts_key_prefix: str = Field(
+        "", description="Prefix of every object key, e.g. steprun/ (a / is added if missing)."
+    )
+    artifacts_region: str = Field("us-east-1", description="Region the store expects.")
+    artifacts_secret: str = Field(
+        "",
+        description="NAMESPACE/NAME of the Secret holding the store's credentials (keys "
+        "accessKey and secretKey); copied into each step's own Secret for its helper containers "
+        "only, never its step container.",
+    )
+    artifacts_max_bytes: int = Field(
+        4 << 30, ge=1, description="Largest artifact (tar+gzip bytes) uploaded or downloaded."
+    )
+    artifacts_archive_logs: bool = Field(
+        True, description="Archive every attempt's log to the store when one is configured."
+    )
+    artifacts_image: str = Field(
+        "steprun.local/artifacts:1", description="Image of the artifact helper containers."
+    )
+
+    @property
+    def artifacts_enabled(self) -> bool:
+        return bool(self.artifacts_endpoint and self.artifacts_bucket)
+
+    @property
+    def artifacts_prefix(self) -> str:
+        prefix = self.artifacts_key_prefix.strip("/")
+        return f"{prefix}/" if prefix else ""
+
     @field_validator("priority", mode="before")
     @classmethod
     def _priority_from_pod_name(cls, value: object) -> object:

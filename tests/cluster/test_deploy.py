@@ -656,6 +656,8 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("watch", "pods", ns),
         ("delete", "pods", ns),
         ("patch", "pods", ns),
+        # Archived logs: the operator streams each finished attempt's log to the store.
+        ("get", "pods/log", ns),
         ("create", "configmaps", ns),
         ("get", "configmaps", ns),
         ("delete", "configmaps", ns),
@@ -697,7 +699,6 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("create", "sandboxpolicies.steprun.dev", None),
         ("update", "pods", ns),
         ("create", "pods/exec", ns),
-        ("get", "pods/log", ns),
         ("list", "secrets", ns),
         ("watch", "secrets", ns),
         ("update", "secrets", ns),

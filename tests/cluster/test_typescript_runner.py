@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import SandboxPolicies
 from tests.support.operator_process import OperatorProcess
+from tests.support.steps import Steps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
-SUITES = ["runner", "restart", "example"]
+SUITES = ["runner", "restart", "example", "workspace"]
+SHELL = ["/bin/sh", "-c"]
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +76,40 @@ def test_typescript_runner(
         "STEPRUN_E2E_LOCAL_CLUSTER": "1" if Path(kubeconfig).match(".cluster/kubeconfig") else "0",
     }
     run_suite(suite, built_package, env)
+
+
+def test_typescript_runner_sandbox(
+    built_package: Path,
+    sandbox_steps: Steps,
+    sandbox_policies: SandboxPolicies,
+    kubeconfig: str,
+    step_image: str,
+) -> None:
+    """Plugin handler and CLI command steps, in a restricted namespace under admission."""
+    greet = 'who=$(sed -n \'s/.*"who": *"\\([^"]*\\)".*/\\1/p\' "$STEPRUN_CONTEXT_FILE"); '
+    greet += (
+        'echo "greeting $who"; printf \'{"greeting":"hello %s"}\' "$who" > "$STEPRUN_OUTPUT_FILE"'
+    )
+    report = 'printf \'{"args":"%s"}\' "$*" > "$STEPRUN_OUTPUT_FILE"'
+    policy = sandbox_policies.create(
+        "ts",
+        {
+            "plugins": [
+                {
+                    "name": "tool",
+                    "image": step_image,
+                    "version": "1.0.0",
+                    "command": SHELL,
+                    "handlers": [{"id": "greet", "command": [*SHELL, greet]}],
+                    "commands": [{"id": "report", "command": [*SHELL, report, "report"]}],
+                }
+            ]
+        },
+    )
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "STEPRUN_E2E_NAMESPACE": sandbox_steps.namespace,
+        "STEPRUN_E2E_IMAGE": step_image,
+        "STEPRUN_E2E_POLICY": policy,
+    }
+    run_suite("sandbox", built_package, env)

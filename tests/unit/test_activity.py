@@ -83,11 +83,13 @@ async def test_polls_flip_activity_and_tell_listeners() -> None:
     changes: list[bool] = []
     activity = Activity(peering="steprun", identity=ME, priority=PRIORITY)
     activity.on_change.append(changes.append)
+    # The records are dated from NOW (import time): polling at NOW keeps them as written
+    # however long after collection the test runs.
     kube = FakeKube(CASES["higher-live"])
-    await activity.poll_once(kube, datetime.now(UTC))
+    await activity.poll_once(kube, NOW)
     assert not activity.active and changes == []
     kube.status = CASES["higher-dead"]
-    await activity.poll_once(kube, datetime.now(UTC))
+    await activity.poll_once(kube, NOW)
     assert activity.active and changes == [True]
     assert kube.selectors == ["metadata.name=steprun"] * 2
 

@@ -276,6 +276,7 @@ NAMESPACED_OPERATOR_RULES = {
     ("steprun.dev", "stepruns", "delete"),
     ("steprun.dev", "stepruns/status", "patch"),
     *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")},
+    ("", "pods/log", "get"),
     *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
     *{("", "persistentvolumeclaims", v) for v in ("create", "get", "patch")},
     *{("networking.k8s.io", "networkpolicies", v) for v in ("create", "get", "list")},
@@ -456,3 +457,34 @@ def test_schema_refuses_bad_values(helm: str) -> None:
     assert "logLevel" in render_error(helm, "--set", "config.logLevel=LOUD")
     # kopf renews a record 5-10 s before it runs out: shorter lifetimes would flap.
     assert "lifetime" in render_error(helm, "--set", "peering.lifetime=2")
+
+
+def test_artifact_repository_values_become_the_operators_settings(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "artifactRepository.endpoint=http://store.example:9000",
+        "--set",
+        "artifactRepository.bucket=builds",
+        "--set",
+        "artifactRepository.keyPrefix=ci/",
+        "--set",
+        "artifactRepository.credentialsSecret=store-creds",
+        "--set",
+        "artifactRepository.maxBytes=1048576",
+    )
+    env = env_of(docs)
+    config = OperatorConfig(
+        artifacts_endpoint=env["STEPRUN_ARTIFACTS_ENDPOINT"],
+        artifacts_bucket=env["STEPRUN_ARTIFACTS_BUCKET"],
+        artifacts_key_prefix=env["STEPRUN_ARTIFACTS_KEY_PREFIX"],
+        artifacts_secret=env["STEPRUN_ARTIFACTS_SECRET"],
+        artifacts_max_bytes=env["STEPRUN_ARTIFACTS_MAX_BYTES"],
+        artifacts_archive_logs=env["STEPRUN_ARTIFACTS_ARCHIVE_LOGS"],
+    )
+    assert config.artifacts_enabled
+    assert config.artifacts_prefix == "ci/"
+    assert config.artifacts_secret == "steprun-system/store-creds"
+    assert config.artifacts_max_bytes == 1048576
+    assert config.artifacts_archive_logs is True
+    assert "STEPRUN_ARTIFACTS_ENDPOINT" not in env_of(render(helm))

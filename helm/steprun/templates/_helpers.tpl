@@ -72,6 +72,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [pods]
   verbs: [create, get, list, watch, delete, patch]
+# Archived logs: each finished attempt's log is streamed to the artifact repository.
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # The step's context: created per StepRun, read to adopt one left by an earlier run and to
 # check its owner before deleting it when the step ends. Secrets are also read to copy the
 # projected keys (and to redact their values from what the Pod reports).

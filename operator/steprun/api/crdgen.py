@@ -431,6 +431,27 @@ def shell_plugin_rule() -> Rule:
     )
 
 
+def artifacts_rules() -> tuple[Rule, ...]:
+    """A step with artifacts runs its command through the artifact helper, which must be told
+    what to run: an image's own entrypoint cannot be read from the API."""
+    sandbox = cel_string(Mode.SANDBOX.value)
+    return (
+        Rule(
+            rule=(
+                f"self.mode == {sandbox} || !has(self.artifacts) || "
+                "!has(self.artifacts.outputs) || size(self.artifacts.outputs) == 0 || "
+                "has(self.command) || has(self.script)"
+            ),
+            message=(
+                "spec.artifacts.outputs needs spec.command or spec.script: the step's command runs "
+                "through steprun's artifact helper, which cannot see the image's entrypoint"
+            ),
+            field_path=".artifacts",
+            reason=REQUIRED,
+        ),
+    )
+
+
 def terminal_phase_rule() -> Rule:
     """A terminal phase is final: guards the status against an operator bug rewriting it."""
     terminal = ", ".join(
@@ -548,6 +569,7 @@ def steprun_rules(spec_schema: Schema) -> dict[str, tuple[Rule, ...]]:
         "spec": (
             *spec_mode_rules(),
             workspace_template_rule(),
+            *artifacts_rules(),
             *spec_immutability_rules(spec_schema["properties"]),
         ),
         "spec.workspaces": workspaces_list_rules(),

@@ -105,6 +105,9 @@ class Permission(enum.StrEnum):
     SECRETS_READ = "secrets.read"
     FILESYSTEM_WRITABLE = "filesystem.writable"
     WORKSPACES_MOUNT = "workspaces.mount"
+    # Artifacts (spec.artifacts): downloading inputs, uploading outputs.
+    ARTIFACTS_READ = "artifacts.read"
+    ARTIFACTS_WRITE = "artifacts.write"
 
 
 class Phase(enum.StrEnum):
@@ -155,6 +158,8 @@ class Reason(enum.StrEnum):
     POD_EVICTED = "Evicted"
     NODE_LOST = "NodeLost"
     CREATE_FAILED = "PodCreateFailed"
+    ARTIFACT_UPLOAD_FAILED = "ArtifactUploadFailed"
+    ARTIFACT_DOWNLOAD_FAILED = "ArtifactDownloadFailed"
     # The operator could not carry the step forward: its reconcile kept failing, or the API
     # server refused a write the step needs (status too large, forbidden).
     RECONCILE_FAILED = "ReconcileFailed"
@@ -615,6 +620,145 @@ WORKSPACE_TEMPLATE_MESSAGE = (
 )
 
 
+# ---------------------------------------------------------------- artifacts
+
+MAX_ARTIFACTS = 16
+ARTIFACT_NAME_PATTERN = DNS_LABEL_PATTERN
+# An absolute path other than "/"; the renderer also refuses "." and ".." components.
+ARTIFACT_PATH_PATTERN = r"^/[^\x00]+$"
+
+
+class ArtifactOutput(ApiModel):
+    """A file or directory the step leaves behind, uploaded to the artifact repository."""
+
+    name: Annotated[
+        str,
+        Field(
+            description="Name of the artifact, unique among the step's outputs (a DNS label).",
+            max_length=63,
+            pattern=ARTIFACT_NAME_PATTERN,
+        ),
+    ]
+    path: Annotated[
+        str,
+        Field(
+            description=(
+                "Absolute path of a file or directory in the step's container, packed as "
+                "tar+gzip after the step's command ends."
+            ),
+            max_length=4096,
+            pattern=ARTIFACT_PATH_PATTERN,
+        ),
+    ]
+
+
+class ArtifactSource(ApiModel):
+    """Where an input comes from: an artifact of an earlier StepRun in the same namespace."""
+
+    step_run: Annotated[
+        str,
+        Field(
+            description="Name of the StepRun that uploaded the artifact (same namespace).",
+            max_length=253,
+            pattern=DNS_SUBDOMAIN_PATTERN,
+        ),
+    ]
+    artifact: Annotated[
+        str,
+        Field(
+            description="Name of that StepRun's output.",
+            max_length=63,
+            pattern=ARTIFACT_NAME_PATTERN,
+        ),
+    ]
+    attempt: Annotated[
+        int | None,
+        Field(
+            description=(
+                "Which attempt's upload to use (default: the latest attempt that uploaded it)."
+            ),
+            ge=1,
+        ),
+    ] = None
+
+
+class ArtifactInput(ApiModel):
+    """An artifact downloaded (sha256 checked) and unpacked before the step starts."""
+
+    name: Annotated[
+        str,
+        Field(
+            description="Name of the input, unique among the step's inputs (a DNS label).",
+            max_length=63,
+            pattern=ARTIFACT_NAME_PATTERN,
+        ),
+    ]
+    from_: Annotated[
+        ArtifactSource,
+        Field(alias="from", description="The StepRun and artifact to download."),
+    ]
+    path: Annotated[
+        str,
+        Field(
+            description=(
+                "Absolute path where the file or directory appears in the step's container."
+            ),
+            max_length=4096,
+            pattern=ARTIFACT_PATH_PATTERN,
+        ),
+    ]
+
+
+class ArtifactsSpec(ApiModel):
+    """Files that travel through the artifact repository (an S3-compatible store).
+
+    A step with artifacts runs its command through steprun's artifact helper, so it needs
+    spec.command or spec.script (or, for sandbox steps, a plugin with a command).
+    """
+
+    outputs: Annotated[
+        list[ArtifactOutput],
+        Field(
+            description="Files or directories uploaded after the step's command ends.",
+            max_length=MAX_ARTIFACTS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    inputs: Annotated[
+        list[ArtifactInput],
+        Field(
+            description="Artifacts of earlier StepRuns, downloaded before the step starts.",
+            max_length=MAX_ARTIFACTS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    upload_on_failure: Annotated[
+        bool,
+        Field(
+            description=(
+                "Upload outputs also when the step's command fails (default true), so the "
+                "reports of failing tests survive."
+            )
+        ),
+    ] = True
+
+
+class ArtifactStatus(ApiModel):
+    """One uploaded artifact."""
+
+    name: Annotated[str, Field(description="The output's name.")]
+    attempt: Annotated[int, Field(description="The attempt that uploaded it.")]
+    key: Annotated[str, Field(description="Object key in the artifact repository's bucket.")]
+    size: Annotated[int, Field(description="Size of the tar+gzip object in bytes.")]
+    sha256: Annotated[str, Field(description="sha256 of the object, hex.")]
+
+
 class StepRunSpec(ApiModel):
     """One workflow step to run as a Pod."""
 
@@ -749,6 +893,16 @@ class StepRunSpec(ApiModel):
         if len(set(paths)) != len(paths):
             raise ValueError(WORKSPACE_PATHS_MESSAGE)
         return self
+
+    artifacts: Annotated[
+        ArtifactsSpec | None,
+        Field(
+            description=(
+                "Outputs uploaded to and inputs downloaded from the artifact repository; needs "
+                "a repository configured by the cluster admin."
+            )
+        ),
+    ] = None
 
 
 class AttemptStatus(ApiModel):
@@ -894,6 +1048,16 @@ class StepRunStatus(ApiModel):
             ),
             # Keeps the snake_case keys of decisions stored by older operators readable.
             json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        ),
+    ] = None
+    artifacts: Annotated[
+        list[ArtifactStatus] | None,
+        Field(
+            description=(
+                "Every artifact uploaded, by every attempt, oldest first; only complete uploads "
+                "are listed."
+            ),
+            max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1),
         ),
     ] = None
 

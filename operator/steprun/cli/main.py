@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from steprun.cli import commands, completion, exit_codes, operator, render, run
+from steprun.cli import artifacts, commands, completion, exit_codes, operator, render, run
 from steprun.cli.context import CliContext, ClientFactory, NoClusterConfig, client_from_args
 
 PROG = "steprun"
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(subparsers, common)
     commands.register(subparsers, common)
     render.register(subparsers, common)
+    artifacts.register(subparsers, common)
     operator.register(subparsers, connection)
     completion.register(subparsers, common)
     parser.set_defaults(root_parser=parser)

@@ -5,6 +5,11 @@
 ``kubernetes_asyncio``. See docs/engine-guide.md.
 """
 
+from steprun.client.artifacts import (
+    ArtifactIntegrityError,
+    ArtifactNotFound,
+    ArtifactStoreError,
+)
 from steprun.client.errors import (
     ApiError,
     ApiUnreachable,
@@ -23,6 +28,9 @@ from steprun.client.sync import StepRunClient, StepRunHandle
 __all__ = [
     "ApiError",
     "ApiUnreachable",
+    "ArtifactIntegrityError",
+    "ArtifactNotFound",
+    "ArtifactStoreError",
     "AttemptStarted",
     "FieldCause",
     "InvalidStepRun",

@@ -7,7 +7,9 @@ modules the blocking client uses too; this module only performs the I/O.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -15,7 +17,16 @@ import aiohttp
 import kubernetes_asyncio
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION, StepRun, StepRunSpec
+from steprun.api.models import (
+    GROUP,
+    STEPRUN_PLURAL,
+    VERSION,
+    ArtifactStatus,
+    StepRun,
+    StepRunSpec,
+)
+from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
+from steprun.client import artifacts as artifact_files
 from steprun.client.backoff import Backoff
 from steprun.client.errors import (
     ApiError,
@@ -116,8 +127,10 @@ class AsyncStepRunClient:
         watch_timeout_seconds: int = 300,
         poll_interval: float = 1.0,
         backoff: Backoff | None = None,
+        artifact_store: ArtifactStore | None = None,
     ) -> None:
         self._api_client = api_client
+        self._artifact_store = artifact_store
         self._requested_namespace = namespace
         self._namespace = namespace or DEFAULT_NAMESPACE
         self._config_file = config_file
@@ -320,6 +333,33 @@ class AsyncStepRunClient:
     ) -> StepResult:
         handle = await self.submit(spec, name=name, namespace=namespace)
         return await handle.result(timeout=timeout)
+
+    # ------------------------------------------------------------------ artifacts
+
+    async def artifacts(
+        self, name: str, *, namespace: str | None = None
+    ) -> Sequence[ArtifactStatus]:
+        """Every artifact the step uploaded (name, attempt, key, size, sha256), oldest first."""
+        return artifact_files.uploads(await self.get(name, namespace))
+
+    async def download(
+        self,
+        name: str,
+        artifact: str,
+        dest: str | os.PathLike[str],
+        *,
+        namespace: str | None = None,
+        attempt: int | None = None,
+    ) -> Path:
+        """Streams an artifact (tar+gzip) to the file ``dest``, checking its sha256 (like the
+        blocking client's ``download``)."""
+        entry = artifact_files.pick(await self.get(name, namespace), artifact, attempt)
+        if self._artifact_store is None:
+            try:
+                self._artifact_store = store_from_env()
+            except StoreNotConfigured as exc:
+                raise artifact_files.ArtifactStoreError(str(exc)) from exc
+        return await artifact_files.download_async(self._artifact_store, entry, Path(dest))
 
     # ------------------------------------------------------------------ logs
 

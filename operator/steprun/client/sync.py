@@ -5,8 +5,10 @@ from __future__ import annotations
 import builtins
 import functools
 import json
+import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -14,7 +16,16 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION, StepRun, StepRunSpec
+from steprun.api.models import (
+    GROUP,
+    STEPRUN_PLURAL,
+    VERSION,
+    ArtifactStatus,
+    StepRun,
+    StepRunSpec,
+)
+from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
+from steprun.client import artifacts as artifact_files
 from steprun.client.backoff import Backoff
 from steprun.client.errors import (
     ApiError,
@@ -96,6 +107,7 @@ class StepRunClient:
         poll_interval: float = 1.0,
         backoff: Backoff | None = None,
         request_timeout: float | tuple[float, float] | None = None,
+        artifact_store: ArtifactStore | None = None,
     ) -> None:
         discovered = DEFAULT_NAMESPACE
         if api_client is None:
@@ -110,6 +122,8 @@ class StepRunClient:
         self._objects = kubernetes.client.CustomObjectsApi(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._sleep: Callable[[float], None] = time.sleep
+        # The store, for downloads and archived logs: given, or described by the environment.
+        self._artifact_store = artifact_store
 
     @classmethod
     def from_kubeconfig(
@@ -294,6 +308,96 @@ class StepRunClient:
         handle = self.submit(spec, name=name, namespace=namespace)
         return handle.result(timeout=timeout)
 
+    # ------------------------------------------------------------------ artifacts
+
+    def artifacts(self, name: str, *, namespace: str | None = None) -> Sequence[ArtifactStatus]:
+        """Every artifact the step uploaded (name, attempt, key, size, sha256), oldest first."""
+        return artifact_files.uploads(self.get(name, namespace))
+
+    def download(
+        self,
+        name: str,
+        artifact: str,
+        dest: str | os.PathLike[str],
+        *,
+        namespace: str | None = None,
+        attempt: int | None = None,
+    ) -> Path:
+        """Streams an artifact (tar+gzip) to the file ``dest``, checking its sha256.
+
+        ``attempt``: which attempt's upload (default: the latest that uploaded it). Raises
+        ArtifactNotFound, ArtifactStoreError (store unreachable, refusing, not configured) or
+        ArtifactIntegrityError (hash mismatch; nothing is left at ``dest``).
+        """
+        entry = artifact_files.pick(self.get(name, namespace), artifact, attempt)
+        return artifact_files.download(self.artifact_store(), entry, Path(dest))
+
+    def artifact_store(self) -> ArtifactStore:
+        """The store this client reads; ArtifactStoreError says how to configure one."""
+        if self._artifact_store is None:
+            try:
+                self._artifact_store = store_from_env()
+            except StoreNotConfigured as exc:
+                raise artifact_files.ArtifactStoreError(str(exc)) from exc
+        return self._artifact_store
+
+    def _store_or_none(self) -> ArtifactStore | None:
+        try:
+            return self.artifact_store()
+        except artifact_files.ArtifactStoreError:
+            return None
+
+    def _archived_log_events(
+        self, name: str, namespace: str, attempt: int | None
+    ) -> Iterator[LogEvent] | None:
+        """Log events read from the archive when some attempt's Pod is gone (None: all Pods are
+        there, or no store is configured: read the Pods)."""
+        store = self._store_or_none()
+        try:
+            steprun: StepRun | None = self.get(name, namespace)
+        except StepRunNotFound:
+            if store is None:
+                raise
+            steprun = None
+        if store is None:
+            return None
+        pods = {pod.attempt: pod for pod in self._pods(name, namespace)}
+        if steprun is not None:
+            numbers = [a.attempt for a in steprun.status.attempts]
+            if all(n in pods for n in numbers):
+                return None
+        archived = artifact_files.archived_attempts(store, namespace, name)
+        if steprun is None:
+            if not archived:
+                raise StepRunNotFound(name, namespace)
+            numbers = archived
+        wanted = [n for n in numbers if attempt in (None, n)]
+        return self._events_from(store, name, namespace, wanted, set(archived), pods)
+
+    def _events_from(
+        self,
+        store: ArtifactStore,
+        name: str,
+        namespace: str,
+        attempts: Sequence[int],
+        archived: set[int],
+        pods: dict[int, PodView],
+    ) -> Iterator[LogEvent]:
+        for number in attempts:
+            pod = pods.get(number)
+            pod_name = pod.name if pod is not None else f"{name} attempt {number} (archived)"
+            if number in archived:
+                yield AttemptStarted(number, pod_name)
+                for text in artifact_files.archived_lines(store, namespace, name, number):
+                    yield LogLine(number, pod_name, text)
+            elif pod is not None and pod.state != "waiting":
+                yield AttemptStarted(number, pod.name)
+                try:
+                    for text in self._read_log(pod, namespace, follow=False):
+                        yield LogLine(number, pod.name, text)
+                except _LogUnavailable:
+                    continue
+
     # ------------------------------------------------------------------ logs
 
     def logs(
@@ -330,6 +434,12 @@ class StepRunClient:
         """Like ``logs``, but also says which attempt each line is from and what is awaited
         (LogLine, AttemptStarted, PodWaiting), for progress displays."""
         ns = namespace or self.namespace
+        if not follow:
+            # Pods go (TTL, PodGC, cancel); with an artifact store the logs stay readable.
+            archived = self._archived_log_events(name, ns, attempt)
+            if archived is not None:
+                yield from archived
+                return
         self.get(name, ns)
         planner = LogPlanner(follow=follow, attempt=attempt)
         failures = 0

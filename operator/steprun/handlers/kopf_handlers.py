@@ -8,6 +8,7 @@ last-handled-configuration), so the API writes per step are exactly the reconcil
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -15,6 +16,7 @@ import kopf
 from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
+from steprun.handlers.heap import ListingRelease
 from steprun.metrics import STEPRUN_PHASES
 from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
@@ -34,7 +36,12 @@ def register(
     reconciler: Reconciler,
     config: OperatorConfig,
     watchers: Watchers | None = None,
+    listings: ListingRelease | None = None,
 ) -> None:
+    def note(event: kopf.RawEvent) -> None:
+        if listings is not None:
+            listings.noted(event.get("type"), asyncio.get_running_loop().time())
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Events are posted deliberately by the reconciler, one per transition.
@@ -62,6 +69,7 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL, registry=registry)
     async def steprun_event(event: kopf.RawEvent, **_: Any) -> None:
+        note(event)
         body = dict(event["object"])
         deleted = event.get("type") == "DELETED"
         key = reconciler.stepruns.observe(body, deleted=deleted)
@@ -70,6 +78,7 @@ def register(
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_NAME: kopf.PRESENT}, registry=registry)
     async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+        note(event)
         pod: dict[str, Any] = dict(event["object"])
         owner = _owner_name(pod)
         if owner is None:

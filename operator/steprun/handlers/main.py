@@ -15,6 +15,7 @@ from steprun import metrics
 from steprun.activity import Activity
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
+from steprun.handlers.heap import ListingRelease, release_after_listings
 from steprun.handlers.kopf_handlers import register
 from steprun.kube.client import Kube
 from steprun.log import configure, get_logger
@@ -58,7 +59,8 @@ async def operate(config: OperatorConfig) -> None:
     watchers = Watchers()
     watchers.install(asyncio.get_running_loop())
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, config, watchers)
+    listings = ListingRelease()
+    register(registry, reconciler, config, watchers, listings)
     ready = asyncio.Event()
     stop = asyncio.Event()
     activity = Activity(
@@ -79,6 +81,7 @@ async def operate(config: OperatorConfig) -> None:
     )
     announcer = asyncio.create_task(_announce_ready(ready, config, activity, reconciler))
     tracker = asyncio.create_task(activity.run(kube))
+    releaser = asyncio.create_task(release_after_listings(listings, clock=loop.time))
     try:
         await kopf.operator(
             registry=registry,
@@ -97,6 +100,7 @@ async def operate(config: OperatorConfig) -> None:
     finally:
         activity.stopping = True
         announcer.cancel()
+        releaser.cancel()
         tracker.cancel()
         if stop_serving is not None:
             await stop_serving()

@@ -8,7 +8,7 @@ Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
@@ -274,6 +274,75 @@ class Kube:
             return await self.get(kind, namespace, name)
         except NotFound:
             return None
+
+    async def stream_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        *,
+        follow: bool = False,
+        timeout_seconds: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """A container's log as it arrives, in chunks (never read whole into memory)."""
+        query = [("container", container)]
+        if follow:
+            query.append(("follow", "true"))
+        started = time.perf_counter()
+        try:
+            response = await self._api.call_api(
+                _path("Pod", namespace, name, "log"),
+                "GET",
+                query_params=query,
+                header_params={"Accept": "*/*"},
+                response_types_map={200: "str"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout_seconds,
+            )
+        except k8s.ApiException as raw:
+            headers: Mapping[str, str] = raw.headers or {}
+            error = classify_response(
+                int(raw.status or 0),
+                raw.body,
+                http_reason=str(raw.reason or ""),
+                retry_after=headers.get("Retry-After"),
+            )
+            API_ERRORS.labels(verb="get", code=str(error.status)).inc()
+            raise error from None
+        except Exception as raw:
+            unanswered = classify_exception(raw)
+            if unanswered is None:
+                raise
+            API_ERRORS.labels(verb="get", code="0").inc()
+            raise unanswered from raw
+        finally:
+            API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
+        try:
+            # Unread responses are not checked by the client library: a 404 would be streamed
+            # as if it were the log.
+            if not 200 <= response.status <= 299:
+                error = classify_response(
+                    response.status,
+                    await response.read(),
+                    http_reason=str(response.reason or ""),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+                API_ERRORS.labels(verb="get", code=str(error.status)).inc()
+                raise error
+            try:
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    yield chunk
+            except Exception as raw:
+                # A connection lost mid-log is classified like any other unanswered request.
+                lost = classify_exception(raw)
+                if lost is None or lost is raw:
+                    raise
+                API_ERRORS.labels(verb="get", code="0").inc()
+                raise lost from raw
+        finally:
+            response.release()
 
 
 __all__ = [

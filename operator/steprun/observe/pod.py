@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from steprun.api.models import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH, Reason
+from steprun.artifacts.names import INIT_CONTAINER, UPLOAD_CONTAINER
 from steprun.observe.redact import redact as redact_text
 
 PodState = Literal["pending", "running", "succeeded", "failed"]
@@ -53,6 +54,9 @@ class PodObservation:
     completion_time: str | None = None
     stuck_reason: str | None = None
     stuck_message: str | None = None
+    # What the artifact uploader reported: [{name, size, sha256}], and why it failed, if it did.
+    artifacts: tuple[dict[str, Any], ...] = ()
+    artifact_error: str | None = None
 
 
 # DisruptionTarget reasons set by the control plane when it removes a Pod.
@@ -185,8 +189,10 @@ def _terminal(
     raw_message = raw_message if isinstance(raw_message, str) else None
     outputs, output_error = parse_outputs(raw_message)
 
+    uploads, upload_error = _upload_report(status)
     if not pod_failed:
         return PodObservation(
+            artifacts=uploads,
             state="succeeded",
             reason=Reason.COMPLETED.value,
             message="the step completed",
@@ -202,10 +208,12 @@ def _terminal(
     detail = (
         "" if outputs is not None or not raw_message else _tail(redact_text(raw_message, redact))
     )
-    reason, message = _failure(pod, status, terminated, exit_code)
+    reason, message = _failure(pod, status, terminated, exit_code, upload_error)
     if detail:
         message = f"{message}; last output:\n{detail}"
     return PodObservation(
+        artifacts=uploads,
+        artifact_error=upload_error,
         state="failed",
         reason=reason,
         message=message,
@@ -221,6 +229,7 @@ def _failure(
     status: Mapping[str, Any],
     terminated: Mapping[str, Any],
     exit_code: int | None,
+    upload_error: str | None = None,
 ) -> tuple[str, str]:
     pod_reason = status.get("reason") or ""
     pod_message = status.get("message") or ""
@@ -241,6 +250,11 @@ def _failure(
         return Reason.POD_EVICTED.value, f"the Pod was evicted: {why}"
     if pod_reason == Reason.NODE_LOST.value:
         return Reason.NODE_LOST.value, f"the Pod's node was lost: {pod_message or pod_reason}"
+    download_error = _download_failure(status)
+    if download_error is not None:
+        return Reason.ARTIFACT_DOWNLOAD_FAILED.value, download_error
+    if upload_error is not None and exit_code == 0:
+        return Reason.ARTIFACT_UPLOAD_FAILED.value, upload_error
     if terminated.get("reason") == "OOMKilled":
         limits = _mapping(_mapping(_step_spec(pod).get("resources")).get("limits"))
         memory = limits.get("memory")
@@ -253,7 +267,8 @@ def _failure(
     if exit_code is not None:
         kind = terminated.get("reason")
         detail = f" ({kind})" if kind and kind not in ("Error", "Completed") else ""
-        return Reason.ERROR.value, f"the step exited with code {exit_code}{detail}"
+        also = f"; {upload_error}" if upload_error else ""
+        return Reason.ERROR.value, f"the step exited with code {exit_code}{detail}{also}"
     # No container ever ran: the kubelet refused the Pod (e.g. OutOfcpu, NodeAffinity).
     init_failure = _init_failure(status)
     if init_failure:
@@ -271,6 +286,68 @@ def _init_failure(status: Mapping[str, Any]) -> str:
         if code:
             return f'init container "{_mapping(init).get("name")}" exited with code {code}'
     return ""
+
+
+def _named_status(status: Mapping[str, Any], key: str, name: str) -> Mapping[str, Any]:
+    for entry in status.get(key) or []:
+        if _mapping(entry).get("name") == name:
+            return _mapping(entry)
+    return {}
+
+
+def _download_failure(status: Mapping[str, Any]) -> str | None:
+    """The artifact init container's own account of a failed download, if it failed."""
+    init = _named_status(status, "initContainerStatuses", INIT_CONTAINER)
+    terminated = _mapping(_mapping(init.get("state")).get("terminated"))
+    code = _int(terminated.get("exitCode"))
+    if not code:
+        return None
+    message = terminated.get("message")
+    text = message.strip() if isinstance(message, str) and message.strip() else ""
+    prefix = f"{Reason.ARTIFACT_DOWNLOAD_FAILED.value}: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return _tail(text) or f"the artifact download exited with code {code}"
+
+
+def _upload_report(status: Mapping[str, Any]) -> tuple[tuple[dict[str, Any], ...], str | None]:
+    """What the uploader says it uploaded, and its error (None when it did not fail)."""
+    uploader = _named_status(status, "containerStatuses", UPLOAD_CONTAINER)
+    if not uploader:
+        return (), None
+    terminated = _mapping(_mapping(uploader.get("state")).get("terminated"))
+    code = _int(terminated.get("exitCode"))
+    raw = terminated.get("message")
+    try:
+        report = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
+    except ValueError:
+        report = {}
+    report = _mapping(report)
+    uploads = tuple(
+        {"name": str(a["name"]), "size": int(a["size"]), "sha256": str(a["sha256"])}
+        for a in report.get("artifacts") or []
+        if isinstance(a, Mapping) and {"name", "size", "sha256"} <= a.keys()
+    )
+    error = report.get("error")
+    if isinstance(error, str) and error:
+        prefix = f"{Reason.ARTIFACT_UPLOAD_FAILED.value}: "
+        return uploads, error[len(prefix) :] if error.startswith(prefix) else error
+    if code:
+        return uploads, f"the artifact upload exited with code {code}"
+    if report.get("lost"):
+        return uploads, (
+            "outputs not uploaded: the step's container was killed before it packed them"
+        )
+    return uploads, None
+
+
+def _uploading(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """The uploader exists and has not ended: the step's outcome is not known yet."""
+    names = {_mapping(c).get("name") for c in _mapping(pod.get("spec")).get("containers") or []}
+    if UPLOAD_CONTAINER not in names:
+        return False
+    uploader = _named_status(status, "containerStatuses", UPLOAD_CONTAINER)
+    return not _mapping(uploader.get("state")).get("terminated")
 
 
 def _pending(
@@ -382,9 +459,21 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
     if phase == "Failed":
         return _terminal(pod, status, terminated, pod_failed=True, redact=redact)
 
-    # The kubelet records the container's end before the Pod phase catches up.
+    # The kubelet records the container's end before the Pod phase catches up. The uploader of
+    # the step's outputs may still be at work: until it ends, the step is not over.
+    if terminated and _uploading(pod, status):
+        return PodObservation(
+            state="running",
+            reason=Reason.STARTED.value,
+            message="the step's command ended; uploading its outputs",
+            start_time=_time(terminated.get("startedAt")) or _time(status.get("startTime")),
+        )
     if terminated:
-        succeeded = terminated.get("exitCode") == 0 and terminated.get("reason") != "OOMKilled"
+        succeeded = (
+            terminated.get("exitCode") == 0
+            and terminated.get("reason") != "OOMKilled"
+            and _upload_report(status)[1] is None
+        )
         if succeeded or not _mapping(pod.get("metadata")).get("deletionTimestamp"):
             return _terminal(pod, status, terminated, pod_failed=not succeeded, redact=redact)
 
@@ -398,7 +487,9 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
             message=f"lost contact with {node}; the Pod's state is unknown",
             start_time=started_at,
         )
-    if phase == "Running" or started_at:
+    # With helper containers beside it, a running Pod does not mean a started step.
+    step_waiting = bool(_mapping(state.get("waiting"))) and not started_at
+    if (phase == "Running" and not step_waiting) or started_at:
         return PodObservation(
             state="running",
             reason=Reason.STARTED.value,

@@ -105,6 +105,7 @@ def admit(
         *_permission_denials(needers, granted),
         *_secrets_denials(bool(sr.spec.context.secrets), needed),
         *_workspace_denials(sr, needed, spec.workspace_claims or []),
+        *_artifacts_denials(sr, needed),
         *timeout_denials,
         *_resource_denials(resources, spec.max_resources),
         *(_egress_denials(spec.egress) if Permission.NETWORK_EGRESS in needed else []),
@@ -290,6 +291,24 @@ def _workspace_denials(
             )
         )
     return denials
+
+
+def _artifacts_denials(sr: StepRun, needed: frozenset[Permission]) -> list[Denial]:
+    """Outputs need artifacts.write, inputs artifacts.read: both move files through the store."""
+    spec = sr.spec.artifacts
+    wanted = [
+        ("artifacts.outputs", Permission.ARTIFACTS_WRITE, bool(spec and spec.outputs)),
+        ("artifacts.inputs", Permission.ARTIFACTS_READ, bool(spec and spec.inputs)),
+    ]
+    return [
+        Denial(
+            item,
+            f"requires permission {permission.value}: add it to spec.sandbox.permissions or "
+            f"drop spec.{item}",
+        )
+        for item, permission, used in wanted
+        if used and permission not in needed
+    ]
 
 
 def _timeout(

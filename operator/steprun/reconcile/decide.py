@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import Phase, Reason, StepRun, is_terminal_phase
+from steprun.api.models import ArtifactStatus, Phase, Reason, StepRun, is_terminal_phase
+from steprun.artifacts.names import artifact_key
 from steprun.config import OperatorConfig
 from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
 from steprun.timeutil import parse_time
@@ -37,6 +38,8 @@ class Outcome:
     outputs: dict[str, Any] | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    # What the attempt uploaded (only complete uploads).
+    artifacts: tuple[ArtifactStatus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ def _follow_pod(
                 outputs=obs.outputs,
                 start_time=obs.start_time,
                 completion_time=obs.completion_time,
+                artifacts=_uploads(sr, obs, config),
             )
         )
     if obs.reason == Reason.DEADLINE_EXCEEDED.value:
@@ -226,6 +230,7 @@ def _follow_pod(
                 exit_code=obs.exit_code,
                 start_time=obs.start_time,
                 completion_time=obs.completion_time,
+                artifacts=_uploads(sr, obs, config),
             )
         )
     return _finish(
@@ -238,8 +243,27 @@ def _follow_pod(
             outputs=obs.outputs,
             start_time=obs.start_time,
             completion_time=obs.completion_time,
+            artifacts=_uploads(sr, obs, config),
         ),
         now,
+    )
+
+
+def _uploads(
+    sr: StepRun, obs: PodObservation, config: OperatorConfig
+) -> tuple[ArtifactStatus, ...]:
+    attempt = sr.status.attempt or 1
+    declared = {o.name for o in (sr.spec.artifacts.outputs if sr.spec.artifacts else [])}
+    return tuple(
+        ArtifactStatus(
+            name=a["name"],
+            attempt=attempt,
+            key=artifact_key(config.artifacts_prefix, sr.namespace, sr.name, attempt, a["name"]),
+            size=a["size"],
+            sha256=a["sha256"],
+        )
+        for a in obs.artifacts
+        if a["name"] in declared
     )
 
 

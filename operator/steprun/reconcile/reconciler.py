@@ -9,6 +9,7 @@ next reconcile: children first, status last.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -50,6 +51,7 @@ from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, message_with
 from steprun.reconcile.decide import (
     Cancel,
     ExpireTtl,
@@ -67,6 +69,13 @@ from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
+from steprun.render.artifacts import (
+    ResolvedInput,
+    add_artifacts,
+    add_store_egress,
+    needs_artifacts,
+    path_problems,
+)
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
@@ -127,6 +136,7 @@ class Reconciler:
         self._blocked_since: dict[Key, datetime] = {}
         self._crashes: dict[Key, int] = {}
         self._log = get_logger("steprun.reconcile")
+        self.artifacts = Artifacts(kube, config)
 
     # ------------------------------------------------------------------ entry point
 
@@ -375,8 +385,10 @@ class Reconciler:
             if refusal := await self.tenancy.refusal(sr, labels):
                 raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
             sandbox = await self._sandbox_decision(sr, labels)
+            inputs = await self._artifact_inputs(sr)
             restricted = enforces_restricted(labels)
             pod = render_pod(sr, attempt, self.config, sandbox, restricted=restricted)
+            pod = add_artifacts(pod, sr, attempt, self.config, inputs)
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
                 if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
@@ -436,19 +448,39 @@ class Reconciler:
                 Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE.value, str(error)
             ) from None
 
-    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
-        if needs_secret(sr, sandbox):
-            fetched: dict[str, dict[str, str] | None] = {}
-            for secret_name in sorted({name for name, _ in secret_sources(sr)}):
-                source = await self.kube.get_or_none("Secret", sr.namespace, secret_name)
-                fetched[secret_name] = None if source is None else (source.get("data") or {})
-            data, problems = resolve_secret_values(sr, fetched)
+    async def _artifact_inputs(self, sr: StepRun) -> list[ResolvedInput]:
+        """The inputs' objects, checked before any Pod exists (a missing one ends the step)."""
+        if not needs_artifacts(sr):
+            return []
+        problems = path_problems(sr)
+        try:
             if problems:
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, "; ".join(problems))
-            await self._create_owned(sr, render_secret(sr, data))
+                raise ArtifactProblem("; ".join(problems))
+            return await self.artifacts.resolve(sr)
+        except ArtifactProblem as problem:
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+
+    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
+        # The store's credentials ride in the step's own Secret, for its helper containers.
+        try:
+            store_keys = await self.artifacts.secret_data() if needs_artifacts(sr) else {}
+        except ArtifactProblem as problem:
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+        if needs_secret(sr, sandbox) or store_keys:
+            data: dict[str, str] = {}
+            if needs_secret(sr, sandbox):
+                fetched: dict[str, dict[str, str] | None] = {}
+                for secret_name in sorted({name for name, _ in secret_sources(sr)}):
+                    source = await self.kube.get_or_none("Secret", sr.namespace, secret_name)
+                    fetched[secret_name] = None if source is None else (source.get("data") or {})
+                data, problems = resolve_secret_values(sr, fetched)
+                if problems:
+                    raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, "; ".join(problems))
+            await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
         await self._create_owned(sr, render_configmap(sr, self.config, sandbox))
         if sandbox is not None:
-            await self._create_owned(sr, render_network_policy(sr, sandbox))
+            policy = add_store_egress(render_network_policy(sr, sandbox), sr, self.config)
+            await self._create_owned(sr, policy)
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
@@ -522,6 +554,9 @@ class Reconciler:
         outcome = await self._redacted(sr, decision.outcome)
         if decision.delete_pod and sr.status.pod_name:
             await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
+        elif sr.status.pod_name:
+            note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, sr.status.pod_name)
+            outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
             await self._cleanup_context(sr)
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
@@ -580,7 +615,8 @@ class Reconciler:
         started (the kubelet retries on its own); the startup timeout still bounds the wait.
         Reads only, unless something is missing."""
         name = context_name(sr.name)
-        kinds = ["ConfigMap", *(["Secret"] if sr.spec.context.secrets else [])]
+        has_secret = bool(sr.spec.context.secrets) or needs_artifacts(sr)
+        kinds = ["ConfigMap", *(["Secret"] if has_secret else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
         if missing:
             for_steprun(sr).warning(
@@ -621,6 +657,13 @@ class Reconciler:
             message = f"cancelled: Pod {pod_name} was already being deleted"
         else:
             message = "cancelled before a Pod was created"
+        if pod_name:
+            # Followed until the container ends, so the lines of its grace period are kept too
+            # (the tracking finalizer keeps the Pod, and its log, until the status is written).
+            note = await self.artifacts.archive_log(
+                sr, sr.status.attempt or 1, pod_name, follow=True
+            )
+            message = message_with(message, note)
         await self._cleanup_context(sr)
         doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED.value, message, now)
         await self._write(sr, doc, "Normal", Reason.CANCELLED.value)
@@ -634,7 +677,7 @@ class Reconciler:
         """The step's context must not outlive it (the NetworkPolicy stays: it still confines a
         Pod that may be terminating; it goes with the StepRun)."""
         name = context_name(sr.name)
-        if sr.spec.context.secrets:
+        if sr.spec.context.secrets or needs_artifacts(sr):
             await self.tenancy.delete_owned("Secret", sr, name)
         await self.tenancy.delete_owned("ConfigMap", sr, name)
 

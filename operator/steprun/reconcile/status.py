@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from steprun.api.models import (
     AdmittedSandbox,
+    ArtifactStatus,
     AttemptStatus,
     Condition,
     Phase,
@@ -31,6 +32,12 @@ def to_patch(status: StepRunStatus) -> dict[str, Any]:
     doc = status.model_dump(by_alias=True, mode="json")
     # Entries as the API stores them: fields never set are left out, not sent as null.
     doc["attempts"] = [a.to_api() for a in status.attempts]
+    if status.artifacts is None:
+        # Only attempt_finished adds uploads and nothing removes them: no patch needs to clear
+        # the field, so a step without artifacts keeps it out of its status altogether.
+        doc.pop("artifacts")
+    else:
+        doc["artifacts"] = [a.to_api() for a in status.artifacts]
     return doc
 
 
@@ -59,6 +66,13 @@ def _condition(
 def _attempts(sr: StepRun, entry: AttemptStatus) -> list[AttemptStatus]:
     kept = [a for a in sr.status.attempts if a.attempt != entry.attempt]
     return sorted([*kept, entry], key=lambda a: a.attempt)
+
+
+def _artifacts(sr: StepRun, outcome: Outcome) -> list[ArtifactStatus]:
+    """Every attempt's uploads, oldest first; an attempt re-observed replaces its own entries."""
+    new = {(a.name, a.attempt) for a in outcome.artifacts}
+    kept = [a for a in sr.status.artifacts or [] if (a.name, a.attempt) not in new]
+    return sorted([*kept, *outcome.artifacts], key=lambda a: (a.attempt, a.name))
 
 
 def _attempt_entry(sr: StepRun, attempt: int) -> AttemptStatus:
@@ -141,6 +155,8 @@ def attempt_finished(
     status = _base(sr).model_copy(
         update={"attempts": _attempts(sr, entry), "exit_code": outcome.exit_code}
     )
+    if outcome.artifacts:
+        status = status.model_copy(update={"artifacts": _artifacts(sr, outcome)})
     if retry_at is not None:
         message = (
             f"attempt {attempt} failed ({outcome.reason}: {outcome.message}); "

@@ -1,0 +1,135 @@
+"""Artifacts and archived logs for the engine's client: listing, streaming downloads, old logs.
+
+Listing needs only the StepRun (``status.artifacts``). Downloads and archived logs read the
+store with the client's own credentials (environment, or an ``ArtifactStore`` passed in): the
+cluster never hands store credentials to readers of StepRuns (docs/artifacts.md says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from steprun.api.models import ArtifactStatus, StepRun
+from steprun.artifacts.names import attempt_of_log_key, log_key, steprun_prefix
+from steprun.artifacts.store import ArtifactStore, StoreError
+from steprun.client.errors import StepRunError
+from steprun.client.logs import LineSplitter
+
+
+class ArtifactNotFound(StepRunError):
+    """The StepRun has no uploaded artifact of that name (and attempt)."""
+
+
+class ArtifactStoreError(StepRunError):
+    """The store could not be reached, refused, or is not configured; the message says which."""
+
+
+class ArtifactIntegrityError(StepRunError):
+    """The downloaded bytes do not match the sha256 the step reported: nothing was kept."""
+
+
+def uploads(steprun: StepRun) -> list[ArtifactStatus]:
+    """Every artifact the StepRun uploaded, oldest attempt first."""
+    return sorted(steprun.status.artifacts or [], key=lambda a: (a.attempt, a.name))
+
+
+def pick(steprun: StepRun, artifact: str, attempt: int | None = None) -> ArtifactStatus:
+    """The upload of ``artifact`` by ``attempt`` (default: the latest attempt that uploaded it)."""
+    matching = [a for a in steprun.status.artifacts or [] if a.name == artifact]
+    if attempt is not None:
+        matching = [a for a in matching if a.attempt == attempt]
+    if not matching:
+        which = f" from attempt {attempt}" if attempt is not None else ""
+        have = sorted({a.name for a in steprun.status.artifacts or []})
+        listed = f"; it has: {', '.join(have)}" if have else "; it uploaded none"
+        raise ArtifactNotFound(
+            f'StepRun "{steprun.name}" has no artifact "{artifact}"{which}{listed}',
+            steprun=steprun,
+        )
+    return max(matching, key=lambda a: a.attempt)
+
+
+def download(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> Path:
+    """Streams the object to ``dest`` (a .tgz), checking its sha256; returns ``dest``.
+
+    The bytes go to a temporary file beside ``dest``, renamed only once the hash matches, so
+    ``dest`` never holds a partial or corrupt download.
+    """
+    partial = dest.with_name(f".{dest.name}.partial")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with partial.open("wb") as out:
+            for chunk in store.read(entry.key):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+    except StoreError as error:
+        partial.unlink(missing_ok=True)
+        raise ArtifactStoreError(f"downloading {entry.key}: {error}") from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    if digest.hexdigest() != entry.sha256 or size != entry.size:
+        partial.unlink(missing_ok=True)
+        raise ArtifactIntegrityError(
+            f"{entry.key}: got {size} bytes with sha256 {digest.hexdigest()}, but the step "
+            f"uploaded {entry.size} bytes with sha256 {entry.sha256}"
+        )
+    os.replace(partial, dest)
+    return dest
+
+
+async def download_async(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> Path:
+    """``download`` for asyncio: the same checks, the file written off the event loop."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    digest = hashlib.sha256()
+    size = 0
+    out = await asyncio.to_thread(partial.open, "wb")
+    try:
+        async for chunk in store.get_stream(entry.key):
+            digest.update(chunk)
+            size += len(chunk)
+            await asyncio.to_thread(out.write, chunk)
+    except StoreError as error:
+        out.close()
+        partial.unlink(missing_ok=True)
+        raise ArtifactStoreError(f"downloading {entry.key}: {error}") from error
+    except BaseException:
+        out.close()
+        partial.unlink(missing_ok=True)
+        raise
+    out.close()
+    if digest.hexdigest() != entry.sha256 or size != entry.size:
+        partial.unlink(missing_ok=True)
+        raise ArtifactIntegrityError(
+            f"{entry.key}: got {size} bytes with sha256 {digest.hexdigest()}, but the step "
+            f"uploaded {entry.size} bytes with sha256 {entry.sha256}"
+        )
+    os.replace(partial, dest)
+    return dest
+
+
+def archived_attempts(store: ArtifactStore, namespace: str, name: str) -> list[int]:
+    """Attempts whose log is in the archive, in order."""
+    try:
+        keys = store.keys(steprun_prefix(store.prefix, namespace, name))
+    except StoreError as error:
+        raise ArtifactStoreError(f"listing archived logs of {name}: {error}") from error
+    found = (attempt_of_log_key(store.prefix, namespace, name, key) for key in keys)
+    return sorted({n for n in found if n is not None})
+
+
+def archived_lines(store: ArtifactStore, namespace: str, name: str, attempt: int) -> Iterator[str]:
+    """One attempt's archived log, line by line, streamed."""
+    splitter = LineSplitter()
+    try:
+        for chunk in store.read(log_key(store.prefix, namespace, name, attempt)):
+            yield from splitter.feed(chunk)
+    except StoreError as error:
+        raise ArtifactStoreError(f"reading the archived log of {name}: {error}") from error
+    yield from splitter.flush()

@@ -1,0 +1,139 @@
+"""The operator's side of artifacts: the repository's credentials, inputs, archived logs.
+
+Kept apart from the reconciler so its hooks stay one line each. Archiving a log is best effort
+by design: a store that is down must not keep a finished step from being reported, so a failed
+archive is logged (and said in the status message) instead of retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pydantic import ValidationError
+
+from steprun.api.models import StepRun
+from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY, log_key
+from steprun.artifacts.store import ArtifactStore, Credentials, Repository, StoreError
+from steprun.config import OperatorConfig
+from steprun.kube.client import Kube, KubeError
+from steprun.log import for_steprun
+from steprun.observe.pod import STEP_CONTAINER
+from steprun.render.artifacts import ResolvedInput, input_sources, resolve_inputs
+
+# The repository Secret is read at most this often (it rarely changes; each step needs it).
+CREDENTIALS_TTL_SECONDS = 60.0
+# How long a log archive may take before it is given up (a followed log: beyond the grace).
+ARCHIVE_TIMEOUT_SECONDS = 300.0
+
+
+class ArtifactProblem(Exception):
+    """The step's artifacts cannot be honoured; the message says what to fix."""
+
+
+class Artifacts:
+    def __init__(self, kube: Kube, config: OperatorConfig):
+        self.kube = kube
+        self.config = config
+        self._cached: tuple[float, dict[str, str]] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.artifacts_enabled
+
+    async def secret_data(self) -> dict[str, str]:
+        """The store's credentials as keys of the step's own Secret (base64, as the API has
+        them): the helper containers read them from there, the step's container never does."""
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < CREDENTIALS_TTL_SECONDS:
+            return dict(self._cached[1])
+        where = self.config.artifacts_secret
+        namespace, _, name = where.partition("/")
+        if not namespace or not name:
+            raise ArtifactProblem(
+                "the operator has no artifact credentials: set STEPRUN_ARTIFACTS_SECRET to "
+                "NAMESPACE/NAME of a Secret with keys accessKey and secretKey"
+            )
+        secret = await self.kube.get_or_none("Secret", namespace, name)
+        data = (secret or {}).get("data") or {}
+        missing = [k for k in ("accessKey", "secretKey") if k not in data]
+        if secret is None or missing:
+            what = "not found" if secret is None else f"has no key {', '.join(missing)}"
+            raise ArtifactProblem(f"the artifact repository's Secret {where} {what}")
+        result = {ACCESS_KEY_KEY: data["accessKey"], SECRET_KEY_KEY: data["secretKey"]}
+        self._cached = (now, result)
+        return dict(result)
+
+    async def resolve(self, sr: StepRun) -> list[ResolvedInput]:
+        """Each input's object from its producer's status; ArtifactProblem names every miss."""
+        if not self.enabled:
+            raise ArtifactProblem(
+                "spec.artifacts needs an artifact repository, and none is configured: ask the "
+                "cluster admin to set one (artifactRepository in the Helm chart)"
+            )
+        producers: dict[str, StepRun | None] = {}
+        for name in input_sources(sr):
+            body = await self.kube.get_or_none("StepRun", sr.namespace, name)
+            try:
+                producers[name] = StepRun.from_body(body) if body is not None else None
+            except ValidationError:
+                producers[name] = None
+        inputs, problems = resolve_inputs(sr, producers)
+        if problems:
+            raise ArtifactProblem("; ".join(problems))
+        return inputs
+
+    async def _store(self) -> ArtifactStore:
+        data = await self.secret_data()
+        credentials = Credentials.from_secret_data(
+            {"accessKey": data[ACCESS_KEY_KEY], "secretKey": data[SECRET_KEY_KEY]},
+            self.config.artifacts_secret,
+        )
+        repository = Repository(
+            endpoint=self.config.artifacts_endpoint,
+            bucket=self.config.artifacts_bucket,
+            prefix=self.config.artifacts_prefix,
+            region=self.config.artifacts_region,
+        )
+        return ArtifactStore(repository, credentials)
+
+    async def archive_log(
+        self, sr: StepRun, attempt: int, pod_name: str, *, follow: bool = False
+    ) -> str | None:
+        """Copies the attempt's log to the store, streaming; returns why it could not, if so.
+
+        ``follow``: the Pod is terminating (cancel) and its last lines are still to come.
+        """
+        if not (self.enabled and self.config.artifacts_archive_logs):
+            return None
+        key = log_key(self.config.artifacts_prefix, sr.namespace, sr.name, attempt)
+        log = for_steprun(sr).bind(attempt=attempt, key=key)
+        try:
+            store = await self._store()
+            chunks = self.kube.stream_log(
+                sr.namespace,
+                pod_name,
+                STEP_CONTAINER,
+                follow=follow,
+                timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
+            )
+            size = await asyncio.wait_for(store.put_stream(key, chunks), ARCHIVE_TIMEOUT_SECONDS)
+        except (
+            TimeoutError,
+            ArtifactProblem,
+            StoreError,
+            KubeError,
+            OSError,
+        ) as error:
+            why = str(error) or type(error).__name__
+            log.warning("log not archived", error=why)
+            return f"log of attempt {attempt} not archived: {why}"
+        log.info("log archived", bytes=size)
+        return None
+
+
+def message_with(message: str, note: str | None) -> str:
+    return f"{message}; {note}" if note else message
+
+
+__all__ = ["ArtifactProblem", "Artifacts", "message_with"]

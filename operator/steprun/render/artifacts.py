@@ -1,0 +1,300 @@
+"""What spec.artifacts adds to a step's Pod (pure).
+
+The shape follows Tekton's and Argo's entrypoint design, so any image works and the store's
+credentials stay out of the step's container:
+
+- init container ``steprun-artifacts-in`` (helper image, credentials): copies the helper binary
+  into the ``steprun-artifacts`` volume, downloads each input, checks its sha256, unpacks it;
+- the step's container runs ``steprun-artifacts run -- <its command>``: the command, then each
+  output packed (tar+gzip) into the ``steprun-outputs`` volume; it gets no credentials;
+- container ``steprun-artifacts-out`` (helper image, credentials) waits until the outputs are
+  packed (or the step's container is gone) and uploads them, hashing as it streams.
+
+Inputs appear at their paths through subPath mounts of the volume the init container filled.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from steprun.api.models import ArtifactStatus, StepRun
+from steprun.artifacts.names import (
+    ACCESS_KEY_KEY,
+    INIT_CONTAINER,
+    SECRET_KEY_KEY,
+    UPLOAD_CONTAINER,
+    artifact_key,
+)
+from steprun.config import OperatorConfig
+from steprun.render.names import context_name
+
+ARTIFACTS_VOLUME = "steprun-artifacts"
+OUTPUTS_VOLUME = "steprun-outputs"
+ARTIFACTS_DIR = "/var/run/steprun/artifacts"
+OUTPUTS_DIR = "/var/run/steprun/outputs"
+HELPER_BINARY = "/steprun-artifacts"
+STEP_HELPER = f"{ARTIFACTS_DIR}/bin/steprun-artifacts"
+# The helper streams: one 16 MiB part in flight, a few buffers besides.
+HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+# Places the operator mounts itself; an artifact there would hide or be hidden by them.
+_RESERVED_DIRS = ("/var/run/steprun", "/dev", "/proc", "/sys")
+
+
+class ArtifactError(ValueError):
+    """spec.artifacts cannot be honoured as written; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    name: str
+    key: str
+    sha256: str
+    path: str
+
+
+def resolve_inputs(
+    sr: StepRun, producers: Mapping[str, StepRun | None]
+) -> tuple[list[ResolvedInput], list[str]]:
+    """Each input's object, from its producer's status.artifacts (producers by name; None or
+    absent: no such StepRun). Returns the inputs and the problems, which name each input."""
+    resolved: list[ResolvedInput] = []
+    problems: list[str] = []
+    spec = sr.spec.artifacts
+    for item in spec.inputs if spec is not None else []:
+        source = item.from_
+        producer = producers.get(source.step_run)
+        where = f'input "{item.name}": StepRun "{source.step_run}"'
+        if producer is None:
+            problems.append(f"{where} not found in namespace {sr.namespace}")
+            continue
+        found = _pick(producer.status.artifacts or [], source.artifact, source.attempt)
+        if found is None:
+            attempt = f" from attempt {source.attempt}" if source.attempt else ""
+            have = sorted({a.name for a in producer.status.artifacts or []})
+            detail = f" (it has: {', '.join(have)})" if have else " (it uploaded none)"
+            problems.append(f'{where} has no artifact "{source.artifact}"{attempt}{detail}')
+            continue
+        resolved.append(ResolvedInput(item.name, found.key, found.sha256, item.path))
+    return resolved, problems
+
+
+def _pick(uploads: list[ArtifactStatus], name: str, attempt: int | None) -> ArtifactStatus | None:
+    matching = [a for a in uploads if a.name == name and attempt in (None, a.attempt)]
+    return max(matching, key=lambda a: a.attempt) if matching else None
+
+
+def input_sources(sr: StepRun) -> list[str]:
+    """Names of the StepRuns the inputs come from, each once, in spec order."""
+    spec = sr.spec.artifacts
+    return list(dict.fromkeys(i.from_.step_run for i in (spec.inputs if spec else [])))
+
+
+def needs_artifacts(sr: StepRun) -> bool:
+    spec = sr.spec.artifacts
+    return spec is not None and bool(spec.outputs or spec.inputs)
+
+
+def path_problems(sr: StepRun) -> list[str]:
+    """Paths the helper cannot honour: not normalized, or inside a directory steprun mounts."""
+    spec = sr.spec.artifacts
+    if spec is None:
+        return []
+    problems = []
+    entries: list[tuple[str, str]] = [(f"outputs[{o.name}]", o.path) for o in spec.outputs]
+    entries += [(f"inputs[{i.name}]", i.path) for i in spec.inputs]
+    for where, path in entries:
+        clean = posixpath.normpath(path)
+        if clean != path.rstrip("/") or clean == "/":
+            problems.append(
+                f"spec.artifacts.{where}.path {path!r} must be an absolute path without . or .."
+            )
+        elif any(clean == d or clean.startswith(d + "/") for d in _RESERVED_DIRS):
+            problems.append(
+                f"spec.artifacts.{where}.path {path!r} is inside {_reserved_of(clean)}, which "
+                "steprun or the runtime mounts: choose another directory"
+            )
+    paths = [posixpath.normpath(i.path) for i in spec.inputs]
+    for path in sorted({p for p in paths if paths.count(p) > 1}):
+        problems.append(f"spec.artifacts.inputs: two inputs share the path {path!r}")
+    return problems
+
+
+def _reserved_of(path: str) -> str:
+    return next(d for d in _RESERVED_DIRS if path == d or path.startswith(d + "/"))
+
+
+def _json_arg(value: Any) -> str:
+    # The kubelet expands $(VAR) in command lines; $$ is its escape for a literal $.
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).replace("$", "$$")
+
+
+def _helper_env(config: OperatorConfig, secret_name: str) -> list[dict[str, Any]]:
+    def from_secret(name: str, key: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+    return [
+        {"name": "STEPRUN_ARTIFACTS_ENDPOINT", "value": config.artifacts_endpoint},
+        {"name": "STEPRUN_ARTIFACTS_BUCKET", "value": config.artifacts_bucket},
+        {"name": "STEPRUN_ARTIFACTS_REGION", "value": config.artifacts_region},
+        from_secret("STEPRUN_ARTIFACTS_ACCESS_KEY", ACCESS_KEY_KEY),
+        from_secret("STEPRUN_ARTIFACTS_SECRET_KEY", SECRET_KEY_KEY),
+    ]
+
+
+def _helper(name: str, config: OperatorConfig, command: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": config.artifacts_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "resources": copy.deepcopy(HELPER_RESOURCES),
+        "terminationMessagePolicy": "File",
+    }
+
+
+def _step_container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod["spec"]["containers"]
+    return containers[0]
+
+
+def add_artifacts(
+    pod: dict[str, Any],
+    sr: StepRun,
+    attempt: int,
+    config: OperatorConfig,
+    inputs: list[ResolvedInput],
+) -> dict[str, Any]:
+    """A copy of the step's ``pod`` with the artifact helper wired in (the input is untouched).
+
+    Raises ArtifactError when the step has outputs but no command to wrap (its image's own
+    entrypoint cannot be known from the API).
+    """
+    spec = sr.spec.artifacts
+    if spec is None or not (spec.outputs or spec.inputs):
+        return pod
+    out = copy.deepcopy(pod)
+    pod_spec = out["spec"]
+    step = _step_container(out)
+    secret = context_name(sr.name)
+    env = _helper_env(config, secret)
+    max_bytes = str(config.artifacts_max_bytes)
+    volumes: list[dict[str, Any]] = pod_spec.setdefault("volumes", [])
+    mounts: list[dict[str, Any]] = step.setdefault("volumeMounts", [])
+
+    volumes.append({"name": ARTIFACTS_VOLUME, "emptyDir": {}})
+    init_command = [HELPER_BINARY, "init", "--max-bytes", max_bytes]
+    if spec.outputs:
+        init_command += ["--bin-dir", f"{ARTIFACTS_DIR}/bin"]
+    if inputs:
+        destinations = [
+            {
+                "name": i.name,
+                "key": i.key,
+                "sha256": i.sha256,
+                "dest": f"{ARTIFACTS_DIR}/in/{n}",
+            }
+            for n, i in enumerate(inputs)
+        ]
+        init_command += ["--inputs", _json_arg(destinations)]
+    init = _helper(INIT_CONTAINER, config, init_command)
+    if inputs:
+        init["env"] = env
+    init["volumeMounts"] = [{"name": ARTIFACTS_VOLUME, "mountPath": ARTIFACTS_DIR}]
+    pod_spec.setdefault("initContainers", []).append(init)
+    for n, item in enumerate(inputs):
+        mounts.append({"name": ARTIFACTS_VOLUME, "mountPath": item.path, "subPath": f"in/{n}"})
+
+    if spec.outputs:
+        command = step.get("command")
+        if not command:
+            raise ArtifactError(
+                "spec.artifacts.outputs needs a command to run: set spec.command or spec.script "
+                "(sandbox steps: a plugin with a command), because the image's own entrypoint "
+                "cannot be wrapped"
+            )
+        listed = [{"name": o.name, "path": o.path} for o in spec.outputs]
+        step["command"] = [
+            STEP_HELPER,
+            "run",
+            "--dir",
+            OUTPUTS_DIR,
+            "--max-bytes",
+            max_bytes,
+            "--outputs",
+            _json_arg(listed),
+            "--",
+            *command,
+        ]
+        mounts.append(
+            {
+                "name": ARTIFACTS_VOLUME,
+                "mountPath": f"{ARTIFACTS_DIR}/bin",
+                "subPath": "bin",
+                "readOnly": True,
+            }
+        )
+        mounts.append({"name": OUTPUTS_VOLUME, "mountPath": OUTPUTS_DIR})
+        volumes.append({"name": OUTPUTS_VOLUME, "emptyDir": {}})
+        keys = {
+            o.name: artifact_key(config.artifacts_prefix, sr.namespace, sr.name, attempt, o.name)
+            for o in spec.outputs
+        }
+        upload = _helper(
+            UPLOAD_CONTAINER,
+            config,
+            [
+                HELPER_BINARY,
+                "upload",
+                "--dir",
+                OUTPUTS_DIR,
+                "--max-bytes",
+                max_bytes,
+                f"--on-failure={'true' if spec.upload_on_failure else 'false'}",
+                "--outputs",
+                _json_arg(keys),
+            ],
+        )
+        upload["env"] = env
+        upload["volumeMounts"] = [{"name": OUTPUTS_VOLUME, "mountPath": OUTPUTS_DIR}]
+        pod_spec["containers"].append(upload)
+    return out
+
+
+def needs_credentials(sr: StepRun) -> bool:
+    """Whether the step's Secret carries the store's credentials (for its helper containers)."""
+    return needs_artifacts(sr)
+
+
+def add_store_egress(
+    network_policy: dict[str, Any], sr: StepRun, config: OperatorConfig
+) -> dict[str, Any]:
+    """A copy of a sandbox step's NetworkPolicy that also lets its Pod reach the store.
+
+    A NetworkPolicy selects Pods, not containers, so the plugin's container can reach the store
+    too, but without credentials (they are only in the helper containers). Only a store given
+    by IP address can be expressed as an ipBlock; for a store named by DNS, the policy's own
+    egress rules must allow it (docs/artifacts.md).
+    """
+    if not needs_artifacts(sr) or not config.artifacts_enabled:
+        return network_policy
+    endpoint = urlparse(config.artifacts_endpoint)
+    try:
+        address = ipaddress.ip_address(endpoint.hostname or "")
+    except ValueError:
+        return network_policy
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    bits = 32 if address.version == 4 else 128
+    rule = {
+        "to": [{"ipBlock": {"cidr": f"{address}/{bits}"}}],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+    out = copy.deepcopy(network_policy)
+    out["spec"].setdefault("egress", []).append(rule)
+    return out

@@ -1,0 +1,410 @@
+"""Artifacts and archived logs end to end: real Pods, the real helper image, the real store.
+
+The store is the local cluster's versitygw (hack/store-up.sh), whose coordinates and
+credentials hack/store-up.sh writes beside the kubeconfig. These tests run their own operator
+processes, configured with that store, on namespaces of their own, so the session's operator
+(no store) is not involved: one with the store's credentials, one whose store is down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from steprun.artifacts.store import ArtifactStore, Credentials, Repository
+from steprun.client import ArtifactNotFound, StepRunClient
+from tests.conftest import SESSION_PREFIX
+from tests.support.operator_process import OperatorProcess
+from tests.support.steps import Steps, eventually
+
+STEP_IMAGE = "steprun.local/step:1"
+# Namespaces of these tests: watched by the operators below only.
+STORE_PREFIX = f"{SESSION_PREFIX}a"
+DOWN_PREFIX = f"{SESSION_PREFIX}d"
+KEY_PREFIX = f"e2e-{uuid.uuid4().hex[:6]}/"
+
+
+def read_store_env(kubeconfig: str) -> dict[str, str]:
+    path = Path(kubeconfig).resolve().parent / "store" / "store.env"
+    if not path.exists():
+        pytest.fail(
+            f"no artifact store for this cluster ({path} is missing): hack/cluster-up.sh starts "
+            "one (hack/store-up.sh)"
+        )
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@pytest.fixture(scope="module")
+def store_env(kubeconfig: str) -> dict[str, str]:
+    return read_store_env(kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def store(store_env: dict[str, str]) -> ArtifactStore:
+    return ArtifactStore(
+        Repository(store_env["STORE_ENDPOINT"], store_env["STORE_BUCKET"], KEY_PREFIX),
+        Credentials(store_env["STORE_ACCESS_KEY"], store_env["STORE_SECRET_KEY"]),
+    )
+
+
+def _namespace(core: client.CoreV1Api, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    for _ in range(100):
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException:
+            time.sleep(0.1)
+    return name
+
+
+@pytest.fixture(scope="module")
+def credentials_secret(
+    api_client: client.ApiClient, store_env: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    """The repository's credentials, in a namespace no operator watches (like the chart's)."""
+    core = client.CoreV1Api(api_client)
+    namespace = _namespace(core, f"{SESSION_PREFIX}s")
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="artifact-store"),
+        string_data={
+            "accessKey": store_env["STORE_ACCESS_KEY"],
+            "secretKey": store_env["STORE_SECRET_KEY"],
+        },
+    )
+    core.create_namespaced_secret(namespace, body)
+    yield namespace, "artifact-store"
+    core.delete_namespace(namespace, propagation_policy="Background")
+
+
+def _operator(
+    kubeconfig: str,
+    log_dir: Path,
+    prefix: str,
+    endpoint: str,
+    bucket: str,
+    secret: tuple[str, str],
+) -> OperatorProcess:
+    return OperatorProcess(
+        kubeconfig=kubeconfig,
+        log_dir=log_dir,
+        extra_env={
+            "STEPRUN_NAMESPACES": f'["{prefix}-*"]',
+            "STEPRUN_ARTIFACTS_ENDPOINT": endpoint,
+            "STEPRUN_ARTIFACTS_BUCKET": bucket,
+            "STEPRUN_ARTIFACTS_KEY_PREFIX": KEY_PREFIX,
+            "STEPRUN_ARTIFACTS_SECRET": "/".join(secret),
+            "STEPRUN_EVENTS": "false",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def store_operator(
+    kubeconfig: str,
+    crds: None,
+    store_env: dict[str, str],
+    credentials_secret: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    process = _operator(
+        kubeconfig,
+        tmp_path_factory.mktemp("artifact-operator"),
+        STORE_PREFIX,
+        store_env["STORE_ENDPOINT"],
+        store_env["STORE_BUCKET"],
+        credentials_secret,
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def down_operator(
+    kubeconfig: str,
+    crds: None,
+    store_env: dict[str, str],
+    credentials_secret: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """An operator whose store does not answer: the store's host, a port nothing listens on."""
+    host = store_env["STORE_ENDPOINT"].rsplit(":", 1)[0]
+    process = _operator(
+        kubeconfig,
+        tmp_path_factory.mktemp("down-operator"),
+        DOWN_PREFIX,
+        f"{host}:1",
+        store_env["STORE_BUCKET"],
+        credentials_secret,
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def steps(api_client: client.ApiClient, store_operator: OperatorProcess) -> Iterator[Steps]:
+    core = client.CoreV1Api(api_client)
+    namespace = _namespace(core, STORE_PREFIX)
+    yield Steps(api_client, namespace)
+    core.delete_namespace(namespace, propagation_policy="Background")
+
+
+@pytest.fixture
+def down_steps(api_client: client.ApiClient, down_operator: OperatorProcess) -> Iterator[Steps]:
+    core = client.CoreV1Api(api_client)
+    namespace = _namespace(core, DOWN_PREFIX)
+    yield Steps(api_client, namespace)
+    core.delete_namespace(namespace, propagation_policy="Background")
+
+
+def engine(steps: Steps, store: ArtifactStore) -> StepRunClient:
+    return StepRunClient(steps.api, steps.namespace, artifact_store=store)
+
+
+def members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, "r:gz") as archive:
+        return {
+            m.name: archive.extractfile(m).read()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.isfile()
+        }
+
+
+def step(script: str, artifacts: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"image": STEP_IMAGE, "script": script, "artifacts": artifacts, **spec}
+
+
+BUILD = """
+mkdir -p /workspace/dist/sub
+echo alpha > /workspace/dist/a.txt
+echo beta > /workspace/dist/sub/b.txt
+echo '<testsuite tests="1"/>' > /workspace/report.xml
+"""
+OUTPUTS = {
+    "outputs": [
+        {"name": "dist", "path": "/workspace/dist"},
+        {"name": "report", "path": "/workspace/report.xml"},
+    ]
+}
+
+
+def test_directory_and_file_outputs_round_trip_into_the_next_step(
+    steps: Steps, store: ArtifactStore, tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    steps.create("build", step(BUILD, OUTPUTS))
+    status = steps.wait_terminal("build", timeout=120)
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    uploaded = {a["name"]: a for a in status["artifacts"]}
+    assert set(uploaded) == {"dist", "report"}
+    assert uploaded["dist"]["key"] == f"{KEY_PREFIX}{steps.namespace}/build/1/dist.tgz"
+    assert all(a["attempt"] == 1 for a in uploaded.values())
+
+    # The object in the store is what status says, byte for byte.
+    for entry in uploaded.values():
+        data = b"".join(store.read(entry["key"]))
+        assert len(data) == entry["size"]
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+    engine_client = engine(steps, store)
+    assert [a.name for a in engine_client.artifacts("build")] == ["dist", "report"]
+    dist = engine_client.download("build", "dist", tmp_path / "dist.tgz")
+    assert members(dist) == {"./a.txt": b"alpha\n", "./sub/b.txt": b"beta\n"}
+    report = engine_client.download("build", "report", tmp_path / "report.tgz")
+    assert members(report) == {"report.xml": b'<testsuite tests="1"/>\n'}
+    with pytest.raises(ArtifactNotFound, match='no artifact "nope"; it has: dist, report'):
+        engine_client.download("build", "nope", tmp_path / "x")
+
+    # The CLI, reading the store with the caller's own credentials from the environment.
+    env = {
+        **os.environ,
+        "STEPRUN_ARTIFACTS_ENDPOINT": store_env["STORE_ENDPOINT"],
+        "STEPRUN_ARTIFACTS_BUCKET": store_env["STORE_BUCKET"],
+        "STEPRUN_ARTIFACTS_KEY_PREFIX": KEY_PREFIX,
+        "STEPRUN_ARTIFACTS_ACCESS_KEY": store_env["STORE_ACCESS_KEY"],
+        "STEPRUN_ARTIFACTS_SECRET_KEY": store_env["STORE_SECRET_KEY"],
+    }
+    cli = [sys.executable, "-m", "steprun", "-n", steps.namespace, "artifacts"]
+    listing = subprocess.run([*cli, "ls", "build"], env=env, capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    assert uploaded["dist"]["sha256"] in listing.stdout
+    got = subprocess.run(
+        [*cli, "get", "build", "dist", "-o", str(tmp_path / "cli.tgz")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "cli.tgz").read_bytes() == dist.read_bytes()
+
+    check = """
+    set -e
+    test "$(cat /in/dist/a.txt)" = alpha
+    test "$(cat /in/dist/sub/b.txt)" = beta
+    grep -q testsuite /in/report.xml
+    echo consumed
+    """
+    inputs = {
+        "inputs": [
+            {"name": "dist", "from": {"stepRun": "build", "artifact": "dist"}, "path": "/in/dist"},
+            {
+                "name": "report",
+                "from": {"stepRun": "build", "artifact": "report"},
+                "path": "/in/report.xml",
+            },
+        ]
+    }
+    steps.create("test", step(check, inputs))
+    status = steps.wait_terminal("test", timeout=120)
+    assert (status["phase"], status["exitCode"]) == ("Succeeded", 0), status
+    assert "consumed" in list(engine_client.logs("test"))
+
+
+def test_outputs_are_uploaded_when_the_step_fails(steps: Steps, store: ArtifactStore) -> None:
+    script = "echo '<failure/>' > /workspace/report.xml; exit 3"
+    outputs = {"outputs": [{"name": "report", "path": "/workspace/report.xml"}]}
+    steps.create("failing", step(script, outputs))
+    status = steps.wait_terminal("failing", timeout=120)
+    assert (status["phase"], status["reason"], status["exitCode"]) == ("Failed", "Error", 3)
+    [report] = status["artifacts"]
+    assert hashlib.sha256(b"".join(store.read(report["key"]))).hexdigest() == report["sha256"]
+
+
+def test_a_retry_does_not_overwrite_the_first_attempts_artifacts(
+    steps: Steps, store: ArtifactStore, tmp_path: Path
+) -> None:
+    script = "mkdir -p /out; echo attempt-$STEPRUN_ATTEMPT > /out/n; exit 1"
+    spec = step(script, {"outputs": [{"name": "out", "path": "/out"}]})
+    steps.create("flaky", {**spec, "retries": {"limit": 1, "backoffSeconds": 1}})
+    status = steps.wait_terminal("flaky", timeout=150)
+    assert status["phase"] == "Failed" and status["attempt"] == 2, status
+    by_attempt = {a["attempt"]: a for a in status["artifacts"]}
+    assert set(by_attempt) == {1, 2}
+    assert by_attempt[1]["key"] != by_attempt[2]["key"]
+    engine_client = engine(steps, store)
+    for attempt in (1, 2):
+        path = engine_client.download("flaky", "out", tmp_path / f"{attempt}.tgz", attempt=attempt)
+        assert members(path) == {"./n": f"attempt-{attempt}\n".encode()}
+
+
+def test_an_input_the_producer_does_not_have_is_refused_before_any_pod(steps: Steps) -> None:
+    steps.create("plain", {"image": STEP_IMAGE, "script": "true"})
+    steps.wait_terminal("plain", timeout=90)
+    inputs = {
+        "inputs": [{"name": "x", "from": {"stepRun": "plain", "artifact": "x"}, "path": "/x"}]
+    }
+    steps.create("consumer", step("true", inputs))
+    status = steps.wait_terminal("consumer", timeout=60)
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
+    assert 'StepRun "plain" has no artifact "x"' in status["message"]
+    assert steps.pods("consumer") == []
+
+
+def test_a_store_that_is_down_fails_the_step_naming_the_artifact(down_steps: Steps) -> None:
+    down_steps.create("to-nowhere", step(BUILD, OUTPUTS))
+    status = down_steps.wait_terminal("to-nowhere", timeout=180)
+    assert (status["phase"], status["reason"]) == ("Failed", "ArtifactUploadFailed"), status
+    assert 'output "dist"' in status["message"] and "connection refused" in status["message"]
+    assert not status.get("artifacts"), "nothing half-written is reported as uploaded"
+
+
+def archived_logs(steps: Steps, store: ArtifactStore, name: str) -> list[str]:
+    return list(engine(steps, store).logs(name))
+
+
+def test_logs_are_read_from_the_archive_after_ttl_deletion(
+    steps: Steps, store: ArtifactStore
+) -> None:
+    script = "echo line one; echo line two; exit 2"
+    steps.create(
+        "short-lived", {"image": STEP_IMAGE, "script": script, "ttlSecondsAfterFinished": 2}
+    )
+    eventually(lambda: not steps.exists("short-lived"), 120, "the StepRun to expire")
+    eventually(lambda: not steps.pods("short-lived"), 60, "its Pod to be collected")
+    assert archived_logs(steps, store, "short-lived") == ["line one", "line two"]
+
+
+def test_logs_of_cancelled_and_timed_out_steps_survive_their_pods(
+    steps: Steps, store: ArtifactStore
+) -> None:
+    forever = "echo started; trap 'echo stopping; exit 143' TERM; while true; do sleep 1; done"
+    steps.create("cancelled", {"image": STEP_IMAGE, "script": forever})
+    steps.create(
+        "slow", {"image": STEP_IMAGE, "script": "echo before; sleep 300", "timeoutSeconds": 5}
+    )
+    steps.wait_phase("cancelled", "Running", timeout=90)
+    eventually(lambda: "started" in current_logs(steps, store, "cancelled"), 30, "the first line")
+    steps.patch_spec("cancelled", {"cancel": True})
+    assert steps.wait_terminal("cancelled", timeout=90)["phase"] == "Cancelled"
+    assert steps.wait_terminal("slow", timeout=120)["phase"] == "TimedOut"
+    for name in ("cancelled", "slow"):
+        steps.custom.delete_namespaced_custom_object(
+            "steprun.dev", "v1alpha1", steps.namespace, "stepruns", name
+        )
+    eventually(lambda: not steps.pods("cancelled") and not steps.pods("slow"), 90, "Pods gone")
+    assert archived_logs(steps, store, "cancelled") == ["started", "stopping"]
+    assert archived_logs(steps, store, "slow") == ["before"]
+
+
+def current_logs(steps: Steps, store: ArtifactStore, name: str) -> list[str]:
+    try:
+        return archived_logs(steps, store, name)
+    except Exception:
+        return []
+
+
+def test_a_sandbox_step_without_the_artifact_permission_is_refused(
+    steps: Steps, sandbox_policies: Any
+) -> None:
+    policy = sandbox_policies.create(
+        "no-artifacts",
+        {"plugins": [{"name": "sh", "image": STEP_IMAGE, "command": ["sh", "-c"]}]},
+    )
+    spec = {
+        "mode": "sandbox",
+        "args": ["echo x > /tmp/x"],
+        "sandbox": {"policy": policy, "plugin": "sh"},
+        "artifacts": {"outputs": [{"name": "x", "path": "/tmp/x"}]},
+    }
+    steps.create("sandboxed", spec)
+    status = steps.wait_terminal("sandboxed", timeout=60)
+    assert (status["phase"], status["reason"]) == ("Rejected", "PermissionDenied"), status
+    assert "artifacts.write" in status["message"]
+    assert steps.pods("sandboxed") == []
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "artifacts").glob("*.yaml"))
+
+
+def test_the_two_step_example_passes_a_directory_from_build_to_test(
+    steps: Steps, store: ArtifactStore
+) -> None:
+    for path in EXAMPLES:
+        [name] = steps.apply_file(path)
+        status = steps.wait_terminal(name, timeout=120)
+        expect = dict(
+            item.split("=", 1)
+            for line in path.read_text().splitlines()
+            if line.startswith("# expect:")
+            for item in line.removeprefix("# expect:").split()
+        )
+        assert status["phase"] == expect["phase"], (path.name, status)
+        assert status["reason"] == expect["reason"], (path.name, status)
+    assert list(engine(steps, store).logs("artifacts-test")) == [
+        "version=1.0.1",
+        "hello from the build",
+    ]

@@ -1,0 +1,271 @@
+"""spec.artifacts in the step's Pod, input resolution and path checks (pure, table-tested)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from steprun.api.models import StepRun
+from steprun.artifacts.names import (
+    ACCESS_KEY_KEY,
+    INIT_CONTAINER,
+    SECRET_KEY_KEY,
+    UPLOAD_CONTAINER,
+    artifact_key,
+    attempt_of_log_key,
+    log_key,
+)
+from steprun.config import OperatorConfig
+from steprun.render.artifacts import (
+    OUTPUTS_DIR,
+    STEP_HELPER,
+    ArtifactError,
+    ResolvedInput,
+    add_artifacts,
+    add_store_egress,
+    path_problems,
+    resolve_inputs,
+)
+from steprun.render.pod import render_pod
+
+CONFIG = OperatorConfig(
+    artifacts_endpoint="http://10.1.2.3:7070",
+    artifacts_bucket="steprun",
+    artifacts_key_prefix="runs",
+    artifacts_secret="steprun-system/store",
+    artifacts_max_bytes=1000,
+)
+SHA = "a" * 64
+
+
+def steprun(name: str = "build-42", status: dict[str, Any] | None = None, **spec: Any) -> StepRun:
+    spec.setdefault("image", "busybox:1.36")
+    return StepRun.from_body(
+        {
+            "apiVersion": "steprun.dev/v1alpha1",
+            "kind": "StepRun",
+            "metadata": {"name": name, "namespace": "ci", "uid": "uid-1"},
+            "spec": spec,
+            "status": status or {},
+        }
+    )
+
+
+OUTPUTS = {"outputs": [{"name": "dist", "path": "/workspace/dist"}]}
+INPUTS = {
+    "inputs": [{"name": "dist", "from": {"stepRun": "build-41", "artifact": "dist"}, "path": "/in"}]
+}
+
+
+def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = pod["spec"]
+    return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
+def test_keys_are_deterministic_per_namespace_steprun_attempt_and_name() -> None:
+    assert CONFIG.artifacts_prefix == "runs/"
+    assert artifact_key("runs/", "ci", "build-42", 2, "dist") == "runs/ci/build-42/2/dist.tgz"
+    assert log_key("", "ci", "build-42", 1) == "ci/build-42/1/step.log"
+    assert attempt_of_log_key("", "ci", "build-42", "ci/build-42/3/step.log") == 3
+    assert attempt_of_log_key("", "ci", "build-42", "ci/build-42/3/dist.tgz") is None
+    assert attempt_of_log_key("", "ci", "build-4", "ci/build-42/3/step.log") is None
+
+
+def test_outputs_wrap_the_command_and_add_an_uploader_with_credentials() -> None:
+    sr = steprun(script="make dist", artifacts=OUTPUTS)
+    pod = add_artifacts(render_pod(sr, 2, CONFIG), sr, 2, CONFIG, [])
+    by_name = containers(pod)
+    step = pod["spec"]["containers"][0]
+    assert step["name"] == "step", "the step's container stays first (logs, observation)"
+    assert step["command"][:2] == [STEP_HELPER, "run"]
+    separator = step["command"].index("--")
+    assert step["command"][separator + 1 :] == ["/bin/sh", "/var/run/steprun/context/script.sh"]
+    listed = json.loads(step["command"][step["command"].index("--outputs") + 1])
+    assert listed == [{"name": "dist", "path": "/workspace/dist"}]
+    upload = by_name[UPLOAD_CONTAINER]
+    keys = json.loads(upload["command"][upload["command"].index("--outputs") + 1])
+    assert keys == {"dist": "runs/ci/build-42/2/dist.tgz"}, "the attempt is in the key"
+    assert "--on-failure=true" in upload["command"]
+    assert "1000" in upload["command"], "the size limit reaches the helper"
+    refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in upload["env"]}
+    assert refs["STEPRUN_ARTIFACTS_ACCESS_KEY"] == {
+        "name": "build-42-context",
+        "key": ACCESS_KEY_KEY,
+    }
+    assert refs["STEPRUN_ARTIFACTS_SECRET_KEY"] == {
+        "name": "build-42-context",
+        "key": SECRET_KEY_KEY,
+    }
+    assert {m["mountPath"] for m in upload["volumeMounts"]} == {OUTPUTS_DIR}
+    assert INIT_CONTAINER in by_name, "the init container installs the helper binary"
+
+
+def test_the_step_container_never_gets_the_store_credentials() -> None:
+    sr = steprun(command=["make"], artifacts={**OUTPUTS, **INPUTS})
+    inputs = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
+    pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, inputs)
+    step = pod["spec"]["containers"][0]
+    text = json.dumps(step)
+    assert ACCESS_KEY_KEY not in text and SECRET_KEY_KEY not in text
+    assert not any(e["name"].startswith("STEPRUN_ARTIFACTS") for e in step["env"])
+    # The step sees the helper binary read-only and cannot reach the uploader's files otherwise.
+    bin_mount = next(m for m in step["volumeMounts"] if m["mountPath"].endswith("/bin"))
+    assert bin_mount["readOnly"] is True
+
+
+def test_inputs_are_downloaded_by_the_init_container_and_mounted_at_their_path() -> None:
+    sr = steprun(command=["ls"], artifacts=INPUTS)
+    inputs = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
+    pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, inputs)
+    init = containers(pod)[INIT_CONTAINER]
+    listed = json.loads(init["command"][init["command"].index("--inputs") + 1])
+    assert listed == [
+        {
+            "name": "dist",
+            "key": "runs/ci/build-41/1/dist.tgz",
+            "sha256": SHA,
+            "dest": listed[0]["dest"],
+        }
+    ]
+    step = pod["spec"]["containers"][0]
+    assert step["command"] == ["ls"], "inputs alone need no wrapper"
+    mount = next(m for m in step["volumeMounts"] if m["mountPath"] == "/in")
+    assert listed[0]["dest"].endswith("/" + mount["subPath"])
+    assert UPLOAD_CONTAINER not in containers(pod)
+
+
+def test_dollar_signs_reach_the_helper_literally() -> None:
+    sr = steprun(command=["make"], artifacts={"outputs": [{"name": "d", "path": "/w/$(HOME)"}]})
+    pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, [])
+    arg = pod["spec"]["containers"][0]["command"][7]
+    assert "$$(HOME)" in arg, "the kubelet turns $$ into $, so no variable is expanded"
+
+
+def test_upload_on_failure_can_be_turned_off() -> None:
+    sr = steprun(command=["make"], artifacts={**OUTPUTS, "uploadOnFailure": False})
+    pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, [])
+    assert "--on-failure=false" in containers(pod)[UPLOAD_CONTAINER]["command"]
+
+
+def test_outputs_without_a_command_are_refused() -> None:
+    sr = steprun(artifacts=OUTPUTS)
+    with pytest.raises(ArtifactError, match="needs a command"):
+        add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, [])
+
+
+def test_a_step_without_artifacts_is_left_alone() -> None:
+    sr = steprun(command=["true"])
+    pod = render_pod(sr, 1, CONFIG)
+    assert add_artifacts(pod, sr, 1, CONFIG, []) == pod
+
+
+def producer(artifacts: list[dict[str, Any]]) -> StepRun:
+    return steprun("build-41", status={"phase": "Succeeded", "artifacts": artifacts}, command=["x"])
+
+
+def upload(name: str, attempt: int) -> dict[str, Any]:
+    key = f"ci/build-41/{attempt}/{name}.tgz"
+    return {"name": name, "attempt": attempt, "key": key, "size": 10, "sha256": SHA}
+
+
+@pytest.mark.parametrize(
+    ("source", "producers", "key", "problem"),
+    [
+        pytest.param(
+            {"stepRun": "build-41", "artifact": "dist"},
+            {"build-41": producer([upload("dist", 1), upload("dist", 2)])},
+            "ci/build-41/2/dist.tgz",
+            None,
+            id="latest-attempt",
+        ),
+        pytest.param(
+            {"stepRun": "build-41", "artifact": "dist", "attempt": 1},
+            {"build-41": producer([upload("dist", 1), upload("dist", 2)])},
+            "ci/build-41/1/dist.tgz",
+            None,
+            id="chosen-attempt",
+        ),
+        pytest.param(
+            {"stepRun": "build-41", "artifact": "dist"},
+            {"build-41": producer([upload("report", 1)])},
+            None,
+            'input "dist": StepRun "build-41" has no artifact "dist" (it has: report)',
+            id="no-such-artifact",
+        ),
+        pytest.param(
+            {"stepRun": "build-41", "artifact": "dist"},
+            {"build-41": producer([])},
+            None,
+            'StepRun "build-41" has no artifact "dist" (it uploaded none)',
+            id="producer-uploaded-nothing",
+        ),
+        pytest.param(
+            {"stepRun": "build-41", "artifact": "dist"},
+            {},
+            None,
+            'input "dist": StepRun "build-41" not found in namespace ci',
+            id="no-producer",
+        ),
+    ],
+)
+def test_resolve_inputs(
+    source: dict[str, Any], producers: dict[str, StepRun], key: str | None, problem: str | None
+) -> None:
+    sr = steprun(
+        command=["x"], artifacts={"inputs": [{"name": "dist", "from": source, "path": "/in"}]}
+    )
+    resolved, problems = resolve_inputs(sr, producers)
+    if problem is None:
+        assert problems == []
+        assert [r.key for r in resolved] == [key]
+    else:
+        assert resolved == []
+        assert len(problems) == 1 and problem in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        pytest.param("/workspace/dist", None, id="ok"),
+        pytest.param("/workspace/dist/", None, id="trailing-slash"),
+        pytest.param("/workspace/../etc", "without . or ..", id="dotdot"),
+        pytest.param("/var/run/steprun/outputs/x", "inside /var/run/steprun", id="reserved"),
+        pytest.param("/proc/self", "inside /proc", id="proc"),
+    ],
+)
+def test_path_problems(path: str, problem: str | None) -> None:
+    sr = steprun(command=["x"], artifacts={"outputs": [{"name": "d", "path": path}]})
+    found = path_problems(sr)
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0]
+
+
+def test_two_inputs_on_one_path_are_refused() -> None:
+    src = {"stepRun": "a", "artifact": "x"}
+    sr = steprun(
+        command=["x"],
+        artifacts={
+            "inputs": [
+                {"name": "a", "from": src, "path": "/in"},
+                {"name": "b", "from": src, "path": "/in/"},
+            ]
+        },
+    )
+    assert any("share the path '/in'" in p for p in path_problems(sr))
+
+
+def test_a_sandbox_step_with_artifacts_may_reach_a_store_given_by_address() -> None:
+    sr = steprun(command=["make"], artifacts=OUTPUTS)
+    policy = {"spec": {"policyTypes": ["Ingress", "Egress"]}}
+    opened = add_store_egress(policy, sr, CONFIG)
+    assert opened["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"protocol": "TCP", "port": 7070}]}
+    ]
+    assert "egress" not in policy["spec"], "the input is untouched"
+    named = CONFIG.model_copy(update={"artifacts_endpoint": "https://s3.example.com"})
+    assert add_store_egress(policy, sr, named) == policy, "a DNS name is the policy's to allow"
+    assert add_store_egress(policy, steprun(command=["make"]), CONFIG) == policy
