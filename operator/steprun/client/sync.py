@@ -197,18 +197,7 @@ class StepRunClient:
         return StepRunHandle(str(created["metadata"]["name"]), ns, self)
 
     def get(self, name: str, namespace: str | None = None) -> StepRun:
-        ns = namespace or self.namespace
-        body = self._call(
-            self._objects.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            STEPRUN_PLURAL,
-            name,
-            name=name,
-            namespace=ns,
-        )
-        return parse_steprun(body)
+        return parse_steprun(self.get_raw(name, namespace))
 
     def list(
         self,
