@@ -63,6 +63,10 @@ class OperatorProcess:
             "STEPRUN_NAMESPACES": f'["{self.namespace}"]',
             "STEPRUN_METRICS_PORT": str(self.metrics_port),
             "STEPRUN_HEALTH_PORT": "0",
+            # Benchmark steps pick kwok's fake nodes through podTemplate scheduling, which the
+            # operator refuses unless an admin allows those keys.
+            "STEPRUN_NODE_SELECTOR_KEYS": '["*"]',
+            "STEPRUN_TOLERATION_KEYS": '["kwok.x-k8s.io/*"]',
             **self.extra_env,
         }
 

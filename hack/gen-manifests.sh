@@ -60,6 +60,8 @@ for template in operator operator-rbac engine-rbac peering pdb networkpolicy; do
   resources+=("$template.yaml")
 done
 with_header "$rendered/admission.yaml" "$out/admission/sandbox-pods.yaml"
+with_header "$rendered/admission-pod-origin.yaml" "$out/admission/pod-origin.yaml"
+with_header "$rendered/admission-stepruns.yaml" "$out/admission/stepruns.yaml"
 for crd in "$CHART"/crds/*.yaml; do
   with_header "$crd" "$out/crds/$(basename "$crd")"
 done
@@ -89,8 +91,12 @@ $(for crd in "$CHART"/crds/*.yaml; do echo "  - $(basename "$crd")"; done)
 EOF
 
 cat >"$out/admission/kustomization.yaml" <<'EOF'
-# The API-server guard of sandbox Pods: `kubectl apply -k manifests/admission`.
-# To allow another operator identity, patch the allowedCreators variable, e.g.:
+# The API-server guards: `kubectl apply -k manifests/admission`.
+#   stepruns.yaml      a StepRun's creator must be allowed to get the Secrets it names and to
+#                      use its ServiceAccount (the operator fails closed without it);
+#   pod-origin.yaml    only the operator creates Pods with steprun.dev/ labels;
+#   sandbox-pods.yaml  only the operator creates or changes sandbox Pods, which stay restricted.
+# To allow another operator identity, patch the allowedCreators variable of the last two, e.g.:
 #   patches:
 #     - target: {kind: ValidatingAdmissionPolicy, name: steprun-sandbox-pods}
 #       patch: |-
@@ -100,6 +106,8 @@ cat >"$out/admission/kustomization.yaml" <<'EOF'
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
+  - stepruns.yaml
+  - pod-origin.yaml
   - sandbox-pods.yaml
 EOF
 

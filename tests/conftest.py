@@ -97,6 +97,93 @@ def crds(kubectl: list[str]) -> None:
     )
 
 
+STEPRUN_ADMISSION_MANIFEST = REPO / "manifests" / "admission" / "stepruns.yaml"
+# An identity that may create StepRuns in "default" and nothing else: the admission policy is
+# enforced once a StepRun naming a Secret is refused to it.
+ADMISSION_PROBE_USER = "steprun-e2e-admission-probe"
+
+
+def kubectl_apply(kubectl: list[str], documents: str) -> None:
+    """Server-side apply, taking over fields other sessions applied (same objects)."""
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", "-"],
+        input=documents,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def steprun_admission(api_client: client.ApiClient, kubectl: list[str], crds: None) -> str:
+    """The StepRun-create admission policy of ``manifests/admission/``, enforced; its name.
+
+    Left installed at the end, like the sandbox-Pod policy: other sessions sharing the cluster
+    apply the same object and may rely on it.
+    """
+    import time
+
+    import yaml
+
+    text = STEPRUN_ADMISSION_MANIFEST.read_text()
+    kubectl_apply(kubectl, text)
+    name = str(next(d for d in yaml.safe_load_all(text) if d)["metadata"]["name"])
+    probe_rbac = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": ADMISSION_PROBE_USER, "namespace": "default"},
+            "rules": [
+                {"apiGroups": ["steprun.dev"], "resources": ["stepruns"], "verbs": ["create"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": ADMISSION_PROBE_USER, "namespace": "default"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": ADMISSION_PROBE_USER,
+            },
+            "subjects": [
+                {
+                    "kind": "User",
+                    "name": ADMISSION_PROBE_USER,
+                    "apiGroup": "rbac.authorization.k8s.io",
+                }
+            ],
+        },
+    ]
+    kubectl_apply(kubectl, yaml.safe_dump_all(probe_rbac))
+    probe = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+    probe.set_default_header("Impersonate-User", ADMISSION_PROBE_USER)
+    body = {
+        "apiVersion": "steprun.dev/v1alpha1",
+        "kind": "StepRun",
+        "metadata": {"name": "admission-probe"},
+        "spec": {
+            "image": STEP_IMAGE,
+            "context": {"secrets": [{"name": "S", "secretKeyRef": {"name": "probe", "key": "k"}}]},
+        },
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.CustomObjectsApi(probe).create_namespaced_custom_object(
+                "steprun.dev", "v1alpha1", "default", "stepruns", body, dry_run="All"
+            )
+        except client.ApiException as error:
+            if error.status == 403 and f"ValidatingAdmissionPolicy '{name}'" in str(error.body):
+                break
+        if time.monotonic() > deadline:
+            pytest.fail(f"ValidatingAdmissionPolicy {name} is not enforced after 60s")
+        time.sleep(0.5)
+    # The operator trusts the policy for StepRuns created after it (second precision).
+    time.sleep(1.1)
+    return name
+
+
 @pytest.fixture(scope="session")
 def step_image() -> str:
     return STEP_IMAGE
@@ -133,16 +220,31 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
                     raise
 
 
+# The session operator lets steps pick nodes and keep a "team" label (tests use kwok nodes,
+# gates and labels); tests/cluster/test_tenancy_e2e.py runs one with the defaults.
+PERMISSIVE_TENANCY = {
+    "STEPRUN_POD_LABEL_KEYS": '["team"]',
+    "STEPRUN_NODE_SELECTOR_KEYS": '["*"]',
+    "STEPRUN_TOLERATION_KEYS": '["*"]',
+}
+
+
 @pytest.fixture(scope="session")
 def operator(
-    kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory
+    kubeconfig: str,
+    crds: None,
+    steprun_admission: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    """The operator, running as its own process against the test cluster for the whole session."""
+    """The operator, running as its own process against the test cluster for the whole session.
+
+    The StepRun-create admission policy is installed first: without it the operator refuses
+    steps that name Secrets."""
     log_dir = tmp_path_factory.mktemp("operator")
     process = OperatorProcess(
         kubeconfig=kubeconfig,
         log_dir=log_dir,
-        extra_env={"STEPRUN_NAMESPACES": f'["{SESSION_PREFIX}-*"]'},
+        extra_env={"STEPRUN_NAMESPACES": f'["{SESSION_PREFIX}-*"]', **PERMISSIVE_TENANCY},
     )
     process.start()
     yield process

@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # A StatefulSet Pod's name: <statefulset>-<ordinal>.
 _POD_ORDINAL = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?-(\d+)")
 _TOP_PRIORITY = 100
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
+DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
 
 
 class OperatorConfig(BaseSettings):
@@ -61,6 +64,66 @@ class OperatorConfig(BaseSettings):
         ge=5,
         description="Seconds a replica's peering record lives without a keep-alive: how long a "
         "standby waits before taking over from a crashed leader.",
+    )
+    # ---------------------------------------------------------------- tenancy (docs/security.md)
+    operator_namespace: str = Field(
+        "",
+        description="The operator's own namespace (the chart sets it from the Pod's namespace); "
+        "its StepRuns are not run unless listed in allowed_system_namespaces.",
+    )
+    system_namespaces: list[str] = Field(
+        default_factory=lambda: list(SYSTEM_NAMESPACES),
+        description="Namespaces whose StepRuns are never run (JSON list), besides the "
+        "operator's own, unless listed in allowed_system_namespaces.",
+    )
+    allowed_system_namespaces: list[str] = Field(
+        default_factory=list,
+        description="System namespaces (or the operator's own) whose StepRuns an admin allows.",
+    )
+    admission_policy: str = Field(
+        DEFAULT_ADMISSION_POLICY,
+        description="Name of the StepRun-create ValidatingAdmissionPolicy (and its binding) "
+        "that checks a creator may read the Secrets and use the ServiceAccount a step names.",
+    )
+    require_admission_policy: bool = Field(
+        True,
+        description="Fail closed: without the admission policy, steps that name Secrets or a "
+        "ServiceAccount end Rejected. false runs them anyway (no creator check at all).",
+    )
+    local_pod_hardening: bool = Field(
+        True,
+        description="Local step Pods get seccomp RuntimeDefault, no privilege escalation and "
+        "no ServiceAccount token unless the step names a serviceAccountName.",
+    )
+    pod_label_keys: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of podTemplate.labels keys that reach a local step's Pod "
+        "(JSON list; none by default: other keys are left off).",
+    )
+    pod_annotation_keys: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of podTemplate.annotations keys that reach a local step's "
+        "Pod (JSON list; none by default).",
+    )
+    node_selector_keys: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of podTemplate.nodeSelector keys a local step may use "
+        "(JSON list; none by default: a step using another key is Rejected).",
+    )
+    toleration_keys: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns of podTemplate.tolerations keys a local step may use "
+        "(JSON list; none by default: a step using another key is Rejected).",
+    )
+    allow_wildcard_toleration: bool = Field(
+        False,
+        description="Whether a toleration without a key (tolerates every taint, control-plane "
+        "nodes included) is allowed.",
+    )
+    sandbox_empty_dir_size_limit: str = Field(
+        DEFAULT_EMPTY_DIR_SIZE_LIMIT,
+        description="sizeLimit of a sandbox Pod's scratch emptyDirs when its policy's "
+        "maxResources names no ephemeral-storage.",
     )
     priority: int = Field(
         0,

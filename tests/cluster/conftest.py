@@ -46,9 +46,11 @@ def current_username(api_client: client.ApiClient) -> str:
     return str(review.status.user_info.username)
 
 
-def admission_documents(extra_creators: list[str]) -> list[dict[str, Any]]:
+def admission_documents(
+    extra_creators: list[str], manifest: Path = ADMISSION_MANIFEST
+) -> list[dict[str, Any]]:
     """The manifest's objects, with ``extra_creators`` added to its allowedCreators list."""
-    docs = [d for d in yaml.safe_load_all(ADMISSION_MANIFEST.read_text()) if d]
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
     policy = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     variable = policy["spec"]["variables"][0]
     assert variable["name"] == "allowedCreators", variable

@@ -119,6 +119,24 @@ def operator_image(kubeconfig: str) -> str:
     return run([str(REPO / "hack" / "images" / "build-operator-image.sh")]).strip()
 
 
+def uninstall(
+    helm: list[str], core: client.CoreV1Api, release: str, namespace: str, *others: str
+) -> None:
+    """Uninstall the release, then delete its namespace and ``others`` (if they exist)."""
+    subprocess.run(
+        [*helm, "uninstall", release, "--namespace", namespace, "--wait"],
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    for name in (*others, namespace):
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+
 @pytest.fixture(scope="module")
 def monitoring_crds(kubectl: list[str]) -> None:
     """ServiceMonitor, PodMonitor and PrometheusRule, from prometheus-operator's Go module."""
@@ -195,18 +213,15 @@ def deployment(
         print(f"\nhelm upgrade --install --wait took {time.monotonic() - started:.1f}s")
         yield deployed
     finally:
-        subprocess.run(
-            [*helm, "uninstall", deployed.release, "--namespace", deployed.namespace, "--wait"],
-            capture_output=True,
-            timeout=180,
-            check=False,
+        # The late namespace exists only once its test has run.
+        uninstall(
+            helm,
+            core,
+            deployed.release,
+            deployed.namespace,
+            deployed.late_namespace,
+            deployed.steps_namespace,
         )
-        for name in (deployed.late_namespace, deployed.steps_namespace, deployed.namespace):
-            try:
-                core.delete_namespace(name, propagation_policy="Background")
-            except client.ApiException as error:
-                if error.status != 404:  # the late one exists only once its test has run
-                    raise
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +276,21 @@ def can_i(kubectl: list[str], user: str, verb: str, resource: str, namespace: st
     answer = result.stdout.strip()
     assert answer in ("yes", "no"), f"{command}: {result.stdout} {result.stderr}"
     return answer == "yes"
+
+
+Matrix = list[tuple[str, str, str | None]]
+
+
+def can_i_mismatches(
+    kubectl: list[str], user: str, allowed: Matrix, denied: Matrix
+) -> list[tuple[str, str, str | None, bool]]:
+    """(verb, resource, namespace, expected) of every answer that differs from the matrix."""
+    return [
+        (verb, resource, namespace, expected)
+        for expected, matrix in ((True, allowed), (False, denied))
+        for verb, resource, namespace in matrix
+        if can_i(kubectl, user, verb, resource, namespace) != expected
+    ]
 
 
 # ---------------------------------------------------------------- install
@@ -612,6 +642,7 @@ def test_operator_role_grants_exactly_what_the_operator_does(
 ) -> None:
     ns, user = deployment.steps_namespace, deployment.operator_user
     peering = f"clusterkopfpeerings.kopf.dev:{deployment.peering}"
+    policy = f"{deployment.release}-stepruns"
     allowed = [
         ("get", "stepruns.steprun.dev", ns),
         ("list", "stepruns.steprun.dev", ns),
@@ -648,8 +679,18 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("list", "clusterkopfpeerings.kopf.dev", None),
         ("watch", "clusterkopfpeerings.kopf.dev", None),
         ("patch", peering, None),
+        # The StepRun-create admission policy (its own, by name) and the bindings that enforce
+        # it; other NetworkPolicies, which could reopen a sandbox's.
+        ("get", f"validatingadmissionpolicies.admissionregistration.k8s.io:{policy}", None),
+        ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
+        ("list", "networkpolicies.networking.k8s.io", ns),
     ]
     denied = [
+        ("get", "validatingadmissionpolicies.admissionregistration.k8s.io:someone-else", None),
+        ("update", f"validatingadmissionpolicies.admissionregistration.k8s.io:{policy}", None),
+        ("delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
+        ("use", "serviceaccounts", ns),
+        ("impersonate", "serviceaccounts", ns),
         ("create", "stepruns.steprun.dev", ns),
         ("update", "stepruns.steprun.dev", ns),
         ("patch", "stepruns.steprun.dev", ns),
@@ -678,13 +719,9 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("list", "nodes", None),
         ("create", "serviceaccounts/token", ns),
     ]
-    wrong = [
-        (verb, resource, expected)
-        for expected, matrix in ((True, allowed), (False, denied))
-        for verb, resource, namespace in matrix
-        if can_i(kubectl, user, verb, resource, namespace) != expected
-    ]
-    assert wrong == [], "can-i answered differently for (verb, resource, expected)"
+    assert can_i_mismatches(kubectl, user, allowed, denied) == [], (
+        "can-i answered differently for (verb, resource, namespace, expected)"
+    )
 
 
 def test_engine_role_lets_an_engine_run_steps_only_where_it_is_bound(
@@ -710,17 +747,105 @@ def test_engine_role_lets_an_engine_run_steps_only_where_it_is_bound(
         ("get", "secrets", ns),
         ("get", "configmaps", ns),
         ("get", "sandboxpolicies.steprun.dev", None),
+        # Running a step as a ServiceAccount needs the verb use on it, granted separately.
+        ("use", "serviceaccounts", ns),
+        ("use", "serviceaccounts:builder", ns),
+        # Only the operator reports outcomes.
+        ("update", "stepruns.steprun.dev/status", ns),
+        ("create", "validatingadmissionpolicies.admissionregistration.k8s.io", None),
         # Bound in its namespace only.
         ("create", "stepruns.steprun.dev", deployment.namespace),
         ("list", "stepruns.steprun.dev", "default"),
     ]
-    wrong = [
-        (verb, resource, namespace, expected)
-        for expected, matrix in ((True, allowed), (False, denied))
-        for verb, resource, namespace in matrix
-        if can_i(kubectl, user, verb, resource, namespace) != expected
+    assert can_i_mismatches(kubectl, user, allowed, denied) == [], (
+        "can-i answered differently for (verb, resource, namespace, expected)"
+    )
+
+
+# ---------------------------------------------------------------- namespaced install
+
+
+@dataclass(frozen=True)
+class NamespacedDeployment:
+    release: str
+    namespace: str  # the operator's
+    watched: str
+    unwatched: str
+
+    @property
+    def operator_user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:steprun-operator"
+
+
+@pytest.fixture(scope="module")
+def namespaced(
+    api_client: client.ApiClient, helm: list[str], operator_image: str, crds: None
+) -> Iterator[NamespacedDeployment]:
+    """A one-replica release watching one namespace by name: its namespaced rights are a Role
+    there, not cluster-wide."""
+    suffix = uuid.uuid4().hex[:6]
+    deployed = NamespacedDeployment(
+        release=f"steprun-ns-{suffix}",
+        namespace=f"srns-{suffix}",
+        watched=f"srns-{suffix}-watched",
+        unwatched=f"srns-{suffix}-other",
+    )
+    core = client.CoreV1Api(api_client)
+    for name in (deployed.namespace, deployed.watched, deployed.unwatched):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    repository, tag = operator_image.rsplit(":", 1)
+    values = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "replicas": 1,
+        "watchNamespaces": [deployed.watched],
+        "admission": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": deployed.watched}}
+        },
+    }
+    install = [*helm, "upgrade", "--install", deployed.release, str(CHART)]
+    install += ["--namespace", deployed.namespace, "--values", "-", "--wait", "--timeout", "180s"]
+    try:
+        run(install, stdin=json.dumps(values))
+        yield deployed
+    finally:
+        uninstall(
+            helm, core, deployed.release, deployed.namespace, deployed.watched, deployed.unwatched
+        )
+
+
+def test_a_namespaced_install_confines_the_operator_to_its_namespaces(
+    api_client: client.ApiClient, kubectl: list[str], namespaced: NamespacedDeployment
+) -> None:
+    user, ns = namespaced.operator_user, namespaced.watched
+    allowed = [
+        ("get", "secrets", ns),
+        ("create", "pods", ns),
+        ("watch", "stepruns.steprun.dev", ns),
+        ("patch", "stepruns.steprun.dev/status", ns),
     ]
-    assert wrong == [], "can-i answered differently for (verb, resource, namespace, expected)"
+    denied = [
+        *(
+            (verb, "secrets", other)
+            for verb in ("get", "create")
+            for other in ("default", namespaced.unwatched, namespaced.namespace)
+        ),
+        ("create", "pods", namespaced.unwatched),
+        ("list", "pods", "default"),
+        ("list", "stepruns.steprun.dev", namespaced.unwatched),
+        ("get", "configmaps", "kube-system"),
+    ]
+    assert can_i_mismatches(kubectl, user, allowed, denied) == [], (
+        "can-i answered differently for (verb, resource, namespace, expected)"
+    )
+    steps = Steps(api_client, ns)
+    steps.core.create_namespaced_secret(
+        ns, {"metadata": {"name": "gh"}, "stringData": {"token": "from-gh"}}
+    )
+    secret = [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "token"}}]
+    spec = {"image": "steprun.local/step:1", "script": 'test "$TOKEN" = from-gh'}
+    steps.create("confined", {**spec, "context": {"secrets": secret}})
+    status = steps.wait_terminal("confined", timeout=120)
+    assert status["phase"] == "Succeeded", status
 
 
 # ---------------------------------------------------------------- HA

@@ -101,7 +101,14 @@ class FakeKube:
         except NotFound:
             return None
 
-    async def list(self, kind: str, namespace: str | None, *, label_selector: str) -> list[Body]:
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str = "",
+        field_selector: str | None = None,
+    ) -> list[Body]:
         self._enter("list", kind, None)
         return [
             copy.deepcopy(b)

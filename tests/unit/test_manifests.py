@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from steprun.api.models import MAX_SECRETS
 from steprun.config import OperatorConfig
 from steprun.render.sandbox import restricted_violations
 
@@ -81,10 +82,21 @@ def env_of(docs: Sequence[Doc]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
-def rules_of(docs: Sequence[Doc], name: str) -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) triples a ClusterRole grants; resourceNames marked on the verb."""
+def rules_of(
+    docs: Sequence[Doc], name: str, kind: str = "ClusterRole", namespace: str | None = None
+) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a ClusterRole (or the Role of ``namespace``) grants;
+    resourceNames marked on the verb."""
     granted = set()
-    for rule in one(docs, "ClusterRole", name)["rules"]:
+    roles = [
+        d
+        for d in docs
+        if d["kind"] == kind
+        and d["metadata"]["name"] == name
+        and d["metadata"].get("namespace") == namespace
+    ]
+    assert len(roles) == 1, (kind, name, namespace, len(roles))
+    for rule in roles[0]["rules"]:
         suffix = f"[{','.join(rule['resourceNames'])}]" if rule.get("resourceNames") else ""
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
@@ -257,27 +269,65 @@ def test_peering_name_and_lifetime_are_settable(helm: str) -> None:
     )
 
 
+NAMESPACED_OPERATOR_RULES = {
+    ("steprun.dev", "stepruns", "get"),
+    ("steprun.dev", "stepruns", "list"),
+    ("steprun.dev", "stepruns", "watch"),
+    ("steprun.dev", "stepruns", "delete"),
+    ("steprun.dev", "stepruns/status", "patch"),
+    *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")},
+    ("", "pods/log", "get"),
+    *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
+    *{("", "persistentvolumeclaims", v) for v in ("create", "get", "patch")},
+    *{("networking.k8s.io", "networkpolicies", v) for v in ("create", "get", "list")},
+    ("", "events", "create"),
+    ("", "events", "list"),
+}
+CLUSTER_OPERATOR_RULES = {
+    ("steprun.dev", "sandboxpolicies", "get"),
+    ("admissionregistration.k8s.io", "validatingadmissionpolicies", "get[steprun-stepruns]"),
+    ("admissionregistration.k8s.io", "validatingadmissionpolicybindings", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+}
+
+
 def test_operator_role_is_exactly_what_the_operator_uses(helm: str) -> None:
     granted = rules_of(render(helm, "--set", "replicas=1"), "steprun-operator")
     assert granted == {
-        ("steprun.dev", "stepruns", "get"),
-        ("steprun.dev", "stepruns", "list"),
-        ("steprun.dev", "stepruns", "watch"),
-        ("steprun.dev", "stepruns", "delete"),
-        ("steprun.dev", "stepruns/status", "patch"),
-        ("steprun.dev", "sandboxpolicies", "get"),
-        *{("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")},
-        ("", "pods/log", "get"),
-        *{("", r, v) for r in ("configmaps", "secrets") for v in ("create", "get", "delete")},
-        ("networking.k8s.io", "networkpolicies", "create"),
-        ("networking.k8s.io", "networkpolicies", "get"),
-        ("", "events", "create"),
-        ("", "events", "list"),
-        *{("", "persistentvolumeclaims", v) for v in ("create", "get", "patch")},
+        *NAMESPACED_OPERATOR_RULES,
+        *CLUSTER_OPERATOR_RULES,
         ("", "namespaces", "get"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     }
+
+
+def test_namespaced_install_grants_namespaced_rights_only_where_it_watches(helm: str) -> None:
+    docs = render(helm, "--set", "replicas=1", "--set", "watchNamespaces={ci,builds}")
+    assert rules_of(docs, "steprun-operator") == {
+        *CLUSTER_OPERATOR_RULES,
+        *{("", "namespaces", v) for v in ("get", "list", "watch")},
+    }
+    for namespace in ("ci", "builds"):
+        assert rules_of(docs, "steprun-operator", "Role", namespace) == NAMESPACED_OPERATOR_RULES
+        (binding,) = [
+            d
+            for d in docs
+            if d["kind"] == "RoleBinding"
+            and d["metadata"]["namespace"] == namespace
+            and d["metadata"]["name"] == "steprun-operator"
+        ]
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "steprun-operator", "namespace": "steprun-system"}
+        ]
+    roles = {d["metadata"].get("namespace") for d in docs if d["kind"] == "Role"}
+    assert roles == {"ci", "builds"}
+
+
+def test_patterns_need_the_namespaced_rights_cluster_wide(helm: str) -> None:
+    docs = render(helm, "--set", "replicas=1", "--set", "watchNamespaces={ci,ci-*}")
+    assert rules_of(docs, "steprun-operator") >= NAMESPACED_OPERATOR_RULES
+    assert not [d for d in docs if d["kind"] == "Role"]
 
 
 def test_engine_role_and_its_bindings(helm: str) -> None:
@@ -355,18 +405,39 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
         "admission.namespaceSelector.matchLabels.team=ci",
         namespace="ops",
     )
-    policy = one(docs, "ValidatingAdmissionPolicy")
-    first = policy["spec"]["variables"][0]
-    assert first["name"] == "allowedCreators"
-    assert yaml.safe_load(first["expression"]) == [
-        "system:serviceaccount:ops:steprun-operator",
-        "system:serviceaccount:ci:tester",
-    ]
-    binding = one(docs, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
-    assert binding["spec"]["matchResources"] == {
-        "namespaceSelector": {"matchLabels": {"team": "ci"}}
-    }
+    for name in ("steprun-sandbox-pods", "steprun-pod-origin"):
+        policy = one(docs, "ValidatingAdmissionPolicy", name)
+        first = policy["spec"]["variables"][0]
+        assert first["name"] == "allowedCreators"
+        assert yaml.safe_load(first["expression"]) == [
+            "system:serviceaccount:ops:steprun-operator",
+            "system:serviceaccount:ci:tester",
+        ]
+    for name in ("steprun-sandbox-pods", "steprun-pod-origin", "steprun-stepruns"):
+        binding = one(docs, "ValidatingAdmissionPolicyBinding", name)
+        assert binding["spec"]["policyName"] == name
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"] == {
+            "namespaceSelector": {"matchLabels": {"team": "ci"}}
+        }
+    # The operator is told which StepRun-create policy to look for.
+    assert env_of(docs)["STEPRUN_ADMISSION_POLICY"] == "steprun-stepruns"
+
+
+def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
+    policy = one(render(helm), "ValidatingAdmissionPolicy", "steprun-stepruns")
+    validations = policy["spec"]["validations"]
+    secret_checks = [v for v in validations if "check('get')" in v["expression"]]
+    assert len(secret_checks) == MAX_SECRETS
+    for index, validation in enumerate(secret_checks):
+        assert f"variables.secretNames[{index}]" in validation["messageExpression"]
+    (account,) = [v for v in validations if "check('use')" in v["expression"]]
+    assert "serviceaccounts" in account["expression"]
+    for validation in validations:
+        # A message may not call the authorizer, and a CEL string cannot span lines.
+        assert "authorizer" not in validation["messageExpression"]
+        assert "\n" not in validation["messageExpression"]
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
     assert not [
         d for d in render(helm, "--set", "admission.enabled=false") if "Admission" in d["kind"]
     ]

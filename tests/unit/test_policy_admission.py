@@ -166,11 +166,67 @@ def test_resources_default_from_the_policy() -> None:
     assert decision.resources == ResourceRequirements.model_validate(default)
 
 
-def test_step_resources_replace_the_policy_default() -> None:
-    pol = policy(defaultResources={"limits": {"cpu": "1"}}, maxResources={"cpu": "2"})
-    sr = steprun(resources={"requests": {"cpu": "250m"}})
-    decision = admitted(admit(sr, pol, NS_LABELS, CONFIG))
-    assert decision.resources == ResourceRequirements(requests={"cpu": "250m"})
+@pytest.mark.parametrize(
+    ("asked", "defaults", "maximum", "expected"),
+    [
+        pytest.param(
+            {"requests": {"cpu": "250m"}},
+            {"limits": {"cpu": "1"}},
+            {"cpu": "2"},
+            {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}},
+            id="requests-only-keeps-default-limits",
+        ),
+        pytest.param(
+            {},
+            {"requests": {"cpu": "50m"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+            None,
+            {"requests": {"cpu": "50m"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+            id="empty-resources-get-the-defaults",
+        ),
+        pytest.param(
+            {"limits": {"cpu": "500m"}},
+            {"limits": {"cpu": "1", "memory": "256Mi"}},
+            None,
+            {"limits": {"cpu": "500m", "memory": "256Mi"}},
+            id="merged-per-key",
+        ),
+        pytest.param(
+            None,
+            None,
+            {"cpu": "2", "memory": "1Gi"},
+            {"limits": {"cpu": "2", "memory": "1Gi"}},
+            id="every-bounded-resource-gets-a-limit",
+        ),
+        pytest.param(
+            {"requests": {"memory": "512Mi"}},
+            {"limits": {"memory": "256Mi"}},
+            {"memory": "1Gi"},
+            {"requests": {"memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            id="defaulted-limit-raised-to-the-request",
+        ),
+        pytest.param(
+            {"requests": {"memory": "512Mi"}, "limits": {"memory": "600Mi"}},
+            {"limits": {"memory": "256Mi"}},
+            {"memory": "1Gi"},
+            {"requests": {"memory": "512Mi"}, "limits": {"memory": "600Mi"}},
+            id="asked-limit-kept",
+        ),
+    ],
+)
+def test_resources_are_bounded(
+    asked: dict[str, Any] | None,
+    defaults: dict[str, Any] | None,
+    maximum: dict[str, Any] | None,
+    expected: dict[str, Any],
+) -> None:
+    kwargs: dict[str, Any] = {}
+    if defaults is not None:
+        kwargs["defaultResources"] = defaults
+    if maximum is not None:
+        kwargs["maxResources"] = maximum
+    sr = steprun(resources=asked) if asked is not None else steprun()
+    decision = admitted(admit(sr, policy(**kwargs), NS_LABELS, CONFIG))
+    assert decision.resources == ResourceRequirements.model_validate(expected)
 
 
 def test_no_resources_anywhere() -> None:
@@ -861,6 +917,11 @@ def test_every_decision_field_is_frozen_in_status() -> None:
         "handler": "fix",
         "cli_command": "lint",
         "args": ["--x"],
+        "termination_grace_period_seconds": 20,
+        "empty_dir_size_limit": "1Gi",
+        "allowed_env": ["ESLINT_*"],
+        "node_selector": {"pool": "sandbox"},
+        "tolerations": [{"key": "sandbox", "operator": "Exists"}],
     }
     names = {f.name for f in dataclasses.fields(SandboxDecision)}
     assert names == set(values), "give the new field a value here"

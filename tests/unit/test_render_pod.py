@@ -124,6 +124,9 @@ def test_local_pod() -> None:
             "terminationGracePeriodSeconds": 15,
             "enableServiceLinks": False,
             "serviceAccountName": "builder",
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            # The step names its ServiceAccount: it gets that account's token.
+            "automountServiceAccountToken": True,
             "containers": [
                 {
                     "name": "step",
@@ -154,6 +157,7 @@ def test_local_pod() -> None:
                     ],
                     "terminationMessagePath": "/dev/termination-log",
                     "terminationMessagePolicy": "File",
+                    "securityContext": {"allowPrivilegeEscalation": False},
                 }
             ],
             "volumes": [
@@ -229,7 +233,9 @@ def test_pod_template_labels_cannot_override_reserved_keys() -> None:
             "annotations": {"example.com/owner": "ci", "steprun.dev/anything": "x"},
         },
     )
-    meta = render_pod(sr, 1, CONFIG)["metadata"]
+    # Even when an admin lets every key through.
+    open_config = CONFIG.model_copy(update={"pod_label_keys": ["*"], "pod_annotation_keys": ["*"]})
+    meta = render_pod(sr, 1, open_config)["metadata"]
     assert meta["labels"] == {
         "team": "platform",
         "app.kubernetes.io/managed-by": "steprun",
@@ -245,7 +251,8 @@ def test_pod_template_labels_cannot_override_reserved_keys() -> None:
 def test_scheduling_fields_from_pod_template() -> None:
     tolerations = [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}]
     sr = steprun(podTemplate={"nodeSelector": {"pool": "ci"}, "tolerations": tolerations})
-    spec = render_pod(sr, 1, CONFIG)["spec"]
+    allowing = CONFIG.model_copy(update={"node_selector_keys": ["pool"], "toleration_keys": ["ci"]})
+    spec = render_pod(sr, 1, allowing)["spec"]
     assert spec["nodeSelector"] == {"pool": "ci"}
     assert spec["tolerations"] == tolerations
 
@@ -268,7 +275,9 @@ def test_active_deadline(sr: StepRun, chosen: SandboxDecision | None, expected: 
     [
         (None, None, None),
         (None, {"limits": {"cpu": "1"}}, {"limits": {"cpu": "1"}}),
-        ({"limits": {"cpu": "500m"}}, {"limits": {"cpu": "1"}}, {"limits": {"cpu": "500m"}}),
+        # Admission merged the step's resources into the decision: the decision is what runs.
+        ({"limits": {"cpu": "500m"}}, {"limits": {"cpu": "500m"}}, {"limits": {"cpu": "500m"}}),
+        ({}, {"limits": {"cpu": "1"}}, {"limits": {"cpu": "1"}}),
     ],
 )
 def test_sandbox_resources(

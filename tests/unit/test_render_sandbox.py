@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from steprun.api.models import Permission, ResourceRequirements, StepRun
-from steprun.config import OperatorConfig
+from steprun.config import DEFAULT_EMPTY_DIR_SIZE_LIMIT, OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import LABEL_MANAGED_BY, LABEL_NAME, LABEL_POLICY, LABEL_SANDBOX
 from steprun.render.pod import render_pod
@@ -27,6 +27,7 @@ def decision(
     runtime_class_name: str | None = None,
     pod_labels: dict[str, str] | None = None,
     timeout_seconds: int = 600,
+    **bounds: Any,
 ) -> SandboxDecision:
     return SandboxDecision(
         policy="default",
@@ -38,6 +39,7 @@ def decision(
         resources=resources,
         runtime_class_name=runtime_class_name,
         pod_labels=pod_labels or {},
+        **bounds,
     )
 
 
@@ -233,8 +235,10 @@ def test_read_only_root_gets_scratch_at_tmp_and_the_working_dir() -> None:
     mounts = mounts_by_path(container(pod))
     assert set(mounts) == {"/tmp", "/workspace"}
     volumes = volumes_by_name(pod)
-    assert volumes[mounts["/tmp"]] == {"name": mounts["/tmp"], "emptyDir": {}}
-    assert volumes[mounts["/workspace"]] == {"name": mounts["/workspace"], "emptyDir": {}}
+    # Bounded: an unbounded emptyDir fills the node's disk.
+    scratch = {"sizeLimit": DEFAULT_EMPTY_DIR_SIZE_LIMIT}
+    assert volumes[mounts["/tmp"]] == {"name": mounts["/tmp"], "emptyDir": scratch}
+    assert volumes[mounts["/workspace"]] == {"name": mounts["/workspace"], "emptyDir": scratch}
     assert mounts["/tmp"] != mounts["/workspace"]
 
 
@@ -353,16 +357,55 @@ def test_runtime_class_comes_from_the_decision(
     assert hardened["spec"].get("runtimeClassName") == expected
 
 
-def test_resources_from_the_decision_only_when_the_container_has_none() -> None:
+def test_resources_come_from_the_decision_whatever_the_container_has() -> None:
+    """Admission merged the step's resources with the policy's defaults and bounds; nothing
+    in the plain Pod can skip them."""
     dec = decision(resources=ResourceRequirements(limits={"cpu": "1", "memory": "512Mi"}))
-    pod = harden_pod(plain_pod(), dec)
-    assert container(pod)["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
-    own = {"requests": {"cpu": "100m"}}
-    pod = harden_pod(plain_pod(container={"resources": own}), dec)
-    assert container(pod)["resources"] == own
-    pod = harden_pod(plain_pod(container={"resources": {}}), dec)
-    assert container(pod)["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
-    assert "resources" not in container(harden_pod(plain_pod(), decision()))
+    for own in (None, {"requests": {"cpu": "100m"}}, {}):
+        plain = plain_pod(container={"resources": own}) if own is not None else plain_pod()
+        assert container(harden_pod(plain, dec))["resources"] == {
+            "limits": {"cpu": "1", "memory": "512Mi"}
+        }
+    own = {"limits": {"cpu": "64"}}
+    assert "resources" not in container(
+        harden_pod(plain_pod(container={"resources": own}), decision())
+    )
+
+
+def test_every_empty_dir_gets_a_size_limit() -> None:
+    pod = plain_pod(
+        volumes=[{"name": "e", "emptyDir": {}}, {"name": "m", "emptyDir": {"medium": "Memory"}}]
+    )
+    hardened = harden_pod(pod, decision(empty_dir_size_limit="1Gi"))
+    dirs = {v["name"]: v["emptyDir"] for v in hardened["spec"]["volumes"] if "emptyDir" in v}
+    assert len(dirs) == 3  # e, m and the scratch /tmp
+    assert all(d["sizeLimit"] == "1Gi" for d in dirs.values()), dirs
+    assert dirs["m"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+
+
+@pytest.mark.parametrize(
+    ("asked", "cap", "expected"), [(30, 30, 30), (3600, 30, 30), (5, 30, 5), (3600, None, 3600)]
+)
+def test_policy_caps_the_grace_period(asked: int, cap: int | None, expected: int) -> None:
+    pod = plain_pod(terminationGracePeriodSeconds=asked)
+    hardened = harden_pod(pod, decision(termination_grace_period_seconds=cap))
+    assert hardened["spec"]["terminationGracePeriodSeconds"] == expected
+
+
+def test_scheduling_comes_from_the_policy_only() -> None:
+    pod = plain_pod(
+        nodeSelector={"node-role.kubernetes.io/control-plane": ""},
+        tolerations=[{"operator": "Exists"}],
+        nodeName="control-plane-1",
+    )
+    hardened = harden_pod(pod, decision())
+    for key in ("nodeSelector", "tolerations", "nodeName", "affinity"):
+        assert key not in hardened["spec"], key
+    toleration = {"key": "sandbox", "operator": "Exists", "effect": "NoSchedule"}
+    chosen = decision(node_selector={"pool": "sandbox"}, tolerations=[toleration])
+    hardened = harden_pod(pod, chosen)
+    assert hardened["spec"]["nodeSelector"] == {"pool": "sandbox"}
+    assert hardened["spec"]["tolerations"] == [toleration]
 
 
 @pytest.mark.parametrize(
@@ -692,4 +735,4 @@ def test_every_validation_explains_itself() -> None:
 def test_kustomization_lists_the_manifest() -> None:
     kustomization = yaml.safe_load((MANIFEST / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization"
-    assert kustomization["resources"] == ["sandbox-pods.yaml"]
+    assert kustomization["resources"] == ["stepruns.yaml", "pod-origin.yaml", "sandbox-pods.yaml"]

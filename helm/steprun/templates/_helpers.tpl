@@ -36,3 +36,66 @@ app.kubernetes.io/component: operator
 {{- .Values.peering.name | default (include "steprun.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The identities allowed to create step Pods, as a CEL list: the operator's ServiceAccount
+     plus admission.extraAllowedCreators. */}}
+{{- define "steprun.allowedCreators" -}}
+{{- $creators := list (include "steprun.operatorUser" .) -}}
+{{- range .Values.admission.extraAllowedCreators }}{{ $creators = append $creators . }}{{ end -}}
+{{- printf "['%s']" (join "', '" $creators) -}}
+{{- end -}}
+
+{{/* "true" when watchNamespaces names namespaces only (no glob patterns): the operator then
+     gets its namespaced rights through a Role in each, not cluster-wide. */}}
+{{- define "steprun.namespacedRbac" -}}
+{{- $literal := gt (len .Values.watchNamespaces) 0 -}}
+{{- range .Values.watchNamespaces -}}
+{{- if regexMatch "[*?!, ]" . }}{{ $literal = false }}{{ end -}}
+{{- end -}}
+{{- if $literal }}true{{ end -}}
+{{- end -}}
+
+{{/* The operator's rules on namespaced objects, for its ClusterRole or its per-namespace Roles. */}}
+{{- define "steprun.operatorNamespacedRules" -}}
+# kopf watches StepRuns (list, watch); the reconciler re-reads one after a write conflict
+# (get) and deletes it when ttlSecondsAfterFinished has passed (delete).
+- apiGroups: [steprun.dev]
+  resources: [stepruns]
+  verbs: [get, list, watch, delete]
+# The reconciler writes the outcome only through the status subresource (merge patch).
+- apiGroups: [steprun.dev]
+  resources: [stepruns/status]
+  verbs: [patch]
+# Step Pods: created per attempt, read back when the watch has not shown them yet, watched
+# (kopf, by label), listed by StepRun uid and deleted on cancel, deleted on timeout and
+# retry, patched to remove the step-tracking finalizer once the attempt's outcome is recorded.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [create, get, list, watch, delete, patch]
+# Archived logs: each finished attempt's log is streamed to the artifact repository.
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+# The step's context: created per StepRun, read to adopt one left by an earlier run and to
+# check its owner before deleting it when the step ends. Secrets are also read to copy the
+# projected keys (and to redact their values from what the Pod reports).
+- apiGroups: [""]
+  resources: [configmaps, secrets]
+  verbs: [create, get, delete]
+# Workspaces: an existing claim is read before the Pod is created (get); a workflow run's
+# claim (volumeClaimTemplate) is created by its first StepRun, and each later one adds
+# itself to the claim's owners (patch).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [create, get, patch]
+# The egress policy of sandbox Pods: created, read to adopt an existing one; it goes with the
+# StepRun through its owner reference. Listed to find other policies that would reopen it.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create, get, list]
+# One Event per StepRun transition (create); the Warning events of a Pod stuck starting with
+# workspaces are read (list) for the kubelet's mount failure.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, list]
+{{- end -}}

@@ -35,6 +35,8 @@ MAX_STRING = 32 * 1024
 MAX_SCRIPT = 128 * 1024
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_RETRIES = 20
+# The grace period cap of sandbox steps whose SandboxPolicy sets none.
+DEFAULT_SANDBOX_MAX_GRACE_SECONDS = 30
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -1233,6 +1235,19 @@ class Plugin(ApiModel):
             },
         ),
     ] = None
+    # Tenancy: what of a step author's environment reaches the plugin process.
+    allowed_env: Annotated[
+        list[Annotated[str, Field(max_length=253)]] | None,
+        Field(
+            description=(
+                "Glob patterns of the author env names (spec.env, context.env, secret env "
+                "projections) the plugin accepts; others are left off. Unset: every name "
+                "except loader and interpreter hooks (LD_*, NODE_OPTIONS, PYTHON*, "
+                "JAVA_TOOL_OPTIONS, BASH_ENV, ENV, PERL5OPT, RUBYOPT, GIT_CONFIG_*, PATH, ...)."
+            ),
+            max_length=MAX_ENV_VARS,
+        ),
+    ] = None
 
 
 class EgressRule(ApiModel):
@@ -1338,6 +1353,29 @@ class SandboxPolicySpec(ApiModel):
             max_length=MAX_ENV_VARS,
         ),
     ] = None
+    # Tenancy: bounds a step cannot skip, and scheduling that only the admin chooses.
+    max_termination_grace_period_seconds: Annotated[
+        int | None,
+        Field(
+            description=(
+                "Largest grace period a sandbox step gets on cancel and timeout; a step asking "
+                "for more gets this much (default 30)."
+            ),
+            ge=0,
+            le=3600,
+        ),
+    ] = None
+    node_selector: Annotated[
+        dict[str, str] | None,
+        Field(description="nodeSelector of every sandbox Pod of this policy (steps set none)."),
+    ] = None
+    tolerations: Annotated[
+        list[dict[str, Any]] | None,
+        Field(
+            description="Tolerations of every sandbox Pod of this policy (steps set none).",
+            max_length=64,
+        ),
+    ] = None
     # Workspaces of sandbox steps: the workspaces.mount grant lets them have emptyDir and
     # volumeClaimTemplate workspaces; existing claims must also be listed here.
     workspace_claims: Annotated[
@@ -1435,6 +1473,23 @@ class AdmittedSandbox(ApiModel):
     ] = Field(default_factory=list)
     env: Annotated[
         dict[str, str] | None, Field(description="Default environment from the policy.")
+    ] = None
+    # Tenancy bounds, frozen with the rest (absent in decisions that predate them).
+    termination_grace_period_seconds: Annotated[
+        int | None, Field(description="Grace period cap from the policy.")
+    ] = None
+    empty_dir_size_limit: Annotated[
+        str | None, Field(description="sizeLimit of the Pod's emptyDirs.")
+    ] = None
+    allowed_env: Annotated[
+        list[str] | None,
+        Field(description="Author env name patterns the plugin accepts (absent: all but hooks)."),
+    ] = None
+    node_selector: Annotated[
+        dict[str, str] | None, Field(description="nodeSelector of the Pods, from the policy.")
+    ] = None
+    tolerations: Annotated[
+        list[dict[str, Any]] | None, Field(description="Tolerations of the Pods, from the policy.")
     ] = None
 
 

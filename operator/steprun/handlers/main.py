@@ -41,9 +41,13 @@ def peering_identity() -> str:
     return os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _announce_ready(ready: asyncio.Event, config: OperatorConfig, activity: Activity) -> None:
+async def _announce_ready(
+    ready: asyncio.Event, config: OperatorConfig, activity: Activity, reconciler: Reconciler
+) -> None:
     await ready.wait()
     activity.started = True
+    # Loudly, before anything runs, if steps that name Secrets will not run (or run unchecked).
+    await reconciler.tenancy.announce()
     get_logger("steprun").info(
         "operator ready", namespaces=config.namespaces or "all", peering=config.peering or None
     )
@@ -75,7 +79,7 @@ async def operate(config: OperatorConfig) -> None:
     stop_serving = (
         await metrics.serve(config.metrics_port, activity.ready) if config.metrics_port else None
     )
-    announcer = asyncio.create_task(_announce_ready(ready, config, activity))
+    announcer = asyncio.create_task(_announce_ready(ready, config, activity, reconciler))
     tracker = asyncio.create_task(activity.run(kube))
     releaser = asyncio.create_task(release_after_listings(listings, clock=loop.time))
     try:

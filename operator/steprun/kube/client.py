@@ -44,8 +44,25 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
     # Read to tell whether this replica is the active one (steprun.activity).
     "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
+    # Read to know whether StepRun creators are checked (steprun.reconcile.tenancy).
+    "ValidatingAdmissionPolicy": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicies",
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1",
+        "validatingadmissionpolicybindings",
+    ),
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "SandboxPolicy", "ClusterKopfPeering"})
+_CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "SandboxPolicy",
+        "ClusterKopfPeering",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+)
 
 
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:

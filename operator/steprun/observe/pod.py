@@ -14,14 +14,12 @@ from typing import Any, Literal
 
 from steprun.api.models import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH, Reason
 from steprun.artifacts.names import INIT_CONTAINER, UPLOAD_CONTAINER
+from steprun.observe.redact import redact as redact_text
 
 PodState = Literal["pending", "running", "succeeded", "failed"]
 
 STEP_CONTAINER = "step"
 MESSAGE_TAIL_CHARS = 1024
-# Secret values this short would garble messages when masked and reveal little when not.
-MIN_REDACTED_LENGTH = 4
-REDACTED = "***"
 
 # Kubelet reasons for a container that cannot start; waiting on them does not resolve by itself.
 IMAGE_PULL_REASONS = frozenset(
@@ -165,14 +163,6 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    # Longest first, so a value containing another is masked whole.
-    for value in sorted(set(secrets), key=len, reverse=True):
-        if len(value) >= MIN_REDACTED_LENGTH:
-            text = text.replace(value, REDACTED)
-    return text
-
-
 def _tail(text: str) -> str:
     text = text.strip()
     if len(text) <= MESSAGE_TAIL_CHARS:
@@ -215,7 +205,9 @@ def _terminal(
 
     # A failing step's message is usually its log tail, not outputs, so it is shown as text and
     # not reported as malformed output.
-    detail = "" if outputs is not None or not raw_message else _tail(_redact(raw_message, redact))
+    detail = (
+        "" if outputs is not None or not raw_message else _tail(redact_text(raw_message, redact))
+    )
     reason, message = _failure(pod, status, terminated, exit_code, upload_error)
     if detail:
         message = f"{message}; last output:\n{detail}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from steprun.api.models import (
+    DEFAULT_SANDBOX_MAX_GRACE_SECONDS,
     EgressRule,
     LabelSelector,
     Mode,
@@ -95,7 +96,7 @@ def admit(
     needed = frozenset(needers)
     granted = frozenset(Permission(p) for p in spec.grants)
     timeout, timeout_denials = _timeout(sr.spec.timeout_seconds, spec.max_timeout_seconds, config)
-    resources = sr.spec.resources if sr.spec.resources is not None else spec.default_resources
+    resources = bounded_resources(sr.spec.resources, spec.default_resources, spec.max_resources)
 
     denials = [
         *_namespace_denials(sr.namespace, spec.namespace_selector, namespace_labels),
@@ -135,6 +136,19 @@ def admit(
         handler=entry.handler.id if entry.handler is not None else None,
         cli_command=entry.command.id if entry.command is not None else None,
         args=entry.policy_args,
+        termination_grace_period_seconds=min(
+            sr.spec.termination_grace_period_seconds,
+            DEFAULT_SANDBOX_MAX_GRACE_SECONDS
+            if spec.max_termination_grace_period_seconds is None
+            else spec.max_termination_grace_period_seconds,
+        ),
+        empty_dir_size_limit=str(
+            (spec.max_resources or {}).get("ephemeral-storage")
+            or config.sandbox_empty_dir_size_limit
+        ),
+        allowed_env=list(plugin.allowed_env) if plugin.allowed_env is not None else None,
+        node_selector=dict(spec.node_selector or {}),
+        tolerations=[dict(t) for t in spec.tolerations or []],
     )
     what = ", ".join(filter(None, [f"plugin {plugin.name}", entry.entry_name]))
     message = (
@@ -309,6 +323,38 @@ def _timeout(
             Denial(f"timeoutSeconds {asked}", f"exceeds maxTimeoutSeconds {maximum}: lower it")
         ]
     return asked, []
+
+
+def bounded_resources(
+    asked: ResourceRequirements | None,
+    defaults: ResourceRequirements | None,
+    maximum: QuantityMap | None,
+) -> ResourceRequirements | None:
+    """The resources a sandbox step runs with: what it asks for, the policy's defaults for
+    every key it leaves out (``resources: {}`` or requests only skip nothing), and a limit for
+    every resource the policy bounds (the maximum, unless a lower one was asked for or
+    defaulted). A defaulted limit below the step's own request is raised to that request, so
+    the Pod stays valid; ``_resource_denials`` then holds every value to the maximum."""
+    requests = {**((defaults.requests if defaults else None) or {})}
+    requests.update((asked.requests if asked else None) or {})
+    asked_limits = (asked.limits if asked else None) or {}
+    limits = {**((defaults.limits if defaults else None) or {}), **asked_limits}
+    for name, bound in (maximum or {}).items():
+        limits.setdefault(name, bound)
+    for name, request in requests.items():
+        if name in limits and name not in asked_limits:
+            try:
+                wanted = parse_quantity(request)
+                above_bound = name in (maximum or {}) and wanted > parse_quantity(
+                    (maximum or {})[name]
+                )
+                if wanted > parse_quantity(limits[name]) and not above_bound:
+                    limits[name] = request
+            except ValueError:
+                continue  # reported by _resource_denials
+    if not requests and not limits:
+        return None
+    return ResourceRequirements(requests=requests or None, limits=limits or None)
 
 
 def _resource_denials(

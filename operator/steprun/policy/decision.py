@@ -8,6 +8,7 @@ read back from there, never from the policy again.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,61 @@ from steprun.api.models import (
     EgressRule,
     Permission,
     ResourceRequirements,
+)
+from steprun.config import DEFAULT_EMPTY_DIR_SIZE_LIMIT
+
+# Author env names that make a plugin load or run code of the author's choosing: loader and
+# interpreter hooks, shell start-up files, tool configuration that names commands. Without
+# this, setting LD_PRELOAD or NODE_OPTIONS would turn the plugin's grants into the author's.
+HOOK_ENV_PATTERNS = (
+    "LD_*",
+    "DYLD_*",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "MALLOC_*",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RES_OPTIONS",
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "BASH_FUNC_*",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "NODE_REPL_EXTERNAL_MODULE",
+    "npm_config_*",
+    "NPM_CONFIG_*",
+    "PYTHON*",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "GEM_PATH",
+    "GEM_HOME",
+    "GIT_CONFIG*",
+    "GIT_EXEC_PATH",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "GIT_PROXY_COMMAND",
+    "GIT_EXTERNAL_DIFF",
+    "SSH_ASKPASS",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "GIT_PAGER",
 )
 
 
@@ -41,6 +97,19 @@ class SandboxDecision:
     cli_command: str | None = None
     # Arguments from the policy (a handler's), placed before the step's own.
     args: list[str] = field(default_factory=list)
+    # Bounds a step cannot skip (decisions frozen before these existed read as unbounded).
+    termination_grace_period_seconds: int | None = None
+    empty_dir_size_limit: str = DEFAULT_EMPTY_DIR_SIZE_LIMIT
+    allowed_env: list[str] | None = None
+    # The Pod's scheduling comes from the policy alone.
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+    def accepts_author_env(self, name: str) -> bool:
+        """Whether an env name set by the step's author reaches the plugin."""
+        if self.allowed_env is not None:
+            return any(fnmatch.fnmatchcase(name, p) for p in self.allowed_env)
+        return not any(fnmatch.fnmatchcase(name, p) for p in HOOK_ENV_PATTERNS)
 
     @property
     def secrets_allowed(self) -> bool:
@@ -86,6 +155,11 @@ class SandboxDecision:
             pod_labels=dict(self.pod_labels) or None,
             egress=[r.model_copy() for r in self.egress],
             env=dict(self.env) or None,
+            termination_grace_period_seconds=self.termination_grace_period_seconds,
+            empty_dir_size_limit=self.empty_dir_size_limit,
+            allowed_env=list(self.allowed_env) if self.allowed_env is not None else None,
+            node_selector=dict(self.node_selector) or None,
+            tolerations=[dict(t) for t in self.tolerations] or None,
         )
 
     def to_status(self) -> dict[str, Any]:
@@ -115,4 +189,9 @@ class SandboxDecision:
             handler=admitted.handler,
             cli_command=admitted.cli_command,
             args=list(admitted.args or []),
+            termination_grace_period_seconds=admitted.termination_grace_period_seconds,
+            empty_dir_size_limit=admitted.empty_dir_size_limit or DEFAULT_EMPTY_DIR_SIZE_LIMIT,
+            allowed_env=list(admitted.allowed_env) if admitted.allowed_env is not None else None,
+            node_selector=dict(admitted.node_selector or {}),
+            tolerations=[dict(t) for t in admitted.tolerations or []],
         )

@@ -47,6 +47,7 @@ from steprun.metrics import (
     record_transition,
 )
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
+from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -65,7 +66,9 @@ from steprun.reconcile.decide import (
     decide,
 )
 from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
+from steprun.render.adoption import adoption_problems
 from steprun.render.artifacts import (
     ResolvedInput,
     add_artifacts,
@@ -85,7 +88,14 @@ from steprun.render.events import render_event
 from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.network import render_network_policy
-from steprun.render.pod import CONTEXT_VOLUME, SECRETS_VOLUME, RenderError, render_pod
+from steprun.render.pod import (
+    CONTEXT_VOLUME,
+    SECRETS_VOLUME,
+    RenderError,
+    enforces_restricted,
+    grace_period_seconds,
+    render_pod,
+)
 from steprun.render.sandbox import harden_pod
 from steprun.timeutil import parse_time, utcnow
 
@@ -120,6 +130,7 @@ class Reconciler:
         self.stepruns = ObjectCache()
         self.pods = PodCache(finalizer=TRACKING_FINALIZER)
         self.queue = WorkQueue(self.reconcile)
+        self.tenancy = Tenancy(kube, config)
         # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
         # step's startup timeout bounds the wait, on the operator's clock.
         self._blocked_since: dict[Key, datetime] = {}
@@ -369,14 +380,21 @@ class Reconciler:
         try:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
-            sandbox = await self._sandbox_decision(sr)
-            await self._ensure_workspaces(sr)
+            namespace = await self.kube.get_or_none("Namespace", None, sr.namespace) or {}
+            labels = (namespace.get("metadata") or {}).get("labels") or {}
+            if refusal := await self.tenancy.refusal(sr, labels):
+                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+            sandbox = await self._sandbox_decision(sr, labels)
             inputs = await self._artifact_inputs(sr)
-            await self._ensure_context(sr, sandbox)
-            pod = render_pod(sr, attempt, self.config, sandbox)
+            restricted = enforces_restricted(labels)
+            pod = render_pod(sr, attempt, self.config, sandbox, restricted=restricted)
             pod = add_artifacts(pod, sr, attempt, self.config, inputs)
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
+                if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
+                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+            await self._ensure_workspaces(sr)
+            await self._ensure_context(sr, sandbox)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.reason, message=aborted.message)
@@ -402,7 +420,9 @@ class Reconciler:
         doc = statuses.pending(sr, attempt, pod_name, now, admitted)
         await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
 
-    async def _sandbox_decision(self, sr: StepRun) -> SandboxDecision | None:
+    async def _sandbox_decision(
+        self, sr: StepRun, namespace_labels: Mapping[str, str] | None = None
+    ) -> SandboxDecision | None:
         if sr.spec.mode != Mode.SANDBOX:
             return None
         if sr.status.admitted:
@@ -410,9 +430,11 @@ class Reconciler:
             return SandboxDecision.from_status(sr.status.admitted)
         assert sr.spec.sandbox is not None
         raw_policy = await self.kube.get_or_none("SandboxPolicy", None, sr.spec.sandbox.policy)
-        namespace = await self.kube.get("Namespace", None, sr.namespace)
+        if namespace_labels is None:
+            namespace = await self.kube.get("Namespace", None, sr.namespace)
+            namespace_labels = namespace["metadata"].get("labels") or {}
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
-        result = admit(sr, policy, namespace["metadata"].get("labels") or {}, self.config)
+        result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
             reason = result.reason.value if result.reason else Reason.PERMISSION_DENIED.value
             raise StepAborted(Phase.REJECTED, reason, result.message)
@@ -471,6 +493,21 @@ class Reconciler:
                 raise NamesakeLeftover(f"{kind} {name} was just deleted") from None
             owners = existing["metadata"].get("ownerReferences") or []
             if any(ref.get("uid") == sr.uid for ref in owners):
+                # An owner reference is no proof: anyone who may create the kind can write one.
+                if problems := adoption_problems(body, existing):
+                    for_steprun(sr).warning(
+                        "refusing to adopt an object the operator did not make",
+                        kind=kind,
+                        object=name,
+                        problems=problems,
+                    )
+                    raise StepAborted(
+                        Phase.FAILED,
+                        Reason.CREATE_FAILED.value,
+                        f"{kind} {name} already exists, claims this StepRun as its owner, but "
+                        f"is not what the operator made ({'; '.join(problems[:3])}); it is left "
+                        "alone: delete it or rename the StepRun",
+                    ) from None
                 return existing
             if _from_namesake(sr, existing):
                 await self._remove_namesake_leftover(sr, existing)
@@ -514,9 +551,9 @@ class Reconciler:
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
         if decision.delete_pod and sr.spec.workspace_list:
             decision = await self._explain_mount_failure(sr, decision)
-        outcome = decision.outcome
+        outcome = await self._redacted(sr, decision.outcome)
         if decision.delete_pod and sr.status.pod_name:
-            await self.kube.delete("Pod", sr.namespace, sr.status.pod_name, grace_period_seconds=0)
+            await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
         elif sr.status.pod_name:
             note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, sr.status.pod_name)
             outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
@@ -542,6 +579,18 @@ class Reconciler:
                 sr = fresh
         if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+
+    async def _redacted(self, sr: StepRun, outcome: Outcome) -> Outcome:
+        """The outcome with every secret value the step was given masked: its text came from
+        the Pod and goes to status, Events and logs."""
+        values = await self.tenancy.secret_values(sr)
+        if not values:
+            return outcome
+        return replace(
+            outcome,
+            message=redact(outcome.message, values),
+            outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
+        )
 
     async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
         """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
@@ -587,14 +636,17 @@ class Reconciler:
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
         """Deletes every Pod of the StepRun, found by its uid label whatever status says: a
         Pod created by a reconcile whose status write then lost a race is not in status."""
-        grace = sr.spec.termination_grace_period_seconds
+        sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
+        grace = grace_period_seconds(sr, sandbox)
         pods = await self.kube.list("Pod", sr.namespace, label_selector=f"{LABEL_UID}={sr.uid}")
         deleted = []
         for pod in pods:
             if _owner_uid(pod) != sr.uid or pod["metadata"].get("deletionTimestamp"):
                 continue
             name = pod["metadata"]["name"]
-            await self.kube.delete("Pod", sr.namespace, name, grace_period_seconds=grace)
+            await self.kube.delete(
+                "Pod", sr.namespace, name, grace_period_seconds=grace, uid=pod["metadata"]["uid"]
+            )
             self.pods.observe(_key(sr), pod)
             deleted.append(name)
         if deleted:
@@ -626,8 +678,8 @@ class Reconciler:
         Pod that may be terminating; it goes with the StepRun)."""
         name = context_name(sr.name)
         if sr.spec.context.secrets or needs_artifacts(sr):
-            await self.kube.delete("Secret", sr.namespace, name)
-        await self.kube.delete("ConfigMap", sr.namespace, name)
+            await self.tenancy.delete_owned("Secret", sr, name)
+        await self.tenancy.delete_owned("ConfigMap", sr, name)
 
     # ------------------------------------------------------------------ writes
 

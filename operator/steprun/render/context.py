@@ -96,9 +96,9 @@ def merged_env(
     layers: list[Mapping[str, str]] = [
         config.default_env,
         decision.env if decision is not None else {},
-        sr.spec.context.env,
+        _author_env(sr.spec.context.env, decision),
         trace_env(sr),
-        sr.spec.env,
+        _author_env(sr.spec.env, decision),
     ]
     merged: dict[str, str] = {}
     for layer in layers:
@@ -108,6 +108,14 @@ def merged_env(
         for key in sorted(merged)
         if not key.startswith(RESERVED_ENV_PREFIX) and key != CONTEXT_FILE_KEY
     }
+
+
+def _author_env(env: Mapping[str, str], decision: SandboxDecision | None) -> Mapping[str, str]:
+    """A sandbox step's author env without the names its plugin does not accept (loader and
+    interpreter hooks by default); a local step's author runs their own code anyway."""
+    if decision is None:
+        return env
+    return {k: v for k, v in env.items() if decision.accepts_author_env(k)}
 
 
 def secrets_allowed(decision: SandboxDecision | None) -> bool:
@@ -131,7 +139,12 @@ def env_secret_projections(
     Reserved ``STEPRUN_*`` names are left out, as in every layer below the operator's own.
     """
     projections = _projections(sr, decision, "env")
-    return [p for p in projections if not p.name.startswith(RESERVED_ENV_PREFIX)]
+    return [
+        p
+        for p in projections
+        if not p.name.startswith(RESERVED_ENV_PREFIX)
+        and (decision is None or decision.accepts_author_env(p.name))
+    ]
 
 
 def file_secret_projections(

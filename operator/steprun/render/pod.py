@@ -4,6 +4,13 @@ Sandbox hardening (security context, runtime class, sandbox labels) is applied a
 sandbox renderer; this module only honours what the SandboxDecision says about the workload
 itself: image, command and arguments (a CLI command's flags adapted from context.inputs),
 timeout, resources, env and whether secrets are delivered.
+
+Local Pods are hardened here (unless the operator's configuration turns it off): seccomp
+RuntimeDefault, no privilege escalation, and no ServiceAccount token unless the step names a
+serviceAccountName. In a namespace enforcing Pod Security "restricted" they are also made
+restricted-compliant (non-root, every capability dropped), so they run there. podTemplate
+labels and annotations reach a local Pod only under the admin's key patterns; a sandbox Pod
+gets none of the podTemplate.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any
 from steprun.api.models import Mode, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
+from steprun.policy.tenancy import allowed_metadata, matches_any
 from steprun.render.context import (
     CONTEXT_FILE_KEY,
     SCRIPT_FILE_KEY,
@@ -41,6 +49,11 @@ CONTEXT_VOLUME = "context"
 SECRETS_VOLUME = "secrets"
 # Owner-read only: with an fsGroup the kubelet adds group read, without one only the owner reads.
 SECRET_FILE_MODE = 0o400
+PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+# The identity of local Pods in a namespace enforcing "restricted" (which refuses root): the
+# conventional "nonroot" user, so images whose USER is root still start.
+RESTRICTED_UID = 65532
+RESTRICTED_GID = 65532
 
 
 class RenderError(ValueError):
@@ -176,7 +189,8 @@ def _container(
     if working_dir:
         container["workingDir"] = working_dir
     container["env"] = _env(sr, attempt, config, decision)
-    resources = spec.resources or (decision.resources if decision is not None else None)
+    # A sandbox step's resources were merged with the policy's defaults and bounds at admission.
+    resources = decision.resources if decision is not None else spec.resources
     if resources is not None and resources.to_api():
         container["resources"] = resources.to_api()
     container["volumeMounts"] = mounts
@@ -187,24 +201,57 @@ def _container(
     return container, volumes
 
 
-def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
+def enforces_restricted(namespace_labels: dict[str, str] | None) -> bool:
+    """Whether a namespace with these labels enforces the Pod Security "restricted" profile."""
+    return (namespace_labels or {}).get(PSA_ENFORCE_LABEL) == "restricted"
+
+
+def author_metadata(
+    sr: StepRun, config: OperatorConfig
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """podTemplate labels and annotations that reach a local Pod, and the keys left off.
+
+    A label can join a Service or match another workload's NetworkPolicy, an annotation can
+    switch off mesh injection or trigger a secrets injector: only keys an admin allows pass.
+    Only the operator writes steprun.dev/ keys (NetworkPolicies and watches select on them).
+    """
     template = sr.spec.pod_template
-    # Only the operator writes steprun.dev/ keys: NetworkPolicies and watches select on them.
-    extra_labels = (template.labels if template else None) or {}
-    labels = {k: v for k, v in sorted(extra_labels.items()) if not is_reserved_key(k)}
+    if template is None:
+        return {}, {}, []
+    labels, dropped_labels = allowed_metadata(template.labels, config.pod_label_keys)
+    annotations, dropped_annotations = allowed_metadata(
+        template.annotations, config.pod_annotation_keys
+    )
+    reserved = [k for k in [*labels, *annotations] if is_reserved_key(k)]
+    labels = {k: v for k, v in labels.items() if not is_reserved_key(k)}
+    annotations = {k: v for k, v in annotations.items() if not is_reserved_key(k)}
+    dropped = [
+        *(f"label {k}" for k in dropped_labels),
+        *(f"annotation {k}" for k in dropped_annotations),
+        *(f"reserved key {k}" for k in reserved),
+    ]
+    return labels, annotations, dropped
+
+
+def _metadata(
+    sr: StepRun, attempt: int, config: OperatorConfig, decision: SandboxDecision | None
+) -> dict[str, Any]:
+    if decision is None:
+        labels, annotations, _ = author_metadata(sr, config)
+    else:
+        # Sandbox Pods carry only the operator's and the policy's labels.
+        labels, annotations = {}, {}
     labels.update(pod_labels(sr, attempt))
-    metadata: dict[str, Any] = {
-        "name": pod_name(sr.name, attempt),
-        "namespace": sr.namespace,
-        "labels": labels,
-    }
-    extra_annotations = (template.annotations if template else None) or {}
-    annotations = {k: v for k, v in sorted(extra_annotations.items()) if not is_reserved_key(k)}
     trace = sr.spec.context.trace
     if trace is not None:
         annotations[ANNOTATION_TRACEPARENT] = trace.traceparent
         if trace.tracestate:
             annotations[ANNOTATION_TRACESTATE] = trace.tracestate
+    metadata: dict[str, Any] = {
+        "name": pod_name(sr.name, attempt),
+        "namespace": sr.namespace,
+        "labels": labels,
+    }
     if annotations:
         metadata["annotations"] = annotations
     metadata["ownerReferences"] = [owner_reference(sr)]
@@ -212,16 +259,73 @@ def _metadata(sr: StepRun, attempt: int) -> dict[str, Any]:
     return metadata
 
 
+def _scheduling(sr: StepRun, config: OperatorConfig, pod_spec: dict[str, Any]) -> None:
+    """The podTemplate's nodeSelector and tolerations the admin allows (the rest is refused
+    before rendering, by policy.tenancy.scheduling_refusals; this is the second line)."""
+    template = sr.spec.pod_template
+    if template is None:
+        return
+    selector = {
+        k: v
+        for k, v in sorted((template.node_selector or {}).items())
+        if matches_any(k, config.node_selector_keys)
+    }
+    if selector:
+        pod_spec["nodeSelector"] = selector
+    tolerations = [
+        {k: v for k, v in t.items() if v is not None}
+        for t in template.tolerations or []
+        if (t.get("key") and matches_any(str(t["key"]), config.toleration_keys))
+        or (not t.get("key") and config.allow_wildcard_toleration)
+    ]
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+
+
+def _harden_local(pod_spec: dict[str, Any], config: OperatorConfig, restricted: bool) -> None:
+    container = pod_spec["containers"][0]
+    if config.local_pod_hardening or restricted:
+        pod_spec["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+        container["securityContext"] = {"allowPrivilegeEscalation": False}
+    if config.local_pod_hardening:
+        # The namespace's default ServiceAccount may have been granted rights for others, and
+        # naming it needs no `use` permission at admission: only another account's token is
+        # mounted (its use was checked against the creator).
+        pod_spec["automountServiceAccountToken"] = pod_spec.get("serviceAccountName") not in (
+            None,
+            "default",
+        )
+    if restricted:
+        pod_spec["securityContext"].update(
+            runAsNonRoot=True,
+            runAsUser=RESTRICTED_UID,
+            runAsGroup=RESTRICTED_GID,
+            fsGroup=RESTRICTED_GID,
+        )
+        container["securityContext"].update(runAsNonRoot=True, capabilities={"drop": ["ALL"]})
+
+
+def grace_period_seconds(sr: StepRun, decision: SandboxDecision | None) -> int:
+    """The step's grace period on cancel and timeout: a sandbox step's is capped by its policy."""
+    asked = sr.spec.termination_grace_period_seconds
+    if decision is not None and decision.termination_grace_period_seconds is not None:
+        return min(asked, decision.termination_grace_period_seconds)
+    return asked
+
+
 def render_pod(
     sr: StepRun,
     attempt: int,
     config: OperatorConfig,
     decision: SandboxDecision | None = None,
+    *,
+    restricted: bool = False,
 ) -> dict[str, Any]:
     """The Pod of attempt ``attempt`` (1-based), ready to create.
 
-    A sandbox step must be rendered with its SandboxDecision. Raises RenderError for a spec that
-    cannot run (the caller reports it as InvalidSpec).
+    A sandbox step must be rendered with its SandboxDecision. ``restricted``: the namespace
+    enforces Pod Security "restricted" (see ``enforces_restricted``). Raises RenderError for a
+    spec that cannot run (the caller reports it as InvalidSpec).
     """
     spec = sr.spec
     if spec.mode == Mode.SANDBOX and decision is None:
@@ -233,23 +337,20 @@ def render_pod(
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": timeout,
-        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+        "terminationGracePeriodSeconds": grace_period_seconds(sr, decision),
         "enableServiceLinks": False,
     }
     if decision is None and spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
-    template = spec.pod_template
-    if template is not None and template.node_selector:
-        pod_spec["nodeSelector"] = dict(sorted(template.node_selector.items()))
-    if template is not None and template.tolerations:
-        pod_spec["tolerations"] = [
-            {k: v for k, v in t.items() if v is not None} for t in template.tolerations
-        ]
+    if decision is None:
+        _scheduling(sr, config, pod_spec)
     pod_spec["containers"] = [container]
     pod_spec["volumes"] = volumes
+    if decision is None:
+        _harden_local(pod_spec, config, restricted)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _metadata(sr, attempt),
+        "metadata": _metadata(sr, attempt, config, decision),
         "spec": pod_spec,
     }

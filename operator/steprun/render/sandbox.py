@@ -108,10 +108,29 @@ def harden_pod(pod: dict[str, Any], decision: SandboxDecision) -> dict[str, Any]
             "capabilities": {"drop": ["ALL"]},
         }
     for container in spec.get("containers") or []:
-        if not container.get("resources") and decision.resources is not None:
+        # Bounded at admission (defaults merged per key, a limit for every bounded resource).
+        if decision.resources is not None:
             container["resources"] = decision.resources.to_api()
+        else:
+            container.pop("resources", None)
+    if decision.termination_grace_period_seconds is not None:
+        grace = spec.get("terminationGracePeriodSeconds")
+        if grace is None or grace > decision.termination_grace_period_seconds:
+            spec["terminationGracePeriodSeconds"] = decision.termination_grace_period_seconds
+    # Scheduling comes from the policy alone: an author's tolerations could reach any node.
+    for key in ("nodeSelector", "tolerations", "affinity", "nodeName", "priorityClassName"):
+        spec.pop(key, None)
+    if decision.node_selector:
+        spec["nodeSelector"] = dict(sorted(decision.node_selector.items()))
+    if decision.tolerations:
+        spec["tolerations"] = [dict(t) for t in decision.tolerations]
     if read_only_root:
         _add_scratch_volumes(spec)
+    for volume in spec.get("volumes") or []:
+        # An unbounded emptyDir fills the node's disk.
+        if "emptyDir" in volume:
+            volume["emptyDir"] = {**(volume["emptyDir"] or {})}
+            volume["emptyDir"].setdefault("sizeLimit", decision.empty_dir_size_limit)
     return hardened
 
 

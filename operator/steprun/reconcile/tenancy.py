@@ -1,0 +1,150 @@
+"""The reads behind the tenancy checks (docs/security.md); every decision is in policy/tenancy.
+
+The reconciler asks this object, before creating anything for an attempt, whether the step may
+run here at all; at the end of an attempt, which secret values to mask in what the Pod said; and
+before deleting a child, whether that child is the StepRun's own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from steprun.api.models import StepRun
+from steprun.config import OperatorConfig
+from steprun.kube.client import Kube, Refused
+from steprun.log import get_logger
+from steprun.observe.redact import secret_values
+from steprun.policy.tenancy import (
+    AdmissionGuard,
+    authorization_refusal,
+    namespace_refusal,
+    needs_creator_check,
+    network_policy_conflicts,
+    scheduling_refusals,
+)
+from steprun.render.names import context_name
+
+# How long what the operator read of the admission policy is trusted before it reads it again:
+# a policy deleted while the operator runs stops steps from starting within this long.
+GUARD_TTL_SECONDS = 10.0
+
+
+class Tenancy:
+    def __init__(self, kube: Kube, config: OperatorConfig):
+        self.kube = kube
+        self.config = config
+        self._guard: AdmissionGuard | None = None
+        self._guard_read_at = -GUARD_TTL_SECONDS
+        self._log = get_logger("steprun.tenancy")
+
+    async def guard(self) -> AdmissionGuard | None:
+        """The admission policy's state, re-read at most every GUARD_TTL_SECONDS; None when
+        the operator may not read it (which counts as missing)."""
+        if time.monotonic() - self._guard_read_at < GUARD_TTL_SECONDS:
+            return self._guard
+        name = self.config.admission_policy
+        try:
+            policy = await self.kube.get_or_none("ValidatingAdmissionPolicy", None, name)
+            bindings = await self.kube.list("ValidatingAdmissionPolicyBinding", None)
+            guard: AdmissionGuard | None = AdmissionGuard.read(name, policy, bindings)
+        except Refused:
+            guard = None
+        was_fine = self._guard is not None and self._guard.problem is None
+        first_read = self._guard_read_at < 0
+        if (guard is None or guard.problem is not None) and (was_fine or first_read):
+            self._warn_missing(guard)
+        self._guard, self._guard_read_at = guard, time.monotonic()
+        return guard
+
+    async def announce(self) -> None:
+        """Said loudly at start: what steps will not run for want of the admission policy."""
+        guard = await self.guard()
+        if guard is not None and guard.problem is None:
+            self._log.info("admission policy installed", policy=guard.name)
+
+    def _warn_missing(self, guard: AdmissionGuard | None) -> None:
+        problem = guard.problem if guard is not None else "the operator cannot read it"
+        consequence = (
+            "steps that name Secrets or a ServiceAccount end Rejected until it is installed"
+            if self.config.require_admission_policy
+            else "STEPRUN_REQUIRE_ADMISSION_POLICY=false: such steps run WITHOUT any check "
+            "that their creator may read those Secrets or use that ServiceAccount"
+        )
+        self._log.error(
+            "StepRun admission policy missing",
+            policy=self.config.admission_policy,
+            problem=problem,
+            consequence=consequence,
+        )
+
+    async def refusal(self, sr: StepRun, namespace_labels: Mapping[str, str]) -> str | None:
+        """Why the step may not run at all, or None; checked before anything is created."""
+        if problem := namespace_refusal(sr.namespace, self.config):
+            return problem
+        guard = await self.guard() if needs_creator_check(sr) else None
+        if needs_creator_check(sr) and (
+            problem := authorization_refusal(sr, guard, namespace_labels, self.config)
+        ):
+            return problem
+        refused = scheduling_refusals(sr, self.config)
+        if refused:
+            return (
+                "not run: " + "; ".join(refused) + ": remove them, or ask an admin to allow "
+                "those keys in the operator's configuration"
+            )
+        return None
+
+    async def network_refusal(self, sr: StepRun, pod_labels: Mapping[str, str]) -> str | None:
+        """A sandbox step is not started while another NetworkPolicy would reopen its own."""
+        policies = await self.kube.list("NetworkPolicy", sr.namespace)
+        conflicts = network_policy_conflicts(pod_labels, policies, sr.uid)
+        if not conflicts:
+            return None
+        return (
+            f"not run: NetworkPolicy {', '.join(conflicts)} selects this sandbox step's Pod, "
+            "and NetworkPolicies add up, so it would reopen what the step's own policy denies; "
+            "narrow its podSelector (e.g. exclude steprun.dev/sandbox) or run the step elsewhere"
+        )
+
+    async def secret_values(self, sr: StepRun) -> list[str]:
+        """The values the step was given, to mask in what its Pod reports."""
+        if not sr.spec.context.secrets:
+            return []
+        own = await self.kube.get_or_none("Secret", sr.namespace, context_name(sr.name))
+        if own is not None and _owned_by(own, sr):
+            return secret_values(own.get("data") or {})
+        # The step's Secret is gone: mask what the source Secrets hold for the named keys.
+        data: dict[str, str] = {}
+        for projection in sr.spec.context.secrets:
+            ref = projection.secret_key_ref
+            source = await self.kube.get_or_none("Secret", sr.namespace, ref.name)
+            value = ((source or {}).get("data") or {}).get(ref.key)
+            if value is not None:
+                data[projection.name] = value
+        return secret_values(data)
+
+    async def delete_owned(self, kind: str, sr: StepRun, name: str, **options: Any) -> bool:
+        """Delete ``name`` only when it is this StepRun's, and only that very object (uid
+        precondition): a namesake someone else made, or made since, survives."""
+        existing = await self.kube.get_or_none(kind, sr.namespace, name)
+        if existing is None:
+            return False
+        if not _owned_by(existing, sr):
+            self._log.warning(
+                "not deleting an object the StepRun does not own",
+                namespace=sr.namespace,
+                name=sr.name,
+                uid=sr.uid,
+                kind=kind,
+                object=name,
+            )
+            return False
+        uid = str(existing["metadata"].get("uid") or "")
+        return await self.kube.delete(kind, sr.namespace, name, uid=uid or None, **options)
+
+
+def _owned_by(body: Mapping[str, Any], sr: StepRun) -> bool:
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == sr.uid and ref.get("controller") for ref in refs)
