@@ -7,14 +7,15 @@ Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
+from steprun.kube.config import load_configuration
 from steprun.kube.errors import (
     AlreadyExists,
     Conflict,
@@ -30,6 +31,9 @@ from steprun.kube.errors import (
 from steprun.metrics import API_ERRORS, API_REQUESTS
 
 Body = dict[str, Any]
+# Seconds for the whole request, or (connect, read) seconds: a read timeout bounds the silence
+# between two chunks, not the length of a stream. None: no bound.
+Timeout = float | tuple[float, float] | None
 
 # kind -> (API path prefix, plural); namespaced unless noted in CLUSTER_SCOPED.
 _RESOURCES: dict[str, tuple[str, str]] = {
@@ -68,7 +72,8 @@ _CLUSTER_SCOPED = frozenset(
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
     prefix, plural = _RESOURCES[kind]
     path = prefix
-    if kind not in _CLUSTER_SCOPED:
+    # A namespaced kind without a namespace is the collection across all namespaces.
+    if kind not in _CLUSTER_SCOPED and namespace is not None:
         path += f"/namespaces/{namespace}"
     path += f"/{plural}"
     if name:
@@ -85,13 +90,17 @@ class Kube:
         self._api = api
 
     @classmethod
-    async def connect(cls) -> Kube:
-        """Use in-cluster credentials when running in a Pod, the kubeconfig otherwise."""
-        try:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
-            await k8s_config.load_kube_config()
-        return cls(k8s.ApiClient())
+    async def connect(cls, config_file: str | None = None, context: str | None = None) -> Kube:
+        """Credentials as kubectl finds them (``steprun.kube.config``): the kubeconfig, else
+        the in-cluster service account."""
+        configuration, _ = await load_configuration(config_file, context)
+        return cls(k8s.ApiClient(configuration))
+
+    @staticmethod
+    def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+        """The API path of a kind's collection (all namespaces when ``namespace`` is None for a
+        namespaced kind), of one object, or of its subresource."""
+        return _path(kind, namespace, name, sub)
 
     async def close(self) -> None:
         await self._api.close()
@@ -104,6 +113,7 @@ class Kube:
         body: Any = None,
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        request_timeout: Timeout = None,
     ) -> Body:
         verb = method.lower()
         started = time.perf_counter()
@@ -117,6 +127,8 @@ class Kube:
                 response_types_map={200: "object", 201: "object", 202: "object"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
+                # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
+                _request_timeout=cast(Any, request_timeout),
             )
         except k8s.ApiException as raw:
             headers: Mapping[str, str] = raw.headers or {}
@@ -139,6 +151,27 @@ class Kube:
         return cast(Body, result or {})
 
     # ------------------------------------------------------------------ generic verbs
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        request_timeout: Timeout = None,
+    ) -> Body:
+        """Any JSON request by path, classified like every other (for callers that need a
+        verb or query the helpers below do not offer: dry runs, /version, benchmarks)."""
+        return await self._call(
+            method,
+            path,
+            body=body,
+            query=query,
+            content_type=content_type,
+            request_timeout=request_timeout,
+        )
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
         return await self._call("GET", _path(kind, namespace, name))
@@ -279,27 +312,41 @@ class Kube:
         self,
         namespace: str,
         name: str,
-        container: str,
+        container: str | None,
         *,
         follow: bool = False,
-        timeout_seconds: float | None = None,
-    ) -> AsyncIterator[bytes]:
-        """A container's log as it arrives, in chunks (never read whole into memory)."""
-        query = [("container", container)]
+        timeout_seconds: Timeout = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """A container's log as it arrives, in chunks (never read whole into memory).
+
+        ``options``: more of the API server's log options (tailLines, sinceSeconds, timestamps).
+        """
+        query = {**({"container": container} if container else {}), **(options or {})}
         if follow:
-            query.append(("follow", "true"))
+            query["follow"] = "true"
+        async for chunk in self.stream(
+            _path("Pod", namespace, name, "log"), query=query, request_timeout=timeout_seconds
+        ):
+            yield chunk
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A GET whose answer is read as it arrives, in chunks (logs, watches, /metrics)."""
         started = time.perf_counter()
         try:
             response = await self._api.call_api(
-                _path("Pod", namespace, name, "log"),
+                path,
                 "GET",
-                query_params=query,
+                query_params=list((query or {}).items()),
                 header_params={"Accept": "*/*"},
                 response_types_map={200: "str"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=False,
-                _request_timeout=timeout_seconds,
+                # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
+                _request_timeout=cast(Any, request_timeout),
             )
         except k8s.ApiException as raw:
             headers: Mapping[str, str] = raw.headers or {}
@@ -321,7 +368,7 @@ class Kube:
             API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
         try:
             # Unread responses are not checked by the client library: a 404 would be streamed
-            # as if it were the log.
+            # as if it were the answer.
             if not 200 <= response.status <= 299:
                 error = classify_response(
                     response.status,
@@ -335,7 +382,7 @@ class Kube:
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     yield chunk
             except Exception as raw:
-                # A connection lost mid-log is classified like any other unanswered request.
+                # A connection lost mid-stream is classified like any other unanswered request.
                 lost = classify_exception(raw)
                 if lost is None or lost is raw:
                     raise
@@ -343,6 +390,35 @@ class Kube:
                 raise lost from raw
         finally:
             response.release()
+
+    async def watch(
+        self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
+    ) -> AsyncGenerator[Body, None]:
+        """The events of one watch request on the collection ``path``, as served (``type``,
+        ``object``), until the server ends the watch.
+
+        Events are parsed straight from the stream, without model classes: a watch of many
+        objects must stay cheap. Resuming, and listing again after 410 Gone, is the caller's.
+        """
+        buffer = b""
+        async for chunk in self.stream(
+            path, query={**(query or {}), "watch": "true"}, request_timeout=request_timeout
+        ):
+            # Lines of any length: one event may be larger than any read buffer.
+            *complete, buffer = (buffer + chunk).split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield _event(line)
+        if buffer.strip():
+            yield _event(buffer)
+
+
+def _event(line: bytes) -> Body:
+    event = json.loads(line)
+    if isinstance(event, dict) and "type" not in event and event.get("kind") == "Status":
+        # The watch itself was refused mid-way: the server sent a bare Status.
+        return {"type": "ERROR", "object": event}
+    return cast(Body, event)
 
 
 __all__ = [
@@ -354,6 +430,7 @@ __all__ = [
     "NotFound",
     "QuotaExceeded",
     "Refused",
+    "Timeout",
     "TooLarge",
     "Transient",
 ]
