@@ -122,6 +122,11 @@ def configuration_of(source: Any) -> k8s.Configuration:
         if hasattr(given, field):
             value = getattr(given, field)
             setattr(configuration, field, dict(value) if isinstance(value, dict) else value)
+    # The `kubernetes` package also accepts a token under "authorization"; this library reads
+    # only "BearerToken".
+    keys = configuration.api_key
+    if "authorization" in keys and "BearerToken" not in keys:
+        keys["BearerToken"] = keys.pop("authorization")
     return configuration
 
 
