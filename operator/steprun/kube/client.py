@@ -94,6 +94,12 @@ class Kube:
         """Credentials as kubectl finds them (``steprun.kube.config``): the kubeconfig, else
         the in-cluster service account."""
         configuration, _ = await load_configuration(config_file, context)
+        return cls.from_configuration(configuration)
+
+    @classmethod
+    def from_configuration(cls, configuration: k8s.Configuration) -> Kube:
+        """Over a configuration of ``steprun.kube.config`` (e.g. with a larger connection pool);
+        call it inside the event loop that will use it."""
         return cls(k8s.ApiClient(configuration))
 
     @staticmethod
