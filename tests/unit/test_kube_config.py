@@ -95,3 +95,33 @@ def test_backoff_doubles_honours_retry_after_and_gives_up(
     assert Backoff(retries=5, initial=0.5, maximum=8).delay(failures, retry_after=retry_after) == (
         expected
     )
+
+
+@pytest.mark.parametrize(
+    ("api_key", "prefix", "scheme", "token"),
+    [
+        ({"BearerToken": "Bearer abc"}, {}, "Bearer", "abc"),
+        ({"BearerToken": "abc"}, {"BearerToken": "Bearer"}, "Bearer", "abc"),
+        ({"BearerToken": "abc"}, {}, None, "abc"),
+        ({}, {}, None, None),
+    ],
+    ids=["header", "prefixed", "bare", "certificates-only"],
+)
+async def test_kopf_gets_the_loaded_credentials(
+    api_key: dict[str, str], prefix: dict[str, str], scheme: str | None, token: str | None
+) -> None:
+    configuration = config.k8s.Configuration()
+    configuration.host = "https://api.one:6443"
+    configuration.api_key, configuration.api_key_prefix = api_key, prefix
+    configuration.ssl_ca_cert, configuration.cert_file = "/ca.crt", "/me.crt"
+    fields = await config.connection_fields(configuration)
+    assert (fields["server"], fields["scheme"], fields["token"]) == (
+        "https://api.one:6443",
+        scheme,
+        token,
+    )
+    assert (fields["ca_path"], fields["certificate_path"], fields["insecure"]) == (
+        "/ca.crt",
+        "/me.crt",
+        False,
+    )

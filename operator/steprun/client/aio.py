@@ -18,8 +18,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from kubernetes_asyncio import client as k8s
-
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
 from steprun.client import artifacts as artifact_files
@@ -58,7 +56,7 @@ from steprun.client.result import StepResult, is_terminal, result_of
 from steprun.client.trace import with_current_trace
 from steprun.client.waiting import Event, StreamBroken, WaitTracker, WatchExpired, wait_for_terminal
 from steprun.kube.client import Body, Kube, Timeout
-from steprun.kube.config import DEFAULT_NAMESPACE, configuration_of, load_configuration
+from steprun.kube.config import DEFAULT_NAMESPACE, load_configuration
 from steprun.kube.errors import KubeError, classify_response
 
 # Connection and read timeouts of ordinary requests, in seconds. Watches and followed logs
@@ -148,13 +146,11 @@ class AsyncStepRunClient:
         return self._kube_client
 
     async def _load(self) -> Kube:
-        if isinstance(self._given, k8s.ApiClient):
-            return Kube(self._given)
         if self._given is not None:
-            return Kube(k8s.ApiClient(configuration_of(self._given)))
+            return Kube.over(self._given)
         configuration, discovered = await load_configuration(self._config_file, self._context)
         self._namespace = self._requested_namespace or discovered
-        return Kube(k8s.ApiClient(configuration))
+        return Kube.from_configuration(configuration)
 
     async def _ns(self, namespace: str | None) -> str:
         await self._kube()

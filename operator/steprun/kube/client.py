@@ -15,7 +15,7 @@ from typing import Any, cast
 from kubernetes_asyncio import client as k8s
 
 from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
-from steprun.kube.config import load_configuration
+from steprun.kube.config import configuration_of, load_configuration
 from steprun.kube.errors import (
     AlreadyExists,
     Conflict,
@@ -95,6 +95,14 @@ class Kube:
         the in-cluster service account."""
         configuration, _ = await load_configuration(config_file, context)
         return cls.from_configuration(configuration)
+
+    @classmethod
+    def over(cls, given: Any) -> Kube:
+        """Over an API client of this layer's library as it is, or over the connection
+        settings of any other API client or configuration (``configuration_of``)."""
+        if isinstance(given, k8s.ApiClient):
+            return cls(given)
+        return cls.from_configuration(configuration_of(given))
 
     @classmethod
     def from_configuration(cls, configuration: k8s.Configuration) -> Kube:

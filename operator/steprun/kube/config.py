@@ -11,6 +11,7 @@ process can talk to two clusters.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,6 +91,28 @@ async def load_configuration(
     return configuration, kubeconfig_namespace(path, context) or DEFAULT_NAMESPACE
 
 
+async def connection_fields(configuration: k8s.Configuration) -> dict[str, Any]:
+    """Where the API server is and how to authenticate, as plain fields (kopf's ConnectionInfo
+    takes them): so kopf's own watch connection uses the credentials loaded here."""
+    header: Any = configuration.get_api_key_with_prefix("BearerToken")
+    if inspect.isawaitable(header):  # a coroutine from kubernetes_asyncio 33.3 on
+        header = await header
+    scheme, _, token = str(header or "").partition(" ")
+    if not token:  # a bare token, without "Bearer"
+        scheme, token = "", scheme
+    return {
+        "server": configuration.host,
+        "ca_path": configuration.ssl_ca_cert,
+        "insecure": not configuration.verify_ssl,
+        "username": configuration.username or None,
+        "password": configuration.password or None,
+        "scheme": scheme or None,
+        "token": token or None,
+        "certificate_path": configuration.cert_file,
+        "private_key_path": configuration.key_file,
+    }
+
+
 # The attributes that say where the API server is and how to authenticate to it: the same names
 # in the `kubernetes` and `kubernetes_asyncio` packages' Configuration classes.
 _CONNECTION_FIELDS = (
@@ -134,6 +157,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "ConfigException",
     "configuration_of",
+    "connection_fields",
     "context_namespace",
     "in_cluster_namespace",
     "kubeconfig_namespace",
