@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
@@ -76,7 +76,29 @@ class _LogUnavailable(Exception):
     """The container has no readable log (not started yet) or its Pod is gone."""
 
 
-class AsyncStepRunClient:
+class FromKubeconfig:
+    """The alternative constructor both clients share."""
+
+    if TYPE_CHECKING:
+        # What both clients' constructors accept; each defines its own.
+        def __init__(
+            self, api_client: Any = None, namespace: str | None = None, **options: Any
+        ) -> None: ...
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        config_file: str | None = None,
+        *,
+        context: str | None = None,
+        namespace: str | None = None,
+        **options: Any,
+    ) -> Self:
+        """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
+        return cls(None, namespace, config_file=config_file, context=context, **options)
+
+
+class AsyncStepRunClient(FromKubeconfig):
     """Submits, watches, reads and cancels StepRuns. Use it as ``async with AsyncStepRunClient()``.
 
     Without ``api_client`` the kubeconfig (``config_file``, ``KUBECONFIG``, ``~/.kube/config``)
@@ -114,18 +136,6 @@ class AsyncStepRunClient:
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         # The store, for downloads and archived logs: given, or described by the environment.
         self._artifact_store = artifact_store
-
-    @classmethod
-    def from_kubeconfig(
-        cls,
-        config_file: str | None = None,
-        *,
-        context: str | None = None,
-        namespace: str | None = None,
-        **options: Any,
-    ) -> AsyncStepRunClient:
-        """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
-        return cls(None, namespace, config_file=config_file, context=context, **options)
 
     @property
     def namespace(self) -> str:

@@ -9,27 +9,27 @@ the same access layer as the operator. docs/design.md says why this over generat
 from __future__ import annotations
 
 import asyncio
-import builtins
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore
-from steprun.client.aio import AsyncStepRunClient
+from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle, FromKubeconfig
 from steprun.client.backoff import Backoff
 from steprun.client.errors import StepRunError
-from steprun.client.logs import LogEvent, LogOptions
-from steprun.client.result import StepResult, result_of
 from steprun.kube.client import Timeout
 
 T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
+P = ParamSpec("P")
 # How long an interrupted call (Ctrl-C) may take to unwind on the loop before the caller goes
 # on regardless: its cleanup only closes connections.
 CANCEL_GRACE_SECONDS = 5.0
@@ -60,9 +60,12 @@ class Portal:
         """
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
         tasks: list[asyncio.Task[T]] = []
+        # The caller's context variables (the engine's OpenTelemetry span, log bindings) are
+        # the coroutine's, as if it ran in the caller's thread.
+        context = contextvars.copy_context()
 
         def start() -> None:
-            task = self._loop.create_task(make())
+            task = self._loop.create_task(make(), context=context)
             tasks.append(task)
             task.add_done_callback(lambda finished: _settle(finished, done))
 
@@ -128,7 +131,53 @@ def portal() -> Portal:
         return _portal
 
 
-class StepRunClient:
+class Derived(Protocol[A]):
+    """A blocking class made of an asyncio one: the asyncio object and the portal to run it."""
+
+    aio: A
+    _portal: Portal
+
+
+def blocking(
+    method: Callable[Concatenate[A, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Derived[A], P], R]:
+    """The blocking form of a coroutine method of the asyncio class: run on the portal."""
+
+    def call(self: Derived[A], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._portal.call(lambda: method(self.aio, *args, **kwargs))
+
+    # Its name, docstring and signature (help(), inspect) are the asyncio method's.
+    functools.update_wrapper(call, method)
+    return call
+
+
+def iterating(
+    method: Callable[Concatenate[A, P], AsyncIterator[R]],
+) -> Callable[Concatenate[Derived[A], P], Iterator[R]]:
+    """The blocking form of an async-iterator method of the asyncio class: each item is
+    fetched on the portal."""
+
+    def call(self: Derived[A], /, *args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
+        return self._portal.iterate(method(self.aio, *args, **kwargs))
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+def handing(
+    method: Callable[Concatenate[AsyncStepRunClient, P], Coroutine[Any, Any, AsyncStepRunHandle]],
+) -> Callable[Concatenate[StepRunClient, P], StepRunHandle]:
+    """The blocking form of a method that returns a handle: a blocking handle."""
+
+    def call(self: StepRunClient, /, *args: P.args, **kwargs: P.kwargs) -> StepRunHandle:
+        handle = self._portal.call(lambda: method(self.aio, *args, **kwargs))
+        return StepRunHandle(handle.name, handle.namespace, self)
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+class StepRunClient(FromKubeconfig):
     """Submits, watches, reads and cancels StepRuns, blocking.
 
     Without ``api_client`` the kubeconfig (``KUBECONFIG``, ``~/.kube/config``) or the in-cluster
@@ -171,18 +220,6 @@ class StepRunClient:
 
         self.aio = self._portal.call(connected)
 
-    @classmethod
-    def from_kubeconfig(
-        cls,
-        config_file: str | None = None,
-        *,
-        context: str | None = None,
-        namespace: str | None = None,
-        **options: Any,
-    ) -> StepRunClient:
-        """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
-        return cls(None, namespace, config_file=config_file, context=context, **options)
-
     @property
     def namespace(self) -> str:
         return self.aio.namespace
@@ -201,182 +238,31 @@ class StepRunClient:
     ) -> None:
         self.close()
 
-    # Each method below is the asyncio client's, run on the portal; their docstrings are there.
-
-    def submit(
-        self,
-        spec: StepRunSpec | Mapping[str, Any],
-        *,
-        name: str | None = None,
-        generate_name: str | None = None,
-        namespace: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        propagate_trace: bool = True,
-    ) -> StepRunHandle:
-        # The trace context is the caller's thread's: read it here, not on the portal's loop.
-        from steprun.client.objects import coerce_spec
-        from steprun.client.trace import with_current_trace
-
-        spec_model = coerce_spec(spec)
-        if propagate_trace:
-            spec_model = with_current_trace(spec_model)
-        handle = self._portal.call(
-            lambda: self.aio.submit(
-                spec_model,
-                name=name,
-                generate_name=generate_name,
-                namespace=namespace,
-                labels=labels,
-                propagate_trace=False,
-            )
-        )
-        return StepRunHandle(handle.name, handle.namespace, self)
-
-    def get(self, name: str, namespace: str | None = None) -> StepRun:
-        return self._portal.call(lambda: self.aio.get(name, namespace))
-
-    def list(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        workflow: str | None = None,
-        run_id: str | None = None,
-        step_id: str | None = None,
-    ) -> builtins.list[StepRun]:
-        return self._portal.call(
-            lambda: self.aio.list(
-                namespace=namespace,
-                all_namespaces=all_namespaces,
-                workflow=workflow,
-                run_id=run_id,
-                step_id=step_id,
-            )
-        )
-
-    def wait(
-        self, name: str, *, namespace: str | None = None, timeout: float | None = None
-    ) -> StepRun:
-        return self._portal.call(lambda: self.aio.wait(name, namespace=namespace, timeout=timeout))
-
-    def cancel(self, name: str, *, namespace: str | None = None) -> StepRun:
-        return self._portal.call(lambda: self.aio.cancel(name, namespace=namespace))
-
-    def delete(self, name: str, *, namespace: str | None = None) -> None:
-        self._portal.call(lambda: self.aio.delete(name, namespace=namespace))
-
-    def run(
-        self,
-        spec: StepRunSpec | Mapping[str, Any],
-        *,
-        name: str | None = None,
-        namespace: str | None = None,
-        timeout: float | None = None,
-    ) -> StepResult:
-        return self.submit(spec, name=name, namespace=namespace).result(timeout=timeout)
-
-    def artifacts(self, name: str, *, namespace: str | None = None) -> Sequence[ArtifactStatus]:
-        return self._portal.call(lambda: self.aio.artifacts(name, namespace=namespace))
-
-    def download(
-        self,
-        name: str,
-        artifact: str,
-        dest: str | os.PathLike[str],
-        *,
-        namespace: str | None = None,
-        attempt: int | None = None,
-    ) -> Path:
-        return self._portal.call(
-            lambda: self.aio.download(name, artifact, dest, namespace=namespace, attempt=attempt)
-        )
-
     def artifact_store(self) -> ArtifactStore:
         return self.aio.artifact_store()
 
-    def logs(
-        self,
-        name: str,
-        *,
-        namespace: str | None = None,
-        follow: bool = False,
-        attempt: int | None = None,
-        options: LogOptions | None = None,
-    ) -> Iterator[str]:
-        return self._portal.iterate(
-            self.aio.logs(
-                name, namespace=namespace, follow=follow, attempt=attempt, options=options
-            )
-        )
-
-    def log_events(
-        self,
-        name: str,
-        *,
-        namespace: str | None = None,
-        follow: bool = False,
-        attempt: int | None = None,
-        options: LogOptions | None = None,
-    ) -> Iterator[LogEvent]:
-        return self._portal.iterate(
-            self.aio.log_events(
-                name, namespace=namespace, follow=follow, attempt=attempt, options=options
-            )
-        )
-
-    def get_raw(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        return self._portal.call(lambda: self.aio.get_raw(name, namespace))
-
-    def list_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> dict[str, Any]:
-        return self._portal.call(
-            lambda: self.aio.list_raw(
-                namespace=namespace,
-                all_namespaces=all_namespaces,
-                label_selector=label_selector,
-                field_selector=field_selector,
-            )
-        )
-
-    def watch_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str,
-    ) -> Iterator[dict[str, Any]]:
-        return self._portal.iterate(
-            self.aio.watch_raw(
-                namespace=namespace,
-                all_namespaces=all_namespaces,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                resource_version=resource_version,
-            )
-        )
-
-    def dry_run_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._portal.call(lambda: self.aio.dry_run_create(body))
-
-    def pods_raw(self, name: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
-        return self._portal.call(lambda: self.aio.pods_raw(name, namespace))
-
-    def events_raw(self, name: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
-        return self._portal.call(lambda: self.aio.events_raw(name, namespace))
-
-    def namespace_names(self) -> builtins.list[str]:
-        return self._portal.call(self.aio.namespace_names)
-
-    def server_version(self) -> dict[str, Any]:
-        return self._portal.call(self.aio.server_version)
+    # The rest is the asyncio client's, each method derived by ``blocking`` or ``iterating``
+    # (same parameters, same docstring); a method added there needs one line here, and
+    # tests/unit/test_client_http.py fails until it has it.
+    submit = handing(AsyncStepRunClient.submit)
+    run = blocking(AsyncStepRunClient.run)
+    get = blocking(AsyncStepRunClient.get)
+    list = blocking(AsyncStepRunClient.list)
+    wait = blocking(AsyncStepRunClient.wait)
+    cancel = blocking(AsyncStepRunClient.cancel)
+    delete = blocking(AsyncStepRunClient.delete)
+    artifacts = blocking(AsyncStepRunClient.artifacts)
+    download = blocking(AsyncStepRunClient.download)
+    logs = iterating(AsyncStepRunClient.logs)
+    log_events = iterating(AsyncStepRunClient.log_events)
+    get_raw = blocking(AsyncStepRunClient.get_raw)
+    list_raw = blocking(AsyncStepRunClient.list_raw)
+    watch_raw = iterating(AsyncStepRunClient.watch_raw)
+    dry_run_create = blocking(AsyncStepRunClient.dry_run_create)
+    pods_raw = blocking(AsyncStepRunClient.pods_raw)
+    events_raw = blocking(AsyncStepRunClient.events_raw)
+    namespace_names = blocking(AsyncStepRunClient.namespace_names)
+    server_version = blocking(AsyncStepRunClient.server_version)
 
 
 class StepRunHandle:
@@ -386,25 +272,17 @@ class StepRunHandle:
         self.name = name
         self.namespace = namespace
         self.client = client
+        self.aio = AsyncStepRunHandle(name, namespace, client.aio)
+        self._portal = client._portal
 
     def __repr__(self) -> str:
         return f"StepRunHandle(name={self.name!r}, namespace={self.namespace!r})"
 
-    def refresh(self) -> StepRun:
-        return self.client.get(self.name, self.namespace)
-
-    def wait(self, timeout: float | None = None) -> StepRun:
-        return self.client.wait(self.name, namespace=self.namespace, timeout=timeout)
-
-    def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
-        return self.client.logs(self.name, namespace=self.namespace, follow=follow, attempt=attempt)
-
-    def cancel(self) -> StepRun:
-        return self.client.cancel(self.name, namespace=self.namespace)
-
-    def result(self, timeout: float | None = None) -> StepResult:
-        """Waits for the end and returns the result; raises StepRunRejected if rejected."""
-        return result_of(self.wait(timeout))
+    refresh = blocking(AsyncStepRunHandle.refresh)
+    wait = blocking(AsyncStepRunHandle.wait)
+    logs = iterating(AsyncStepRunHandle.logs)
+    cancel = blocking(AsyncStepRunHandle.cancel)
+    result = blocking(AsyncStepRunHandle.result)
 
 
 __all__ = ["Portal", "StepRunClient", "StepRunError", "StepRunHandle", "portal"]

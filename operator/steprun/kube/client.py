@@ -7,9 +7,10 @@ Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
@@ -83,6 +84,33 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = 
     return path
 
 
+@contextlib.contextmanager
+def _answered(verb: str) -> Iterator[None]:
+    """Times one request and turns its failure into the taxonomy of ``steprun.kube.errors``
+    (counted by status; 0 when the server never answered)."""
+    started = time.perf_counter()
+    try:
+        yield
+    except k8s.ApiException as raw:
+        headers: Mapping[str, str] = raw.headers or {}
+        error = classify_response(
+            int(raw.status or 0),
+            raw.body,
+            http_reason=str(raw.reason or ""),
+            retry_after=headers.get("Retry-After"),
+        )
+        API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
+        raise error from None
+    except Exception as raw:
+        unanswered = classify_exception(raw)
+        if unanswered is None:
+            raise
+        API_ERRORS.labels(verb=verb, code="0").inc()
+        raise unanswered from raw
+    finally:
+        API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
+
+
 class Kube:
     """Thin async access to the handful of resources the operator reads and writes."""
 
@@ -119,7 +147,7 @@ class Kube:
     async def close(self) -> None:
         await self._api.close()
 
-    async def _call(
+    async def request(
         self,
         method: str,
         path: str,
@@ -129,9 +157,10 @@ class Kube:
         content_type: str = "application/json",
         request_timeout: Timeout = None,
     ) -> Body:
-        verb = method.lower()
-        started = time.perf_counter()
-        try:
+        """Any JSON request by path, classified into ``steprun.kube.errors`` (the helpers
+        below are made of it; callers use it for what they do not offer: dry runs, /version,
+        benchmarks)."""
+        with _answered(method.lower()):
             result = await self._api.call_api(
                 path,
                 method,
@@ -144,56 +173,17 @@ class Kube:
                 # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
                 _request_timeout=cast(Any, request_timeout),
             )
-        except k8s.ApiException as raw:
-            headers: Mapping[str, str] = raw.headers or {}
-            error = classify_response(
-                int(raw.status or 0),
-                raw.body,
-                http_reason=str(raw.reason or ""),
-                retry_after=headers.get("Retry-After"),
-            )
-            API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
-            raise error from None
-        except Exception as raw:
-            unanswered = classify_exception(raw)
-            if unanswered is None:
-                raise
-            API_ERRORS.labels(verb=verb, code="0").inc()
-            raise unanswered from raw
-        finally:
-            API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
         return cast(Body, result or {})
 
     # ------------------------------------------------------------------ generic verbs
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        query: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
-        request_timeout: Timeout = None,
-    ) -> Body:
-        """Any JSON request by path, classified like every other (for callers that need a
-        verb or query the helpers below do not offer: dry runs, /version, benchmarks)."""
-        return await self._call(
-            method,
-            path,
-            body=body,
-            query=query,
-            content_type=content_type,
-            request_timeout=request_timeout,
-        )
-
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
-        return await self._call("GET", _path(kind, namespace, name))
+        return await self.request("GET", _path(kind, namespace, name))
 
     async def create(self, body: Mapping[str, Any]) -> Body:
         kind = str(body["kind"])
         namespace = body.get("metadata", {}).get("namespace")
-        return await self._call("POST", _path(kind, namespace), body=dict(body))
+        return await self.request("POST", _path(kind, namespace), body=dict(body))
 
     async def delete(
         self,
@@ -212,7 +202,7 @@ class Kube:
             # Never delete a namesake created after the object we mean.
             options["preconditions"] = {"uid": uid}
         try:
-            await self._call("DELETE", _path(kind, namespace, name), body=options)
+            await self.request("DELETE", _path(kind, namespace, name), body=options)
         except NotFound:
             return False
         return True
@@ -230,7 +220,7 @@ class Kube:
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
-        return await self._call(
+        return await self.request(
             "PATCH",
             _path(kind, namespace, name, "status"),
             body=patch,
@@ -252,7 +242,7 @@ class Kube:
             for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
             if value
         }
-        body = await self._call("GET", _path(kind, namespace), query=query)
+        body = await self.request("GET", _path(kind, namespace), query=query)
         return list(body.get("items") or [])
 
     async def patch(
@@ -268,7 +258,7 @@ class Kube:
         body: dict[str, Any] = dict(patch)
         if resource_version:
             body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
-        return await self._call(
+        return await self.request(
             "PATCH",
             _path(kind, namespace, name),
             body=body,
@@ -295,7 +285,7 @@ class Kube:
                 {"op": "remove", "path": f"/metadata/finalizers/{index}"},
             ]
             try:
-                await self._call(
+                await self.request(
                     "PATCH",
                     _path(kind, namespace, name),
                     body=patch,
@@ -348,8 +338,7 @@ class Kube:
         self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
     ) -> AsyncGenerator[bytes, None]:
         """A GET whose answer is read as it arrives, in chunks (logs, watches, /metrics)."""
-        started = time.perf_counter()
-        try:
+        with _answered("get"):
             response = await self._api.call_api(
                 path,
                 "GET",
@@ -362,24 +351,6 @@ class Kube:
                 # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
                 _request_timeout=cast(Any, request_timeout),
             )
-        except k8s.ApiException as raw:
-            headers: Mapping[str, str] = raw.headers or {}
-            error = classify_response(
-                int(raw.status or 0),
-                raw.body,
-                http_reason=str(raw.reason or ""),
-                retry_after=headers.get("Retry-After"),
-            )
-            API_ERRORS.labels(verb="get", code=str(error.status)).inc()
-            raise error from None
-        except Exception as raw:
-            unanswered = classify_exception(raw)
-            if unanswered is None:
-                raise
-            API_ERRORS.labels(verb="get", code="0").inc()
-            raise unanswered from raw
-        finally:
-            API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
         try:
             # Unread responses are not checked by the client library: a 404 would be streamed
             # as if it were the answer.
