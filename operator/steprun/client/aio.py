@@ -660,34 +660,30 @@ class AsyncStepRunClient(FromKubeconfig):
         self, name: str, namespace: str | None = None
     ) -> builtins.list[dict[str, Any]]:
         """The Pods of every attempt of the StepRun, as served."""
-        ns = await self._ns(namespace)
-        body = await self._request(
-            "GET",
-            Kube.path("Pod", ns),
-            query={"labelSelector": pod_label_selector(name)},
-            name=None,
-            namespace=ns,
-        )
-        return list(body.get("items") or [])
+        return await self._items("Pod", namespace, {"labelSelector": pod_label_selector(name)})
 
     async def events_raw(
         self, name: str, namespace: str | None = None
     ) -> builtins.list[dict[str, Any]]:
         """The core Events about the StepRun (the operator posts one per transition)."""
-        ns = await self._ns(namespace)
-        body = await self._request(
-            "GET",
-            Kube.path("Event", ns),
-            query={"fieldSelector": f"involvedObject.kind=StepRun,involvedObject.name={name}"},
-            name=None,
-            namespace=ns,
-        )
-        return list(body.get("items") or [])
+        selector = f"involvedObject.kind=StepRun,involvedObject.name={name}"
+        return await self._items("Event", namespace, {"fieldSelector": selector})
 
     async def namespace_names(self) -> builtins.list[str]:
         """Names of the cluster's namespaces (for shell completion)."""
-        body = await self._request("GET", Kube.path("Namespace", None), name=None, namespace="")
-        return sorted(str(item["metadata"]["name"]) for item in body.get("items") or [])
+        items = await self._items("Namespace", None, {})
+        return sorted(str(item["metadata"]["name"]) for item in items)
+
+    async def _items(
+        self, kind: str, namespace: str | None, query: Mapping[str, str]
+    ) -> builtins.list[dict[str, Any]]:
+        """The items of one list of ``kind`` (namespaced kinds: in ``namespace`` or the
+        client's; Namespace: the cluster's)."""
+        ns = None if kind == "Namespace" else await self._ns(namespace)
+        body = await self._request(
+            "GET", Kube.path(kind, ns), query=query, name=None, namespace=ns or ""
+        )
+        return list(body.get("items") or [])
 
     async def server_version(self) -> dict[str, Any]:
         """The API server's /version (gitVersion, platform, ...)."""
