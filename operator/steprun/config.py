@@ -128,8 +128,9 @@ class OperatorConfig(BaseSettings):
     )
     require_admission_policy: bool = Field(
         True,
-        description="Fail closed: without the admission policy, steps that name Secrets or a "
-        "ServiceAccount end Rejected. false runs them anyway (no creator check at all).",
+        description="Fail closed: without the admission policy, steps that name Secrets, a "
+        "ServiceAccount, existing claims or artifact producers end Rejected. false runs them "
+        "anyway (no creator check at all).",
     )
     local_pod_hardening: bool = Field(
         True,
