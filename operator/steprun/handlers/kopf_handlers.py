@@ -17,6 +17,7 @@ from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
 from steprun.config import OperatorConfig
 from steprun.handlers.health import Watchers
 from steprun.handlers.heap import ListingRelease
+from steprun.kube.config import connection_fields, load_configuration
 from steprun.metrics import STEPRUN_PHASES
 from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
@@ -63,9 +64,13 @@ def register(
             settings.peering.lifetime = config.peering_lifetime
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In-cluster ServiceAccount or the kubeconfig, read by the official client.
-        return kopf.login_via_client(**kwargs)
+    async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+        # The credentials the access layer loads (kubeconfig, else in-cluster), so kopf's
+        # watches and the operator's requests are the same identity.
+        configuration = (await load_configuration())[0]
+        return kopf.ConnectionInfo(
+            **await connection_fields(configuration), trust_env=settings.networking.trust_env
+        )
 
     @kopf.on.event(GROUP, VERSION, STEPRUN_PLURAL, registry=registry)
     async def steprun_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -7,14 +7,16 @@ Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
+from steprun.kube.config import configuration_of, load_configuration
 from steprun.kube.errors import (
     AlreadyExists,
     Conflict,
@@ -30,6 +32,9 @@ from steprun.kube.errors import (
 from steprun.metrics import API_ERRORS, API_REQUESTS
 
 Body = dict[str, Any]
+# Seconds for the whole request, or (connect, read) seconds: a read timeout bounds the silence
+# between two chunks, not the length of a stream. None: no bound.
+Timeout = float | tuple[float, float] | None
 
 # kind -> (API path prefix, plural); namespaced unless noted in CLUSTER_SCOPED.
 _RESOURCES: dict[str, tuple[str, str]] = {
@@ -68,7 +73,8 @@ _CLUSTER_SCOPED = frozenset(
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
     prefix, plural = _RESOURCES[kind]
     path = prefix
-    if kind not in _CLUSTER_SCOPED:
+    # A namespaced kind without a namespace is the collection across all namespaces.
+    if kind not in _CLUSTER_SCOPED and namespace is not None:
         path += f"/namespaces/{namespace}"
     path += f"/{plural}"
     if name:
@@ -78,6 +84,33 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = 
     return path
 
 
+@contextlib.contextmanager
+def _answered(verb: str) -> Iterator[None]:
+    """Times one request and turns its failure into the taxonomy of ``steprun.kube.errors``
+    (counted by status; 0 when the server never answered)."""
+    started = time.perf_counter()
+    try:
+        yield
+    except k8s.ApiException as raw:
+        headers: Mapping[str, str] = raw.headers or {}
+        error = classify_response(
+            int(raw.status or 0),
+            raw.body,
+            http_reason=str(raw.reason or ""),
+            retry_after=headers.get("Retry-After"),
+        )
+        API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
+        raise error from None
+    except Exception as raw:
+        unanswered = classify_exception(raw)
+        if unanswered is None:
+            raise
+        API_ERRORS.labels(verb=verb, code="0").inc()
+        raise unanswered from raw
+    finally:
+        API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
+
+
 class Kube:
     """Thin async access to the handful of resources the operator reads and writes."""
 
@@ -85,18 +118,36 @@ class Kube:
         self._api = api
 
     @classmethod
-    async def connect(cls) -> Kube:
-        """Use in-cluster credentials when running in a Pod, the kubeconfig otherwise."""
-        try:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
-            await k8s_config.load_kube_config()
-        return cls(k8s.ApiClient())
+    async def connect(cls, config_file: str | None = None, context: str | None = None) -> Kube:
+        """Credentials as kubectl finds them (``steprun.kube.config``): the kubeconfig, else
+        the in-cluster service account."""
+        configuration, _ = await load_configuration(config_file, context)
+        return cls.from_configuration(configuration)
+
+    @classmethod
+    def over(cls, given: Any) -> Kube:
+        """Over an API client of this layer's library as it is, or over the connection
+        settings of any other API client or configuration (``configuration_of``)."""
+        if isinstance(given, k8s.ApiClient):
+            return cls(given)
+        return cls.from_configuration(configuration_of(given))
+
+    @classmethod
+    def from_configuration(cls, configuration: k8s.Configuration) -> Kube:
+        """Over a configuration of ``steprun.kube.config`` (e.g. with a larger connection pool);
+        call it inside the event loop that will use it."""
+        return cls(k8s.ApiClient(configuration))
+
+    @staticmethod
+    def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+        """The API path of a kind's collection (all namespaces when ``namespace`` is None for a
+        namespaced kind), of one object, or of its subresource."""
+        return _path(kind, namespace, name, sub)
 
     async def close(self) -> None:
         await self._api.close()
 
-    async def _call(
+    async def request(
         self,
         method: str,
         path: str,
@@ -104,10 +155,12 @@ class Kube:
         body: Any = None,
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        request_timeout: Timeout = None,
     ) -> Body:
-        verb = method.lower()
-        started = time.perf_counter()
-        try:
+        """Any JSON request by path, classified into ``steprun.kube.errors`` (the helpers
+        below are made of it; callers use it for what they do not offer: dry runs, /version,
+        benchmarks)."""
+        with _answered(method.lower()):
             result = await self._api.call_api(
                 path,
                 method,
@@ -117,36 +170,20 @@ class Kube:
                 response_types_map={200: "object", 201: "object", 202: "object"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
+                # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
+                _request_timeout=cast(Any, request_timeout),
             )
-        except k8s.ApiException as raw:
-            headers: Mapping[str, str] = raw.headers or {}
-            error = classify_response(
-                int(raw.status or 0),
-                raw.body,
-                http_reason=str(raw.reason or ""),
-                retry_after=headers.get("Retry-After"),
-            )
-            API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
-            raise error from None
-        except Exception as raw:
-            unanswered = classify_exception(raw)
-            if unanswered is None:
-                raise
-            API_ERRORS.labels(verb=verb, code="0").inc()
-            raise unanswered from raw
-        finally:
-            API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
         return cast(Body, result or {})
 
     # ------------------------------------------------------------------ generic verbs
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Body:
-        return await self._call("GET", _path(kind, namespace, name))
+        return await self.request("GET", _path(kind, namespace, name))
 
     async def create(self, body: Mapping[str, Any]) -> Body:
         kind = str(body["kind"])
         namespace = body.get("metadata", {}).get("namespace")
-        return await self._call("POST", _path(kind, namespace), body=dict(body))
+        return await self.request("POST", _path(kind, namespace), body=dict(body))
 
     async def delete(
         self,
@@ -165,7 +202,7 @@ class Kube:
             # Never delete a namesake created after the object we mean.
             options["preconditions"] = {"uid": uid}
         try:
-            await self._call("DELETE", _path(kind, namespace, name), body=options)
+            await self.request("DELETE", _path(kind, namespace, name), body=options)
         except NotFound:
             return False
         return True
@@ -183,7 +220,7 @@ class Kube:
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
-        return await self._call(
+        return await self.request(
             "PATCH",
             _path(kind, namespace, name, "status"),
             body=patch,
@@ -205,7 +242,7 @@ class Kube:
             for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
             if value
         }
-        body = await self._call("GET", _path(kind, namespace), query=query)
+        body = await self.request("GET", _path(kind, namespace), query=query)
         return list(body.get("items") or [])
 
     async def patch(
@@ -221,7 +258,7 @@ class Kube:
         body: dict[str, Any] = dict(patch)
         if resource_version:
             body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
-        return await self._call(
+        return await self.request(
             "PATCH",
             _path(kind, namespace, name),
             body=body,
@@ -248,7 +285,7 @@ class Kube:
                 {"op": "remove", "path": f"/metadata/finalizers/{index}"},
             ]
             try:
-                await self._call(
+                await self.request(
                     "PATCH",
                     _path(kind, namespace, name),
                     body=patch,
@@ -279,49 +316,44 @@ class Kube:
         self,
         namespace: str,
         name: str,
-        container: str,
+        container: str | None,
         *,
         follow: bool = False,
-        timeout_seconds: float | None = None,
-    ) -> AsyncIterator[bytes]:
-        """A container's log as it arrives, in chunks (never read whole into memory)."""
-        query = [("container", container)]
+        timeout_seconds: Timeout = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """A container's log as it arrives, in chunks (never read whole into memory).
+
+        ``options``: more of the API server's log options (tailLines, sinceSeconds, timestamps).
+        """
+        query = {**({"container": container} if container else {}), **(options or {})}
         if follow:
-            query.append(("follow", "true"))
-        started = time.perf_counter()
-        try:
+            query["follow"] = "true"
+        async for chunk in self.stream(
+            _path("Pod", namespace, name, "log"), query=query, request_timeout=timeout_seconds
+        ):
+            yield chunk
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A GET whose answer is read as it arrives, in chunks (logs, watches, /metrics)."""
+        with _answered("get"):
             response = await self._api.call_api(
-                _path("Pod", namespace, name, "log"),
+                path,
                 "GET",
-                query_params=query,
+                query_params=list((query or {}).items()),
                 header_params={"Accept": "*/*"},
                 response_types_map={200: "str"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=False,
-                _request_timeout=timeout_seconds,
+                # The library's annotation says a 1-tuple; its code takes (connect, read) pairs.
+                _request_timeout=cast(Any, request_timeout),
             )
-        except k8s.ApiException as raw:
-            headers: Mapping[str, str] = raw.headers or {}
-            error = classify_response(
-                int(raw.status or 0),
-                raw.body,
-                http_reason=str(raw.reason or ""),
-                retry_after=headers.get("Retry-After"),
-            )
-            API_ERRORS.labels(verb="get", code=str(error.status)).inc()
-            raise error from None
-        except Exception as raw:
-            unanswered = classify_exception(raw)
-            if unanswered is None:
-                raise
-            API_ERRORS.labels(verb="get", code="0").inc()
-            raise unanswered from raw
-        finally:
-            API_REQUESTS.labels(verb="get").observe(time.perf_counter() - started)
         try:
             # Unread responses are not checked by the client library: a 404 would be streamed
-            # as if it were the log.
+            # as if it were the answer.
             if not 200 <= response.status <= 299:
                 error = classify_response(
                     response.status,
@@ -335,7 +367,7 @@ class Kube:
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     yield chunk
             except Exception as raw:
-                # A connection lost mid-log is classified like any other unanswered request.
+                # A connection lost mid-stream is classified like any other unanswered request.
                 lost = classify_exception(raw)
                 if lost is None or lost is raw:
                     raise
@@ -343,6 +375,35 @@ class Kube:
                 raise lost from raw
         finally:
             response.release()
+
+    async def watch(
+        self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
+    ) -> AsyncGenerator[Body, None]:
+        """The events of one watch request on the collection ``path``, as served (``type``,
+        ``object``), until the server ends the watch.
+
+        Events are parsed straight from the stream, without model classes: a watch of many
+        objects must stay cheap. Resuming, and listing again after 410 Gone, is the caller's.
+        """
+        buffer = b""
+        async for chunk in self.stream(
+            path, query={**(query or {}), "watch": "true"}, request_timeout=request_timeout
+        ):
+            # Lines of any length: one event may be larger than any read buffer.
+            *complete, buffer = (buffer + chunk).split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield _event(line)
+        if buffer.strip():
+            yield _event(buffer)
+
+
+def _event(line: bytes) -> Body:
+    event = json.loads(line)
+    if isinstance(event, dict) and "type" not in event and event.get("kind") == "Status":
+        # The watch itself was refused mid-way: the server sent a bare Status.
+        return {"type": "ERROR", "object": event}
+    return cast(Body, event)
 
 
 __all__ = [
@@ -354,6 +415,7 @@ __all__ = [
     "NotFound",
     "QuotaExceeded",
     "Refused",
+    "Timeout",
     "TooLarge",
     "Transient",
 ]
