@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +14,16 @@ _TOP_PRIORITY = 100
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
+
+
+class EventPolicy(StrEnum):
+    """Which Kubernetes Events the operator posts on StepRun transitions."""
+
+    OFF = "off"
+    # Only what a person has to look at: failures, rejections, retries. A successful step posts
+    # nothing, so Events cost no API write per step in the common case.
+    WARNINGS = "warnings"
+    ALL = "all"
 
 
 class OperatorConfig(BaseSettings):
@@ -51,7 +62,12 @@ class OperatorConfig(BaseSettings):
         description="Consecutive unexpected reconcile failures after which a StepRun ends "
         "Failed (ReconcileFailed) instead of being retried again.",
     )
-    events: bool = Field(True, description="Post Kubernetes Events on StepRun transitions.")
+    events: EventPolicy = Field(
+        EventPolicy.WARNINGS,
+        description="Kubernetes Events on StepRun transitions: off, warnings (failures, "
+        "rejections, retries; the default) or all (one per transition). true and false "
+        "are read as all and off.",
+    )
     log_level: str = Field("INFO", description="Operator log level.")
     metrics_port: int = Field(8080, ge=0, description="Prometheus metrics port (0: off).")
     health_port: int = Field(8081, ge=0, description="kopf liveness endpoint port (0: off).")
@@ -165,6 +181,22 @@ class OperatorConfig(BaseSettings):
     def artifacts_prefix(self) -> str:
         prefix = self.artifacts_key_prefix.strip("/")
         return f"{prefix}/" if prefix else ""
+
+    def posts_event(self, event_type: str) -> bool:
+        """Whether an Event of ``event_type`` (Normal or Warning) is posted."""
+        if self.events == EventPolicy.ALL:
+            return True
+        return self.events == EventPolicy.WARNINGS and event_type == "Warning"
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_from_bool(cls, value: object) -> object:
+        # STEPRUN_EVENTS was a boolean: keep its two values meaning what they meant.
+        if isinstance(value, bool):
+            return EventPolicy.ALL if value else EventPolicy.OFF
+        if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+            return EventPolicy.ALL if value.strip().lower() in {"true", "1"} else EventPolicy.OFF
+        return value
 
     @field_validator("priority", mode="before")
     @classmethod
