@@ -74,6 +74,26 @@ class OperatorConfig(BaseSettings):
     worker_limit: int = Field(
         0, ge=0, description="kopf queueing.worker_limit (0: kopf's default, unbounded)."
     )
+    api_qps: float = Field(
+        0.0,
+        ge=0,
+        description="Client-side limit of the operator's own API requests per second (client-go's "
+        "--kube-api-qps; 0: none, the API server's Priority and Fairness is the brake).",
+    )
+    api_burst: int = Field(
+        100, ge=1, description="Requests allowed at once above api_qps (--kube-api-burst)."
+    )
+    api_proxy: str = Field(
+        "",
+        description="HTTP(S) proxy for the operator's API requests (else the kubeconfig's "
+        "proxy-url). HTTPS_PROXY and friends are not read: looking them up costs every request.",
+    )
+    reconcile_concurrency: int = Field(
+        64,
+        ge=1,
+        description="Reconciles that run at once; as many again are kept for steps whose Pod "
+        "is running or done, so finishing a step never waits behind steps being started.",
+    )
     peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
     peering_lifetime: int = Field(
         60,

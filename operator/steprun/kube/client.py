@@ -3,6 +3,12 @@
 Asynchronous all the way (``kubernetes_asyncio``): a blocking call on the event loop would stall
 every StepRun at once. Objects travel as plain JSON dicts; rendering them is somebody else's job.
 Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
+
+Every request passes ``steprun.kube.throttle``: the client-side rate (STEPRUN_API_QPS,
+STEPRUN_API_BURST) and the API server's 429s, whose Retry-After holds all requests. The HTTP
+session does not consult the environment (``trust_env``): kubernetes_asyncio turns it on, and
+it costs every request two thread-pool hops (a .netrc read and a proxy lookup). A proxy is
+used when given explicitly: the kubeconfig cluster's ``proxy-url`` or STEPRUN_API_PROXY.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
@@ -27,7 +34,8 @@ from steprun.kube.errors import (
     classify_exception,
     classify_response,
 )
-from steprun.metrics import API_ERRORS, API_REQUESTS
+from steprun.kube.throttle import Throttle
+from steprun.metrics import API_ERRORS, API_REQUESTS, API_THROTTLED_SECONDS
 
 Body = dict[str, Any]
 
@@ -78,20 +86,42 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = 
     return path
 
 
+# kubernetes_asyncio's read buffer: a watch event or object may be up to etcd's 1.5 MiB.
+_READ_BUFSIZE = 2**21
+
+
+def api_client(configuration: k8s.Configuration, *, proxy: str | None = None) -> k8s.ApiClient:
+    """An ApiClient whose HTTP session never looks at the environment (see the module doc)."""
+    if proxy:
+        configuration.proxy = proxy
+    api = k8s.ApiClient(configuration)
+    rest = api.rest_client
+    implicit = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=implicit.connector, trust_env=False, read_bufsize=_READ_BUFSIZE
+    )
+    # The replaced session has sent nothing; the connector (the TLS setup) is kept.
+    implicit.detach()
+    return api
+
+
 class Kube:
     """Thin async access to the handful of resources the operator reads and writes."""
 
-    def __init__(self, api: k8s.ApiClient):
+    def __init__(self, api: k8s.ApiClient, *, throttle: Throttle | None = None):
         self._api = api
+        self.throttle = throttle or Throttle()
 
     @classmethod
-    async def connect(cls) -> Kube:
+    async def connect(cls, *, qps: float = 0.0, burst: int = 1, proxy: str | None = None) -> Kube:
         """Use in-cluster credentials when running in a Pod, the kubeconfig otherwise."""
         try:
             k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
             await k8s_config.load_kube_config()
-        return cls(k8s.ApiClient())
+        # What ApiClient() would use (the loaded default), with the session made here.
+        configuration = k8s.Configuration.get_default_copy()
+        return cls(api_client(configuration, proxy=proxy), throttle=Throttle(qps, burst))
 
     async def close(self) -> None:
         await self._api.close()
@@ -106,6 +136,9 @@ class Kube:
         content_type: str = "application/json",
     ) -> Body:
         verb = method.lower()
+        waited = await self.throttle.acquire()
+        if waited:
+            API_THROTTLED_SECONDS.observe(waited)
         started = time.perf_counter()
         try:
             result = await self._api.call_api(
@@ -126,6 +159,10 @@ class Kube:
                 http_reason=str(raw.reason or ""),
                 retry_after=headers.get("Retry-After"),
             )
+            if error.status == 429:
+                # API Priority and Fairness (or max-in-flight) refused this flow: everything
+                # this client sends next would be refused too until the server's Retry-After.
+                self.throttle.hold(error.retry_after)
             API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
             raise error from None
         except Exception as raw:
@@ -288,6 +325,7 @@ class Kube:
         query = [("container", container)]
         if follow:
             query.append(("follow", "true"))
+        await self.throttle.acquire()
         started = time.perf_counter()
         try:
             response = await self._api.call_api(

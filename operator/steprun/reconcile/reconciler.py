@@ -129,7 +129,7 @@ class Reconciler:
         self.config = config
         self.stepruns = ObjectCache()
         self.pods = PodCache(finalizer=TRACKING_FINALIZER)
-        self.queue = WorkQueue(self.reconcile)
+        self.queue = WorkQueue(self.reconcile, concurrency=config.reconcile_concurrency)
         self.tenancy = Tenancy(kube, config)
         # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
         # step's startup timeout bounds the wait, on the operator's clock.
