@@ -65,7 +65,15 @@ from steprun.reconcile.decide import (
     attempt_failed,
     decide,
 )
-from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.queue import (
+    FOLLOW_LANE,
+    START_LANE,
+    Key,
+    ObjectCache,
+    PodCache,
+    WorkQueue,
+    is_terminal_body,
+)
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
@@ -129,7 +137,9 @@ class Reconciler:
         self.config = config
         self.stepruns = ObjectCache()
         self.pods = PodCache(finalizer=TRACKING_FINALIZER)
-        self.queue = WorkQueue(self.reconcile, concurrency=config.reconcile_concurrency)
+        self.queue = WorkQueue(
+            self.reconcile, concurrency=config.reconcile_concurrency, lane=self._lane
+        )
         self.tenancy = Tenancy(kube, config)
         # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
         # step's startup timeout bounds the wait, on the operator's clock.
@@ -139,6 +149,22 @@ class Reconciler:
         self.artifacts = Artifacts(kube, config)
 
     # ------------------------------------------------------------------ entry point
+
+    def _lane(self, key: Key) -> str:
+        """Steps that still need a Pod created wait for each other, never for the others."""
+        body = self.stepruns.get(key)
+        if body is None:
+            return FOLLOW_LANE
+        status = body.get("status") or {}
+        spec = body.get("spec") or {}
+        if not isinstance(status, Mapping) or not isinstance(spec, Mapping):
+            return FOLLOW_LANE
+        starting = (not status.get("podName") or bool(status.get("nextAttemptTime"))) and not (
+            is_terminal_body(body)
+            or spec.get("cancel")
+            or (body.get("metadata") or {}).get("deletionTimestamp")
+        )
+        return START_LANE if starting else FOLLOW_LANE
 
     async def reconcile(self, key: Key) -> None:
         body = self.stepruns.get(key)
