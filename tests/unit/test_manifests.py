@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from steprun.api.models import MAX_SECRETS
+from steprun.api.models import MAX_ARTIFACTS, MAX_SECRETS, MAX_WORKSPACES
 from steprun.config import OperatorConfig
 from steprun.render.sandbox import restricted_violations
 
@@ -427,10 +427,16 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
 def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
     policy = one(render(helm), "ValidatingAdmissionPolicy", "steprun-stepruns")
     validations = policy["spec"]["validations"]
-    secret_checks = [v for v in validations if "check('get')" in v["expression"]]
-    assert len(secret_checks) == MAX_SECRETS
-    for index, validation in enumerate(secret_checks):
-        assert f"variables.secretNames[{index}]" in validation["messageExpression"]
+    for resource, variable, bound in [
+        ("resource('secrets')", "secretNames", MAX_SECRETS),
+        ("resource('persistentvolumeclaims')", "claimNames", MAX_WORKSPACES),
+        ("resource('stepruns')", "producerNames", MAX_ARTIFACTS),
+    ]:
+        checks = [v for v in validations if resource in v["expression"]]
+        assert len(checks) == bound, resource
+        for index, validation in enumerate(checks):
+            assert "check('get')" in validation["expression"]
+            assert f"variables.{variable}[{index}]" in validation["messageExpression"]
     (account,) = [v for v in validations if "check('use')" in v["expression"]]
     assert "serviceaccounts" in account["expression"]
     for validation in validations:

@@ -24,6 +24,9 @@ CONFIG = OperatorConfig(
     artifacts_bucket="steps",
     artifacts_secret="steprun-system/artifact-store",
     artifacts_archive_logs=False,
+    # Inputs name their producer, which the creator check covers (test_tenancy.py); this fake
+    # has no admission policy, so the operator would refuse every step with inputs.
+    require_admission_policy=False,
 )
 OUTPUTS = {"artifacts": {"outputs": [{"name": "dist", "path": "/workspace/dist"}]}}
 

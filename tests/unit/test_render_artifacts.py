@@ -29,6 +29,7 @@ from steprun.render.artifacts import (
     resolve_inputs,
 )
 from steprun.render.pod import render_pod
+from steprun.render.sandbox import restricted_violations
 
 CONFIG = OperatorConfig(
     artifacts_endpoint="http://10.1.2.3:7070",
@@ -269,3 +270,19 @@ def test_a_sandbox_step_with_artifacts_may_reach_a_store_given_by_address() -> N
     named = CONFIG.model_copy(update={"artifacts_endpoint": "https://s3.example.com"})
     assert add_store_egress(policy, sr, named) == policy, "a DNS name is the policy's to allow"
     assert add_store_egress(policy, steprun(command=["make"]), CONFIG) == policy
+
+
+def test_helpers_keep_a_local_step_restricted_compliant() -> None:
+    # In a namespace enforcing Pod Security "restricted", the API server refuses the whole Pod
+    # if any container (ours included) is not compliant.
+    sr = steprun(script="make dist", artifacts={**OUTPUTS, **INPUTS})
+    resolved = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
+    pod = add_artifacts(render_pod(sr, 1, CONFIG, restricted=True), sr, 1, CONFIG, resolved)
+    assert {INIT_CONTAINER, UPLOAD_CONTAINER} <= set(containers(pod))
+    assert restricted_violations(pod) == []
+    # Outside such namespaces the helpers still give up what they never need.
+    plain = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, resolved)
+    for name in (INIT_CONTAINER, UPLOAD_CONTAINER):
+        context = containers(plain)[name]["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}

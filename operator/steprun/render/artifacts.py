@@ -156,6 +156,10 @@ def _helper(name: str, config: OperatorConfig, command: list[str]) -> dict[str, 
         "command": command,
         "resources": copy.deepcopy(HELPER_RESOURCES),
         "terminationMessagePolicy": "File",
+        # The helper only moves files it can read as the step's user; it needs no capability,
+        # and these are what Pod Security "restricted" asks of every container (the Pod-level
+        # user and seccomp come from the step's own hardening).
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
 
 
