@@ -494,3 +494,28 @@ def test_artifact_repository_values_become_the_operators_settings(helm: str) -> 
     assert config.artifacts_max_bytes == 1048576
     assert config.artifacts_archive_logs is True
     assert "STEPRUN_ARTIFACTS_ENDPOINT" not in env_of(render(helm))
+
+
+def test_namespaces_may_have_their_own_artifact_repository(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "artifactRepository.namespaces[0].namespaces[0]=team-a-*",
+        "--set",
+        "artifactRepository.namespaces[0].bucket=team-a",
+        "--set",
+        "artifactRepository.namespaces[0].endpoint=http://10.0.0.9:9000",
+        "--set",
+        "artifactRepository.namespaces[0].credentialsSecret=team-a-store",
+    )
+    env = env_of(docs)
+    config = OperatorConfig(artifacts_namespaces=json.loads(env["STEPRUN_ARTIFACTS_NAMESPACES"]))
+    repository = config.artifact_repository("team-a-ci")
+    assert (repository.endpoint, repository.bucket, repository.secret) == (
+        "http://10.0.0.9:9000",
+        "team-a",
+        "steprun-system/team-a-store",
+    )
+    assert not config.artifact_repository("team-b").enabled
+    with pytest.raises(AssertionError, match="namespaces"):
+        render(helm, "--set", "artifactRepository.namespaces[0].bucket=x")

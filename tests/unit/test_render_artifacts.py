@@ -286,3 +286,58 @@ def test_helpers_keep_a_local_step_restricted_compliant() -> None:
         context = containers(plain)[name]["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+TEAM_A = OperatorConfig(
+    artifacts_endpoint="http://10.1.2.3:7070",
+    artifacts_bucket="steprun",
+    artifacts_key_prefix="runs",
+    artifacts_secret="steprun-system/store",
+    artifacts_namespaces=[
+        {"namespaces": ["team-a-*"], "bucket": "team-a", "secret": "steprun-system/team-a"},
+        {"namespaces": ["team-b"], "endpoint": "http://10.9.9.9:9000", "keyPrefix": ""},
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "endpoint", "bucket", "prefix", "secret"),
+    [
+        ("team-a-ci", "http://10.1.2.3:7070", "team-a", "runs/", "steprun-system/team-a"),
+        ("team-b", "http://10.9.9.9:9000", "steprun", "", "steprun-system/store"),
+        ("team-bb", "http://10.1.2.3:7070", "steprun", "runs/", "steprun-system/store"),
+    ],
+)
+def test_a_namespace_may_have_its_own_repository(
+    namespace: str, endpoint: str, bucket: str, prefix: str, secret: str
+) -> None:
+    repository = TEAM_A.artifact_repository(namespace)
+    assert (repository.endpoint, repository.bucket, repository.prefix, repository.secret) == (
+        endpoint,
+        bucket,
+        prefix,
+        secret,
+    )
+
+
+def test_a_namespaces_repository_reaches_its_helpers() -> None:
+    body = steprun(script="make dist", artifacts=OUTPUTS).model_dump(by_alias=True)
+    body["metadata"]["namespace"] = "team-a-ci"
+    sr = StepRun.model_validate(body)
+    pod = add_artifacts(render_pod(sr, 1, TEAM_A), sr, 1, TEAM_A, [])
+    env = {e["name"]: e.get("value") for e in containers(pod)[UPLOAD_CONTAINER]["env"]}
+    assert env["STEPRUN_ARTIFACTS_BUCKET"] == "team-a"
+    outputs = json.loads(containers(pod)[UPLOAD_CONTAINER]["command"][-1])
+    assert outputs == {"dist": "runs/team-a-ci/build-42/1/dist.tgz"}
+
+
+def test_namespace_repositories_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "STEPRUN_ARTIFACTS_NAMESPACES", '[{"namespaces": ["ml-*"], "bucket": "models"}]'
+    )
+    assert OperatorConfig().artifact_repository("ml-train").bucket == "models"
+    monkeypatch.setenv("STEPRUN_ARTIFACTS_NAMESPACES", '[{"bucket": "models"}]')
+    with pytest.raises(ValueError, match="namespaces"):
+        OperatorConfig()
