@@ -3,6 +3,12 @@
 Asynchronous all the way (``kubernetes_asyncio``): a blocking call on the event loop would stall
 every StepRun at once. Objects travel as plain JSON dicts; rendering them is somebody else's job.
 Every failure is classified once, into the taxonomy of ``steprun.kube.errors``.
+
+Every request passes ``steprun.kube.throttle``: the client-side rate (STEPRUN_API_QPS,
+STEPRUN_API_BURST) and the API server's 429s, whose Retry-After holds all requests. The HTTP
+session does not consult the environment (``trust_env``): kubernetes_asyncio turns it on, and
+it costs every request two thread-pool hops (a .netrc read and a proxy lookup). A proxy is
+used when given explicitly: the kubeconfig cluster's ``proxy-url`` or STEPRUN_API_PROXY.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any, cast
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 
 from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
@@ -29,7 +36,8 @@ from steprun.kube.errors import (
     classify_exception,
     classify_response,
 )
-from steprun.metrics import API_ERRORS, API_REQUESTS
+from steprun.kube.throttle import Throttle
+from steprun.metrics import API_ERRORS, API_REQUESTS, API_THROTTLED_SECONDS
 
 Body = dict[str, Any]
 # Seconds for the whole request, or (connect, read) seconds: a read timeout bounds the silence
@@ -85,9 +93,9 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = 
 
 
 @contextlib.contextmanager
-def _answered(verb: str) -> Iterator[None]:
+def _answered(verb: str, throttle: Throttle | None = None) -> Iterator[None]:
     """Times one request and turns its failure into the taxonomy of ``steprun.kube.errors``
-    (counted by status; 0 when the server never answered)."""
+    (counted by status; 0 when the server never answered). A 429 holds ``throttle``."""
     started = time.perf_counter()
     try:
         yield
@@ -99,6 +107,10 @@ def _answered(verb: str) -> Iterator[None]:
             http_reason=str(raw.reason or ""),
             retry_after=headers.get("Retry-After"),
         )
+        if error.status == 429 and throttle is not None:
+            # API Priority and Fairness (or max-in-flight) refused this flow: everything this
+            # client sends next would be refused too until the server's Retry-After.
+            throttle.hold(error.retry_after)
         API_ERRORS.labels(verb=verb, code=str(error.status)).inc()
         raise error from None
     except Exception as raw:
@@ -111,18 +123,46 @@ def _answered(verb: str) -> Iterator[None]:
         API_REQUESTS.labels(verb=verb).observe(time.perf_counter() - started)
 
 
+# kubernetes_asyncio's read buffer: a watch event or object may be up to etcd's 1.5 MiB.
+_READ_BUFSIZE = 2**21
+
+
+def api_client(configuration: k8s.Configuration, *, proxy: str | None = None) -> k8s.ApiClient:
+    """An ApiClient whose HTTP session never looks at the environment (see the module doc)."""
+    if proxy:
+        configuration.proxy = proxy
+    api = k8s.ApiClient(configuration)
+    rest = api.rest_client
+    implicit = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=implicit.connector, trust_env=False, read_bufsize=_READ_BUFSIZE
+    )
+    # The replaced session has sent nothing; the connector (the TLS setup) is kept.
+    implicit.detach()
+    return api
+
+
 class Kube:
     """Thin async access to the handful of resources the operator reads and writes."""
 
-    def __init__(self, api: k8s.ApiClient):
+    def __init__(self, api: k8s.ApiClient, *, throttle: Throttle | None = None):
         self._api = api
+        self.throttle = throttle or Throttle()
 
     @classmethod
-    async def connect(cls, config_file: str | None = None, context: str | None = None) -> Kube:
+    async def connect(
+        cls,
+        config_file: str | None = None,
+        context: str | None = None,
+        *,
+        qps: float = 0.0,
+        burst: int = 1,
+        proxy: str | None = None,
+    ) -> Kube:
         """Credentials as kubectl finds them (``steprun.kube.config``): the kubeconfig, else
-        the in-cluster service account."""
+        the in-cluster service account; ``qps``/``burst``: the client-side rate (0: none)."""
         configuration, _ = await load_configuration(config_file, context)
-        return cls.from_configuration(configuration)
+        return cls.from_configuration(configuration, qps=qps, burst=burst, proxy=proxy)
 
     @classmethod
     def over(cls, given: Any) -> Kube:
@@ -133,10 +173,17 @@ class Kube:
         return cls.from_configuration(configuration_of(given))
 
     @classmethod
-    def from_configuration(cls, configuration: k8s.Configuration) -> Kube:
+    def from_configuration(
+        cls,
+        configuration: k8s.Configuration,
+        *,
+        qps: float = 0.0,
+        burst: int = 1,
+        proxy: str | None = None,
+    ) -> Kube:
         """Over a configuration of ``steprun.kube.config`` (e.g. with a larger connection pool);
         call it inside the event loop that will use it."""
-        return cls(k8s.ApiClient(configuration))
+        return cls(api_client(configuration, proxy=proxy), throttle=Throttle(qps, burst))
 
     @staticmethod
     def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
@@ -160,7 +207,10 @@ class Kube:
         """Any JSON request by path, classified into ``steprun.kube.errors`` (the helpers
         below are made of it; callers use it for what they do not offer: dry runs, /version,
         benchmarks)."""
-        with _answered(method.lower()):
+        waited = await self.throttle.acquire()
+        if waited:
+            API_THROTTLED_SECONDS.observe(waited)
+        with _answered(method.lower(), self.throttle):
             result = await self._api.call_api(
                 path,
                 method,
@@ -338,7 +388,8 @@ class Kube:
         self, path: str, *, query: Mapping[str, str] | None = None, request_timeout: Timeout = None
     ) -> AsyncGenerator[bytes, None]:
         """A GET whose answer is read as it arrives, in chunks (logs, watches, /metrics)."""
-        with _answered("get"):
+        await self.throttle.acquire()
+        with _answered("get", self.throttle):
             response = await self._api.call_api(
                 path,
                 "GET",
