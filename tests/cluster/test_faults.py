@@ -25,7 +25,6 @@ from tests.support.steps import (
     Steps,
     assert_each_pod_created_once,
     eventually,
-    owned_by_a_steprun,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +62,6 @@ def leftover_context(steps: Steps) -> list[str]:
         for kind, objects in (("ConfigMap", configmaps), ("Secret", secrets))
         for obj in objects
         if obj.metadata.name.endswith("-context")
-        and (kind == "Secret" or not owned_by_a_steprun(obj))
     ]
 
 

@@ -48,8 +48,8 @@ def test_example_reaches_its_documented_phase(steps: Steps, example: Path) -> No
     if "attempts" in expected:
         assert len(status["attempts"]) == int(expected["attempts"])
         assert [p.metadata.name for p in steps.pods(name)] == [f"{name}-1", f"{name}-2"]
-    # The secret values never outlive the step; the ConfigMap goes with the StepRun.
-    eventually(lambda: not steps.context_outliving(name), 30, "the step's Secret deleted")
+    # The context never outlives the step.
+    eventually(lambda: not steps.context_outliving(name), 30, "the step's context deleted")
 
 
 def test_status_records_attempt_times_conditions_and_warning_events(

@@ -26,13 +26,6 @@ def eventually(probe: Callable[[], T | None], timeout: float, what: str, every: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def owned_by_a_steprun(obj: Any) -> bool:
-    """Whether a child's controller is a StepRun (the garbage collector deletes it with it)."""
-    return any(
-        ref.kind == "StepRun" and ref.controller for ref in obj.metadata.owner_references or []
-    )
-
-
 class Steps:
     """StepRuns of one namespace."""
 
@@ -104,15 +97,13 @@ class Steps:
         )
 
     def context_outliving(self, name: str) -> list[str]:
-        """What of StepRun ``name``'s context outlives it: its Secret (the copy of its secret
-        values, deleted when it ends), or a ConfigMap the StepRun does not own (its own is left
-        to the garbage collector, which deletes it with the StepRun)."""
+        """What of StepRun ``name``'s context outlives its end: API.md has the operator delete
+        both its Secret and its ConfigMap when the step reaches a terminal phase."""
         left = []
         if self.secret_exists(f"{name}-context"):
             left.append(f"Secret/{name}-context")
-        for cm in self.core.list_namespaced_config_map(self.namespace).items:
-            if cm.metadata.name == f"{name}-context" and not owned_by_a_steprun(cm):
-                left.append(f"ConfigMap/{cm.metadata.name}")
+        if self.configmap_exists(f"{name}-context"):
+            left.append(f"ConfigMap/{name}-context")
         return left
 
     def secret_exists(self, name: str) -> bool:

@@ -78,6 +78,9 @@ def plan(name: str, *middle: Call) -> list[Call]:
         ("create", "Pod", f"{name}-1"),
         ("patch_status", "StepRun", name),  # Pending: the attempt and its Pod recorded
         ("patch_status", "StepRun", name),  # Running
+        # API.md: the context is deleted at a terminal phase, only if it is the StepRun's.
+        ("get", "ConfigMap", f"{name}-context"),
+        ("delete", "ConfigMap", f"{name}-context"),
         ("patch_status", "StepRun", name),  # Succeeded
         ("remove_finalizer", "Pod", f"{name}-1"),
     ]

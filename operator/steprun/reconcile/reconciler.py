@@ -705,13 +705,14 @@ class Reconciler:
     async def _cleanup_context(
         self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
     ) -> None:
-        """The step's copy of its secret values must not outlive it. The ConfigMap holds only
-        what the StepRun itself says (env, inputs, script), so it is left to the garbage
-        collector, which removes it with the StepRun (its owner): deleting it here would cost
-        two requests per step for nothing. The NetworkPolicy stays too: it still confines a Pod
-        that may be terminating."""
+        """The step's context must not outlive it (API.md: both deleted at a terminal phase).
+        The ConfigMap goes too, although the garbage collector would take it with the StepRun:
+        a retained StepRun must not keep a copy of its inputs and script beside it. The
+        NetworkPolicy stays: it still confines a Pod that may be terminating."""
+        name = context_name(sr.name)
         if _has_secret(sr):
-            await self.tenancy.delete_owned("Secret", sr, context_name(sr.name), own_secret)
+            await self.tenancy.delete_owned("Secret", sr, name, own_secret)
+        await self.tenancy.delete_owned("ConfigMap", sr, name)
 
     # ------------------------------------------------------------------ writes
 
