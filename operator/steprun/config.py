@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from dataclasses import dataclass
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A StatefulSet Pod's name: <statefulset>-<ordinal>.
@@ -13,6 +16,44 @@ _TOP_PRIORITY = 100
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
+
+
+@dataclass(frozen=True)
+class ArtifactRepository:
+    """The store a namespace's steps use. ``prefix`` is empty or ends with ``/``."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+    region: str
+    secret: str
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint and self.bucket)
+
+
+class NamespaceArtifactRepository(BaseModel):
+    """A store for some namespaces, set by the admin; unset fields are the operator-wide ones.
+
+    Admin-set on purpose (the operator's environment, i.e. the chart), not a per-namespace
+    object: whoever chooses the store receives the credentials and every artifact, so it must
+    not be a co-tenant of the namespace.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    namespaces: list[str] = Field(min_length=1, description="Namespace names or glob patterns.")
+    endpoint: str = ""
+    bucket: str = ""
+    key_prefix: str | None = None
+    region: str = ""
+    secret: str = ""
+
+
+def _key_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/" if prefix else ""
 
 
 class OperatorConfig(BaseSettings):
@@ -157,14 +198,42 @@ class OperatorConfig(BaseSettings):
         "steprun.local/artifacts:1", description="Image of the artifact helper containers."
     )
 
+    artifacts_namespaces: list[NamespaceArtifactRepository] = Field(
+        default_factory=list,
+        description="Stores of some namespaces (JSON list of {namespaces: [patterns], endpoint, "
+        "bucket, keyPrefix, region, secret}); the first entry matching a namespace wins, and "
+        "the fields it leaves unset are the operator-wide ones.",
+    )
+
     @property
     def artifacts_enabled(self) -> bool:
+        """Whether the operator-wide store is set (a namespace may still have its own)."""
         return bool(self.artifacts_endpoint and self.artifacts_bucket)
 
     @property
     def artifacts_prefix(self) -> str:
-        prefix = self.artifacts_key_prefix.strip("/")
-        return f"{prefix}/" if prefix else ""
+        return _key_prefix(self.artifacts_key_prefix)
+
+    def artifact_repository(self, namespace: str) -> ArtifactRepository:
+        """The store of a namespace's steps: its own entry's fields over the operator-wide ones."""
+        entry = next(
+            (
+                e
+                for e in self.artifacts_namespaces
+                if any(fnmatch.fnmatchcase(namespace, p) for p in e.namespaces)
+            ),
+            None,
+        )
+        if entry is None:
+            entry = NamespaceArtifactRepository(namespaces=[namespace])
+        prefix = self.artifacts_key_prefix if entry.key_prefix is None else entry.key_prefix
+        return ArtifactRepository(
+            endpoint=entry.endpoint or self.artifacts_endpoint,
+            bucket=entry.bucket or self.artifacts_bucket,
+            prefix=_key_prefix(prefix),
+            region=entry.region or self.artifacts_region,
+            secret=entry.secret or self.artifacts_secret,
+        )
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -223,6 +223,40 @@ def test_service_account_needs_the_use_verb(tenant: Tenant) -> None:
     assert tenant.admin.wait_terminal("as-default")["phase"] == "Succeeded"
 
 
+def test_engine_cannot_mount_a_claim_it_may_not_read(tenant: Tenant) -> None:
+    tenant.admin.core.create_namespaced_persistent_volume_claim(
+        tenant.namespace,
+        {
+            "metadata": {"name": "payroll"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "16Mi"}},
+            },
+        },
+    )
+    workspace = {"name": "data", "persistentVolumeClaim": {"claimName": "payroll"}}
+    spec = local("ls /workspace/data", workspaces=[workspace])
+    with pytest.raises(client.ApiException) as refused:
+        tenant.engine.create("mount", spec)
+    message = refusal(refused.value)
+    assert (
+        f"{tenant.engine_user} may not get PersistentVolumeClaim payroll in namespace "
+        f"{tenant.namespace}" in message
+    ), message
+    assert not tenant.admin.exists("mount")
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "resourceNames": ["payroll"],
+            "verbs": ["get"],
+        }
+    ]
+    tenant.grant("read-payroll", rules)
+    until_allowed(lambda: tenant.engine.create("mount", spec), "RBAC to allow reading payroll")
+    assert tenant.admin.wait_terminal("mount")["phase"] == "Succeeded"
+
+
 # ---------------------------------------------------------------- fail closed, system namespaces
 
 

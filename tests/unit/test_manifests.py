@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from steprun.api.models import MAX_SECRETS
+from steprun.api.models import MAX_ARTIFACTS, MAX_SECRETS, MAX_WORKSPACES
 from steprun.config import OperatorConfig
 from steprun.render.sandbox import restricted_violations
 
@@ -427,10 +427,16 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
 def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
     policy = one(render(helm), "ValidatingAdmissionPolicy", "steprun-stepruns")
     validations = policy["spec"]["validations"]
-    secret_checks = [v for v in validations if "check('get')" in v["expression"]]
-    assert len(secret_checks) == MAX_SECRETS
-    for index, validation in enumerate(secret_checks):
-        assert f"variables.secretNames[{index}]" in validation["messageExpression"]
+    for resource, variable, bound in [
+        ("resource('secrets')", "secretNames", MAX_SECRETS),
+        ("resource('persistentvolumeclaims')", "claimNames", MAX_WORKSPACES),
+        ("resource('stepruns')", "producerNames", MAX_ARTIFACTS),
+    ]:
+        checks = [v for v in validations if resource in v["expression"]]
+        assert len(checks) == bound, resource
+        for index, validation in enumerate(checks):
+            assert "check('get')" in validation["expression"]
+            assert f"variables.{variable}[{index}]" in validation["messageExpression"]
     (account,) = [v for v in validations if "check('use')" in v["expression"]]
     assert "serviceaccounts" in account["expression"]
     for validation in validations:
@@ -488,3 +494,28 @@ def test_artifact_repository_values_become_the_operators_settings(helm: str) -> 
     assert config.artifacts_max_bytes == 1048576
     assert config.artifacts_archive_logs is True
     assert "STEPRUN_ARTIFACTS_ENDPOINT" not in env_of(render(helm))
+
+
+def test_namespaces_may_have_their_own_artifact_repository(helm: str) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "artifactRepository.namespaces[0].namespaces[0]=team-a-*",
+        "--set",
+        "artifactRepository.namespaces[0].bucket=team-a",
+        "--set",
+        "artifactRepository.namespaces[0].endpoint=http://10.0.0.9:9000",
+        "--set",
+        "artifactRepository.namespaces[0].credentialsSecret=team-a-store",
+    )
+    env = env_of(docs)
+    config = OperatorConfig(artifacts_namespaces=json.loads(env["STEPRUN_ARTIFACTS_NAMESPACES"]))
+    repository = config.artifact_repository("team-a-ci")
+    assert (repository.endpoint, repository.bucket, repository.secret) == (
+        "http://10.0.0.9:9000",
+        "team-a",
+        "steprun-system/team-a-store",
+    )
+    assert not config.artifact_repository("team-b").enabled
+    with pytest.raises(AssertionError, match="namespaces"):
+        render(helm, "--set", "artifactRepository.namespaces[0].bucket=x")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY, UPLOAD_CONTAINER
-from steprun.config import OperatorConfig
+from steprun.config import NamespaceArtifactRepository, OperatorConfig
 from steprun.reconcile.reconciler import Reconciler
 from tests.support.fake_kube import FakeKube
 from tests.unit.factories import NAME, NAMESPACE, container_status, terminated
@@ -24,6 +24,9 @@ CONFIG = OperatorConfig(
     artifacts_bucket="steps",
     artifacts_secret="steprun-system/artifact-store",
     artifacts_archive_logs=False,
+    # Inputs name their producer, which the creator check covers (test_tenancy.py); this fake
+    # has no admission policy, so the operator would refuse every step with inputs.
+    require_admission_policy=False,
 )
 OUTPUTS = {"artifacts": {"outputs": [{"name": "dist", "path": "/workspace/dist"}]}}
 
@@ -117,3 +120,37 @@ async def test_an_input_its_producer_never_uploaded_ends_the_step_before_any_pod
     assert status["reason"] == "InvalidSpec"
     assert "build-1" in status["message"] and "dist" in status["message"]
     assert kube.count("create", "Pod") == 0
+
+
+async def test_a_namespace_with_its_own_repository_uses_its_credentials_and_prefix(
+    kube: FakeKube,
+) -> None:
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "team-store", "namespace": "steprun-system"},
+            "data": {"accessKey": "dGVhbQ==", "secretKey": "dGVhbS1zaw=="},
+        }
+    )
+    own = CONFIG.model_copy(
+        update={
+            "artifacts_namespaces": [
+                NamespaceArtifactRepository(
+                    namespaces=[NAMESPACE], key_prefix="team", secret="steprun-system/team-store"
+                )
+            ]
+        }
+    )
+    reconciler = Reconciler(kube, own)  # type: ignore[arg-type]
+    submit(kube, reconciler, OUTPUTS)
+    await step(kube, reconciler)
+    secret = kube.find("Secret", NAMESPACE, f"{NAME}-context")
+    assert secret is not None
+    assert secret["data"][ACCESS_KEY_KEY] == "dGVhbQ=="
+    finish_with_upload(kube, [{"name": "dist", "size": 120, "sha256": SHA}])
+
+    status = await step(kube, reconciler)
+
+    assert status["artifacts"][0]["key"] == f"team/{NAMESPACE}/{NAME}/1/dist.tgz"
+    await reconciler.queue.drain()

@@ -29,6 +29,7 @@ from steprun.render.artifacts import (
     resolve_inputs,
 )
 from steprun.render.pod import render_pod
+from steprun.render.sandbox import restricted_violations
 
 CONFIG = OperatorConfig(
     artifacts_endpoint="http://10.1.2.3:7070",
@@ -269,3 +270,74 @@ def test_a_sandbox_step_with_artifacts_may_reach_a_store_given_by_address() -> N
     named = CONFIG.model_copy(update={"artifacts_endpoint": "https://s3.example.com"})
     assert add_store_egress(policy, sr, named) == policy, "a DNS name is the policy's to allow"
     assert add_store_egress(policy, steprun(command=["make"]), CONFIG) == policy
+
+
+def test_helpers_keep_a_local_step_restricted_compliant() -> None:
+    # In a namespace enforcing Pod Security "restricted", the API server refuses the whole Pod
+    # if any container (ours included) is not compliant.
+    sr = steprun(script="make dist", artifacts={**OUTPUTS, **INPUTS})
+    resolved = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
+    pod = add_artifacts(render_pod(sr, 1, CONFIG, restricted=True), sr, 1, CONFIG, resolved)
+    assert {INIT_CONTAINER, UPLOAD_CONTAINER} <= set(containers(pod))
+    assert restricted_violations(pod) == []
+    # Outside such namespaces the helpers still give up what they never need.
+    plain = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, resolved)
+    for name in (INIT_CONTAINER, UPLOAD_CONTAINER):
+        context = containers(plain)[name]["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+TEAM_A = OperatorConfig(
+    artifacts_endpoint="http://10.1.2.3:7070",
+    artifacts_bucket="steprun",
+    artifacts_key_prefix="runs",
+    artifacts_secret="steprun-system/store",
+    artifacts_namespaces=[
+        {"namespaces": ["team-a-*"], "bucket": "team-a", "secret": "steprun-system/team-a"},
+        {"namespaces": ["team-b"], "endpoint": "http://10.9.9.9:9000", "keyPrefix": ""},
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "endpoint", "bucket", "prefix", "secret"),
+    [
+        ("team-a-ci", "http://10.1.2.3:7070", "team-a", "runs/", "steprun-system/team-a"),
+        ("team-b", "http://10.9.9.9:9000", "steprun", "", "steprun-system/store"),
+        ("team-bb", "http://10.1.2.3:7070", "steprun", "runs/", "steprun-system/store"),
+    ],
+)
+def test_a_namespace_may_have_its_own_repository(
+    namespace: str, endpoint: str, bucket: str, prefix: str, secret: str
+) -> None:
+    repository = TEAM_A.artifact_repository(namespace)
+    assert (repository.endpoint, repository.bucket, repository.prefix, repository.secret) == (
+        endpoint,
+        bucket,
+        prefix,
+        secret,
+    )
+
+
+def test_a_namespaces_repository_reaches_its_helpers() -> None:
+    body = steprun(script="make dist", artifacts=OUTPUTS).model_dump(by_alias=True)
+    body["metadata"]["namespace"] = "team-a-ci"
+    sr = StepRun.model_validate(body)
+    pod = add_artifacts(render_pod(sr, 1, TEAM_A), sr, 1, TEAM_A, [])
+    env = {e["name"]: e.get("value") for e in containers(pod)[UPLOAD_CONTAINER]["env"]}
+    assert env["STEPRUN_ARTIFACTS_BUCKET"] == "team-a"
+    outputs = json.loads(containers(pod)[UPLOAD_CONTAINER]["command"][-1])
+    assert outputs == {"dist": "runs/team-a-ci/build-42/1/dist.tgz"}
+
+
+def test_namespace_repositories_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "STEPRUN_ARTIFACTS_NAMESPACES", '[{"namespaces": ["ml-*"], "bucket": "models"}]'
+    )
+    assert OperatorConfig().artifact_repository("ml-train").bucket == "models"
+    monkeypatch.setenv("STEPRUN_ARTIFACTS_NAMESPACES", '[{"bucket": "models"}]')
+    with pytest.raises(ValueError, match="namespaces"):
+        OperatorConfig()

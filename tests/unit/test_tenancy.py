@@ -129,6 +129,29 @@ def binding(
             {"context": {"secrets": SECRET}, "serviceAccountName": "ops"},
             ["Secret(s) gh", "ServiceAccount ops"],
         ),
+        (
+            {
+                "workspaces": [
+                    {"name": "src", "persistentVolumeClaim": {"claimName": "cache"}},
+                    {"name": "tmp", "emptyDir": {}},
+                ]
+            },
+            ["PersistentVolumeClaim(s) cache"],
+        ),
+        (
+            {
+                "artifacts": {
+                    "inputs": [
+                        {
+                            "name": "dist",
+                            "from": {"stepRun": "build", "artifact": "dist"},
+                            "path": "/in/dist",
+                        }
+                    ]
+                }
+            },
+            ["StepRun(s) build (artifact inputs)"],
+        ),
     ],
 )
 def test_what_needs_the_creator_check(spec: dict[str, Any], needs: list[str]) -> None:

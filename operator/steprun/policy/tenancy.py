@@ -68,6 +68,20 @@ def needs_creator_check(sr: StepRun) -> list[str]:
     account = sr.spec.service_account_name
     if account and account != DEFAULT_SERVICE_ACCOUNT and sr.spec.mode == Mode.LOCAL:
         needs.append(f"ServiceAccount {account}")
+    claims = sorted(
+        {
+            w.persistent_volume_claim.claim_name
+            for w in sr.spec.workspace_list
+            if w.persistent_volume_claim is not None
+        }
+    )
+    if claims:
+        needs.append(f"PersistentVolumeClaim(s) {', '.join(claims)}")
+    # An input reads what another step uploaded: as much a read of that StepRun as its status.
+    inputs = sr.spec.artifacts.inputs if sr.spec.artifacts is not None else []
+    producers = sorted({i.from_.step_run for i in inputs})
+    if producers:
+        needs.append(f"StepRun(s) {', '.join(producers)} (artifact inputs)")
     return needs
 
 
@@ -172,7 +186,7 @@ def authorization_refusal(
         f"not run: the step names {' and '.join(needs)}, and the admission policy that checks "
         f"its creator may read them is missing ({problem}); install the chart's admission "
         "policies (manifests/admission/) or, accepting that anyone who may create StepRuns "
-        "can then use every Secret and ServiceAccount of the namespace, set "
+        "can then use every Secret, ServiceAccount, claim and artifact of the namespace, set "
         "STEPRUN_REQUIRE_ADMISSION_POLICY=false"
     )
 

@@ -35,41 +35,46 @@ class Artifacts:
     def __init__(self, kube: Kube, config: OperatorConfig):
         self.kube = kube
         self.config = config
-        self._cached: tuple[float, dict[str, str]] | None = None
+        # Per credentials Secret ("NAMESPACE/NAME"): namespaces may have their own store.
+        self._cached: dict[str, tuple[float, dict[str, str]]] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return self.config.artifacts_enabled
+    def enabled(self, namespace: str) -> bool:
+        return self.config.artifact_repository(namespace).enabled
 
-    async def secret_data(self) -> dict[str, str]:
-        """The store's credentials as keys of the step's own Secret (base64, as the API has
-        them): the helper containers read them from there, the step's container never does."""
+    async def secret_data(self, namespace: str) -> dict[str, str]:
+        """The credentials of the namespace's store as keys of the step's own Secret (base64,
+        as the API has them): the helper containers read them there, the step's container
+        never does."""
+        where = self.config.artifact_repository(namespace).secret
         now = time.monotonic()
-        if self._cached is not None and now - self._cached[0] < CREDENTIALS_TTL_SECONDS:
-            return dict(self._cached[1])
-        where = self.config.artifacts_secret
-        namespace, _, name = where.partition("/")
-        if not namespace or not name:
+        cached = self._cached.get(where)
+        if cached is not None and now - cached[0] < CREDENTIALS_TTL_SECONDS:
+            return dict(cached[1])
+        secret_namespace, _, name = where.partition("/")
+        if not secret_namespace or not name:
             raise ArtifactProblem(
-                "the operator has no artifact credentials: set STEPRUN_ARTIFACTS_SECRET to "
-                "NAMESPACE/NAME of a Secret with keys accessKey and secretKey"
+                f"the operator has no artifact credentials for namespace {namespace}: set "
+                "STEPRUN_ARTIFACTS_SECRET (or the namespace's entry in "
+                "STEPRUN_ARTIFACTS_NAMESPACES) to NAMESPACE/NAME of a Secret with keys "
+                "accessKey and secretKey"
             )
-        secret = await self.kube.get_or_none("Secret", namespace, name)
+        secret = await self.kube.get_or_none("Secret", secret_namespace, name)
         data = (secret or {}).get("data") or {}
         missing = [k for k in ("accessKey", "secretKey") if k not in data]
         if secret is None or missing:
             what = "not found" if secret is None else f"has no key {', '.join(missing)}"
             raise ArtifactProblem(f"the artifact repository's Secret {where} {what}")
         result = {ACCESS_KEY_KEY: data["accessKey"], SECRET_KEY_KEY: data["secretKey"]}
-        self._cached = (now, result)
+        self._cached[where] = (now, result)
         return dict(result)
 
     async def resolve(self, sr: StepRun) -> list[ResolvedInput]:
         """Each input's object from its producer's status; ArtifactProblem names every miss."""
-        if not self.enabled:
+        if not self.enabled(sr.namespace):
             raise ArtifactProblem(
-                "spec.artifacts needs an artifact repository, and none is configured: ask the "
-                "cluster admin to set one (artifactRepository in the Helm chart)"
+                "spec.artifacts needs an artifact repository, and none is configured for "
+                f"namespace {sr.namespace}: ask the cluster admin to set one "
+                "(artifactRepository in the Helm chart)"
             )
         producers: dict[str, StepRun | None] = {}
         for name in input_sources(sr):
@@ -83,17 +88,18 @@ class Artifacts:
             raise ArtifactProblem("; ".join(problems))
         return inputs
 
-    async def _store(self) -> ArtifactStore:
-        data = await self.secret_data()
+    async def _store(self, namespace: str) -> ArtifactStore:
+        data = await self.secret_data(namespace)
+        settings = self.config.artifact_repository(namespace)
         credentials = Credentials.from_secret_data(
             {"accessKey": data[ACCESS_KEY_KEY], "secretKey": data[SECRET_KEY_KEY]},
-            self.config.artifacts_secret,
+            settings.secret,
         )
         repository = Repository(
-            endpoint=self.config.artifacts_endpoint,
-            bucket=self.config.artifacts_bucket,
-            prefix=self.config.artifacts_prefix,
-            region=self.config.artifacts_region,
+            endpoint=settings.endpoint,
+            bucket=settings.bucket,
+            prefix=settings.prefix,
+            region=settings.region,
         )
         return ArtifactStore(repository, credentials)
 
@@ -104,12 +110,14 @@ class Artifacts:
 
         ``follow``: the Pod is terminating (cancel) and its last lines are still to come.
         """
-        if not (self.enabled and self.config.artifacts_archive_logs):
+        if not (self.enabled(sr.namespace) and self.config.artifacts_archive_logs):
             return None
-        key = log_key(self.config.artifacts_prefix, sr.namespace, sr.name, attempt)
+        key = log_key(
+            self.config.artifact_repository(sr.namespace).prefix, sr.namespace, sr.name, attempt
+        )
         log = for_steprun(sr).bind(attempt=attempt, key=key)
         try:
-            store = await self._store()
+            store = await self._store(sr.namespace)
             chunks = self.kube.stream_log(
                 sr.namespace,
                 pod_name,

@@ -253,12 +253,13 @@ def _uploads(
     sr: StepRun, obs: PodObservation, config: OperatorConfig
 ) -> tuple[ArtifactStatus, ...]:
     attempt = sr.status.attempt or 1
+    prefix = config.artifact_repository(sr.namespace).prefix
     declared = {o.name for o in (sr.spec.artifacts.outputs if sr.spec.artifacts else [])}
     return tuple(
         ArtifactStatus(
             name=a["name"],
             attempt=attempt,
-            key=artifact_key(config.artifacts_prefix, sr.namespace, sr.name, attempt, a["name"]),
+            key=artifact_key(prefix, sr.namespace, sr.name, attempt, a["name"]),
             size=a["size"],
             sha256=a["sha256"],
         )

@@ -463,7 +463,9 @@ class Reconciler:
     async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         # The store's credentials ride in the step's own Secret, for its helper containers.
         try:
-            store_keys = await self.artifacts.secret_data() if needs_artifacts(sr) else {}
+            store_keys = (
+                await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
+            )
         except ArtifactProblem as problem:
             raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
         if needs_secret(sr, sandbox) or store_keys:

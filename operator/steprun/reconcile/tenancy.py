@@ -67,7 +67,8 @@ class Tenancy:
     def _warn_missing(self, guard: AdmissionGuard | None) -> None:
         problem = guard.problem if guard is not None else "the operator cannot read it"
         consequence = (
-            "steps that name Secrets or a ServiceAccount end Rejected until it is installed"
+            "steps that name Secrets, a ServiceAccount, claims or artifact producers end Rejected "
+            "until it is installed"
             if self.config.require_admission_policy
             else "STEPRUN_REQUIRE_ADMISSION_POLICY=false: such steps run WITHOUT any check "
             "that their creator may read those Secrets or use that ServiceAccount"

@@ -32,7 +32,7 @@ from steprun.artifacts.names import (
     UPLOAD_CONTAINER,
     artifact_key,
 )
-from steprun.config import OperatorConfig
+from steprun.config import ArtifactRepository, OperatorConfig
 from steprun.render.names import context_name
 
 ARTIFACTS_VOLUME = "steprun-artifacts"
@@ -135,14 +135,14 @@ def _json_arg(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).replace("$", "$$")
 
 
-def _helper_env(config: OperatorConfig, secret_name: str) -> list[dict[str, Any]]:
+def _helper_env(repository: ArtifactRepository, secret_name: str) -> list[dict[str, Any]]:
     def from_secret(name: str, key: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
 
     return [
-        {"name": "STEPRUN_ARTIFACTS_ENDPOINT", "value": config.artifacts_endpoint},
-        {"name": "STEPRUN_ARTIFACTS_BUCKET", "value": config.artifacts_bucket},
-        {"name": "STEPRUN_ARTIFACTS_REGION", "value": config.artifacts_region},
+        {"name": "STEPRUN_ARTIFACTS_ENDPOINT", "value": repository.endpoint},
+        {"name": "STEPRUN_ARTIFACTS_BUCKET", "value": repository.bucket},
+        {"name": "STEPRUN_ARTIFACTS_REGION", "value": repository.region},
         from_secret("STEPRUN_ARTIFACTS_ACCESS_KEY", ACCESS_KEY_KEY),
         from_secret("STEPRUN_ARTIFACTS_SECRET_KEY", SECRET_KEY_KEY),
     ]
@@ -156,6 +156,10 @@ def _helper(name: str, config: OperatorConfig, command: list[str]) -> dict[str, 
         "command": command,
         "resources": copy.deepcopy(HELPER_RESOURCES),
         "terminationMessagePolicy": "File",
+        # The helper only moves files it can read as the step's user; it needs no capability,
+        # and these are what Pod Security "restricted" asks of every container (the Pod-level
+        # user and seccomp come from the step's own hardening).
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
 
 
@@ -183,7 +187,8 @@ def add_artifacts(
     pod_spec = out["spec"]
     step = _step_container(out)
     secret = context_name(sr.name)
-    env = _helper_env(config, secret)
+    repository = config.artifact_repository(sr.namespace)
+    env = _helper_env(repository, secret)
     max_bytes = str(config.artifacts_max_bytes)
     volumes: list[dict[str, Any]] = pod_spec.setdefault("volumes", [])
     mounts: list[dict[str, Any]] = step.setdefault("volumeMounts", [])
@@ -243,7 +248,7 @@ def add_artifacts(
         mounts.append({"name": OUTPUTS_VOLUME, "mountPath": OUTPUTS_DIR})
         volumes.append({"name": OUTPUTS_VOLUME, "emptyDir": {}})
         keys = {
-            o.name: artifact_key(config.artifacts_prefix, sr.namespace, sr.name, attempt, o.name)
+            o.name: artifact_key(repository.prefix, sr.namespace, sr.name, attempt, o.name)
             for o in spec.outputs
         }
         upload = _helper(
@@ -282,9 +287,10 @@ def add_store_egress(
     by IP address can be expressed as an ipBlock; for a store named by DNS, the policy's own
     egress rules must allow it (docs/artifacts.md).
     """
-    if not needs_artifacts(sr) or not config.artifacts_enabled:
+    repository = config.artifact_repository(sr.namespace)
+    if not needs_artifacts(sr) or not repository.enabled:
         return network_policy
-    endpoint = urlparse(config.artifacts_endpoint)
+    endpoint = urlparse(repository.endpoint)
     try:
         address = ipaddress.ip_address(endpoint.hostname or "")
     except ValueError:
