@@ -22,8 +22,6 @@ from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
 
-LIST_PAGE_SIZE = 500
-
 
 def _owner_name(pod: dict[str, Any]) -> str | None:
     # The owner reference, not the label: label values are shortened for long StepRun names.
@@ -48,10 +46,6 @@ def register(
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Events are posted deliberately by the reconciler, one per transition.
         settings.posting.enabled = False
-        # Lists in pages, as client-go's pager does: unpaginated, the whole namespace's
-        # StepRuns and Pods are parsed at once, and the heap grown for that peak stays
-        # fragmented by what survives it (measured: bench/results/memory-*.md).
-        settings.watching.chunk_size = LIST_PAGE_SIZE
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
