@@ -530,7 +530,8 @@ def plot(results: Sequence[ScenarioResult], path: Path) -> None:
                     ys,
                     styles[arm],
                     where="post",
-                    label=f"{arm_label(runs[0], arm)}, {name.split(',')[0]}",
+                    # The StepRun and Pod arms run in every controller-manager phase: say which.
+                    label=f"{arm_label(runs[0], arm)}, {name}",
                 )
         ax.set_xscale("log")
         ax.set_xlabel(label + ", log scale")
