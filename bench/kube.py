@@ -1,33 +1,31 @@
-"""The benchmark's own thin async access to the API server: requests and raw watch streams.
+"""The benchmark's access to the API server: the operator's access layer (``steprun.kube``), by
+path, plus watch streams that resume across reconnects.
 
 Watch events are parsed straight from the HTTP stream into dicts (no model classes): with tens
 of thousands of events per scenario the benchmark must stay cheap next to what it measures.
+Errors are the access layer's (``ApiError`` is its ``KubeError``: ``.status``, 0 when the
+server never answered).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
+from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
+from steprun.kube.client import Body, Kube
+from steprun.kube.config import load_configuration
+from steprun.kube.errors import KubeError, NotFound
 
-Body = dict[str, Any]
+ApiError = KubeError
 JSON = "application/json"
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status = status
+__all__ = ["JSON", "Api", "ApiError", "Body"]
 
 
 class Api:
-    def __init__(self, api: k8s.ApiClient):
-        self._api = api
+    def __init__(self, kube: Kube):
+        self._kube = kube
         self.watch_restarts = 0  # watches that ended in an error and were resumed
         self.last_watch_error: str | None = None
 
@@ -37,16 +35,13 @@ class Api:
 
     @classmethod
     async def connect(cls, kubeconfig: str, connections: int = 64) -> Api:
-        configuration = k8s.Configuration()
-        await k8s_config.load_kube_config(
-            config_file=kubeconfig, client_configuration=configuration
-        )
+        configuration, _ = await load_configuration(kubeconfig)
         # Watches hold a connection each; creates in a burst need many more.
         configuration.connection_pool_maxsize = connections
-        return cls(k8s.ApiClient(configuration))
+        return cls(Kube.from_configuration(configuration))
 
     async def close(self) -> None:
-        await self._api.close()
+        await self._kube.close()
 
     async def request(
         self,
@@ -57,32 +52,14 @@ class Api:
         query: Mapping[str, str] | None = None,
         content_type: str = JSON,
     ) -> Body:
-        try:
-            result = await self._api.call_api(
-                path,
-                method,
-                query_params=list((query or {}).items()),
-                header_params={"Accept": JSON, "Content-Type": content_type},
-                body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-        except k8s.ApiException as error:
-            raise ApiError(int(error.status or 0), str(error.body or error.reason)) from None
-        return cast(Body, result or {})
+        return await self._kube.request(
+            method, path, body=body, query=query, content_type=content_type
+        )
 
     async def text(self, path: str) -> str:
         """A non-JSON document, such as /metrics."""
-        response = await self._api.call_api(
-            path,
-            "GET",
-            header_params={"Accept": "text/plain"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
-        async with response:
-            return cast(str, await response.text())
+        chunks = [chunk async for chunk in self._kube.stream(path)]
+        return b"".join(chunks).decode()
 
     async def create(self, body: Mapping[str, Any], path: str) -> Body:
         return await self.request("POST", path, dict(body))
@@ -91,10 +68,8 @@ class Api:
         """Delete in the background; False when it was already gone."""
         try:
             await self.request("DELETE", path, {"propagationPolicy": "Background"})
-        except ApiError as error:
-            if error.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     async def list_version(self, path: str) -> str:
@@ -111,44 +86,25 @@ class Api:
         """
         while True:
             query = {
-                "watch": "true",
                 "resourceVersion": version,
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": "3600",
             }
             expired = False
             try:
-                response = await self._api.call_api(
-                    path,
-                    "GET",
-                    query_params=list(query.items()),
-                    header_params={"Accept": JSON},
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _request_timeout=None,
-                )
-                async with response:
-                    async for line in _lines(response.content):
-                        event = json.loads(line)
-                        if "type" not in event:
-                            # The request itself was refused: the body is a bare Status.
-                            expired = event.get("code") == 410
-                            self._restarted(event)
-                            break
-                        kind, obj = str(event["type"]), cast(Body, event["object"])
-                        if kind == "ERROR":
-                            expired = obj.get("code") == 410
-                            self._restarted(obj)
-                            break
-                        version = str(obj["metadata"]["resourceVersion"])
-                        if kind != "BOOKMARK":
-                            yield kind, obj
-            except k8s.ApiException as error:
+                async for event in self._kube.watch(path, query=query):
+                    kind, obj = str(event["type"]), event["object"]
+                    if kind == "ERROR":
+                        expired = obj.get("code") == 410
+                        self._restarted(obj)
+                        break
+                    version = str(obj["metadata"]["resourceVersion"])
+                    if kind != "BOOKMARK":
+                        yield kind, obj
+            except KubeError as error:
+                # Refused (410 when the version is gone) or dropped: resume from the last seen.
                 expired = error.status == 410
-                self._restarted({"code": error.status, "message": str(error.reason)})
-            except (TimeoutError, aiohttp.ClientError) as error:
-                # A dropped stream resumes from the last version seen.
-                self._restarted({"message": repr(error)})
+                self._restarted({"code": error.status, "message": error.message})
             if not expired and self.last_watch_error is not None:
                 await asyncio.sleep(0.5)
             if expired:
@@ -157,15 +113,3 @@ class Api:
                 for item in listed.get("items") or []:
                     yield "MODIFIED", item
             await asyncio.sleep(0)
-
-
-async def _lines(stream: Any) -> AsyncIterator[bytes]:
-    """Newline-delimited JSON, whatever the size of a line (readline() caps it)."""
-    buffer = b""
-    async for chunk in stream.iter_any():
-        *complete, buffer = (buffer + chunk).split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield buffer

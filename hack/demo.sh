@@ -72,8 +72,10 @@ fi
 # A rebuilt image keeps its tag; its digest on the Pods makes an upgrade replace them.
 digest=$(ctr -n k8s.io images ls "name==$image" | awk 'NR == 2 {print $3}')
 log "installing the chart: release $RELEASE in $NAMESPACE, watching $DEMO_NS"
+# --take-ownership: on a cluster the test suite has used, the cluster-scoped roles it applied
+# from manifests/ (the same objects) would otherwise stop the install.
 "$helm" upgrade --install "$RELEASE" "$REPO_DIR/helm/steprun" \
-  --namespace "$NAMESPACE" --create-namespace \
+  --namespace "$NAMESPACE" --create-namespace --take-ownership \
   --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
   --set-string "podAnnotations.steprun\.dev/image-digest=$digest" \
   --set "watchNamespaces={$DEMO_NS}" --set "engine.namespaces={$DEMO_NS}" \

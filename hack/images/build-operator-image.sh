@@ -137,11 +137,10 @@ build_deps() {  # BASE_DIR DIR PINS_FILE
   in_root "$root" python3 -m venv "$PREFIX"
   in_root "$root" "$PREFIX/bin/pip" install -q --no-index --no-compile --disable-pip-version-check \
     --find-links /tmp/wheelhouse -r /tmp/wheelhouse/requirements.txt >&2
-  # kubernetes ships a second, asyncio copy of its client (kubernetes.aio) that nothing here
-  # imports (the operator uses kubernetes_asyncio): a third of the image. Test suites go too.
+  # The image holds one Kubernetes client stack (kubernetes_asyncio); test suites go.
   local site=$root$PREFIX/lib/python3.11/site-packages
-  [ -d "$site/kubernetes" ] || die "kubernetes is not where the image expects it ($site)"
-  rm -rf "$site/kubernetes/aio"
+  [ -d "$site/kubernetes_asyncio" ] || die "kubernetes_asyncio is not where the image expects it ($site)"
+  [ ! -d "$site/kubernetes" ] || die "the blocking kubernetes client is in the image: a runtime dependency pulls it in"
   find "$site" -depth -type d \( -name tests -o -name test \) -path "$site/*/*" -exec rm -rf {} +
   # Hash-based bytecode: no source timestamps inside, so the layer does not change with them.
   in_root "$root" "$PREFIX/bin/python" -m compileall -q --invalidation-mode unchecked-hash \
@@ -168,7 +167,7 @@ build_final() {  # DEPS_DIR ROOT WHEEL
   # pip records where the wheel came from; a temporary path means nothing in the image.
   rm -f "$root$site"/steprun-*.dist-info/direct_url.json
   sed -i '/direct_url.json/d' "$root$site"/steprun-*.dist-info/RECORD
-  in_root "$root" "$PREFIX/bin/python" -B -c 'import kubernetes.client, kubernetes.config, steprun.handlers.main' \
+  in_root "$root" "$PREFIX/bin/python" -B -c 'import kubernetes_asyncio.client, steprun.client, steprun.handlers.main' \
     || die "the image cannot import the operator and its clients"
 }
 

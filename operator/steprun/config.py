@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -16,6 +17,16 @@ _TOP_PRIORITY = 100
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
+
+
+class EventPolicy(StrEnum):
+    """Which Kubernetes Events the operator posts on StepRun transitions."""
+
+    OFF = "off"
+    # Only what a person has to look at: failures, rejections, retries. A successful step posts
+    # nothing, so Events cost no API write per step in the common case.
+    WARNINGS = "warnings"
+    ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -92,12 +103,37 @@ class OperatorConfig(BaseSettings):
         description="Consecutive unexpected reconcile failures after which a StepRun ends "
         "Failed (ReconcileFailed) instead of being retried again.",
     )
-    events: bool = Field(True, description="Post Kubernetes Events on StepRun transitions.")
+    events: EventPolicy = Field(
+        EventPolicy.WARNINGS,
+        description="Kubernetes Events on StepRun transitions: off, warnings (failures, "
+        "rejections, retries; the default) or all (one per transition). true and false "
+        "are read as all and off.",
+    )
     log_level: str = Field("INFO", description="Operator log level.")
     metrics_port: int = Field(8080, ge=0, description="Prometheus metrics port (0: off).")
     health_port: int = Field(8081, ge=0, description="kopf liveness endpoint port (0: off).")
     worker_limit: int = Field(
         0, ge=0, description="kopf queueing.worker_limit (0: kopf's default, unbounded)."
+    )
+    api_qps: float = Field(
+        0.0,
+        ge=0,
+        description="Client-side limit of the operator's own API requests per second (client-go's "
+        "--kube-api-qps; 0: none, the API server's Priority and Fairness is the brake).",
+    )
+    api_burst: int = Field(
+        100, ge=1, description="Requests allowed at once above api_qps (--kube-api-burst)."
+    )
+    api_proxy: str = Field(
+        "",
+        description="HTTP(S) proxy for the operator's API requests (else the kubeconfig's "
+        "proxy-url). HTTPS_PROXY and friends are not read: looking them up costs every request.",
+    )
+    reconcile_concurrency: int = Field(
+        64,
+        ge=1,
+        description="Reconciles that run at once; as many again are kept for steps whose Pod "
+        "is running or done, so finishing a step never waits behind steps being started.",
     )
     peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
     peering_lifetime: int = Field(
@@ -128,8 +164,9 @@ class OperatorConfig(BaseSettings):
     )
     require_admission_policy: bool = Field(
         True,
-        description="Fail closed: without the admission policy, steps that name Secrets or a "
-        "ServiceAccount end Rejected. false runs them anyway (no creator check at all).",
+        description="Fail closed: without the admission policy, steps that name Secrets, a "
+        "ServiceAccount, existing claims or artifact producers end Rejected. false runs them "
+        "anyway (no creator check at all).",
     )
     local_pod_hardening: bool = Field(
         True,
@@ -234,6 +271,22 @@ class OperatorConfig(BaseSettings):
             region=entry.region or self.artifacts_region,
             secret=entry.secret or self.artifacts_secret,
         )
+
+    def posts_event(self, event_type: str) -> bool:
+        """Whether an Event of ``event_type`` (Normal or Warning) is posted."""
+        if self.events == EventPolicy.ALL:
+            return True
+        return self.events == EventPolicy.WARNINGS and event_type == "Warning"
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_from_bool(cls, value: object) -> object:
+        # STEPRUN_EVENTS was a boolean: keep its two values meaning what they meant.
+        if isinstance(value, bool):
+            return EventPolicy.ALL if value else EventPolicy.OFF
+        if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+            return EventPolicy.ALL if value.strip().lower() in {"true", "1"} else EventPolicy.OFF
+        return value
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -71,6 +71,11 @@ API_REQUESTS = Histogram(
     ["verb"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+API_THROTTLED_SECONDS = Histogram(
+    "steprun_api_throttle_wait_seconds",
+    "How long requests waited for the client-side rate limit or a 429's Retry-After",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 API_ERRORS = Counter(
     "steprun_api_errors_total", "Kubernetes API requests that failed", ["verb", "code"]
 )

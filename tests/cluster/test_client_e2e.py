@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -27,8 +27,9 @@ OUTPUTS_SCRIPT = 'echo hello; printf \'{"k":"v"}\' > "$STEPRUN_OUTPUT_FILE"'
 @pytest.fixture
 def steprun_client(
     api_client: k8s.ApiClient, namespace: str, operator: OperatorProcess
-) -> StepRunClient:
-    return StepRunClient(api_client, namespace, poll_interval=0.2)
+) -> Iterator[StepRunClient]:
+    with StepRunClient(api_client, namespace, poll_interval=0.2) as client:
+        yield client
 
 
 def test_run_to_success_returns_exit_code_and_outputs(
@@ -87,15 +88,15 @@ def test_wait_survives_watch_restarts(
     # and the client must resume each time without missing the end.
     steprun_client = StepRunClient(api_client, namespace, watch_timeout_seconds=2)
     watches: list[str] = []
-    original = steprun_client._watch
+    original = steprun_client.aio._watch_once
 
     def counting(
-        name: str, ns: str, resource_version: str, seconds: int
-    ) -> Generator[Mapping[str, Any], None, None]:
+        path: str, resource_version: str, **options: Any
+    ) -> AsyncGenerator[Mapping[str, Any], None]:
         watches.append(resource_version)
-        return original(name, ns, resource_version, seconds)
+        return original(path, resource_version, **options)
 
-    monkeypatch.setattr(steprun_client, "_watch", counting)
+    monkeypatch.setattr(steprun_client.aio, "_watch_once", counting)
     steprun_client.submit({"image": step_image, "script": "sleep 10"}, name="long")
     started = time.monotonic()
     done = steprun_client.wait("long", timeout=180)

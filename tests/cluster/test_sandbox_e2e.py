@@ -748,7 +748,7 @@ def test_sandbox_example_reaches_its_documented_phase(
         no_pod_was_created(steps, name)
     else:
         assert_hardened(live_pod(steps, f"{name}-1"), policy, writable_root=False)
-    eventually(lambda: not steps.configmap_exists(f"{name}-context"), 30, "ConfigMap deletion")
+    eventually(lambda: not steps.context_outliving(name), 30, "the step's Secret deleted")
 
 
 def test_examples_document_their_expectations() -> None:

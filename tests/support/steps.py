@@ -26,6 +26,13 @@ def eventually(probe: Callable[[], T | None], timeout: float, what: str, every: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def owned_by_a_steprun(obj: Any) -> bool:
+    """Whether a child's controller is a StepRun (the garbage collector deletes it with it)."""
+    return any(
+        ref.kind == "StepRun" and ref.controller for ref in obj.metadata.owner_references or []
+    )
+
+
 class Steps:
     """StepRuns of one namespace."""
 
@@ -95,6 +102,18 @@ class Steps:
             cm.metadata.name == name
             for cm in self.core.list_namespaced_config_map(self.namespace).items
         )
+
+    def context_outliving(self, name: str) -> list[str]:
+        """What of StepRun ``name``'s context outlives it: its Secret (the copy of its secret
+        values, deleted when it ends), or a ConfigMap the StepRun does not own (its own is left
+        to the garbage collector, which deletes it with the StepRun)."""
+        left = []
+        if self.secret_exists(f"{name}-context"):
+            left.append(f"Secret/{name}-context")
+        for cm in self.core.list_namespaced_config_map(self.namespace).items:
+            if cm.metadata.name == f"{name}-context" and not owned_by_a_steprun(cm):
+                left.append(f"ConfigMap/{cm.metadata.name}")
+        return left
 
     def secret_exists(self, name: str) -> bool:
         return any(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +389,17 @@ def test_workspace_flags_replace_manifest_workspaces_by_name(tmp_path: Path) -> 
 def test_bad_workspace_flags_say_what_to_fix(flag: str, words: str) -> None:
     with pytest.raises(SpecArgumentError, match=re.escape(words)):
         request_from_args(parse("run", "--image", "x", "--script", "s", "--workspace", flag))
+
+
+def test_building_the_parser_loads_no_heavy_package() -> None:
+    """`steprun --help` and completion answer without the models, YAML or the Kubernetes
+    client (bench/cli_startup.py measures what that is worth): checked in a fresh process."""
+    code = (
+        "import sys, steprun.cli.main as m; m.build_parser(); "
+        "print(sorted(set(sys.modules) & {'pydantic', 'yaml', 'kubernetes_asyncio', "
+        "'kubernetes', 'aiohttp', 'kopf', 'steprun.kube.client'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"

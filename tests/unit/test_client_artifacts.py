@@ -13,7 +13,7 @@ import pytest
 from steprun.api.models import ArtifactStatus, StepRun
 from steprun.artifacts.store import ArtifactStore
 from steprun.client import ArtifactIntegrityError, ArtifactNotFound
-from steprun.client.artifacts import download, download_async, pick, uploads
+from steprun.client.artifacts import download, pick, uploads
 
 DATA = b"x" * 200_000
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -61,16 +61,11 @@ def test_pick_takes_the_latest_attempt_unless_told() -> None:
         pick(steprun([]), "dist")
 
 
-@pytest.mark.parametrize("flavour", ["sync", "async"])
-def test_download_checks_the_sha256_and_keeps_nothing_on_a_mismatch(
-    tmp_path: Path, flavour: str
-) -> None:
+def test_download_checks_the_sha256_and_keeps_nothing_on_a_mismatch(tmp_path: Path) -> None:
     store = cast(ArtifactStore, MemoryStore({"ci/build/1/dist.tgz": DATA}))
 
     def fetch(item: ArtifactStatus, dest: Path) -> Path:
-        if flavour == "sync":
-            return download(store, item, dest)
-        return asyncio.run(download_async(store, item, dest))
+        return asyncio.run(download(store, item, dest))
 
     good = fetch(ArtifactStatus.model_validate(entry(1)), tmp_path / "ok.tgz")
     assert good.read_bytes() == DATA

@@ -8,7 +8,11 @@ tests cannot: request shapes, content types, streaming, watch resumption, error 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import copy
+import hashlib
+import inspect
 import json
 import re
 import socket
@@ -20,7 +24,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 import kubernetes
@@ -28,6 +32,7 @@ import kubernetes_asyncio
 import pytest
 
 from steprun.api.models import StepRunSpec
+from steprun.artifacts.store import ArtifactStore
 from steprun.client import (
     ApiUnreachable,
     AttemptStarted,
@@ -36,12 +41,14 @@ from steprun.client import (
     PodWaiting,
     StepRunClient,
     StepRunConflict,
+    StepRunHandle,
     StepRunNotFound,
     StepRunRejected,
     WaitTimeout,
 )
-from steprun.client.aio import AsyncStepRunClient
+from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle
 from steprun.client.backoff import Backoff
+from steprun.client.logs import LogOptions
 
 Json = dict[str, Any]
 Key = tuple[str, str]
@@ -994,3 +1001,168 @@ async def test_async_submit_carries_the_trace_context(server: FakeApiServer) -> 
             await client.submit(SPEC, name="async-traced")
     trace = server.cluster.get("ns1", "async-traced")["spec"]["context"]["trace"]
     assert trace["traceparent"] == TRACEPARENT
+
+
+# ---------------------------------------------------------------------- archive and artifacts
+
+
+class MemoryStore:
+    """An artifact store in a dict: what the clients read of the real one (list, stream)."""
+
+    prefix = "runs/"
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
+    async def get_stream(self, key: str) -> Any:
+        data = self.objects[key]
+        for start in range(0, len(data), 7):  # small chunks: lines cross chunk borders
+            yield data[start : start + 7]
+
+
+def _archived_step(cluster: FakeCluster) -> MemoryStore:
+    """A finished two-attempt step whose first Pod is gone; both logs are archived, and the
+    second attempt uploaded an artifact."""
+    from steprun.artifacts.names import artifact_key, log_key
+
+    cluster.create("ns1", {"metadata": {"name": "arch"}, "spec": {"image": "busybox"}})
+    data = b"tarball bytes"
+    artifact = {
+        "name": "dist",
+        "attempt": 2,
+        "key": artifact_key("runs/", "ns1", "arch", 2, "dist"),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    finish(
+        cluster,
+        "arch",
+        attempts=[{"attempt": 1, "podName": "arch-1"}, {"attempt": 2, "podName": "arch-2"}],
+        artifacts=[artifact],
+    )
+    pod = cluster.add_pod("ns1", "arch", 2, state="terminated", reason="Completed")
+    cluster.log("ns1", pod, "live line of 2")
+    return MemoryStore(
+        {
+            log_key("runs/", "ns1", "arch", 1): b"first attempt\nfailed here\n",
+            log_key("runs/", "ns1", "arch", 2): b"archived line of 2\nlast, no newline",
+            artifact["key"]: data,
+        }
+    )
+
+
+ARCHIVED_LINES = ["first attempt", "failed here", "archived line of 2", "last, no newline"]
+
+
+def test_blocking_client_reads_archived_logs_and_downloads_artifacts(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    store = _archived_step(server.cluster)
+    with StepRunClient(
+        server.sync_api_client(), "ns1", backoff=FAST, artifact_store=cast(ArtifactStore, store)
+    ) as client:
+        assert list(client.logs("arch")) == ARCHIVED_LINES
+        assert list(client.logs("arch", attempt=1)) == ARCHIVED_LINES[:2]
+        assert [a.name for a in client.artifacts("arch")] == ["dist"]
+        written = client.download("arch", "dist", tmp_path / "dist.tgz")
+        assert written.read_bytes() == b"tarball bytes"
+
+
+async def test_async_client_reads_archived_logs_and_downloads_artifacts(
+    server: FakeApiServer, tmp_path: Path
+) -> None:
+    store = _archived_step(server.cluster)
+    async with AsyncStepRunClient(
+        server.async_api_client(), "ns1", backoff=FAST, artifact_store=cast(ArtifactStore, store)
+    ) as client:
+        assert [line async for line in client.logs("arch")] == ARCHIVED_LINES
+        events = [event async for event in client.log_events("arch", attempt=2)]
+        assert events[0] == AttemptStarted(2, "arch-2")
+        assert [a.name for a in await client.artifacts("arch")] == ["dist"]
+        written = await client.download("arch", "dist", tmp_path / "dist.tgz")
+        assert written.read_bytes() == b"tarball bytes"
+        # Deleted StepRun, archive kept: still readable.
+        await client.delete("arch")
+        assert [line async for line in client.logs("arch")] == ARCHIVED_LINES
+
+
+def test_log_options_reach_the_log_request(client: StepRunClient, server: FakeApiServer) -> None:
+    client.submit(SPEC, name="opt")
+    pod = server.cluster.add_pod("ns1", "opt", 1, state="terminated", reason="Completed")
+    server.cluster.log("ns1", pod, "one", "two", "three")
+    assert list(client.logs("opt", options=LogOptions(tail=2, timestamps=True))) == [
+        "2026-01-01T00:00:00Z two",
+        "2026-01-01T00:00:00Z three",
+    ]
+    (query,) = server.cluster.requests_of("GET", "/log")
+    assert (query["tailLines"], query["timestamps"]) == (["2"], ["true"])
+
+
+# ---------------------------------------------------------------------- one implementation
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(cls).items()
+        if callable(member) and not name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("blocking", "asynchronous"),
+    [(StepRunClient, AsyncStepRunClient), (StepRunHandle, AsyncStepRunHandle)],
+    ids=["client", "handle"],
+)
+def test_the_blocking_api_is_the_async_one(blocking: type, asynchronous: type) -> None:
+    """Every public method of the async client exists blocking, with the same parameters
+    (connect() aside: the blocking client connects in its constructor)."""
+    mirrored = _public_methods(blocking)
+    for name, signature in _public_methods(asynchronous).items():
+        if name == "connect":
+            continue
+        assert name in mirrored, f"{blocking.__name__} lacks {name}"
+        assert list(mirrored[name].parameters) == list(signature.parameters), name
+
+
+def test_an_interrupted_blocking_call_cancels_its_coroutine() -> None:
+    from steprun.client.sync import portal
+
+    unwound = threading.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            unwound.set()
+
+    with pytest.raises(concurrent.futures.TimeoutError):
+        portal().call(slow, timeout=0.2)
+    # Cancelled and unwound by the time the caller goes on; the portal still serves calls.
+    assert unwound.is_set()
+
+    async def answer() -> int:
+        return 42
+
+    assert portal().call(answer) == 42
+
+
+def test_an_abandoned_blocking_iterator_closes_the_async_one() -> None:
+    from steprun.client.sync import portal
+
+    closed = threading.Event()
+
+    async def numbers() -> Any:
+        try:
+            for n in range(100):
+                yield n
+        finally:
+            closed.set()
+
+    items = portal().iterate(numbers())
+    assert [next(items), next(items)] == [0, 1]
+    items.close()  # what `break` out of a for loop does
+    assert closed.is_set()

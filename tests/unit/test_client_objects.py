@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,10 +16,8 @@ from steprun.client.errors import (
     StepRunNotFound,
     StepRunRejected,
     WaitTimeout,
-    error_for_status,
-    parse_status_body,
+    error_for,
 )
-from steprun.client.kubeconfig import context_namespace, kubeconfig_path
 from steprun.client.objects import (
     coerce_spec,
     default_generate_name,
@@ -32,6 +30,8 @@ from steprun.client.objects import (
     workflow_labels,
 )
 from steprun.client.result import build_result, is_terminal, result_of
+from steprun.kube.config import context_namespace, kubeconfig_path
+from steprun.kube.errors import classify_exception, classify_response
 
 
 def spec(**fields: Any) -> StepRunSpec:
@@ -171,7 +171,7 @@ def test_parse_list_returns_items_and_the_list_version() -> None:
 # ---------------------------------------------------------------------- errors
 
 
-def test_status_body_parsing() -> None:
+def test_a_refusal_carries_the_servers_message_and_field_causes() -> None:
     body = json.dumps(
         {
             "kind": "Status",
@@ -179,11 +179,12 @@ def test_status_body_parsing() -> None:
             "details": {"causes": [{"field": "spec.image", "message": "Required value"}]},
         }
     )
-    message, causes = parse_status_body(body.encode())
-    assert message == "spec.image: Required value"
-    assert [(c.field, c.message) for c in causes] == [("spec.image", "Required value")]
-    assert parse_status_body("plain text ") == ("plain text", ())
-    assert parse_status_body(None) == ("", ())
+    error = error_for(classify_response(422, body.encode()), name="x", namespace="ns")
+    assert isinstance(error, InvalidStepRun)
+    assert error.message == "spec.image: Required value"
+    assert [(c.field, c.message) for c in error.causes] == [("spec.image", "Required value")]
+    plain = error_for(classify_response(400, "plain text "), name="x", namespace="ns")
+    assert (plain.message, cast(InvalidStepRun, plain).causes) == ("plain text", ())
 
 
 @pytest.mark.parametrize(
@@ -195,12 +196,22 @@ def test_status_body_parsing() -> None:
         (400, None, InvalidStepRun),
         (503, "x", ApiUnreachable),
         (429, "x", ApiUnreachable),
+        (408, "x", ApiUnreachable),
         (403, "x", ApiError),
-        (None, "x", ApiError),
+        (409, "x", ApiError),
+        (0, "x", ApiError),
     ],
 )
-def test_error_for_status(status: int | None, name: str | None, expected: type) -> None:
-    assert type(error_for_status(status, None, name=name, namespace="ns")) is expected
+def test_errors_follow_the_access_layers_taxonomy(
+    status: int, name: str | None, expected: type
+) -> None:
+    assert type(error_for(classify_response(status, None), name=name, namespace="ns")) is expected
+
+
+def test_an_unanswered_request_is_unreachable() -> None:
+    lost = classify_exception(ConnectionResetError("reset by peer"))
+    assert lost is not None
+    assert type(error_for(lost, name="x", namespace="ns")) is ApiUnreachable
 
 
 def test_errors_carry_the_steprun_and_its_message() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,6 @@ from steprun.client.waiting import (
     StreamBroken,
     WaitTracker,
     WatchExpired,
-    async_wait_for_terminal,
     wait_for_terminal,
     watch_seconds,
 )
@@ -104,16 +104,21 @@ class FakeClock:
         self.sleep(seconds)
 
 
+def drive(source: ScriptedSource, tracker: WaitTracker, **options: Any) -> StepRun:
+    """The wait driver over a scripted source, to its end."""
+    return asyncio.run(wait_for_terminal(AsyncScriptedSource(source), tracker, **options))
+
+
 def run_wait(source: ScriptedSource, timeout: float | None = None, retries: int = 3) -> StepRun:
     clock = FakeClock()
-    return wait_for_terminal(
+    return drive(
         source,
         WaitTracker("s", "ns"),
         timeout=timeout,
         watch_timeout=300,
         backoff=Backoff(retries=retries, initial=1, maximum=4),
         clock=clock,
-        sleep=clock.sleep,
+        sleep=clock.async_sleep,
     )
 
 
@@ -194,14 +199,14 @@ def test_broken_streams_resume_with_backoff_and_reset_after_events() -> None:
             [modified("Succeeded", "12")],
         ],
     )
-    done = wait_for_terminal(
+    done = drive(
         source,
         WaitTracker("s", "ns"),
         timeout=None,
         watch_timeout=300,
         backoff=Backoff(retries=3, initial=1, maximum=4),
         clock=clock,
-        sleep=clock.sleep,
+        sleep=clock.async_sleep,
     )
     assert done.status.phase == "Succeeded"
     # 1, 2, then an event reset the count: 1 again.
@@ -261,14 +266,14 @@ def test_the_deadline_bounds_the_watch_and_times_out_with_the_last_state() -> No
 
     source = SlowSource(lists=[([steprun("Pending")], "10")], sessions=[])
     with pytest.raises(WaitTimeout) as raised:
-        wait_for_terminal(
+        drive(
             source,
             WaitTracker("s", "ns"),
             timeout=2.5,
             watch_timeout=300,
             backoff=Backoff(),
             clock=clock,
-            sleep=clock.sleep,
+            sleep=clock.async_sleep,
         )
     assert [seconds for _, seconds in source.watched_from] == [3]
     assert raised.value.steprun is not None and raised.value.steprun.status.phase == "Running"
@@ -282,10 +287,10 @@ def test_watch_seconds(deadline: float | None, now: float, expected: int | None)
     assert watch_seconds(deadline, now, 300) == expected
 
 
-# ---------------------------------------------------------------------- the asyncio driver
+# ---------------------------------------------------------------------- in a running loop
 
 
-async def test_async_driver_makes_the_same_decisions() -> None:
+async def test_one_wait_resumes_after_a_break_and_relists_after_410() -> None:
     clock = FakeClock()
     inner = ScriptedSource(
         lists=[([steprun("Running")], "10"), ([steprun("Running")], "50")],
@@ -295,7 +300,7 @@ async def test_async_driver_makes_the_same_decisions() -> None:
             [modified("Succeeded", "51")],
         ],
     )
-    done = await async_wait_for_terminal(
+    done = await wait_for_terminal(
         AsyncScriptedSource(inner),
         WaitTracker("s", "ns"),
         timeout=None,
@@ -309,11 +314,11 @@ async def test_async_driver_makes_the_same_decisions() -> None:
     assert clock.slept == [1]
 
 
-async def test_async_driver_times_out() -> None:
+async def test_a_zero_timeout_ends_the_wait_at_once() -> None:
     clock = FakeClock()
     inner = ScriptedSource(lists=[([steprun("Running")], "10")], sessions=[])
     with pytest.raises(WaitTimeout):
-        await async_wait_for_terminal(
+        await wait_for_terminal(
             AsyncScriptedSource(inner),
             WaitTracker("s", "ns"),
             timeout=0,

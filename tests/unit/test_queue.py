@@ -305,6 +305,39 @@ async def test_concurrency_limit_holds_runs_of_other_keys() -> None:
     assert worker.runs == [KEY, OTHER]
 
 
+async def test_finishing_a_step_never_waits_behind_steps_being_started() -> None:
+    worker = Worker()
+    starting = [(NAMESPACE, f"new-{i}") for i in range(3)]
+    lanes = {key: "start" for key in starting} | {KEY: "follow"}
+    queue = WorkQueue(worker, concurrency=1, lane=lanes.__getitem__)
+    gates = [worker.gate(key) for key in starting]
+    for key in starting:
+        queue.add(key)
+    await asyncio.wait_for(worker.started[starting[0]].wait(), 1)
+
+    queue.add(KEY)  # a step whose Pod just ended
+
+    await settle(lambda: worker.count(KEY) == 1)
+    assert worker.count(starting[1]) == 0, "starts still take their turn, one at a time"
+    for gate in gates:
+        gate.set()
+    await settle(lambda: all(worker.count(key) == 1 for key in starting))
+
+
+async def test_each_lane_has_its_own_limit() -> None:
+    worker = Worker()
+    following = [(NAMESPACE, f"running-{i}") for i in range(2)]
+    queue = WorkQueue(worker, concurrency=1, lane=lambda key: "follow")
+    gate = worker.gate(following[0])
+    for key in following:
+        queue.add(key)
+    await asyncio.wait_for(worker.started[following[0]].wait(), 1)
+    await settle()
+    assert worker.count(following[1]) == 0
+    gate.set()
+    await settle(lambda: worker.count(following[1]) == 1)
+
+
 async def test_a_failed_run_does_not_block_the_key() -> None:
     worker = Worker()
     worker.fail_first.add(KEY)

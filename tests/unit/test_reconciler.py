@@ -407,3 +407,30 @@ async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
     assert cached is not None and cached["status"]["phase"] == "Succeeded"
     assert cached["spec"] == {}
     assert len(reconciler.pods) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "lane"),
+    [
+        pytest.param({}, None, "start", id="new"),
+        pytest.param({}, {"phase": "Pending", "podName": f"{NAME}-1"}, "follow", id="pod-created"),
+        pytest.param({}, {"phase": "Running", "podName": f"{NAME}-1"}, "follow", id="running"),
+        pytest.param(
+            {},
+            {"phase": "Pending", "podName": f"{NAME}-1", "nextAttemptTime": "2024-05-01T10:00:00Z"},
+            "start",
+            id="retrying",
+        ),
+        pytest.param({"cancel": True}, None, "follow", id="cancelled-before-start"),
+        pytest.param({}, {"phase": "Succeeded"}, "follow", id="terminal"),
+    ],
+)
+async def test_steps_being_started_and_steps_being_followed_queue_apart(
+    kube: FakeKube, reconciler: Reconciler, spec: dict[str, Any], status: Any, lane: str
+) -> None:
+    body = steprun(spec)
+    if status is not None:
+        body["status"] = status
+    reconciler.stepruns.observe(kube.put(body))
+
+    assert reconciler._lane(KEY) == lane

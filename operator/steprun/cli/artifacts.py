@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from steprun.cli import exit_codes
 from steprun.cli.context import CliContext
-from steprun.cli.output import dump, format_table
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
@@ -52,6 +51,9 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
 
 
 def ls_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    # Loaded by the command, not with the parser: `steprun --help` must not import the models.
+    from steprun.cli.output import dump, format_table
+
     found = ctx.client().artifacts(args.name, namespace=ctx.namespace)
     if args.output != "table":
         ctx.stdout.write(dump([a.to_api() for a in found], args.output))

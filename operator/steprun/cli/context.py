@@ -47,7 +47,7 @@ def read_source(path: str) -> str:
 
 def check_cluster_config(explicit: str | None) -> None:
     """Raises NoClusterConfig when neither a kubeconfig nor the in-cluster service is there."""
-    from steprun.client.kubeconfig import kubeconfig_path
+    from steprun.kube.config import kubeconfig_path
 
     if explicit and not os.path.exists(explicit):
         raise NoClusterConfig(f"the kubeconfig {explicit} (--kubeconfig) does not exist")

@@ -120,7 +120,7 @@ def report_error(exc: BaseException, ctx: CliContext) -> int | None:
     if isinstance(exc, StepRunError):
         ctx.err(f"error: {exc}")
         return exit_codes.ERROR
-    from kubernetes.config.config_exception import ConfigException
+    from steprun.kube.config import ConfigException
 
     if isinstance(exc, ConfigException):
         ctx.err(f"error: the cluster configuration cannot be used: {exc}")

@@ -53,9 +53,10 @@ def escape_property(name: str) -> str:
 
 def _is_quantity(value: Any) -> Any:
     from celpy import celtypes
-    from kubernetes import utils
 
-    parse_quantity: Any = utils.parse_quantity
+    # The operator's own parser: what it accepts is what the operator will accept.
+    from steprun.policy.quantity import parse_quantity
+
     try:
         parse_quantity(str(value))
     except ValueError:

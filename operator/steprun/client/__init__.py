@@ -1,8 +1,9 @@
 """The engine's Python client for StepRuns.
 
-``StepRunClient`` is blocking (official ``kubernetes`` package); the asyncio flavour is
-``steprun.client.aio.AsyncStepRunClient``, imported separately so blocking users never load
-``kubernetes_asyncio``. See docs/engine-guide.md.
+``StepRunClient`` is blocking; ``steprun.client.aio.AsyncStepRunClient`` is the same client for
+asyncio, and the one implementation: the blocking client runs it on a background event loop.
+Both reach the API server through the operator's access layer (``steprun.kube``). See
+docs/engine-guide.md.
 """
 
 from steprun.client.artifacts import (

@@ -1,30 +1,24 @@
-"""The asyncio client, on ``kubernetes_asyncio``: the blocking client's methods as coroutines.
+"""The engine client, written once, for asyncio; ``steprun.client.sync`` runs it for blocking
+callers.
 
-Every decision (request bodies, selectors, wait and log logic, results, errors) comes from the
-modules the blocking client uses too; this module only performs the I/O.
+Every request goes through the access layer the operator uses (``steprun.kube``): the same
+client library, credential loader, error taxonomy and backoff. This module decides what to
+ask; the pure modules beside it (objects, waiting, logs, result) decide what the answers mean.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import aiohttp
-import kubernetes_asyncio
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from steprun.api.models import (
-    GROUP,
-    STEPRUN_PLURAL,
-    VERSION,
-    ArtifactStatus,
-    StepRun,
-    StepRunSpec,
-)
+from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
 from steprun.client import artifacts as artifact_files
 from steprun.client.backoff import Backoff
@@ -33,20 +27,14 @@ from steprun.client.errors import (
     ApiUnreachable,
     StepRunConflict,
     StepRunNotFound,
-    error_for_status,
-    is_retryable_status,
-)
-from steprun.client.kubeconfig import (
-    DEFAULT_NAMESPACE,
-    in_cluster_namespace,
-    kubeconfig_namespace,
-    kubeconfig_path,
+    error_for,
 )
 from steprun.client.logs import (
     AttemptStarted,
     LineSplitter,
     LogEvent,
     LogLine,
+    LogOptions,
     LogPlanner,
     LogsDone,
     PodView,
@@ -66,60 +54,63 @@ from steprun.client.objects import (
 )
 from steprun.client.result import StepResult, is_terminal, result_of
 from steprun.client.trace import with_current_trace
-from steprun.client.waiting import (
-    Event,
-    StreamBroken,
-    WaitTracker,
-    WatchExpired,
-    async_wait_for_terminal,
-)
+from steprun.client.waiting import Event, StreamBroken, WaitTracker, WatchExpired, wait_for_terminal
+from steprun.kube.client import Body, Kube, Timeout
+from steprun.kube.config import DEFAULT_NAMESPACE, load_configuration
+from steprun.kube.errors import KubeError, classify_response
 
+# Connection and read timeouts of ordinary requests, in seconds. Watches and followed logs
+# set their own: they legitimately stay quiet for long.
 REQUEST_TIMEOUT = (10.0, 60.0)
 CONNECT_TIMEOUT = 10.0
+# A watch's read timeout exceeds the server-side timeoutSeconds by this much, so only a dead
+# connection (not a quiet one) trips it.
 WATCH_READ_MARGIN = 30.0
 MERGE_PATCH = "application/merge-patch+json"
+GONE = 410
 
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    OSError,
-)
-
-# kubernetes_asyncio's configuration helpers and watch carry no annotations.
-_config: Any = kubernetes_asyncio.config
-_watch_module: Any = kubernetes_asyncio.watch
-
-
-async def load_async_api_client(
-    config_file: str | None = None, context: str | None = None
-) -> tuple[kubernetes_asyncio.client.ApiClient, str]:
-    """Like ``steprun.client.kubeconfig.load_api_client``; must run inside the event loop."""
-    path = kubeconfig_path(config_file)
-    if path is None:
-        configuration = kubernetes_asyncio.client.Configuration()
-        _config.load_incluster_config(client_configuration=configuration)
-        api_client = kubernetes_asyncio.client.ApiClient(configuration=configuration)
-        return api_client, in_cluster_namespace() or DEFAULT_NAMESPACE
-    from_file: kubernetes_asyncio.client.ApiClient = await _config.new_client_from_config(
-        config_file=path, context=context, persist_config=False
-    )
-    return from_file, kubeconfig_namespace(path, context) or DEFAULT_NAMESPACE
+T = TypeVar("T")
 
 
 class _LogUnavailable(Exception):
     """The container has no readable log (not started yet) or its Pod is gone."""
 
 
-class AsyncStepRunClient:
-    """The asyncio flavour of ``StepRunClient``. Use it as ``async with AsyncStepRunClient()``.
+class FromKubeconfig:
+    """The alternative constructor both clients share."""
 
-    Without ``api_client``, the kubeconfig or in-cluster configuration is loaded on first use
-    (an aiohttp session needs a running loop), and ``namespace`` defaults to the context's.
+    if TYPE_CHECKING:
+        # What both clients' constructors accept; each defines its own.
+        def __init__(
+            self, api_client: Any = None, namespace: str | None = None, **options: Any
+        ) -> None: ...
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        config_file: str | None = None,
+        *,
+        context: str | None = None,
+        namespace: str | None = None,
+        **options: Any,
+    ) -> Self:
+        """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
+        return cls(None, namespace, config_file=config_file, context=context, **options)
+
+
+class AsyncStepRunClient(FromKubeconfig):
+    """Submits, watches, reads and cancels StepRuns. Use it as ``async with AsyncStepRunClient()``.
+
+    Without ``api_client`` the kubeconfig (``config_file``, ``KUBECONFIG``, ``~/.kube/config``)
+    or the in-cluster service account is loaded on first use (an aiohttp session needs a
+    running loop), and ``namespace`` defaults to the context's; with an ``api_client`` (a
+    ``kubernetes_asyncio`` API client, or any API client or configuration whose connection
+    settings are copied), it defaults to ``default``.
     """
 
     def __init__(
         self,
-        api_client: kubernetes_asyncio.client.ApiClient | None = None,
+        api_client: Any = None,
         namespace: str | None = None,
         *,
         config_file: str | None = None,
@@ -127,52 +118,60 @@ class AsyncStepRunClient:
         watch_timeout_seconds: int = 300,
         poll_interval: float = 1.0,
         backoff: Backoff | None = None,
+        request_timeout: Timeout = None,
         artifact_store: ArtifactStore | None = None,
     ) -> None:
-        self._api_client = api_client
-        self._artifact_store = artifact_store
+        self._given = api_client
+        self._kube_client: Kube | None = None
         self._requested_namespace = namespace
         self._namespace = namespace or DEFAULT_NAMESPACE
         self._config_file = config_file
         self._context = context
-        self._load_lock = asyncio.Lock()
+        self._load_lock: asyncio.Lock | None = None
         self.watch_timeout_seconds = watch_timeout_seconds
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
+        # Bounds every ordinary request (connect, read); the CLI's --request-timeout.
+        self.request_timeout: Timeout = request_timeout or REQUEST_TIMEOUT
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # The store, for downloads and archived logs: given, or described by the environment.
+        self._artifact_store = artifact_store
 
     @property
     def namespace(self) -> str:
         """The default namespace (the context's is known only once the client is loaded)."""
         return self._namespace
 
-    async def _client(self) -> kubernetes_asyncio.client.ApiClient:
-        if self._api_client is None:
+    async def connect(self) -> None:
+        """Loads the configuration now rather than on first use (ConfigException if none)."""
+        await self._kube()
+
+    async def _kube(self) -> Kube:
+        if self._kube_client is None:
+            if self._load_lock is None:
+                self._load_lock = asyncio.Lock()
             async with self._load_lock:
-                if self._api_client is None:
-                    api_client, discovered = await load_async_api_client(
-                        self._config_file, self._context
-                    )
-                    self._namespace = self._requested_namespace or discovered
-                    self._api_client = api_client
-        return self._api_client
+                if self._kube_client is None:
+                    self._kube_client = await self._load()
+        return self._kube_client
 
-    async def _objects(self) -> Any:
-        return kubernetes_asyncio.client.CustomObjectsApi(await self._client())
-
-    async def _core(self) -> Any:
-        return kubernetes_asyncio.client.CoreV1Api(await self._client())
+    async def _load(self) -> Kube:
+        if self._given is not None:
+            return Kube.over(self._given)
+        configuration, discovered = await load_configuration(self._config_file, self._context)
+        self._namespace = self._requested_namespace or discovered
+        return Kube.from_configuration(configuration)
 
     async def _ns(self, namespace: str | None) -> str:
-        await self._client()
+        await self._kube()
         return namespace or self._namespace
 
     async def close(self) -> None:
-        if self._api_client is not None:
-            await cast(Any, self._api_client).close()
+        if self._kube_client is not None:
+            await self._kube_client.close()
 
     async def __aenter__(self) -> AsyncStepRunClient:
-        await self._client()
+        await self._kube()
         return self
 
     async def __aexit__(
@@ -195,7 +194,11 @@ class AsyncStepRunClient:
         labels: Mapping[str, str] | None = None,
         propagate_trace: bool = True,
     ) -> AsyncStepRunHandle:
-        """See ``StepRunClient.submit``: same name and spec again returns the existing one."""
+        """Creates a StepRun. Submitting the same ``name`` and spec again returns the existing
+        one (so a restarted engine can resubmit safely); a different spec raises
+        StepRunConflict. A spec without ``context.trace`` gets the current OpenTelemetry trace
+        context when opentelemetry-api is installed and a span is active (``propagate_trace``
+        turns that off)."""
         ns = await self._ns(namespace)
         spec_model = coerce_spec(spec)
         if propagate_trace:
@@ -203,17 +206,9 @@ class AsyncStepRunClient:
         body = steprun_body(
             spec_model, namespace=ns, name=name, generate_name=generate_name, labels=labels
         )
-        objects = await self._objects()
         try:
-            created = await self._call(
-                objects.create_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                ns,
-                STEPRUN_PLURAL,
-                body,
-                name=None,
-                namespace=ns,
+            created = await self._request(
+                "POST", Kube.path("StepRun", ns), body=body, name=None, namespace=ns
             )
         except ApiError as exc:
             if exc.status != 409 or not name:
@@ -225,19 +220,7 @@ class AsyncStepRunClient:
         return AsyncStepRunHandle(str(created["metadata"]["name"]), ns, self)
 
     async def get(self, name: str, namespace: str | None = None) -> StepRun:
-        ns = await self._ns(namespace)
-        objects = await self._objects()
-        body = await self._call(
-            objects.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            STEPRUN_PLURAL,
-            name,
-            name=name,
-            namespace=ns,
-        )
-        return parse_steprun(body)
+        return parse_steprun(await self.get_raw(name, namespace))
 
     async def list(
         self,
@@ -247,31 +230,15 @@ class AsyncStepRunClient:
         workflow: str | None = None,
         run_id: str | None = None,
         step_id: str | None = None,
-    ) -> list[StepRun]:
-        selector = steprun_field_selector(workflow=workflow, run_id=run_id, step_id=step_id)
-        ns = await self._ns(namespace)
-        objects = await self._objects()
-        if all_namespaces:
-            body = await self._call(
-                objects.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                STEPRUN_PLURAL,
-                field_selector=selector,
-                name=None,
-                namespace="",
-            )
-        else:
-            body = await self._call(
-                objects.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                ns,
-                STEPRUN_PLURAL,
-                field_selector=selector,
-                name=None,
-                namespace=ns,
-            )
+    ) -> builtins.list[StepRun]:
+        """StepRuns of a namespace (or all), optionally of one workflow, run or step."""
+        body = await self.list_raw(
+            namespace=namespace,
+            all_namespaces=all_namespaces,
+            field_selector=steprun_field_selector(
+                workflow=workflow, run_id=run_id, step_id=step_id
+            ),
+        )
         items, _ = parse_steprun_list(body)
         return items
 
@@ -280,11 +247,16 @@ class AsyncStepRunClient:
         name: str,
         *,
         namespace: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - same signature as the blocking client
+        timeout: float | None = None,  # noqa: ASYNC109 - enforced through the watch's timeoutSeconds
     ) -> StepRun:
+        """Returns the StepRun once it is in a terminal phase.
+
+        Raises WaitTimeout after ``timeout`` seconds (the step keeps running), StepRunNotFound
+        if it does not exist or is deleted meanwhile.
+        """
         ns = await self._ns(namespace)
-        return await async_wait_for_terminal(
-            _AsyncWatchSource(self, name, ns),
+        return await wait_for_terminal(
+            _WatchSource(self, name, ns),
             WaitTracker(name, ns),
             timeout=timeout,
             watch_timeout=self.watch_timeout_seconds,
@@ -293,35 +265,22 @@ class AsyncStepRunClient:
         )
 
     async def cancel(self, name: str, *, namespace: str | None = None) -> StepRun:
+        """Asks the operator to cancel (``spec.cancel: true``); ``wait`` sees it end Cancelled."""
         ns = await self._ns(namespace)
-        objects = await self._objects()
-        body = await self._call(
-            objects.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            STEPRUN_PLURAL,
-            name,
-            CANCEL_PATCH,
-            _content_type=MERGE_PATCH,
+        body = await self._request(
+            "PATCH",
+            Kube.path("StepRun", ns, name),
+            body=CANCEL_PATCH,
+            content_type=MERGE_PATCH,
             name=name,
             namespace=ns,
         )
         return parse_steprun(body)
 
     async def delete(self, name: str, *, namespace: str | None = None) -> None:
+        """Deletes the StepRun; its Pods, ConfigMap and Secret go with it (owner references)."""
         ns = await self._ns(namespace)
-        objects = await self._objects()
-        await self._call(
-            objects.delete_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            STEPRUN_PLURAL,
-            name,
-            name=name,
-            namespace=ns,
-        )
+        await self._request("DELETE", Kube.path("StepRun", ns, name), name=name, namespace=ns)
 
     async def run(
         self,
@@ -329,8 +288,10 @@ class AsyncStepRunClient:
         *,
         name: str | None = None,
         namespace: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - same signature as the blocking client
+        timeout: float | None = None,  # noqa: ASYNC109 - enforced through the watch's timeoutSeconds
     ) -> StepResult:
+        """Submits and waits. A failed step is a result (see ``succeeded`` and ``exit_code``),
+        not an error; a rejected one raises StepRunRejected."""
         handle = await self.submit(spec, name=name, namespace=namespace)
         return await handle.result(timeout=timeout)
 
@@ -351,15 +312,82 @@ class AsyncStepRunClient:
         namespace: str | None = None,
         attempt: int | None = None,
     ) -> Path:
-        """Streams an artifact (tar+gzip) to the file ``dest``, checking its sha256 (like the
-        blocking client's ``download``)."""
+        """Streams an artifact (tar+gzip) to the file ``dest``, checking its sha256.
+
+        ``attempt``: which attempt's upload (default: the latest that uploaded it). Raises
+        ArtifactNotFound, ArtifactStoreError (store unreachable, refusing, not configured) or
+        ArtifactIntegrityError (hash mismatch; nothing is left at ``dest``).
+        """
         entry = artifact_files.pick(await self.get(name, namespace), artifact, attempt)
+        return await artifact_files.download(self.artifact_store(), entry, Path(dest))
+
+    def artifact_store(self) -> ArtifactStore:
+        """The store this client reads; ArtifactStoreError says how to configure one."""
         if self._artifact_store is None:
             try:
                 self._artifact_store = store_from_env()
             except StoreNotConfigured as exc:
                 raise artifact_files.ArtifactStoreError(str(exc)) from exc
-        return await artifact_files.download_async(self._artifact_store, entry, Path(dest))
+        return self._artifact_store
+
+    def _store_or_none(self) -> ArtifactStore | None:
+        try:
+            return self.artifact_store()
+        except artifact_files.ArtifactStoreError:
+            return None
+
+    async def _archived_attempts(
+        self, name: str, namespace: str, attempt: int | None
+    ) -> tuple[ArtifactStore, builtins.list[int], set[int], dict[int, PodView]] | None:
+        """What to read when some attempt's Pod is gone and the archive has its log: the
+        store, the attempts in order, those archived, the Pods left. None: all Pods are there,
+        or no store is configured (read the Pods)."""
+        store = self._store_or_none()
+        try:
+            steprun: StepRun | None = await self.get(name, namespace)
+        except StepRunNotFound:
+            if store is None:
+                raise
+            steprun = None
+        if store is None:
+            return None
+        pods = {pod.attempt: pod for pod in await self._pods(name, namespace)}
+        if steprun is not None:
+            numbers = [a.attempt for a in steprun.status.attempts]
+            if all(n in pods for n in numbers):
+                return None
+        # Listing the store is blocking (obstore's list): off the event loop.
+        archived = await asyncio.to_thread(artifact_files.archived_attempts, store, namespace, name)
+        if steprun is None:
+            if not archived:
+                raise StepRunNotFound(name, namespace)
+            numbers = archived
+        wanted = [n for n in numbers if attempt in (None, n)]
+        return store, wanted, set(archived), pods
+
+    async def _archived_events(
+        self,
+        store: ArtifactStore,
+        name: str,
+        namespace: str,
+        attempts: Sequence[int],
+        archived: set[int],
+        pods: dict[int, PodView],
+    ) -> AsyncGenerator[LogEvent, None]:
+        for number in attempts:
+            pod = pods.get(number)
+            pod_name = pod.name if pod is not None else f"{name} attempt {number} (archived)"
+            if number in archived:
+                yield AttemptStarted(number, pod_name)
+                async for text in artifact_files.archived_lines(store, namespace, name, number):
+                    yield LogLine(number, pod_name, text)
+            elif pod is not None and pod.state != "waiting":
+                yield AttemptStarted(number, pod.name)
+                try:
+                    async for text in self._read_log(pod, namespace, follow=False):
+                        yield LogLine(number, pod.name, text)
+                except _LogUnavailable:
+                    continue
 
     # ------------------------------------------------------------------ logs
 
@@ -370,12 +398,22 @@ class AsyncStepRunClient:
         namespace: str | None = None,
         follow: bool = False,
         attempt: int | None = None,
-    ) -> AsyncIterator[str]:
-        async for event in self.log_events(
-            name, namespace=namespace, follow=follow, attempt=attempt
-        ):
-            if isinstance(event, LogLine):
-                yield event.text
+        options: LogOptions | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """The step's log lines (without line ends), attempt after attempt.
+
+        With ``follow``, waits for Pods to start, follows the running attempt, moves on to
+        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
+        ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
+        Pod is gone are read from the archive when an artifact store is configured.
+        """
+        events = self.log_events(
+            name, namespace=namespace, follow=follow, attempt=attempt, options=options
+        )
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, LogLine):
+                    yield event.text
 
     async def log_events(
         self,
@@ -384,8 +422,21 @@ class AsyncStepRunClient:
         namespace: str | None = None,
         follow: bool = False,
         attempt: int | None = None,
-    ) -> AsyncIterator[LogEvent]:
+        options: LogOptions | None = None,
+    ) -> AsyncGenerator[LogEvent, None]:
+        """Like ``logs``, but also says which attempt each line is from and what is awaited
+        (LogLine, AttemptStarted, PodWaiting), for progress displays."""
         ns = await self._ns(namespace)
+        if not follow:
+            # Pods go (TTL, PodGC, cancel); with an artifact store the logs stay readable.
+            found = await self._archived_attempts(name, ns, attempt)
+            if found is not None:
+                store, wanted, archived, pods = found
+                events = self._archived_events(store, name, ns, wanted, archived, pods)
+                async with aclosing(events):
+                    async for event in events:
+                        yield event
+                return
         await self.get(name, ns)
         planner = LogPlanner(follow=follow, attempt=attempt)
         failures = 0
@@ -403,11 +454,13 @@ class AsyncStepRunClient:
             if action.first:
                 yield AttemptStarted(pod.attempt, pod.name)
             seen = 0
+            lines = self._read_log(pod, ns, follow=action.follow, options=options)
             try:
-                async for text in self._read_log(pod, ns, follow=action.follow):
-                    seen += 1
-                    if seen > action.skip_lines:
-                        yield LogLine(pod.attempt, pod.name, text)
+                async with aclosing(lines):
+                    async for text in lines:
+                        seen += 1
+                        if seen > action.skip_lines:
+                            yield LogLine(pod.attempt, pod.name, text)
             except _LogUnavailable:
                 planner.unavailable(pod.attempt)
                 if follow:
@@ -433,140 +486,281 @@ class AsyncStepRunClient:
         return is_terminal(steprun), bool(steprun.status.next_attempt_time)
 
     async def _pods(self, name: str, namespace: str) -> Sequence[PodView]:
-        core = await self._core()
-        pods = await self._call(
-            core.list_namespaced_pod,
-            namespace,
-            label_selector=pod_label_selector(name),
-            name=None,
-            namespace=namespace,
-        )
-        raw = cast(Any, await self._client()).sanitize_for_serialization(pods)
-        views = (pod_view(item) for item in raw.get("items") or [])
+        views = (pod_view(item) for item in await self.pods_raw(name, namespace))
         return [view for view in views if view is not None]
 
     async def _read_log(
-        self, pod: PodView, namespace: str, *, follow: bool
+        self, pod: PodView, namespace: str, *, follow: bool, options: LogOptions | None = None
     ) -> AsyncGenerator[str, None]:
-        core = await self._core()
+        kube = await self._kube()
+        chunks = kube.stream_log(
+            namespace,
+            pod.name,
+            pod.container,
+            follow=follow,
+            # A followed step may print nothing for a long time: no read timeout.
+            timeout_seconds=None if follow else self.request_timeout,
+            options=(options or LogOptions()).query(),
+        )
+        splitter = LineSplitter()
         try:
-            response = await core.read_namespaced_pod_log(
-                pod.name,
-                namespace,
-                container=pod.container,
-                follow=follow,
-                _preload_content=False,
-                _request_timeout=None if follow else REQUEST_TIMEOUT,
-            )
-        except TRANSPORT_ERRORS as exc:
-            raise StreamBroken(str(exc)) from exc
-        try:
-            # Without preloading, kubernetes_asyncio hands back the aiohttp response unchecked.
-            if not 200 <= response.status <= 299:
-                body = await response.read()
-                if response.status in (400, 404):
-                    raise _LogUnavailable()
-                if is_retryable_status(response.status):
-                    raise StreamBroken(f"{response.status} {response.reason}")
-                raise error_for_status(response.status, body, name=None, namespace=namespace)
-            splitter = LineSplitter()
-            async for chunk in response.content.iter_any():
-                for line in splitter.feed(chunk):
-                    yield line
-            for line in splitter.flush():
-                yield line
-        except TRANSPORT_ERRORS as exc:
-            raise StreamBroken(str(exc)) from exc
-        finally:
-            response.release()
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    for line in splitter.feed(chunk):
+                        yield line
+        except KubeError as error:
+            if error.status in (400, 404):
+                raise _LogUnavailable() from error
+            if error.transient:
+                raise StreamBroken(str(error)) from error
+            raise error_for(error, name=None, namespace=namespace) from error
+        for line in splitter.flush():
+            yield line
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ objects as served
+    # For kubectl-like tools: the API server's JSON, unchanged (no defaults added, unknown
+    # fields kept), and the objects around a StepRun.
 
-    async def _call(
+    async def get_raw(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The StepRun exactly as the API server serves it."""
+        ns = await self._ns(namespace)
+        return await self._request("GET", Kube.path("StepRun", ns, name), name=name, namespace=ns)
+
+    async def list_raw(
         self,
-        fn: Callable[..., Awaitable[Any]],
-        *args: Any,
-        name: str | None,
-        namespace: str,
-        **kwargs: Any,
-    ) -> Any:
-        """One API request, retried while the server is unreachable or overloaded."""
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """The StepRun list as served (``items`` and the list's ``metadata.resourceVersion``)."""
+        ns = await self._ns(namespace)
+        return await self._request(
+            "GET",
+            Kube.path("StepRun", None if all_namespaces else ns),
+            query=_selectors(label_selector, field_selector),
+            name=None,
+            namespace=ns,
+        )
+
+    async def watch_raw(
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Watch events (``type``, ``object`` as served) after ``resource_version``, forever.
+
+        The watch is renewed when the server ends it; after 410 Gone it goes on from a fresh
+        list, so changes made meanwhile are reported once as they are now.
+        """
+        ns = await self._ns(namespace)
+        path = Kube.path("StepRun", None if all_namespaces else ns)
         failures = 0
         while True:
             try:
-                return await fn(*args, **kwargs)
-            except ApiException as exc:
-                if not is_retryable_status(exc.status):
-                    raise error_for_status(
-                        exc.status, exc.body, name=name, namespace=namespace
-                    ) from exc
-                failure: BaseException = exc
-            except TRANSPORT_ERRORS as exc:
+                events = self._watch_once(
+                    path,
+                    resource_version,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    namespace=ns,
+                    seconds=self.watch_timeout_seconds,
+                )
+                async with aclosing(events):
+                    async for event in events:
+                        failures = 0
+                        raw = event["object"]
+                        resource_version = str(
+                            (raw.get("metadata") or {}).get("resourceVersion") or resource_version
+                        )
+                        if event["type"] != "BOOKMARK":
+                            yield {"type": event["type"], "object": raw}
+                continue
+            except WatchExpired:
+                fresh = await self.list_raw(
+                    namespace=namespace,
+                    all_namespaces=all_namespaces,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                )
+                resource_version = str((fresh.get("metadata") or {}).get("resourceVersion"))
+                for item in fresh.get("items") or []:
+                    yield {"type": "MODIFIED", "object": item}
+                continue
+            except StreamBroken as exc:
                 failure = exc
             failures += 1
             delay = self.backoff.delay(failures)
             if delay is None:
-                raise ApiUnreachable(f"API server unreachable: {failure}") from failure
+                raise ApiUnreachable(f"watching StepRuns failed: {failure}") from failure
             await self._sleep(delay)
 
-    async def _watch(
-        self, name: str, namespace: str, resource_version: str, seconds: int
+    async def _watch_once(
+        self,
+        path: str,
+        resource_version: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        namespace: str,
+        seconds: int,
+        name: str | None = None,
     ) -> AsyncGenerator[Event, None]:
-        objects = await self._objects()
-        watch = _watch_module.Watch()
+        """One watch request: its events, until the server ends it. In-stream errors are
+        raised like refused requests: WatchExpired (410), StreamBroken (transient) or the
+        client's typed error."""
+        kube = await self._kube()
+        query = {
+            **_selectors(label_selector, field_selector),
+            "timeoutSeconds": str(seconds),
+            "allowWatchBookmarks": "true",
+        }
+        # Never watch from "" or "0": the API server would start with every object it has.
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        events = kube.watch(
+            path, query=query, request_timeout=(CONNECT_TIMEOUT, seconds + WATCH_READ_MARGIN)
+        )
         try:
-            async for event in watch.stream(
-                objects.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                STEPRUN_PLURAL,
-                field_selector=name_field_selector(name),
-                resource_version=resource_version,
-                timeout_seconds=seconds,
-                allow_watch_bookmarks=True,
-                _request_timeout=(CONNECT_TIMEOUT, seconds + WATCH_READ_MARGIN),
-            ):
-                yield {"type": event["type"], "object": event["raw_object"]}
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from exc
-            if is_retryable_status(exc.status):
-                raise StreamBroken(f"{exc.status} {exc.reason}") from exc
-            raise error_for_status(exc.status, exc.body, name=name, namespace=namespace) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise StreamBroken(str(exc)) from exc
-        finally:
-            await watch.close()
+            async with aclosing(events):
+                async for event in events:
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        code = status.get("code")
+                        raise classify_response(
+                            code if isinstance(code, int) else 0, json.dumps(status)
+                        )
+                    yield event
+        except KubeError as error:
+            if error.status == GONE:
+                raise WatchExpired(error.message) from error
+            if error.transient:
+                raise StreamBroken(str(error)) from error
+            raise error_for(error, name=name, namespace=namespace) from error
+
+    async def dry_run_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """What the API server would store for ``body`` (defaults, validation, admission),
+        without storing it; a refusal raises InvalidStepRun like ``submit``."""
+        ns = str((body.get("metadata") or {}).get("namespace") or await self._ns(None))
+        return await self._request(
+            "POST",
+            Kube.path("StepRun", ns),
+            body=dict(body),
+            query={"dryRun": "All"},
+            name=None,
+            namespace=ns,
+        )
+
+    async def pods_raw(
+        self, name: str, namespace: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The Pods of every attempt of the StepRun, as served."""
+        return await self._items("Pod", namespace, {"labelSelector": pod_label_selector(name)})
+
+    async def events_raw(
+        self, name: str, namespace: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The core Events about the StepRun (the operator posts one per transition)."""
+        selector = f"involvedObject.kind=StepRun,involvedObject.name={name}"
+        return await self._items("Event", namespace, {"fieldSelector": selector})
+
+    async def namespace_names(self) -> builtins.list[str]:
+        """Names of the cluster's namespaces (for shell completion)."""
+        items = await self._items("Namespace", None, {})
+        return sorted(str(item["metadata"]["name"]) for item in items)
+
+    async def _items(
+        self, kind: str, namespace: str | None, query: Mapping[str, str]
+    ) -> builtins.list[dict[str, Any]]:
+        """The items of one list of ``kind`` (namespaced kinds: in ``namespace`` or the
+        client's; Namespace: the cluster's)."""
+        ns = None if kind == "Namespace" else await self._ns(namespace)
+        body = await self._request(
+            "GET", Kube.path(kind, ns), query=query, name=None, namespace=ns or ""
+        )
+        return list(body.get("items") or [])
+
+    async def server_version(self) -> dict[str, Any]:
+        """The API server's /version (gitVersion, platform, ...)."""
+        return await self._request("GET", "/version", name=None, namespace="")
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        name: str | None,
+        namespace: str,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Body:
+        """One API request, retried while the server is unreachable or overloaded (the access
+        layer's Transient); any other refusal becomes the client's typed error."""
+        kube = await self._kube()
+        failures = 0
+        while True:
+            try:
+                return await kube.request(
+                    method,
+                    path,
+                    body=body,
+                    query=query,
+                    content_type=content_type,
+                    request_timeout=self.request_timeout,
+                )
+            except KubeError as error:
+                if not error.transient:
+                    raise error_for(error, name=name, namespace=namespace) from error
+                failures += 1
+                delay = self.backoff.delay(failures, retry_after=error.retry_after)
+                if delay is None:
+                    raise ApiUnreachable(f"API server unreachable: {error}") from error
+                await self._sleep(delay)
 
 
-class _AsyncWatchSource:
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        if value
+    }
+
+
+class _WatchSource:
+    """Feeds ``wait_for_terminal`` from the API server."""
+
     def __init__(self, client: AsyncStepRunClient, name: str, namespace: str) -> None:
         self._client = client
         self._name = name
         self._namespace = namespace
 
     async def list(self) -> tuple[list[StepRun], str]:
-        objects = await self._client._objects()
-        body = await self._client._call(
-            objects.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self._namespace,
-            STEPRUN_PLURAL,
-            field_selector=name_field_selector(self._name),
-            name=None,
-            namespace=self._namespace,
+        body = await self._client.list_raw(
+            namespace=self._namespace, field_selector=name_field_selector(self._name)
         )
         return parse_steprun_list(body)
 
     def watch(self, resource_version: str, timeout_seconds: int) -> AsyncGenerator[Event, None]:
-        return self._client._watch(self._name, self._namespace, resource_version, timeout_seconds)
+        return self._client._watch_once(
+            Kube.path("StepRun", self._namespace),
+            resource_version,
+            field_selector=name_field_selector(self._name),
+            namespace=self._namespace,
+            seconds=timeout_seconds,
+            name=self._name,
+        )
 
 
 class AsyncStepRunHandle:
-    """A submitted StepRun, for the asyncio client."""
+    """A submitted StepRun: its name and namespace, and the client to follow it with."""
 
     def __init__(self, name: str, namespace: str, client: AsyncStepRunClient) -> None:
         self.name = name
@@ -589,4 +783,8 @@ class AsyncStepRunHandle:
         return await self.client.cancel(self.name, namespace=self.namespace)
 
     async def result(self, timeout: float | None = None) -> StepResult:  # noqa: ASYNC109
+        """Waits for the end and returns the result; raises StepRunRejected if rejected."""
         return result_of(await self.wait(timeout))
+
+
+__all__ = ["AsyncStepRunClient", "AsyncStepRunHandle"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from steprun.api.models import ArtifactStatus, StepRun
@@ -53,39 +53,12 @@ def pick(steprun: StepRun, artifact: str, attempt: int | None = None) -> Artifac
     return max(matching, key=lambda a: a.attempt)
 
 
-def download(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> Path:
+async def download(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> Path:
     """Streams the object to ``dest`` (a .tgz), checking its sha256; returns ``dest``.
 
     The bytes go to a temporary file beside ``dest``, renamed only once the hash matches, so
-    ``dest`` never holds a partial or corrupt download.
+    ``dest`` never holds a partial or corrupt download. The file is written off the event loop.
     """
-    partial = dest.with_name(f".{dest.name}.partial")
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with partial.open("wb") as out:
-            for chunk in store.read(entry.key):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    except StoreError as error:
-        partial.unlink(missing_ok=True)
-        raise ArtifactStoreError(f"downloading {entry.key}: {error}") from error
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    if digest.hexdigest() != entry.sha256 or size != entry.size:
-        partial.unlink(missing_ok=True)
-        raise ArtifactIntegrityError(
-            f"{entry.key}: got {size} bytes with sha256 {digest.hexdigest()}, but the step "
-            f"uploaded {entry.size} bytes with sha256 {entry.sha256}"
-        )
-    os.replace(partial, dest)
-    return dest
-
-
-async def download_async(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> Path:
-    """``download`` for asyncio: the same checks, the file written off the event loop."""
     partial = dest.with_name(f".{dest.name}.partial")
     digest = hashlib.sha256()
     size = 0
@@ -124,12 +97,16 @@ def archived_attempts(store: ArtifactStore, namespace: str, name: str) -> list[i
     return sorted({n for n in found if n is not None})
 
 
-def archived_lines(store: ArtifactStore, namespace: str, name: str, attempt: int) -> Iterator[str]:
+async def archived_lines(
+    store: ArtifactStore, namespace: str, name: str, attempt: int
+) -> AsyncGenerator[str, None]:
     """One attempt's archived log, line by line, streamed."""
     splitter = LineSplitter()
     try:
-        for chunk in store.read(log_key(store.prefix, namespace, name, attempt)):
-            yield from splitter.feed(chunk)
+        async for chunk in store.get_stream(log_key(store.prefix, namespace, name, attempt)):
+            for line in splitter.feed(chunk):
+                yield line
     except StoreError as error:
         raise ArtifactStoreError(f"reading the archived log of {name}: {error}") from error
-    yield from splitter.flush()
+    for line in splitter.flush():
+        yield line

@@ -6,11 +6,12 @@ Every error a caller can act on has its own class; all derive from :class:`StepR
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from steprun.api.models import StepRun
+from steprun.kube.errors import KubeError, NotFound
 
 
 class StepRunError(Exception):
@@ -99,54 +100,37 @@ class ApiError(StepRunError):
         self.status = status
 
 
-# Statuses worth retrying: the server is overloaded or briefly unavailable, and the request
-# may succeed unchanged a moment later.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def is_retryable_status(status: int | None) -> bool:
-    return status in RETRYABLE_STATUSES
-
-
-def parse_status_body(body: str | bytes | None) -> tuple[str, tuple[FieldCause, ...]]:
-    """The message and field causes of a ``kind: Status`` error body (empty when not one)."""
-    if body is None:
-        return "", ()
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    try:
-        doc: Any = json.loads(text)
-    except ValueError:
-        return text.strip(), ()
-    if not isinstance(doc, dict):
-        return text.strip(), ()
-    message = str(doc.get("message") or "")
-    details = doc.get("details")
+def field_causes(body: Mapping[str, Any]) -> tuple[FieldCause, ...]:
+    """The field causes of a ``kind: Status`` error body (``details.causes``)."""
+    details = body.get("details")
     raw_causes = details.get("causes") if isinstance(details, dict) else None
-    causes = tuple(
+    return tuple(
         FieldCause(field=str(c.get("field", "")), message=str(c.get("message", "")))
         for c in raw_causes or []
         if isinstance(c, dict)
     )
-    return message, causes
 
 
-def error_for_status(
-    status: int | None, body: str | bytes | None, *, name: str | None, namespace: str
-) -> StepRunError:
-    """The typed error for an API server refusal concerning the StepRun ``name``.
+def error_for(error: KubeError, *, name: str | None, namespace: str) -> StepRunError:
+    """The client's error for a refusal of the access layer concerning the StepRun ``name``.
 
     ``name`` is None for collection requests (create with generateName, list), where a 404 means
     the resource type itself is missing: the CRD is not installed.
     """
-    message, causes = parse_status_body(body)
-    if status == 404:
+    if isinstance(error, NotFound):
         if name is None:
             return ApiError(
-                404, message or "the StepRun resource type is not installed (is the CRD applied?)"
+                404,
+                error.message or "the StepRun resource type is not installed (is the CRD applied?)",
             )
         return StepRunNotFound(name, namespace)
-    if status in (400, 422):
-        return InvalidStepRun(message or "the API server refused the StepRun", causes)
-    if is_retryable_status(status):
-        return ApiUnreachable(f"API server kept failing ({status}): {message or 'no message'}")
-    return ApiError(status or 0, message or "no message")
+    if error.status in (400, 422):
+        return InvalidStepRun(
+            error.message or "the API server refused the StepRun", field_causes(error.body)
+        )
+    if error.transient:
+        return ApiUnreachable(
+            f"API server kept failing ({error.status or error.reason}): "
+            f"{error.message or 'no message'}"
+        )
+    return ApiError(error.status, error.message or "no message")

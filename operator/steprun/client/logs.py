@@ -62,15 +62,15 @@ class LogOptions:
     since_seconds: int | None = None
     timestamps: bool = False
 
-    def query(self) -> dict[str, Any]:
-        """Keyword arguments of ``read_namespaced_pod_log`` (none when nothing is asked)."""
-        options: dict[str, Any] = {}
+    def query(self) -> dict[str, str]:
+        """The log request's query parameters (none when nothing is asked)."""
+        options: dict[str, str] = {}
         if self.tail is not None:
-            options["tail_lines"] = self.tail
+            options["tailLines"] = str(self.tail)
         if self.since_seconds is not None:
-            options["since_seconds"] = self.since_seconds
+            options["sinceSeconds"] = str(self.since_seconds)
         if self.timestamps:
-            options["timestamps"] = True
+            options["timestamps"] = "true"
         return options
 
 

@@ -1,8 +1,9 @@
 """Waiting for a StepRun to finish: list once, then watch, resuming where the watch stopped.
 
 The decisions (which event ends the wait, when to resume and when to re-list) live in
-:class:`WaitTracker`, which only looks at events; the two drivers below only move events from a
-source to the tracker, one blocking and one for asyncio. Tests drive both with fake sources.
+:class:`WaitTracker`, which only looks at events; the driver below only moves events from a
+source to the tracker (the blocking client runs this same driver, see ``steprun.client.sync``).
+Tests drive it with fake sources.
 
 Watch semantics relied upon (Kubernetes API concepts, "efficient detection of changes"):
 a watch started at the resourceVersion of the last event seen continues without gaps; a server
@@ -16,21 +17,16 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from steprun.api.models import StepRun
 from steprun.client.backoff import Backoff
-from steprun.client.errors import (
-    ApiUnreachable,
-    StepRunNotFound,
-    WaitTimeout,
-    error_for_status,
-    is_retryable_status,
-)
+from steprun.client.errors import ApiUnreachable, StepRunNotFound, WaitTimeout, error_for
 from steprun.client.objects import parse_steprun
 from steprun.client.result import is_terminal
+from steprun.kube.errors import classify_response
 
 Event = Mapping[str, Any]
 GONE = 410
@@ -72,11 +68,10 @@ class WaitTracker:
             code = obj.get("code")
             if code == GONE:
                 raise WatchExpired(str(obj.get("message") or "resource version too old"))
-            if is_retryable_status(code):
+            error = classify_response(code if isinstance(code, int) else 0, json.dumps(dict(obj)))
+            if error.transient:
                 raise StreamBroken(str(obj.get("message") or f"watch error {code}"))
-            raise error_for_status(
-                code, json.dumps(dict(obj)), name=self.name, namespace=self.namespace
-            )
+            raise error_for(error, name=self.name, namespace=self.namespace)
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
             if version:
@@ -116,66 +111,15 @@ def watch_seconds(deadline: float | None, now: float, watch_timeout: int) -> int
 
 
 class WaitSource(Protocol):
-    """Where a blocking wait reads the StepRun from (the client, or a fake in tests)."""
+    """Where a wait reads the StepRun from (the client, or a fake in tests)."""
 
-    def list(self) -> tuple[list[StepRun], str]: ...
-
-    def watch(
-        self, resource_version: str, timeout_seconds: int
-    ) -> Generator[Event, None, None]: ...
-
-
-class AsyncWaitSource(Protocol):
     async def list(self) -> tuple[list[StepRun], str]: ...
 
     def watch(self, resource_version: str, timeout_seconds: int) -> AsyncGenerator[Event, None]: ...
 
 
-def wait_for_terminal(
+async def wait_for_terminal(
     source: WaitSource,
-    tracker: WaitTracker,
-    *,
-    timeout: float | None,
-    watch_timeout: int,
-    backoff: Backoff,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> StepRun:
-    """Blocks until the tracked StepRun is terminal; raises WaitTimeout after ``timeout``."""
-    deadline = None if timeout is None else clock() + timeout
-    failures = 0
-    must_list = True
-    while True:
-        if must_list:
-            done = tracker.on_list(*source.list())
-            if done is not None:
-                return done
-            must_list = False
-        seconds = watch_seconds(deadline, clock(), watch_timeout)
-        if seconds is None:
-            raise tracker.timed_out(timeout or 0.0)
-        stream = source.watch(tracker.resource_version, seconds)
-        try:
-            for event in stream:
-                failures = 0
-                done = tracker.on_event(event)
-                if done is not None:
-                    return done
-            failures = 0
-        except WatchExpired:
-            must_list = True
-        except StreamBroken as exc:
-            failures += 1
-            delay = backoff.delay(failures)
-            if delay is None:
-                raise ApiUnreachable(f"watching steprun {tracker.name!r} failed: {exc}") from exc
-            sleep(_bounded(delay, deadline, clock()))
-        finally:
-            stream.close()
-
-
-async def async_wait_for_terminal(
-    source: AsyncWaitSource,
     tracker: WaitTracker,
     *,
     timeout: float | None,  # noqa: ASYNC109 - enforced through the watch's timeoutSeconds
@@ -184,7 +128,7 @@ async def async_wait_for_terminal(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> StepRun:
-    """The asyncio twin of :func:`wait_for_terminal`; the same tracker makes every decision."""
+    """Returns the tracked StepRun once terminal; raises WaitTimeout after ``timeout``."""
     deadline = None if timeout is None else clock() + timeout
     failures = 0
     must_list = True

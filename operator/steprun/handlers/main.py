@@ -54,7 +54,9 @@ async def _announce_ready(
 
 
 async def operate(config: OperatorConfig) -> None:
-    kube = await Kube.connect()
+    kube = await Kube.connect(
+        qps=config.api_qps, burst=config.api_burst, proxy=config.api_proxy or None
+    )
     reconciler = Reconciler(kube, config)
     watchers = Watchers()
     watchers.install(asyncio.get_running_loop())

@@ -33,3 +33,25 @@ class Jittered:
         # "Equal jitter": at least half the exponential delay, so backoff still grows.
         spread = (rng or random).uniform(ceiling / 2, ceiling)
         return max(spread, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retries of one request by a caller that waits for its answer (the engine client, the
+    CLI, the benchmark): at most ``retries`` more tries, ``initial`` doubled per failure up to
+    ``maximum``, never sooner than the server's Retry-After.
+
+    No jitter: these callers are few and retry one request each, unlike the operator's queue.
+    The defaults ride out an API server restart (about 15 s in total) without hiding an
+    outage from the caller for long.
+    """
+
+    retries: int = 5
+    initial: float = 0.5
+    maximum: float = 8.0
+
+    def delay(self, failures: int, *, retry_after: float | None = None) -> float | None:
+        """The pause after ``failures`` consecutive failures; None once retries are exhausted."""
+        if failures > self.retries or failures < 1:
+            return None
+        return max(exponential(failures, self.initial, self.maximum), retry_after or 0.0)

@@ -9,6 +9,9 @@ exact: floats would make "0.1" and "100m" differ. The grammar is the one of
     binarySI ::= Ki | Mi | Gi | Ti | Pi | Ei
     decimalSI ::= m | "" | k | M | G | T | P | E
     decimalExponent ::= ("e" | "E") signedInteger
+
+Written here because the client library the operator uses (kubernetes_asyncio) has no quantity
+parser, and the one in the blocking ``kubernetes`` package would mean a second client stack.
 """
 
 from __future__ import annotations

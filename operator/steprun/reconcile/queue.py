@@ -148,8 +148,18 @@ class PodCache:
         self.by_owner.pop(owner, None)
 
 
+START_LANE = "start"
+FOLLOW_LANE = "follow"
+
+
 class WorkQueue:
     """One reconcile at a time per key; events during a run cause exactly one more run.
+
+    Keys run in lanes, each with its own ``concurrency`` slots: ``lane(key)`` says which, when
+    a run is about to take a slot. The reconciler puts steps that still need their Pod
+    created in one lane and everything else (following a Pod, finishing, cancelling) in the
+    other, so a burst of new steps, whose reconciles are the slow ones (several writes each),
+    never delays recording the outcome of steps that are done.
 
     Per-key exponential backoff lives here, as in client-go's rate-limited queue: a failed
     reconcile calls ``add_rate_limited`` (each call doubles that key's delay, with jitter, never
@@ -162,9 +172,12 @@ class WorkQueue:
         work: Callable[[Key], Awaitable[None]],
         concurrency: int = 64,
         backoff: Jittered | None = None,
+        lane: Callable[[Key], str] | None = None,
     ):
         self._work = work
-        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._lane = lane or (lambda _: FOLLOW_LANE)
+        self._limits: dict[str, asyncio.Semaphore] = {}
         self._running: set[Key] = set()
         self._dirty: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -238,7 +251,11 @@ class WorkQueue:
     async def _run(self, key: Key) -> None:
         try:
             while True:
-                async with self._limit:
+                lane = self._lane(key)
+                limit = self._limits.get(lane)
+                if limit is None:
+                    limit = self._limits[lane] = asyncio.Semaphore(self._concurrency)
+                async with limit:
                     # Cleared only once a slot is held: events while waiting need no extra run.
                     self._dirty.discard(key)
                     self._started(key)

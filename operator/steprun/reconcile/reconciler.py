@@ -65,7 +65,15 @@ from steprun.reconcile.decide import (
     attempt_failed,
     decide,
 )
-from steprun.reconcile.queue import Key, ObjectCache, PodCache, WorkQueue
+from steprun.reconcile.queue import (
+    FOLLOW_LANE,
+    START_LANE,
+    Key,
+    ObjectCache,
+    PodCache,
+    WorkQueue,
+    is_terminal_body,
+)
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
@@ -129,7 +137,9 @@ class Reconciler:
         self.config = config
         self.stepruns = ObjectCache()
         self.pods = PodCache(finalizer=TRACKING_FINALIZER)
-        self.queue = WorkQueue(self.reconcile)
+        self.queue = WorkQueue(
+            self.reconcile, concurrency=config.reconcile_concurrency, lane=self._lane
+        )
         self.tenancy = Tenancy(kube, config)
         # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
         # step's startup timeout bounds the wait, on the operator's clock.
@@ -139,6 +149,22 @@ class Reconciler:
         self.artifacts = Artifacts(kube, config)
 
     # ------------------------------------------------------------------ entry point
+
+    def _lane(self, key: Key) -> str:
+        """Steps that still need a Pod created wait for each other, never for the others."""
+        body = self.stepruns.get(key)
+        if body is None:
+            return FOLLOW_LANE
+        status = body.get("status") or {}
+        spec = body.get("spec") or {}
+        if not isinstance(status, Mapping) or not isinstance(spec, Mapping):
+            return FOLLOW_LANE
+        starting = (not status.get("podName") or bool(status.get("nextAttemptTime"))) and not (
+            is_terminal_body(body)
+            or spec.get("cancel")
+            or (body.get("metadata") or {}).get("deletionTimestamp")
+        )
+        return START_LANE if starting else FOLLOW_LANE
 
     async def reconcile(self, key: Key) -> None:
         body = self.stepruns.get(key)
@@ -280,7 +306,7 @@ class Reconciler:
         )
         self.stepruns.observe(written)
         record_transition(meta.get("creationTimestamp"), doc)
-        if self.config.events:
+        if self.config.posts_event("Warning"):
             ref = StepRun(
                 metadata=ObjectMeta(
                     name=key[1],
@@ -380,8 +406,7 @@ class Reconciler:
         try:
             if problem := inputs_problem(sr):
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
-            namespace = await self.kube.get_or_none("Namespace", None, sr.namespace) or {}
-            labels = (namespace.get("metadata") or {}).get("labels") or {}
+            labels = await self.tenancy.namespace_labels(sr.namespace)
             if refusal := await self.tenancy.refusal(sr, labels):
                 raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
             sandbox = await self._sandbox_decision(sr, labels)
@@ -431,8 +456,7 @@ class Reconciler:
         assert sr.spec.sandbox is not None
         raw_policy = await self.kube.get_or_none("SandboxPolicy", None, sr.spec.sandbox.policy)
         if namespace_labels is None:
-            namespace = await self.kube.get("Namespace", None, sr.namespace)
-            namespace_labels = namespace["metadata"].get("labels") or {}
+            namespace_labels = await self.tenancy.namespace_labels(sr.namespace)
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
         result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
@@ -553,14 +577,16 @@ class Reconciler:
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
         if decision.delete_pod and sr.spec.workspace_list:
             decision = await self._explain_mount_failure(sr, decision)
-        outcome = await self._redacted(sr, decision.outcome)
+        # Read once: its values mask what the Pod said, and it is deleted by its uid below.
+        own_secret = await self.tenancy.own_secret(sr) if _has_secret(sr) else None
+        outcome = await self._redacted(sr, decision.outcome, own_secret)
         if decision.delete_pod and sr.status.pod_name:
             await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
         elif sr.status.pod_name:
             note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, sr.status.pod_name)
             outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
-            await self._cleanup_context(sr)
+            await self._cleanup_context(sr, own_secret)
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
         event_reason = Reason.RETRYING.value if decision.retry_at else outcome.reason
         for _ in range(3):
@@ -582,10 +608,12 @@ class Reconciler:
         if decision.retry_at is not None:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
 
-    async def _redacted(self, sr: StepRun, outcome: Outcome) -> Outcome:
+    async def _redacted(
+        self, sr: StepRun, outcome: Outcome, own_secret: dict[str, Any] | None
+    ) -> Outcome:
         """The outcome with every secret value the step was given masked: its text came from
         the Pod and goes to status, Events and logs."""
-        values = await self.tenancy.secret_values(sr)
+        values = await self.tenancy.secret_values(sr, own_secret)
         if not values:
             return outcome
         return replace(
@@ -617,8 +645,7 @@ class Reconciler:
         started (the kubelet retries on its own); the startup timeout still bounds the wait.
         Reads only, unless something is missing."""
         name = context_name(sr.name)
-        has_secret = bool(sr.spec.context.secrets) or needs_artifacts(sr)
-        kinds = ["ConfigMap", *(["Secret"] if has_secret else [])]
+        kinds = ["ConfigMap", *(["Secret"] if _has_secret(sr) else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
         if missing:
             for_steprun(sr).warning(
@@ -675,13 +702,16 @@ class Reconciler:
         doc = statuses.terminal(sr, aborted.phase, aborted.reason, aborted.message, now)
         await self._write(sr, doc, "Warning", aborted.reason)
 
-    async def _cleanup_context(self, sr: StepRun) -> None:
-        """The step's context must not outlive it (the NetworkPolicy stays: it still confines a
-        Pod that may be terminating; it goes with the StepRun)."""
-        name = context_name(sr.name)
-        if sr.spec.context.secrets or needs_artifacts(sr):
-            await self.tenancy.delete_owned("Secret", sr, name)
-        await self.tenancy.delete_owned("ConfigMap", sr, name)
+    async def _cleanup_context(
+        self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
+    ) -> None:
+        """The step's copy of its secret values must not outlive it. The ConfigMap holds only
+        what the StepRun itself says (env, inputs, script), so it is left to the garbage
+        collector, which removes it with the StepRun (its owner): deleting it here would cost
+        two requests per step for nothing. The NetworkPolicy stays too: it still confines a Pod
+        that may be terminating."""
+        if _has_secret(sr):
+            await self.tenancy.delete_owned("Secret", sr, context_name(sr.name), own_secret)
 
     # ------------------------------------------------------------------ writes
 
@@ -706,7 +736,7 @@ class Reconciler:
             reason=doc.get("reason"),
             message=message,
         )
-        if self.config.events:
+        if self.config.posts_event(event_type):
             await self._post(
                 render_event(sr, event_type, event_reason, message, utcnow()), _key(sr)
             )
@@ -736,6 +766,11 @@ class CreateFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+def _has_secret(sr: StepRun) -> bool:
+    """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
+    return bool(sr.spec.context.secrets) or needs_artifacts(sr)
 
 
 def _key(sr: StepRun) -> Key:

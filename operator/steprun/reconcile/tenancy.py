@@ -29,6 +29,9 @@ from steprun.render.names import context_name
 # How long what the operator read of the admission policy is trusted before it reads it again:
 # a policy deleted while the operator runs stops steps from starting within this long.
 GUARD_TTL_SECONDS = 10.0
+# The same for a namespace's labels (Pod Security level, the admission binding's selector,
+# sandbox policies' namespaceSelector): read once per namespace per this long, not per step.
+NAMESPACE_TTL_SECONDS = GUARD_TTL_SECONDS
 
 
 class Tenancy:
@@ -37,6 +40,7 @@ class Tenancy:
         self.config = config
         self._guard: AdmissionGuard | None = None
         self._guard_read_at = -GUARD_TTL_SECONDS
+        self._namespaces: dict[str, tuple[float, dict[str, str]]] = {}
         self._log = get_logger("steprun.tenancy")
 
     async def guard(self) -> AdmissionGuard | None:
@@ -57,6 +61,19 @@ class Tenancy:
             self._warn_missing(guard)
         self._guard, self._guard_read_at = guard, time.monotonic()
         return guard
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The namespace's labels, read at most every NAMESPACE_TTL_SECONDS ({} if it is gone:
+        its StepRuns are about to go too)."""
+        now = time.monotonic()
+        cached = self._namespaces.get(namespace)
+        if cached is not None and now - cached[0] < NAMESPACE_TTL_SECONDS:
+            return cached[1]
+        body = await self.kube.get_or_none("Namespace", None, namespace) or {}
+        labels = dict((body.get("metadata") or {}).get("labels") or {})
+        # Stale entries go when read again; the map holds one entry per namespace served.
+        self._namespaces[namespace] = (now, labels)
+        return labels
 
     async def announce(self) -> None:
         """Said loudly at start: what steps will not run for want of the admission policy."""
@@ -109,12 +126,22 @@ class Tenancy:
             "narrow its podSelector (e.g. exclude steprun.dev/sandbox) or run the step elsewhere"
         )
 
-    async def secret_values(self, sr: StepRun) -> list[str]:
-        """The values the step was given, to mask in what its Pod reports."""
+    async def own_secret(self, sr: StepRun) -> dict[str, Any] | None:
+        """The step's own Secret when it exists and is the StepRun's (read once, then handed to
+        ``secret_values`` and ``delete_owned``)."""
+        own = await self.kube.get_or_none("Secret", sr.namespace, context_name(sr.name))
+        return own if own is not None and _owned_by(own, sr) else None
+
+    async def secret_values(
+        self, sr: StepRun, own: Mapping[str, Any] | bool | None = False
+    ) -> list[str]:
+        """The values the step was given, to mask in what its Pod reports. ``own``: the step's
+        Secret as ``own_secret`` returned it (False: not read yet)."""
         if not sr.spec.context.secrets:
             return []
-        own = await self.kube.get_or_none("Secret", sr.namespace, context_name(sr.name))
-        if own is not None and _owned_by(own, sr):
+        if own is False:
+            own = await self.own_secret(sr)
+        if isinstance(own, Mapping):
             return secret_values(own.get("data") or {})
         # The step's Secret is gone: mask what the source Secrets hold for the named keys.
         data: dict[str, str] = {}
@@ -126,11 +153,20 @@ class Tenancy:
                 data[projection.name] = value
         return secret_values(data)
 
-    async def delete_owned(self, kind: str, sr: StepRun, name: str, **options: Any) -> bool:
+    async def delete_owned(
+        self,
+        kind: str,
+        sr: StepRun,
+        name: str,
+        existing: Mapping[str, Any] | bool | None = False,
+        **options: Any,
+    ) -> bool:
         """Delete ``name`` only when it is this StepRun's, and only that very object (uid
-        precondition): a namesake someone else made, or made since, survives."""
-        existing = await self.kube.get_or_none(kind, sr.namespace, name)
-        if existing is None:
+        precondition): a namesake someone else made, or made since, survives. ``existing``:
+        the object as just read (None: it is gone; False: not read yet)."""
+        if existing is False:
+            existing = await self.kube.get_or_none(kind, sr.namespace, name)
+        if not isinstance(existing, Mapping):
             return False
         if not _owned_by(existing, sr):
             self._log.warning(

@@ -1,0 +1,126 @@
+"""The operator's requests and CPU per successful step, on the real API server with kwok nodes.
+
+    python -m bench.step_cost --steps 200                      # this checkout's operator
+    python -m bench.step_cost --steps 200 --python OTHER/.venv/bin/python   # another checkout's
+
+Starts the operator as its own process (bench.operator), creates ``--steps`` StepRuns with
+context (env, inputs, a script) on kwok's fake nodes at ``--rate`` per second, waits until all
+have Succeeded and released their Pods, and reports per step: the operator's API requests as
+its access layer counted them (``steprun_api_request_duration_seconds``; writes are every verb
+but GET), and its CPU time (user + system, from /proc) from the first create to the last
+release, idle operator baseline not subtracted. kopf's own watch requests are not counted.
+Needs a cluster with kwok nodes (hack/kwok-up.sh N) and the CRDs applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client, config
+
+from bench.operator import OperatorProcess
+from bench.procstat import cpu_seconds
+from bench.promtext import operator_requests
+from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION
+
+GROUP, VERSION, PLURAL = "steprun.dev", "v1alpha1", "stepruns"
+
+
+def _requests(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        return dict(operator_requests(answer.read().decode()))
+
+
+def _spec(i: int) -> dict[str, object]:
+    return {
+        "image": "steprun.local/step:1",
+        "script": "true",
+        "context": {"env": {"CI": "true"}, "inputs": {"step": i, "branch": "main"}},
+        "podTemplate": {"nodeSelector": KWOK_NODE_SELECTOR, "tolerations": [KWOK_TOLERATION]},
+    }
+
+
+def _done(api: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, n: int) -> bool:
+    listed = cast(
+        dict[str, Any], api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    )
+    items = listed["items"]
+    succeeded = sum(1 for s in items if (s.get("status") or {}).get("phase") == "Succeeded")
+    failed = [
+        s
+        for s in items
+        if (s.get("status") or {}).get("phase") not in (None, "Pending", "Running", "Succeeded")
+    ]
+    if failed:
+        raise SystemExit(f"{len(failed)} steps did not succeed, e.g. {failed[0].get('status')}")
+    held = [
+        p for p in core.list_namespaced_pod(namespace).items if p.metadata and p.metadata.finalizers
+    ]
+    return succeeded == n and not held
+
+
+async def measure(steps: int, rate: float, python: str, kubeconfig: Path) -> None:
+    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    core, api = client.CoreV1Api(), client.CustomObjectsApi()
+    namespace = f"bench-cost-{int(time.time())}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    log = Path(tempfile.mkdtemp(prefix="step-cost-")) / "operator.log"
+    operator = OperatorProcess(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        log_path=log,
+        python=python,
+        extra_env={"STEPRUN_POD_ANNOTATION_KEYS": '["kwok.steprun.dev/*"]'},
+    )
+    try:
+        await operator.start()
+        await asyncio.sleep(2)
+        before, cpu_before = _requests(operator.metrics_port), cpu_seconds(operator.pid)
+        started = time.monotonic()
+        for i in range(steps):
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "StepRun",
+                "metadata": {"name": f"s{i}"},
+                "spec": _spec(i),
+            }
+            await asyncio.to_thread(
+                api.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
+            )
+            await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+        while not await asyncio.to_thread(_done, api, core, namespace, steps):  # noqa: ASYNC110
+            await asyncio.sleep(1)
+        after, cpu_after = _requests(operator.metrics_port), cpu_seconds(operator.pid)
+    finally:
+        await operator.stop()
+        core.delete_namespace(namespace)
+    grown = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after}
+    writes = sum(n for verb, n in grown.items() if verb != "get")
+    print(f"operator: {python}")
+    print(f"{steps} steps at {rate}/s; requests by verb: {dict(sorted(grown.items()))}")
+    print(
+        f"per step: {writes / steps:.2f} writes, {grown.get('get', 0) / steps:.2f} reads, "
+        f"{(cpu_after - cpu_before) / steps * 1000:.1f} ms CPU"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--python", default=sys.executable)
+    args = parser.parse_args()
+    kubeconfig = Path(os.environ.get("KUBECONFIG", "~/.kube/config")).expanduser()
+    asyncio.run(measure(args.steps, args.rate, args.python, kubeconfig))
+
+
+if __name__ == "__main__":
+    main()
