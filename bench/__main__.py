@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import replace
@@ -15,7 +16,7 @@ from bench import machine, report
 from bench.identity import whoami
 from bench.kube import Api, ApiError
 from bench.scenario import Environment, ScenarioResult, ScenarioSpec, run_scenario
-from bench.settings import Settings, settings_from
+from bench.settings import REPO, Settings, settings_from
 
 
 def _log(text: str) -> None:
@@ -38,7 +39,27 @@ async def _preflight(api: Api, settings: Settings) -> None:
             raise SystemExit(f"no kwok nodes ({wanted}): run hack/kwok-up.sh N first")
 
 
-def _specs(settings: Settings, size: int) -> list[ScenarioSpec]:
+def mode_order(modes: tuple[str, ...], found: str) -> list[str]:
+    """The modes to run, the one the cluster was found in last: the run leaves it as it was."""
+    return sorted(modes, key=lambda mode: mode == found)
+
+
+def found_mode(flags: list[str] | None) -> str:
+    """How the controller-manager runs now (by its client limit flag)."""
+    if flags is None:
+        return "as found"
+    return "unthrottled" if any(f.startswith("--kube-api-qps") for f in flags) else "default"
+
+
+def _restart_controller_manager(settings: Settings, mode: str) -> None:
+    if mode == "as found":
+        return
+    script = REPO / "hack" / "controller-manager.sh"
+    env = {**os.environ, "CLUSTER_DIR": str(settings.cluster_dir)}
+    subprocess.run([str(script), mode], env=env, check=True, capture_output=True, text=True)
+
+
+def _specs(settings: Settings, size: int, mode: str) -> list[ScenarioSpec]:
     base = ScenarioSpec(
         size=size,
         rate=None,
@@ -50,11 +71,18 @@ def _specs(settings: Settings, size: int) -> list[ScenarioSpec]:
         profile=settings.profile,
         operator_env=settings.operator_env,
         node_labels=settings.node_labels,
+        controller_manager=mode,
     )
-    specs = [replace(base, rate=rate) for rate in settings.rates]
+    configurations = [replace(base, rate=rate) for rate in settings.rates]
     if settings.nodes == "kwok" and settings.real_size:
-        specs.append(replace(base, size=settings.real_size, rate=settings.real_rate, nodes="real"))
-    return specs
+        configurations.append(
+            replace(base, size=settings.real_size, rate=settings.real_rate, nodes="real")
+        )
+    return [
+        replace(spec, repeat=repeat)
+        for spec in configurations
+        for repeat in range(1, settings.repeats + 1)
+    ]
 
 
 def _work_dir(scratch: str) -> Path:
@@ -70,6 +98,9 @@ async def main(settings: Settings) -> list[Path]:
         await _preflight(api, settings)
         client_user = await whoami(api)
         description = await machine.describe(api, settings.pid_dir)
+        found = found_mode(
+            machine.controller_flags(settings.pid_dir).get("kube-controller-manager")
+        )
         audit_log = (
             settings.audit_log if settings.audit_log and settings.audit_log.exists() else None
         )
@@ -81,17 +112,31 @@ async def main(settings: Settings) -> list[Path]:
             for size in settings.sizes:
                 results: list[ScenarioResult] = []
                 stem = f"{datetime.now(UTC):%Y-%m-%d}-{size}"
-                for spec in _specs(settings, size):
-                    results.append(await run_scenario(api, spec, env, _log))
-                    # Written after every scenario: an interrupted run keeps what it measured.
-                    path = report.write(
-                        settings.out_dir, stem, size, results, description, settings.describe()
-                    )
+                for mode in mode_order(settings.controller_managers, found):
+                    _log(f"controller-manager: {mode}")
+                    await asyncio.to_thread(_restart_controller_manager, settings, mode)
+                    for spec in _specs(settings, size, mode):
+                        results.append(await run_scenario(api, spec, env, _log))
+                        # Written after every scenario: an interrupted run keeps what it measured.
+                        path = report.write(
+                            settings.out_dir, stem, size, results, description, settings.describe()
+                        )
                 _log(f"report: {path}")
                 written.append(path)
     finally:
         await api.close()
     return written
+
+
+def require_committed(settings: Settings) -> str:
+    """The revision a report is made from; local changes make a report nobody can reproduce."""
+    commit, dirty = machine.revision()
+    if dirty and not settings.allow_local_changes:
+        raise SystemExit(
+            "the tree differs from its commit: commit first (a report names the revision it "
+            "measured), or pass --allow-local-changes (BENCH_ALLOW_LOCAL_CHANGES=1)"
+        )
+    return commit
 
 
 async def _run(settings: Settings) -> list[Path]:
@@ -104,4 +149,6 @@ async def _run(settings: Settings) -> list[Path]:
 
 
 if __name__ == "__main__":
-    asyncio.run(_run(settings_from(sys.argv[1:], os.environ)))
+    chosen = settings_from(sys.argv[1:], os.environ)
+    require_committed(chosen)
+    asyncio.run(_run(chosen))

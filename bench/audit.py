@@ -1,9 +1,9 @@
-"""Mutating API requests per side, client, resource and verb, from the API server's audit log.
+"""API requests per side, client, resource and verb, from the API server's audit log.
 
 The local cluster's audit policy (hack/cluster-up.sh) logs, at Metadata level, every create,
-update, patch and delete of the objects a step is made of. Each side of a scenario lives in its
-own namespace, so the namespace says which side a request served and ``user.username`` says
-who made it.
+update, patch and delete of the objects a step is made of, and every get and list of them.
+Each arm of a scenario lives in its own namespace, so the namespace says which arm a request
+served and ``user.username`` says who made it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MUTATING = frozenset({"create", "update", "patch", "delete"})
+READS = frozenset({"get", "list"})
 
 # The controller-manager runs with --use-service-account-credentials: one identity per controller.
 KNOWN_USERS = {
@@ -67,8 +68,8 @@ def entries(files: Iterable[Path], namespaces: Iterable[str]) -> Iterator[dict[s
 
 
 @dataclass
-class WriteCounts:
-    """Mutating requests by (side, actor, resource, verb); failed ones counted apart."""
+class RequestCounts:
+    """Requests by (side, actor, resource, verb); failed ones counted apart."""
 
     ok: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     failed: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
@@ -77,10 +78,16 @@ class WriteCounts:
         target = self.ok if 200 <= code < 300 else self.failed
         target[(side, who, resource, verb)] += 1
 
-    def total(self, side: str, who: str | None = None, *, failed: bool = False) -> int:
+    def total(
+        self, side: str, who: str | None = None, *, failed: bool = False, reads: bool = False
+    ) -> int:
+        """Writes (or, with ``reads``, reads) of a side, by everyone or one client."""
         counts = self.failed if failed else self.ok
+        verbs = READS if reads else MUTATING
         return sum(
-            n for (s, w, _, _), n in counts.items() if s == side and (who is None or w == who)
+            n
+            for (s, w, _, verb), n in counts.items()
+            if s == side and (who is None or w == who) and verb in verbs
         )
 
     def rows(self) -> list[dict[str, Any]]:
@@ -98,20 +105,20 @@ class WriteCounts:
         ]
 
 
-def count_writes(
+def count_requests(
     records: Iterable[Mapping[str, Any]],
     sides: Mapping[str, str],
     *,
     operator: str,
     client: str,
-) -> WriteCounts:
+) -> RequestCounts:
     """``sides`` maps each namespace to the side it holds."""
-    counts = WriteCounts()
+    counts = RequestCounts()
     for entry in records:
         verb = entry.get("verb")
         ref = entry.get("objectRef") or {}
         side = sides.get(str(ref.get("namespace")))
-        if verb not in MUTATING or side is None:
+        if (verb not in MUTATING and verb not in READS) or side is None:
             continue
         resource = str(ref.get("resource"))
         if ref.get("subresource"):

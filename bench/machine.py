@@ -75,6 +75,25 @@ def client_rate_limits(pid_dir: Path | None) -> dict[str, str]:
     return limits
 
 
+# Every controller whose command line shapes the result (the Job controller's limits above all).
+FLAGGED_PROCESSES = ("kube-controller-manager", "kube-scheduler", "kube-apiserver", "kwok")
+
+
+def controller_flags(pid_dir: Path | None) -> dict[str, list[str]]:
+    """Each running cluster component's flags, as it was started (paths and all)."""
+    found = {}
+    for name in FLAGGED_PROCESSES:
+        cmdline = _cmdline(pid_dir, name)
+        if cmdline is not None:
+            found[name] = [arg for arg in cmdline[1:] if arg]
+    return found
+
+
+def revision() -> tuple[str, bool]:
+    """The commit the benchmark runs from, and whether tracked files differ from it."""
+    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
 def kwok_version() -> str:
     cache = Path(os.environ.get("STEPRUN_CACHE", Path.home() / ".cache" / "steprun"))
     for binary in sorted(cache.glob("kwok/*/kwok")):
@@ -89,8 +108,7 @@ def kwok_version() -> str:
 
 async def describe(api: Api, pid_dir: Path | None) -> dict[str, Any]:
     server = await api.request("GET", "/version")
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    commit, dirty = revision()
     return {
         "cpus": os.cpu_count(),
         "cpu_model": _first_line_with("/proc/cpuinfo", "model name"),
@@ -100,6 +118,8 @@ async def describe(api: Api, pid_dir: Path | None) -> dict[str, Any]:
         "kwok": kwok_version(),
         "python": sys.version.split()[0],
         "kopf": _version("kopf"),
-        "steprun": f"{_version('steprun')} (git {commit}{', with local changes' if dirty else ''})",
+        "steprun": f"{_version('steprun')} (git {commit}{', WITH LOCAL CHANGES' if dirty else ''})",
+        "revision": commit,
+        "local_changes": dirty,
         "rate_limits": client_rate_limits(pid_dir),
     }

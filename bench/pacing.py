@@ -1,4 +1,4 @@
-"""The shared rate limiter that interleaves StepRun and Job submissions."""
+"""The shared rate limiter that interleaves the arms' submissions."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ class Pacer:
 
 
 def interleaved(count: int) -> Iterator[tuple[Side, int]]:
-    """Both sides' submissions, one after the other, alternating which side goes first so
-    neither is systematically ahead by half a tick."""
+    """Every arm's submissions, one after the other, rotating which arm goes first so none is
+    systematically ahead by part of a tick."""
     for index in range(count):
-        order = SIDES if index % 2 == 0 else SIDES[::-1]
-        for side in order:
+        first = index % len(SIDES)
+        for side in SIDES[first:] + SIDES[:first]:
             yield side, index

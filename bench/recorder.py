@@ -10,8 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.kube import Api, Body
-from bench.timeline import Timeline, job_outcome, pod_owner, pod_progress, steprun_outcome
-from bench.workload import Side
+from bench.timeline import (
+    Timeline,
+    bare_pod_outcome,
+    job_outcome,
+    pod_owner,
+    pod_progress,
+    steprun_outcome,
+)
+from bench.workload import SIDES, Side
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,14 @@ def _pod_of(kind: str) -> Callable[[Timeline, Body, float], None]:
     return handle
 
 
-def streams(steprun_namespace: str, job_namespace: str) -> list[Stream]:
+def _bare_pod(timeline: Timeline, body: Body, now: float) -> None:
+    # A bare Pod is its own owner: created, seen and terminal are the Pod's own milestones.
+    name = body["metadata"]["name"]
+    timeline.pod_event(name, name, now, pod_progress(body))
+    timeline.owner_event(name, now, bare_pod_outcome(body))
+
+
+def streams(steprun_namespace: str, job_namespace: str, pod_namespace: str) -> list[Stream]:
     return [
         Stream(
             "steprun",
@@ -48,6 +62,7 @@ def streams(steprun_namespace: str, job_namespace: str) -> list[Stream]:
         Stream("steprun", f"/api/v1/namespaces/{steprun_namespace}/pods", _pod_of("StepRun")),
         Stream("job", f"/apis/batch/v1/namespaces/{job_namespace}/jobs", _job),
         Stream("job", f"/api/v1/namespaces/{job_namespace}/pods", _pod_of("Job")),
+        Stream("pod", f"/api/v1/namespaces/{pod_namespace}/pods", _bare_pod),
     ]
 
 
@@ -58,7 +73,7 @@ class Recorder:
         self.api = api
         self.watched = watched
         self.clock = clock
-        self.timelines: dict[Side, Timeline] = {"steprun": Timeline(), "job": Timeline()}
+        self.timelines: dict[Side, Timeline] = {side: Timeline() for side in SIDES}
         self.events = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None

@@ -15,13 +15,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.audit import MUTATING, READS
 from bench.scenario import ScenarioResult
-from bench.stats import Distribution, SideSummary
+from bench.stats import Distribution, SideSummary, percentile
 
 MB = 1024 * 1024
 WRITE_TARGET = 8  # mutating requests per successful StepRun, cleanup included
 RSS_TARGET_MB = 250
-CONTROLLER = {"steprun": "operator", "job": "job controller"}
+CONTROLLER = {"steprun": "operator", "job": "job controller", "pod": "bench client"}
+ARMS = ("steprun", "job", "pod")
+# Which audited clients each process stands for (the controller-manager runs many controllers,
+# each with its own identity; the API server serves everyone).
+PROCESS_ACTORS: dict[str, tuple[str, ...] | None] = {
+    "operator": ("operator",),
+    "bench client": ("bench client",),
+    "kube-controller-manager": (
+        "job controller",
+        "garbage collector",
+        "namespace controller",
+        "pod garbage collector",
+        "ttl controller",
+        "controller manager",
+    ),
+    "kube-scheduler": ("scheduler",),
+    "kwok": ("kwok",),
+    "kube-apiserver": None,
+}
+
+
+def arm_label(result: ScenarioResult, side: str) -> str:
+    """Job arms say how the Job controller ran: its default limits are a different result."""
+    if side == "job":
+        return f"Job ({result.spec.controller_manager} controller-manager)"
+    return {"steprun": "StepRun", "pod": "bare Pods"}[side]
+
+
 CONTROLLER_PROCESS = {"steprun": "operator", "job": "kube-controller-manager"}
 
 
@@ -46,14 +74,34 @@ def _dist(d: Distribution) -> str:
     return f"{_num(d.p50)} / {_num(d.p90)} / {_num(d.p99)} / {_num(d.max)}"
 
 
-def writes_per_step(result: ScenarioResult, side: str, actor: str | None = None) -> float:
-    """Successful mutating requests per step of a side (all clients, or one), from the audit."""
+def writes_per_step(
+    result: ScenarioResult, side: str, actor: str | None = None, *, reads: bool = False
+) -> float:
+    """Successful mutating requests (or reads) per step of a side, all clients or one."""
+    verbs = READS if reads else MUTATING
     total = sum(
         int(row["ok"])
         for row in result.audit_rows
-        if row["side"] == side and (actor is None or row["actor"] == actor)
+        if row["side"] == side and (actor is None or row["actor"] == actor) and row["verb"] in verbs
     )
     return total / result.spec.size if result.spec.size else math.nan
+
+
+def requests_by(result: ScenarioResult, actors: tuple[str, ...] | None) -> int:
+    """Audited requests (reads and writes, every arm) made by these clients; None: everyone."""
+    return sum(
+        int(row["ok"]) + int(row["failed"])
+        for row in result.audit_rows
+        if actors is None or row["actor"] in actors
+    )
+
+
+def achieved_rate(result: ScenarioResult) -> float:
+    """Creates per second per arm actually reached (the pacer is a ceiling, not a promise)."""
+    submitted = sum(s.submitted for s in result.summaries.values())
+    arms = len(result.summaries) or 1
+    seconds = result.submission_seconds
+    return submitted / arms / seconds if seconds and seconds > 0 else math.nan
 
 
 def operator_writes_per_success(result: ScenarioResult) -> float:
@@ -66,7 +114,7 @@ def operator_writes_per_success(result: ScenarioResult) -> float:
         ok = sum(
             int(row["ok"])
             for row in result.audit_rows
-            if row["side"] == "steprun" and row["actor"] == "operator"
+            if row["side"] == "steprun" and row["actor"] == "operator" and row["verb"] in MUTATING
         )
         return ok / succeeded
     own = sum(n for verb, n in result.operator_requests.items() if verb != "get")
@@ -170,95 +218,70 @@ def verdicts(results: Sequence[ScenarioResult]) -> list[Verdict]:
 
 
 def _scenario_table(result: ScenarioResult) -> list[str]:
-    s, j = result.summaries["steprun"], result.summaries["job"]
-    sr_cpu, sr_rss = _usage(result, "operator")
-    job_cpu, job_rss = _usage(result, "kube-controller-manager")
-    sr_writes = writes_per_step(result, "steprun")
-    job_writes = writes_per_step(result, "job")
-    sr_ctl = writes_per_step(result, "steprun", CONTROLLER["steprun"])
-    job_ctl = writes_per_step(result, "job", CONTROLLER["job"])
+    arms = [arm for arm in ARMS if arm in result.summaries]
+    sums = {arm: result.summaries[arm] for arm in arms}
+    cpu = {arm: _usage(result, CONTROLLER_PROCESS.get(arm, ""))[0] for arm in arms}
+    rss = {arm: _usage(result, CONTROLLER_PROCESS.get(arm, ""))[1] for arm in arms}
+
+    def row(label: str, value: Any, digits: int = 3, ratio: bool = True) -> list[str]:
+        cells = [value(arm) for arm in arms]
+        shown = [c if isinstance(c, str) else _num(c, digits) for c in cells]
+        ratios = []
+        base = cells[0]
+        for other in ("job", "pod"):
+            if ratio and other in arms and not isinstance(base, str):
+                ratios.append(_ratio(base, cells[arms.index(other)]))
+            else:
+                ratios.append("")
+        return [label, *shown, *ratios]
+
+    def dist(name: str) -> Any:
+        return lambda arm: _dist(getattr(sums[arm], name))
+
     rows = [
-        (
+        row(
             "steps succeeded / failed / unfinished",
-            f"{s.succeeded} / {s.failed} / {s.unfinished}",
-            f"{j.succeeded} / {j.failed} / {j.unfinished}",
-            "n/a",
+            lambda a: f"{sums[a].succeeded} / {sums[a].failed} / {sums[a].unfinished}",
         ),
-        (
-            "create → Pod created, p50 / p90 / p99 / max (s)",
-            _dist(s.pod_creation),
-            _dist(j.pod_creation),
-            _ratio(s.pod_creation.p99, j.pod_creation.p99) + " (p99)",
-        ),
-        (
-            "Pod terminal → owner terminal, p50 / p90 / p99 / max (s)",
-            _dist(s.owner_terminal),
-            _dist(j.owner_terminal),
-            _ratio(s.owner_terminal.p50, j.owner_terminal.p50) + " (p50)",
-        ),
-        (
-            "create → owner terminal, p50 / p90 / p99 / max (s)",
-            _dist(s.end_to_end),
-            _dist(j.end_to_end),
-            _ratio(s.end_to_end.p50, j.end_to_end.p50) + " (p50)",
-        ),
-        (
+        row("create → Pod created, p50 / p90 / p99 / max (s)", dist("pod_creation")),
+        row("… p99 (s)", lambda a: sums[a].pod_creation.p99),
+        row("Pod terminal → owner terminal, p50 / p90 / p99 / max (s)", dist("owner_terminal")),
+        row("create → owner terminal, p50 / p90 / p99 / max (s)", dist("end_to_end")),
+        row("… p50 (s)", lambda a: sums[a].end_to_end.p50),
+        row(
             "… of which Pod created → scheduled → running → finished, p50 (s)",
-            _legs(s),
-            _legs(j),
-            "n/a",
+            lambda a: _legs(sums[a]),
         ),
-        (
-            "drain: first submit → last terminal (s)",
-            _num(s.drain_seconds, 1),
-            _num(j.drain_seconds, 1),
-            _ratio(s.drain_seconds, j.drain_seconds),
-        ),
-        (
-            "tail: last submit → last terminal (s)",
-            _num(s.tail_seconds, 1),
-            _num(j.tail_seconds, 1),
-            _ratio(s.tail_seconds, j.tail_seconds),
-        ),
-        (
-            "throughput (steps/s)",
-            _num(s.throughput_per_second, 1),
-            _num(j.throughput_per_second, 1),
-            _ratio(s.throughput_per_second, j.throughput_per_second),
-        ),
+        row("drain: first submit → last terminal (s)", lambda a: sums[a].drain_seconds, 1),
+        row("throughput (steps/s)", lambda a: sums[a].throughput_per_second, 1),
     ]
     if result.audit_complete:
         rows += [
-            (
-                "mutating API requests per step, all clients",
-                _num(sr_writes, 2),
-                _num(job_writes, 2),
-                _ratio(sr_writes, job_writes),
+            row("writes per step, all clients", lambda a: writes_per_step(result, a), 2),
+            row("reads per step, all clients", lambda a: writes_per_step(result, a, reads=True), 2),
+            row(
+                "writes per step by the controller (operator / Job controller / client)",
+                lambda a: writes_per_step(result, a, CONTROLLER[a]),
+                2,
             ),
-            (
-                "… by the controller (operator / Job controller)",
-                _num(sr_ctl, 2),
-                _num(job_ctl, 2),
-                _ratio(sr_ctl, job_ctl),
+            row(
+                "reads per step by the controller",
+                lambda a: writes_per_step(result, a, CONTROLLER[a], reads=True),
+                2,
             ),
         ]
     rows += [
-        (
-            "controller CPU seconds (operator / whole controller-manager)",
-            _num(sr_cpu, 1),
-            _num(job_cpu, 1),
-            _ratio(sr_cpu, job_cpu),
+        row(
+            "controller CPU ms per step (operator / whole controller-manager)",
+            lambda a: 1000 * cpu[a] / result.spec.size if a != "pod" else math.nan,
+            1,
         ),
-        (
-            "controller peak RSS MB (operator / whole controller-manager)",
-            _num(sr_rss, 0),
-            _num(job_rss, 0),
-            _ratio(sr_rss, job_rss),
-        ),
-        ("extra Pods (beyond one per step)", str(s.extra_pods), str(j.extra_pods), "n/a"),
+        row("controller peak RSS MB", lambda a: rss[a] if a != "pod" else math.nan, 0),
+        row("extra Pods (beyond one per step)", lambda a: str(sums[a].extra_pods), ratio=False),
     ]
-    lines = ["| | StepRun | Job | StepRun/Job |", "|---|---:|---:|---:|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    header = ["", *(arm_label(result, arm) for arm in arms), "StepRun/Job", "StepRun/Pods"]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
 
 
@@ -266,7 +289,7 @@ def _writes_table(result: ScenarioResult) -> list[str]:
     size = result.spec.size
     if result.audit_complete:
         lines = [
-            "Mutating requests per step from the audit log (failed ones in parentheses):",
+            "Requests per step from the audit log, writes and reads (failed ones in parentheses):",
             "",
             "| side | client | resource | verb | per step |",
             "|---|---|---|---|---:|",
@@ -307,9 +330,23 @@ def _writes_table(result: ScenarioResult) -> list[str]:
 
 
 def _usage_table(result: ScenarioResult) -> list[str]:
-    lines = ["| process | CPU seconds | peak RSS MB (sampled) |", "|---|---:|---:|"]
+    steps = result.spec.size * max(1, len(result.summaries))
+    lines = [
+        f"CPU per step divides by every arm's steps ({steps}); per request by the audited "
+        "requests (reads and writes in the arms' namespaces) that process made, or, for the "
+        "API server, that anyone made.",
+        "",
+        "| process | CPU seconds | CPU ms per step | audited requests | CPU ms per request "
+        "| peak RSS MB (sampled) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, usage in result.usage.items():
-        lines.append(f"| {name} | {usage.cpu_seconds:.1f} | {usage.peak_rss_bytes / MB:.0f} |")
+        requests = requests_by(result, PROCESS_ACTORS.get(name, (name,)))
+        per_request = _num(1000 * usage.cpu_seconds / requests, 2) if requests else "n/a"
+        lines.append(
+            f"| {name} | {usage.cpu_seconds:.1f} | {1000 * usage.cpu_seconds / steps:.2f} "
+            f"| {requests} | {per_request} | {usage.peak_rss_bytes / MB:.0f} |"
+        )
     return lines
 
 
@@ -331,6 +368,70 @@ def _hotspots(result: ScenarioResult) -> list[str]:
     return lines
 
 
+def configuration(result: ScenarioResult) -> str:
+    where = "kwok" if result.spec.nodes == "kwok" else "real kubelet"
+    return (
+        f"{result.spec.size} at {result.spec.rate_label} on {where}, "
+        f"{result.spec.controller_manager} controller-manager"
+    )
+
+
+SPREAD_METRICS: tuple[tuple[str, Any, int], ...] = (
+    ("create → Pod p50 (s)", lambda r, a: r.summaries[a].pod_creation.p50, 3),
+    ("create → Pod p99 (s)", lambda r, a: r.summaries[a].pod_creation.p99, 3),
+    ("create → terminal p50 (s)", lambda r, a: r.summaries[a].end_to_end.p50, 3),
+    ("create → terminal p99 (s)", lambda r, a: r.summaries[a].end_to_end.p99, 3),
+    ("throughput (steps/s)", lambda r, a: r.summaries[a].throughput_per_second, 1),
+    ("controller writes per step", lambda r, a: writes_per_step(r, a, CONTROLLER[a]), 2),
+    ("controller reads per step", lambda r, a: writes_per_step(r, a, CONTROLLER[a], reads=True), 2),
+)
+
+
+def _spread(values: list[float], digits: int) -> str:
+    known = sorted(v for v in values if not math.isnan(v))
+    if not known:
+        return "n/a"
+    middle = percentile(known, 0.5)
+    return f"{_num(middle, digits)} ({_num(known[0], digits)}-{_num(known[-1], digits)})"
+
+
+def spread_table(results: Sequence[ScenarioResult]) -> list[str]:
+    """Each configuration's runs: the median and, in parentheses, the smallest and largest."""
+    groups: dict[str, list[ScenarioResult]] = {}
+    for result in results:
+        groups.setdefault(configuration(result), []).append(result)
+    lines = []
+    for name, runs in groups.items():
+        arms = [arm for arm in ARMS if arm in runs[0].summaries]
+        rates = [achieved_rate(r) for r in runs]
+        lines += [
+            f"### {name}: {len(runs)} run(s), median (min-max)",
+            "",
+            f"Achieved submission rate per arm: {_spread(rates, 1)} steps/s.",
+            "",
+            "| | " + " | ".join(arm_label(runs[0], arm) for arm in arms) + " |",
+            "|---" + "|---:" * len(arms) + "|",
+        ]
+        for label, metric, digits in SPREAD_METRICS:
+            cells = [_spread([metric(r, arm) for r in runs], digits) for arm in arms]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _flags(results: Sequence[ScenarioResult]) -> list[str]:
+    seen: dict[str, str] = {}
+    for result in results:
+        for name, flags in result.controller_flags.items():
+            key = (
+                f"{name}, {result.spec.controller_manager} mode"
+                if name == ("kube-controller-manager")
+                else name
+            )
+            seen.setdefault(key, " ".join(flags) or "(defaults)")
+    return [f"- {name}: `{flags}`" for name, flags in seen.items()]
+
+
 def render(
     size: int,
     results: Sequence[ScenarioResult],
@@ -338,22 +439,40 @@ def render(
     settings: dict[str, Any],
     plot_name: str | None,
 ) -> str:
-    lines = [f"# StepRun vs Job: {size} steps per side", ""]
+    lines = [f"# StepRun vs Job vs bare Pods: {size} steps per arm", ""]
     started = results[0].started_at if results else "n/a"
-    lines += [f"Run started {started} (UTC). How it works: `docs/benchmark.md`.", ""]
+    revision = machine.get("revision", "unknown")
+    changes = " WITH LOCAL CHANGES" if machine.get("local_changes") else ""
+    lines += [
+        f"Run started {started} (UTC) from revision `{revision}`{changes}. "
+        "How it works: `docs/benchmark.md`.",
+        "",
+    ]
     lines += ["## Targets", "", "| target | result | measured (StepRun vs Job) |", "|---|---|---|"]
     for verdict in verdicts(results):
         lines.append(f"| {verdict.target} | {_mark(verdict.met)} | {verdict.evidence} |")
     lines.append("")
     if plot_name:
-        lines += [f"![latency CDFs]({plot_name})", ""]
+        stem = plot_name.removesuffix(".png")
+        lines += [
+            f"![latency CDFs of every arm]({plot_name})",
+            "",
+            f"![writes, reads and CPU per step]({stem}-cost.png)",
+            "",
+            f"![operator RSS against retained StepRuns]({stem}-rss.png)",
+            "",
+        ]
+    lines += ["## Spread over runs", "", *spread_table(results)]
+    lines += ["## Controllers' flags", "", *_flags(results), ""]
     for result in results:
         where = "kwok fake nodes" if result.spec.nodes == "kwok" else "the real kubelet"
         lines += [
-            f"## {result.spec.size} per side at {result.spec.rate_label}, on {where}",
+            f"## {result.spec.size} per arm at {result.spec.rate_label}, on {where}, "
+            f"{result.spec.controller_manager} controller-manager, run {result.spec.repeat}",
             "",
-            f"Namespaces `{result.namespaces['steprun']}` and `{result.namespaces['job']}`; "
-            f"submitted in {_num(result.submission_seconds, 1)} s; "
+            f"Namespaces {', '.join(f'`{ns}`' for ns in result.namespaces.values())}; "
+            f"submitted in {_num(result.submission_seconds, 1)} s "
+            f"(achieved {_num(achieved_rate(result), 1)} steps/s per arm); "
             f"{result.watch_events} watch events; cleanup {_num(result.cleanup_seconds, 0)} s.",
             "",
             *_scenario_table(result),
@@ -375,34 +494,118 @@ def render(
     return "\n".join(lines)
 
 
+def _pooled(results: Sequence[ScenarioResult]) -> dict[str, list[ScenarioResult]]:
+    groups: dict[str, list[ScenarioResult]] = {}
+    for result in results:
+        groups.setdefault(configuration(result), []).append(result)
+    return groups
+
+
 def plot(results: Sequence[ScenarioResult], path: Path) -> None:
-    """CDFs of both latencies, one column per scenario, StepRun and Job on the same axes."""
+    """Three figures: every arm's latency CDFs on the same axes (runs of a configuration
+    pooled), writes/reads/CPU per step as bars, and the operator's RSS against the StepRuns it
+    retains."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = max(1, len(results))
-    figure, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 6.5), squeeze=False)
+    groups = _pooled(results)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), squeeze=False)
     metrics = (
         ("pod_creation", "create → Pod created (s)"),
-        ("owner_terminal", "Pod → owner terminal (s)"),
+        ("end_to_end", "create → terminal (s)"),
     )
-    for column, result in enumerate(results):
-        for row, (metric, label) in enumerate(metrics):
-            ax = axes[row][column]
-            for side, style in (("steprun", "-"), ("job", "--")):
-                values = result.latencies.get(side, {}).get(metric, [])
-                if values:
-                    ys = [(i + 1) / len(values) for i in range(len(values))]
-                    ax.step(values, ys, style, where="post", label=side)
-            ax.set_xlabel(label)
-            ax.set_ylabel("fraction of steps")
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-            ax.legend(loc="lower right")
-            where = "kwok" if result.spec.nodes == "kwok" else "real kubelet"
-            ax.set_title(f"{result.spec.size} at {result.spec.rate_label} ({where})", fontsize=10)
+    styles = {"steprun": "-", "job": "--", "pod": ":"}
+    for column, (metric, label) in enumerate(metrics):
+        ax = axes[0][column]
+        for name, runs in groups.items():
+            for arm in ARMS:
+                values = sorted(v for r in runs for v in r.latencies.get(arm, {}).get(metric, []))
+                if not values:
+                    continue
+                ys = [(i + 1) / len(values) for i in range(len(values))]
+                ax.step(
+                    values,
+                    ys,
+                    styles[arm],
+                    where="post",
+                    # The StepRun and Pod arms run in every controller-manager phase: say which.
+                    label=f"{arm_label(runs[0], arm)}, {name}",
+                )
+        ax.set_xscale("log")
+        ax.set_xlabel(label + ", log scale")
+        ax.set_ylabel("fraction of steps")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    _plot_cost(groups, path.with_name(path.stem + "-cost.png"))
+    _plot_rss(results, path.with_name(path.stem + "-rss.png"))
+
+
+def _plot_cost(groups: dict[str, list[ScenarioResult]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    labels: list[str] = []
+    writes: list[float] = []
+    reads: list[float] = []
+    cpu: list[float] = []
+    for name, runs in groups.items():
+        for arm in ARMS:
+            if arm not in runs[0].summaries:
+                continue
+            labels.append(f"{arm_label(runs[0], arm)}\n{name.split(',')[0]}")
+            writes.append(
+                percentile(sorted(writes_per_step(r, arm, CONTROLLER[arm]) for r in runs), 0.5)
+            )
+            reads.append(
+                percentile(
+                    sorted(writes_per_step(r, arm, CONTROLLER[arm], reads=True) for r in runs), 0.5
+                )
+            )
+            process = CONTROLLER_PROCESS.get(arm)
+            cpu.append(
+                percentile(sorted(1000 * _usage(r, process)[0] / r.spec.size for r in runs), 0.5)
+                if process
+                else 0.0
+            )
+    figure, axes = plt.subplots(1, 3, figsize=(15, 5), squeeze=False)
+    for ax, values, title in zip(
+        axes[0],
+        (writes, reads, cpu),
+        (
+            "controller writes per step",
+            "controller reads per step",
+            "controller CPU ms per step (whole controller-manager for Jobs)",
+        ),
+        strict=True,
+    ):
+        ax.bar(range(len(values)), [0 if math.isnan(v) else v for v in values])
+        ax.set_xticks(range(len(values)), labels, fontsize=6, rotation=30, ha="right")
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_rss(results: Sequence[ScenarioResult], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for result in results:
+        if result.rss_curve:
+            xs = [point[1] for point in result.rss_curve]
+            ys = [point[2] / MB for point in result.rss_curve]
+            ax.plot(xs, ys, linewidth=1, label=f"{configuration(result)}, run {result.spec.repeat}")
+    ax.axhline(RSS_TARGET_MB, color="grey", linestyle=":", label=f"{RSS_TARGET_MB} MB")
+    ax.set_xlabel("terminal StepRuns retained")
+    ax.set_ylabel("operator RSS (MB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -1,6 +1,7 @@
-"""One scenario: N StepRuns and N equivalent Jobs submitted side by side, measured, cleaned up.
+"""One scenario: N StepRuns, N equivalent Jobs and N equivalent bare Pods submitted side by side,
+measured, cleaned up.
 
-Each side gets its own namespace, so the audit log attributes every request to a side by
+Each arm ("side") gets its own namespace, so the audit log attributes every request to a side by
 namespace and to a client by user. The operator runs as a process of its own, with its own
 identity, watching only the StepRun namespace.
 """
@@ -8,7 +9,9 @@ identity, watching only the StepRun namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import audit, identity, promtext
+from bench import audit, identity, machine, promtext
 from bench.kube import Api, ApiError, Body
 from bench.operator import OperatorProcess
 from bench.pacing import Pacer, interleaved
-from bench.procstat import Usage, UsageSampler, pid_from_file
+from bench.procstat import Usage, UsageSampler, memory_bytes, pid_from_file
 from bench.profiler import Profiler, hotspots
 from bench.recorder import Recorder, streams
 from bench.stats import SideSummary, latencies, summarize
@@ -29,6 +32,7 @@ from bench.workload import (
     NodeMode,
     Side,
     Workload,
+    bare_pod,
     job,
     job_context_configmap,
     source_secret,
@@ -52,6 +56,9 @@ class ScenarioSpec:
     profile: bool = False
     operator_env: dict[str, str] = field(default_factory=dict)
     node_labels: tuple[tuple[str, str], ...] = ()
+    # How the controller-manager (the Job controller) ran: "default", "unthrottled" or "as found".
+    controller_manager: str = "as found"
+    repeat: int = 1  # which of the configuration's runs this is, from 1
 
     @property
     def rate_label(self) -> str:
@@ -89,6 +96,9 @@ class ScenarioResult:
     apiserver_writes: dict[str, int] = field(default_factory=dict)
     operator_requests: dict[str, int] = field(default_factory=dict)
     hotspots: dict[str, Any] | None = None
+    controller_flags: dict[str, list[str]] = field(default_factory=dict)
+    # (seconds since submission began, terminal StepRuns so far, operator RSS bytes)
+    rss_curve: list[tuple[float, int, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     watch_events: int = 0
     cleanup_seconds: float = math.nan
@@ -96,13 +106,14 @@ class ScenarioResult:
 
 def run_id_for(spec: ScenarioSpec, now: datetime) -> str:
     rate = "burst" if spec.rate is None else f"{spec.rate:g}".replace(".", "p")
-    return f"{now:%m%d%H%M%S}-{spec.size}-{rate}-{spec.nodes}"
+    return f"{now:%m%d%H%M%S}-{spec.size}-{rate}-{spec.nodes[0]}{spec.repeat}"
 
 
 def _paths(namespace: str) -> dict[str, str]:
     return {
         "stepruns": f"/apis/steprun.dev/v1alpha1/namespaces/{namespace}/stepruns",
         "jobs": f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        "pods": f"/api/v1/namespaces/{namespace}/pods",
         "configmaps": f"/api/v1/namespaces/{namespace}/configmaps",
         "secrets": f"/api/v1/namespaces/{namespace}/secrets",
     }
@@ -171,8 +182,21 @@ async def _operator_metrics(port: int) -> str | None:
         return None
 
 
+async def _sample_rss_curve(
+    result: ScenarioResult, recorder: Recorder, pid: int, begin: float, interval: float = 1.0
+) -> None:
+    """The operator's RSS against the StepRuns it retains (terminal ones stay until deleted)."""
+    while True:
+        with contextlib.suppress(OSError):
+            rss = memory_bytes(pid).get("VmRSS", 0)
+            finished = recorder.timelines["steprun"].finished()
+            result.rss_curve.append((time.monotonic() - begin, finished, rss))
+        await asyncio.sleep(interval)
+
+
 def _processes(pid_dir: Path | None, operator_pid: int) -> dict[str, int]:
-    found = {"operator": operator_pid}
+    # The benchmark's own process is a client like any other: its CPU is part of the cost.
+    found = {"operator": operator_pid, "bench client": os.getpid()}
     if pid_dir is not None:
         for name in CLUSTER_PROCESSES:
             pid = pid_from_file(pid_dir / f"{name}.pid")
@@ -184,7 +208,11 @@ def _processes(pid_dir: Path | None, operator_pid: int) -> dict[str, int]:
 async def run_scenario(api: Api, spec: ScenarioSpec, env: Environment, log: Log) -> ScenarioResult:
     started = datetime.now(UTC)
     run_id = run_id_for(spec, started)
-    namespaces: dict[Side, str] = {"steprun": f"bench-{run_id}-sr", "job": f"bench-{run_id}-job"}
+    namespaces: dict[Side, str] = {
+        "steprun": f"bench-{run_id}-sr",
+        "job": f"bench-{run_id}-job",
+        "pod": f"bench-{run_id}-pod",
+    }
     result = ScenarioResult(
         spec=spec,
         run_id=run_id,
@@ -193,9 +221,13 @@ async def run_scenario(api: Api, spec: ScenarioSpec, env: Environment, log: Log)
         operator_user=identity.username(namespaces["steprun"]),
     )
     workload = Workload(run_id, spec.nodes, spec.context_bytes, spec.run_duration, spec.node_labels)
+    result.controller_flags = machine.controller_flags(env.pid_dir)
+    result.controller_flags["operator (env)"] = [
+        f"{key}={value}" for key, value in sorted(spec.operator_env.items())
+    ]
     operator: OperatorProcess | None = None
     try:
-        log(f"[{run_id}] namespaces {namespaces['steprun']}, {namespaces['job']}")
+        log(f"[{run_id}] namespaces {', '.join(namespaces.values())}")
         for namespace in namespaces.values():
             await _create_namespace(api, namespace, run_id)
             await api.create(source_secret(namespace), _paths(namespace)["secrets"])
@@ -210,14 +242,16 @@ async def run_scenario(api: Api, spec: ScenarioSpec, env: Environment, log: Log)
             extra_env=spec.operator_env,
         )
         await operator.start()
-        log(f"[{run_id}] operator ready (pid {operator.pid}); creating the Jobs' ConfigMaps")
-        job_paths = _paths(namespaces["job"])
+        log(f"[{run_id}] operator ready (pid {operator.pid}); creating the Pods' ConfigMaps")
 
-        async def make_configmap(index: int) -> None:
-            body = job_context_configmap(workload, namespaces["job"], index)
-            await api.create(body, job_paths["configmaps"])
+        # The Job and bare-Pod arms get their context the way a user of them would provide it:
+        # a ConfigMap made beforehand, outside the measured window.
+        async def make_configmap(position: int) -> None:
+            side: Side = "job" if position % 2 == 0 else "pod"
+            body = job_context_configmap(workload, namespaces[side], position // 2)
+            await api.create(body, _paths(namespaces[side])["configmaps"])
 
-        await _bounded(spec.size, spec.concurrency, make_configmap)
+        await _bounded(2 * spec.size, spec.concurrency, make_configmap)
         await _measure(api, spec, env, log, result, workload, namespaces, operator)
     finally:
         if operator is not None:
@@ -236,17 +270,20 @@ async def _measure(
     namespaces: dict[Side, str],
     operator: OperatorProcess,
 ) -> None:
-    recorder = Recorder(api, streams(namespaces["steprun"], namespaces["job"]))
+    recorder = Recorder(api, streams(namespaces["steprun"], namespaces["job"], namespaces["pod"]))
     await recorder.start()
     metrics_before = await _metrics_text(api)
     sampler = UsageSampler(_processes(env.pid_dir, operator.pid))
     sampler.start()
+    curve = asyncio.get_running_loop().create_task(
+        _sample_rss_curve(result, recorder, operator.pid, time.monotonic())
+    )
     profiler = (
         Profiler(operator.pid, env.work_dir / f"{result.run_id}-profile.txt")
         if spec.profile
         else None
     )
-    pacer = Pacer(2 * spec.rate if spec.rate else None)  # both sides share one schedule
+    pacer = Pacer(len(namespaces) * spec.rate if spec.rate else None)  # one shared schedule
     order = list(interleaved(spec.size))
     begin = time.monotonic()
     log(f"[{result.run_id}] submitting {spec.size} + {spec.size} at {spec.rate_label}")
@@ -257,8 +294,10 @@ async def _measure(
         body: Body
         if side == "steprun":
             body, path = steprun(workload, ns, index), _paths(ns)["stepruns"]
-        else:
+        elif side == "job":
             body, path = job(workload, ns, index), _paths(ns)["jobs"]
+        else:
+            body, path = bare_pod(workload, ns, index), _paths(ns)["pods"]
         try:
             await api.create(body, path)
         except ApiError as error:
@@ -285,6 +324,7 @@ async def _measure(
             "self": summary.self_time,
             "inclusive": summary.inclusive,
         }
+    curve.cancel()
     result.usage = await sampler.stop()
     await recorder.stop()
     result.watch_events = recorder.events
@@ -302,6 +342,7 @@ async def _measure(
         result.latencies[side] = {
             "pod_creation": latencies(timeline, "created", "pod_seen"),
             "owner_terminal": latencies(timeline, "pod_terminal", "owner_terminal"),
+            "end_to_end": latencies(timeline, "created", "owner_terminal"),
         }
         bad = [
             f"{side} {name}: {times.outcome}"
@@ -328,10 +369,10 @@ async def _measure(
 
 def _count_audit(
     env: Environment, result: ScenarioResult, namespaces: dict[Side, str]
-) -> audit.WriteCounts:
+) -> audit.RequestCounts:
     assert env.audit_log is not None
     sides = {ns: side for side, ns in namespaces.items()}
-    return audit.count_writes(
+    return audit.count_requests(
         audit.entries(audit.audit_files(env.audit_log), sides),
         sides,
         operator=result.operator_user,

@@ -51,6 +51,20 @@ def parse_rates(text: str) -> tuple[float | None, ...]:
     return tuple(rates)
 
 
+CONTROLLER_MANAGER_MODES = ("unthrottled", "default", "as found")
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """ "unthrottled,default" -> ("unthrottled", "default"); see hack/controller-manager.sh."""
+    modes = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [mode for mode in modes if mode not in CONTROLLER_MANAGER_MODES]
+    if not modes or unknown:
+        raise ValueError(
+            f"controller-manager modes are {', '.join(CONTROLLER_MANAGER_MODES)}: {text!r}"
+        )
+    return modes
+
+
 @dataclass(frozen=True)
 class Settings:
     sizes: tuple[int, ...]
@@ -69,6 +83,12 @@ class Settings:
     profile: bool = False
     operator_env: dict[str, str] = field(default_factory=dict)
     node_labels: tuple[tuple[str, str], ...] = ()
+    repeats: int = 3  # runs per configuration, for the spread
+    # Each mode restarts the controller-manager with hack/controller-manager.sh; "as found"
+    # leaves it as it runs.
+    controller_managers: tuple[str, ...] = ("unthrottled", "default")
+    allow_local_changes: bool = False
+    cluster_dir: Path = REPO / ".cluster"
 
     def describe(self) -> dict[str, Any]:
         rates = ", ".join("burst" if r is None else f"{r:g}/s per side" for r in self.rates)
@@ -84,6 +104,8 @@ class Settings:
             "creates in flight": self.concurrency,
             "operator env": self.operator_env or "defaults",
             "profiled": self.profile,
+            "runs per configuration": self.repeats,
+            "controller-manager modes": ", ".join(self.controller_managers),
         }
 
 
@@ -101,6 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, help="creates in flight (BENCH_CONCURRENCY)")
     parser.add_argument("--timeout", type=float, help="seconds per scenario (BENCH_TIMEOUT)")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator")
+    parser.add_argument("--repeats", type=int, help="runs per configuration (BENCH_REPEATS)")
+    parser.add_argument(
+        "--controller-manager",
+        help="Job controller modes: unthrottled,default or 'as found' (BENCH_CONTROLLER_MANAGER)",
+    )
+    parser.add_argument(
+        "--allow-local-changes",
+        action="store_true",
+        help="run from a tree that differs from its commit (the report says so)",
+    )
     parser.add_argument(
         "--node-labels", help="more kwok node labels to select, k=v,... (BENCH_NODE_LABELS)"
     )
@@ -116,8 +148,8 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     nodes = pick(args.nodes, "BENCH_NODES", "kwok")
     if nodes not in ("kwok", "real"):
         raise ValueError(f"BENCH_NODES must be kwok or real, not {nodes!r}")
-    kubeconfig = Path(environ.get("KUBECONFIG") or REPO / ".cluster" / "kubeconfig")
-    cluster_dir = REPO / ".cluster"
+    cluster_dir = Path(environ.get("CLUSTER_DIR") or REPO / ".cluster")
+    kubeconfig = Path(environ.get("KUBECONFIG") or cluster_dir / "kubeconfig")
     audit = environ.get("BENCH_AUDIT_LOG", str(cluster_dir / "logs" / "audit.log"))
     pids = environ.get("BENCH_PID_DIR", str(cluster_dir / "pids"))
     timeout = pick(args.timeout, "BENCH_TIMEOUT", "")
@@ -138,4 +170,11 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         profile=args.profile or environ.get("BENCH_PROFILE", "") in ("1", "true", "yes"),
         operator_env=operator_env,
         node_labels=parse_labels(pick(args.node_labels, "BENCH_NODE_LABELS", "")),
+        repeats=int(pick(args.repeats, "BENCH_REPEATS", "3")),
+        controller_managers=parse_modes(
+            pick(args.controller_manager, "BENCH_CONTROLLER_MANAGER", "unthrottled,default")
+        ),
+        allow_local_changes=args.allow_local_changes
+        or environ.get("BENCH_ALLOW_LOCAL_CHANGES", "") in ("1", "true", "yes"),
+        cluster_dir=cluster_dir,
     )

@@ -95,6 +95,18 @@ def job_outcome(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def bare_pod_outcome(body: Mapping[str, Any]) -> str | None:
+    """A Pod with no controller ends when it shows its containers ended."""
+    if not pod_finished(body):
+        return None
+    phase = (body.get("status") or {}).get("phase")
+    if phase == "Failed":
+        return "Failed"
+    containers = (body.get("status") or {}).get("containerStatuses") or []
+    codes = [((c.get("state") or {}).get("terminated") or {}).get("exitCode") for c in containers]
+    return "Succeeded" if phase == "Succeeded" or all(code == 0 for code in codes) else "Failed"
+
+
 def pod_owner(body: Mapping[str, Any], kind: str) -> str | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == kind and ref.get("controller"):

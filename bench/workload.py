@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 Body = dict[str, Any]
 NodeMode = Literal["kwok", "real"]
-Side = Literal["steprun", "job"]
-SIDES: tuple[Side, Side] = ("steprun", "job")
+# The arms of a scenario: StepRuns, Jobs, and bare Pods the benchmark client creates itself
+# (the floor: what it costs to run the same Pod with no controller at all).
+Side = Literal["steprun", "job", "pod"]
+SIDES: tuple[Side, Side, Side] = ("steprun", "job", "pod")
 
 IMAGE = "steprun.local/step:1"
 CONTEXT_DIR = "/var/run/steprun/context"
@@ -125,8 +127,8 @@ def job_context_configmap(workload: Workload, namespace: str, index: int) -> Bod
     }
 
 
-def job(workload: Workload, namespace: str, index: int) -> Body:
-    name = workload.step_name(index)
+def _pod_spec(workload: Workload, name: str, index: int) -> Body:
+    """The Pod a Job runs for step ``name``, and the bare Pod the floor arm creates."""
     env: list[Body] = [
         {"name": key, "value": value}
         for key, value in sorted({**workload.workflow_env(), **workload.step_env(index)}.items())
@@ -137,6 +139,28 @@ def job(workload: Workload, namespace: str, index: int) -> Body:
             "valueFrom": {"secretKeyRef": {"name": SOURCE_SECRET, "key": SOURCE_SECRET_KEY}},
         }
     )
+    return {
+        "restartPolicy": "Never",
+        **workload.placement(),
+        "containers": [
+            {
+                "name": "step",
+                "image": IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["/bin/sh", "-c"],
+                "args": [SCRIPT],
+                "env": env,
+                "volumeMounts": [
+                    {"name": CONTEXT_VOLUME, "mountPath": CONTEXT_DIR, "readOnly": True}
+                ],
+            }
+        ],
+        "volumes": [{"name": CONTEXT_VOLUME, "configMap": {"name": f"{name}-context"}}],
+    }
+
+
+def job(workload: Workload, namespace: str, index: int) -> Body:
+    name = workload.step_name(index)
     metadata: Body = {}
     if annotations := workload.pod_annotations():
         metadata["annotations"] = annotations
@@ -149,26 +173,20 @@ def job(workload: Workload, namespace: str, index: int) -> Body:
             "backoffLimit": 0,
             "completions": 1,
             "parallelism": 1,
-            "template": {
-                "metadata": metadata,
-                "spec": {
-                    "restartPolicy": "Never",
-                    **workload.placement(),
-                    "containers": [
-                        {
-                            "name": "step",
-                            "image": IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["/bin/sh", "-c"],
-                            "args": [SCRIPT],
-                            "env": env,
-                            "volumeMounts": [
-                                {"name": CONTEXT_VOLUME, "mountPath": CONTEXT_DIR, "readOnly": True}
-                            ],
-                        }
-                    ],
-                    "volumes": [{"name": CONTEXT_VOLUME, "configMap": {"name": f"{name}-context"}}],
-                },
-            },
+            "template": {"metadata": metadata, "spec": _pod_spec(workload, name, index)},
         },
+    }
+
+
+def bare_pod(workload: Workload, namespace: str, index: int) -> Body:
+    """The Job's Pod, created by the client itself: no controller between create and run."""
+    name = workload.step_name(index)
+    metadata: Body = {"name": name, "namespace": namespace, "labels": {BENCH_LABEL: "true"}}
+    if annotations := workload.pod_annotations():
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": _pod_spec(workload, name, index),
     }

@@ -139,8 +139,9 @@ start_apiserver() {
 # Every write to what a step is made of, with who made it (user.username) and when, but never a
 # body: tests prove from it that no Pod was ever created twice, even across operator restarts,
 # and the benchmark (bench/) counts the API writes per step, split by client (the operator, the
-# Job controller, the scheduler, the kubelet or kwok, the garbage collector). Nothing else is
-# logged, so the file stays small.
+# Job controller, the scheduler, the kubelet or kwok, the garbage collector). Reads (get, list)
+# of the same objects are logged too, so the benchmark counts every client's reads per step as
+# well. Nothing else (watches, leases, nodes) is logged, so the file stays small.
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
@@ -153,6 +154,12 @@ rules:
   - {group: batch, resources: [jobs, jobs/status]}
   - {group: networking.k8s.io, resources: [networkpolicies]}
   - {group: events.k8s.io, resources: [events]}
+- level: Metadata
+  verbs: [get, list]
+  resources:
+  - {group: "", resources: [pods, configmaps, secrets, events]}
+  - {group: steprun.dev, resources: [stepruns]}
+  - {group: batch, resources: [jobs]}
 - level: None
 AUDIT
   start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
@@ -177,23 +184,12 @@ AUDIT
 }
 
 start_controllers() {
-  start_daemon kube-controller-manager "$K8S_BIN/kube-controller-manager" \
-    --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
-    --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
-    --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
-    --use-service-account-credentials \
-    --root-ca-file "$PKI/ca.crt" \
-    --service-account-private-key-file "$PKI/sa.key" \
-    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" \
-    --leader-elect=false --bind-address 127.0.0.1 --controllers '*' \
-    --enable-hostpath-provisioner --v=1
+  start_controller_manager
   start_daemon kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
     --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
     --leader-elect=false --bind-address 127.0.0.1 --v=1
-  wait_for kube-controller-manager 60 curl -skf https://127.0.0.1:10257/healthz
   wait_for kube-scheduler 60 curl -skf https://127.0.0.1:10259/healthz
 }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.audit import actor, audit_files, count_writes, entries
+from bench.audit import actor, audit_files, count_requests, entries
 from bench.promtext import apiserver_writes, delta, operator_requests
 
 
@@ -50,13 +50,16 @@ def test_counts_by_side_actor_resource_and_verb(tmp_path: Path) -> None:
     files = audit_files(log)
     assert files == [backup, log]
     sides = {"sr": "steprun", "job": "job"}
-    counts = count_writes(entries(files, sides), sides, operator=op, client="admin")
+    counts = count_requests(entries(files, sides), sides, operator=op, client="admin")
     assert counts.total("steprun", "operator") == 2
+    assert counts.total("steprun", "operator", reads=True) == 1
     assert counts.total("steprun", failed=True) == 1
     assert counts.total("job", "job controller") == 1
+    assert counts.total("job", reads=True) == 0
     rows = {(r["side"], r["resource"], r["verb"]): (r["ok"], r["failed"]) for r in counts.rows()}
     assert rows[("steprun", "stepruns/status", "patch")] == (1, 1)
-    assert ("steprun", "secrets", "get") not in rows
+    # Reads are counted (the audit policy logs get and list), apart from the writes.
+    assert rows[("steprun", "secrets", "get")] == (1, 0)
 
 
 PROM = """\

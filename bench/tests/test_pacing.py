@@ -52,11 +52,17 @@ def test_rate_must_be_positive() -> None:
 
 
 def test_interleaving_alternates_which_side_goes_first() -> None:
-    assert list(interleaved(3)) == [
+    assert list(interleaved(4)) == [
         ("steprun", 0),
         ("job", 0),
+        ("pod", 0),
         ("job", 1),
+        ("pod", 1),
         ("steprun", 1),
+        ("pod", 2),
         ("steprun", 2),
         ("job", 2),
+        ("steprun", 3),
+        ("job", 3),
+        ("pod", 3),
     ]

@@ -5,7 +5,14 @@ from typing import Any
 
 from bench.procstat import Usage
 from bench.profiler import hotspots
-from bench.report import operator_writes_per_success, render, verdicts, write
+from bench.report import (
+    operator_writes_per_success,
+    render,
+    spread_table,
+    verdicts,
+    write,
+    writes_per_step,
+)
 from bench.scenario import ScenarioResult, ScenarioSpec
 from bench.stats import summarize
 from bench.timeline import PodProgress, Timeline
@@ -33,29 +40,37 @@ def _row(side: str, who: str, resource: str, verb: str, ok: int, failed: int = 0
     }
 
 
-def _result(rate: float | None, operator_writes: int) -> ScenarioResult:
-    spec = ScenarioSpec(size=4, rate=rate, nodes="kwok")
+def _result(
+    rate: float | None, operator_writes: int, repeat: int = 1, pod_delay: float = 0.1
+) -> ScenarioResult:
+    spec = ScenarioSpec(
+        size=4, rate=rate, nodes="kwok", controller_manager="default", repeat=repeat
+    )
     result = ScenarioResult(
         spec=spec,
         run_id="r",
         started_at="2026-01-01T00:00:00+00:00",
-        namespaces={"steprun": "a", "job": "b"},
+        namespaces={"steprun": "a", "job": "b", "pod": "c"},
         operator_user="op",
     )
     result.summaries = {
-        "steprun": summarize(_timeline(0.1, 0.05)),
+        "steprun": summarize(_timeline(pod_delay, 0.05)),
         "job": summarize(_timeline(0.2, 0.5)),
+        "pod": summarize(_timeline(0.01, 0.0)),
     }
     result.latencies = {
-        side: {"pod_creation": [0.1, 0.2], "owner_terminal": [0.05, 0.5]}
-        for side in ("steprun", "job")
+        side: {"pod_creation": [0.1, 0.2], "owner_terminal": [0.05, 0.5], "end_to_end": [1, 2]}
+        for side in ("steprun", "job", "pod")
     }
+    result.rss_curve = [(0.0, 0, 100 * 2**20), (1.0, 4, 110 * 2**20)]
     result.usage = {"operator": Usage("operator", 1, 0.0, 2.0, 120 * 1024 * 1024, 0)}
     result.audit_complete = True
     result.audit_rows = [
         _row("steprun", "operator", "pods", "create", 4),
         _row("steprun", "operator", "stepruns/status", "patch", operator_writes - 4, failed=1),
+        _row("steprun", "operator", "secrets", "get", 8),
         _row("job", "job controller", "pods", "create", 4),
+        _row("pod", "bench client", "pods", "create", 4),
     ]
     return result
 
@@ -74,12 +89,15 @@ def test_verdicts_follow_the_numbers() -> None:
 def test_report_files(tmp_path: Path) -> None:
     results = [_result(10, 32), _result(None, 32)]
     text = render(4, results, {"cpus": 2}, {"sizes": "4"}, "x.png")
-    assert "# StepRun vs Job: 4 steps per side" in text
+    assert "# StepRun vs Job vs bare Pods: 4 steps per arm" in text
+    assert "from revision `unknown`" in text
     assert "| operator | pods | create | 1.00 |" in text.replace("steprun | ", "")
     assert "(0.25)" in text  # the failed status patch, per step
     report = write(tmp_path, "2026-01-01-4", 4, results, {"cpus": 2}, {"sizes": "4"})
     assert (tmp_path / "latest.md").read_text() == report.read_text()
-    assert (tmp_path / "2026-01-01-4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("2026-01-01-4.png", "2026-01-01-4-cost.png", "2026-01-01-4-rss.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in report.read_text()
     assert '"scenarios"' in (tmp_path / "2026-01-01-4.json").read_text()
 
 
@@ -103,4 +121,29 @@ def test_report_shows_where_the_time_goes() -> None:
     (row,) = [line for line in text.splitlines() if "scheduled → running → finished" in line]
     # _timeline: each Pod is first seen already bound (0.1 s after its StepRun, 0.2 s after its
     # Job) and next seen finished 1 s after its owner, so it counts as running from then on.
-    assert "| 0.000 / 0.900 / 0.000 | 0.000 / 0.800 / 0.000 |" in row
+    assert "| 0.000 / 0.900 / 0.000 | 0.000 / 0.800 / 0.000 | 0.000 / 0.990 / 0.000 |" in row
+
+
+def test_reads_are_counted_apart_from_writes() -> None:
+    result = _result(10, 32)
+    assert writes_per_step(result, "steprun", "operator") == 8
+    assert writes_per_step(result, "steprun", "operator", reads=True) == 2
+    assert operator_writes_per_success(result) == 8  # the reads are not writes
+
+
+def test_report_names_local_changes_and_labels_the_job_arm() -> None:
+    text = render(4, [_result(10, 32)], {"revision": "abc", "local_changes": True}, {}, None)
+    assert "from revision `abc` WITH LOCAL CHANGES" in text
+    assert "Job (default controller-manager)" in text
+    assert "| bare Pods |" in text or "bare Pods" in text
+
+
+def test_spread_is_the_median_and_range_of_the_runs() -> None:
+    runs = [_result(10, 32, repeat=n, pod_delay=d) for n, d in ((1, 0.1), (2, 0.3), (3, 0.2))]
+    lines = spread_table(runs)
+    assert (
+        lines[0] == "### 4 at 10/s on kwok, default controller-manager: 3 run(s), median (min-max)"
+    )
+    (row,) = [line for line in lines if line.startswith("| create → Pod p50")]
+    # The StepRun arm's p50 was 0.1, 0.3 and 0.2 s in the three runs.
+    assert row.split(" | ")[1] == "0.200 (0.100-0.300)"

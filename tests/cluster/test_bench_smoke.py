@@ -16,20 +16,30 @@ from typing import Any
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
-SIZE = 5
+SIZE = 3
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
-def test_bench_runs_both_sides_and_writes_a_report(
+def test_bench_runs_every_arm_and_writes_a_report(
     kubeconfig: str, crds: None, api_client: client.ApiClient, tmp_path: Path
 ) -> None:
     out = tmp_path / "results"
     command = [sys.executable, "-m", "bench", "--sizes", str(SIZE), "--rates", "burst"]
+    # Both Job arms (the controller-manager restarted unthrottled, then with its defaults), one
+    # run each: the harness is under test here, not the spread. The tree under test may differ
+    # from its commit; a report for people must not.
+    arms = [
+        "--controller-manager",
+        "unthrottled,default",
+        "--repeats",
+        "1",
+        "--allow-local-changes",
+    ]
     result = subprocess.run(
-        [*command, "--nodes", "real", "--out", str(out)],
+        [*command, "--nodes", "real", "--out", str(out), *arms],
         cwd=REPO,
         env={**os.environ, "KUBECONFIG": kubeconfig, "BENCH_WORK_DIR": str(tmp_path / "work")},
         capture_output=True,
@@ -41,7 +51,9 @@ def test_bench_runs_both_sides_and_writes_a_report(
 
     (report,) = out.glob(f"*-{SIZE}.md")
     text = report.read_text()
-    assert f"# StepRun vs Job: {SIZE} steps per side" in text
+    assert f"# StepRun vs Job vs bare Pods: {SIZE} steps per arm" in text
+    assert "Job (unthrottled controller-manager)" in text
+    assert "Job (default controller-manager)" in text
     assert "## Targets" in text
     assert (out / "latest.md").read_text() == text
     plot = report.with_suffix(".png")
@@ -49,9 +61,18 @@ def test_bench_runs_both_sides_and_writes_a_report(
     assert f"]({plot.name})" in text
 
     document = json.loads(report.with_suffix(".json").read_text())
-    (scenario,) = document["scenarios"]
+    scenarios = document["scenarios"]
+    assert [s["spec"]["controller_manager"] for s in scenarios] == ["unthrottled", "default"]
+    unthrottled_flags = scenarios[0]["controller_flags"]["kube-controller-manager"]
+    assert "--kube-api-qps" in unthrottled_flags
+    assert "--kube-api-qps" not in scenarios[1]["controller_flags"]["kube-controller-manager"]
+    for scenario in scenarios:
+        _check_scenario(scenario, core=client.CoreV1Api(api_client), api_client=api_client)
+
+
+def _check_scenario(scenario: dict[str, Any], core: Any, api_client: client.ApiClient) -> None:
     assert scenario["errors"] == []
-    for side in ("steprun", "job"):
+    for side in ("steprun", "job", "pod"):
         summary = scenario["summaries"][side]
         assert (summary["submitted"], summary["succeeded"], summary["unfinished"]) == (
             SIZE,
@@ -73,9 +94,10 @@ def test_bench_runs_both_sides_and_writes_a_report(
         by_actor = {(r["side"], r["actor"]) for r in scenario["audit_rows"]}
         assert ("steprun", "operator") in by_actor
         assert ("job", "job controller") in by_actor
+        assert ("pod", "bench client") in by_actor
+    assert scenario["usage"]["bench client"]["cpu_seconds"] > 0
 
     # Nothing is left behind: namespaces and the operator's ClusterRoleBinding are gone.
-    core = client.CoreV1Api(api_client)
     leftovers = [ns for ns in scenario["namespaces"].values() if _exists(core.read_namespace, ns)]
     assert leftovers == []
     rbac = client.RbacAuthorizationV1Api(api_client)
