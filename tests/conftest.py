@@ -220,10 +220,12 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
                     raise
 
 
-# The session operator lets steps pick nodes and keep a "team" label (tests use kwok nodes,
-# gates and labels); tests/cluster/test_tenancy_e2e.py runs one with the defaults.
+# The session operator lets steps pick nodes, keep a "team" label and tell kwok how long to run
+# (tests use kwok nodes, gates and labels); tests/cluster/test_tenancy_e2e.py runs one with the
+# defaults.
 PERMISSIVE_TENANCY = {
     "STEPRUN_POD_LABEL_KEYS": '["team"]',
+    "STEPRUN_POD_ANNOTATION_KEYS": '["kwok.steprun.dev/*"]',
     "STEPRUN_NODE_SELECTOR_KEYS": '["*"]',
     "STEPRUN_TOLERATION_KEYS": '["*"]',
 }
