@@ -38,6 +38,14 @@ PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 NAMESPACE_LABEL = "steprun.dev/e2e-namespace"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def steprun_admission_everywhere(steprun_admission: str) -> str:
+    """Every cluster test runs where the StepRun-create policy is installed, as a default
+    install has it: operators fail closed on steps naming Secrets, claims or artifact
+    producers without it, whatever test module happens to run first on a fresh cluster."""
+    return steprun_admission
+
+
 def current_username(api_client: client.ApiClient) -> str:
     """Who the API server thinks the kubeconfig is (the identity the test operator runs as)."""
     review = client.AuthenticationV1Api(api_client).create_self_subject_review(
