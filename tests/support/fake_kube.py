@@ -33,6 +33,12 @@ def _merge(target: Body, patch: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+class Killed(BaseException):
+    """The operator's process dies as it is about to make a request: the request never reaches
+    the server and nothing the process held in memory survives. Not an API error, so no
+    ``except Exception`` in the operator can swallow it."""
+
+
 def _selected(labels: Mapping[str, str], selector: str) -> bool:
     for term in filter(None, selector.split(",")):
         key, _, value = term.partition("=")
@@ -47,12 +53,17 @@ class FakeKube:
         self.calls: list[tuple[str, str, str | None]] = []
         self.failures: dict[tuple[str, str], list[KubeError]] = defaultdict(list)
         self._versions = itertools.count(1000)
+        self._kill_at: int | None = None
 
     # ---------------------------------------------------------------- test controls
 
     def fail(self, verb: str, kind: str, *errors: KubeError) -> None:
         """The next calls of ``verb`` on ``kind`` fail with ``errors``, one per call."""
         self.failures[(verb, kind)].extend(errors)
+
+    def kill_at(self, request: int) -> None:
+        """The operator dies as it makes its ``request``-th request from now (0: the next one)."""
+        self._kill_at = len(self.calls) + request
 
     def put(self, body: Mapping[str, Any]) -> Body:
         """Store an object as another client would have created it."""
@@ -77,6 +88,9 @@ class FakeKube:
     # ---------------------------------------------------------------- the Kube interface
 
     def _enter(self, verb: str, kind: str, name: str | None) -> None:
+        if self._kill_at is not None and len(self.calls) >= self._kill_at:
+            self._kill_at = None
+            raise Killed(f"killed before {verb} {kind} {name}")
         self.calls.append((verb, kind, name))
         pending = self.failures.get((verb, kind))
         if pending:

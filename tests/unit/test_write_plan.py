@@ -13,7 +13,7 @@ import pytest
 
 from steprun.config import EventPolicy, OperatorConfig
 from steprun.reconcile.reconciler import Reconciler
-from tests.support.fake_kube import FakeKube
+from tests.support.fake_kube import FakeKube, Killed
 from tests.unit.factories import NAMESPACE, container_status, running, terminated
 
 Call = tuple[str, str, str | None]
@@ -208,3 +208,90 @@ def test_steprun_events_reads_the_old_booleans_and_the_policies(
 
 def test_events_default_to_warnings_only() -> None:
     assert OperatorConfig().events == EventPolicy.WARNINGS
+
+
+# ---------------------------------------------------------------- killed at any request
+
+KILL_SPECS = [
+    pytest.param({"command": ["make"], "context": {"inputs": {"branch": "main"}}}, {}, id="inputs"),
+    pytest.param(
+        {
+            "script": "make lint",
+            "context": {
+                "inputs": {"branch": "main"},
+                "secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "token"}}],
+            },
+        },
+        {"require_admission_policy": False},
+        id="secrets",
+    ),
+]
+
+
+def advance(kube: FakeKube, name: str) -> None:
+    """The world moves on between reconciles: the Pod is scheduled and runs, then succeeds."""
+    pod = kube.objects.get(("Pod", NAMESPACE, f"{name}-1"))
+    if pod is None:
+        return
+    phase = (pod.get("status") or {}).get("phase")
+    if phase is None:
+        pod["spec"]["nodeName"] = "node-1"
+        pod["status"] = {"phase": "Running", "containerStatuses": [container_status(running())]}
+    elif phase == "Running":
+        done = [container_status(terminated(0))]
+        pod["status"] = {"phase": "Succeeded", "containerStatuses": done}
+    else:
+        return
+    kube._bump(pod)
+
+
+async def drive(
+    kube: FakeKube, settings: dict[str, Any], name: str, spec: dict[str, Any], kill: int | None
+) -> int:
+    """One step from creation to rest, the operator killed at request ``kill`` (then restarted
+    with nothing in memory, its caches filled again as a relist would). Returns the requests
+    made."""
+    key = (NAMESPACE, name)
+    rec = Reconciler(kube, OperatorConfig(**settings))  # type: ignore[arg-type]
+    kube.put(steprun(name, spec))
+    start = len(kube.calls)
+    if kill is not None:
+        kube.kill_at(kill)
+    for _ in range(12):
+        try:
+            body = kube.find("StepRun", NAMESPACE, name)
+            assert body is not None
+            rec.stepruns.observe(body)
+            for pod in kube.of_kind("Pod"):
+                rec.pods.observe(key, pod)
+            await rec.reconcile(key)
+        except Killed:
+            await rec.queue.drain()
+            rec = Reconciler(kube, OperatorConfig(**settings))  # type: ignore[arg-type]
+            continue
+        advance(kube, name)
+    await rec.queue.drain()
+    return len(kube.calls) - start
+
+
+@pytest.mark.parametrize(("spec", "settings"), KILL_SPECS)
+async def test_killed_before_any_request_the_step_still_runs_once_and_cleans_up(
+    spec: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    requests = await drive(cluster(), settings, "calm", spec, kill=None)
+
+    for kill in range(requests + 1):
+        kube = cluster()
+        await drive(kube, settings, "step", spec, kill)
+
+        status = (kube.find("StepRun", NAMESPACE, "step") or {})["status"]
+        where = f"killed before request {kill}"
+        assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), where
+        assert [(a["attempt"], a["reason"]) for a in status["attempts"]] == [(1, "Completed")], (
+            where
+        )
+        assert status["attempts"][0]["creationTime"], where
+        assert [p["metadata"]["name"] for p in kube.of_kind("Pod")] == ["step-1"], where
+        assert not kube.of_kind("Pod")[0]["metadata"].get("finalizers"), where
+        assert kube.find("ConfigMap", NAMESPACE, "step-context") is None, where
+        assert kube.find("Secret", NAMESPACE, "step-context") is None, where
