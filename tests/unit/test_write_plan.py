@@ -43,33 +43,43 @@ def cluster() -> FakeKube:
     return kube
 
 
-async def run_to_success(kube: FakeKube, rec: Reconciler, name: str, spec: dict[str, Any]) -> None:
-    """Create, start, run and finish one step, feeding the caches as the watches would."""
+async def reconcile(kube: FakeKube, rec: Reconciler, name: str) -> None:
+    """One reconcile of ``name``, its caches fed first as the watches would."""
     key = (NAMESPACE, name)
+    body = kube.find("StepRun", NAMESPACE, name)
+    assert body is not None
+    rec.stepruns.observe(body)
+    for pod in kube.of_kind("Pod"):
+        if pod["metadata"]["name"].startswith(f"{name}-"):
+            rec.pods.observe(key, pod)
+    await rec.reconcile(key)
 
-    async def reconcile() -> None:
-        body = kube.find("StepRun", NAMESPACE, name)
-        assert body is not None
-        rec.stepruns.observe(body)
-        for pod in kube.of_kind("Pod"):
-            if pod["metadata"]["name"].startswith(f"{name}-"):
-                rec.pods.observe(key, pod)
-        await rec.reconcile(key)
 
-    rec.stepruns.observe(kube.put(steprun(name, spec)))
-    await reconcile()
+def set_pod(kube: FakeKube, name: str, phase: str) -> None:
     pod = kube.objects[("Pod", NAMESPACE, f"{name}-1")]
     pod["spec"]["nodeName"] = "node-1"
-    pod["status"] = {"phase": "Running", "containerStatuses": [container_status(running())]}
+    state = running() if phase == "Running" else terminated(0)
+    pod["status"] = {"phase": phase, "containerStatuses": [container_status(state)]}
     kube._bump(pod)
-    await reconcile()
-    pod["status"] = {"phase": "Succeeded", "containerStatuses": [container_status(terminated(0))]}
-    kube._bump(pod)
-    await reconcile()  # the outcome
-    await reconcile()  # the Pod released
-    await reconcile()  # nothing left to do
+
+
+async def finish(kube: FakeKube, rec: Reconciler, name: str) -> None:
+    """The step's Pod succeeds; the operator records it and releases the Pod."""
+    set_pod(kube, name, "Succeeded")
+    await reconcile(kube, rec, name)  # the outcome
+    await reconcile(kube, rec, name)  # the Pod released
+    await reconcile(kube, rec, name)  # nothing left to do
     status = (kube.find("StepRun", NAMESPACE, name) or {}).get("status") or {}
     assert status.get("phase") == "Succeeded"
+
+
+async def run_to_success(kube: FakeKube, rec: Reconciler, name: str, spec: dict[str, Any]) -> None:
+    """Create, start, run and finish one step."""
+    rec.stepruns.observe(kube.put(steprun(name, spec)))
+    await reconcile(kube, rec, name)
+    set_pod(kube, name, "Running")
+    await reconcile(kube, rec, name)
+    await finish(kube, rec, name)
 
 
 def plan(name: str, *middle: Call) -> list[Call]:
@@ -78,8 +88,8 @@ def plan(name: str, *middle: Call) -> list[Call]:
         ("create", "Pod", f"{name}-1"),
         ("patch_status", "StepRun", name),  # Pending: the attempt and its Pod recorded
         ("patch_status", "StepRun", name),  # Running
-        # API.md: the context is deleted at a terminal phase, only if it is the StepRun's.
-        ("get", "ConfigMap", f"{name}-context"),
+        # API.md: the context is deleted at a terminal phase, only if it is the StepRun's: by
+        # the uid of the ConfigMap the operator created, so a namesake made since survives.
         ("delete", "ConfigMap", f"{name}-context"),
         ("patch_status", "StepRun", name),  # Succeeded
         ("remove_finalizer", "Pod", f"{name}-1"),
@@ -144,6 +154,57 @@ async def test_a_successful_step_makes_exactly_these_requests(
     await run_to_success(kube, rec, "second", spec)
 
     assert kube.calls == expected("second")
+    await rec.queue.drain()
+
+
+async def test_after_a_restart_the_context_is_read_before_it_is_deleted() -> None:
+    # What the operator created is remembered in memory only: a restarted operator checks
+    # that the ConfigMap is still the StepRun's before deleting it.
+    kube = cluster()
+    rec = Reconciler(kube, OperatorConfig())
+    spec = {"script": "make lint"}
+    await run_to_success(kube, rec, "first", spec)
+    rec.stepruns.observe(kube.put(steprun("second", spec)))
+    await reconcile(kube, rec, "second")
+    set_pod(kube, "second", "Running")
+    await reconcile(kube, rec, "second")
+    await rec.queue.drain()
+    restarted = Reconciler(kube, OperatorConfig())
+    kube.calls.clear()
+
+    await finish(kube, restarted, "second")
+
+    assert kube.calls == [
+        ("get", "ConfigMap", "second-context"),
+        ("delete", "ConfigMap", "second-context"),
+        ("patch_status", "StepRun", "second"),
+        ("remove_finalizer", "Pod", "second-1"),
+    ]
+    await restarted.queue.drain()
+
+
+async def test_a_context_replaced_while_the_step_ran_is_read_and_left_alone() -> None:
+    kube = cluster()
+    rec = Reconciler(kube, OperatorConfig())
+    rec.stepruns.observe(kube.put(steprun("step", {"script": "make lint"})))
+    await reconcile(kube, rec, "step")
+    set_pod(kube, "step", "Running")
+    await reconcile(kube, rec, "step")
+    # Someone deletes the ConfigMap and makes their own under the same name.
+    del kube.objects[("ConfigMap", NAMESPACE, "step-context")]
+    theirs = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mine": "yes"}}
+    kube.put({**theirs, "metadata": {"name": "step-context", "namespace": NAMESPACE}})
+    kube.calls.clear()
+
+    await finish(kube, rec, "step")
+
+    assert kube.calls[:3] == [
+        ("delete", "ConfigMap", "step-context"),  # refused: not the uid the operator made
+        ("get", "ConfigMap", "step-context"),
+        ("patch_status", "StepRun", "step"),
+    ]
+    left = kube.find("ConfigMap", NAMESPACE, "step-context")
+    assert left is not None and left["data"] == {"mine": "yes"}
     await rec.queue.drain()
 
 

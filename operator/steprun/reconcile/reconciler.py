@@ -145,6 +145,10 @@ class Reconciler:
         # step's startup timeout bounds the wait, on the operator's clock.
         self._blocked_since: dict[Key, datetime] = {}
         self._crashes: dict[Key, int] = {}
+        # The uids of the context objects this process created or adopted, per StepRun (and
+        # its uid): deleted at the end by that uid, without reading them back. A restart
+        # forgets them; the objects are then read before they are deleted.
+        self._made: dict[Key, tuple[str, dict[str, str]]] = {}
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
 
@@ -400,6 +404,7 @@ class Reconciler:
         self.pods.forget(key)
         self._crashes.pop(key, None)
         self._blocked_since.pop(key, None)
+        self._made.pop(key, None)
 
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
         log = for_steprun(sr).bind(attempt=attempt)
@@ -510,6 +515,15 @@ class Reconciler:
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
+        made = await self._create_or_adopt(sr, body)
+        if made["kind"] in _CONTEXT_KINDS:
+            uids = self._made.get(_key(sr))
+            if uids is None or uids[0] != sr.uid:
+                uids = self._made[_key(sr)] = (sr.uid, {})
+            uids[1][made["kind"]] = str(made["metadata"].get("uid") or "")
+        return made
+
+    async def _create_or_adopt(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         kind, name = body["kind"], body["metadata"]["name"]
         try:
             return await self.kube.create(body)
@@ -710,9 +724,11 @@ class Reconciler:
         a retained StepRun must not keep a copy of its inputs and script beside it. The
         NetworkPolicy stays: it still confines a Pod that may be terminating."""
         name = context_name(sr.name)
+        made = self._made.pop(_key(sr), None)
+        uids = made[1] if made is not None and made[0] == sr.uid else {}
         if _has_secret(sr):
-            await self.tenancy.delete_owned("Secret", sr, name, own_secret)
-        await self.tenancy.delete_owned("ConfigMap", sr, name)
+            await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
+        await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
 
     # ------------------------------------------------------------------ writes
 
@@ -729,6 +745,8 @@ class Reconciler:
         )
         self.stepruns.observe(body)
         phase, message = str(doc.get("phase")), str(doc.get("message") or "")
+        if is_terminal_body(body):
+            self._made.pop(_key(sr), None)
         record_transition(sr.metadata.creation_timestamp, doc)
         for_steprun(sr).info(
             "status written",
@@ -767,6 +785,10 @@ class CreateFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+# The children whose uids are remembered for their delete when the step ends.
+_CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
 
 
 def _has_secret(sr: StepRun) -> bool:

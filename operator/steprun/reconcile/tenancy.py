@@ -13,7 +13,7 @@ from typing import Any
 
 from steprun.api.models import StepRun
 from steprun.config import OperatorConfig
-from steprun.kube.client import Kube, Refused
+from steprun.kube.client import Conflict, Kube, Refused
 from steprun.log import get_logger
 from steprun.observe.redact import secret_values
 from steprun.policy.tenancy import (
@@ -159,11 +159,21 @@ class Tenancy:
         sr: StepRun,
         name: str,
         existing: Mapping[str, Any] | bool | None = False,
+        *,
+        uid: str | None = None,
         **options: Any,
     ) -> bool:
         """Delete ``name`` only when it is this StepRun's, and only that very object (uid
         precondition): a namesake someone else made, or made since, survives. ``existing``:
-        the object as just read (None: it is gone; False: not read yet)."""
+        the object as just read (None: it is gone; False: not read yet). ``uid``: the uid of
+        the object as the operator itself made it for this StepRun, which proves it is the
+        StepRun's without reading it; a Conflict means it was replaced since, and then what
+        is there now is read and checked."""
+        if existing is False and uid:
+            try:
+                return await self.kube.delete(kind, sr.namespace, name, uid=uid, **options)
+            except Conflict:
+                pass
         if existing is False:
             existing = await self.kube.get_or_none(kind, sr.namespace, name)
         if not isinstance(existing, Mapping):
