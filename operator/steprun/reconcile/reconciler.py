@@ -591,9 +591,13 @@ class Reconciler:
     async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
         if decision.delete_pod and sr.spec.workspace_list:
             decision = await self._explain_mount_failure(sr, decision)
-        # Read once: its values mask what the Pod said, and it is deleted by its uid below.
-        own_secret = await self.tenancy.own_secret(sr) if _has_secret(sr) else None
-        outcome = await self._redacted(sr, decision.outcome, own_secret)
+        # Read once, only when what the Pod said reaches the status: its values mask that, and
+        # it is then deleted by the uid read. Otherwise by the uid it was created with.
+        outcome = decision.outcome
+        own_secret: dict[str, Any] | bool | None = False
+        if sr.spec.context.secrets and _may_quote_the_pod(outcome):
+            own_secret = await self.tenancy.own_secret(sr)
+            outcome = await self._redacted(sr, outcome, own_secret)
         if decision.delete_pod and sr.status.pod_name:
             await self.tenancy.delete_owned("Pod", sr, sr.status.pod_name, grace_period_seconds=0)
         elif sr.status.pod_name:
@@ -623,7 +627,7 @@ class Reconciler:
             self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
 
     async def _redacted(
-        self, sr: StepRun, outcome: Outcome, own_secret: dict[str, Any] | None
+        self, sr: StepRun, outcome: Outcome, own_secret: dict[str, Any] | bool | None
     ) -> Outcome:
         """The outcome with every secret value the step was given masked: its text came from
         the Pod and goes to status, Events and logs."""
@@ -789,6 +793,13 @@ class CreateFailed(Exception):
 
 # The children whose uids are remembered for their delete when the step ends.
 _CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
+
+
+def _may_quote_the_pod(outcome: Outcome) -> bool:
+    """Whether the outcome carries text the Pod reported (which may hold a secret value): a
+    success says only the operator's words unless it has outputs; any other outcome may quote
+    the container's last output or the kubelet."""
+    return outcome.phase != Phase.SUCCEEDED or bool(outcome.outputs)
 
 
 def _has_secret(sr: StepRun) -> bool:
