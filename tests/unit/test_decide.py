@@ -11,12 +11,14 @@ import pytest
 from steprun.api.models import TERMINAL_PHASES, Phase, StepRun
 from steprun.config import OperatorConfig
 from steprun.reconcile.decide import (
+    PENDING_RECORD_AFTER,
     Cancel,
     Decision,
     ExpireTtl,
     FinishAttempt,
     MarkRunning,
     Outcome,
+    RecordPending,
     ReleasePods,
     RepairContext,
     StartAttempt,
@@ -916,3 +918,50 @@ def test_a_pod_whose_sandbox_is_ready_does_not_have_its_context_checked() -> Non
         ],
     )
     assert isinstance(decide(sr, mounting, later, CONFIG), RepairContext)
+
+
+# ---------------------------------------------------------------- a Pod not recorded yet
+
+SCHEDULED_READY = [
+    condition("PodScheduled", "True"),
+    condition("PodReadyToStartContainers", "True"),
+]
+
+
+def test_a_pod_not_recorded_yet_is_recorded_pending_only_once_it_is_slow_to_start() -> None:
+    # ``sr`` is the step as its status would read had the attempt been recorded at creation.
+    sr = steprun(status=pending_status())
+    starting = pod("Pending", waiting("ContainerCreating"), conditions=SCHEDULED_READY)
+    soon = at(CREATED) + timedelta(seconds=1)
+    record_at = at(CREATED) + PENDING_RECORD_AFTER
+
+    assert decide(sr, starting, soon, CONFIG, recorded=False) == Wait(until=record_at)
+    assert decide(sr, starting, record_at, CONFIG, recorded=False) == RecordPending()
+    assert decide(sr, starting, record_at, CONFIG) == Wait(
+        until=at(CREATED) + timedelta(seconds=300)
+    )
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        pytest.param(pod("Running", running()), id="running"),
+        pytest.param(pod("Succeeded", terminated(0)), id="succeeded"),
+        pytest.param(pod("Failed", terminated(3)), id="failed"),
+        pytest.param(pod("Failed", terminated(3), deleting=True), id="deleted"),
+    ],
+)
+def test_a_pod_not_recorded_yet_that_has_started_is_followed_as_a_recorded_one(
+    seen: dict[str, Any],
+) -> None:
+    sr = steprun(status=pending_status())
+    soon = at(CREATED) + timedelta(seconds=1)
+    assert decide(sr, seen, soon, CONFIG, recorded=False) == decide(sr, seen, soon, CONFIG)
+
+
+def test_a_pod_not_recorded_yet_past_its_startup_timeout_fails_it() -> None:
+    sr = steprun(spec={"startupTimeoutSeconds": 2}, status=pending_status())
+    stuck = pod("Pending", waiting("ErrImagePull", PULL_MESSAGE))
+    later = at(CREATED) + timedelta(seconds=3)
+    decision = decide(sr, stuck, later, CONFIG, recorded=False)
+    assert isinstance(decision, FinishAttempt) and decision.outcome.reason == "ImagePullFailed"

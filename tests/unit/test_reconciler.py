@@ -15,8 +15,8 @@ from steprun.config import OperatorConfig
 from steprun.handlers.main import allow_api_server_depth
 from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
 from steprun.reconcile.reconciler import Reconciler
-from steprun.render.names import TRACKING_FINALIZER
-from steprun.timeutil import utcnow
+from steprun.render.names import ANNOTATION_CREATED_AT, TRACKING_FINALIZER
+from steprun.timeutil import parse_time, utcnow
 from tests.support.fake_kube import FakeKube
 from tests.unit.factories import NAME, NAMESPACE, container_status, terminated
 
@@ -79,32 +79,39 @@ def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
 # ---------------------------------------------------------------- the happy path
 
 
-async def test_first_reconcile_creates_context_then_pod_then_status(
+async def test_first_reconcile_creates_context_then_pod_stamped_with_the_operators_time(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     submit(kube, reconciler)
+    before = utcnow().replace(microsecond=0)
     status = await step(kube, reconciler)
 
     creates = [(k, n) for v, k, n in kube.calls if v == "create" and k != "Event"]
     assert creates == [("ConfigMap", f"{NAME}-context"), ("Pod", f"{NAME}-1")]
-    assert status["phase"] == "Pending"
-    assert status["attempts"][0]["creationTime"]
+    assert status == {}, "recorded once the Pod is seen running, or slow to start"
     pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
     assert pod is not None and pod["metadata"]["finalizers"] == [TRACKING_FINALIZER]
+    stamped = parse_time(pod["metadata"]["annotations"][ANNOTATION_CREATED_AT])
+    assert stamped is not None and before <= stamped <= utcnow()
 
 
-async def test_a_pod_left_by_a_crash_before_the_status_write_is_adopted(
+async def test_a_pod_the_restarted_operator_has_not_seen_yet_is_adopted(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     submit(kube, reconciler)
-    kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "down"))
     assert await step(kube, reconciler) == {}
+    # Restarted: the StepRun is listed before its Pod, whose creation status does not record.
+    restarted = Reconciler(kube, CONFIG)  # type: ignore[arg-type]
+    restarted.stepruns.observe(kube.find("StepRun", NAMESPACE, NAME) or {})
+    await restarted.reconcile(KEY)
+    finish_pod(kube, f"{NAME}-1")
 
-    status = await step(kube, reconciler)
+    status = await step(kube, restarted)
 
-    assert status["podName"] == f"{NAME}-1"
+    assert (status["phase"], status["podName"]) == ("Succeeded", f"{NAME}-1")
     assert kube.count("create", "Pod") == 2  # the second answered AlreadyExists: adopted
     assert len(kube.of_kind("Pod")) == 1
+    await restarted.queue.drain()
 
 
 # ---------------------------------------------------------------- the tracking finalizer
@@ -166,8 +173,7 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     submit(kube, reconciler)
-    # The Pod is created, then the status write loses the race with the cancel patch.
-    kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "lost"))
+    # The Pod is created; the cancel arrives before any status records it.
     await step(kube, reconciler)
     body = kube.objects[("StepRun", NAMESPACE, NAME)]
     body["spec"]["cancel"] = True
@@ -248,6 +254,8 @@ async def test_a_status_the_api_server_refuses_ends_the_step_with_a_small_one(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     submit(kube, reconciler)
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
     kube.fail("patch_status", "StepRun", TooLarge(413, "RequestEntityTooLarge", "too large"))
 
     status = await step(kube, reconciler)
@@ -261,6 +269,8 @@ async def test_a_status_refused_every_time_is_not_retried_forever(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     submit(kube, reconciler)
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
     forbidden = Refused(403, "Forbidden", "stepruns/status is forbidden")
     kube.fail("patch_status", "StepRun", forbidden, forbidden)
 
@@ -331,9 +341,9 @@ async def test_inputs_nested_as_deep_as_the_api_server_allows_run(
 ) -> None:
     submit(kube, reconciler, {"context": {"inputs": nested(9_990)}})
 
-    status = await step(kube, reconciler)
+    await step(kube, reconciler)
 
-    assert status["phase"] == "Pending"
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is not None
     configmap = kube.find("ConfigMap", NAMESPACE, f"{NAME}-context")
     assert configmap is not None and configmap["data"]["context.json"].count('{"a":') == 9_989
 
@@ -370,9 +380,8 @@ async def test_recreating_under_the_same_name_waits_out_the_old_children(
 
     status = await step(kube, reconciler)
     assert "phase" not in status, "the old ConfigMap is removed first, not a failure"
-    status = await step(kube, reconciler, times=4)
+    await step(kube, reconciler, times=4)
 
-    assert status["phase"] == "Pending"
     pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
     assert pod is not None
     assert (
@@ -414,6 +423,7 @@ async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
     [
         pytest.param({}, None, "start", id="new"),
         pytest.param({}, {"phase": "Pending", "podName": f"{NAME}-1"}, "follow", id="pod-created"),
+        pytest.param({}, "pod-not-recorded", "follow", id="pod-created-not-recorded"),
         pytest.param({}, {"phase": "Running", "podName": f"{NAME}-1"}, "follow", id="running"),
         pytest.param(
             {},
@@ -429,8 +439,12 @@ async def test_steps_being_started_and_steps_being_followed_queue_apart(
     kube: FakeKube, reconciler: Reconciler, spec: dict[str, Any], status: Any, lane: str
 ) -> None:
     body = steprun(spec)
-    if status is not None:
-        body["status"] = status
-    reconciler.stepruns.observe(kube.put(body))
+    if status == "pod-not-recorded":
+        submit(kube, reconciler)
+        await step(kube, reconciler)
+    else:
+        if status is not None:
+            body["status"] = status
+        reconciler.stepruns.observe(kube.put(body))
 
     assert reconciler._lane(KEY) == lane

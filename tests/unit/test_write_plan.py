@@ -7,12 +7,16 @@ write anywhere in the path fails here first.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from steprun.config import EventPolicy, OperatorConfig
+from steprun.reconcile.decide import PENDING_RECORD_AFTER
 from steprun.reconcile.reconciler import Reconciler
+from steprun.render.names import ANNOTATION_CREATED_AT as CREATED_AT
+from steprun.timeutil import format_time
 from tests.support.fake_kube import FakeKube, Killed
 from tests.unit.factories import NAMESPACE, container_status, running, terminated
 
@@ -86,7 +90,9 @@ def plan(name: str, *middle: Call) -> list[Call]:
     return [
         *middle,
         ("create", "Pod", f"{name}-1"),
-        ("patch_status", "StepRun", name),  # Pending: the attempt and its Pod recorded
+        # Nothing is written while the Pod starts: it runs by the time it is first seen, and
+        # one write records the attempt, its Pod (with the operator's creation time) and
+        # that it runs.
         ("patch_status", "StepRun", name),  # Running
         # API.md: the context is deleted at a terminal phase, only if it is the StepRun's: by
         # the uid of the ConfigMap the operator created, so a namesake made since survives.
@@ -129,11 +135,11 @@ PLANS: list[Any] = [
             ("get", "Secret", "gh"),
             ("create", "Secret", f"{n}-context"),
             context(n),
-            *plan(n)[:3],
+            *plan(n)[:2],
             # The step's own Secret, deleted by its uid so the copy of the values does not
             # outlive the step. Not read: the Pod reported no text that could hold a value.
             ("delete", "Secret", f"{n}-context"),
-            *plan(n)[3:],
+            *plan(n)[2:],
         ],
         id="secrets",
     ),
@@ -153,6 +159,78 @@ async def test_a_successful_step_makes_exactly_these_requests(
     await run_to_success(kube, rec, "second", spec)
 
     assert kube.calls == expected("second")
+    await rec.queue.drain()
+
+
+async def test_a_step_over_by_the_time_its_pod_is_first_seen_costs_one_status_write() -> None:
+    kube = cluster()
+    rec = Reconciler(kube, OperatorConfig())
+    spec = {"script": "make lint"}
+    await run_to_success(kube, rec, "first", spec)
+    kube.calls.clear()
+    rec.stepruns.observe(kube.put(steprun("second", spec)))
+    await reconcile(kube, rec, "second")
+
+    await finish(kube, rec, "second")
+
+    assert kube.calls == [
+        ("create", "ConfigMap", "second-context"),
+        ("create", "Pod", "second-1"),
+        ("delete", "ConfigMap", "second-context"),
+        ("patch_status", "StepRun", "second"),  # Succeeded, the attempt recorded with it
+        ("remove_finalizer", "Pod", "second-1"),
+    ]
+    status = (kube.find("StepRun", NAMESPACE, "second") or {})["status"]
+    pod = kube.find("Pod", NAMESPACE, "second-1") or {}
+    created = pod["metadata"]["annotations"][CREATED_AT]
+    assert status["attempts"] == [
+        {
+            "attempt": 1,
+            "podName": "second-1",
+            "creationTime": created,
+            "startTime": status["attempts"][0]["startTime"],
+            "completionTime": status["attempts"][0]["completionTime"],
+            "exitCode": 0,
+            "reason": "Completed",
+            "message": "the step completed",
+        }
+    ]
+    assert status["startTime"] == created
+    await rec.queue.drain()
+
+
+async def test_a_pod_slow_to_start_is_recorded_pending_once() -> None:
+    kube = cluster()
+    rec = Reconciler(kube, OperatorConfig())
+    spec = {"script": "make lint"}
+    await run_to_success(kube, rec, "first", spec)
+    rec.stepruns.observe(kube.put(steprun("second", spec)))
+    await reconcile(kube, rec, "second")
+    await reconcile(kube, rec, "second")
+    assert "phase" not in ((kube.find("StepRun", NAMESPACE, "second") or {}).get("status") or {})
+    # Not scheduled yet, and by the operator's record created long enough ago to say so.
+    pod = kube.objects[("Pod", NAMESPACE, "second-1")]
+    created = datetime.now(UTC) - PENDING_RECORD_AFTER - timedelta(seconds=1)
+    pod["metadata"]["annotations"][CREATED_AT] = format_time(created)
+    kube._bump(pod)
+    kube.calls.clear()
+
+    await reconcile(kube, rec, "second")
+    await reconcile(kube, rec, "second")
+
+    assert kube.calls == [("patch_status", "StepRun", "second")]
+    status = (kube.find("StepRun", NAMESPACE, "second") or {})["status"]
+    assert (status["phase"], status["reason"], status["podName"]) == (
+        "Pending",
+        "PodCreated",
+        "second-1",
+    )
+    assert status["attempts"] == [
+        {"attempt": 1, "podName": "second-1", "creationTime": format_time(created)}
+    ]
+    set_pod(kube, "second", "Running")
+    await reconcile(kube, rec, "second")
+    assert kube.calls[1:] == [("patch_status", "StepRun", "second")]
     await rec.queue.drain()
 
 
@@ -243,7 +321,8 @@ async def test_a_context_replaced_while_the_step_ran_is_read_and_left_alone() ->
     [
         pytest.param(EventPolicy.OFF, [], id="off"),
         pytest.param(EventPolicy.WARNINGS, [], id="warnings"),
-        pytest.param(EventPolicy.ALL, ["PodCreated", "Started", "Completed"], id="all"),
+        # One per status transition: a Pod running by the first look is never recorded Pending.
+        pytest.param(EventPolicy.ALL, ["Started", "Completed"], id="all"),
     ],
 )
 async def test_events_of_a_successful_step(policy: EventPolicy, posted: list[str]) -> None:

@@ -17,6 +17,7 @@ from steprun.api.models import ArtifactStatus, Phase, Reason, StepRun, is_termin
 from steprun.artifacts.names import artifact_key
 from steprun.config import OperatorConfig
 from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
+from steprun.render.names import ANNOTATION_CREATED_AT
 from steprun.timeutil import parse_time
 
 # The kubelet's reason for a container whose env ConfigMap or Secret does not exist. A missing
@@ -25,6 +26,10 @@ from steprun.timeutil import parse_time
 CONTEXT_MISSING_REASON = "CreateContainerConfigError"
 CONTEXT_CHECK_AFTER = timedelta(seconds=5)
 SANDBOX_READY = "PodReadyToStartContainers"
+# A Pod's attempt is recorded in status when the Pod is first seen running (or ended), in the
+# same write that says so; a Pod still starting this long after its creation is recorded as
+# Pending on its own, so that a person sees the step wait.
+PENDING_RECORD_AFTER = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class StartAttempt:
 @dataclass(frozen=True)
 class MarkRunning:
     start_time: str | None
+
+
+@dataclass(frozen=True)
+class RecordPending:
+    """Write the status that records the attempt and its Pod, still starting."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ Decision = (
     Wait
     | StartAttempt
     | MarkRunning
+    | RecordPending
     | FinishAttempt
     | RepairContext
     | Cancel
@@ -113,10 +124,14 @@ def decide(
     config: OperatorConfig,
     held: Collection[str] = (),
     orphans: Collection[str] = (),
+    *,
+    recorded: bool = True,
 ) -> Decision:
     """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
     StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
-    StepRun of the same name (deleted, so nothing of theirs is left to record)."""
+    StepRun of the same name (deleted, so nothing of theirs is left to record).
+    ``recorded=False``: the stored status does not record the attempt yet; ``sr`` is the
+    StepRun as if it did (``status.recording``), and ``pod`` exists."""
     status = sr.status
     terminal = is_terminal_phase(status.phase)
     if sr.metadata.deletion_timestamp or terminal:
@@ -127,9 +142,11 @@ def decide(
             return Wait()
         return _after_terminal(sr, now, config)
     decision = _in_flight(sr, pod, now, config)
+    if not recorded and pod is not None:
+        decision = _unrecorded(sr, pod, now, decision)
     if isinstance(decision, Wait):
-        recorded = {a.pod_name for a in status.attempts if a.completion_time}
-        done = sorted({*(name for name in held if name in recorded), *orphans})
+        finished = {a.pod_name for a in status.attempts if a.completion_time}
+        done = sorted({*(name for name in held if name in finished), *orphans})
         if done:
             return ReleasePods(tuple(done))
     return decision
@@ -160,6 +177,36 @@ def _in_flight(
             now,
         )
     return _follow_pod(sr, pod, now, config)
+
+
+def _unrecorded(sr: StepRun, pod: Mapping[str, Any], now: datetime, decision: Decision) -> Decision:
+    """A Pod that no status records yet is followed as any other, except that waiting for it
+    to start is recorded once it is slow to."""
+    if not isinstance(decision, (Wait, RepairContext)):
+        return decision
+    record_at = _created(sr, pod, now) + PENDING_RECORD_AFTER
+    if now >= record_at:
+        return RecordPending()
+    if isinstance(decision, Wait):
+        return Wait(until=record_at if decision.until is None else min(decision.until, record_at))
+    return decision
+
+
+def pod_created_at(pod: Mapping[str, Any]) -> datetime | None:
+    """When the operator created the Pod, by its own record on the Pod; the API server's
+    creationTimestamp for a Pod made before that record existed."""
+    meta = pod.get("metadata") or {}
+    for stamp in (
+        (meta.get("annotations") or {}).get(ANNOTATION_CREATED_AT),
+        meta.get("creationTimestamp"),
+    ):
+        try:
+            parsed = parse_time(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed
+    return None
 
 
 def _after_terminal(sr: StepRun, now: datetime, config: OperatorConfig) -> Decision:

@@ -58,12 +58,14 @@ from steprun.reconcile.decide import (
     FinishAttempt,
     MarkRunning,
     Outcome,
+    RecordPending,
     ReleasePods,
     RepairContext,
     StartAttempt,
     Wait,
     attempt_failed,
     decide,
+    pod_created_at,
 )
 from steprun.reconcile.queue import (
     FOLLOW_LANE,
@@ -93,7 +95,12 @@ from steprun.render.context import (
     secret_sources,
 )
 from steprun.render.events import render_event
-from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
+from steprun.render.names import (
+    ANNOTATION_CREATED_AT,
+    LABEL_UID,
+    TRACKING_FINALIZER,
+    context_name,
+)
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.network import render_network_policy
 from steprun.render.pod import (
@@ -105,7 +112,7 @@ from steprun.render.pod import (
     render_pod,
 )
 from steprun.render.sandbox import harden_pod
-from steprun.timeutil import parse_time, utcnow
+from steprun.timeutil import format_time, parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
@@ -168,6 +175,13 @@ class Reconciler:
             or spec.get("cancel")
             or (body.get("metadata") or {}).get("deletionTimestamp")
         )
+        if starting:
+            # Its Pod may exist already, not recorded yet: then it is being followed.
+            attempt = status.get("attempt")
+            number = _next_attempt(
+                attempt if isinstance(attempt, int) else None, status.get("podName")
+            )
+            starting = self.pods.get(key, child_pod_name(key[1], number)) is None
         return START_LANE if starting else FOLLOW_LANE
 
     async def reconcile(self, key: Key) -> None:
@@ -225,10 +239,17 @@ class Reconciler:
     async def _reconcile(self, sr: StepRun) -> None:
         now = utcnow()
         pod = await self._current_pod(sr)
+        recorded = True
+        if pod is None and (unrecorded := self._unrecorded_pod(sr)) is not None:
+            # Followed as if recorded; the first write about it records it.
+            attempt, pod = unrecorded
+            created = pod_created_at(pod) or now
+            sr = statuses.recording(sr, attempt, pod["metadata"]["name"], created)
+            recorded = False
         if is_terminal_phase(sr.status.phase):
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
-        decision = decide(sr, pod, now, self.config, held, orphans)
+        decision = decide(sr, pod, now, self.config, held, orphans, recorded=recorded)
         match decision:
             case Wait(until=until):
                 if until is not None:
@@ -238,11 +259,13 @@ class Reconciler:
             case MarkRunning(start_time=start_time):
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
                 record_pod_start(pod, parse_time(start_time) or now)
+            case RecordPending():
+                await self._write(sr, sr.status, "Normal", Reason.POD_CREATED.value)
             case FinishAttempt():
                 if sr.status.phase == Phase.PENDING:
                     # Ended before it was seen running (a quick step): it did start.
                     record_pod_start(pod, container_started_at(pod))
-                await self._finish_attempt(sr, decision, now)
+                await self._finish_attempt(sr, decision, now, recorded=recorded)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
             case Cancel(pod_name=pod_name):
@@ -359,6 +382,21 @@ class Reconciler:
                 self.pods.observe(_key(sr), pod)
         return pod
 
+    def _unrecorded_pod(self, sr: StepRun) -> tuple[int, dict[str, Any]] | None:
+        """The attempt about to start and its Pod, when that Pod exists (this process created
+        it, or the watch listed it) but no status write has recorded it yet."""
+        status = sr.status
+        if is_terminal_phase(status.phase) or (status.pod_name and not status.next_attempt_time):
+            return None
+        if sr.spec.mode == Mode.SANDBOX and not status.admitted:
+            # Its admission is recorded with the Pod, at once (see _start_attempt).
+            return None
+        attempt = _next_attempt(status.attempt, status.pod_name)
+        body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
+        if body is None or _owner_uid(body) != sr.uid:
+            return None
+        return attempt, body
+
     def _held_pods(self, sr: StepRun) -> tuple[list[str], list[str]]:
         """This StepRun's cached Pods that carry the tracking finalizer, and those of an earlier
         StepRun of the same name."""
@@ -425,6 +463,7 @@ class Reconciler:
                     raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
+            pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.reason, message=aborted.message)
@@ -446,9 +485,13 @@ class Reconciler:
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
-        admitted = sandbox.to_admitted() if sandbox is not None and not sr.status.admitted else None
-        doc = statuses.pending(sr, attempt, pod_name, now, admitted)
-        await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
+        if sandbox is not None and not sr.status.admitted:
+            # The admission decision is frozen with the Pod it admitted: recorded at once.
+            doc = statuses.pending(sr, attempt, pod_name, now, sandbox.to_admitted())
+            await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
+        # Otherwise nothing is written yet: the watch brings the Pod back within moments, and
+        # the first status write about it (Running, its outcome, or Pending if it is slow to
+        # start) records the attempt. Its startup timeout counts from the Pod's created-at.
 
     async def _sandbox_decision(
         self, sr: StepRun, namespace_labels: Mapping[str, str] | None = None
@@ -588,7 +631,9 @@ class Reconciler:
                 f"(startupTimeoutSeconds): {error.message}"
             ) from None
 
-    async def _finish_attempt(self, sr: StepRun, decision: FinishAttempt, now: datetime) -> None:
+    async def _finish_attempt(
+        self, sr: StepRun, decision: FinishAttempt, now: datetime, *, recorded: bool = True
+    ) -> None:
         if decision.delete_pod and sr.spec.workspace_list:
             decision = await self._explain_mount_failure(sr, decision)
         # Read once, only when what the Pod said reaches the status: its values mask that, and
@@ -618,6 +663,13 @@ class Reconciler:
                 raw = await self.kube.get("StepRun", sr.namespace, sr.name)
                 self.stepruns.observe(raw)
                 fresh = StepRun.from_body(raw)
+                if not recorded and sr.status.attempt == _next_attempt(
+                    fresh.status.attempt, fresh.status.pod_name
+                ):
+                    # Still not recorded: recorded by this write, as it would have been.
+                    entry = next(a for a in sr.status.attempts if a.attempt == sr.status.attempt)
+                    created = parse_time(entry.creation_time) or now
+                    fresh = statuses.recording(fresh, entry.attempt, entry.pod_name or "", created)
                 if fresh.status.attempt != sr.status.attempt or (
                     is_terminal_phase(fresh.status.phase)
                 ):
@@ -793,6 +845,12 @@ class CreateFailed(Exception):
 
 # The children whose uids are remembered for their delete when the step ends.
 _CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
+
+
+def _next_attempt(attempt: int | None, pod_name: object) -> int:
+    """The attempt a StepRun that is not following a Pod starts next (as decide reads its
+    status: nothing recorded, or a retry of the recorded attempt scheduled)."""
+    return 1 if attempt is None or not pod_name else attempt + 1
 
 
 def _may_quote_the_pod(outcome: Outcome) -> bool:

@@ -122,6 +122,13 @@ def pending(
     )
 
 
+def recording(sr: StepRun, attempt: int, pod_name: str, created: datetime) -> StepRun:
+    """``sr`` as if its status recorded attempt ``attempt`` in ``pod_name``, created at
+    ``created``: how a step whose Pod exists before any status write says so is followed, and
+    what the first write about that Pod records."""
+    return sr.model_copy(update={"status": pending(sr, attempt, pod_name, created)})
+
+
 def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus:
     attempt = sr.status.attempt or 1
     started = start_time or format_time(now)

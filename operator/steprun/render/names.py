@@ -27,6 +27,10 @@ LABEL_COMPONENT = "steprun.dev/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_TRACEPARENT = "steprun.dev/traceparent"
 ANNOTATION_TRACESTATE = "steprun.dev/tracestate"
+# When the operator created the Pod, by its own clock: the attempt's startup timeout counts
+# from it until a status write records the attempt (a Pod that starts promptly is recorded
+# only once it runs).
+ANNOTATION_CREATED_AT = "steprun.dev/created-at"
 MANAGED_BY = "steprun"
 
 # Held on every step Pod until its attempt's outcome is in the StepRun's status, so a Pod that
