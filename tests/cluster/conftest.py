@@ -197,6 +197,20 @@ class SandboxPolicies:
 
 
 @pytest.fixture
+def node_gate(api_client: client.ApiClient) -> Iterator[tuple[str, str]]:
+    """A label key no node has yet: Pods selecting it wait unscheduled until the test opens it."""
+    core = client.CoreV1Api(api_client)
+    node = next(
+        n.metadata.name
+        for n in core.list_node().items
+        if (n.metadata.annotations or {}).get("kwok.x-k8s.io/node") != "fake"
+    )
+    key = f"steprun.dev/gate-{uuid.uuid4().hex[:8]}"
+    yield node, key
+    core.patch_node(node, {"metadata": {"labels": {key: None}}})
+
+
+@pytest.fixture
 def sandbox_policies(api_client: client.ApiClient, crds: None) -> Iterator[SandboxPolicies]:
     policies = SandboxPolicies(api_client)
     yield policies

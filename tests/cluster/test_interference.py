@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from kubernetes import client
 
@@ -15,20 +12,6 @@ from tests.support.steps import Steps, eventually
 @pytest.fixture
 def steps(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Steps:
     return Steps(api_client, namespace)
-
-
-@pytest.fixture
-def node_gate(api_client: client.ApiClient) -> Iterator[tuple[str, str]]:
-    """A label key no node has yet: Pods selecting it wait unscheduled until the test opens it."""
-    core = client.CoreV1Api(api_client)
-    node = next(
-        n.metadata.name
-        for n in core.list_node().items
-        if (n.metadata.annotations or {}).get("kwok.x-k8s.io/node") != "fake"
-    )
-    key = f"steprun.dev/gate-{uuid.uuid4().hex[:8]}"
-    yield node, key
-    core.patch_node(node, {"metadata": {"labels": {key: None}}})
 
 
 def test_context_deleted_while_pending_is_recreated(

@@ -277,8 +277,9 @@ def test_operator_killed_repeatedly_during_creation_creates_each_pod_once(
 
 
 def test_secret_canary_never_leaks(
-    steps: Steps, step_image: str, operator: OperatorProcess
+    steps: Steps, step_image: str, operator: OperatorProcess, node_gate: tuple[str, str]
 ) -> None:
+    node, gate = node_gate
     canary = "canary-7f3a9c-do-not-leak"
     digest = hashlib.sha256(canary.encode()).hexdigest()
     steps.core.create_namespaced_secret(
@@ -294,12 +295,16 @@ def test_secret_canary_never_leaks(
                 "secrets": [{"name": "CANARY", "secretKeyRef": {"name": "canary", "key": "value"}}],
                 "inputs": {"note": "inputs are not secret"},
             },
+            # Held unscheduled until the context has been looked at: a quick step may
+            # otherwise be over, its context gone, by the first look.
+            "podTemplate": {"nodeSelector": {gate: "open"}},
         },
     )
-    steps.wait_phase("canary", {"Pending", "Running"}, timeout=60)
+    steps.wait_phase("canary", "Pending", timeout=60)
     configmap = steps.core.read_namespaced_config_map("canary-context", steps.namespace)
     step_secret = steps.core.read_namespaced_secret("canary-context", steps.namespace)
     assert base64.b64decode(step_secret.data["CANARY"]).decode() == canary
+    steps.core.patch_node(node, {"metadata": {"labels": {gate: "open"}}})
     status = steps.wait_terminal("canary")
     assert status["phase"] == "Succeeded"
     encoded = base64.b64encode(canary.encode()).decode()
