@@ -24,6 +24,7 @@ from steprun.reconcile.decide import (
     StartAttempt,
     Wait,
     decide,
+    pod_created_at,
 )
 from tests.unit.factories import (
     CREATED,
@@ -965,3 +966,12 @@ def test_a_pod_not_recorded_yet_past_its_startup_timeout_fails_it() -> None:
     later = at(CREATED) + timedelta(seconds=3)
     decision = decide(sr, stuck, later, CONFIG, recorded=False)
     assert isinstance(decision, FinishAttempt) and decision.outcome.reason == "ImagePullFailed"
+
+
+def test_the_operators_creation_stamp_on_the_pod_wins_over_the_api_servers() -> None:
+    stamped = pod("Pending", created=CREATED)
+    stamped["metadata"]["annotations"] = {"steprun.dev/created-at": STARTED}
+    assert pod_created_at(stamped) == at(STARTED)
+    assert pod_created_at(pod("Pending", created=CREATED)) == at(CREATED)
+    stamped["metadata"]["annotations"] = {"steprun.dev/created-at": "yesterday"}
+    assert pod_created_at(stamped) == at(CREATED)
