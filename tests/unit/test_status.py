@@ -489,3 +489,33 @@ def test_every_document_is_a_valid_status_of_this_generation(status: dict[str, A
 )
 def test_duration(start: str | None, end: str | None, expected: str | None) -> None:
     assert statuses.duration(start, end) == expected
+
+
+# ---------------------------------------------------------------- given up
+
+
+def test_given_up_names_only_what_it_knows() -> None:
+    """Written without reading the current status: the attempts, the Pod and the admission
+    already recorded stay as they are; outputs (maybe what made the status too large) and a
+    pending retry are cleared."""
+    message = "the API server refused a request this step needs: too large"
+
+    doc = wire.given_up(4, Phase.FAILED, "ReconcileFailed", message, at(NOW))
+
+    assert doc == {
+        "phase": "Failed",
+        "reason": "ReconcileFailed",
+        "message": message,
+        "completionTime": NOW,
+        "nextAttemptTime": None,
+        "outputs": None,
+        "observedGeneration": 4,
+        "conditions": [condition_entry("False", "ReconcileFailed", NOW, message, generation=4)],
+    }
+
+
+def test_given_up_without_a_generation_still_names_the_field() -> None:
+    doc = wire.given_up(None, Phase.FAILED, "InvalidSpec", "unreadable", at(NOW))
+
+    assert doc["observedGeneration"] is None
+    assert doc["conditions"][0]["observedGeneration"] is None

@@ -298,8 +298,10 @@ class Reconciler:
             detail = str(error) or type(error).__name__
         message = f"the operator cannot read this StepRun: {detail}"
         self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
-        doc = statuses.given_up(
-            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC.value, message, utcnow()
+        doc = statuses.to_patch(
+            statuses.given_up(
+                meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC.value, message, utcnow()
+            )
         )
         written = await self.kube.patch_status(
             "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
@@ -328,9 +330,9 @@ class Reconciler:
     async def _give_up(self, sr: StepRun, phase: Phase, reason: str, message: str) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
-        doc = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
+        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
         try:
-            await self._write(sr, doc, "Warning", reason)
+            await self._write(sr, status, "Warning", reason)
         except Refused as error:
             for_steprun(sr).error(
                 "the API server refuses every status write of this StepRun; giving up",
@@ -719,11 +721,11 @@ class Reconciler:
     async def _write(
         self,
         sr: StepRun,
-        status: StepRunStatus | dict[str, Any],
+        status: StepRunStatus,
         event_type: str,
         event_reason: str,
     ) -> None:
-        doc = statuses.to_patch(status) if isinstance(status, StepRunStatus) else status
+        doc = statuses.to_patch(status)
         body = await self.kube.patch_status(
             "StepRun", sr.namespace, sr.name, doc, resource_version=sr.metadata.resource_version
         )
