@@ -77,13 +77,16 @@ QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
 
 
 class ApiModel(BaseModel):
-    """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused."""
+    """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused.
+
+    Enum fields hold enum members; they become their strings only where an object is
+    serialised (``to_api``, ``model_dump(mode="json")``).
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_enum_values=True,
     )
 
     def to_api(self) -> dict[str, Any]:
@@ -959,19 +962,19 @@ class Condition(ApiModel):
 class StepRunStatus(ApiModel):
     """Observed state of the step; written only by the operator."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    # Read as any string, so a phase added by a newer operator is shown as it is rather than
-    # refused; the schema still lists the phases this version writes.
+    # A phase this version knows is read as its member; any other string (a phase added by a
+    # newer operator) is kept as it is rather than refused. The schema still lists the phases
+    # this version writes.
     phase: Annotated[
         Phase | str | None,
         Field(
             description=(
                 "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
                 "Cancelled, Rejected; a terminal phase never changes."
-            )
+            ),
+            union_mode="left_to_right",
         ),
         WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
@@ -1413,9 +1416,7 @@ class AdmittedSandbox(ApiModel):
     decision stored with snake_case keys, which the field names still read.
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     policy: Annotated[str, Field(description="The SandboxPolicy that admitted the step.")]
     uses: Annotated[

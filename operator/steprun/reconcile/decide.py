@@ -153,7 +153,7 @@ def _in_flight(
             sr,
             Outcome(
                 Phase.FAILED,
-                Reason.POD_DELETED.value,
+                Reason.POD_DELETED,
                 f"Pod {status.pod_name} was deleted before it finished (not by steprun); "
                 "the step's outcome is unknown",
             ),
@@ -182,7 +182,7 @@ def _follow_pod(
             # Somebody else is deleting the Pod (steprun deletes Pods only on cancel and on a
             # stuck startup, and has recorded the outcome before doing so).
             reason, message = removal(pod) or (
-                Reason.POD_DELETED.value,
+                Reason.POD_DELETED,
                 f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
             )
             return _finish(
@@ -211,7 +211,7 @@ def _follow_pod(
         return FinishAttempt(
             Outcome(
                 Phase.SUCCEEDED,
-                Reason.COMPLETED.value,
+                Reason.COMPLETED,
                 message,
                 exit_code=0 if obs.exit_code is None else obs.exit_code,
                 outputs=obs.outputs,
@@ -220,7 +220,7 @@ def _follow_pod(
                 artifacts=_uploads(sr, obs, config),
             )
         )
-    if obs.reason == Reason.DEADLINE_EXCEEDED.value:
+    if obs.reason == Reason.DEADLINE_EXCEEDED:
         # A timeout spends the step's whole time budget: it is final, never retried.
         return FinishAttempt(
             Outcome(
@@ -299,11 +299,11 @@ def _pending(
         return Wait(until=min(deadline, check_at) if starting else deadline)
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
-        reason = Reason.IMAGE_PULL_FAILED.value
-    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE.value:
-        reason = obs.reason
+        reason = Reason.IMAGE_PULL_FAILED
+    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE:
+        reason = Reason.WORKSPACE_UNAVAILABLE
     else:
-        reason = Reason.STARTUP_TIMEOUT.value
+        reason = Reason.STARTUP_TIMEOUT
     why = f"{obs.stuck_reason}: {obs.stuck_message}" if obs.stuck_reason else obs.message
     return _finish(
         sr,

@@ -117,14 +117,14 @@ def pending(
     return _base(sr).model_copy(
         update={
             "phase": Phase.PENDING,
-            "reason": Reason.POD_CREATED.value,
+            "reason": Reason.POD_CREATED,
             "message": message,
             "pod_name": pod_name,
             "attempt": attempt,
             "next_attempt_time": None,
             "exit_code": None,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED.value, message, now),
+            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED, message, now),
             "start_time": sr.status.start_time or format_time(now),
             "admitted": admitted if admitted is not None else sr.status.admitted,
         }
@@ -139,10 +139,10 @@ def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus
     return _base(sr).model_copy(
         update={
             "phase": Phase.RUNNING,
-            "reason": Reason.STARTED.value,
+            "reason": Reason.STARTED,
             "message": message,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.STARTED.value, message, now),
+            "conditions": _condition(sr, "Unknown", Reason.STARTED, message, now),
         }
     )
 
@@ -174,17 +174,19 @@ def attempt_finished(
         return status.model_copy(
             update={
                 "phase": Phase.PENDING,
-                "reason": Reason.RETRYING.value,
+                "reason": Reason.RETRYING,
                 "message": message,
                 "next_attempt_time": format_time(retry_at),
-                "conditions": _condition(sr, "Unknown", Reason.RETRYING.value, message, now),
+                "conditions": _condition(sr, "Unknown", Reason.RETRYING, message, now),
             }
         )
     ended = _terminal(sr, status, outcome.phase, outcome.reason, outcome.message, now)
     return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
 
 
-def terminal(sr: StepRun, phase: Phase, reason: str, message: str, now: datetime) -> StepRunStatus:
+def terminal(
+    sr: StepRun, phase: Phase, reason: Reason, message: str, now: datetime
+) -> StepRunStatus:
     """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid."""
     status = _base(sr)
     attempt = sr.status.attempt
@@ -229,7 +231,7 @@ def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
 
 
 def given_up(
-    generation: int | None, phase: Phase, reason: str, message: str, now: datetime
+    generation: int | None, phase: Phase, reason: Reason, message: str, now: datetime
 ) -> StepRunStatus:
     """A terminal status written without reading the current one: for a StepRun the operator
     cannot read, or whose full status the API server refuses. Only the fields set here are
