@@ -140,11 +140,10 @@ def tenant(
     )
     user = f"system:serviceaccount:{namespace}:engine"
     engine = Steps(impersonating(kubeconfig, user), namespace)
-    eventually(
+    until_allowed(
         lambda: engine.custom.list_namespaced_custom_object(
             "steprun.dev", "v1alpha1", namespace, "stepruns"
         ),
-        20,
         "RBAC to let the engine list StepRuns",
     )
     yield Tenant(namespace, Steps(api_client, namespace), engine, user, rbac)
