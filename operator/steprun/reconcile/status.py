@@ -60,6 +60,13 @@ def _condition(
     previous = next((c for c in sr.status.conditions if c.type == CONDITION), None)
     changed = previous is None or previous.status != status or previous.reason != reason
     since = format_time(now) if changed or previous is None else previous.last_transition_time
+    return _summary(status, reason, message, since, sr.metadata.generation)
+
+
+def _summary(
+    status: ConditionStatus, reason: str, message: str, since: str | None, generation: int | None
+) -> list[Condition]:
+    """The conditions: the one of type Succeeded, which summarises the step."""
     return [
         Condition(
             type=CONDITION,
@@ -67,7 +74,7 @@ def _condition(
             reason=reason,
             message=message,
             last_transition_time=since,
-            observed_generation=sr.metadata.generation,
+            observed_generation=generation,
         )
     ]
 
@@ -246,14 +253,5 @@ def given_up(
         next_attempt_time=None,
         outputs=None,
         observed_generation=generation,
-        conditions=[
-            Condition(
-                type=CONDITION,
-                status="False",
-                reason=reason,
-                message=message,
-                last_transition_time=stamp,
-                observed_generation=generation,
-            )
-        ],
+        conditions=_summary("False", reason, message, stamp, generation),
     )
