@@ -32,6 +32,7 @@ class Outcome:
     """How an attempt ended."""
 
     phase: Phase
+    # A Reason, or the kubelet's own reason for a Pod it failed before the step ran (OutOfcpu).
     reason: str
     message: str
     exit_code: int | None = None
