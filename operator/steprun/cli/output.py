@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,8 +18,9 @@ _NONE = "<none>"
 
 
 def enum_text(value: object) -> str:
-    """An API enum field as text; defaults are enum members, values read from the API are str."""
-    return str(value.value) if isinstance(value, enum.Enum) else str(value)
+    """An API enum field as text: a (str) member's value, or the string read for a value this
+    version does not know (a phase a newer operator wrote)."""
+    return str(value)
 
 
 def format_age(seconds: float) -> str:
