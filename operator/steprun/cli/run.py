@@ -114,6 +114,7 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
 def request_from_args(args: argparse.Namespace) -> RunRequest:
     """The StepRun that the arguments describe (raises SpecArgumentError)."""
     from steprun.cli.spec_args import (
+        SpecFlags,
         build_run_request,
         load_manifest,
         parse_env,
@@ -135,10 +136,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         from steprun.cli.spec_args import SpecArgumentError
 
         raise SpecArgumentError(f"two names given: {name!r} and --name {args.name!r}")
-    return build_run_request(
-        manifest=manifest,
-        name=name or args.name,
-        namespace=getattr(args, "namespace", None),
+    flags = SpecFlags(
         image=args.image,
         command=command,
         script=script,
@@ -150,6 +148,12 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         run_id=args.run_id,
         timeout=args.timeout,
         retries=args.retries,
+    )
+    return build_run_request(
+        manifest=manifest,
+        name=name or args.name,
+        namespace=getattr(args, "namespace", None),
+        flags=flags,
     )
 
 
