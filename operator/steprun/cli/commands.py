@@ -514,25 +514,21 @@ def delete_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def rerun_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    from steprun.cli.run import follow_step
+    from steprun.cli.run import create_and_follow
     from steprun.cli.spec_args import rerun_request
 
     client = ctx.client()
     namespace = ctx.namespace
     old = client.get(args.name, namespace)
-    request = rerun_request(old, name=args.new_name)
-    handle = client.submit(
-        request.spec,
-        name=request.name,
-        generate_name=request.generate_name,
-        namespace=namespace,
-        labels=request.labels,
+    return create_and_follow(
+        ctx,
+        client,
+        rerun_request(old, name=args.new_name),
+        namespace,
+        detach=args.detach,
+        show_logs=not args.no_logs,
+        note=f" (a rerun of {args.name})",
     )
-    if args.detach:
-        ctx.out(handle.name)
-        return exit_codes.OK
-    ctx.err(f"steprun/{handle.name} created in namespace {namespace} (a rerun of {args.name})")
-    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
 
 
 # ---------------------------------------------------------------------- version

@@ -171,6 +171,23 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
         return dry_run(ctx, request, server=args.dry_run == "server")
     client = ctx.client()
     namespace = request.namespace or client.namespace
+    return create_and_follow(
+        ctx, client, request, namespace, detach=args.detach, show_logs=not args.no_logs
+    )
+
+
+def create_and_follow(
+    ctx: CliContext,
+    client: StepRunClient,
+    request: RunRequest,
+    namespace: str,
+    *,
+    detach: bool,
+    show_logs: bool,
+    note: str = "",
+) -> int:
+    """Creates the StepRun, then prints its name (``detach``) or follows it to its end and
+    returns its exit code; ``note`` ends the line that says it was created."""
     try:
         handle = client.submit(
             request.spec,
@@ -182,11 +199,11 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
     except KeyboardInterrupt:
         ctx.err("interrupted")
         return exit_codes.CANCELLED
-    if args.detach:
+    if detach:
         ctx.out(handle.name)
         return exit_codes.OK
-    ctx.err(f"steprun/{handle.name} created in namespace {namespace}")
-    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
+    ctx.err(f"steprun/{handle.name} created in namespace {namespace}{note}")
+    return follow_step(ctx, client, handle.name, namespace, show_logs=show_logs)
 
 
 def dry_run(ctx: CliContext, request: RunRequest, *, server: bool) -> int:
