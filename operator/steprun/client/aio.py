@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
@@ -74,6 +74,19 @@ T = TypeVar("T")
 
 class _LogUnavailable(Exception):
     """The container has no readable log (not started yet) or its Pod is gone."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword options both clients' constructors take: the blocking client hands them to
+    the asyncio one, whose signature gives each one's default."""
+
+    config_file: str | None
+    context: str | None
+    watch_timeout_seconds: int
+    poll_interval: float
+    backoff: Backoff | None
+    request_timeout: Timeout
+    artifact_store: ArtifactStore | None
 
 
 class FromKubeconfig:
