@@ -67,17 +67,14 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_selectors(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-l",
-        "--selector",
-        metavar="SELECTOR",
-        help="label selector, e.g. steprun.dev/workflow=build,team!=web",
-    )
-    parser.add_argument(
-        "--field-selector",
-        metavar="SELECTOR",
-        help="field selector, e.g. status.phase=Failed or spec.context.workflow.runId=42",
-    )
+    for flags, text in (
+        (("-l", "--selector"), "label selector, e.g. steprun.dev/workflow=build,team!=web"),
+        (
+            ("--field-selector",),
+            "field selector, e.g. status.phase=Failed or spec.context.workflow.runId=42",
+        ),
+    ):
+        parser.add_argument(*flags, metavar="SELECTOR", help=text)
 
 
 def _add_watch(parser: argparse.ArgumentParser) -> None:
