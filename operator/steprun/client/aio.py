@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import inspect
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
@@ -70,6 +71,7 @@ MERGE_PATCH = "application/merge-patch+json"
 GONE = 410
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _LogUnavailable(Exception):
@@ -109,6 +111,32 @@ class FromKubeconfig:
     ) -> Self:
         """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
         return cls(None, namespace, config_file=config_file, context=context, **options)
+
+
+def _lines_only(
+    events_of: Callable[Concatenate[AsyncStepRunClient, P], AsyncGenerator[LogEvent, None]],
+) -> Callable[Concatenate[AsyncStepRunClient, P], AsyncGenerator[str, None]]:
+    """``logs`` made of ``log_events``: the same parameters, only the lines' text."""
+
+    async def logs(
+        self: AsyncStepRunClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncGenerator[str, None]:
+        events = events_of(self, *args, **kwargs)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, LogLine):
+                    yield event.text
+
+    # help() and inspect show log_events' parameters.
+    logs.__signature__ = inspect.signature(events_of).replace(  # type: ignore[attr-defined]
+        return_annotation="AsyncGenerator[str, None]"
+    )
+    logs.__qualname__ = "AsyncStepRunClient.logs"
+    logs.__doc__ = (
+        "The step's log lines (without line ends), attempt after attempt: the lines of "
+        "``log_events``, which says what each parameter does."
+    )
+    return logs
 
 
 class AsyncStepRunClient(FromKubeconfig):
@@ -404,30 +432,6 @@ class AsyncStepRunClient(FromKubeconfig):
 
     # ------------------------------------------------------------------ logs
 
-    async def logs(
-        self,
-        name: str,
-        *,
-        namespace: str | None = None,
-        follow: bool = False,
-        attempt: int | None = None,
-        options: LogOptions | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """The step's log lines (without line ends), attempt after attempt.
-
-        With ``follow``, waits for Pods to start, follows the running attempt, moves on to
-        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
-        ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
-        Pod is gone are read from the archive when an artifact store is configured.
-        """
-        events = self.log_events(
-            name, namespace=namespace, follow=follow, attempt=attempt, options=options
-        )
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, LogLine):
-                    yield event.text
-
     async def log_events(
         self,
         name: str,
@@ -437,8 +441,15 @@ class AsyncStepRunClient(FromKubeconfig):
         attempt: int | None = None,
         options: LogOptions | None = None,
     ) -> AsyncGenerator[LogEvent, None]:
-        """Like ``logs``, but also says which attempt each line is from and what is awaited
-        (LogLine, AttemptStarted, PodWaiting), for progress displays."""
+        """The step's log, attempt after attempt, as events: each line (without its line end)
+        with the attempt it is from, each attempt's start, and what is awaited (LogLine,
+        AttemptStarted, PodWaiting), for progress displays; ``logs`` has just the lines.
+
+        With ``follow``, waits for Pods to start, follows the running attempt, moves on to
+        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
+        ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
+        Pod is gone are read from the archive when an artifact store is configured.
+        """
         ns = await self._ns(namespace)
         if not follow:
             # Pods go (TTL, PodGC, cancel); with an artifact store the logs stay readable.
@@ -489,6 +500,9 @@ class AsyncStepRunClient(FromKubeconfig):
                 continue
             failures = 0
             planner.streamed(pod.attempt)
+
+    # The text of each LogLine of ``log_events``, for engines that only want the log.
+    logs = _lines_only(log_events)
 
     async def _progress(self, name: str, namespace: str) -> tuple[bool, bool]:
         """Whether the step is finished (or gone), and whether it waits to retry."""
