@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
@@ -89,6 +89,17 @@ class ClientOptions(TypedDict, total=False):
     backoff: Backoff | None
     request_timeout: Timeout
     artifact_store: ArtifactStore | None
+
+
+class ListScope(TypedDict, total=False):
+    """Which StepRuns ``list_raw`` and ``watch_raw`` cover: those of ``namespace`` (default:
+    the client's) or, with ``all_namespaces``, of every namespace; narrowed by a
+    ``label_selector`` and a ``field_selector`` (kubectl's syntax), if given."""
+
+    namespace: str | None
+    all_namespaces: bool
+    label_selector: str | None
+    field_selector: str | None
 
 
 class FromKubeconfig:
@@ -553,48 +564,36 @@ class AsyncStepRunClient(FromKubeconfig):
         ns = await self._ns(namespace)
         return await self._request("GET", Kube.path("StepRun", ns, name), name=name, namespace=ns)
 
-    async def list_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> dict[str, Any]:
+    async def list_raw(self, **scope: Unpack[ListScope]) -> dict[str, Any]:
         """The StepRun list as served (``items`` and the list's ``metadata.resourceVersion``)."""
-        ns = await self._ns(namespace)
+        ns = await self._ns(scope.get("namespace"))
         return await self._request(
             "GET",
-            Kube.path("StepRun", None if all_namespaces else ns),
-            query=_selectors(label_selector, field_selector),
+            _scope_path(scope, ns),
+            query=_selectors(scope.get("label_selector"), scope.get("field_selector")),
             name=None,
             namespace=ns,
         )
 
     async def watch_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str,
+        self, *, resource_version: str, **scope: Unpack[ListScope]
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Watch events (``type``, ``object`` as served) after ``resource_version``, forever.
+        """Watch events (``type``, ``object`` as served) of the StepRuns ``list_raw`` would
+        list, after ``resource_version``, forever.
 
         The watch is renewed when the server ends it; after 410 Gone it goes on from a fresh
         list, so changes made meanwhile are reported once as they are now.
         """
-        ns = await self._ns(namespace)
-        path = Kube.path("StepRun", None if all_namespaces else ns)
+        ns = await self._ns(scope.get("namespace"))
+        path = _scope_path(scope, ns)
         failures = 0
         while True:
             try:
                 events = self._watch_once(
                     path,
                     resource_version,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
+                    label_selector=scope.get("label_selector"),
+                    field_selector=scope.get("field_selector"),
                     namespace=ns,
                     seconds=self.watch_timeout_seconds,
                 )
@@ -609,12 +608,7 @@ class AsyncStepRunClient(FromKubeconfig):
                             yield {"type": event["type"], "object": raw}
                 continue
             except WatchExpired:
-                fresh = await self.list_raw(
-                    namespace=namespace,
-                    all_namespaces=all_namespaces,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
-                )
+                fresh = await self.list_raw(**scope)
                 resource_version = str((fresh.get("metadata") or {}).get("resourceVersion"))
                 for item in fresh.get("items") or []:
                     yield {"type": "MODIFIED", "object": item}
@@ -751,6 +745,10 @@ class AsyncStepRunClient(FromKubeconfig):
                 if delay is None:
                     raise ApiUnreachable(f"API server unreachable: {error}") from error
                 await self._sleep(delay)
+
+
+def _scope_path(scope: ListScope, namespace: str) -> str:
+    return Kube.path("StepRun", None if scope.get("all_namespaces") else namespace)
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
