@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
+from steprun.api.models import Permission
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import LABEL_POLICY, LABEL_SANDBOX, is_reserved_key
 
@@ -98,7 +99,7 @@ def harden_pod(pod: dict[str, Any], decision: SandboxDecision) -> dict[str, Any]
     else:
         spec.pop("runtimeClassName", None)
 
-    read_only_root = not decision.writable_root
+    read_only_root = not decision.grants(Permission.FILESYSTEM_WRITABLE)
     for container in _containers(spec):
         container["securityContext"] = {
             "allowPrivilegeEscalation": False,
