@@ -736,9 +736,13 @@ def test_engine_role_lets_an_engine_run_steps_only_where_it_is_bound(
         ("list", "pods", ns),
         ("watch", "pods", ns),
         ("get", "pods/log", ns),
+        # Sandbox steps under any SandboxPolicy selecting the namespace (engine.sandboxPolicies
+        # narrows it), checked in the step's namespace by the StepRun-create admission policy.
+        ("use", "sandboxpolicies.steprun.dev:trusted", ns),
     ]
     denied = [
         ("update", "stepruns.steprun.dev", ns),
+        ("use", "sandboxpolicies.steprun.dev:trusted", deployment.namespace),
         ("patch", "stepruns.steprun.dev/status", ns),
         ("deletecollection", "stepruns.steprun.dev", ns),
         ("create", "pods", ns),

@@ -345,7 +345,13 @@ def test_engine_role_and_its_bindings(helm: str) -> None:
         ("steprun.dev", "stepruns", "delete"),
         *{("", "pods", v) for v in ("get", "list", "watch")},
         ("", "pods/log", "get"),
+        ("steprun.dev", "sandboxpolicies", "use"),
     }
+    narrowed = render(helm, "--set", "engine.sandboxPolicies={lint,build}")
+    assert ("steprun.dev", "sandboxpolicies", "use[lint,build]") in rules_of(
+        narrowed, "steprun-engine"
+    )
+    assert ("steprun.dev", "sandboxpolicies", "use") not in rules_of(narrowed, "steprun-engine")
     bindings = sorted(
         (d for d in docs if d["kind"] == "RoleBinding"), key=lambda d: d["metadata"]["namespace"]
     )
@@ -437,8 +443,10 @@ def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
         for index, validation in enumerate(checks):
             assert "check('get')" in validation["expression"]
             assert f"variables.{variable}[{index}]" in validation["messageExpression"]
-    (account,) = [v for v in validations if "check('use')" in v["expression"]]
+    account, sandbox_policy = [v for v in validations if "check('use')" in v["expression"]]
     assert "serviceaccounts" in account["expression"]
+    assert "resource('sandboxpolicies')" in sandbox_policy["expression"]
+    assert "variables.sandboxPolicyName == 'default'" in sandbox_policy["expression"]
     for validation in validations:
         # A message may not call the authorizer, and a CEL string cannot span lines.
         assert "authorizer" not in validation["messageExpression"]
