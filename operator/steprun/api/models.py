@@ -74,6 +74,8 @@ USES_PATTERN = (
 )
 
 QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
+# A command line or its arguments, bounded as a container's.
+Argv = Annotated[list[Annotated[str, Field(max_length=MAX_STRING)]], Field(max_length=MAX_ARGS)]
 
 
 class ApiModel(BaseModel):
@@ -108,6 +110,12 @@ class Permission(enum.StrEnum):
     # Artifacts (spec.artifacts): downloading inputs, uploading outputs.
     ARTIFACTS_READ = "artifacts.read"
     ARTIFACTS_WRITE = "artifacts.write"
+
+
+# What a step asks for, a plugin's entry point needs, or a policy grants: a set of permissions.
+PermissionSet = Annotated[
+    list[Permission], Field(max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"})
+]
 
 
 class Phase(enum.StrEnum):
@@ -453,14 +461,12 @@ class SandboxSpec(ApiModel):
         ),
     ] = None
     permissions: Annotated[
-        list[Permission],
+        PermissionSet,
         Field(
             description=(
                 "Permissions this step asks for, beyond those of its plugin and its handler or "
                 "command."
-            ),
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
+            )
         ),
     ] = Field(default_factory=list)
 
@@ -779,12 +785,12 @@ class StepRunSpec(ApiModel):
         ),
     ] = None
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="Like a container's command.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="Like a container's command."),
     ] = None
     args: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="Like a container's args.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="Like a container's args."),
     ] = None
     script: Annotated[
         str | None,
@@ -1121,26 +1127,14 @@ class PluginHandler(ApiModel):
         ),
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(
-            description="The handler's command (default: the plugin's command).",
-            max_length=MAX_ARGS,
-        ),
+        Argv | None, Field(description="The handler's command (default: the plugin's command).")
     ] = None
     args: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(
-            description="Arguments after the command; the step's spec.args are appended.",
-            max_length=MAX_ARGS,
-        ),
+        Argv | None,
+        Field(description="Arguments after the command; the step's spec.args are appended."),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this handler needs beyond the plugin's own.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet, Field(description="Permissions this handler needs beyond the plugin's own.")
     ] = Field(default_factory=list)
 
 
@@ -1159,22 +1153,16 @@ class PluginCommand(ApiModel):
         ),
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Argv | None,
         Field(
             description=(
                 "The command line before the flags (default: the plugin's command); the flags "
                 "adapted from context.inputs follow, then the step's spec.args."
-            ),
-            max_length=MAX_ARGS,
+            )
         ),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this command needs beyond the plugin's own.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet, Field(description="Permissions this command needs beyond the plugin's own.")
     ] = Field(default_factory=list)
 
 
@@ -1191,16 +1179,12 @@ class Plugin(ApiModel):
         str, Field(description="Image the plugin runs in.", max_length=1024, min_length=1)
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="The plugin's command; step args are appended.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="The plugin's command; step args are appended."),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions the plugin itself needs, whichever entry point runs.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet,
+        Field(description="Permissions the plugin itself needs, whichever entry point runs."),
     ] = Field(default_factory=list)
     version: Annotated[
         str | None,
@@ -1298,14 +1282,9 @@ class SandboxPolicySpec(ApiModel):
         LabelSelector,
         Field(description="Namespaces whose StepRuns may use this policy (empty: all)."),
     ] = Field(default_factory=LabelSelector)
-    grants: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this policy grants.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
-    ] = Field(default_factory=list)
+    grants: Annotated[PermissionSet, Field(description="Permissions this policy grants.")] = Field(
+        default_factory=list
+    )
     plugins: Annotated[
         list[Plugin],
         Field(
