@@ -78,6 +78,11 @@ QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
 Argv = Annotated[list[Annotated[str, Field(max_length=MAX_STRING)]], Field(max_length=MAX_ARGS)]
 
 
+def list_map(key: str) -> dict[str, Any]:
+    """The schema extension of a list whose items are identified by ``key`` (unique)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
+
+
 class ApiModel(BaseModel):
     """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused."""
 
@@ -217,31 +222,22 @@ class SecretProjection(ApiModel):
     ] = "env"
 
 
+# A Kubernetes label value.
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
 class WorkflowRef(ApiModel):
     """Which workflow run this step belongs to; each value becomes a label on the Pod."""
 
-    name: Annotated[
-        str | None,
-        Field(description="Workflow name.", max_length=63, pattern=LABEL_VALUE_PATTERN),
-    ] = None
-    run_id: Annotated[
-        str | None,
-        Field(description="Workflow run identifier.", max_length=63, pattern=LABEL_VALUE_PATTERN),
-    ] = None
-    step_id: Annotated[
-        str | None,
-        Field(
-            description="Step identifier within the run.",
-            max_length=63,
-            pattern=LABEL_VALUE_PATTERN,
-        ),
-    ] = None
+    name: Annotated[LabelValue | None, Field(description="Workflow name.")] = None
+    run_id: Annotated[LabelValue | None, Field(description="Workflow run identifier.")] = None
+    step_id: Annotated[LabelValue | None, Field(description="Step identifier within the run.")] = (
+        None
+    )
     job_id: Annotated[
-        str | None,
+        LabelValue | None,
         Field(
-            description="Job identifier within the run (the group of steps this one belongs to).",
-            max_length=63,
-            pattern=LABEL_VALUE_PATTERN,
+            description="Job identifier within the run (the group of steps this one belongs to)."
         ),
     ] = None
 
@@ -354,10 +350,7 @@ class StepContext(ApiModel):
                 "Keys projected from existing Secrets in the same namespace; names are unique."
             ),
             max_length=MAX_SECRETS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     trace: Annotated[
@@ -727,10 +720,7 @@ class ArtifactsSpec(ApiModel):
         Field(
             description="Files or directories uploaded after the step's command ends.",
             max_length=MAX_ARTIFACTS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     inputs: Annotated[
@@ -738,10 +728,7 @@ class ArtifactsSpec(ApiModel):
         Field(
             description="Artifacts of earlier StepRuns, downloaded before the step starts.",
             max_length=MAX_ARTIFACTS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     upload_on_failure: Annotated[
@@ -878,10 +865,7 @@ class StepRunSpec(ApiModel):
                 "defaults to the first one's mount path."
             ),
             max_length=MAX_WORKSPACES,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = None
 
@@ -1035,10 +1019,7 @@ class StepRunStatus(ApiModel):
         list[Condition],
         Field(
             description="Standard conditions; Succeeded summarises the outcome.",
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
+            json_schema_extra=list_map("type"),
         ),
     ] = Field(default_factory=list)
     next_attempt_time: Annotated[
@@ -1199,10 +1180,7 @@ class Plugin(ApiModel):
         Field(
             description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
             max_length=MAX_PLUGIN_HANDLERS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["id"],
-            },
+            json_schema_extra=list_map("id"),
         ),
     ] = None
     commands: Annotated[
@@ -1213,10 +1191,7 @@ class Plugin(ApiModel):
                 "the policy."
             ),
             max_length=MAX_PLUGIN_COMMANDS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["id"],
-            },
+            json_schema_extra=list_map("id"),
         ),
     ] = None
     # Tenancy: what of a step author's environment reaches the plugin process.
@@ -1290,10 +1265,7 @@ class SandboxPolicySpec(ApiModel):
         Field(
             description="Plugins steps may run; names are unique.",
             max_length=MAX_POLICY_PLUGINS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     max_timeout_seconds: Annotated[
