@@ -310,7 +310,7 @@ def spec_immutability_rules(spec_properties: Iterable[str]) -> tuple[Rule, ...]:
 
 def spec_mode_rules() -> tuple[Rule, ...]:
     """What each mode requires and forbids."""
-    sandbox = cel_string(Mode.SANDBOX.value)
+    sandbox = cel_string(Mode.SANDBOX)
     from_plugin = {
         "image": "spec.image must not be set for mode sandbox: the image comes from the plugin",
         "command": (
@@ -331,8 +331,8 @@ def spec_mode_rules() -> tuple[Rule, ...]:
         ),
         *(
             Rule(
-                rule=f"self.mode != {cel_string(mode.value)} || has(self.{field})",
-                message=f"spec.{field} is required for mode {mode.value}",
+                rule=f"self.mode != {cel_string(mode)} || has(self.{field})",
+                message=f"spec.{field} is required for mode {mode}",
                 field_path=f".{field}",
                 reason=REQUIRED,
             )
@@ -359,7 +359,7 @@ def spec_mode_rules() -> tuple[Rule, ...]:
 
 def builtin_shell_rules() -> tuple[Rule, ...]:
     """A sandbox step runs a script only through uses: builtin:shell, which needs one."""
-    sandbox, shell = cel_string(Mode.SANDBOX.value), cel_string(USES_BUILTIN_SHELL)
+    sandbox, shell = cel_string(Mode.SANDBOX), cel_string(USES_BUILTIN_SHELL)
     uses_shell = f"has(self.sandbox) && has(self.sandbox.uses) && self.sandbox.uses == {shell}"
     return (
         Rule(
@@ -424,7 +424,7 @@ def shell_plugin_rule() -> Rule:
 def artifacts_rules() -> tuple[Rule, ...]:
     """A step with artifacts runs its command through the artifact helper, which must be told
     what to run: an image's own entrypoint cannot be read from the API."""
-    sandbox = cel_string(Mode.SANDBOX.value)
+    sandbox = cel_string(Mode.SANDBOX)
     return (
         Rule(
             rule=(
@@ -444,9 +444,7 @@ def artifacts_rules() -> tuple[Rule, ...]:
 
 def terminal_phase_rule() -> Rule:
     """A terminal phase is final: guards the status against an operator bug rewriting it."""
-    terminal = ", ".join(
-        cel_string(p.value) for p in sorted(TERMINAL_PHASES, key=lambda p: p.value)
-    )
+    terminal = ", ".join(cel_string(p) for p in sorted(TERMINAL_PHASES))
     return Rule(
         rule=(
             f"!has(oldSelf.phase) || !(oldSelf.phase in [{terminal}]) || "
