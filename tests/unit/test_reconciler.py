@@ -68,12 +68,17 @@ async def step(kube: FakeKube, rec: Reconciler, times: int = 1) -> dict[str, Any
 
 
 def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
-    pod = kube.objects[("Pod", NAMESPACE, name)]
-    pod["status"] = {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [container_status(terminated(exit_code))],
-    }
-    kube._bump(pod)
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        name,
+        lambda pod: pod.update(
+            status={
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [container_status(terminated(exit_code))],
+            }
+        ),
+    )
 
 
 # ---------------------------------------------------------------- the happy path
@@ -151,7 +156,7 @@ async def test_pods_of_a_deleted_steprun_are_released(
 ) -> None:
     submit(kube, reconciler)
     await step(kube, reconciler)
-    del kube.objects[("StepRun", NAMESPACE, NAME)]
+    kube.cluster.remove("StepRun", NAMESPACE, NAME)
     await kube.delete("Pod", NAMESPACE, f"{NAME}-1")  # the garbage collector
 
     await step(kube, reconciler)
@@ -169,9 +174,7 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     # The Pod is created, then the status write loses the race with the cancel patch.
     kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "lost"))
     await step(kube, reconciler)
-    body = kube.objects[("StepRun", NAMESPACE, NAME)]
-    body["spec"]["cancel"] = True
-    kube._bump(body)
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
 
     status = await step(kube, reconciler)
 
@@ -364,7 +367,7 @@ async def test_recreating_under_the_same_name_waits_out_the_old_children(
     submit(kube, reconciler)
     await step(kube, reconciler)
     # Deleted and created again before the garbage collector removed the old children.
-    old = kube.objects.pop(("StepRun", NAMESPACE, NAME))
+    old = kube.cluster.remove("StepRun", NAMESPACE, NAME)
     submit(kube, reconciler)
     assert kube.find("StepRun", NAMESPACE, NAME)["metadata"]["uid"] != old["metadata"]["uid"]
 
