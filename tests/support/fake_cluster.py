@@ -37,8 +37,6 @@ ObjKey = tuple[str, str | None, str]
 Call = tuple[str, str, str | None]
 # Any verb, or any kind, in an injected failure.
 ANY = "*"
-# What a watch from a compacted resourceVersion answers (etcd's history is gone).
-GONE = KubeError(410, "Expired", "too old resource version")
 _ALL_NAMESPACES = object()
 
 
@@ -76,6 +74,11 @@ def fields_match(obj: Mapping[str, Any], selector: str | None) -> bool:
         if value is None or str(value) != wanted:
             return False
     return True
+
+
+def gone() -> KubeError:
+    """What a watch from a compacted resourceVersion answers (etcd's history is gone)."""
+    return KubeError(410, "Expired", "too old resource version")
 
 
 def not_found(kind: str, name: str) -> NotFound:
@@ -280,10 +283,10 @@ class FakeCluster:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[tuple[int, str, Body]]:
-        """The watch events after resourceVersion ``since``; GONE if that is compacted."""
+        """The watch events after resourceVersion ``since``; gone() if that is compacted."""
         with self.cond:
             if since < self.compacted_below:
-                raise GONE
+                raise gone()
             return [
                 (rv, event, copy.deepcopy(obj))
                 for rv, event, obj in self.history
