@@ -96,6 +96,7 @@ class FakeCluster:
         self.compacted_below = 0
         self.calls: list[Call] = []
         self.failures: dict[tuple[str, str], list[KubeError]] = defaultdict(list)
+        self.interleaved: dict[tuple[str, str], list[Callable[[], object]]] = defaultdict(list)
         self.logs: dict[tuple[str, str], list[str]] = {}
         self.closed_logs: set[tuple[str, str]] = set()
         # Set when the server stops: blocked watches and log streams end.
@@ -109,10 +110,20 @@ class FakeCluster:
         with self.cond:
             self.failures[(verb, kind)].extend(errors)
 
+    def interleave(self, verb: str, kind: str, action: Callable[[], object]) -> None:
+        """Before the next ``verb`` on ``kind`` is carried out, ``action()`` runs: another
+        writer slipping in between this client's read and its write."""
+        with self.cond:
+            self.interleaved[(verb, kind)].append(action)
+
     def enter(self, verb: str, kind: str, name: str | None) -> None:
-        """Every request passes here: it is counted, and fails if a failure is injected."""
+        """Every request passes here: it is counted, lets an interleaved writer in, and fails
+        if a failure is injected."""
         with self.cond:
             self.calls.append((verb, kind, name))
+            actions = self.interleaved.get((verb, kind))
+            if actions:
+                actions.pop(0)()
             for key in ((verb, kind), (ANY, kind), (verb, ANY), (ANY, ANY)):
                 pending = self.failures.get(key)
                 if pending:
