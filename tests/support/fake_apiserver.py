@@ -4,8 +4,8 @@ For the engine client and the CLI: real kubernetes clients, real request shapes,
 types, chunked streaming, watch resumption and error mapping. It serves the paths of the
 access layer (``steprun.kube.client.Kube.path``) for the kinds below: lists and watches (with
 label and field selectors, resourceVersions, 410 Gone after compaction), get, create (with
-``dryRun``), merge patches of objects and of their status, delete (with a uid precondition),
-Pod logs (``follow``, ``tailLines``, ``timestamps``) and ``/version``.
+``dryRun``), merge patches of objects and of their status, JSON patches of objects, delete
+(with a uid precondition), Pod logs (``follow``, ``tailLines``, ``timestamps``) and ``/version``.
 
 A failure injected into the cluster (``cluster.fail(verb, kind, error)``, verbs ``get``,
 ``list``, ``watch``, ``create``, ``patch``, ``patch_status``, ``delete``, ``log``) is answered
@@ -215,10 +215,15 @@ class _Handler(BaseHTTPRequestHandler):
             created = cluster.create(body, dry_run=_first(query, "dryRun") == "All")
             self._send_json(201, created)
         elif verb in ("patch", "patch_status"):
-            if self.headers.get("Content-Type") != "application/merge-patch+json":
+            content_type = self.headers.get("Content-Type")
+            if content_type == "application/merge-patch+json":
+                patch = self._body()
+                patched = cluster.patch(kind, namespace, str(name), patch, subresource=sub or "")
+            elif content_type == "application/json-patch+json" and verb == "patch":
+                patched = cluster.json_patch(kind, namespace, str(name), self._body())
+            else:
                 self._send_json(415, status_of(415, "unsupported patch type"))
                 return
-            patched = cluster.patch(kind, namespace, str(name), self._body(), subresource=sub or "")
             self._send_json(200, patched)
         else:
             options = self._body()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from steprun.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
+from steprun.kube.errors import AlreadyExists, Conflict, KubeError, NotFound, Refused
 
 Body = dict[str, Any]
 ObjKey = tuple[str, str | None, str]
@@ -256,6 +256,20 @@ class FakeCluster:
                 merge_patch(body, {k: v for k, v in patch.items() if k != "status"})
             return self._write((kind, namespace, name), body)
 
+    def json_patch(
+        self, kind: str, namespace: str | None, name: str, operations: list[Mapping[str, Any]]
+    ) -> Body:
+        """RFC 6902 (add, remove, replace, test), all or nothing: a failed ``test`` or a path
+        that is not there refuses the whole patch with 422, as the API server does."""
+        with self.cond:
+            body = copy.deepcopy(self._stored(kind, namespace, name))
+            try:
+                for operation in operations:
+                    _apply(body, operation)
+            except (KeyError, IndexError, ValueError, TypeError) as error:
+                raise Refused(422, "Invalid", f"the server rejected our request: {error}") from None
+            return self._write((kind, namespace, name), body)
+
     def remove_finalizer(self, kind: str, namespace: str | None, name: str, finalizer: str) -> bool:
         """False when the object or its finalizer is already gone."""
         with self.cond:
@@ -432,6 +446,30 @@ def _container_state(state: str, reason: str) -> Body:
     if state == "terminated":
         detail["exitCode"] = 0 if reason == "Completed" else 1
     return {state: detail}
+
+
+def _apply(body: Body, operation: Mapping[str, Any]) -> None:
+    *parents, last = [
+        part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]
+    ]
+    target: Any = body
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    index: Any = (len(target) if last == "-" else int(last)) if isinstance(target, list) else last
+    op = operation["op"]
+    if op == "test":
+        if target[index] != operation["value"]:
+            raise ValueError(f"testing value {operation['path']} failed")
+    elif op == "remove":
+        del target[index]
+    elif op == "add" and isinstance(target, list):
+        target.insert(index, copy.deepcopy(operation["value"]))
+    elif op in ("add", "replace"):
+        if op == "replace" and isinstance(target, dict) and index not in target:
+            raise KeyError(operation["path"])
+        target[index] = copy.deepcopy(operation["value"])
+    else:
+        raise ValueError(f"unsupported operation {op!r}")
 
 
 def _by_key(item: tuple[ObjKey, Body]) -> tuple[str, str, str]:
