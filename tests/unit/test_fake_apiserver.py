@@ -77,34 +77,23 @@ async def test_create_is_refused_for_a_name_taken_and_reads_of_nothing_are_not_f
 async def test_a_write_from_a_stale_resource_version_is_a_conflict(
     kube: Any, cluster: FakeCluster
 ) -> None:
+    async def set_phase(phase: str, seen: dict[str, Any]) -> dict[str, Any]:
+        version = seen["metadata"]["resourceVersion"]
+        written: dict[str, Any] = await kube.patch_status(
+            "StepRun", NS, "p", {"phase": phase}, resource_version=version
+        )
+        return written
+
     read = await kube.create(
         {**pod("p"), "apiVersion": "steprun.dev/v1alpha1", "kind": "StepRun", "spec": {}}
     )
-    first = await kube.patch_status(
-        "StepRun",
-        NS,
-        "p",
-        {"phase": "Pending"},
-        resource_version=read["metadata"]["resourceVersion"],
-    )
+    first = await set_phase("Pending", read)
     assert first["status"] == {"phase": "Pending"}
     assert int(first["metadata"]["resourceVersion"]) > int(read["metadata"]["resourceVersion"])
     with pytest.raises(Conflict):
-        await kube.patch_status(
-            "StepRun",
-            NS,
-            "p",
-            {"phase": "Running"},
-            resource_version=read["metadata"]["resourceVersion"],
-        )
+        await set_phase("Running", read)
     # A write that changes nothing leaves the version (and the watches) alone.
-    again = await kube.patch_status(
-        "StepRun",
-        NS,
-        "p",
-        {"phase": "Pending"},
-        resource_version=first["metadata"]["resourceVersion"],
-    )
+    again = await set_phase("Pending", first)
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     assert cluster.get("StepRun", NS, "p")["status"] == {"phase": "Pending"}
 
