@@ -55,6 +55,15 @@ def client(server: FakeApiServer) -> Iterator[StepRunClient]:
         yield made
 
 
+def lists(server: FakeApiServer) -> int:
+    """How many times the StepRuns were listed (not watched, not read one by one)."""
+    return sum(
+        1
+        for method, path, query, _ in server.requests
+        if method == "GET" and path.endswith("/stepruns") and not query.get("watch")
+    )
+
+
 # ---------------------------------------------------------------------- submit / get / list
 
 
@@ -204,13 +213,16 @@ def test_wait_returns_the_terminal_steprun_across_watch_restarts(
 def test_wait_relists_after_410_gone(client: StepRunClient, server: FakeApiServer) -> None:
     client.submit(SPEC, name="g")
 
-    def compact_then_finish() -> None:
-        server.cluster.compact()
-        finish(server.cluster, "g", phase="Failed", reason="Error", exitCode=3)
+    def finish_then_compact() -> None:
+        # At once: the watch's version is compacted before the watch can see the change.
+        with server.cluster.cond:
+            finish(server.cluster, "g", phase="Failed", reason="Error", exitCode=3)
+            server.cluster.compact()
 
-    later(1.5, compact_then_finish)
+    later(1.5, finish_then_compact)
     done = client.wait("g", timeout=20)
     assert (done.status.phase, done.status.exit_code) == ("Failed", 3)
+    assert lists(server) == 2, "listed, then listed again after the watch's 410"
 
 
 def test_wait_times_out_with_the_last_seen_state(
@@ -352,15 +364,17 @@ async def test_async_wait_resumes_and_relists(server: FakeApiServer) -> None:
         await client.submit(SPEC, name="w")
         later(1.2, lambda: cluster.touch("ns1", "w"))
 
-        def compact_then_finish() -> None:
-            cluster.compact()
-            finish(cluster, "w", phase="TimedOut", reason="DeadlineExceeded")
+        def finish_then_compact() -> None:
+            with cluster.cond:
+                finish(cluster, "w", phase="TimedOut", reason="DeadlineExceeded")
+                cluster.compact()
 
-        later(2.5, compact_then_finish)
+        later(2.5, finish_then_compact)
         done = await client.wait("w", timeout=20)
         assert done.status.phase == "TimedOut"
         watches = [q for q in server.requests_of("GET", "stepruns") if q.get("watch")]
         assert len(watches) >= 3
+        assert lists(server) == 2, "listed, then listed again after the watch's 410"
         with pytest.raises(WaitTimeout):
             await client.wait((await client.submit(SPEC, name="never")).name, timeout=1.1)
 
