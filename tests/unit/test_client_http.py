@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_type_hints
 
 import kubernetes
 import pytest
@@ -38,7 +38,7 @@ from steprun.client import (
     StepRunRejected,
     WaitTimeout,
 )
-from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle
+from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle, ClientOptions
 from steprun.client.logs import LogOptions
 from steprun.kube.errors import Refused, Transient
 from tests.support.fake_apiserver import FAST, FakeApiServer, finish, later, status_of, steprun
@@ -591,6 +591,18 @@ def test_the_blocking_api_is_the_async_one(blocking: type, asynchronous: type) -
             continue
         assert name in mirrored, f"{blocking.__name__} lacks {name}"
         assert list(mirrored[name].parameters) == list(signature.parameters), name
+
+
+def test_the_blocking_client_takes_every_option_of_the_async_one() -> None:
+    """The blocking constructor's keyword options are ClientOptions: the async constructor's
+    keyword-only parameters, with the same types."""
+    signature = inspect.signature(AsyncStepRunClient.__init__, eval_str=True)
+    keyword_only = {
+        name: parameter.annotation
+        for name, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert get_type_hints(ClientOptions) == keyword_only
 
 
 def test_an_interrupted_blocking_call_cancels_its_coroutine() -> None:
