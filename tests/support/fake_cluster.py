@@ -146,8 +146,8 @@ class FakeCluster:
     def update(
         self, kind: str, namespace: str | None, name: str, change: Callable[[Body], Any]
     ) -> Body:
-        """Change a stored object in place, as another client's write would (``change`` gets the
-        object and edits it)."""
+        """Another client's write: ``change`` edits a copy of the stored object, which is then
+        written with the rules of any write (a new resourceVersion, an event, finalizers)."""
         with self.cond:
             body = copy.deepcopy(self._stored(kind, namespace, name))
             change(body)
@@ -161,7 +161,8 @@ class FakeCluster:
             return copy.deepcopy(body)
 
     def compact(self) -> None:
-        """Like etcd's compaction: watches from any resourceVersion seen so far get 410 Gone."""
+        """Like etcd's compaction: a watch from any resourceVersion older than the latest gets
+        410 Gone (and must list again)."""
         with self.cond:
             self.compacted_below = self.rv
             self.history = [entry for entry in self.history if entry[0] >= self.rv]
