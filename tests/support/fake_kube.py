@@ -7,6 +7,7 @@ verbs (``kube.calls``: ``(verb, kind, name)``), and failures are injected by tho
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,26 +87,9 @@ class FakeKube:
             return False
         return True
 
-    async def patch_status(
+    async def _merge_patch(
         self,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        status: Mapping[str, Any],
-        *,
-        resource_version: str | None,
-    ) -> Body:
-        self.cluster.enter("patch_status", kind, name)
-        return self.cluster.patch(
-            kind,
-            namespace,
-            name,
-            _precondition(status, resource_version, "status"),
-            subresource="status",
-        )
-
-    async def patch(
-        self,
+        subresource: str,
         kind: str,
         namespace: str | None,
         name: str,
@@ -113,8 +97,17 @@ class FakeKube:
         *,
         resource_version: str | None,
     ) -> Body:
-        self.cluster.enter("patch", kind, name)
-        return self.cluster.patch(kind, namespace, name, _precondition(patch, resource_version))
+        """What the access layer sends for ``patch`` and ``patch_status``: a merge patch (of
+        the object, or under ``.status`` of its status), refused if the object has moved on from
+        ``resource_version``."""
+        self.cluster.enter(f"patch_{subresource}" if subresource else "patch", kind, name)
+        body: dict[str, Any] = {subresource: dict(patch)} if subresource else dict(patch)
+        if resource_version:
+            body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
+        return self.cluster.patch(kind, namespace, name, body, subresource=subresource)
+
+    patch = functools.partialmethod(_merge_patch, "")
+    patch_status = functools.partialmethod(_merge_patch, "status")
 
     async def remove_finalizer(
         self, kind: str, namespace: str | None, body: Mapping[str, Any], finalizer: str
@@ -125,14 +118,3 @@ class FakeKube:
 
     async def close(self) -> None:
         return None
-
-
-def _precondition(
-    patch: Mapping[str, Any], resource_version: str | None, under: str = ""
-) -> dict[str, Any]:
-    """The merge patch the access layer sends: ``patch`` (under ``under``), refused if the
-    object has moved on from ``resource_version``."""
-    body: dict[str, Any] = {under: dict(patch)} if under else dict(patch)
-    if resource_version:
-        body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
-    return body
