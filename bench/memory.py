@@ -11,9 +11,10 @@ operator relists everything after a restart. Writes a Markdown report with the c
 ``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
 comparison. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
 counting the StepRuns already in it, so a later run adds only the difference to larger sizes
-(creating the objects is the slow part). Needs the CRDs applied and kwok nodes (the Pods must
-end Succeeded somewhere). The report names the commit it measured and refuses a tree with local
-changes unless ``BENCH_ALLOW_LOCAL_CHANGES=1``.
+(creating the objects is the slow part) and a smaller size deletes the surplus (with its Pods).
+Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere). The report names
+the commit it measured and refuses a tree with local changes unless
+``BENCH_ALLOW_LOCAL_CHANGES=1``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bench import machine
 from bench.kube import Api, ApiError
 from bench.operator import OperatorProcess
 from bench.procstat import cpu_seconds, memory_bytes
+from bench.scenario import _operator_metrics
 from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION, RUN_DURATION_ANNOTATION
 
 GROUP_VERSION = "steprun.dev/v1alpha1"
@@ -43,6 +45,7 @@ SETTLED_CPU_PER_SECOND = 0.02
 LIMIT_BYTES = 250 * 10**6
 PER_STEPRUN_LIMIT_BYTES = 15 * 10**3
 DEFAULT_SIZES = "0,1000,2500,5000,7500,10000"
+LISTED_WITHIN_SECONDS = 600
 
 
 def _log(text: str) -> None:
@@ -162,12 +165,41 @@ async def _retain(api: Api, namespace: str, start: int, stop: int) -> None:
     await asyncio.gather(*(one(i) for i in range(start, stop)))
 
 
-async def _retained(api: Api, namespace: str) -> int:
-    """How many StepRuns ``namespace`` holds (0 when it does not exist)."""
+async def _shrink(api: Api, namespace: str, start: int, stop: int) -> None:
+    """Deletes StepRuns ``start`` to ``stop`` - 1 and their Pods (at once, no grace), and waits
+    until both are gone."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    query = {"gracePeriodSeconds": "0"}
+
+    async def one(index: int) -> None:
+        name = f"done-{index:05d}"
+        async with gate:
+            for path in (
+                f"/api/v1/namespaces/{namespace}/pods/{name}-1",
+                f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns/{name}",
+            ):
+                try:
+                    await api.request("DELETE", path, query=query)
+                except ApiError as error:
+                    if error.status != 404:
+                        raise
+
+    await asyncio.gather(*(one(i) for i in range(start, stop)))
+    for _ in range(300):
+        left = [await _retained(api, namespace, plural) for plural in ("stepruns", "pods")]
+        if max(left) <= start:
+            return
+        await asyncio.sleep(2)
+    raise SystemExit(f"{namespace} still holds {left} StepRuns and Pods, not {start}")
+
+
+async def _retained(api: Api, namespace: str, plural: str = "stepruns") -> int:
+    """How many StepRuns (or Pods) ``namespace`` holds (0 when it does not exist)."""
+    base = f"/apis/{GROUP_VERSION}" if plural == "stepruns" else "/api/v1"
     try:
         listed = await api.request(
             "GET",
-            f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns",
+            f"{base}/namespaces/{namespace}/{plural}",
             query={"limit": "1"},
         )
     except ApiError as error:
@@ -186,6 +218,37 @@ class Point:
     settle_seconds: float
 
 
+def listed_so_far(metrics: str) -> tuple[int, int]:
+    """From the operator's metrics: the StepRuns it has seen (its phase gauge) and how many
+    events it has queued (one per StepRun and one per Pod event at least)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stepruns = adds = 0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "steprun_stepruns":
+                stepruns += int(sample.value)
+            elif sample.name == "steprun_workqueue_adds_total":
+                adds += int(sample.value)
+    return stepruns, adds
+
+
+async def _until_listed(port: int, size: int) -> None:
+    """A quiet CPU alone is no proof of having listed: a slow list response keeps the operator
+    idle while it waits. Every StepRun must be in its phase gauge and every StepRun and Pod
+    event queued."""
+    deadline = time.monotonic() + LISTED_WITHIN_SECONDS
+    while True:
+        text = await _operator_metrics(port)
+        if text is not None:
+            stepruns, adds = listed_so_far(text)
+            if stepruns >= size and adds >= 2 * size:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not list {size} StepRuns and Pods in time")
+        await asyncio.sleep(1)
+
+
 async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, python: str) -> Point:
     operator = OperatorProcess(
         kubeconfig=kubeconfig,
@@ -197,6 +260,7 @@ async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, pyth
     started = time.monotonic()
     await operator.start()
     try:
+        await _until_listed(operator.metrics_port, size)
         previous = cpu_seconds(operator.pid)
         quiet = 0
         while quiet < 2:
@@ -308,17 +372,19 @@ async def main() -> None:
         except ApiError as error:
             if not (kept and error.status == 409):
                 raise
-        for size in sorted(sizes):
+        # A kept namespace that is already full is measured from its size down.
+        for size in sorted(sizes, reverse=bool(kept) and retained >= max(sizes)):
             if size < retained:
-                _log(f"{size}: skipped, {namespace} already holds {retained}")
-                continue
-            _log(f"retaining {size - retained} more StepRuns (to {size})")
-            await _retain(api, namespace, retained, size)
+                _log(f"deleting {retained - size} StepRuns and their Pods (to {size})")
+                await _shrink(api, namespace, size, retained)
+            else:
+                _log(f"retaining {size - retained} more StepRuns (to {size})")
+                await _retain(api, namespace, retained, size)
             retained = size
             point = await _measure(kubeconfig, namespace, work, size, python)
             _log(f"{size}: RSS {point.rss / 2**20:.0f} MiB, peak {point.peak / 2**20:.0f} MiB")
             points.append(point)
-            _report(points, out, python, revision)
+            _report(sorted(points, key=lambda p: p.stepruns), out, python, revision)
     finally:
         try:
             if not kept:
