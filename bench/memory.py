@@ -8,8 +8,8 @@ operator relists everything after a restart. Writes a Markdown report with the c
 
     python -m bench.memory          # BENCH_MEMORY_SIZES=0,1000,...; needs hack/kwok-up.sh N
 
-``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
-comparison. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
+``BENCH_MEMORY_PYTHON`` runs another build of the operator; ``BENCH_MEMORY_BASELINE_PYTHON``
+also measures that build (e.g. main's virtualenv) at each size, beside this one. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
 counting the StepRuns already in it, so a later run adds only the difference to larger sizes
 (creating the objects is the slow part) and a smaller size deletes the surplus (with its Pods).
 Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere). The report names
@@ -287,29 +287,12 @@ def bytes_per_steprun(points: list[Point]) -> float | None:
     return covariance / variance
 
 
-def _report(points: list[Point], out: Path, python: str, revision: str) -> None:
-    lines = [
-        f"# Operator memory against retained terminal StepRuns ({datetime.now(UTC):%Y-%m-%d})",
-        "",
-        "Each row: a fresh operator started against one namespace holding that many finished",
-        "StepRuns, each with its finished Pod on a kwok node; measured once it settled (CPU below",
-        f"{SETTLED_CPU_PER_SECOND} s/s). `python -m bench.memory` from revision `{revision}`;",
-        f"operator: `{python}`.",
-        "",
-        "| retained StepRuns (+ Pods) | RSS (MiB) | RSS (MB) | peak RSS (MiB) | settled (s) |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for p in points:
-        mib, mb, peak = p.rss / 2**20, p.rss / 10**6, p.peak / 2**20
-        lines.append(
-            f"| {p.stepruns} | {mib:.0f} | {mb:.0f} | {peak:.0f} | {p.settle_seconds:.0f} |"
-        )
+def _verdicts(points: list[Point]) -> list[str]:
     largest = max(points, key=lambda p: p.stepruns)
     verdict = "within" if largest.rss <= LIMIT_BYTES else "ABOVE"
-    lines += [
-        "",
+    lines = [
         f"RSS at {largest.stepruns} retained StepRuns: {largest.rss / 10**6:.0f} MB "
-        f"({largest.rss / 2**20:.0f} MiB), {verdict} the 250 MB bound.",
+        f"({largest.rss / 2**20:.0f} MiB), {verdict} the 250 MB bound."
     ]
     slope = bytes_per_steprun(points)
     if slope is not None:
@@ -318,6 +301,42 @@ def _report(points: list[Point], out: Path, python: str, revision: str) -> None:
             f"Per retained StepRun with its Pod (slope of the fit): {slope / 10**3:.1f} KB "
             f"({slope / 2**10:.1f} KiB), {per} the 15 KB target."
         )
+    return lines
+
+
+def _report(
+    points: list[Point],
+    out: Path,
+    python: str,
+    revision: str,
+    baseline: list[Point] | None = None,
+    baseline_python: str = "",
+) -> None:
+    """``baseline``: the same sizes measured with another build (``baseline_python``)."""
+    before = {p.stepruns: p for p in baseline or []}
+    lines = [
+        f"# Operator memory against retained terminal StepRuns ({datetime.now(UTC):%Y-%m-%d})",
+        "",
+        "Each row: a fresh operator started against one namespace holding that many finished",
+        "StepRuns, each with its finished Pod on a kwok node; measured once it had listed them",
+        f"all and settled (CPU below {SETTLED_CPU_PER_SECOND} s/s). `python -m bench.memory` from",
+        f"revision `{revision}`; operator: `{python}`"
+        + (f", baseline: `{baseline_python}`." if baseline else "."),
+        "",
+        "| retained StepRuns (+ Pods) | RSS (MiB) | RSS (MB) | peak RSS (MiB) | settled (s) |"
+        + (" baseline RSS (MiB) | baseline peak (MiB) |" if baseline else ""),
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if baseline else ""),
+    ]
+    for p in points:
+        mib, mb, peak = p.rss / 2**20, p.rss / 10**6, p.peak / 2**20
+        row = f"| {p.stepruns} | {mib:.0f} | {mb:.0f} | {peak:.0f} | {p.settle_seconds:.0f} |"
+        if baseline:
+            b = before.get(p.stepruns)
+            row += f" {b.rss / 2**20:.0f} | {b.peak / 2**20:.0f} |" if b else " | |"
+        lines.append(row)
+    lines += ["", *_verdicts(points)]
+    if baseline:
+        lines += ["", "Baseline:", *_verdicts(baseline)]
     lines.append("")
     try:
         import matplotlib
@@ -326,11 +345,17 @@ def _report(points: list[Point], out: Path, python: str, revision: str) -> None:
         import matplotlib.pyplot as plt
 
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot([p.stepruns for p in points], [p.rss / 2**20 for p in points], "o-", label="RSS")
-        axis.plot(
-            [p.stepruns for p in points], [p.peak / 2**20 for p in points], "s--", label="peak"
-        )
-        axis.axhline(250, color="grey", linestyle=":", label="250 MiB")
+        sizes = [p.stepruns for p in points]
+        axis.plot(sizes, [p.rss / 2**20 for p in points], "o-", label="RSS")
+        axis.plot(sizes, [p.peak / 2**20 for p in points], "s--", label="peak")
+        if baseline:
+            axis.plot(
+                [p.stepruns for p in baseline],
+                [p.rss / 2**20 for p in baseline],
+                "^:",
+                label="RSS, baseline",
+            )
+        axis.axhline(LIMIT_BYTES / 2**20, color="grey", linestyle=":", label="250 MB")
         axis.set_xlabel("retained terminal StepRuns")
         axis.set_ylabel("MiB")
         axis.legend()
@@ -346,6 +371,7 @@ async def main() -> None:
     kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig"))
     sizes = [int(s) for s in os.environ.get("BENCH_MEMORY_SIZES", DEFAULT_SIZES).split(",")]
     python = os.environ.get("BENCH_MEMORY_PYTHON", sys.executable)
+    baseline_python = os.environ.get("BENCH_MEMORY_BASELINE_PYTHON", "")
     revision, dirty = machine.revision()
     if dirty:
         if os.environ.get("BENCH_ALLOW_LOCAL_CHANGES") != "1":
@@ -365,6 +391,7 @@ async def main() -> None:
     api = await Api.connect(str(kubeconfig))
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     points: list[Point] = []
+    baseline: list[Point] = []
     try:
         retained = await _retained(api, namespace) if kept else 0
         try:
@@ -384,7 +411,18 @@ async def main() -> None:
             point = await _measure(kubeconfig, namespace, work, size, python)
             _log(f"{size}: RSS {point.rss / 2**20:.0f} MiB, peak {point.peak / 2**20:.0f} MiB")
             points.append(point)
-            _report(sorted(points, key=lambda p: p.stepruns), out, python, revision)
+            if baseline_python:
+                other = await _measure(kubeconfig, namespace, work, size, baseline_python)
+                _log(f"{size}, baseline: RSS {other.rss / 2**20:.0f} MiB")
+                baseline.append(other)
+            _report(
+                sorted(points, key=lambda p: p.stepruns),
+                out,
+                python,
+                revision,
+                sorted(baseline, key=lambda p: p.stepruns),
+                baseline_python,
+            )
     finally:
         try:
             if not kept:
