@@ -9,12 +9,12 @@ operator relists everything after a restart. Writes a Markdown report with the c
     python -m bench.memory          # BENCH_MEMORY_SIZES=0,1000,...; needs hack/kwok-up.sh N
 
 ``BENCH_MEMORY_PYTHON`` runs another build of the operator; ``BENCH_MEMORY_BASELINE_PYTHON``
-also measures that build (e.g. main's virtualenv) at each size, beside this one. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
-counting the StepRuns already in it, so a later run adds only the difference to larger sizes
-(creating the objects is the slow part) and a smaller size deletes the surplus (with its Pods).
-Needs the CRDs applied and kwok nodes (the Pods must end Succeeded somewhere). The report names
-the commit it measured and refuses a tree with local changes unless
-``BENCH_ALLOW_LOCAL_CHANGES=1``.
+also measures that build (e.g. main's virtualenv) at each size, beside this one.
+``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one, counting
+the StepRuns already in it, so a later run adds only the difference to larger sizes (creating
+the objects is the slow part) and a smaller size deletes the surplus (with its Pods). Needs the
+CRDs applied and kwok nodes (the Pods must end Succeeded somewhere). The report names the
+commit it measured and refuses a tree with local changes unless ``BENCH_ALLOW_LOCAL_CHANGES=1``.
 """
 
 from __future__ import annotations
