@@ -140,11 +140,10 @@ def tenant(
     )
     user = f"system:serviceaccount:{namespace}:engine"
     engine = Steps(impersonating(kubeconfig, user), namespace)
-    eventually(
+    until_allowed(
         lambda: engine.custom.list_namespaced_custom_object(
             "steprun.dev", "v1alpha1", namespace, "stepruns"
         ),
-        20,
         "RBAC to let the engine list StepRuns",
     )
     yield Tenant(namespace, Steps(api_client, namespace), engine, user, rbac)
@@ -425,6 +424,42 @@ def test_sandbox_bounds_cannot_be_skipped(
     dirs = [v.empty_dir for v in pod.spec.volumes if v.empty_dir is not None]
     assert dirs and all(d.size_limit == "64Mi" for d in dirs), dirs
     assert pod.spec.termination_grace_period_seconds == 30
+
+
+def test_a_sandbox_policy_other_than_default_needs_the_use_verb(
+    tenant: Tenant, kubeconfig: str, sandbox_policies: SandboxPolicies, sandbox_admission: str
+) -> None:
+    policy = sandbox_policies.create("trusted", {"plugins": [SH]})
+    spec = plugin_step(policy, "true")
+    # An author who may create StepRuns here but was granted no SandboxPolicy.
+    tenant.admin.core.create_namespaced_service_account(
+        tenant.namespace, {"metadata": {"name": "author"}}
+    )
+    author_user = f"system:serviceaccount:{tenant.namespace}:author"
+    stepruns = {"apiGroups": ["steprun.dev"], "resources": ["stepruns"]}
+    tenant.grant("author", [{**stepruns, "verbs": ["create", "get", "list"]}], user=author_user)
+    author = Steps(impersonating(kubeconfig, author_user), tenant.namespace)
+
+    def refused_for_the_policy() -> str | None:
+        try:
+            author.create("by-author", spec)
+        except client.ApiException as error:
+            message = refusal(error)
+            # Until RBAC has the Role, the refusal is for the StepRun itself.
+            return message if "SandboxPolicy" in message else None
+        raise AssertionError("a StepRun naming an ungranted SandboxPolicy was admitted")
+
+    message = eventually(refused_for_the_policy, 20, "the refusal naming the policy")
+    assert f"may not use SandboxPolicy {policy} in namespace {tenant.namespace}" in message
+    assert f"verb use on sandboxpolicies.steprun.dev/{policy}" in message
+    use = {"apiGroups": ["steprun.dev"], "resources": ["sandboxpolicies"], "verbs": ["use"]}
+    tenant.grant("use-trusted", [{**use, "resourceNames": [policy]}], user=author_user)
+    until_allowed(lambda: author.create("by-author", spec), "RBAC to allow use of the policy")
+    status = tenant.admin.wait_terminal("by-author")
+    assert status["phase"] == "Succeeded", status
+    # The chart's engine role holds use on every policy unless engine.sandboxPolicies narrows it.
+    tenant.engine.create("by-engine", spec)
+    assert tenant.admin.wait_terminal("by-engine")["phase"] == "Succeeded"
 
 
 def test_a_network_policy_reopening_a_sandbox_refuses_the_step(

@@ -152,6 +152,23 @@ def binding(
             },
             ["StepRun(s) build (artifact inputs)"],
         ),
+        (
+            {"mode": "sandbox", "sandbox": {"policy": "default", "plugin": "eslint"}},
+            [],
+        ),
+        (
+            {"mode": "sandbox", "sandbox": {"policy": "trusted", "plugin": "eslint"}},
+            ["SandboxPolicy trusted"],
+        ),
+        # A ServiceAccount means nothing to a sandbox step (its Pods get none), a policy does.
+        (
+            {
+                "mode": "sandbox",
+                "serviceAccountName": "builder",
+                "sandbox": {"policy": "trusted", "plugin": "eslint"},
+            },
+            ["SandboxPolicy trusted"],
+        ),
     ],
 )
 def test_what_needs_the_creator_check(spec: dict[str, Any], needs: list[str]) -> None:

@@ -6,9 +6,10 @@ this module holds the operator's side of the bargain:
 
 - ``namespace_refusal``: system namespaces and the operator's own are not served unless an
   admin lists them;
-- ``AdmissionGuard`` / ``authorization_refusal``: a step that names Secrets or a ServiceAccount
-  runs only if the admission policy checked its creator (installed, binding in Deny mode and
-  covering the namespace, both older than the StepRun), unless the admin opted out;
+- ``AdmissionGuard`` / ``authorization_refusal``: a step that names Secrets, a ServiceAccount,
+  claims, artifact producers or a SandboxPolicy runs only if the admission policy checked its
+  creator (installed, binding in Deny mode and covering the namespace, both older than the
+  StepRun), unless the admin opted out;
 - ``scheduling_refusals`` / ``allowed_metadata``: podTemplate labels and annotations reach a
   local Pod only under admin-configured key patterns; nodeSelector keys and tolerations outside
   them refuse the step;
@@ -32,6 +33,8 @@ from steprun.policy.admission import namespace_matches
 from steprun.timeutil import parse_time
 
 DEFAULT_SERVICE_ACCOUNT = "default"
+# The policy a sandbox step gets without naming one (the CRD's default for sandbox.policy).
+DEFAULT_SANDBOX_POLICY = "default"
 
 
 # ---------------------------------------------------------------- namespaces
@@ -82,6 +85,11 @@ def needs_creator_check(sr: StepRun) -> list[str]:
     producers = sorted({i.from_.step_run for i in inputs})
     if producers:
         needs.append(f"StepRun(s) {', '.join(producers)} (artifact inputs)")
+    # What a policy grants (secrets, egress, labels) is the admin's to hand out per identity;
+    # the default one is what every step of a selected namespace gets without asking.
+    sandbox = sr.spec.sandbox if sr.spec.mode == Mode.SANDBOX else None
+    if sandbox is not None and sandbox.policy != DEFAULT_SANDBOX_POLICY:
+        needs.append(f"SandboxPolicy {sandbox.policy}")
     return needs
 
 
@@ -157,7 +165,7 @@ def authorization_refusal(
     namespace_labels: Mapping[str, str],
     config: OperatorConfig,
 ) -> str | None:
-    """Why a step naming Secrets or a ServiceAccount is not run (fail closed), or None.
+    """Why a step naming what its creator must be allowed to use is not run (fail closed).
 
     ``guard`` None means the operator could not read the policy at all (no permission).
     """
@@ -186,7 +194,8 @@ def authorization_refusal(
         f"not run: the step names {' and '.join(needs)}, and the admission policy that checks "
         f"its creator may read them is missing ({problem}); install the chart's admission "
         "policies (manifests/admission/) or, accepting that anyone who may create StepRuns "
-        "can then use every Secret, ServiceAccount, claim and artifact of the namespace, set "
+        "can then use every Secret, ServiceAccount, claim, artifact and SandboxPolicy of the "
+        "namespace, set "
         "STEPRUN_REQUIRE_ADMISSION_POLICY=false"
     )
 
