@@ -27,11 +27,11 @@ from steprun.client.objects import (
     same_spec,
     steprun_body,
     steprun_field_selector,
-    workflow_labels,
 )
 from steprun.client.result import build_result, is_terminal, result_of
 from steprun.kube.config import context_namespace, kubeconfig_path
 from steprun.kube.errors import classify_exception, classify_response
+from steprun.render.names import workflow_labels
 
 
 def spec(**fields: Any) -> StepRunSpec:

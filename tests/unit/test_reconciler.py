@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -68,12 +68,17 @@ async def step(kube: FakeKube, rec: Reconciler, times: int = 1) -> dict[str, Any
 
 
 def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
-    pod = kube.objects[("Pod", NAMESPACE, name)]
-    pod["status"] = {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [container_status(terminated(exit_code))],
-    }
-    kube._bump(pod)
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        name,
+        lambda pod: pod.update(
+            status={
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [container_status(terminated(exit_code))],
+            }
+        ),
+    )
 
 
 # ---------------------------------------------------------------- the happy path
@@ -151,7 +156,7 @@ async def test_pods_of_a_deleted_steprun_are_released(
 ) -> None:
     submit(kube, reconciler)
     await step(kube, reconciler)
-    del kube.objects[("StepRun", NAMESPACE, NAME)]
+    kube.cluster.remove("StepRun", NAMESPACE, NAME)
     await kube.delete("Pod", NAMESPACE, f"{NAME}-1")  # the garbage collector
 
     await step(kube, reconciler)
@@ -169,9 +174,7 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     # The Pod is created, then the status write loses the race with the cancel patch.
     kube.fail("patch_status", "StepRun", Transient(503, "ServiceUnavailable", "lost"))
     await step(kube, reconciler)
-    body = kube.objects[("StepRun", NAMESPACE, NAME)]
-    body["spec"]["cancel"] = True
-    kube._bump(body)
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
 
     status = await step(kube, reconciler)
 
@@ -179,6 +182,51 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
     assert pod is None or pod["metadata"].get("deletionTimestamp")
     assert f"{NAME}-1" in status["message"]
+    await step(kube, reconciler)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
+
+
+# ---------------------------------------------------------------- resourceVersion conflicts
+
+
+def another_writer(kube: FakeKube, change: Callable[[dict[str, Any]], object]) -> None:
+    """Someone else changes the StepRun between the operator's read and its next status write:
+    that write carries a stale resourceVersion and the API server refuses it (Conflict)."""
+    kube.cluster.interleave(
+        "patch_status",
+        "StepRun",
+        lambda: kube.cluster.update("StepRun", NAMESPACE, NAME, change),
+    )
+
+
+async def test_an_outcome_refused_as_stale_is_re_applied_to_the_fresh_object(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
+    another_writer(kube, lambda body: body["metadata"].update(labels={"team": "web"}))
+    writes = kube.count("patch_status", "StepRun")
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Succeeded"
+    assert kube.count("patch_status", "StepRun") - writes == 2, "refused once, then re-applied"
+    stored = kube.find("StepRun", NAMESPACE, NAME)
+    assert stored is not None and stored["metadata"]["labels"] == {"team": "web"}
+
+
+async def test_a_status_write_refused_by_a_cancel_is_decided_again_from_the_fresh_object(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    another_writer(kube, lambda body: body["spec"].update(cancel=True))
+
+    assert await step(kube, reconciler) == {}, "the Pending write lost the race"
+    assert reconciler.stepruns.get(KEY)["spec"]["cancel"] is True, "read again at once"
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Cancelled"
     await step(kube, reconciler)
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
 
@@ -364,7 +412,7 @@ async def test_recreating_under_the_same_name_waits_out_the_old_children(
     submit(kube, reconciler)
     await step(kube, reconciler)
     # Deleted and created again before the garbage collector removed the old children.
-    old = kube.objects.pop(("StepRun", NAMESPACE, NAME))
+    old = kube.cluster.remove("StepRun", NAMESPACE, NAME)
     submit(kube, reconciler)
     assert kube.find("StepRun", NAMESPACE, NAME)["metadata"]["uid"] != old["metadata"]["uid"]
 

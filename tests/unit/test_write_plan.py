@@ -58,13 +58,16 @@ async def run_to_success(kube: FakeKube, rec: Reconciler, name: str, spec: dict[
 
     rec.stepruns.observe(kube.put(steprun(name, spec)))
     await reconcile()
-    pod = kube.objects[("Pod", NAMESPACE, f"{name}-1")]
-    pod["spec"]["nodeName"] = "node-1"
-    pod["status"] = {"phase": "Running", "containerStatuses": [container_status(running())]}
-    kube._bump(pod)
+    pod = f"{name}-1"
+
+    def scheduled_and_running(body: dict[str, Any]) -> None:
+        body["spec"]["nodeName"] = "node-1"
+        body["status"] = {"phase": "Running", "containerStatuses": [container_status(running())]}
+
+    kube.cluster.update("Pod", NAMESPACE, pod, scheduled_and_running)
     await reconcile()
-    pod["status"] = {"phase": "Succeeded", "containerStatuses": [container_status(terminated(0))]}
-    kube._bump(pod)
+    succeeded = {"phase": "Succeeded", "containerStatuses": [container_status(terminated(0))]}
+    kube.cluster.update("Pod", NAMESPACE, pod, lambda body: body.update(status=succeeded))
     await reconcile()  # the outcome
     await reconcile()  # the Pod released
     await reconcile()  # nothing left to do

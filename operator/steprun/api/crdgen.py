@@ -14,12 +14,11 @@ import copy
 import difflib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from steprun.api.models import (
     ENV_NAME_PATTERN,
@@ -38,6 +37,7 @@ from steprun.api.models import (
     WORKSPACE_PATHS_MESSAGE,
     WORKSPACE_ROOT,
     WORKSPACE_TEMPLATE_MESSAGE,
+    ApiModel,
     Mode,
     SandboxPolicySpec,
     StepRunSpec,
@@ -213,22 +213,15 @@ def _is_untyped_ok(node: Schema) -> bool:
 # ---------------------------------------------------------------- CEL rules
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One x-kubernetes-validations entry."""
+class Rule(ApiModel):
+    """One x-kubernetes-validations entry, as the CRD holds it (``to_api``)."""
+
+    model_config = ConfigDict(frozen=True)
 
     rule: str
     message: str
     field_path: str | None = None
     reason: str | None = None
-
-    def to_schema(self) -> Schema:
-        out: Schema = {"rule": self.rule, "message": self.message}
-        if self.field_path is not None:
-            out["fieldPath"] = self.field_path
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
 
 
 FORBIDDEN = "FieldValueForbidden"
@@ -317,7 +310,7 @@ def spec_immutability_rules(spec_properties: Iterable[str]) -> tuple[Rule, ...]:
 
 def spec_mode_rules() -> tuple[Rule, ...]:
     """What each mode requires and forbids."""
-    local, sandbox = cel_string(Mode.LOCAL.value), cel_string(Mode.SANDBOX.value)
+    sandbox = cel_string(Mode.SANDBOX.value)
     from_plugin = {
         "image": "spec.image must not be set for mode sandbox: the image comes from the plugin",
         "command": (
@@ -336,17 +329,14 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             field_path=".script",
             reason=FORBIDDEN,
         ),
-        Rule(
-            rule=f"self.mode != {local} || has(self.image)",
-            message="spec.image is required for mode local",
-            field_path=".image",
-            reason=REQUIRED,
-        ),
-        Rule(
-            rule=f"self.mode != {sandbox} || has(self.sandbox)",
-            message="spec.sandbox is required for mode sandbox",
-            field_path=".sandbox",
-            reason=REQUIRED,
+        *(
+            Rule(
+                rule=f"self.mode != {cel_string(mode.value)} || has(self.{field})",
+                message=f"spec.{field} is required for mode {mode.value}",
+                field_path=f".{field}",
+                reason=REQUIRED,
+            )
+            for mode, field in ((Mode.LOCAL, "image"), (Mode.SANDBOX, "sandbox"))
         ),
         Rule(
             rule=f"self.mode == {sandbox} || !has(self.sandbox)",
@@ -637,7 +627,7 @@ def attach_rules(root: Schema, rules: Mapping[str, Iterable[Rule]]) -> None:
     """Add each path's rules to the x-kubernetes-validations of its node, in order."""
     for path, path_rules in rules.items():
         node_at(root, path).setdefault("x-kubernetes-validations", []).extend(
-            rule.to_schema() for rule in path_rules
+            rule.to_api() for rule in path_rules
         )
 
 

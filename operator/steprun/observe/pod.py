@@ -350,6 +350,18 @@ def _uploading(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return not _mapping(uploader.get("state")).get("terminated")
 
 
+def _stuck(reason: str, message: str, stuck_reason: str, stuck_message: str) -> PodObservation:
+    """A Pod that cannot start as it is; ``stuck_*`` are the kubelet's or the scheduler's
+    words, which a startup timeout reports."""
+    return PodObservation(
+        state="pending",
+        reason=reason,
+        message=message,
+        stuck_reason=stuck_reason,
+        stuck_message=stuck_message,
+    )
+
+
 def _pending(
     pod: Mapping[str, Any], status: Mapping[str, Any], container: Mapping[str, Any]
 ) -> PodObservation:
@@ -361,52 +373,28 @@ def _pending(
         kubelet_reason = waiting.get("reason")
         if kubelet_reason in STARTUP_FAILURE_REASONS:
             kubelet_message = waiting.get("message") or kubelet_reason
+            reason = kubelet_reason
+            message = f"the step's container cannot be created: {kubelet_message}"
             if kubelet_reason in IMAGE_PULL_REASONS:
                 image = candidate.get("image") or _step_spec(pod).get("image")
-                return PodObservation(
-                    state="pending",
-                    reason=Reason.IMAGE_PULL_FAILED.value,
-                    message=(
-                        f'cannot pull image "{image}" ({kubelet_reason}): {kubelet_message}; '
-                        "check the image name and the registry credentials"
-                    ),
-                    stuck_reason=kubelet_reason,
-                    stuck_message=kubelet_message,
+                reason = Reason.IMAGE_PULL_FAILED.value
+                message = (
+                    f'cannot pull image "{image}" ({kubelet_reason}): {kubelet_message}; '
+                    "check the image name and the registry credentials"
                 )
-            return PodObservation(
-                state="pending",
-                reason=kubelet_reason,
-                message=f"the step's container cannot be created: {kubelet_message}",
-                stuck_reason=kubelet_reason,
-                stuck_message=kubelet_message,
-            )
+            return _stuck(reason, message, kubelet_reason, kubelet_message)
 
     scheduled = _condition(status, "PodScheduled")
     if scheduled.get("status") == "False":
         scheduler_reason = scheduled.get("reason") or "Unscheduled"
         scheduler_message = scheduled.get("message") or scheduler_reason
-        if scheduler_reason == UNSCHEDULABLE and _is_about_claims(scheduler_message):
-            return PodObservation(
-                state="pending",
-                reason=Reason.WORKSPACE_UNAVAILABLE.value,
-                message=(
-                    f"the Pod cannot be scheduled: {scheduler_message}; check the claims of "
-                    "spec.workspaces and their StorageClass"
-                ),
-                stuck_reason=UNSCHEDULABLE,
-                stuck_message=scheduler_message,
-            )
         if scheduler_reason == UNSCHEDULABLE:
-            return PodObservation(
-                state="pending",
-                reason=UNSCHEDULABLE,
-                message=(
-                    f"the Pod cannot be scheduled: {scheduler_message}; check the step's "
-                    "resources, nodeSelector and tolerations"
-                ),
-                stuck_reason=UNSCHEDULABLE,
-                stuck_message=scheduler_message,
-            )
+            reason, check = UNSCHEDULABLE, "the step's resources, nodeSelector and tolerations"
+            if _is_about_claims(scheduler_message):
+                reason = Reason.WORKSPACE_UNAVAILABLE.value
+                check = "the claims of spec.workspaces and their StorageClass"
+            message = f"the Pod cannot be scheduled: {scheduler_message}; check {check}"
+            return _stuck(reason, message, UNSCHEDULABLE, scheduler_message)
         # E.g. SchedulingGated: held back on purpose by another controller, not stuck.
         return PodObservation(
             state="pending",

@@ -111,21 +111,8 @@ class SandboxDecision:
             return any(fnmatch.fnmatchcase(name, p) for p in self.allowed_env)
         return not any(fnmatch.fnmatchcase(name, p) for p in HOOK_ENV_PATTERNS)
 
-    @property
-    def secrets_allowed(self) -> bool:
-        return Permission.SECRETS_READ in self.granted
-
-    @property
-    def egress_allowed(self) -> bool:
-        return Permission.NETWORK_EGRESS in self.granted
-
-    @property
-    def writable_root(self) -> bool:
-        return Permission.FILESYSTEM_WRITABLE in self.granted
-
-    @property
-    def workspaces_allowed(self) -> bool:
-        return Permission.WORKSPACES_MOUNT in self.granted
+    def grants(self, permission: Permission) -> bool:
+        return permission in self.granted
 
     @property
     def runs_script(self) -> bool:

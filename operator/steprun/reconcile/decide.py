@@ -51,11 +51,16 @@ class Wait:
 
 @dataclass(frozen=True)
 class StartAttempt:
+    """Create the context and the Pod of attempt ``attempt`` (1 for a new step, the next one
+    once a retry's backoff has passed); creating what already exists adopts it."""
+
     attempt: int
 
 
 @dataclass(frozen=True)
 class MarkRunning:
+    """The Pod's container has started: record it once, with the kubelet's ``start_time``."""
+
     start_time: str | None
 
 
@@ -78,12 +83,16 @@ class RepairContext:
 
 @dataclass(frozen=True)
 class Cancel:
+    """spec.cancel is set: delete every Pod of the step (``pod_name``, the one status knows, if
+    it still exists) and end it Cancelled."""
+
     pod_name: str | None
 
 
 @dataclass(frozen=True)
 class ExpireTtl:
-    pass
+    """The step finished ttlSecondsAfterFinished ago: delete the StepRun (its children go with
+    it by owner reference)."""
 
 
 @dataclass(frozen=True)
