@@ -6,13 +6,15 @@ then at each size starts a fresh operator, lets it list everything and settle, a
 resident memory (VmRSS) and peak (VmHWM) from /proc. A fresh start is the worst case: the
 operator relists everything after a restart. Writes a Markdown report with the curve.
 
-    BENCH_MEMORY_SIZES=0,1000,2500,5000,10000 python -m bench.memory   # needs hack/kwok-up.sh N
+    python -m bench.memory          # BENCH_MEMORY_SIZES=0,1000,...; needs hack/kwok-up.sh N
 
-``BENCH_MEMORY_PYTHON`` runs another build of the operator (e.g. main's virtualenv) for
-comparison. ``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one,
-counting the StepRuns already in it, so a later run adds only the difference to larger sizes
-(creating the objects is the slow part). Needs the CRDs applied and kwok nodes (the Pods must
-end Succeeded somewhere).
+``BENCH_MEMORY_PYTHON`` runs another build of the operator; ``BENCH_MEMORY_BASELINE_PYTHON``
+also measures that build (e.g. main's virtualenv) at each size, beside this one.
+``BENCH_MEMORY_NAMESPACE`` fills (and keeps) that namespace instead of a fresh one, counting
+the StepRuns already in it, so a later run adds only the difference to larger sizes (creating
+the objects is the slow part) and a smaller size deletes the surplus (with its Pods). Needs the
+CRDs applied and kwok nodes (the Pods must end Succeeded somewhere). The report names the
+commit it measured and refuses a tree with local changes unless ``BENCH_ALLOW_LOCAL_CHANGES=1``.
 """
 
 from __future__ import annotations
@@ -28,16 +30,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import machine
 from bench.kube import Api, ApiError
 from bench.operator import OperatorProcess
 from bench.procstat import cpu_seconds, memory_bytes
+from bench.scenario import _operator_metrics
 from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION, RUN_DURATION_ANNOTATION
 
 GROUP_VERSION = "steprun.dev/v1alpha1"
 CONCURRENCY = 32
 # The operator has settled once it uses less CPU than this per second, twice in a row.
 SETTLED_CPU_PER_SECOND = 0.02
-LIMIT_BYTES = 250 * 1024 * 1024
+# Issue 12's bound, 250 MB, and issue 16's per retained StepRun, 15 KB (decimal units).
+LIMIT_BYTES = 250 * 10**6
+PER_STEPRUN_LIMIT_BYTES = 15 * 10**3
+DEFAULT_SIZES = "0,1000,2500,5000,7500,10000"
+LISTED_WITHIN_SECONDS = 600
 
 
 def _log(text: str) -> None:
@@ -157,12 +165,41 @@ async def _retain(api: Api, namespace: str, start: int, stop: int) -> None:
     await asyncio.gather(*(one(i) for i in range(start, stop)))
 
 
-async def _retained(api: Api, namespace: str) -> int:
-    """How many StepRuns ``namespace`` holds (0 when it does not exist)."""
+async def _shrink(api: Api, namespace: str, start: int, stop: int) -> None:
+    """Deletes StepRuns ``start`` to ``stop`` - 1 and their Pods (at once, no grace), and waits
+    until both are gone."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    query = {"gracePeriodSeconds": "0"}
+
+    async def one(index: int) -> None:
+        name = f"done-{index:05d}"
+        async with gate:
+            for path in (
+                f"/api/v1/namespaces/{namespace}/pods/{name}-1",
+                f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns/{name}",
+            ):
+                try:
+                    await api.request("DELETE", path, query=query)
+                except ApiError as error:
+                    if error.status != 404:
+                        raise
+
+    await asyncio.gather(*(one(i) for i in range(start, stop)))
+    for _ in range(300):
+        left = [await _retained(api, namespace, plural) for plural in ("stepruns", "pods")]
+        if max(left) <= start:
+            return
+        await asyncio.sleep(2)
+    raise SystemExit(f"{namespace} still holds {left} StepRuns and Pods, not {start}")
+
+
+async def _retained(api: Api, namespace: str, plural: str = "stepruns") -> int:
+    """How many StepRuns (or Pods) ``namespace`` holds (0 when it does not exist)."""
+    base = f"/apis/{GROUP_VERSION}" if plural == "stepruns" else "/api/v1"
     try:
         listed = await api.request(
             "GET",
-            f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns",
+            f"{base}/namespaces/{namespace}/{plural}",
             query={"limit": "1"},
         )
     except ApiError as error:
@@ -181,6 +218,37 @@ class Point:
     settle_seconds: float
 
 
+def listed_so_far(metrics: str) -> tuple[int, int]:
+    """From the operator's metrics: the StepRuns it has seen (its phase gauge) and how many
+    events it has queued (one per StepRun and one per Pod event at least)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stepruns = adds = 0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "steprun_stepruns":
+                stepruns += int(sample.value)
+            elif sample.name == "steprun_workqueue_adds_total":
+                adds += int(sample.value)
+    return stepruns, adds
+
+
+async def _until_listed(port: int, size: int) -> None:
+    """A quiet CPU alone is no proof of having listed: a slow list response keeps the operator
+    idle while it waits. Every StepRun must be in its phase gauge and every StepRun and Pod
+    event queued."""
+    deadline = time.monotonic() + LISTED_WITHIN_SECONDS
+    while True:
+        text = await _operator_metrics(port)
+        if text is not None:
+            stepruns, adds = listed_so_far(text)
+            if stepruns >= size and adds >= 2 * size:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not list {size} StepRuns and Pods in time")
+        await asyncio.sleep(1)
+
+
 async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, python: str) -> Point:
     operator = OperatorProcess(
         kubeconfig=kubeconfig,
@@ -192,6 +260,7 @@ async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, pyth
     started = time.monotonic()
     await operator.start()
     try:
+        await _until_listed(operator.metrics_port, size)
         previous = cpu_seconds(operator.pid)
         quiet = 0
         while quiet < 2:
@@ -205,23 +274,70 @@ async def _measure(kubeconfig: Path, namespace: str, work: Path, size: int, pyth
         await operator.stop()
 
 
-def _report(points: list[Point], out: Path, python: str) -> None:
+def bytes_per_steprun(points: list[Point]) -> float | None:
+    """The slope of RSS against retained StepRuns (least squares over every point): what each
+    retained StepRun with its Pod costs, the empty operator's own memory left out."""
+    if len({p.stepruns for p in points}) < 2:
+        return None
+    n = len(points)
+    mean_x = sum(p.stepruns for p in points) / n
+    mean_y = sum(p.rss for p in points) / n
+    covariance = sum((p.stepruns - mean_x) * (p.rss - mean_y) for p in points)
+    variance = sum((p.stepruns - mean_x) ** 2 for p in points)
+    return covariance / variance
+
+
+def _verdicts(points: list[Point]) -> list[str]:
+    largest = max(points, key=lambda p: p.stepruns)
+    verdict = "within" if largest.rss <= LIMIT_BYTES else "ABOVE"
+    lines = [
+        f"RSS at {largest.stepruns} retained StepRuns: {largest.rss / 10**6:.0f} MB "
+        f"({largest.rss / 2**20:.0f} MiB), {verdict} the 250 MB bound."
+    ]
+    slope = bytes_per_steprun(points)
+    if slope is not None:
+        per = "within" if slope <= PER_STEPRUN_LIMIT_BYTES else "ABOVE"
+        lines.append(
+            f"Per retained StepRun with its Pod (slope of the fit): {slope / 10**3:.1f} KB "
+            f"({slope / 2**10:.1f} KiB), {per} the 15 KB target."
+        )
+    return lines
+
+
+def _report(
+    points: list[Point],
+    out: Path,
+    python: str,
+    revision: str,
+    baseline: list[Point] | None = None,
+    baseline_python: str = "",
+) -> None:
+    """``baseline``: the same sizes measured with another build (``baseline_python``)."""
+    before = {p.stepruns: p for p in baseline or []}
     lines = [
         f"# Operator memory against retained terminal StepRuns ({datetime.now(UTC):%Y-%m-%d})",
         "",
         "Each row: a fresh operator started against one namespace holding that many finished",
-        "StepRuns, each with its finished Pod on a kwok node; measured once it settled (CPU below",
-        f"{SETTLED_CPU_PER_SECOND} s/s). `python -m bench.memory`; operator: `{python}`.",
+        "StepRuns, each with its finished Pod on a kwok node; measured once it had listed them",
+        f"all and settled (CPU below {SETTLED_CPU_PER_SECOND} s/s). `python -m bench.memory` from",
+        f"revision `{revision}`; operator: `{python}`"
+        + (f", baseline: `{baseline_python}`." if baseline else "."),
         "",
-        "| retained StepRuns (+ Pods) | RSS (MiB) | peak RSS (MiB) | settled after (s) |",
-        "|---:|---:|---:|---:|",
+        "| retained StepRuns (+ Pods) | RSS (MiB) | RSS (MB) | peak RSS (MiB) | settled (s) |"
+        + (" baseline RSS (MiB) | baseline peak (MiB) |" if baseline else ""),
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if baseline else ""),
     ]
     for p in points:
-        mib, peak = p.rss / 2**20, p.peak / 2**20
-        lines.append(f"| {p.stepruns} | {mib:.0f} | {peak:.0f} | {p.settle_seconds:.0f} |")
-    worst = max(p.rss for p in points)
-    verdict = "within" if worst <= LIMIT_BYTES else "ABOVE"
-    lines += ["", f"Largest RSS {worst / 2**20:.0f} MiB: {verdict} the 250 MiB bound.", ""]
+        mib, mb, peak = p.rss / 2**20, p.rss / 10**6, p.peak / 2**20
+        row = f"| {p.stepruns} | {mib:.0f} | {mb:.0f} | {peak:.0f} | {p.settle_seconds:.0f} |"
+        if baseline:
+            b = before.get(p.stepruns)
+            row += f" {b.rss / 2**20:.0f} | {b.peak / 2**20:.0f} |" if b else " | |"
+        lines.append(row)
+    lines += ["", *_verdicts(points)]
+    if baseline:
+        lines += ["", "Baseline:", *_verdicts(baseline)]
+    lines.append("")
     try:
         import matplotlib
 
@@ -229,11 +345,17 @@ def _report(points: list[Point], out: Path, python: str) -> None:
         import matplotlib.pyplot as plt
 
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot([p.stepruns for p in points], [p.rss / 2**20 for p in points], "o-", label="RSS")
-        axis.plot(
-            [p.stepruns for p in points], [p.peak / 2**20 for p in points], "s--", label="peak"
-        )
-        axis.axhline(250, color="grey", linestyle=":", label="250 MiB")
+        sizes = [p.stepruns for p in points]
+        axis.plot(sizes, [p.rss / 2**20 for p in points], "o-", label="RSS")
+        axis.plot(sizes, [p.peak / 2**20 for p in points], "s--", label="peak")
+        if baseline:
+            axis.plot(
+                [p.stepruns for p in baseline],
+                [p.rss / 2**20 for p in baseline],
+                "^:",
+                label="RSS, baseline",
+            )
+        axis.axhline(LIMIT_BYTES / 2**20, color="grey", linestyle=":", label="250 MB")
         axis.set_xlabel("retained terminal StepRuns")
         axis.set_ylabel("MiB")
         axis.legend()
@@ -247,8 +369,17 @@ def _report(points: list[Point], out: Path, python: str) -> None:
 
 async def main() -> None:
     kubeconfig = Path(os.environ.get("KUBECONFIG", ".cluster/kubeconfig"))
-    sizes = [int(s) for s in os.environ.get("BENCH_MEMORY_SIZES", "0,1000,2500,5000").split(",")]
+    sizes = [int(s) for s in os.environ.get("BENCH_MEMORY_SIZES", DEFAULT_SIZES).split(",")]
     python = os.environ.get("BENCH_MEMORY_PYTHON", sys.executable)
+    baseline_python = os.environ.get("BENCH_MEMORY_BASELINE_PYTHON", "")
+    revision, dirty = machine.revision()
+    if dirty:
+        if os.environ.get("BENCH_ALLOW_LOCAL_CHANGES") != "1":
+            raise SystemExit(
+                "the tree differs from its commit: commit first (the report names the revision "
+                "it measured), or set BENCH_ALLOW_LOCAL_CHANGES=1"
+            )
+        revision += " WITH LOCAL CHANGES"
     out = Path(
         os.environ.get(
             "BENCH_MEMORY_REPORT",
@@ -260,6 +391,7 @@ async def main() -> None:
     api = await Api.connect(str(kubeconfig))
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     points: list[Point] = []
+    baseline: list[Point] = []
     try:
         retained = await _retained(api, namespace) if kept else 0
         try:
@@ -267,17 +399,30 @@ async def main() -> None:
         except ApiError as error:
             if not (kept and error.status == 409):
                 raise
-        for size in sorted(sizes):
+        # A kept namespace that is already full is measured from its size down.
+        for size in sorted(sizes, reverse=bool(kept) and retained >= max(sizes)):
             if size < retained:
-                _log(f"{size}: skipped, {namespace} already holds {retained}")
-                continue
-            _log(f"retaining {size - retained} more StepRuns (to {size})")
-            await _retain(api, namespace, retained, size)
+                _log(f"deleting {retained - size} StepRuns and their Pods (to {size})")
+                await _shrink(api, namespace, size, retained)
+            else:
+                _log(f"retaining {size - retained} more StepRuns (to {size})")
+                await _retain(api, namespace, retained, size)
             retained = size
             point = await _measure(kubeconfig, namespace, work, size, python)
             _log(f"{size}: RSS {point.rss / 2**20:.0f} MiB, peak {point.peak / 2**20:.0f} MiB")
             points.append(point)
-            _report(points, out, python)
+            if baseline_python:
+                other = await _measure(kubeconfig, namespace, work, size, baseline_python)
+                _log(f"{size}, baseline: RSS {other.rss / 2**20:.0f} MiB")
+                baseline.append(other)
+            _report(
+                sorted(points, key=lambda p: p.stepruns),
+                out,
+                python,
+                revision,
+                sorted(baseline, key=lambda p: p.stepruns),
+                baseline_python,
+            )
     finally:
         try:
             if not kept:

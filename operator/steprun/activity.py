@@ -17,21 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from steprun.log import get_logger
+from steprun.timeutil import parse_time_or_none
 
 POLL_SECONDS = 5.0
 # Readiness lapses when the peering object could not be read for this many polls in a row.
 STALE_POLLS = 3
 _log = get_logger("steprun.activity")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def is_active(
@@ -41,7 +32,7 @@ def is_active(
     for peer, record in records.items():
         if peer == identity:
             continue
-        seen = _parse(record.get("lastseen"))
+        seen = parse_time_or_none(record.get("lastseen"))
         lifetime = timedelta(seconds=int(record.get("lifetime") or 60))
         if seen is None or seen + lifetime <= now:
             continue  # dead: kopf ignores it (and cleans it up)

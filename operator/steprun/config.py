@@ -6,6 +6,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -65,6 +66,24 @@ class NamespaceArtifactRepository(BaseModel):
 def _key_prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/" if prefix else ""
+
+
+# The admin's allow-lists of podTemplate keys for local steps: metadata with an unlisted key is
+# left off the Pod, scheduling with an unlisted key rejects the step.
+def _keys_passed_on(podtemplate_field: str) -> Any:
+    return Field(
+        default_factory=list,
+        description=f"Glob patterns of podTemplate.{podtemplate_field} keys that reach a local "
+        "step's Pod (JSON list; none by default: other keys are left off).",
+    )
+
+
+def _keys_allowed(podtemplate_field: str) -> Any:
+    return Field(
+        default_factory=list,
+        description=f"Glob patterns of podTemplate.{podtemplate_field} keys a local step may use "
+        "(JSON list; none by default: a step using another key is Rejected).",
+    )
 
 
 class OperatorConfig(BaseSettings):
@@ -173,26 +192,10 @@ class OperatorConfig(BaseSettings):
         description="Local step Pods get seccomp RuntimeDefault, no privilege escalation and "
         "no ServiceAccount token unless the step names a serviceAccountName.",
     )
-    pod_label_keys: list[str] = Field(
-        default_factory=list,
-        description="Glob patterns of podTemplate.labels keys that reach a local step's Pod "
-        "(JSON list; none by default: other keys are left off).",
-    )
-    pod_annotation_keys: list[str] = Field(
-        default_factory=list,
-        description="Glob patterns of podTemplate.annotations keys that reach a local step's "
-        "Pod (JSON list; none by default).",
-    )
-    node_selector_keys: list[str] = Field(
-        default_factory=list,
-        description="Glob patterns of podTemplate.nodeSelector keys a local step may use "
-        "(JSON list; none by default: a step using another key is Rejected).",
-    )
-    toleration_keys: list[str] = Field(
-        default_factory=list,
-        description="Glob patterns of podTemplate.tolerations keys a local step may use "
-        "(JSON list; none by default: a step using another key is Rejected).",
-    )
+    pod_label_keys: list[str] = _keys_passed_on("labels")
+    pod_annotation_keys: list[str] = _keys_passed_on("annotations")
+    node_selector_keys: list[str] = _keys_allowed("nodeSelector")
+    toleration_keys: list[str] = _keys_allowed("tolerations")
     allow_wildcard_toleration: bool = Field(
         False,
         description="Whether a toleration without a key (tolerates every taint, control-plane "

@@ -238,3 +238,14 @@ def sandbox_steps(
     """StepRuns of a restricted namespace, with the sandbox-Pod admission policy enforced, so
     every sandbox Pod the operator creates there also proves both admit it."""
     return Steps(api_client, restricted_namespace)
+
+
+def read_store_env(kubeconfig: str) -> dict[str, str]:
+    path = Path(kubeconfig).resolve().parent / "store" / "store.env"
+    if not path.exists():
+        pytest.fail(
+            f"no artifact store for this cluster ({path} is missing): hack/cluster-up.sh starts "
+            "one (hack/store-up.sh)"
+        )
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}

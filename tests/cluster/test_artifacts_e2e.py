@@ -24,6 +24,7 @@ from kubernetes import client
 
 from steprun.artifacts.store import ArtifactStore, Credentials, Repository
 from steprun.client import ArtifactNotFound, StepRunClient
+from tests.cluster.conftest import read_store_env
 from tests.conftest import SESSION_PREFIX
 from tests.support.operator_process import OperatorProcess
 from tests.support.steps import Steps, eventually
@@ -33,17 +34,6 @@ STEP_IMAGE = "steprun.local/step:1"
 STORE_PREFIX = f"{SESSION_PREFIX}a"
 DOWN_PREFIX = f"{SESSION_PREFIX}d"
 KEY_PREFIX = f"e2e-{uuid.uuid4().hex[:6]}/"
-
-
-def read_store_env(kubeconfig: str) -> dict[str, str]:
-    path = Path(kubeconfig).resolve().parent / "store" / "store.env"
-    if not path.exists():
-        pytest.fail(
-            f"no artifact store for this cluster ({path} is missing): hack/cluster-up.sh starts "
-            "one (hack/store-up.sh)"
-        )
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from kubernetes import client as k8s
 from steprun.cli import exit_codes
 from steprun.cli.output import steprun_document
 from steprun.client import StepRunClient
+from tests.support.cli import cli_process
 from tests.support.operator_process import OperatorProcess
-from tests.support.signals import default_sigint
 from tests.support.steps import eventually
 from tests.unit.test_cli_validation import ACCEPTED, REFUSED
 
@@ -88,31 +88,22 @@ def test_logs_wait_get_and_list_after_the_fact(cli: Cli, step_image: str) -> Non
     assert len(document["status"]["attempts"]) == 2
 
 
+@pytest.mark.usefixtures("operator")
 def test_ctrl_c_cancels_the_step_and_exits_130(
-    cli_env: dict[str, str], step_image: str, namespace: str, api_client: k8s.ApiClient
+    kubeconfig: str, step_image: str, namespace: str, api_client: k8s.ApiClient
 ) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "steprun",
-            "run",
-            "interrupted",
-            "-n",
-            namespace,
-            "--image",
-            step_image,
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 300",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env,
-        cwd=REPO,
-        preexec_fn=default_sigint,
+    process = cli_process(
+        kubeconfig,
+        "run",
+        "interrupted",
+        "-n",
+        namespace,
+        "--image",
+        step_image,
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 300",
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "started\n"

@@ -31,6 +31,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.cluster.conftest import read_store_env
 from tests.support.steps import Steps, eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -781,12 +782,20 @@ class NamespacedDeployment:
         return f"system:serviceaccount:{self.namespace}:steprun-operator"
 
 
+STORE_SECRET = "artifact-store"
+
+
 @pytest.fixture(scope="module")
 def namespaced(
-    api_client: client.ApiClient, helm: list[str], operator_image: str, crds: None
+    api_client: client.ApiClient,
+    helm: list[str],
+    operator_image: str,
+    crds: None,
+    kubeconfig: str,
 ) -> Iterator[NamespacedDeployment]:
     """A one-replica release watching one namespace by name: its namespaced rights are a Role
-    there, not cluster-wide."""
+    there, not cluster-wide; with the cluster's artifact store, whose credentials it reads in
+    its own namespace."""
     suffix = uuid.uuid4().hex[:6]
     deployed = NamespacedDeployment(
         release=f"steprun-ns-{suffix}",
@@ -797,11 +806,28 @@ def namespaced(
     core = client.CoreV1Api(api_client)
     for name in (deployed.namespace, deployed.watched, deployed.unwatched):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    store = read_store_env(kubeconfig)
+    core.create_namespaced_secret(
+        deployed.namespace,
+        {
+            "metadata": {"name": STORE_SECRET},
+            "stringData": {
+                "accessKey": store["STORE_ACCESS_KEY"],
+                "secretKey": store["STORE_SECRET_KEY"],
+            },
+        },
+    )
     repository, tag = operator_image.rsplit(":", 1)
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "replicas": 1,
         "watchNamespaces": [deployed.watched],
+        "artifactRepository": {
+            "endpoint": store["STORE_ENDPOINT"],
+            "bucket": store["STORE_BUCKET"],
+            "keyPrefix": f"{deployed.release}/",
+            "credentialsSecret": STORE_SECRET,
+        },
         "admission": {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": deployed.watched}}
         },
@@ -826,6 +852,8 @@ def test_a_namespaced_install_confines_the_operator_to_its_namespaces(
         ("create", "pods", ns),
         ("watch", "stepruns.steprun.dev", ns),
         ("patch", "stepruns.steprun.dev/status", ns),
+        # The artifact store's credentials, and no other Secret of its own namespace.
+        ("get", f"secrets:{STORE_SECRET}", namespaced.namespace),
     ]
     denied = [
         *(
@@ -850,6 +878,12 @@ def test_a_namespaced_install_confines_the_operator_to_its_namespaces(
     steps.create("confined", {**spec, "context": {"secrets": secret}})
     status = steps.wait_terminal("confined", timeout=120)
     assert status["phase"] == "Succeeded", status
+    outputs = {"outputs": [{"name": "report", "path": "/workspace/report.txt"}]}
+    script = "echo ok > /workspace/report.txt"
+    steps.create("uploads", {**spec, "script": script, "artifacts": outputs})
+    status = steps.wait_terminal("uploads", timeout=120)
+    assert status["phase"] == "Succeeded", status
+    assert [a["name"] for a in status["artifacts"]] == ["report"], status
 
 
 # ---------------------------------------------------------------- HA

@@ -14,6 +14,8 @@ from kopf._cogs.structs.references import Resource
 from kopf._core.engines.peering import process_peering_event
 
 from steprun.activity import STALE_POLLS, Activity, is_active
+from steprun.kube.errors import Transient
+from tests.support.fake_kube import FakeKube
 
 ME, PRIORITY = "steprun-operator-1", 99
 NOW = datetime.now(UTC)
@@ -63,20 +65,18 @@ async def test_is_active_agrees_with_kopf(records: dict[str, Any]) -> None:
     assert is_active(records, ME, PRIORITY, datetime.now(UTC)) is not await kopf_pauses(records)
 
 
-class FakeKube:
-    def __init__(self, status: dict[str, Any] | None, fail: bool = False) -> None:
-        self.status = status
-        self.fail = fail
-        self.selectors: list[str | None] = []
+def peering(name: str, records: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": name},
+        "status": records,
+    }
 
-    async def list(
-        self, kind: str, namespace: str | None, *, field_selector: str | None = None
-    ) -> list[dict[str, Any]]:
-        assert kind == "ClusterKopfPeering" and namespace is None
-        self.selectors.append(field_selector)
-        if self.fail:
-            raise ConnectionError("refused")
-        return [] if self.status is None else [{"status": self.status}]
+
+def unreachable(times: int) -> list[Transient]:
+    """What the access layer raises when the API server refuses connections."""
+    return [Transient(0, "", "Cannot connect to host: connection refused")] * times
 
 
 async def test_polls_flip_activity_and_tell_listeners() -> None:
@@ -85,19 +85,26 @@ async def test_polls_flip_activity_and_tell_listeners() -> None:
     activity.on_change.append(changes.append)
     # The records are dated from NOW (import time): polling at NOW keeps them as written
     # however long after collection the test runs.
-    kube = FakeKube(CASES["higher-live"])
+    kube = FakeKube()
+    kube.put(peering("steprun", CASES["higher-live"]))
+    # Another operator's peering, in which this replica would be active: never read.
+    kube.put(peering("another", CASES["alone"]))
     await activity.poll_once(kube, NOW)
     assert not activity.active and changes == []
-    kube.status = CASES["higher-dead"]
+    records = CASES["higher-dead"]
+    kube.cluster.update("ClusterKopfPeering", None, "steprun", lambda o: o.update(status=records))
     await activity.poll_once(kube, NOW)
     assert activity.active and changes == [True]
-    assert kube.selectors == ["metadata.name=steprun"] * 2
+    assert kube.count("list", "ClusterKopfPeering") == 2
 
 
 async def test_standalone_is_always_active() -> None:
     activity = Activity(peering="", identity=ME, priority=0)
-    await activity.poll_once(FakeKube(None, fail=True), datetime.now(UTC))
+    kube = FakeKube()
+    kube.fail("list", "ClusterKopfPeering", *unreachable(1))
+    await activity.poll_once(kube, datetime.now(UTC))
     assert activity.active
+    assert kube.count("list", "ClusterKopfPeering") == 0
 
 
 async def test_readiness_means_started_reachable_and_not_stopping() -> None:
@@ -105,12 +112,13 @@ async def test_readiness_means_started_reachable_and_not_stopping() -> None:
     assert activity.ready() == (False, "starting: the watches are not established yet")
     activity.started = True
     assert activity.ready() == (True, "standing by")
-    kube = FakeKube(None, fail=True)
+    kube = FakeKube()
+    kube.fail("list", "ClusterKopfPeering", *unreachable(STALE_POLLS))
     for _ in range(STALE_POLLS):
         await activity.poll_once(kube, datetime.now(UTC))
     ok, why = activity.ready()
     assert not ok and "did not answer" in why
-    kube.fail = False
+    # The API server answers again (no peering object: standing alone).
     await activity.poll_once(kube, datetime.now(UTC))
     assert activity.ready() == (True, "active")
     activity.stopping = True

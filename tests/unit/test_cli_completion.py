@@ -10,14 +10,13 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from steprun.cli.completion import completion_script
 from steprun.cli.main import main
-from tests.unit.test_client_http import FakeApiServer
+from tests.support.fake_apiserver import FakeApiServer, steprun
 
 BASH = shutil.which("bash")
 
@@ -29,19 +28,17 @@ def script(shell: str) -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as running:
-        running.cluster.create("ns1", {"metadata": {"name": "alpha"}, "spec": {"image": "b"}})
-        running.cluster.create("ns1", {"metadata": {"name": "beta"}, "spec": {"image": "b"}})
-        running.cluster.create("ci", {"metadata": {"name": "ci-step"}, "spec": {"image": "b"}})
-        yield running
+def server(server: FakeApiServer) -> FakeApiServer:
+    for namespace, name in (("ns1", "alpha"), ("ns1", "beta"), ("ci", "ci-step")):
+        server.cluster.create(steprun(namespace, name))
+    return server
 
 
 @pytest.fixture
-def kubeconfig(server: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    path = server.kubeconfig(tmp_path, namespace="ns1")
-    monkeypatch.setenv("KUBECONFIG", path)
-    return path
+def kubeconfig(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The shell's environment: the fake API server's kubeconfig in KUBECONFIG."""
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    return kubeconfig
 
 
 def complete(monkeypatch: pytest.MonkeyPatch, line: str) -> list[str]:
@@ -115,7 +112,8 @@ def test_names_complete_from_the_cluster(
 def test_namespaces_complete_from_the_cluster(
     server: FakeApiServer, kubeconfig: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.cluster.namespaces = ["ci", "default", "ns1"]
+    for name in ("ci", "default", "ns1"):
+        server.cluster.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     assert complete(monkeypatch, "steprun list -n ") == ["ci", "default", "ns1"]
     assert complete(monkeypatch, "steprun -n c") == ["ci"]
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import io
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,55 +14,19 @@ import yaml
 
 from steprun.cli import exit_codes
 from steprun.cli.main import main
-from steprun.client import StepRunClient
-from steprun.client.backoff import Backoff
-from tests.support.signals import default_sigint
-from tests.unit.test_client_http import FakeApiServer, FakeCluster, finish, later
-
-NS = "ns1"
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as running:
-        yield running
-
-
-@pytest.fixture
-def kubeconfig(server: FakeApiServer, tmp_path: Path) -> str:
-    return server.kubeconfig(tmp_path, namespace=NS)
-
-
-def fast_client(args: argparse.Namespace) -> StepRunClient:
-    return StepRunClient.from_kubeconfig(
-        args.kubeconfig,
-        namespace=args.namespace,
-        watch_timeout_seconds=2,
-        poll_interval=0.05,
-        backoff=Backoff(retries=1, initial=0.01),
-    )
-
-
-def steprun_cli(kubeconfig: str, *argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(
-        ["--kubeconfig", kubeconfig, *argv], make_client=fast_client, stdout=out, stderr=err
-    )
-    return code, out.getvalue(), err.getvalue()
+from steprun.kube.errors import Refused
+from tests.support.cli import cli_process, steprun_cli
+from tests.support.fake_apiserver import NS, FakeApiServer, finish, later, status_of
+from tests.support.fake_cluster import FakeCluster
 
 
 def operate(cluster: FakeCluster, scenario: Callable[[str], None]) -> threading.Thread:
     """Runs ``scenario(name)`` once the first StepRun exists, like the operator reacting."""
 
     def wait_and_run() -> None:
-        with cluster.cond:
-            while not cluster.stepruns and not cluster.stopping:
-                cluster.cond.wait(0.1)
-            if cluster.stopping:
-                return
-            ((_, name),) = cluster.stepruns
-        scenario(name)
+        if cluster.wait_for(lambda: bool(cluster.of_kind("StepRun")), 120):
+            (name,) = cluster.names("StepRun", NS)
+            scenario(name)
 
     thread = threading.Thread(target=wait_and_run, daemon=True)
     thread.start()
@@ -101,7 +61,7 @@ def test_run_streams_logs_and_exits_zero(server: FakeApiServer, kubeconfig: str)
     assert out == "hello\nworld\n"
     assert "(ContainerCreating)" in err and "waiting for pod busybox-" in err
     assert "Succeeded" in err.splitlines()[-1]
-    (created,) = server.cluster.stepruns.values()
+    (created,) = server.cluster.of_kind("StepRun")
     assert created["spec"]["command"] == ["echo", "hi"]
     assert created["metadata"]["namespace"] == NS
 
@@ -144,18 +104,16 @@ def test_run_without_an_exit_code_uses_documented_codes(
 def test_run_detach_prints_the_name(server: FakeApiServer, kubeconfig: str) -> None:
     code, out, _ = steprun_cli(kubeconfig, "run", "d1", "--image", "b", "--detach", "--", "x")
     assert (code, out) == (0, "d1\n")
-    assert (NS, "d1") in server.cluster.stepruns
+    assert server.cluster.names("StepRun", NS) == ["d1"]
 
 
 def test_run_refused_by_the_server_exits_2_with_the_field(
     server: FakeApiServer, kubeconfig: str
 ) -> None:
-    server.cluster.invalid = {
-        "kind": "Status",
-        "code": 422,
-        "message": "spec.retries.limit: must be <= 20",
-        "details": {"causes": [{"field": "spec.retries.limit", "message": "must be <= 20"}]},
-    }
+    message = "spec.retries.limit: must be <= 20"
+    causes = [{"field": "spec.retries.limit", "message": "must be <= 20"}]
+    refusal = status_of(422, message, details={"causes": causes})
+    server.cluster.fail("create", "StepRun", Refused(422, "Invalid", message, refusal))
     code, _, err = steprun_cli(kubeconfig, "run", "--image", "b", "--", "x")
     assert code == exit_codes.USAGE
     assert "spec.retries.limit: must be <= 20" in err
@@ -166,7 +124,7 @@ def test_run_with_bad_arguments_exits_2_before_calling_the_server(
 ) -> None:
     code, _, err = steprun_cli(kubeconfig, "run", "--script", "echo")
     assert code == exit_codes.USAGE and "needs an image" in err
-    assert server.cluster.requests == []
+    assert server.requests == []
 
 
 # ---------------------------------------------------------------------- the other commands
@@ -199,9 +157,9 @@ def test_list_get_logs_cancel_delete(server: FakeApiServer, kubeconfig: str) -> 
 
     code, out_cancel, _ = steprun_cli(kubeconfig, "cancel", "b")
     assert code == 0 and "cancel requested" in out_cancel
-    assert cluster.get(NS, "b")["spec"]["cancel"] is True
+    assert cluster.get("StepRun", NS, "b")["spec"]["cancel"] is True
     assert steprun_cli(kubeconfig, "delete", "b")[0] == 0
-    assert (NS, "b") not in cluster.stepruns
+    assert cluster.names("StepRun", NS) == ["a"]
 
 
 def test_wait_timeout_and_missing_steps(server: FakeApiServer, kubeconfig: str) -> None:
@@ -232,7 +190,7 @@ def test_ctrl_c_cancels_the_step_and_exits_130(server: FakeApiServer, kubeconfig
         cluster.log(NS, pod, "working")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if cluster.get(NS, name)["spec"].get("cancel"):
+            if cluster.get("StepRun", NS, name)["spec"].get("cancel"):
                 cluster.set_pod_state(NS, pod, "terminated", "Error")
                 cluster.end_log(NS, pod)
                 finish(cluster, name, NS, phase="Cancelled", reason="Cancelled")
@@ -240,20 +198,11 @@ def test_ctrl_c_cancels_the_step_and_exits_130(server: FakeApiServer, kubeconfig
             time.sleep(0.05)
 
     operate(cluster, scenario)
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "steprun", "run", "--image", "b", "--", "sleep", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-        text=True,
-        preexec_fn=default_sigint,
-    )
+    process = cli_process(kubeconfig, "run", "--image", "b", "--", "sleep", "60")
     assert process.stdout is not None
     assert process.stdout.readline() == "working\n"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == exit_codes.CANCELLED, err
     assert "cancelling" in err and "Cancelled" in err.splitlines()[-1]
-    assert cluster.requests_of("PATCH")
+    assert server.requests_of("PATCH")

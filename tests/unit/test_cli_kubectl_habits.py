@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,14 @@ import yaml
 
 from steprun.api.models import StepRunSpec
 from steprun.cli import exit_codes
-from tests.support.signals import default_sigint
-from tests.unit.test_cli_http import NS, REPO, steprun_cli
-from tests.unit.test_client_http import FakeApiServer, FakeCluster, finish
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as running:
-        yield running
-
-
-@pytest.fixture
-def kubeconfig(server: FakeApiServer, tmp_path: Path) -> str:
-    return server.kubeconfig(tmp_path, namespace=NS)
+from steprun.kube.errors import Refused
+from tests.support.cli import REPO, cli_process, steprun_cli
+from tests.support.fake_apiserver import NS, FakeApiServer, finish, status_of, steprun
+from tests.support.fake_cluster import FakeCluster
 
 
 def add(cluster: FakeCluster, name: str, labels: dict[str, str] | None = None, **spec: Any) -> None:
-    metadata: dict[str, Any] = {"name": name, "labels": labels or {}}
-    code, _ = cluster.create(NS, {"metadata": metadata, "spec": {"image": "b", **spec}})
-    assert code == 201
+    cluster.create(steprun(NS, name, labels, **spec))
 
 
 # ---------------------------------------------------------------------- version
@@ -59,21 +46,24 @@ def test_version_prints_client_and_server(server: FakeApiServer, kubeconfig: str
 def test_get_yaml_is_the_object_as_served(server: FakeApiServer, kubeconfig: str) -> None:
     # A field this client's models do not know, and no defaults the models would add.
     server.cluster.create(
-        NS,
         {
             "apiVersion": "steprun.dev/v1alpha1",
             "kind": "StepRun",
-            "metadata": {"name": "raw", "managedFields": [{"manager": "kubectl"}]},
+            "metadata": {
+                "name": "raw",
+                "namespace": NS,
+                "managedFields": [{"manager": "kubectl"}],
+            },
             "spec": {"image": "b", "futureField": {"x": 1}},
-        },
+        }
     )
     code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml", "--show-managed-fields")
     assert code == 0
-    assert yaml.safe_load(out) == server.cluster.get(NS, "raw")
+    assert yaml.safe_load(out) == server.cluster.get("StepRun", NS, "raw")
     code, out, _ = steprun_cli(kubeconfig, "get", "raw", "-o", "yaml")
     served = yaml.safe_load(out)
     # Like kubectl: everything as served but metadata.managedFields.
-    stored = server.cluster.get(NS, "raw")
+    stored = server.cluster.get("StepRun", NS, "raw")
     del stored["metadata"]["managedFields"]
     assert served == stored
     assert "mode" not in served["spec"] and served["spec"]["futureField"] == {"x": 1}
@@ -107,9 +97,7 @@ def test_list_by_label_and_field_selector(server: FakeApiServer, kubeconfig: str
         kubeconfig, "list", "--workflow", "build", "-l", "team=web", "-o", "name"
     )
     assert out == "x3\n"
-    (query,) = [q for q in server.cluster.requests_of("GET", "stepruns") if "labelSelector" in q][
-        -1:
-    ]
+    (query,) = [q for q in server.requests_of("GET", "stepruns") if "labelSelector" in q][-1:]
     assert query["fieldSelector"] == ["spec.context.workflow.name=build"]
 
 
@@ -155,23 +143,10 @@ def test_a_bad_jsonpath_is_a_usage_error(kubeconfig: str) -> None:
 # ---------------------------------------------------------------------- watch
 
 
-def _cli_process(kubeconfig: str, *argv: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "steprun", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-        text=True,
-        preexec_fn=default_sigint,
-    )
-
-
 def test_list_watch_prints_each_change_until_ctrl_c(server: FakeApiServer, kubeconfig: str) -> None:
     add(server.cluster, "w1", {"team": "web"})
     add(server.cluster, "other", {"team": "data"})
-    process = _cli_process(kubeconfig, "list", "-w", "-l", "team=web")
+    process = cli_process(kubeconfig, "list", "-w", "-l", "team=web")
     assert process.stdout is not None
     assert process.stdout.readline().split()[:2] == ["NAME", "PHASE"]
     assert process.stdout.readline().split()[:2] == ["w1", "Pending"]
@@ -188,7 +163,7 @@ def test_list_watch_prints_each_change_until_ctrl_c(server: FakeApiServer, kubec
 def test_get_watch_follows_one_step(server: FakeApiServer, kubeconfig: str) -> None:
     add(server.cluster, "one")
     add(server.cluster, "two")
-    process = _cli_process(kubeconfig, "get", "one", "-w", "-o", "jsonpath={.status.phase}{'\\n'}")
+    process = cli_process(kubeconfig, "get", "one", "-w", "-o", "jsonpath={.status.phase}{'\\n'}")
     assert process.stdout is not None
     assert process.stdout.readline() == "\n"
     server.cluster.set_status(NS, "two", phase="Running")
@@ -209,9 +184,13 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
     add(cluster, "d", {"team": "web"}, script="make", retries={"limit": 2})
     pod = cluster.add_pod(NS, "d", 2)
     cluster.set_pod_state(NS, pod, "terminated", "Error")
-    cluster.pods[(NS, pod)]["status"]["containerStatuses"][0]["lastState"] = {
-        "terminated": {"reason": "OOMKilled", "exitCode": 137}
-    }
+    oom_killed = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    cluster.update(
+        "Pod",
+        NS,
+        pod,
+        lambda obj: obj["status"]["containerStatuses"][0].update(lastState=oom_killed),
+    )
     attempts = [
         {"attempt": 1, "podName": "d-1", "exitCode": 1, "reason": "Error", "message": "boom"},
         {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error"},
@@ -229,8 +208,8 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
         attempts=attempts,
         outputs={"digest": "sha256:1"},
     )
-    uid = cluster.get(NS, "d")["metadata"]["uid"]
-    cluster.events = [
+    uid = cluster.get("StepRun", NS, "d")["metadata"]["uid"]
+    for event in [
         {
             "metadata": {"name": "e1", "namespace": NS},
             "involvedObject": {"kind": "StepRun", "name": "d", "uid": uid},
@@ -247,7 +226,8 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
             "reason": "Other",
             "message": "not about d",
         },
-    ]
+    ]:
+        cluster.put({"apiVersion": "v1", "kind": "Event", **event})
     code, out, err = steprun_cli(kubeconfig, "describe", "d")
     assert code == 0, err
     assert "Name:           d\n" in out and "Phase:          Failed\n" in out
@@ -275,7 +255,7 @@ def test_logs_tail_and_timestamps(server: FakeApiServer, kubeconfig: str) -> Non
     assert steprun_cli(kubeconfig, "logs", "l", "--tail", "2")[1] == "two\nthree\n"
     code, out, _ = steprun_cli(kubeconfig, "logs", "l", "--timestamps", "--since", "1h")
     assert code == 0 and out.splitlines()[0] == "2026-01-01T00:00:00Z one"
-    (query,) = server.cluster.requests_of("GET", "/log")[-1:]
+    (query,) = server.requests_of("GET", "/log")[-1:]
     assert query["sinceSeconds"] == ["3600"] and query["timestamps"][0].lower() == "true"
 
 
@@ -290,7 +270,7 @@ def test_delete_several_by_name_and_by_selector(server: FakeApiServer, kubeconfi
     assert out == "steprun/d1 deleted\nsteprun/d3 deleted\n"
     code, out, _ = steprun_cli(kubeconfig, "delete", "-l", "team=web")
     assert (code, out) == (0, "steprun/d2 deleted\n")
-    assert sorted(name for _, name in server.cluster.stepruns) == ["d4"]
+    assert server.cluster.names("StepRun", NS) == ["d4"]
     assert steprun_cli(kubeconfig, "delete", "gone", "--ignore-not-found")[0] == 0
     assert steprun_cli(kubeconfig, "delete")[0] == exit_codes.USAGE
     assert steprun_cli(kubeconfig, "delete", "--all")[1] == "steprun/d4 deleted\n"
@@ -308,9 +288,9 @@ def test_rerun_creates_a_new_step_from_the_old_spec(server: FakeApiServer, kubec
     finish(server.cluster, "first", NS, phase="Cancelled", reason="Cancelled")
     code, out, err = steprun_cli(kubeconfig, "rerun", "first", "--detach")
     assert code == 0, err
-    new = server.cluster.get(NS, out.strip())
+    new = server.cluster.get("StepRun", NS, out.strip())
     assert new["metadata"]["name"].startswith("first-")
-    old = server.cluster.get(NS, "first")
+    old = server.cluster.get("StepRun", NS, "first")
     assert new["spec"] == StepRunSpec.model_validate({**old["spec"], "cancel": False}).to_api()
     labels = new["metadata"]["labels"]
     assert labels["team"] == "web" and labels["steprun.dev/rerun-of"] == "first"
@@ -339,20 +319,17 @@ def test_run_and_render_dry_run_server_store_nothing(
     code, out, err = steprun_cli(kubeconfig, "render", "-f", str(manifest), "--dry-run=server")
     assert code == 0, err
     assert "kind: Pod" in out
-    assert server.cluster.stepruns == {}
-    creates = server.cluster.requests_of("POST", "stepruns")
+    assert server.cluster.of_kind("StepRun") == []
+    creates = server.requests_of("POST", "stepruns")
     assert [q.get("dryRun") for q in creates] == [["All"], ["All"]]
 
 
 def test_render_dry_run_server_reports_the_servers_refusal(
     server: FakeApiServer, kubeconfig: str, tmp_path: Path
 ) -> None:
-    server.cluster.invalid = {
-        "kind": "Status",
-        "code": 422,
-        "message": "denied by policy",
-        "details": {"causes": [{"field": "spec.image", "message": "not allowed"}]},
-    }
+    causes = [{"field": "spec.image", "message": "not allowed"}]
+    refusal = status_of(422, "denied by policy", details={"causes": causes})
+    server.cluster.fail("create", "StepRun", Refused(422, "Invalid", "denied by policy", refusal))
     manifest = tmp_path / "step.yaml"
     manifest.write_text("kind: StepRun\nmetadata: {name: r}\nspec: {image: b, script: x}\n")
     code, _, err = steprun_cli(kubeconfig, "render", "-f", str(manifest), "--dry-run=server")

@@ -16,10 +16,10 @@ from steprun.cli.output import (
     format_age,
     format_table,
     list_document,
-    parse_timestamp,
     steprun_document,
     steprun_table,
 )
+from steprun.timeutil import parse_time_or_none
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -59,9 +59,9 @@ def test_ages_read_like_kubectl(seconds: float, expected: str) -> None:
 
 
 def test_timestamps() -> None:
-    assert parse_timestamp("2024-05-01T10:00:00Z") == datetime(2024, 5, 1, 10, tzinfo=UTC)
-    assert parse_timestamp("2024-05-01T10:00:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
-    assert parse_timestamp("garbage") is None and parse_timestamp(None) is None
+    assert parse_time_or_none("2024-05-01T10:00:00Z") == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert parse_time_or_none("2024-05-01T10:00:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert parse_time_or_none("garbage") is None and parse_time_or_none(None) is None
 
 
 def test_table_aligns_columns_without_trailing_blanks() -> None:

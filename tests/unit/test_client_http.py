@@ -1,34 +1,26 @@
 """The client against an in-process fake API server: real HTTP, real kubernetes clients.
 
-The fake serves just what the client uses (StepRun CRUD, list and watch with resourceVersions
-and 410 Gone, Pod lists, Pod logs with follow), so these tests check the wiring that pure unit
-tests cannot: request shapes, content types, streaming, watch resumption, error mapping.
-``FakeApiServer`` is reused by the CLI tests.
+The fake (``tests.support.fake_apiserver``) serves the in-memory API server the reconciler
+tests use too, so these tests check the wiring that pure unit tests cannot: request shapes,
+content types, streaming, watch resumption, error mapping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import hashlib
 import inspect
-import json
 import re
 import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import parse_qs, urlparse
+from typing import Any, cast, get_type_hints
 
 import kubernetes
-import kubernetes_asyncio
 import pytest
 
 from steprun.api.models import StepRunSpec
@@ -46,560 +38,13 @@ from steprun.client import (
     StepRunRejected,
     WaitTimeout,
 )
-from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle
-from steprun.client.backoff import Backoff
+from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle, ClientOptions
 from steprun.client.logs import LogOptions
-
-Json = dict[str, Any]
-Key = tuple[str, str]
-
-_STEPRUNS = re.compile(r"^/apis/steprun\.dev/v1alpha1/namespaces/([^/]+)/stepruns$")
-_ALL_STEPRUNS = re.compile(r"^/apis/steprun\.dev/v1alpha1/stepruns$")
-_STEPRUN = re.compile(r"^/apis/steprun\.dev/v1alpha1/namespaces/([^/]+)/stepruns/([^/]+)$")
-_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
-_POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
-_EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
-_NAMESPACES = re.compile(r"^/api/v1/namespaces$")
-_VERSION = re.compile(r"^/version/?$")
-
-
-def _status(code: int, message: str, **extra: Any) -> Json:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "code": code,
-        "message": message,
-        **extra,
-    }
-
-
-def _fields_match(obj: Json, selector: str) -> bool:
-    """Equality field selectors over dotted paths, like the API server's selectableFields."""
-    for term in filter(None, selector.split(",")):
-        path, _, wanted = term.partition("=")
-        value: Any = obj
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None or str(value) != wanted:
-            return False
-    return True
-
-
-def _matches(labels: dict[str, str], selector: str | None) -> bool:
-    if not selector:
-        return True
-    for term in selector.split(","):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
-            return False
-    return True
-
-
-class FakeCluster:
-    """The state of the fake API server; tests change it to play the operator's part."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.rv = 1000
-        self.stepruns: dict[Key, Json] = {}
-        self.history: list[tuple[int, str, Json]] = []
-        # A watch from a resourceVersion older than this gets 410 Gone (etcd compaction).
-        self.compacted_below = 0
-        self.pods: dict[Key, Json] = {}
-        self.logs: dict[Key, list[str]] = {}
-        self.closed_logs: set[Key] = set()
-        self.failures: list[int] = []
-        self.requests: list[tuple[str, str, dict[str, list[str]], str]] = []
-        self.invalid: Json | None = None
-        self.stopping = False
-        # Served as they are by the routes below (kubectl-like CLI commands read them).
-        self.events: list[Json] = []
-        self.namespaces: list[str] = []
-        self.version: Json = {"major": "1", "minor": "34", "gitVersion": "v1.34.1"}
-
-    # -- StepRuns -------------------------------------------------------------------------
-
-    def _record(self, kind: str, obj: Json) -> None:
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        self.history.append((self.rv, kind, copy.deepcopy(obj)))
-        self.cond.notify_all()
-
-    def create(self, namespace: str, body: Json, *, dry_run: bool = False) -> tuple[int, Json]:
-        with self.cond:
-            if self.invalid is not None:
-                return 422, self.invalid
-            obj = copy.deepcopy(body)
-            meta = obj.setdefault("metadata", {})
-            if not meta.get("name"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-            key = (namespace, meta["name"])
-            if key in self.stepruns:
-                return 409, _status(
-                    409, f'stepruns "{meta["name"]}" already exists', reason="AlreadyExists"
-                )
-            meta.update(
-                namespace=namespace,
-                uid=str(uuid.uuid4()),
-                generation=1,
-                creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            )
-            if dry_run:
-                return 201, copy.deepcopy(obj)
-            self.stepruns[key] = obj
-            self._record("ADDED", obj)
-            return 201, copy.deepcopy(obj)
-
-    def set_status(self, namespace: str, name: str, **status: Any) -> None:
-        with self.cond:
-            obj = self.stepruns[(namespace, name)]
-            obj["status"] = {**obj.get("status", {}), **status}
-            self._record("MODIFIED", obj)
-
-    def touch(self, namespace: str, name: str) -> None:
-        """A change that is not a phase change (e.g. a label), so watches see more events."""
-        with self.cond:
-            obj = self.stepruns[(namespace, name)]
-            obj["metadata"].setdefault("annotations", {})["touched"] = str(self.rv)
-            self._record("MODIFIED", obj)
-
-    def patch(self, namespace: str, name: str, patch: Json) -> Json | None:
-        with self.cond:
-            obj = self.stepruns.get((namespace, name))
-            if obj is None:
-                return None
-            _merge(obj, patch)
-            self._record("MODIFIED", obj)
-            return copy.deepcopy(obj)
-
-    def delete(self, namespace: str, name: str) -> Json | None:
-        with self.cond:
-            obj = self.stepruns.pop((namespace, name), None)
-            if obj is not None:
-                self._record("DELETED", obj)
-            return obj
-
-    def get(self, namespace: str, name: str) -> Json:
-        with self.cond:
-            return copy.deepcopy(self.stepruns[(namespace, name)])
-
-    # -- Pods and logs --------------------------------------------------------------------
-
-    def add_pod(
-        self, namespace: str, steprun: str, attempt: int, state: str = "running", reason: str = ""
-    ) -> str:
-        name = f"{steprun}-{attempt}"
-        container_state = _container_state(state, reason)
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {
-                    "steprun.dev/name": steprun,
-                    "app.kubernetes.io/managed-by": "steprun",
-                    "steprun.dev/attempt": str(attempt),
-                },
-            },
-            "spec": {"containers": [{"name": "step", "image": "busybox"}]},
-            "status": {
-                "phase": "Pending" if state == "waiting" else "Running",
-                "containerStatuses": [
-                    {
-                        "name": "step",
-                        "image": "busybox",
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": container_state,
-                    }
-                ],
-            },
-        }
-        with self.cond:
-            self.pods[(namespace, name)] = pod
-            self.logs.setdefault((namespace, name), [])
-            self.cond.notify_all()
-        return name
-
-    def set_pod_state(self, namespace: str, pod: str, state: str, reason: str = "") -> None:
-        with self.cond:
-            status = self.pods[(namespace, pod)]["status"]
-            status["containerStatuses"][0]["state"] = _container_state(state, reason)
-            status["phase"] = {"waiting": "Pending", "running": "Running"}.get(state, "Failed")
-            self.cond.notify_all()
-
-    def log(self, namespace: str, pod: str, *lines: str) -> None:
-        with self.cond:
-            self.logs.setdefault((namespace, pod), []).extend(f"{line}\n" for line in lines)
-            self.cond.notify_all()
-
-    def end_log(self, namespace: str, pod: str) -> None:
-        with self.cond:
-            self.closed_logs.add((namespace, pod))
-            self.cond.notify_all()
-
-    def requests_of(self, method: str, path_part: str = "") -> list[dict[str, list[str]]]:
-        return [q for m, p, q, _ in self.requests if m == method and path_part in p]
-
-
-def _container_state(state: str, reason: str) -> Json:
-    detail: Json = {"reason": reason} if reason else {}
-    if state == "terminated":
-        detail["exitCode"] = 0 if reason == "Completed" else 1
-    return {state: detail}
-
-
-def _merge(target: Json, patch: Json) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        elif value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    cluster: FakeCluster
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    def _query(self) -> dict[str, list[str]]:
-        return parse_qs(urlparse(self.path).query)
-
-    def _send_json(self, code: int, body: Json) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _start_stream(self, content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
-        self.end_headers()
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _end_stream(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _body(self) -> Json:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}") if length else {}
-
-    def _dispatch(self, method: str) -> None:
-        path = urlparse(self.path).path
-        cluster = self.cluster
-        cluster.requests.append((method, path, self._query(), self.headers.get("Content-Type", "")))
-        if cluster.failures:
-            code = cluster.failures.pop(0)
-            self._send_json(code, _status(code, "injected failure"))
-            return
-        for pattern, handler in self._routes(method):
-            match = pattern.match(path)
-            if match:
-                handler(*match.groups())
-                return
-        self._send_json(404, _status(404, f"no route for {method} {path}"))
-
-    def _routes(self, method: str) -> list[tuple[re.Pattern[str], Callable[..., None]]]:
-        return {
-            "GET": [
-                (_STEPRUNS, self._list_stepruns),
-                (_ALL_STEPRUNS, lambda: self._list_stepruns(None)),
-                (_STEPRUN, self._get_steprun),
-                (_PODS, self._list_pods),
-                (_POD_LOG, self._pod_log),
-                (_EVENTS, self._list_events),
-                (_NAMESPACES, self._list_namespaces),
-                (_VERSION, lambda: self._send_json(200, self.cluster.version)),
-            ],
-            "POST": [(_STEPRUNS, self._create)],
-            "PATCH": [(_STEPRUN, self._patch)],
-            "DELETE": [(_STEPRUN, self._delete)],
-        }[method]
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # -- StepRuns -------------------------------------------------------------------------
-
-    def _selected(self, namespace: str | None) -> list[Json]:
-        query = self._query()
-        fields = (query.get("fieldSelector") or [""])[0]
-        labels = (query.get("labelSelector") or [None])[0]
-        return [
-            copy.deepcopy(obj)
-            for (ns, _name), obj in sorted(self.cluster.stepruns.items())
-            if namespace in (None, ns)
-            and _fields_match(obj, fields)
-            and _matches(obj["metadata"].get("labels") or {}, labels)
-        ]
-
-    def _list_stepruns(self, namespace: str | None) -> None:
-        # Like the API server (Go's strconv.ParseBool), accept "true" and "True".
-        if (self._query().get("watch") or [""])[0].lower() == "true":
-            self._watch(namespace)
-            return
-        with self.cluster.cond:
-            items = self._selected(namespace)
-            rv = str(self.cluster.rv)
-        self._send_json(
-            200,
-            {
-                "apiVersion": "steprun.dev/v1alpha1",
-                "kind": "StepRunList",
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            },
-        )
-
-    def _watch(self, namespace: str | None) -> None:
-        query = self._query()
-        cluster = self.cluster
-        since = int((query.get("resourceVersion") or ["0"])[0] or 0)
-        timeout = int((query.get("timeoutSeconds") or ["30"])[0])
-        field = (query.get("fieldSelector") or [""])[0]
-        labels = (query.get("labelSelector") or [None])[0]
-        wanted_name = field.removeprefix("metadata.name=") if field else None
-        self._start_stream("application/json")
-        if since < cluster.compacted_below:
-            gone = _status(410, "too old resource version", reason="Expired")
-            self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
-            self._end_stream()
-            return
-        deadline = time.monotonic() + timeout
-        while not cluster.stopping:
-            with cluster.cond:
-                events = [
-                    (rv, kind, obj)
-                    for rv, kind, obj in cluster.history
-                    if rv > since
-                    and namespace in (None, obj["metadata"]["namespace"])
-                    and wanted_name in (None, obj["metadata"]["name"])
-                    and _matches(obj["metadata"].get("labels") or {}, labels)
-                ]
-                if not events:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    cluster.cond.wait(min(remaining, 0.2))
-                    continue
-            for rv, kind, obj in events:
-                self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-                since = rv
-        self._end_stream()
-
-    def _get_steprun(self, namespace: str, name: str) -> None:
-        with self.cluster.cond:
-            obj = self.cluster.stepruns.get((namespace, name))
-        if obj is None:
-            self._send_json(404, _status(404, f'stepruns "{name}" not found', reason="NotFound"))
-        else:
-            self._send_json(200, obj)
-
-    def _create(self, namespace: str) -> None:
-        dry_run = (self._query().get("dryRun") or [""])[0] == "All"
-        code, body = self.cluster.create(namespace, self._body(), dry_run=dry_run)
-        self._send_json(code, body)
-
-    def _list_events(self, namespace: str) -> None:
-        fields = (self._query().get("fieldSelector") or [""])[0]
-        with self.cluster.cond:
-            items = [
-                copy.deepcopy(e)
-                for e in self.cluster.events
-                if e["metadata"]["namespace"] == namespace and _fields_match(e, fields)
-            ]
-        self._send_json(200, {"kind": "EventList", "apiVersion": "v1", "items": items})
-
-    def _list_namespaces(self) -> None:
-        items = [{"metadata": {"name": name}} for name in self.cluster.namespaces]
-        self._send_json(200, {"kind": "NamespaceList", "apiVersion": "v1", "items": items})
-
-    def _patch(self, namespace: str, name: str) -> None:
-        if self.headers.get("Content-Type") != "application/merge-patch+json":
-            self._send_json(415, _status(415, "unsupported patch type"))
-            return
-        obj = self.cluster.patch(namespace, name, self._body())
-        if obj is None:
-            self._send_json(404, _status(404, f'stepruns "{name}" not found'))
-        else:
-            self._send_json(200, obj)
-
-    def _delete(self, namespace: str, name: str) -> None:
-        obj = self.cluster.delete(namespace, name)
-        if obj is None:
-            self._send_json(404, _status(404, f'stepruns "{name}" not found'))
-        else:
-            self._send_json(200, _status(200, "deleted") | {"status": "Success"})
-
-    # -- Pods -----------------------------------------------------------------------------
-
-    def _list_pods(self, namespace: str) -> None:
-        selector = (self._query().get("labelSelector") or [None])[0]
-        with self.cluster.cond:
-            items = [
-                copy.deepcopy(pod)
-                for (ns, _), pod in sorted(self.cluster.pods.items())
-                if ns == namespace and _matches(pod["metadata"]["labels"], selector)
-            ]
-        self._send_json(
-            200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
-        )
-
-    def _pod_log(self, namespace: str, pod: str) -> None:
-        cluster = self.cluster
-        key = (namespace, pod)
-        query = self._query()
-        follow = (query.get("follow") or [""])[0].lower() == "true"
-        tail = int((query.get("tailLines") or ["-1"])[0])
-        stamped = (query.get("timestamps") or [""])[0].lower() == "true"
-        with cluster.cond:
-            found = cluster.pods.get(key)
-            state = found["status"]["containerStatuses"][0]["state"] if found else {}
-        if found is None:
-            self._send_json(404, _status(404, f'pods "{pod}" not found'))
-            return
-        if "waiting" in state:
-            self._send_json(400, _status(400, f'container "step" in pod "{pod}" is waiting'))
-            return
-        self._start_stream("text/plain")
-        sent = 0
-        while not cluster.stopping:
-            with cluster.cond:
-                if sent == 0 and tail >= 0:
-                    sent = max(0, len(cluster.logs.get(key, [])) - tail)
-                lines = cluster.logs.get(key, [])[sent:]
-                done = not follow or key in cluster.closed_logs
-                if not lines and not done:
-                    cluster.cond.wait(0.2)
-                    continue
-            if lines:
-                # One chunk per line, except the last line split in two, to exercise the
-                # client's reassembly of lines across chunks.
-                for line in lines:
-                    data = (f"2026-01-01T00:00:00Z {line}" if stamped else line).encode()
-                    half = len(data) // 2
-                    self._chunk(data[:half])
-                    self._chunk(data[half:])
-                sent += len(lines)
-            elif done:
-                break
-        self._end_stream()
-
-
-class FakeApiServer:
-    """Runs the fake API server on a free local port for the duration of a ``with`` block."""
-
-    def __init__(self) -> None:
-        self.cluster = FakeCluster()
-        handler = type("Handler", (_Handler,), {"cluster": self.cluster})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeApiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self.cluster.cond:
-            self.cluster.stopping = True
-            self.cluster.cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def kubeconfig(self, directory: Path, namespace: str = "ns1") -> str:
-        path = directory / "kubeconfig"
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                    "users": [{"name": "tester", "user": {"token": "t0ken"}}],
-                    "contexts": [
-                        {
-                            "name": "fake",
-                            "context": {
-                                "cluster": "fake",
-                                "user": "tester",
-                                "namespace": namespace,
-                            },
-                        }
-                    ],
-                    "current-context": "fake",
-                }
-            )
-        )
-        return str(path)
-
-    def sync_api_client(self) -> kubernetes.client.ApiClient:
-        configuration = kubernetes.client.Configuration()
-        configuration.host = self.url
-        return kubernetes.client.ApiClient(configuration)
-
-    def async_api_client(self) -> kubernetes_asyncio.client.ApiClient:
-        configuration = kubernetes_asyncio.client.Configuration()
-        configuration.host = self.url
-        return kubernetes_asyncio.client.ApiClient(configuration)
-
-
-def later(delay: float, action: Callable[[], None]) -> threading.Timer:
-    """Plays the operator's part: ``action`` runs ``delay`` seconds from now."""
-    timer = threading.Timer(delay, action)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
-def finish(cluster: FakeCluster, name: str, namespace: str = "ns1", **status: Any) -> None:
-    """What the operator writes when a step ends (Succeeded with exit code 0 by default)."""
-    cluster.set_status(
-        namespace, name, **({"phase": "Succeeded", "reason": "Completed", "exitCode": 0} | status)
-    )
-
+from steprun.kube.errors import Refused, Transient
+from tests.support.fake_apiserver import FAST, FakeApiServer, finish, later, status_of, steprun
+from tests.support.fake_cluster import ANY, FakeCluster
 
 SPEC = {"image": "busybox:1.36", "script": "echo hi"}
-FAST = Backoff(retries=2, initial=0.01, maximum=0.02)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as running:
-        yield running
 
 
 @pytest.fixture
@@ -608,6 +53,15 @@ def client(server: FakeApiServer) -> Iterator[StepRunClient]:
         server.sync_api_client(), "ns1", watch_timeout_seconds=1, poll_interval=0.05, backoff=FAST
     ) as made:
         yield made
+
+
+def lists(server: FakeApiServer) -> int:
+    """How many times the StepRuns were listed (not watched, not read one by one)."""
+    return sum(
+        1
+        for method, path, query, _ in server.requests
+        if method == "GET" and path.endswith("/stepruns") and not query.get("watch")
+    )
 
 
 # ---------------------------------------------------------------------- submit / get / list
@@ -619,7 +73,7 @@ def test_submit_creates_the_steprun_with_workflow_labels(
     spec = {**SPEC, "context": {"workflow": {"name": "build", "runId": "42", "stepId": "lint"}}}
     handle = client.submit(spec, name="build-42-lint", labels={"team": "web"})
     assert (handle.name, handle.namespace) == ("build-42-lint", "ns1")
-    stored = server.cluster.get("ns1", "build-42-lint")
+    stored = server.cluster.get("StepRun", "ns1", "build-42-lint")
     assert stored["metadata"]["labels"] == {
         "team": "web",
         "steprun.dev/workflow": "build",
@@ -642,7 +96,7 @@ def test_submitting_the_same_step_twice_returns_the_existing_one(
     client.cancel("same")  # a control switch, not part of what the step is
     again = client.submit(SPEC, name="same")
     assert again.name == first.name
-    assert len(server.cluster.requests_of("POST")) == 2
+    assert len(server.requests_of("POST")) == 2
     with pytest.raises(StepRunConflict) as raised:
         client.submit({**SPEC, "script": "echo other"}, name="same")
     assert raised.value.steprun is not None and raised.value.steprun.name == "same"
@@ -651,12 +105,14 @@ def test_submitting_the_same_step_twice_returns_the_existing_one(
 def test_a_refused_steprun_raises_invalid_with_the_server_message(
     client: StepRunClient, server: FakeApiServer
 ) -> None:
-    server.cluster.invalid = _status(
+    message = 'StepRun.steprun.dev "x" is invalid: spec.image: Required value'
+    refusal = status_of(
         422,
-        'StepRun.steprun.dev "x" is invalid: spec.image: Required value',
+        message,
         reason="Invalid",
         details={"causes": [{"field": "spec.image", "message": "Required value"}]},
     )
+    server.cluster.fail("create", "StepRun", Refused(422, "Invalid", message, refusal))
     with pytest.raises(InvalidStepRun) as raised:
         client.submit(SPEC, name="x")
     assert "spec.image: Required value" in raised.value.message
@@ -673,9 +129,7 @@ def test_list_filters_by_workflow_fields(client: StepRunClient, server: FakeApiS
     assert [sr.name for sr in client.list(workflow="build", run_id="2")] == ["build-2"]
     assert {sr.name for sr in client.list(workflow="build")} == {"build-1", "build-2"}
     assert len(client.list(all_namespaces=True)) == 3
-    (query,) = [q for q in server.cluster.requests_of("GET", "stepruns") if "fieldSelector" in q][
-        :1
-    ]
+    (query,) = [q for q in server.requests_of("GET", "stepruns") if "fieldSelector" in q][:1]
     assert query["fieldSelector"] == [
         "spec.context.workflow.name=build,spec.context.workflow.runId=2"
     ]
@@ -689,7 +143,7 @@ def test_get_of_a_missing_steprun_raises_not_found(client: StepRunClient) -> Non
 def test_cancel_sends_a_merge_patch(client: StepRunClient, server: FakeApiServer) -> None:
     client.submit(SPEC, name="c")
     assert client.cancel("c").spec.cancel is True
-    (patch,) = [r for r in server.cluster.requests if r[0] == "PATCH"]
+    (patch,) = [r for r in server.requests if r[0] == "PATCH"]
     assert patch[3] == "application/merge-patch+json"
 
 
@@ -705,14 +159,19 @@ def test_delete_removes_and_then_not_found(client: StepRunClient) -> None:
 
 def test_transient_server_errors_are_retried(client: StepRunClient, server: FakeApiServer) -> None:
     client.submit(SPEC, name="r")
-    server.cluster.failures = [503, 500]
+    server.cluster.fail(
+        ANY,
+        ANY,
+        Transient(503, "ServiceUnavailable", "injected"),
+        Transient(500, "InternalError", "injected"),
+    )
     assert client.get("r").name == "r"
 
 
 def test_persistent_server_errors_raise_api_unreachable(
     client: StepRunClient, server: FakeApiServer
 ) -> None:
-    server.cluster.failures = [503, 503, 503]
+    server.cluster.fail(ANY, ANY, *[Transient(503, "ServiceUnavailable", "injected")] * 3)
     with pytest.raises(ApiUnreachable):
         client.get("r")
 
@@ -742,7 +201,7 @@ def test_wait_returns_the_terminal_steprun_across_watch_restarts(
     later(2.6, lambda: finish(server.cluster, "w"))
     done = client.wait("w", timeout=20)
     assert done.status.phase == "Succeeded"
-    watches = server.cluster.requests_of("GET", "stepruns")
+    watches = server.requests_of("GET", "stepruns")
     watches = [q for q in watches if q.get("watch")]
     # One-second watches over ~2.6 s: the client resumed several times, each time from the
     # version it had seen last, never from scratch.
@@ -754,13 +213,16 @@ def test_wait_returns_the_terminal_steprun_across_watch_restarts(
 def test_wait_relists_after_410_gone(client: StepRunClient, server: FakeApiServer) -> None:
     client.submit(SPEC, name="g")
 
-    def compact_then_finish() -> None:
-        server.cluster.compacted_below = 10**9
-        finish(server.cluster, "g", phase="Failed", reason="Error", exitCode=3)
+    def finish_then_compact() -> None:
+        # At once: the watch's version is compacted before the watch can see the change.
+        with server.cluster.cond:
+            finish(server.cluster, "g", phase="Failed", reason="Error", exitCode=3)
+            server.cluster.compact()
 
-    later(1.5, compact_then_finish)
+    later(1.5, finish_then_compact)
     done = client.wait("g", timeout=20)
     assert (done.status.phase, done.status.exit_code) == ("Failed", 3)
+    assert lists(server) == 2, "listed, then listed again after the watch's 410"
 
 
 def test_wait_times_out_with_the_last_seen_state(
@@ -779,7 +241,7 @@ def test_wait_on_a_deleted_steprun_raises_not_found(
     client: StepRunClient, server: FakeApiServer
 ) -> None:
     client.submit(SPEC, name="gone")
-    later(0.3, lambda: server.cluster.delete("ns1", "gone"))
+    later(0.3, lambda: server.cluster.delete("StepRun", "ns1", "gone"))
     with pytest.raises(StepRunNotFound):
         client.wait("gone", timeout=10)
 
@@ -902,15 +364,17 @@ async def test_async_wait_resumes_and_relists(server: FakeApiServer) -> None:
         await client.submit(SPEC, name="w")
         later(1.2, lambda: cluster.touch("ns1", "w"))
 
-        def compact_then_finish() -> None:
-            cluster.compacted_below = 10**9
-            finish(cluster, "w", phase="TimedOut", reason="DeadlineExceeded")
+        def finish_then_compact() -> None:
+            with cluster.cond:
+                finish(cluster, "w", phase="TimedOut", reason="DeadlineExceeded")
+                cluster.compact()
 
-        later(2.5, compact_then_finish)
+        later(2.5, finish_then_compact)
         done = await client.wait("w", timeout=20)
         assert done.status.phase == "TimedOut"
-        watches = [q for q in cluster.requests_of("GET", "stepruns") if q.get("watch")]
+        watches = [q for q in server.requests_of("GET", "stepruns") if q.get("watch")]
         assert len(watches) >= 3
+        assert lists(server) == 2, "listed, then listed again after the watch's 410"
         with pytest.raises(WaitTimeout):
             await client.wait((await client.submit(SPEC, name="never")).name, timeout=1.1)
 
@@ -961,14 +425,15 @@ def test_submit_carries_the_engines_current_trace_context(
     with engine_span():
         client.submit(SPEC, name="traced")
         client.submit(SPEC, name="untraced", propagate_trace=False)
-    assert server.cluster.get("ns1", "traced")["spec"]["context"]["trace"] == {
+    assert server.cluster.get("StepRun", "ns1", "traced")["spec"]["context"]["trace"] == {
         "traceparent": TRACEPARENT,
         "tracestate": "engine=run42",
     }
-    assert "trace" not in server.cluster.get("ns1", "untraced")["spec"].get("context", {})
+    untraced = server.cluster.get("StepRun", "ns1", "untraced")
+    assert "trace" not in untraced["spec"].get("context", {})
     # Outside any span nothing is added.
     client.submit(SPEC, name="outside")
-    assert "trace" not in server.cluster.get("ns1", "outside")["spec"].get("context", {})
+    assert "trace" not in server.cluster.get("StepRun", "ns1", "outside")["spec"].get("context", {})
 
 
 def test_an_explicit_trace_wins_and_resubmitting_in_another_span_is_the_same_step(
@@ -980,7 +445,7 @@ def test_an_explicit_trace_wins_and_resubmitting_in_another_span_is_the_same_ste
         client.submit(spec, name="explicit")
         again = client.submit(SPEC, name="explicit")
     assert again.name == "explicit"
-    assert server.cluster.get("ns1", "explicit")["spec"]["context"]["trace"] == {
+    assert server.cluster.get("StepRun", "ns1", "explicit")["spec"]["context"]["trace"] == {
         "traceparent": other
     }
 
@@ -992,14 +457,14 @@ def test_without_opentelemetry_installed_nothing_is_added(
         # What `import` sees when the optional dependency is absent.
         monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
         client.submit(SPEC, name="no-otel")
-    assert "trace" not in server.cluster.get("ns1", "no-otel")["spec"].get("context", {})
+    assert "trace" not in server.cluster.get("StepRun", "ns1", "no-otel")["spec"].get("context", {})
 
 
 async def test_async_submit_carries_the_trace_context(server: FakeApiServer) -> None:
     async with AsyncStepRunClient(server.async_api_client(), "ns1", backoff=FAST) as client:
         with engine_span():
             await client.submit(SPEC, name="async-traced")
-    trace = server.cluster.get("ns1", "async-traced")["spec"]["context"]["trace"]
+    trace = server.cluster.get("StepRun", "ns1", "async-traced")["spec"]["context"]["trace"]
     assert trace["traceparent"] == TRACEPARENT
 
 
@@ -1028,7 +493,7 @@ def _archived_step(cluster: FakeCluster) -> MemoryStore:
     second attempt uploaded an artifact."""
     from steprun.artifacts.names import artifact_key, log_key
 
-    cluster.create("ns1", {"metadata": {"name": "arch"}, "spec": {"image": "busybox"}})
+    cluster.create(steprun("ns1", "arch", image="busybox"))
     data = b"tarball bytes"
     artifact = {
         "name": "dist",
@@ -1097,7 +562,7 @@ def test_log_options_reach_the_log_request(client: StepRunClient, server: FakeAp
         "2026-01-01T00:00:00Z two",
         "2026-01-01T00:00:00Z three",
     ]
-    (query,) = server.cluster.requests_of("GET", "/log")
+    (query,) = server.requests_of("GET", "/log")
     assert (query["tailLines"], query["timestamps"]) == (["2"], ["true"])
 
 
@@ -1126,6 +591,18 @@ def test_the_blocking_api_is_the_async_one(blocking: type, asynchronous: type) -
             continue
         assert name in mirrored, f"{blocking.__name__} lacks {name}"
         assert list(mirrored[name].parameters) == list(signature.parameters), name
+
+
+def test_the_blocking_client_takes_every_option_of_the_async_one() -> None:
+    """The blocking constructor's keyword options are ClientOptions: the async constructor's
+    keyword-only parameters, with the same types."""
+    signature = inspect.signature(AsyncStepRunClient.__init__, eval_str=True)
+    keyword_only = {
+        name: parameter.annotation
+        for name, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert get_type_hints(ClientOptions) == keyword_only
 
 
 def test_an_interrupted_blocking_call_cancels_its_coroutine() -> None:

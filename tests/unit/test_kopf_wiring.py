@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import logging
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import kopf
 import pytest
+from kopf._cogs.clients import api, fetching, watching
 from kopf._cogs.structs import bodies, ephemera, references
 from kopf._core.actions import lifecycles
 from kopf._core.engines import indexing
-from kopf._core.reactor import inventory, processing
+from kopf._core.reactor import inventory, processing, queueing
 
 from steprun.config import OperatorConfig
 from steprun.handlers.kopf_handlers import configure_settings, register
@@ -90,3 +95,76 @@ async def test_a_watch_event_is_not_deep_copied_for_a_diff_nothing_uses(
     assert reconciler.pods.get(("ci", "build"), "build-1") is not None, "the handler ran"
     assert copied == []
     await reconciler.queue.drain()
+
+
+class _Body(dict[str, Any]):
+    """A parsed object that can be watched for being freed (plain dicts take no weak refs)."""
+
+
+async def test_a_listed_object_is_let_go_soon_after_its_event_is_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf's per-object worker keeps the last event it handled until it exits: with kopf's
+    idle wait, every object of a listing would stay alive together for seconds."""
+    settings = kopf.OperatorSettings()
+    configure_settings(settings, OperatorConfig())
+    listed = [
+        _Body(metadata={"uid": f"uid-{i}", "name": f"p-{i}", "namespace": "ci"}) for i in range(3)
+    ]
+    alive = [weakref.ref(body) for body in listed]
+    handled: list[str] = []
+    all_handled = asyncio.Event()
+    watch_open = asyncio.Event()
+
+    async def listing(**_: Any) -> AsyncIterator[Any]:
+        while listed:
+            yield {"type": None, "object": listed.pop(0)}
+        # As after a real listing: the watch loop's own variable moves on to the bookmark.
+        yield watching.Bookmark.LISTED
+        await watch_open.wait()  # the watch stays open after the listing
+
+    async def processor(*, raw_event: bodies.RawEvent, **_: Any) -> None:
+        handled.append(raw_event["object"]["metadata"]["name"])
+        if len(handled) == 3:
+            all_handled.set()
+
+    monkeypatch.setattr(watching, "infinite_watch", listing)
+    watcher = asyncio.create_task(
+        queueing.watcher(
+            namespace="ci",
+            settings=settings,
+            resource=PODS,
+            processor=processor,  # type: ignore[arg-type]
+        )
+    )
+    try:
+        await all_handled.wait()
+        await asyncio.sleep(1)  # far less than kopf's own 5 s
+        gc.collect()
+        assert [ref() for ref in alive] == [None, None, None]
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_listings_are_requested_in_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = kopf.OperatorSettings()
+    configure_settings(settings, OperatorConfig())
+    urls: list[str] = []
+
+    async def get(*, url: str, **_: Any) -> dict[str, Any]:
+        urls.append(url)
+        more = "next" if len(urls) == 1 else ""
+        return {"items": [pod()], "metadata": {"resourceVersion": "9", "continue": more}}
+
+    monkeypatch.setattr(api, "get", get)
+    pages = [
+        len(items)
+        async for items, _ in fetching.fetch_objs(
+            settings=settings, resource=PODS, namespace="ci", logger=logging.getLogger("test")
+        )
+    ]
+
+    assert pages == [1, 1]
+    limits = [int(url.split("limit=")[1].split("&")[0]) for url in urls if "limit=" in url]
+    assert len(limits) == 2 and all(0 < limit <= 1000 for limit in limits)

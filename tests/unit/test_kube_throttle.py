@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from kubernetes_asyncio import client as k8s
 
 from steprun.kube.client import Kube, api_client
 from steprun.kube.errors import Transient
 from steprun.kube.throttle import DEFAULT_HOLD_SECONDS, Throttle
+from tests.support.fake_apiserver import FakeApiServer
 
 
 class Clock:
@@ -115,19 +114,14 @@ async def test_a_429_holds_the_next_requests_as_priority_and_fairness_asks(
     assert clock.slept == [held]
 
 
-@contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[TestServer]:
-    """A loopback API server, on the test's own event loop."""
-
-    async def pod(request: web.Request) -> web.Response:
-        return web.json_response({"kind": "Pod", "metadata": {"name": request.match_info["n"]}})
-
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/ns/pods/{n}", pod)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
+@contextlib.contextmanager
+def serving() -> Iterator[FakeApiServer]:
+    """The fake API server on loopback, serving Pod p1."""
+    with FakeApiServer() as server:
+        server.cluster.put(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "namespace": "ns"}}
+        )
+        yield server
 
 
 async def test_proxy_variables_of_the_environment_are_not_looked_up(
@@ -138,8 +132,8 @@ async def test_proxy_variables_of_the_environment_are_not_looked_up(
         monkeypatch.setenv(variable, "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    async with serving() as api_server:
-        configuration = k8s.Configuration(host=str(api_server.make_url("")).rstrip("/"))
+    with serving() as api_server:
+        configuration = k8s.Configuration(host=api_server.url)
         kube = Kube(api_client(configuration))
 
         assert (await kube.get("Pod", "ns", "p1"))["metadata"]["name"] == "p1"
@@ -147,8 +141,8 @@ async def test_proxy_variables_of_the_environment_are_not_looked_up(
 
 
 async def test_an_explicit_proxy_is_used() -> None:
-    async with serving() as api_server:
-        configuration = k8s.Configuration(host=str(api_server.make_url("")).rstrip("/"))
+    with serving() as api_server:
+        configuration = k8s.Configuration(host=api_server.url)
         # Nothing listens there: the request must go to the proxy and fail to connect.
         kube = Kube(api_client(configuration, proxy="http://127.0.0.1:9"))
 

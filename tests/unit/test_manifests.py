@@ -324,6 +324,36 @@ def test_namespaced_install_grants_namespaced_rights_only_where_it_watches(helm:
     assert roles == {"ci", "builds"}
 
 
+def test_namespaced_install_may_read_the_artifact_store_credentials(helm: str) -> None:
+    """The operator copies the store's credentials into each step's Secret: confined to its
+    watched namespaces, it still needs get on those Secrets (and only those) in its own."""
+    store = [
+        *("--set", "artifactRepository.endpoint=http://store:9000"),
+        *("--set", "artifactRepository.bucket=steps"),
+        *("--set", "artifactRepository.credentialsSecret=store"),
+        "--set-json",
+        'artifactRepository.namespaces=[{"namespaces":["ci"],"credentialsSecret":"team-store"},'
+        '{"namespaces":["builds"],"bucket":"b"}]',
+    ]
+    docs = render(helm, "--set", "replicas=1", "--set", "watchNamespaces={ci,builds}", *store)
+    assert rules_of(docs, "steprun-operator-artifact-credentials", "Role", "steprun-system") == {
+        ("", "secrets", "get[store,team-store]")
+    }
+    (binding,) = [
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == "steprun-system"
+    ]
+    assert binding["roleRef"]["name"] == "steprun-operator-artifact-credentials"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "steprun-operator", "namespace": "steprun-system"}
+    ]
+    # Cluster-wide, the operator's ClusterRole already reads Secrets; without a store, no Role.
+    assert not [d for d in render(helm, *store) if d["kind"] == "Role"]
+    watching = render(helm, "--set", "replicas=1", "--set", "watchNamespaces={ci}")
+    assert {d["metadata"]["namespace"] for d in watching if d["kind"] == "Role"} == {"ci"}
+
+
 def test_patterns_need_the_namespaced_rights_cluster_wide(helm: str) -> None:
     docs = render(helm, "--set", "replicas=1", "--set", "watchNamespaces={ci,ci-*}")
     assert rules_of(docs, "steprun-operator") >= NAMESPACED_OPERATOR_RULES

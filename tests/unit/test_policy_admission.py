@@ -110,9 +110,9 @@ def test_granted_is_what_the_step_needs_not_what_the_policy_grants() -> None:
     pol = policy(grants=["secrets.read", "network.egress", "filesystem.writable"])
     decision = admitted(admit(steprun(), pol, NS_LABELS, CONFIG))
     assert decision.granted == frozenset()
-    assert not decision.secrets_allowed
-    assert not decision.egress_allowed
-    assert not decision.writable_root
+    assert not decision.grants(Permission.SECRETS_READ)
+    assert not decision.grants(Permission.NETWORK_EGRESS)
+    assert not decision.grants(Permission.FILESYSTEM_WRITABLE)
 
 
 def test_granted_unites_plugin_and_step_permissions() -> None:
@@ -138,7 +138,7 @@ def test_secrets_with_secrets_read_are_admitted() -> None:
         sandbox={"permissions": ["secrets.read"]},
         context={"secrets": [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "t"}}]},
     )
-    assert admitted(admit(sr, policy(), NS_LABELS, CONFIG)).secrets_allowed
+    assert admitted(admit(sr, policy(), NS_LABELS, CONFIG)).grants(Permission.SECRETS_READ)
 
 
 @pytest.mark.parametrize(
@@ -528,7 +528,7 @@ def test_a_command_of_the_same_plugin_holds_only_its_own_permissions() -> None:
     assert decision.args == []
     assert decision.adapts_inputs
     assert decision.granted == frozenset({Permission.SECRETS_READ})
-    assert not decision.writable_root
+    assert not decision.grants(Permission.FILESYSTEM_WRITABLE)
 
 
 def test_builtin_shell_runs_in_the_designated_plugin() -> None:
@@ -804,7 +804,7 @@ def test_example_denied_is_refused_for_filesystem_writable() -> None:
 
 def test_example_egress_is_admitted_with_the_policy_rules() -> None:
     decision = admitted(admit(example_steprun("egress.yaml"), example_policy(), {}, CONFIG))
-    assert decision.egress_allowed
+    assert decision.grants(Permission.NETWORK_EGRESS)
     assert [(r.cidr, r.ports) for r in decision.egress] == [("10.96.0.0/12", [443])]
 
 
@@ -841,7 +841,9 @@ def test_scratch_workspace_is_admitted_with_the_grant() -> None:
             CONFIG,
         )
     )
-    assert decision.workspaces_allowed and not decision.writable_root
+    assert decision.grants(Permission.WORKSPACES_MOUNT) and not decision.grants(
+        Permission.FILESYSTEM_WRITABLE
+    )
 
 
 def test_existing_claims_must_be_named_by_the_policy() -> None:
@@ -865,7 +867,7 @@ def test_existing_claims_must_be_named_by_the_policy() -> None:
         )
     )
     # Writable only when the step also asks for filesystem.writable.
-    assert not decision.writable_root
+    assert not decision.grants(Permission.FILESYSTEM_WRITABLE)
 
 
 def test_example_handler_is_admitted_with_the_handler_args() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import ANNOTATION_CREATED_AT, TRACKING_FINALIZER
 from steprun.timeutil import parse_time, utcnow
 from tests.support.fake_kube import FakeKube
-from tests.unit.factories import NAME, NAMESPACE, container_status, terminated
+from tests.unit.factories import NAME, NAMESPACE, container_status, running, terminated
 
 KEY = (NAMESPACE, NAME)
 CONFIG = OperatorConfig(events=True, max_reconcile_failures=3)
@@ -68,12 +68,17 @@ async def step(kube: FakeKube, rec: Reconciler, times: int = 1) -> dict[str, Any
 
 
 def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
-    pod = kube.objects[("Pod", NAMESPACE, name)]
-    pod["status"] = {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [container_status(terminated(exit_code))],
-    }
-    kube._bump(pod)
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        name,
+        lambda pod: pod.update(
+            status={
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [container_status(terminated(exit_code))],
+            }
+        ),
+    )
 
 
 # ---------------------------------------------------------------- the happy path
@@ -158,7 +163,7 @@ async def test_pods_of_a_deleted_steprun_are_released(
 ) -> None:
     submit(kube, reconciler)
     await step(kube, reconciler)
-    del kube.objects[("StepRun", NAMESPACE, NAME)]
+    kube.cluster.remove("StepRun", NAMESPACE, NAME)
     await kube.delete("Pod", NAMESPACE, f"{NAME}-1")  # the garbage collector
 
     await step(kube, reconciler)
@@ -175,9 +180,7 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     submit(kube, reconciler)
     # The Pod is created; the cancel arrives before any status records it.
     await step(kube, reconciler)
-    body = kube.objects[("StepRun", NAMESPACE, NAME)]
-    body["spec"]["cancel"] = True
-    kube._bump(body)
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
 
     status = await step(kube, reconciler)
 
@@ -185,6 +188,54 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
     assert pod is None or pod["metadata"].get("deletionTimestamp")
     assert f"{NAME}-1" in status["message"]
+    await step(kube, reconciler)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
+
+
+# ---------------------------------------------------------------- resourceVersion conflicts
+
+
+def another_writer(kube: FakeKube, change: Callable[[dict[str, Any]], object]) -> None:
+    """Someone else changes the StepRun between the operator's read and its next status write:
+    that write carries a stale resourceVersion and the API server refuses it (Conflict)."""
+    kube.cluster.interleave(
+        "patch_status",
+        "StepRun",
+        lambda: kube.cluster.update("StepRun", NAMESPACE, NAME, change),
+    )
+
+
+async def test_an_outcome_refused_as_stale_is_re_applied_to_the_fresh_object(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1")
+    another_writer(kube, lambda body: body["metadata"].update(labels={"team": "web"}))
+    writes = kube.count("patch_status", "StepRun")
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Succeeded"
+    assert kube.count("patch_status", "StepRun") - writes == 2, "refused once, then re-applied"
+    stored = kube.find("StepRun", NAMESPACE, NAME)
+    assert stored is not None and stored["metadata"]["labels"] == {"team": "web"}
+
+
+async def test_a_status_write_refused_by_a_cancel_is_decided_again_from_the_fresh_object(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    runs = {"phase": "Running", "containerStatuses": [container_status(running())]}
+    kube.cluster.update("Pod", NAMESPACE, f"{NAME}-1", lambda pod: pod.update(status=runs))
+    another_writer(kube, lambda body: body["spec"].update(cancel=True))
+
+    assert await step(kube, reconciler) == {}, "the Running write lost the race"
+    assert reconciler.stepruns.get(KEY)["spec"]["cancel"] is True, "read again at once"
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Cancelled"
     await step(kube, reconciler)
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
 
@@ -374,7 +425,7 @@ async def test_recreating_under_the_same_name_waits_out_the_old_children(
     submit(kube, reconciler)
     await step(kube, reconciler)
     # Deleted and created again before the garbage collector removed the old children.
-    old = kube.objects.pop(("StepRun", NAMESPACE, NAME))
+    old = kube.cluster.remove("StepRun", NAMESPACE, NAME)
     submit(kube, reconciler)
     assert kube.find("StepRun", NAMESPACE, NAME)["metadata"]["uid"] != old["metadata"]["uid"]
 

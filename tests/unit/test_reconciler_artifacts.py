@@ -53,16 +53,15 @@ async def reconciler(kube: FakeKube) -> AsyncIterator[Reconciler]:
 
 
 def finish_with_upload(kube: FakeKube, uploads: list[dict[str, Any]]) -> None:
-    pod = kube.objects[("Pod", NAMESPACE, f"{NAME}-1")]
     report = json.dumps({"artifacts": uploads})
-    pod["status"] = {
+    status = {
         "phase": "Succeeded",
         "containerStatuses": [
             container_status(terminated(0)),
             container_status(terminated(0, message=report), name=UPLOAD_CONTAINER),
         ],
     }
-    kube._bump(pod)
+    kube.cluster.update("Pod", NAMESPACE, f"{NAME}-1", lambda pod: pod.update(status=status))
 
 
 async def test_the_store_credentials_ride_in_the_steps_own_secret(

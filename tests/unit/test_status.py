@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from steprun.api.models import AdmittedSandbox, Phase, StepRun, StepRunStatus
+from steprun.api.models import AdmittedSandbox, Phase, Reason, StepRun, StepRunStatus
 from steprun.reconcile import status as statuses
 from steprun.reconcile.decide import Outcome
 from tests.unit.factories import (
@@ -341,7 +341,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
     message = "cancelled: Pod build-42-lint-1 deleted with a 30s grace period"
     sr = steprun(spec={"cancel": True}, status=running_status(), generation=2)
 
-    doc = wire.terminal(sr, Phase.CANCELLED, "Cancelled", message, at(NOW))
+    doc = wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, at(NOW))
 
     assert doc == BLANK | {
         "phase": "Cancelled",
@@ -365,7 +365,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
 def test_cancelled_during_backoff_keeps_the_finished_attempt() -> None:
     sr = steprun(spec={"cancel": True}, status=retrying_status(1, "2024-05-01T10:05:00Z"))
 
-    doc = wire.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW))
+    doc = wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, "cancelled", at(NOW))
 
     assert doc["attempts"] == [finished_attempt(1)]
     assert doc["nextAttemptTime"] is None
@@ -376,7 +376,7 @@ def test_rejected_before_any_pod() -> None:
     message = 'policy "default" does not grant network.egress'
     sr = steprun(generation=2)
 
-    doc = wire.terminal(sr, Phase.REJECTED, "PermissionDenied", message, at(NOW))
+    doc = wire.terminal(sr, Phase.REJECTED, Reason.PERMISSION_DENIED, message, at(NOW))
 
     assert doc == BLANK | {
         "phase": "Rejected",
@@ -393,7 +393,7 @@ def test_rejected_before_any_pod() -> None:
 def test_invalid_spec_on_a_retry_leaves_the_attempts_alone() -> None:
     sr = steprun(status=retrying_status(1, NOW))
 
-    doc = wire.terminal(sr, Phase.FAILED, "InvalidSpec", "secret gh is gone", at(NOW))
+    doc = wire.terminal(sr, Phase.FAILED, Reason.INVALID_SPEC, "secret gh is gone", at(NOW))
 
     assert StepRunStatus.model_validate(doc).attempts == sr.status.attempts
     assert (doc["phase"], doc["nextAttemptTime"]) == ("Failed", None)
@@ -449,7 +449,7 @@ def _documents(sr: StepRun) -> list[dict[str, Any]]:
         _running(sr),
         _retry(sr),
         _failed(sr),
-        wire.terminal(sr, Phase.CANCELLED, "Cancelled", "cancelled", at(NOW)),
+        wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, "cancelled", at(NOW)),
     ]
 
 
@@ -489,3 +489,33 @@ def test_every_document_is_a_valid_status_of_this_generation(status: dict[str, A
 )
 def test_duration(start: str | None, end: str | None, expected: str | None) -> None:
     assert statuses.duration(start, end) == expected
+
+
+# ---------------------------------------------------------------- given up
+
+
+def test_given_up_names_only_what_it_knows() -> None:
+    """Written without reading the current status: the attempts, the Pod and the admission
+    already recorded stay as they are; outputs (maybe what made the status too large) and a
+    pending retry are cleared."""
+    message = "the API server refused a request this step needs: too large"
+
+    doc = wire.given_up(4, Phase.FAILED, Reason.RECONCILE_FAILED, message, at(NOW))
+
+    assert doc == {
+        "phase": "Failed",
+        "reason": "ReconcileFailed",
+        "message": message,
+        "completionTime": NOW,
+        "nextAttemptTime": None,
+        "outputs": None,
+        "observedGeneration": 4,
+        "conditions": [condition_entry("False", "ReconcileFailed", NOW, message, generation=4)],
+    }
+
+
+def test_given_up_without_a_generation_still_names_the_field() -> None:
+    doc = wire.given_up(None, Phase.FAILED, Reason.INVALID_SPEC, "unreadable", at(NOW))
+
+    assert doc["observedGeneration"] is None
+    assert doc["conditions"][0]["observedGeneration"] is None

@@ -17,7 +17,8 @@ from steprun.reconcile.decide import PENDING_RECORD_AFTER
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import ANNOTATION_CREATED_AT as CREATED_AT
 from steprun.timeutil import format_time
-from tests.support.fake_kube import FakeKube, Killed
+from tests.support.fake_cluster import Killed
+from tests.support.fake_kube import FakeKube
 from tests.unit.factories import NAMESPACE, container_status, running, terminated
 
 Call = tuple[str, str, str | None]
@@ -60,11 +61,13 @@ async def reconcile(kube: FakeKube, rec: Reconciler, name: str) -> None:
 
 
 def set_pod(kube: FakeKube, name: str, phase: str) -> None:
-    pod = kube.objects[("Pod", NAMESPACE, f"{name}-1")]
-    pod["spec"]["nodeName"] = "node-1"
     state = running() if phase == "Running" else terminated(0)
-    pod["status"] = {"phase": phase, "containerStatuses": [container_status(state)]}
-    kube._bump(pod)
+
+    def change(pod: dict[str, Any]) -> None:
+        pod["spec"]["nodeName"] = "node-1"
+        pod["status"] = {"phase": phase, "containerStatuses": [container_status(state)]}
+
+    kube.cluster.update("Pod", NAMESPACE, f"{name}-1", change)
 
 
 async def finish(kube: FakeKube, rec: Reconciler, name: str) -> None:
@@ -209,10 +212,13 @@ async def test_a_pod_slow_to_start_is_recorded_pending_once() -> None:
     await reconcile(kube, rec, "second")
     assert "phase" not in ((kube.find("StepRun", NAMESPACE, "second") or {}).get("status") or {})
     # Not scheduled yet, and by the operator's record created long enough ago to say so.
-    pod = kube.objects[("Pod", NAMESPACE, "second-1")]
     created = datetime.now(UTC) - PENDING_RECORD_AFTER - timedelta(seconds=1)
-    pod["metadata"]["annotations"][CREATED_AT] = format_time(created)
-    kube._bump(pod)
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        "second-1",
+        lambda pod: pod["metadata"]["annotations"].update({CREATED_AT: format_time(created)}),
+    )
     kube.calls.clear()
 
     await reconcile(kube, rec, "second")
@@ -245,13 +251,12 @@ async def test_a_step_that_reports_outputs_reads_its_secret_once_to_mask_them() 
     set_pod(kube, "second", "Running")
     await reconcile(kube, rec, "second")
     kube.calls.clear()
-    pod = kube.objects[("Pod", NAMESPACE, "second-1")]
     said = '{"token": "secret"}'
-    pod["status"] = {
+    done = {
         "phase": "Succeeded",
         "containerStatuses": [container_status(terminated(0, message=said))],
     }
-    kube._bump(pod)
+    kube.cluster.update("Pod", NAMESPACE, "second-1", lambda pod: pod.update(status=done))
 
     await reconcile(kube, rec, "second")
 
@@ -299,7 +304,7 @@ async def test_a_context_replaced_while_the_step_ran_is_read_and_left_alone() ->
     set_pod(kube, "step", "Running")
     await reconcile(kube, rec, "step")
     # Someone deletes the ConfigMap and makes their own under the same name.
-    del kube.objects[("ConfigMap", NAMESPACE, "step-context")]
+    kube.cluster.remove("ConfigMap", NAMESPACE, "step-context")
     theirs = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mine": "yes"}}
     kube.put({**theirs, "metadata": {"name": "step-context", "namespace": NAMESPACE}})
     kube.calls.clear()
@@ -400,19 +405,14 @@ KILL_SPECS = [
 
 def advance(kube: FakeKube, name: str) -> None:
     """The world moves on between reconciles: the Pod is scheduled and runs, then succeeds."""
-    pod = kube.objects.get(("Pod", NAMESPACE, f"{name}-1"))
+    pod = kube.find("Pod", NAMESPACE, f"{name}-1")
     if pod is None:
         return
     phase = (pod.get("status") or {}).get("phase")
     if phase is None:
-        pod["spec"]["nodeName"] = "node-1"
-        pod["status"] = {"phase": "Running", "containerStatuses": [container_status(running())]}
+        set_pod(kube, name, "Running")
     elif phase == "Running":
-        done = [container_status(terminated(0))]
-        pod["status"] = {"phase": "Succeeded", "containerStatuses": done}
-    else:
-        return
-    kube._bump(pod)
+        set_pod(kube, name, "Succeeded")
 
 
 async def drive(
@@ -426,7 +426,7 @@ async def drive(
     kube.put(steprun(name, spec))
     start = len(kube.calls)
     if kill is not None:
-        kube.kill_at(kill)
+        kube.cluster.kill_at(kill)
     for _ in range(12):
         try:
             body = kube.find("StepRun", NAMESPACE, name)

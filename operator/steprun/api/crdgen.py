@@ -14,12 +14,11 @@ import copy
 import difflib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from steprun.api.models import (
     ENV_NAME_PATTERN,
@@ -38,6 +37,7 @@ from steprun.api.models import (
     WORKSPACE_PATHS_MESSAGE,
     WORKSPACE_ROOT,
     WORKSPACE_TEMPLATE_MESSAGE,
+    ApiModel,
     Mode,
     SandboxPolicySpec,
     StepRunSpec,
@@ -213,22 +213,15 @@ def _is_untyped_ok(node: Schema) -> bool:
 # ---------------------------------------------------------------- CEL rules
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One x-kubernetes-validations entry."""
+class Rule(ApiModel):
+    """One x-kubernetes-validations entry, as the CRD holds it (``to_api``)."""
+
+    model_config = ConfigDict(frozen=True)
 
     rule: str
     message: str
     field_path: str | None = None
     reason: str | None = None
-
-    def to_schema(self) -> Schema:
-        out: Schema = {"rule": self.rule, "message": self.message}
-        if self.field_path is not None:
-            out["fieldPath"] = self.field_path
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
 
 
 FORBIDDEN = "FieldValueForbidden"
@@ -317,7 +310,7 @@ def spec_immutability_rules(spec_properties: Iterable[str]) -> tuple[Rule, ...]:
 
 def spec_mode_rules() -> tuple[Rule, ...]:
     """What each mode requires and forbids."""
-    local, sandbox = cel_string(Mode.LOCAL.value), cel_string(Mode.SANDBOX.value)
+    sandbox = cel_string(Mode.SANDBOX)
     from_plugin = {
         "image": "spec.image must not be set for mode sandbox: the image comes from the plugin",
         "command": (
@@ -336,17 +329,14 @@ def spec_mode_rules() -> tuple[Rule, ...]:
             field_path=".script",
             reason=FORBIDDEN,
         ),
-        Rule(
-            rule=f"self.mode != {local} || has(self.image)",
-            message="spec.image is required for mode local",
-            field_path=".image",
-            reason=REQUIRED,
-        ),
-        Rule(
-            rule=f"self.mode != {sandbox} || has(self.sandbox)",
-            message="spec.sandbox is required for mode sandbox",
-            field_path=".sandbox",
-            reason=REQUIRED,
+        *(
+            Rule(
+                rule=f"self.mode != {cel_string(mode)} || has(self.{field})",
+                message=f"spec.{field} is required for mode {mode}",
+                field_path=f".{field}",
+                reason=REQUIRED,
+            )
+            for mode, field in ((Mode.LOCAL, "image"), (Mode.SANDBOX, "sandbox"))
         ),
         Rule(
             rule=f"self.mode == {sandbox} || !has(self.sandbox)",
@@ -369,7 +359,7 @@ def spec_mode_rules() -> tuple[Rule, ...]:
 
 def builtin_shell_rules() -> tuple[Rule, ...]:
     """A sandbox step runs a script only through uses: builtin:shell, which needs one."""
-    sandbox, shell = cel_string(Mode.SANDBOX.value), cel_string(USES_BUILTIN_SHELL)
+    sandbox, shell = cel_string(Mode.SANDBOX), cel_string(USES_BUILTIN_SHELL)
     uses_shell = f"has(self.sandbox) && has(self.sandbox.uses) && self.sandbox.uses == {shell}"
     return (
         Rule(
@@ -434,7 +424,7 @@ def shell_plugin_rule() -> Rule:
 def artifacts_rules() -> tuple[Rule, ...]:
     """A step with artifacts runs its command through the artifact helper, which must be told
     what to run: an image's own entrypoint cannot be read from the API."""
-    sandbox = cel_string(Mode.SANDBOX.value)
+    sandbox = cel_string(Mode.SANDBOX)
     return (
         Rule(
             rule=(
@@ -454,9 +444,7 @@ def artifacts_rules() -> tuple[Rule, ...]:
 
 def terminal_phase_rule() -> Rule:
     """A terminal phase is final: guards the status against an operator bug rewriting it."""
-    terminal = ", ".join(
-        cel_string(p.value) for p in sorted(TERMINAL_PHASES, key=lambda p: p.value)
-    )
+    terminal = ", ".join(cel_string(p) for p in sorted(TERMINAL_PHASES))
     return Rule(
         rule=(
             f"!has(oldSelf.phase) || !(oldSelf.phase in [{terminal}]) || "
@@ -637,7 +625,7 @@ def attach_rules(root: Schema, rules: Mapping[str, Iterable[Rule]]) -> None:
     """Add each path's rules to the x-kubernetes-validations of its node, in order."""
     for path, path_rules in rules.items():
         node_at(root, path).setdefault("x-kubernetes-validations", []).extend(
-            rule.to_schema() for rule in path_rules
+            rule.to_api() for rule in path_rules
         )
 
 

@@ -74,16 +74,26 @@ USES_PATTERN = (
 )
 
 QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
+# A command line or its arguments, bounded as a container's.
+Argv = Annotated[list[Annotated[str, Field(max_length=MAX_STRING)]], Field(max_length=MAX_ARGS)]
+
+
+def list_map(key: str) -> dict[str, Any]:
+    """The schema extension of a list whose items are identified by ``key`` (unique)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
 
 
 class ApiModel(BaseModel):
-    """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused."""
+    """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused.
+
+    Enum fields hold enum members; they become their strings only where an object is
+    serialised (``to_api``, ``model_dump(mode="json")``).
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_enum_values=True,
     )
 
     def to_api(self) -> dict[str, Any]:
@@ -108,6 +118,12 @@ class Permission(enum.StrEnum):
     # Artifacts (spec.artifacts): downloading inputs, uploading outputs.
     ARTIFACTS_READ = "artifacts.read"
     ARTIFACTS_WRITE = "artifacts.write"
+
+
+# What a step asks for, a plugin's entry point needs, or a policy grants: a set of permissions.
+PermissionSet = Annotated[
+    list[Permission], Field(max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"})
+]
 
 
 class Phase(enum.StrEnum):
@@ -209,31 +225,22 @@ class SecretProjection(ApiModel):
     ] = "env"
 
 
+# A Kubernetes label value.
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
 class WorkflowRef(ApiModel):
     """Which workflow run this step belongs to; each value becomes a label on the Pod."""
 
-    name: Annotated[
-        str | None,
-        Field(description="Workflow name.", max_length=63, pattern=LABEL_VALUE_PATTERN),
-    ] = None
-    run_id: Annotated[
-        str | None,
-        Field(description="Workflow run identifier.", max_length=63, pattern=LABEL_VALUE_PATTERN),
-    ] = None
-    step_id: Annotated[
-        str | None,
-        Field(
-            description="Step identifier within the run.",
-            max_length=63,
-            pattern=LABEL_VALUE_PATTERN,
-        ),
-    ] = None
+    name: Annotated[LabelValue | None, Field(description="Workflow name.")] = None
+    run_id: Annotated[LabelValue | None, Field(description="Workflow run identifier.")] = None
+    step_id: Annotated[LabelValue | None, Field(description="Step identifier within the run.")] = (
+        None
+    )
     job_id: Annotated[
-        str | None,
+        LabelValue | None,
         Field(
-            description="Job identifier within the run (the group of steps this one belongs to).",
-            max_length=63,
-            pattern=LABEL_VALUE_PATTERN,
+            description="Job identifier within the run (the group of steps this one belongs to)."
         ),
     ] = None
 
@@ -346,10 +353,7 @@ class StepContext(ApiModel):
                 "Keys projected from existing Secrets in the same namespace; names are unique."
             ),
             max_length=MAX_SECRETS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     trace: Annotated[
@@ -453,14 +457,12 @@ class SandboxSpec(ApiModel):
         ),
     ] = None
     permissions: Annotated[
-        list[Permission],
+        PermissionSet,
         Field(
             description=(
                 "Permissions this step asks for, beyond those of its plugin and its handler or "
                 "command."
-            ),
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
+            )
         ),
     ] = Field(default_factory=list)
 
@@ -721,10 +723,7 @@ class ArtifactsSpec(ApiModel):
         Field(
             description="Files or directories uploaded after the step's command ends.",
             max_length=MAX_ARTIFACTS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     inputs: Annotated[
@@ -732,10 +731,7 @@ class ArtifactsSpec(ApiModel):
         Field(
             description="Artifacts of earlier StepRuns, downloaded before the step starts.",
             max_length=MAX_ARTIFACTS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     upload_on_failure: Annotated[
@@ -779,12 +775,12 @@ class StepRunSpec(ApiModel):
         ),
     ] = None
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="Like a container's command.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="Like a container's command."),
     ] = None
     args: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="Like a container's args.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="Like a container's args."),
     ] = None
     script: Annotated[
         str | None,
@@ -872,10 +868,7 @@ class StepRunSpec(ApiModel):
                 "defaults to the first one's mount path."
             ),
             max_length=MAX_WORKSPACES,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = None
 
@@ -959,19 +952,19 @@ class Condition(ApiModel):
 class StepRunStatus(ApiModel):
     """Observed state of the step; written only by the operator."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    # Read as any string, so a phase added by a newer operator is shown as it is rather than
-    # refused; the schema still lists the phases this version writes.
+    # A phase this version knows is read as its member; any other string (a phase added by a
+    # newer operator) is kept as it is rather than refused. The schema still lists the phases
+    # this version writes.
     phase: Annotated[
         Phase | str | None,
         Field(
             description=(
                 "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
                 "Cancelled, Rejected; a terminal phase never changes."
-            )
+            ),
+            union_mode="left_to_right",
         ),
         WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
@@ -1029,10 +1022,7 @@ class StepRunStatus(ApiModel):
         list[Condition],
         Field(
             description="Standard conditions; Succeeded summarises the outcome.",
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
+            json_schema_extra=list_map("type"),
         ),
     ] = Field(default_factory=list)
     next_attempt_time: Annotated[
@@ -1121,26 +1111,14 @@ class PluginHandler(ApiModel):
         ),
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(
-            description="The handler's command (default: the plugin's command).",
-            max_length=MAX_ARGS,
-        ),
+        Argv | None, Field(description="The handler's command (default: the plugin's command).")
     ] = None
     args: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(
-            description="Arguments after the command; the step's spec.args are appended.",
-            max_length=MAX_ARGS,
-        ),
+        Argv | None,
+        Field(description="Arguments after the command; the step's spec.args are appended."),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this handler needs beyond the plugin's own.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet, Field(description="Permissions this handler needs beyond the plugin's own.")
     ] = Field(default_factory=list)
 
 
@@ -1159,22 +1137,16 @@ class PluginCommand(ApiModel):
         ),
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
+        Argv | None,
         Field(
             description=(
                 "The command line before the flags (default: the plugin's command); the flags "
                 "adapted from context.inputs follow, then the step's spec.args."
-            ),
-            max_length=MAX_ARGS,
+            )
         ),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this command needs beyond the plugin's own.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet, Field(description="Permissions this command needs beyond the plugin's own.")
     ] = Field(default_factory=list)
 
 
@@ -1191,16 +1163,12 @@ class Plugin(ApiModel):
         str, Field(description="Image the plugin runs in.", max_length=1024, min_length=1)
     ]
     command: Annotated[
-        list[Annotated[str, Field(max_length=MAX_STRING)]] | None,
-        Field(description="The plugin's command; step args are appended.", max_length=MAX_ARGS),
+        Argv | None,
+        Field(description="The plugin's command; step args are appended."),
     ] = None
     permissions: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions the plugin itself needs, whichever entry point runs.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
+        PermissionSet,
+        Field(description="Permissions the plugin itself needs, whichever entry point runs."),
     ] = Field(default_factory=list)
     version: Annotated[
         str | None,
@@ -1215,10 +1183,7 @@ class Plugin(ApiModel):
         Field(
             description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
             max_length=MAX_PLUGIN_HANDLERS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["id"],
-            },
+            json_schema_extra=list_map("id"),
         ),
     ] = None
     commands: Annotated[
@@ -1229,10 +1194,7 @@ class Plugin(ApiModel):
                 "the policy."
             ),
             max_length=MAX_PLUGIN_COMMANDS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["id"],
-            },
+            json_schema_extra=list_map("id"),
         ),
     ] = None
     # Tenancy: what of a step author's environment reaches the plugin process.
@@ -1298,23 +1260,15 @@ class SandboxPolicySpec(ApiModel):
         LabelSelector,
         Field(description="Namespaces whose StepRuns may use this policy (empty: all)."),
     ] = Field(default_factory=LabelSelector)
-    grants: Annotated[
-        list[Permission],
-        Field(
-            description="Permissions this policy grants.",
-            max_length=8,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
-    ] = Field(default_factory=list)
+    grants: Annotated[PermissionSet, Field(description="Permissions this policy grants.")] = Field(
+        default_factory=list
+    )
     plugins: Annotated[
         list[Plugin],
         Field(
             description="Plugins steps may run; names are unique.",
             max_length=MAX_POLICY_PLUGINS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=list_map("name"),
         ),
     ] = Field(default_factory=list)
     max_timeout_seconds: Annotated[
@@ -1413,9 +1367,7 @@ class AdmittedSandbox(ApiModel):
     decision stored with snake_case keys, which the field names still read.
     """
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     policy: Annotated[str, Field(description="The SandboxPolicy that admitted the step.")]
     uses: Annotated[

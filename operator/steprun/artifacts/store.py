@@ -7,6 +7,7 @@ store's chunks, so memory stays bounded by a part or two whatever the object's s
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
@@ -21,6 +22,8 @@ from steprun.artifacts.names import REPOSITORY_ACCESS_KEY, REPOSITORY_SECRET_KEY
 
 # S3's smallest multipart part; a smaller object goes up in one request.
 PART_SIZE = 5 * 1024 * 1024
+# Downloads are read in chunks of at least this size.
+READ_CHUNK = 64 * 1024
 
 
 class StoreError(Exception):
@@ -132,10 +135,8 @@ class ArtifactStore:
             if len(head) >= PART_SIZE:
                 break
         else:
-            try:
+            with _answers():
                 await obstore.put_async(self._store, key, bytes(head), use_multipart=False)
-            except Exception as error:
-                raise StoreError(_answer(error)) from error
             return len(head)
         total = 0
 
@@ -148,53 +149,55 @@ class ArtifactStore:
                 total += len(chunk)
                 yield chunk
 
-        try:
+        with _answers():
             await obstore.put_async(
                 self._store, key, rest(), chunk_size=PART_SIZE, max_concurrency=2
             )
-        except Exception as error:
-            raise StoreError(_answer(error)) from error
         return total
 
     async def get_stream(self, key: str) -> AsyncIterator[bytes]:
-        try:
+        with _answers(missing=self._missing(key)):
             result = await obstore.get_async(self._store, key)
-            async for chunk in result.stream(min_chunk_size=64 * 1024):
+            async for chunk in result.stream(min_chunk_size=READ_CHUNK):
                 yield bytes(chunk)
-        except FileNotFoundError as error:
-            raise StoreError(f"no object {key} in bucket {self.repository.bucket}") from error
-        except Exception as error:
-            raise StoreError(_answer(error)) from error
+
+    def _missing(self, key: str) -> str:
+        return f"no object {key} in bucket {self.repository.bucket}"
 
     # ---------------------------------------------------------------- blocking, for the client
 
     def read(self, key: str) -> Iterator[bytes]:
-        try:
+        with _answers(missing=self._missing(key)):
             result = obstore.get(self._store, key)
-            for chunk in result.stream(min_chunk_size=64 * 1024):
+            for chunk in result.stream(min_chunk_size=READ_CHUNK):
                 yield bytes(chunk)
-        except FileNotFoundError as error:
-            raise StoreError(f"no object {key} in bucket {self.repository.bucket}") from error
-        except Exception as error:
-            raise StoreError(_answer(error)) from error
 
     def keys(self, prefix: str) -> list[str]:
-        try:
+        with _answers():
             found: list[str] = []
             for batch in obstore.list(self._store, prefix):
                 found.extend(str(item["path"]) for item in batch)
             return sorted(found)
-        except Exception as error:
-            raise StoreError(_answer(error)) from error
 
     def exists(self, key: str) -> bool:
-        try:
-            obstore.head(self._store, key)
-        except FileNotFoundError:
-            return False
-        except Exception as error:
-            raise StoreError(_answer(error)) from error
+        with _answers():
+            try:
+                obstore.head(self._store, key)
+            except FileNotFoundError:
+                return False
         return True
+
+
+@contextlib.contextmanager
+def _answers(missing: str | None = None) -> Iterator[None]:
+    """Whatever the store answers or fails with, raised as StoreError with its answer;
+    ``missing`` is the message when the object is not there (else the store's answer)."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise StoreError(missing or _answer(error)) from error
+    except Exception as error:
+        raise StoreError(_answer(error)) from error
 
 
 def store_from_env(env: Mapping[str, str] | None = None) -> ArtifactStore:

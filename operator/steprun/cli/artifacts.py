@@ -7,32 +7,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steprun.cli import exit_codes
-from steprun.cli.context import CliContext
+from steprun.cli.context import CliContext, add_command
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
 
-_RAW = argparse.RawDescriptionHelpFormatter
+
+HELP = """\
+list or download a step's artifacts
+
+List the artifacts a step uploaded (every attempt), or download one as a tar+gzip
+file with its sha256 checked. Downloads read the store with your own credentials:
+STEPRUN_ARTIFACTS_ENDPOINT, STEPRUN_ARTIFACTS_BUCKET, STEPRUN_ARTIFACTS_KEY_PREFIX
+and STEPRUN_ARTIFACTS_ACCESS_KEY/_SECRET_KEY (or AWS_ACCESS_KEY_ID/...).
+
+examples:
+  steprun artifacts ls build-42
+  steprun artifacts get build-42 dist -o dist.tgz
+  steprun artifacts get build-42 dist --attempt 1
+"""
 
 
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "artifacts",
-        parents=[common],
-        help="list or download a step's artifacts",
-        description=(
-            "List the artifacts a step uploaded (every attempt), or download one as a tar+gzip\n"
-            "file with its sha256 checked. Downloads read the store with your own credentials:\n"
-            "STEPRUN_ARTIFACTS_ENDPOINT, STEPRUN_ARTIFACTS_BUCKET, STEPRUN_ARTIFACTS_KEY_PREFIX\n"
-            "and STEPRUN_ARTIFACTS_ACCESS_KEY/_SECRET_KEY (or AWS_ACCESS_KEY_ID/...)."
-        ),
-        epilog=(
-            "examples:\n  steprun artifacts ls build-42\n"
-            "  steprun artifacts get build-42 dist -o dist.tgz\n"
-            "  steprun artifacts get build-42 dist --attempt 1\n"
-        ),
-        formatter_class=_RAW,
-    )
+    parser = add_command(subparsers, "artifacts", common, HELP)
     actions = parser.add_subparsers(dest="artifacts_command", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "ls", aliases=["list"], parents=[common], help="list uploaded artifacts"

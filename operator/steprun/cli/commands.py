@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from steprun.cli import exit_codes
 from steprun.cli.completion import complete_names
-from steprun.cli.context import CliContext
+from steprun.cli.context import CliContext, add_command
 from steprun.cli.durations import parse_duration
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
 
-_RAW = argparse.RawDescriptionHelpFormatter
 TABLE_OUTPUTS = ("table", "wide")
 OUTPUTS = ("table", "wide", "name", "yaml", "json")
 OUTPUT_HELP = "table (default), wide, name, yaml, json, or jsonpath=TEMPLATE (kubectl's syntax)"
@@ -68,17 +67,14 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_selectors(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-l",
-        "--selector",
-        metavar="SELECTOR",
-        help="label selector, e.g. steprun.dev/workflow=build,team!=web",
-    )
-    parser.add_argument(
-        "--field-selector",
-        metavar="SELECTOR",
-        help="field selector, e.g. status.phase=Failed or spec.context.workflow.runId=42",
-    )
+    for flags, text in (
+        (("-l", "--selector"), "label selector, e.g. steprun.dev/workflow=build,team!=web"),
+        (
+            ("--field-selector",),
+            "field selector, e.g. status.phase=Failed or spec.context.workflow.runId=42",
+        ),
+    ):
+        parser.add_argument(*flags, metavar="SELECTOR", help=text)
 
 
 def _add_watch(parser: argparse.ArgumentParser) -> None:
@@ -87,48 +83,132 @@ def _add_watch(parser: argparse.ArgumentParser) -> None:
     )
 
 
+GET_HELP = """\
+show StepRuns by name
+
+Show StepRuns by name: a table (-o wide adds attempt, duration, Pod and workflow),
+their names, the objects as the API server serves them (YAML or JSON), or fields
+picked by a JSONPath template. -w prints each change after the first answer.
+
+examples:
+  steprun get build-42-lint
+  steprun get build-42-lint -o yaml
+  steprun get build-42-lint -o jsonpath='{.status.outputs}'
+  steprun get build-42-lint -w
+"""
+
+LIST_HELP = """\
+list StepRuns
+
+List StepRuns of a namespace (or all), optionally of one workflow, run or step, or
+those a label or field selector picks. -o name prints bare names, one a line.
+--workflow, --run-id, --step-id and --field-selector use the CRD's selectable
+fields (spec.context.workflow.name/runId/stepId, spec.mode, status.phase), which
+the API server offers from Kubernetes 1.31.
+
+examples:
+  steprun list
+  steprun list -A -o wide
+  steprun list --workflow build --run-id 42 -o yaml
+  steprun list -l steprun.dev/workflow=build --sort-by .metadata.creationTimestamp
+  steprun list --field-selector status.phase=Failed -o name
+  steprun list -w
+"""
+
+DESCRIBE_HELP = """\
+show a StepRun in detail: attempts, outputs, its Pod's state, events
+
+Show a StepRun for a person: what it runs, its phase and reason, every attempt,
+its outputs, the state (and last state) of its current Pod's container, and the
+Events about it.
+
+examples:
+  steprun describe build-42-lint
+"""
+
+LOGS_HELP = """\
+print a step's logs, every attempt in order
+
+Print the logs of every attempt in order (or of one, --attempt). With -f, wait for
+the Pod to start, follow it and the retries that come after, until the step ends.
+--tail, --since and --timestamps apply to each attempt's log, as in kubectl logs.
+
+examples:
+  steprun logs build-42-lint
+  steprun logs -f build-42-lint
+  steprun logs build-42-lint --attempt 2 --tail 20
+  steprun logs build-42-lint --since 10m --timestamps
+"""
+
+WAIT_HELP = f"""\
+wait until a step ends; exit with its exit code
+
+Wait until the step is finished and exit like `steprun run` would.
+
+examples:
+  steprun wait build-42-lint --timeout 600
+
+{exit_codes.EXIT_CODES_HELP}"""
+
+CANCEL_HELP = """\
+cancel a step
+
+Cancel a step (sets spec.cancel): its Pod is deleted, it ends Cancelled.
+
+examples:
+  steprun cancel build-42-lint
+"""
+
+DELETE_HELP = """\
+delete StepRuns and everything they own
+
+Delete StepRuns by name, by selector (-l, --field-selector) or all of a namespace
+(--all); their Pods, ConfigMap and Secret are deleted with them. A name that is
+not found is reported and the others are still deleted (exit code 1).
+
+examples:
+  steprun delete build-42-lint build-42-test
+  steprun delete -l steprun.dev/run-id=42
+  steprun delete --field-selector status.phase=Succeeded
+"""
+
+RERUN_HELP = f"""\
+run a step again: a new StepRun with an old one's spec
+
+Create a new StepRun with the spec and labels of an existing one (cancel cleared),
+labelled steprun.dev/rerun-of=<old name>, then behave like `steprun run`: stream
+its logs and exit with its exit code. The old StepRun is left as it is.
+
+examples:
+  steprun rerun build-42-lint
+  steprun rerun build-42-lint --name build-42-lint-2 --detach
+
+{exit_codes.EXIT_CODES_HELP}"""
+
+VERSION_HELP = """\
+print the client's and the API server's versions
+
+Print the steprun client's version and the API server's (unless --client).
+
+examples:
+  steprun version
+  steprun version --client -o json
+"""
+
+
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
-    get = subparsers.add_parser(
-        "get",
-        parents=[common],
-        help="show StepRuns by name",
-        description=(
-            "Show StepRuns by name: a table (-o wide adds attempt, duration, Pod and workflow),\n"
-            "their names, the objects as the API server serves them (YAML or JSON), or fields\n"
-            "picked by a JSONPath template. -w prints each change after the first answer."
-        ),
-        epilog=(
-            "examples:\n  steprun get build-42-lint\n  steprun get build-42-lint -o yaml\n"
-            "  steprun get build-42-lint -o jsonpath='{.status.outputs}'\n"
-            "  steprun get build-42-lint -w\n"
-        ),
-        formatter_class=_RAW,
-    )
+    get = add_command(subparsers, "get", common, GET_HELP, get_command)
     complete_names(get.add_argument("names", nargs="+", metavar="NAME"))
     _add_output(get)
     _add_watch(get)
-    get.set_defaults(func=get_command)
 
-    listing = subparsers.add_parser(
+    listing = add_command(
+        subparsers,
         "list",
+        common,
+        LIST_HELP,
+        list_command,
         aliases=["ls"],
-        parents=[common],
-        help="list StepRuns",
-        description=(
-            "List StepRuns of a namespace (or all), optionally of one workflow, run or step, or\n"
-            "those a label or field selector picks. -o name prints bare names, one a line.\n"
-            "--workflow, --run-id, --step-id and --field-selector use the CRD's selectable\n"
-            "fields (spec.context.workflow.name/runId/stepId, spec.mode, status.phase), which\n"
-            "the API server offers from Kubernetes 1.31."
-        ),
-        epilog=(
-            "examples:\n  steprun list\n  steprun list -A -o wide\n"
-            "  steprun list --workflow build --run-id 42 -o yaml\n"
-            "  steprun list -l steprun.dev/workflow=build --sort-by .metadata.creationTimestamp\n"
-            "  steprun list --field-selector status.phase=Failed -o name\n"
-            "  steprun list -w\n"
-        ),
-        formatter_class=_RAW,
     )
     listing.add_argument(
         "-A", "--all-namespaces", action="store_true", help="list StepRuns of every namespace"
@@ -144,37 +224,11 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
     )
     _add_watch(listing)
-    listing.set_defaults(func=list_command)
 
-    describe = subparsers.add_parser(
-        "describe",
-        parents=[common],
-        help="show a StepRun in detail: attempts, outputs, its Pod's state, events",
-        description=(
-            "Show a StepRun for a person: what it runs, its phase and reason, every attempt,\n"
-            "its outputs, the state (and last state) of its current Pod's container, and the\n"
-            "Events about it."
-        ),
-        epilog="examples:\n  steprun describe build-42-lint\n",
-        formatter_class=_RAW,
-    )
+    describe = add_command(subparsers, "describe", common, DESCRIBE_HELP, describe_command)
     complete_names(describe.add_argument("name", metavar="NAME"))
-    describe.set_defaults(func=describe_command)
 
-    logs = subparsers.add_parser(
-        "logs",
-        parents=[common],
-        help="print a step's logs, every attempt in order",
-        description=(
-            "Print the logs of every attempt in order (or of one, --attempt). With -f, wait for\n"
-            "the Pod to start, follow it and the retries that come after, until the step ends.\n"
-            "--tail, --since and --timestamps apply to each attempt's log, as in kubectl logs."
-        ),
-        epilog="examples:\n  steprun logs build-42-lint\n  steprun logs -f build-42-lint\n"
-        "  steprun logs build-42-lint --attempt 2 --tail 20\n"
-        "  steprun logs build-42-lint --since 10m --timestamps\n",
-        formatter_class=_RAW,
-    )
+    logs = add_command(subparsers, "logs", common, LOGS_HELP, logs_command)
     complete_names(logs.add_argument("name", metavar="NAME"))
     logs.add_argument("-f", "--follow", action="store_true", help="follow until the step ends")
     logs.add_argument("--attempt", type=int, metavar="N", help="only this attempt (1 = first)")
@@ -185,91 +239,33 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     logs.add_argument(
         "--timestamps", action="store_true", help="start each line with its RFC 3339 timestamp"
     )
-    logs.set_defaults(func=logs_command)
 
-    wait = subparsers.add_parser(
-        "wait",
-        parents=[common],
-        help="wait until a step ends; exit with its exit code",
-        description="Wait until the step is finished and exit like `steprun run` would.",
-        epilog="examples:\n  steprun wait build-42-lint --timeout 600\n\n"
-        + exit_codes.EXIT_CODES_HELP,
-        formatter_class=_RAW,
-    )
+    wait = add_command(subparsers, "wait", common, WAIT_HELP, wait_command)
     complete_names(wait.add_argument("name", metavar="NAME"))
     wait.add_argument("--timeout", type=seconds, metavar="S", help="give up after S seconds")
-    wait.set_defaults(func=wait_command)
 
-    cancel = subparsers.add_parser(
-        "cancel",
-        parents=[common],
-        help="cancel a step",
-        description="Cancel a step (sets spec.cancel): its Pod is deleted, it ends Cancelled.",
-        epilog="examples:\n  steprun cancel build-42-lint\n",
-        formatter_class=_RAW,
-    )
+    cancel = add_command(subparsers, "cancel", common, CANCEL_HELP, cancel_command)
     complete_names(cancel.add_argument("name", metavar="NAME"))
-    cancel.set_defaults(func=cancel_command)
 
-    delete = subparsers.add_parser(
-        "delete",
-        parents=[common],
-        help="delete StepRuns and everything they own",
-        description=(
-            "Delete StepRuns by name, by selector (-l, --field-selector) or all of a namespace\n"
-            "(--all); their Pods, ConfigMap and Secret are deleted with them. A name that is\n"
-            "not found is reported and the others are still deleted (exit code 1)."
-        ),
-        epilog=(
-            "examples:\n  steprun delete build-42-lint build-42-test\n"
-            "  steprun delete -l steprun.dev/run-id=42\n"
-            "  steprun delete --field-selector status.phase=Succeeded\n"
-        ),
-        formatter_class=_RAW,
-    )
+    delete = add_command(subparsers, "delete", common, DELETE_HELP, delete_command)
     complete_names(delete.add_argument("names", nargs="*", metavar="NAME"))
     _add_selectors(delete)
     delete.add_argument("--all", action="store_true", help="every StepRun of the namespace")
     delete.add_argument(
         "--ignore-not-found", action="store_true", help="a missing name is not an error"
     )
-    delete.set_defaults(func=delete_command)
 
-    rerun = subparsers.add_parser(
-        "rerun",
-        parents=[common],
-        help="run a step again: a new StepRun with an old one's spec",
-        description=(
-            "Create a new StepRun with the spec and labels of an existing one (cancel cleared),\n"
-            "labelled steprun.dev/rerun-of=<old name>, then behave like `steprun run`: stream\n"
-            "its logs and exit with its exit code. The old StepRun is left as it is."
-        ),
-        epilog=(
-            "examples:\n  steprun rerun build-42-lint\n"
-            "  steprun rerun build-42-lint --name build-42-lint-2 --detach\n\n"
-            + exit_codes.EXIT_CODES_HELP
-        ),
-        formatter_class=_RAW,
-    )
+    rerun = add_command(subparsers, "rerun", common, RERUN_HELP, rerun_command)
     complete_names(rerun.add_argument("name", metavar="NAME"))
     rerun.add_argument(
         "--name", dest="new_name", help="the new StepRun's name (default: generated)"
     )
     rerun.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
     rerun.add_argument("--detach", action="store_true", help="print the new name and exit")
-    rerun.set_defaults(func=rerun_command)
 
-    version = subparsers.add_parser(
-        "version",
-        parents=[common],
-        help="print the client's and the API server's versions",
-        description="Print the steprun client's version and the API server's (unless --client).",
-        epilog="examples:\n  steprun version\n  steprun version --client -o json\n",
-        formatter_class=_RAW,
-    )
+    version = add_command(subparsers, "version", common, VERSION_HELP, version_command)
     version.add_argument("--client", action="store_true", help="only the client's version")
     version.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
-    version.set_defaults(func=version_command)
 
 
 # ---------------------------------------------------------------------- get / list
@@ -514,25 +510,21 @@ def delete_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def rerun_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    from steprun.cli.run import follow_step
+    from steprun.cli.run import create_and_follow
     from steprun.cli.spec_args import rerun_request
 
     client = ctx.client()
     namespace = ctx.namespace
     old = client.get(args.name, namespace)
-    request = rerun_request(old, name=args.new_name)
-    handle = client.submit(
-        request.spec,
-        name=request.name,
-        generate_name=request.generate_name,
-        namespace=namespace,
-        labels=request.labels,
+    return create_and_follow(
+        ctx,
+        client,
+        rerun_request(old, name=args.new_name),
+        namespace,
+        detach=args.detach,
+        show_logs=not args.no_logs,
+        note=f" (a rerun of {args.name})",
     )
-    if args.detach:
-        ctx.out(handle.name)
-        return exit_codes.OK
-    ctx.err(f"steprun/{handle.name} created in namespace {namespace} (a rerun of {args.name})")
-    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
 
 
 # ---------------------------------------------------------------------- version

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from steprun.cli import exit_codes
+from steprun.cli.context import add_command
 
 if TYPE_CHECKING:
     from steprun.cli.context import CliContext, SubParsers
@@ -79,24 +80,22 @@ def autocomplete(parser: argparse.ArgumentParser, **options: Any) -> None:
     argcomplete.autocomplete(parser, **options)
 
 
+HELP = """\
+print a shell completion script
+
+Print a completion script for bash, zsh or fish. The script asks steprun itself
+what completes: commands, flags, StepRun names and namespaces (from the cluster).
+
+examples:
+  source <(steprun completion bash)                       # in ~/.bashrc
+  source <(steprun completion zsh)                        # in ~/.zshrc
+  steprun completion fish > ~/.config/fish/completions/steprun.fish
+"""
+
+
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "completion",
-        help="print a shell completion script",
-        description=(
-            "Print a completion script for bash, zsh or fish. The script asks steprun itself\n"
-            "what completes: commands, flags, StepRun names and namespaces (from the cluster)."
-        ),
-        epilog=(
-            "examples:\n"
-            "  source <(steprun completion bash)                       # in ~/.bashrc\n"
-            "  source <(steprun completion zsh)                        # in ~/.zshrc\n"
-            "  steprun completion fish > ~/.config/fish/completions/steprun.fish\n"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "completion", None, HELP, completion_command)
     parser.add_argument("shell", choices=SHELLS)
-    parser.set_defaults(func=completion_command)
 
 
 def completion_script(shell: str) -> str:

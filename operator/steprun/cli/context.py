@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -24,6 +24,36 @@ ClientFactory = Callable[[argparse.Namespace], "StepRunClient"]
 # after the library's longer backoff (which rides out an API server restart for engines).
 CLI_RETRIES = 1
 DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+def add_command(
+    subparsers: SubParsers,
+    name: str,
+    parent: argparse.ArgumentParser | None,
+    text: str,
+    func: Callable[[argparse.Namespace, CliContext], int] | None = None,
+    *,
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    """A command's parser, its help written as --help shows it. ``text`` holds a one-line
+    summary (the command list's), a blank line, the description, a blank line, then from
+    "examples:" on what follows the options. ``func`` runs the command."""
+    summary, _, rest = text.partition("\n\n")
+    description, found, after = rest.partition("\n\nexamples:\n")
+    if not found:
+        raise ValueError(f"the help text of {name!r} has no examples")
+    parser = subparsers.add_parser(
+        name,
+        aliases=list(aliases),
+        parents=[parent] if parent is not None else [],
+        help=summary,
+        description=description,
+        epilog="examples:\n" + after,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
 
 
 class UnreadableFile(OSError):

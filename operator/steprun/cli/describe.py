@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from steprun.api.models import StepRun
-from steprun.cli.output import enum_text, format_age, format_table, parse_timestamp
+from steprun.cli.output import enum_text, format_age, format_table
 from steprun.render.names import LABEL_ATTEMPT
+from steprun.timeutil import parse_time_or_none
 
 _NONE = "<none>"
 _WIDTH = 16
@@ -27,7 +28,7 @@ def _field(label: str, value: object, indent: int = 0) -> str:
 
 
 def _when(text: str | None, now: datetime) -> str | None:
-    moment = parse_timestamp(text)
+    moment = parse_time_or_none(text)
     if moment is None:
         return None
     return f"{text} ({format_age((now - moment).total_seconds())} ago)"
@@ -89,12 +90,12 @@ def _attempts(sr: StepRun, now: datetime) -> str:
 
 
 def _short_time(text: str | None, now: datetime) -> str:
-    moment = parse_timestamp(text)
+    moment = parse_time_or_none(text)
     return f"{format_age((now - moment).total_seconds())} ago" if moment else ""
 
 
 def _duration(start: str | None, end: str | None) -> str:
-    started, ended = parse_timestamp(start), parse_timestamp(end)
+    started, ended = parse_time_or_none(start), parse_time_or_none(end)
     if started is None or ended is None:
         return ""
     return format_age((ended - started).total_seconds())

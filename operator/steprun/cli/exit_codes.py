@@ -41,12 +41,12 @@ exit codes:
 
 def exit_code_for(steprun: StepRun) -> int:
     """The exit code that reports a finished step."""
-    from steprun.api.models import Phase, is_terminal_phase
+    from steprun.api.models import Phase
 
     phase = steprun.status.phase
-    if phase is None or not is_terminal_phase(phase):
+    if not isinstance(phase, Phase) or not phase.terminal:
         raise ValueError(f'steprun "{steprun.name}" is not finished (phase {phase or "unset"})')
-    match Phase(phase):
+    match phase:
         case Phase.SUCCEEDED:
             return OK
         case Phase.FAILED:

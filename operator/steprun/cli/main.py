@@ -111,15 +111,15 @@ def report_error(exc: BaseException, ctx: CliContext) -> int | None:
         for cause in exc.causes:
             ctx.err(f"  {cause.field}: {cause.message}")
         return exit_codes.USAGE
-    if isinstance(exc, StepRunRejected):
-        ctx.err(f"error: {exc}")
-        return exit_codes.USAGE
-    if isinstance(exc, ApiUnreachable):
-        ctx.err(f"error: {exc}")
-        return exit_codes.API_UNREACHABLE
-    if isinstance(exc, StepRunError):
-        ctx.err(f"error: {exc}")
-        return exit_codes.ERROR
+    # Most specific first: both of the others are StepRunErrors.
+    for kind, code in (
+        (StepRunRejected, exit_codes.USAGE),
+        (ApiUnreachable, exit_codes.API_UNREACHABLE),
+        (StepRunError, exit_codes.ERROR),
+    ):
+        if isinstance(exc, kind):
+            ctx.err(f"error: {exc}")
+            return code
     from steprun.kube.config import ConfigException
 
     if isinstance(exc, ConfigException):

@@ -7,22 +7,22 @@ import os
 from typing import TYPE_CHECKING
 
 from steprun.cli import exit_codes
-from steprun.cli.context import CliContext
+from steprun.cli.context import CliContext, add_command
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
     from steprun.config import OperatorConfig
 
-DESCRIPTION = """\
+HELP = """\
+run the operator
+
 Run the steprun operator in the foreground until SIGINT or SIGTERM.
 
 Its configuration comes from the STEPRUN_* environment variables (see the operator guide);
 -n/--namespace (repeatable) and -A/--all-namespaces override STEPRUN_NAMESPACES. It connects
 with the in-cluster service account, else with the kubeconfig (--kubeconfig or KUBECONFIG,
 current context).
-"""
 
-EXAMPLES = """\
 examples:
   steprun operator -A
   steprun operator -n ci -n builds
@@ -35,14 +35,7 @@ def register(
     connection: argparse.ArgumentParser,
 ) -> None:
     """``connection`` holds the global flags minus -n, which means "watch" here."""
-    parser = subparsers.add_parser(
-        "operator",
-        parents=[connection],
-        help="run the operator",
-        description=DESCRIPTION,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "operator", connection, HELP, operator_command)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
@@ -56,7 +49,6 @@ def register(
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch StepRuns of every namespace"
     )
-    parser.set_defaults(func=operator_command)
 
 
 def operator_config(args: argparse.Namespace, base: OperatorConfig) -> OperatorConfig:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
 
 from steprun.api.models import StepRun
+from steprun.timeutil import parse_time_or_none
 
 OUTPUT_FORMATS = ("table", "wide", "yaml", "json")
 TABLE_HEADERS = ("NAME", "PHASE", "MODE", "EXIT", "REASON", "AGE")
@@ -19,8 +19,9 @@ _NONE = "<none>"
 
 
 def enum_text(value: object) -> str:
-    """An API enum field as text; defaults are enum members, values read from the API are str."""
-    return str(value.value) if isinstance(value, enum.Enum) else str(value)
+    """An API enum field as text: a (str) member's value, or the string read for a value this
+    version does not know (a phase a newer operator wrote)."""
+    return str(value)
 
 
 def format_age(seconds: float) -> str:
@@ -47,22 +48,11 @@ def format_age(seconds: float) -> str:
     return f"{days // 365}y"
 
 
-def parse_timestamp(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as the API server writes it (``2024-05-01T10:00:00Z``)."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def steprun_row(
     sr: StepRun, now: datetime, *, with_namespace: bool = False, wide: bool = False
 ) -> list[str]:
     status = sr.status
-    created = parse_timestamp(sr.metadata.creation_timestamp)
+    created = parse_time_or_none(sr.metadata.creation_timestamp)
     age = format_age((now - created).total_seconds()) if created else _NONE
     exit_code = "" if status.exit_code is None else str(status.exit_code)
     row = [
@@ -80,9 +70,9 @@ def steprun_row(
 
 def _wide_cells(sr: StepRun, now: datetime) -> list[str]:
     status = sr.status
-    started = parse_timestamp(status.start_time)
+    started = parse_time_or_none(status.start_time)
     # A running step's duration grows until it completes.
-    ended = parse_timestamp(status.completion_time) or now
+    ended = parse_time_or_none(status.completion_time) or now
     duration = format_age((ended - started).total_seconds()) if started else ""
     workflow = sr.spec.context.workflow
     return [

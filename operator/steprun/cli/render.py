@@ -7,12 +7,14 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from steprun.cli import exit_codes
-from steprun.cli.context import CliContext, UnreadableFile, read_source
+from steprun.cli.context import CliContext, UnreadableFile, add_command, read_source
 
 if TYPE_CHECKING:
     from steprun.cli.context import SubParsers
 
-DESCRIPTION = """\
+HELP = """\
+print the Pod, ConfigMap, Secret (and NetworkPolicy) of a StepRun
+
 Print, as YAML, the objects the operator would create for a StepRun: its Secret (values
 shown as <redacted>), ConfigMap, NetworkPolicy (sandbox steps) and the Pod of one attempt.
 No cluster is needed. The operator configuration is read from the STEPRUN_* environment
@@ -28,9 +30,7 @@ CRD (the CEL rules generated with it: reserved env names, quantities, exclusive 
 each problem is printed with its field and the exit code is 2. --dry-run=server sends the
 StepRun to the API server without storing it (schema, CEL rules, admission policies, defaults)
 and renders what it returns; that needs a cluster.
-"""
 
-EXAMPLES = """\
 examples:
   steprun render -f step.yaml
   steprun render -f step.yaml --attempt 2
@@ -45,14 +45,7 @@ def register(
     subparsers: SubParsers,
     common: argparse.ArgumentParser,
 ) -> None:
-    parser = subparsers.add_parser(
-        "render",
-        parents=[common],
-        help="print the Pod, ConfigMap, Secret (and NetworkPolicy) of a StepRun",
-        description=DESCRIPTION,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "render", common, HELP, render_command)
     parser.add_argument(
         "-f", "--filename", metavar="FILE", required=True, help='StepRun manifest ("-": stdin)'
     )
@@ -76,7 +69,6 @@ def register(
         default="none",
         help="server: ask the API server to validate and default the StepRun (not stored)",
     )
-    parser.set_defaults(func=render_command)
 
 
 def _server_view(ctx: CliContext, text: str) -> str:

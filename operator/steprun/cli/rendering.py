@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from steprun.api.models import Mode, SandboxPolicy, StepRun
+from steprun.api.models import Mode, Reason, SandboxPolicy, StepRun
 from steprun.cli.output import dump_all_yaml
 from steprun.cli.spec_args import (
     SpecArgumentError,
@@ -168,7 +168,7 @@ def _decision(
     labels.setdefault(NAMESPACE_NAME_LABEL, steprun.namespace)
     result = admit(steprun, policy, labels, config)
     if result.decision is None:
-        reason = result.reason.value if result.reason is not None else "PermissionDenied"
+        reason = result.reason or Reason.PERMISSION_DENIED
         raise RenderRefused(f"the step would be Rejected ({reason}): {result.message}")
     return result.decision, [result.message[:1].upper() + result.message[1:] + "."]
 

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from steprun.cli import exit_codes
-from steprun.cli.context import CliContext, UnreadableFile, read_source
+from steprun.cli.context import CliContext, UnreadableFile, add_command, read_source
 
 if TYPE_CHECKING:
     from steprun.api.models import StepRun
@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from steprun.cli.spec_args import RunRequest
     from steprun.client import LogEvent, StepRunClient
 
-DESCRIPTION = """\
+HELP = f"""\
+create a step, stream its logs, exit with its exit code
+
 Create a StepRun, show its progress and logs, and exit with the step's exit code.
 
 The step is given by an image and a command, an image and a script, or a manifest (-f FILE,
@@ -24,9 +26,7 @@ stderr; the logs go to stdout, following retries. Ctrl-C cancels the step (spec.
 waits until it is Cancelled; a second Ctrl-C stops waiting.
 
 Put the command after "--" when it has options of its own, or when naming the step.
-"""
 
-EXAMPLES = """\
 examples:
   steprun run --image busybox:1.36 -- sh -c 'echo hello'
   steprun run build-42-lint --image golang:1.22 --env CGO_ENABLED=0 -- go vet ./...
@@ -34,11 +34,11 @@ examples:
   steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
       --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
   steprun run -f step.yaml --retries 2 --detach
-  steprun run --image busybox:1.36 --workflow build --run-id 42 \
-      --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \
+  steprun run --image busybox:1.36 --workflow build --run-id 42 \\
+      --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \\
       --script 'ls /workspace/cache > list.txt'
-"""
 
+{exit_codes.EXIT_CODES_HELP}"""
 
 # Kept here, not in spec_args: building the parser must not import pydantic or yaml.
 WORKSPACE_HELP = (
@@ -49,14 +49,7 @@ WORKSPACE_HELP = (
 
 
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        parents=[common],
-        help="create a step, stream its logs, exit with its exit code",
-        description=DESCRIPTION,
-        epilog=EXAMPLES + "\n" + exit_codes.EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "run", common, HELP, run_command)
     parser.add_argument(
         "words",
         nargs="*",
@@ -69,30 +62,22 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--filename", metavar="FILE", help='StepRun manifest or spec ("-" reads stdin)'
     )
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="K=V", help="environment variable"
-    )
-    parser.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="context input: K=V sets a string, K:=JSON any JSON value",
-    )
-    parser.add_argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="NAME=SECRET/KEY[:file]",
-        help="project a key of an existing Secret as env var NAME (or as file NAME)",
-    )
-    parser.add_argument(
-        "--workspace",
-        action="append",
-        default=[],
-        metavar="name=NAME,SOURCE[,OPTION...]",
-        help="mount a workspace (spec.workspaces): " + WORKSPACE_HELP,
-    )
+    # Repeatable flags: each adds one entry.
+    for flag, metavar, text in (
+        ("--env", "K=V", "environment variable"),
+        ("--input", "K=V", "context input: K=V sets a string, K:=JSON any JSON value"),
+        (
+            "--secret",
+            "NAME=SECRET/KEY[:file]",
+            "project a key of an existing Secret as env var NAME (or as file NAME)",
+        ),
+        (
+            "--workspace",
+            "name=NAME,SOURCE[,OPTION...]",
+            "mount a workspace (spec.workspaces): " + WORKSPACE_HELP,
+        ),
+    ):
+        parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
     parser.add_argument("--workflow", metavar="NAME", help="context.workflow.name of the step")
     parser.add_argument("--run-id", metavar="ID", help="context.workflow.runId of the step")
     parser.add_argument("--timeout", type=int, metavar="S", help="timeoutSeconds of the step")
@@ -108,12 +93,12 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         help="only print the StepRun: as built here (client) or as the API server would store "
         "it after its validation and admission (server); nothing is created",
     )
-    parser.set_defaults(func=run_command)
 
 
 def request_from_args(args: argparse.Namespace) -> RunRequest:
     """The StepRun that the arguments describe (raises SpecArgumentError)."""
     from steprun.cli.spec_args import (
+        SpecFlags,
         build_run_request,
         load_manifest,
         parse_env,
@@ -135,10 +120,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         from steprun.cli.spec_args import SpecArgumentError
 
         raise SpecArgumentError(f"two names given: {name!r} and --name {args.name!r}")
-    return build_run_request(
-        manifest=manifest,
-        name=name or args.name,
-        namespace=getattr(args, "namespace", None),
+    flags = SpecFlags(
         image=args.image,
         command=command,
         script=script,
@@ -150,6 +132,12 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         run_id=args.run_id,
         timeout=args.timeout,
         retries=args.retries,
+    )
+    return build_run_request(
+        manifest=manifest,
+        name=name or args.name,
+        namespace=getattr(args, "namespace", None),
+        flags=flags,
     )
 
 
@@ -167,6 +155,23 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
         return dry_run(ctx, request, server=args.dry_run == "server")
     client = ctx.client()
     namespace = request.namespace or client.namespace
+    return create_and_follow(
+        ctx, client, request, namespace, detach=args.detach, show_logs=not args.no_logs
+    )
+
+
+def create_and_follow(
+    ctx: CliContext,
+    client: StepRunClient,
+    request: RunRequest,
+    namespace: str,
+    *,
+    detach: bool,
+    show_logs: bool,
+    note: str = "",
+) -> int:
+    """Creates the StepRun, then prints its name (``detach``) or follows it to its end and
+    returns its exit code; ``note`` ends the line that says it was created."""
     try:
         handle = client.submit(
             request.spec,
@@ -178,11 +183,11 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
     except KeyboardInterrupt:
         ctx.err("interrupted")
         return exit_codes.CANCELLED
-    if args.detach:
+    if detach:
         ctx.out(handle.name)
         return exit_codes.OK
-    ctx.err(f"steprun/{handle.name} created in namespace {namespace}")
-    return follow_step(ctx, client, handle.name, namespace, show_logs=not args.no_logs)
+    ctx.err(f"steprun/{handle.name} created in namespace {namespace}{note}")
+    return follow_step(ctx, client, handle.name, namespace, show_logs=show_logs)
 
 
 def dry_run(ctx: CliContext, request: RunRequest, *, server: bool) -> int:

@@ -226,39 +226,33 @@ def load_manifest(text: str) -> Manifest:
     )
 
 
+@dataclass(frozen=True)
+class SpecFlags:
+    """What ``steprun run``'s flags set, layered over the manifest's spec (see the module's
+    docstring); an unset flag leaves the manifest's value."""
+
+    image: str | None = None
+    command: Sequence[str] = ()
+    script: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Sequence[Mapping[str, Any]] = ()
+    workspaces: Sequence[Mapping[str, Any]] = ()
+    workflow: str | None = None
+    run_id: str | None = None
+    timeout: int | None = None
+    retries: int | None = None
+
+
 def build_run_request(
     *,
     manifest: Manifest | None = None,
     name: str | None = None,
     namespace: str | None = None,
-    image: str | None = None,
-    command: Sequence[str] = (),
-    script: str | None = None,
-    env: Mapping[str, str] | None = None,
-    inputs: Mapping[str, Any] | None = None,
-    secrets: Sequence[Mapping[str, Any]] = (),
-    workspaces: Sequence[Mapping[str, Any]] = (),
-    workflow: str | None = None,
-    run_id: str | None = None,
-    timeout: int | None = None,
-    retries: int | None = None,
+    flags: SpecFlags = SpecFlags(),
 ) -> RunRequest:
     metadata, base = (manifest.metadata, manifest.spec) if manifest is not None else ({}, {})
-    spec = _layer(
-        base,
-        image=image,
-        command=command,
-        script=script,
-        env=env or {},
-        inputs=inputs or {},
-        secrets=secrets,
-        workspaces=workspaces,
-        workflow=workflow,
-        run_id=run_id,
-        timeout=timeout,
-        retries=retries,
-    )
-    model = _validate(spec)
+    model = _validate(_layer(base, flags))
     chosen_name = name or metadata.get("name")
     return RunRequest(
         spec=model,
@@ -272,62 +266,48 @@ def build_run_request(
     )
 
 
-def _layer(
-    base: Mapping[str, Any],
-    *,
-    image: str | None,
-    command: Sequence[str],
-    script: str | None,
-    env: Mapping[str, str],
-    inputs: Mapping[str, Any],
-    secrets: Sequence[Mapping[str, Any]],
-    workspaces: Sequence[Mapping[str, Any]],
-    workflow: str | None,
-    run_id: str | None,
-    timeout: int | None,
-    retries: int | None,
-) -> dict[str, Any]:
+def _layer(base: Mapping[str, Any], flags: SpecFlags) -> dict[str, Any]:
     spec: dict[str, Any] = json.loads(
         json.dumps(base)
     )  # a deep copy the caller's manifest never sees
-    if image is not None:
-        spec["image"] = image
-    if command and script is not None:
+    if flags.image is not None:
+        spec["image"] = flags.image
+    if flags.command and flags.script is not None:
         raise SpecArgumentError("give either a command or --script, not both")
-    if command:
-        spec["command"] = list(command)
+    if flags.command:
+        spec["command"] = list(flags.command)
         spec.pop("args", None)
         spec.pop("script", None)
-    if script is not None:
-        spec["script"] = script
+    if flags.script is not None:
+        spec["script"] = flags.script
         spec.pop("command", None)
         spec.pop("args", None)
-    if env:
-        spec["env"] = {**(spec.get("env") or {}), **env}
+    if flags.env:
+        spec["env"] = {**(spec.get("env") or {}), **flags.env}
     context = spec.setdefault("context", {})
-    if inputs:
-        context["inputs"] = {**(context.get("inputs") or {}), **inputs}
-    if secrets:
+    if flags.inputs:
+        context["inputs"] = {**(context.get("inputs") or {}), **flags.inputs}
+    if flags.secrets:
         by_name = {s["name"]: s for s in context.get("secrets") or []}
-        by_name.update({s["name"]: dict(s) for s in secrets})
+        by_name.update({s["name"]: dict(s) for s in flags.secrets})
         context["secrets"] = list(by_name.values())
-    if workflow is not None or run_id is not None:
+    if flags.workflow is not None or flags.run_id is not None:
         run = dict(context.get("workflow") or {})
-        if workflow is not None:
-            run["name"] = workflow
-        if run_id is not None:
-            run["runId"] = run_id
+        if flags.workflow is not None:
+            run["name"] = flags.workflow
+        if flags.run_id is not None:
+            run["runId"] = flags.run_id
         context["workflow"] = run
-    if workspaces:
+    if flags.workspaces:
         by_workspace = {w["name"]: w for w in spec.get("workspaces") or []}
-        by_workspace.update({w["name"]: dict(w) for w in workspaces})
+        by_workspace.update({w["name"]: dict(w) for w in flags.workspaces})
         spec["workspaces"] = list(by_workspace.values())
     if not context:
         del spec["context"]
-    if timeout is not None:
-        spec["timeoutSeconds"] = timeout
-    if retries is not None:
-        spec["retries"] = {**(spec.get("retries") or {}), "limit": retries}
+    if flags.timeout is not None:
+        spec["timeoutSeconds"] = flags.timeout
+    if flags.retries is not None:
+        spec["retries"] = {**(spec.get("retries") or {}), "limit": flags.retries}
     return spec
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import inspect
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
@@ -70,10 +71,35 @@ MERGE_PATCH = "application/merge-patch+json"
 GONE = 410
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _LogUnavailable(Exception):
     """The container has no readable log (not started yet) or its Pod is gone."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword options both clients' constructors take: the blocking client hands them to
+    the asyncio one, whose signature gives each one's default."""
+
+    config_file: str | None
+    context: str | None
+    watch_timeout_seconds: int
+    poll_interval: float
+    backoff: Backoff | None
+    request_timeout: Timeout
+    artifact_store: ArtifactStore | None
+
+
+class ListScope(TypedDict, total=False):
+    """Which StepRuns ``list_raw`` and ``watch_raw`` cover: those of ``namespace`` (default:
+    the client's) or, with ``all_namespaces``, of every namespace; narrowed by a
+    ``label_selector`` and a ``field_selector`` (kubectl's syntax), if given."""
+
+    namespace: str | None
+    all_namespaces: bool
+    label_selector: str | None
+    field_selector: str | None
 
 
 class FromKubeconfig:
@@ -96,6 +122,32 @@ class FromKubeconfig:
     ) -> Self:
         """A client for a given kubeconfig file and context (kubectl's --kubeconfig/--context)."""
         return cls(None, namespace, config_file=config_file, context=context, **options)
+
+
+def _lines_only(
+    events_of: Callable[Concatenate[AsyncStepRunClient, P], AsyncGenerator[LogEvent, None]],
+) -> Callable[Concatenate[AsyncStepRunClient, P], AsyncGenerator[str, None]]:
+    """``logs`` made of ``log_events``: the same parameters, only the lines' text."""
+
+    async def logs(
+        self: AsyncStepRunClient, /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncGenerator[str, None]:
+        events = events_of(self, *args, **kwargs)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, LogLine):
+                    yield event.text
+
+    # help() and inspect show log_events' parameters.
+    logs.__signature__ = inspect.signature(events_of).replace(  # type: ignore[attr-defined]
+        return_annotation="AsyncGenerator[str, None]"
+    )
+    logs.__qualname__ = "AsyncStepRunClient.logs"
+    logs.__doc__ = (
+        "The step's log lines (without line ends), attempt after attempt: the lines of "
+        "``log_events``, which says what each parameter does."
+    )
+    return logs
 
 
 class AsyncStepRunClient(FromKubeconfig):
@@ -391,30 +443,6 @@ class AsyncStepRunClient(FromKubeconfig):
 
     # ------------------------------------------------------------------ logs
 
-    async def logs(
-        self,
-        name: str,
-        *,
-        namespace: str | None = None,
-        follow: bool = False,
-        attempt: int | None = None,
-        options: LogOptions | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """The step's log lines (without line ends), attempt after attempt.
-
-        With ``follow``, waits for Pods to start, follows the running attempt, moves on to
-        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
-        ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
-        Pod is gone are read from the archive when an artifact store is configured.
-        """
-        events = self.log_events(
-            name, namespace=namespace, follow=follow, attempt=attempt, options=options
-        )
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, LogLine):
-                    yield event.text
-
     async def log_events(
         self,
         name: str,
@@ -424,8 +452,15 @@ class AsyncStepRunClient(FromKubeconfig):
         attempt: int | None = None,
         options: LogOptions | None = None,
     ) -> AsyncGenerator[LogEvent, None]:
-        """Like ``logs``, but also says which attempt each line is from and what is awaited
-        (LogLine, AttemptStarted, PodWaiting), for progress displays."""
+        """The step's log, attempt after attempt, as events: each line (without its line end)
+        with the attempt it is from, each attempt's start, and what is awaited (LogLine,
+        AttemptStarted, PodWaiting), for progress displays; ``logs`` has just the lines.
+
+        With ``follow``, waits for Pods to start, follows the running attempt, moves on to
+        retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
+        ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
+        Pod is gone are read from the archive when an artifact store is configured.
+        """
         ns = await self._ns(namespace)
         if not follow:
             # Pods go (TTL, PodGC, cancel); with an artifact store the logs stay readable.
@@ -477,6 +512,9 @@ class AsyncStepRunClient(FromKubeconfig):
             failures = 0
             planner.streamed(pod.attempt)
 
+    # The text of each LogLine of ``log_events``, for engines that only want the log.
+    logs = _lines_only(log_events)
+
     async def _progress(self, name: str, namespace: str) -> tuple[bool, bool]:
         """Whether the step is finished (or gone), and whether it waits to retry."""
         try:
@@ -526,48 +564,36 @@ class AsyncStepRunClient(FromKubeconfig):
         ns = await self._ns(namespace)
         return await self._request("GET", Kube.path("StepRun", ns, name), name=name, namespace=ns)
 
-    async def list_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> dict[str, Any]:
+    async def list_raw(self, **scope: Unpack[ListScope]) -> dict[str, Any]:
         """The StepRun list as served (``items`` and the list's ``metadata.resourceVersion``)."""
-        ns = await self._ns(namespace)
+        ns = await self._ns(scope.get("namespace"))
         return await self._request(
             "GET",
-            Kube.path("StepRun", None if all_namespaces else ns),
-            query=_selectors(label_selector, field_selector),
+            _scope_path(scope, ns),
+            query=_selectors(scope.get("label_selector"), scope.get("field_selector")),
             name=None,
             namespace=ns,
         )
 
     async def watch_raw(
-        self,
-        *,
-        namespace: str | None = None,
-        all_namespaces: bool = False,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        resource_version: str,
+        self, *, resource_version: str, **scope: Unpack[ListScope]
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Watch events (``type``, ``object`` as served) after ``resource_version``, forever.
+        """Watch events (``type``, ``object`` as served) of the StepRuns ``list_raw`` would
+        list, after ``resource_version``, forever.
 
         The watch is renewed when the server ends it; after 410 Gone it goes on from a fresh
         list, so changes made meanwhile are reported once as they are now.
         """
-        ns = await self._ns(namespace)
-        path = Kube.path("StepRun", None if all_namespaces else ns)
+        ns = await self._ns(scope.get("namespace"))
+        path = _scope_path(scope, ns)
         failures = 0
         while True:
             try:
                 events = self._watch_once(
                     path,
                     resource_version,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
+                    label_selector=scope.get("label_selector"),
+                    field_selector=scope.get("field_selector"),
                     namespace=ns,
                     seconds=self.watch_timeout_seconds,
                 )
@@ -582,12 +608,7 @@ class AsyncStepRunClient(FromKubeconfig):
                             yield {"type": event["type"], "object": raw}
                 continue
             except WatchExpired:
-                fresh = await self.list_raw(
-                    namespace=namespace,
-                    all_namespaces=all_namespaces,
-                    label_selector=label_selector,
-                    field_selector=field_selector,
-                )
+                fresh = await self.list_raw(**scope)
                 resource_version = str((fresh.get("metadata") or {}).get("resourceVersion"))
                 for item in fresh.get("items") or []:
                     yield {"type": "MODIFIED", "object": item}
@@ -724,6 +745,10 @@ class AsyncStepRunClient(FromKubeconfig):
                 if delay is None:
                     raise ApiUnreachable(f"API server unreachable: {error}") from error
                 await self._sleep(delay)
+
+
+def _scope_path(scope: ListScope, namespace: str) -> str:
+    return Kube.path("StepRun", None if scope.get("all_namespaces") else namespace)
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:

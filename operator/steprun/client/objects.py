@@ -9,13 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
-from steprun.render.names import (
-    LABEL_JOB,
-    LABEL_RUN,
-    LABEL_STEP,
-    LABEL_WORKFLOW,
-    label_selector_for,
-)
+from steprun.render.names import label_selector_for, workflow_labels
 
 CANCEL_PATCH: dict[str, Any] = {"spec": {"cancel": True}}
 
@@ -30,23 +24,6 @@ def coerce_spec(spec: StepRunSpec | Mapping[str, Any]) -> StepRunSpec:
     if isinstance(spec, StepRunSpec):
         return spec
     return StepRunSpec.model_validate(dict(spec))
-
-
-def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
-    """The labels that make a StepRun findable by workflow, run and step (``list()`` filters)."""
-    workflow = spec.context.workflow
-    labels: dict[str, str] = {}
-    if workflow is None:
-        return labels
-    if workflow.name:
-        labels[LABEL_WORKFLOW] = workflow.name
-    if workflow.run_id:
-        labels[LABEL_RUN] = workflow.run_id
-    if workflow.step_id:
-        labels[LABEL_STEP] = workflow.step_id
-    if workflow.job_id:
-        labels[LABEL_JOB] = workflow.job_id
-    return labels
 
 
 def default_generate_name(spec: StepRunSpec) -> str:

@@ -35,14 +35,15 @@ def is_terminal(steprun: StepRun) -> bool:
 def build_result(steprun: StepRun) -> StepResult:
     """The result of a StepRun in a terminal phase."""
     status = steprun.status
-    if status.phase is None or not is_terminal_phase(status.phase):
+    # A phase this version does not know is kept as a string, and is not terminal.
+    if not isinstance(status.phase, Phase) or not status.phase.terminal:
         raise ValueError(
             f'steprun "{steprun.name}" is not finished (phase {status.phase or "unset"})'
         )
     return StepResult(
         name=steprun.name,
         namespace=steprun.namespace,
-        phase=Phase(status.phase),
+        phase=status.phase,
         reason=status.reason,
         message=status.message,
         exit_code=status.exit_code,

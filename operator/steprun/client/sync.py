@@ -18,13 +18,16 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 
 from steprun.artifacts.store import ArtifactStore
-from steprun.client.aio import AsyncStepRunClient, AsyncStepRunHandle, FromKubeconfig
-from steprun.client.backoff import Backoff
+from steprun.client.aio import (
+    AsyncStepRunClient,
+    AsyncStepRunHandle,
+    ClientOptions,
+    FromKubeconfig,
+)
 from steprun.client.errors import StepRunError
-from steprun.kube.client import Timeout
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -188,33 +191,13 @@ class StepRunClient(FromKubeconfig):
     """
 
     def __init__(
-        self,
-        api_client: Any = None,
-        namespace: str | None = None,
-        *,
-        watch_timeout_seconds: int = 300,
-        poll_interval: float = 1.0,
-        backoff: Backoff | None = None,
-        request_timeout: Timeout = None,
-        artifact_store: ArtifactStore | None = None,
-        config_file: str | None = None,
-        context: str | None = None,
+        self, api_client: Any = None, namespace: str | None = None, **options: Unpack[ClientOptions]
     ) -> None:
         self._portal = portal()
 
         async def connected() -> AsyncStepRunClient:
             # Made on the portal's loop: the HTTP session belongs to the loop that makes it.
-            client = AsyncStepRunClient(
-                api_client,
-                namespace,
-                config_file=config_file,
-                context=context,
-                watch_timeout_seconds=watch_timeout_seconds,
-                poll_interval=poll_interval,
-                backoff=backoff,
-                request_timeout=request_timeout,
-                artifact_store=artifact_store,
-            )
+            client = AsyncStepRunClient(api_client, namespace, **options)
             await client.connect()
             return client
 

@@ -1,10 +1,10 @@
 """Hand the heap freed after a listing back to the operating system.
 
-kopf lists each watched resource in one unpaginated request, at start and again each time a
-watch stream ends, and turns every listed object into a Python dict before the handlers see
-it. With thousands of retained objects that is tens of MiB of short-lived objects. CPython
-frees them, but glibc keeps the freed memory in its arenas, so the resident size stays at the
-listing's peak for good (measured in bench/results/memory-*.md). Once listing events have
+kopf lists each watched resource at start and again each time a watch stream ends (in pages,
+LIST_CHUNK_SIZE in kopf_handlers.py), and turns every listed object into a Python dict before
+the handlers see it. With thousands of retained objects that is MiBs of short-lived objects.
+CPython frees them, but glibc keeps the freed memory in its arenas, so the resident size stays
+at the listing's peak (measured in bench/results/memory-*.md). Once listing events have
 stopped arriving for a moment, a full collection and ``malloc_trim(0)`` return it. Nothing is
 lost when the C library has no ``malloc_trim`` (musl): the release is then only the collection.
 """

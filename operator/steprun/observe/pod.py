@@ -72,8 +72,8 @@ def removal(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     detail = str(condition.get("message") or cause)
     if cause in _NODE_GONE_REASONS:
         node = _mapping(pod.get("spec")).get("nodeName") or "its node"
-        return Reason.NODE_LOST.value, f"the Pod was removed because {node} is gone: {detail}"
-    return Reason.POD_EVICTED.value, f"the Pod was evicted: {detail}"
+        return Reason.NODE_LOST, f"the Pod was removed because {node} is gone: {detail}"
+    return Reason.POD_EVICTED, f"the Pod was evicted: {detail}"
 
 
 def is_terminal(obs: PodObservation) -> bool:
@@ -194,7 +194,7 @@ def _terminal(
         return PodObservation(
             artifacts=uploads,
             state="succeeded",
-            reason=Reason.COMPLETED.value,
+            reason=Reason.COMPLETED,
             message="the step completed",
             exit_code=0,
             outputs=outputs,
@@ -235,32 +235,32 @@ def _failure(
     pod_message = status.get("message") or ""
     disruption = _condition(status, "DisruptionTarget")
 
-    if pod_reason == Reason.DEADLINE_EXCEEDED.value:
+    if pod_reason == Reason.DEADLINE_EXCEEDED:
         deadline = _int(_mapping(pod.get("spec")).get("activeDeadlineSeconds"))
         limit = f" of {deadline}s" if deadline is not None else ""
         return (
-            Reason.DEADLINE_EXCEEDED.value,
+            Reason.DEADLINE_EXCEEDED,
             f"the step did not finish within its timeout{limit} and was stopped; raise "
             "spec.timeoutSeconds if it needs longer",
         )
     if disruption.get("reason") in _NODE_GONE_REASONS:
-        return removal(pod) or (Reason.NODE_LOST.value, "the Pod's node is gone")
+        return removal(pod) or (Reason.NODE_LOST, "the Pod's node is gone")
     if pod_reason in DISRUPTION_REASONS or disruption.get("status") == "True":
         why = pod_message or disruption.get("message") or pod_reason or disruption.get("reason")
-        return Reason.POD_EVICTED.value, f"the Pod was evicted: {why}"
-    if pod_reason == Reason.NODE_LOST.value:
-        return Reason.NODE_LOST.value, f"the Pod's node was lost: {pod_message or pod_reason}"
+        return Reason.POD_EVICTED, f"the Pod was evicted: {why}"
+    if pod_reason == Reason.NODE_LOST:
+        return Reason.NODE_LOST, f"the Pod's node was lost: {pod_message or pod_reason}"
     download_error = _download_failure(status)
     if download_error is not None:
-        return Reason.ARTIFACT_DOWNLOAD_FAILED.value, download_error
+        return Reason.ARTIFACT_DOWNLOAD_FAILED, download_error
     if upload_error is not None and exit_code == 0:
-        return Reason.ARTIFACT_UPLOAD_FAILED.value, upload_error
+        return Reason.ARTIFACT_UPLOAD_FAILED, upload_error
     if terminated.get("reason") == "OOMKilled":
         limits = _mapping(_mapping(_step_spec(pod).get("resources")).get("limits"))
         memory = limits.get("memory")
         limit = f" of {memory}" if memory is not None else ""
         return (
-            Reason.OOM_KILLED.value,
+            Reason.OOM_KILLED,
             f"the step ran out of memory and was killed (exit code {exit_code}); raise "
             f"resources.limits.memory above its limit{limit}",
         )
@@ -268,13 +268,13 @@ def _failure(
         kind = terminated.get("reason")
         detail = f" ({kind})" if kind and kind not in ("Error", "Completed") else ""
         also = f"; {upload_error}" if upload_error else ""
-        return Reason.ERROR.value, f"the step exited with code {exit_code}{detail}{also}"
+        return Reason.ERROR, f"the step exited with code {exit_code}{detail}{also}"
     # No container ever ran: the kubelet refused the Pod (e.g. OutOfcpu, NodeAffinity).
     init_failure = _init_failure(status)
     if init_failure:
-        return Reason.ERROR.value, init_failure
+        return Reason.ERROR, init_failure
     return (
-        pod_reason or Reason.ERROR.value,
+        pod_reason or Reason.ERROR,
         f"the Pod failed: {pod_message or pod_reason or 'no reason given'}",
     )
 
@@ -304,7 +304,7 @@ def _download_failure(status: Mapping[str, Any]) -> str | None:
         return None
     message = terminated.get("message")
     text = message.strip() if isinstance(message, str) and message.strip() else ""
-    prefix = f"{Reason.ARTIFACT_DOWNLOAD_FAILED.value}: "
+    prefix = f"{Reason.ARTIFACT_DOWNLOAD_FAILED}: "
     if text.startswith(prefix):
         text = text[len(prefix) :]
     return _tail(text) or f"the artifact download exited with code {code}"
@@ -330,7 +330,7 @@ def _upload_report(status: Mapping[str, Any]) -> tuple[tuple[dict[str, Any], ...
     )
     error = report.get("error")
     if isinstance(error, str) and error:
-        prefix = f"{Reason.ARTIFACT_UPLOAD_FAILED.value}: "
+        prefix = f"{Reason.ARTIFACT_UPLOAD_FAILED}: "
         return uploads, error[len(prefix) :] if error.startswith(prefix) else error
     if code:
         return uploads, f"the artifact upload exited with code {code}"
@@ -350,6 +350,18 @@ def _uploading(pod: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return not _mapping(uploader.get("state")).get("terminated")
 
 
+def _stuck(reason: str, message: str, stuck_reason: str, stuck_message: str) -> PodObservation:
+    """A Pod that cannot start as it is; ``stuck_*`` are the kubelet's or the scheduler's
+    words, which a startup timeout reports."""
+    return PodObservation(
+        state="pending",
+        reason=reason,
+        message=message,
+        stuck_reason=stuck_reason,
+        stuck_message=stuck_message,
+    )
+
+
 def _pending(
     pod: Mapping[str, Any], status: Mapping[str, Any], container: Mapping[str, Any]
 ) -> PodObservation:
@@ -361,52 +373,28 @@ def _pending(
         kubelet_reason = waiting.get("reason")
         if kubelet_reason in STARTUP_FAILURE_REASONS:
             kubelet_message = waiting.get("message") or kubelet_reason
+            reason = kubelet_reason
+            message = f"the step's container cannot be created: {kubelet_message}"
             if kubelet_reason in IMAGE_PULL_REASONS:
                 image = candidate.get("image") or _step_spec(pod).get("image")
-                return PodObservation(
-                    state="pending",
-                    reason=Reason.IMAGE_PULL_FAILED.value,
-                    message=(
-                        f'cannot pull image "{image}" ({kubelet_reason}): {kubelet_message}; '
-                        "check the image name and the registry credentials"
-                    ),
-                    stuck_reason=kubelet_reason,
-                    stuck_message=kubelet_message,
+                reason = Reason.IMAGE_PULL_FAILED
+                message = (
+                    f'cannot pull image "{image}" ({kubelet_reason}): {kubelet_message}; '
+                    "check the image name and the registry credentials"
                 )
-            return PodObservation(
-                state="pending",
-                reason=kubelet_reason,
-                message=f"the step's container cannot be created: {kubelet_message}",
-                stuck_reason=kubelet_reason,
-                stuck_message=kubelet_message,
-            )
+            return _stuck(reason, message, kubelet_reason, kubelet_message)
 
     scheduled = _condition(status, "PodScheduled")
     if scheduled.get("status") == "False":
         scheduler_reason = scheduled.get("reason") or "Unscheduled"
         scheduler_message = scheduled.get("message") or scheduler_reason
-        if scheduler_reason == UNSCHEDULABLE and _is_about_claims(scheduler_message):
-            return PodObservation(
-                state="pending",
-                reason=Reason.WORKSPACE_UNAVAILABLE.value,
-                message=(
-                    f"the Pod cannot be scheduled: {scheduler_message}; check the claims of "
-                    "spec.workspaces and their StorageClass"
-                ),
-                stuck_reason=UNSCHEDULABLE,
-                stuck_message=scheduler_message,
-            )
         if scheduler_reason == UNSCHEDULABLE:
-            return PodObservation(
-                state="pending",
-                reason=UNSCHEDULABLE,
-                message=(
-                    f"the Pod cannot be scheduled: {scheduler_message}; check the step's "
-                    "resources, nodeSelector and tolerations"
-                ),
-                stuck_reason=UNSCHEDULABLE,
-                stuck_message=scheduler_message,
-            )
+            reason, check = UNSCHEDULABLE, "the step's resources, nodeSelector and tolerations"
+            if _is_about_claims(scheduler_message):
+                reason = Reason.WORKSPACE_UNAVAILABLE
+                check = "the claims of spec.workspaces and their StorageClass"
+            message = f"the Pod cannot be scheduled: {scheduler_message}; check {check}"
+            return _stuck(reason, message, UNSCHEDULABLE, scheduler_message)
         # E.g. SchedulingGated: held back on purpose by another controller, not stuck.
         return PodObservation(
             state="pending",
@@ -464,7 +452,7 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
     if terminated and _uploading(pod, status):
         return PodObservation(
             state="running",
-            reason=Reason.STARTED.value,
+            reason=Reason.STARTED,
             message="the step's command ended; uploading its outputs",
             start_time=_time(terminated.get("startedAt")) or _time(status.get("startTime")),
         )
@@ -483,7 +471,7 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
         node = _mapping(pod.get("spec")).get("nodeName") or "its node"
         return PodObservation(
             state="running" if started_at else "pending",
-            reason=Reason.NODE_LOST.value,
+            reason=Reason.NODE_LOST,
             message=f"lost contact with {node}; the Pod's state is unknown",
             start_time=started_at,
         )
@@ -492,7 +480,7 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
     if (phase == "Running" and not step_waiting) or started_at:
         return PodObservation(
             state="running",
-            reason=Reason.STARTED.value,
+            reason=Reason.STARTED,
             message="the step is running",
             start_time=started_at or _time(status.get("startTime")),
         )

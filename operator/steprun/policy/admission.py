@@ -67,7 +67,7 @@ def admit(
     without ``spec.sandbox`` (which the CRD schema already refuses) gets InvalidSpec.
     """
     if sr.spec.mode != Mode.SANDBOX:
-        raise ValueError(f"StepRun {sr.name!r} is not a sandbox step (mode {sr.spec.mode!r})")
+        raise ValueError(f"StepRun {sr.name!r} is not a sandbox step (mode '{sr.spec.mode}')")
     sandbox = sr.spec.sandbox
     if sandbox is None:
         denial = Denial("spec.sandbox", "is required with mode: sandbox (set plugin or uses)")
@@ -92,9 +92,9 @@ def admit(
     entry = resolved if isinstance(resolved, Resolved) else None
     needers = entry.permissions() if entry is not None else {}
     for permission in sandbox.permissions:
-        needers.setdefault(Permission(permission), []).append(STEP)
+        needers.setdefault(permission, []).append(STEP)
     needed = frozenset(needers)
-    granted = frozenset(Permission(p) for p in spec.grants)
+    granted = frozenset(spec.grants)
     timeout, timeout_denials = _timeout(sr.spec.timeout_seconds, spec.max_timeout_seconds, config)
     resources = bounded_resources(sr.spec.resources, spec.default_resources, spec.max_resources)
 
@@ -189,7 +189,7 @@ def namespace_matches(selector: LabelSelector, labels: Mapping[str, str]) -> boo
 
 
 def _names(permissions: Iterable[Permission]) -> str:
-    names = sorted(Permission(p).value for p in permissions)
+    names = sorted(permissions)
     return ", ".join(names) if names else "none"
 
 
@@ -227,7 +227,7 @@ def _permission_denials(
 ) -> list[Denial]:
     """One denial per needed permission the policy does not grant, saying who needs it."""
     denials = []
-    for permission in sorted(set(needers) - granted, key=lambda p: p.value):
+    for permission in sorted(set(needers) - granted):
         who = needers[permission]
         others = [w for w in who if w != STEP]
         if not others:
@@ -243,7 +243,7 @@ def _permission_denials(
                 source += " (spec.sandbox.permissions asks for it too)"
         denials.append(
             Denial(
-                f"permission {permission.value}",
+                f"permission {permission}",
                 f"is not granted (grants: {_names(granted)}): {source}",
             )
         )
@@ -303,7 +303,7 @@ def _artifacts_denials(sr: StepRun, needed: frozenset[Permission]) -> list[Denia
     return [
         Denial(
             item,
-            f"requires permission {permission.value}: add it to spec.sandbox.permissions or "
+            f"requires permission {permission}: add it to spec.sandbox.permissions or "
             f"drop spec.{item}",
         )
         for item, permission, used in wanted

@@ -111,21 +111,8 @@ class SandboxDecision:
             return any(fnmatch.fnmatchcase(name, p) for p in self.allowed_env)
         return not any(fnmatch.fnmatchcase(name, p) for p in HOOK_ENV_PATTERNS)
 
-    @property
-    def secrets_allowed(self) -> bool:
-        return Permission.SECRETS_READ in self.granted
-
-    @property
-    def egress_allowed(self) -> bool:
-        return Permission.NETWORK_EGRESS in self.granted
-
-    @property
-    def writable_root(self) -> bool:
-        return Permission.FILESYSTEM_WRITABLE in self.granted
-
-    @property
-    def workspaces_allowed(self) -> bool:
-        return Permission.WORKSPACES_MOUNT in self.granted
+    def grants(self, permission: Permission) -> bool:
+        return permission in self.granted
 
     @property
     def runs_script(self) -> bool:
@@ -148,7 +135,7 @@ class SandboxDecision:
             image=self.image,
             command=list(self.command) if self.command is not None else None,
             args=list(self.args) or None,
-            granted=sorted(Permission(p) for p in self.granted),
+            granted=sorted(self.granted),
             timeout_seconds=self.timeout_seconds,
             resources=self.resources.model_copy(deep=True) if self.resources else None,
             runtime_class_name=self.runtime_class_name,
@@ -177,7 +164,7 @@ class SandboxDecision:
             plugin=admitted.plugin,
             image=admitted.image,
             command=list(admitted.command) if admitted.command is not None else None,
-            granted=frozenset(Permission(p) for p in admitted.granted),
+            granted=frozenset(admitted.granted),
             timeout_seconds=admitted.timeout_seconds,
             resources=admitted.resources.model_copy(deep=True) if admitted.resources else None,
             runtime_class_name=admitted.runtime_class_name,

@@ -91,7 +91,7 @@ class Resolved:
     def permissions(self) -> dict[Permission, list[str]]:
         """Each permission the plugin and the entry need, with who needs it."""
         needers: dict[Permission, list[str]] = {}
-        sources: list[tuple[str, Iterable[str]]] = [
+        sources: list[tuple[str, Iterable[Permission]]] = [
             (f"plugin {self.plugin.name}", self.plugin.permissions)
         ]
         entry = self.handler or self.command
@@ -99,7 +99,7 @@ class Resolved:
             sources.append((f"{self.entry_name} of plugin {self.plugin.name}", entry.permissions))
         for who, permissions in sources:
             for permission in permissions:
-                needers.setdefault(Permission(permission), []).append(who)
+                needers.setdefault(permission, []).append(who)
         return needers
 
 

@@ -37,6 +37,7 @@ class Outcome:
     """How an attempt ended."""
 
     phase: Phase
+    # A Reason, or the kubelet's own reason for a Pod it failed before the step ran (OutOfcpu).
     reason: str
     message: str
     exit_code: int | None = None
@@ -56,11 +57,16 @@ class Wait:
 
 @dataclass(frozen=True)
 class StartAttempt:
+    """Create the context and the Pod of attempt ``attempt`` (1 for a new step, the next one
+    once a retry's backoff has passed); creating what already exists adopts it."""
+
     attempt: int
 
 
 @dataclass(frozen=True)
 class MarkRunning:
+    """The Pod's container has started: record it once, with the kubelet's ``start_time``."""
+
     start_time: str | None
 
 
@@ -88,12 +94,16 @@ class RepairContext:
 
 @dataclass(frozen=True)
 class Cancel:
+    """spec.cancel is set: delete every Pod of the step (``pod_name``, the one status knows, if
+    it still exists) and end it Cancelled."""
+
     pod_name: str | None
 
 
 @dataclass(frozen=True)
 class ExpireTtl:
-    pass
+    """The step finished ttlSecondsAfterFinished ago: delete the StepRun (its children go with
+    it by owner reference)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ def _in_flight(
             sr,
             Outcome(
                 Phase.FAILED,
-                Reason.POD_DELETED.value,
+                Reason.POD_DELETED,
                 f"Pod {status.pod_name} was deleted before it finished (not by steprun); "
                 "the step's outcome is unknown",
             ),
@@ -229,7 +239,7 @@ def _follow_pod(
             # Somebody else is deleting the Pod (steprun deletes Pods only on cancel and on a
             # stuck startup, and has recorded the outcome before doing so).
             reason, message = removal(pod) or (
-                Reason.POD_DELETED.value,
+                Reason.POD_DELETED,
                 f"Pod {sr.status.pod_name} was deleted before it finished (not by steprun)",
             )
             return _finish(
@@ -258,7 +268,7 @@ def _follow_pod(
         return FinishAttempt(
             Outcome(
                 Phase.SUCCEEDED,
-                Reason.COMPLETED.value,
+                Reason.COMPLETED,
                 message,
                 exit_code=0 if obs.exit_code is None else obs.exit_code,
                 outputs=obs.outputs,
@@ -267,7 +277,7 @@ def _follow_pod(
                 artifacts=_uploads(sr, obs, config),
             )
         )
-    if obs.reason == Reason.DEADLINE_EXCEEDED.value:
+    if obs.reason == Reason.DEADLINE_EXCEEDED:
         # A timeout spends the step's whole time budget: it is final, never retried.
         return FinishAttempt(
             Outcome(
@@ -346,11 +356,11 @@ def _pending(
         return Wait(until=min(deadline, check_at) if starting else deadline)
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
-        reason = Reason.IMAGE_PULL_FAILED.value
-    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE.value:
-        reason = obs.reason
+        reason = Reason.IMAGE_PULL_FAILED
+    elif obs.reason == Reason.WORKSPACE_UNAVAILABLE:
+        reason = Reason.WORKSPACE_UNAVAILABLE
     else:
-        reason = Reason.STARTUP_TIMEOUT.value
+        reason = Reason.STARTUP_TIMEOUT
     why = f"{obs.stuck_reason}: {obs.stuck_message}" if obs.stuck_reason else obs.message
     return _finish(
         sr,

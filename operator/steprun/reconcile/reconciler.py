@@ -127,7 +127,7 @@ _EVENT_TYPES = {
 class StepAborted(Exception):
     """The step cannot run as written; it ends with this reason and message, without a Pod."""
 
-    def __init__(self, phase: Phase, reason: str, message: str):
+    def __init__(self, phase: Phase, reason: Reason, message: str):
         super().__init__(message)
         self.phase = phase
         self.reason = reason
@@ -229,12 +229,12 @@ class Reconciler:
             message = (
                 "spec.context.inputs is nested too deeply for the operator to process; flatten it"
             )
-            await self._give_up(sr, Phase.FAILED, Reason.INVALID_SPEC.value, message)
+            await self._give_up(sr, Phase.FAILED, Reason.INVALID_SPEC, message)
         except Refused as error:
             # A request the step needs that the API server will never accept (e.g. the status
             # is too large, or the operator is forbidden to read what the step names).
             message = f"the API server refused a request this step needs: {error.message}"
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED.value, message)
+            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
 
     async def _reconcile(self, sr: StepRun) -> None:
         now = utcnow()
@@ -260,7 +260,7 @@ class Reconciler:
                 await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
                 record_pod_start(pod, parse_time(start_time) or now)
             case RecordPending():
-                await self._write(sr, sr.status, "Normal", Reason.POD_CREATED.value)
+                await self._write(sr, sr.status, "Normal", Reason.POD_CREATED)
             case FinishAttempt():
                 if sr.status.phase == Phase.PENDING:
                     # Ended before it was seen running (a quick step): it did start.
@@ -302,7 +302,7 @@ class Reconciler:
         )
         try:
             sr = StepRun.from_body(body)
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED.value, message)
+            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
         except Exception as final:
             self._log.error("cannot end StepRun", namespace=key[0], name=key[1], error=str(final))
         self._crashes.pop(key, None)
@@ -312,7 +312,7 @@ class Reconciler:
         meta = body.get("metadata") or {}
         status = body.get("status") or {}
         phase = status.get("phase") if isinstance(status, Mapping) else None
-        if phase in {p.value for p in Phase if p.terminal}:
+        if is_terminal_phase(phase):
             return
         if isinstance(error, ValidationError):
             detail = "; ".join(
@@ -325,8 +325,10 @@ class Reconciler:
             detail = str(error) or type(error).__name__
         message = f"the operator cannot read this StepRun: {detail}"
         self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
-        doc = statuses.given_up(
-            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC.value, message, utcnow()
+        doc = statuses.to_patch(
+            statuses.given_up(
+                meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC, message, utcnow()
+            )
         )
         written = await self.kube.patch_status(
             "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
@@ -346,18 +348,18 @@ class Reconciler:
             event = render_event(
                 ref,
                 "Warning",
-                Reason.INVALID_SPEC.value,
+                Reason.INVALID_SPEC,
                 message,
                 utcnow(),
             )
             await self._post(event, key)
 
-    async def _give_up(self, sr: StepRun, phase: Phase, reason: str, message: str) -> None:
+    async def _give_up(self, sr: StepRun, phase: Phase, reason: Reason, message: str) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
-        doc = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
+        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
         try:
-            await self._write(sr, doc, "Warning", reason)
+            await self._write(sr, status, "Warning", reason)
         except Refused as error:
             for_steprun(sr).error(
                 "the API server refuses every status write of this StepRun; giving up",
@@ -448,10 +450,10 @@ class Reconciler:
         log = for_steprun(sr).bind(attempt=attempt)
         try:
             if problem := inputs_problem(sr):
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, problem)
+                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, problem)
             labels = await self.tenancy.namespace_labels(sr.namespace)
             if refusal := await self.tenancy.refusal(sr, labels):
-                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
             sandbox = await self._sandbox_decision(sr, labels)
             inputs = await self._artifact_inputs(sr)
             restricted = enforces_restricted(labels)
@@ -460,7 +462,7 @@ class Reconciler:
             if sandbox is not None:
                 pod = harden_pod(pod, sandbox)
                 if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
-                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED.value, refusal)
+                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
             pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
@@ -470,14 +472,14 @@ class Reconciler:
             await self._end_without_pod(sr, aborted, now)
             return
         except (RenderError, ValueError) as error:
-            invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(error))
+            invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(error))
             await self._end_without_pod(sr, invalid, now)
             return
         except CreateFailed as failed:
             # Like a failed attempt: recorded in attempts, and retried while retries allow.
             log.info("pod not created", message=failed.message)
             sr_attempt = statuses.with_attempt(sr, attempt, child_pod_name(sr.name, attempt))
-            outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED.value, failed.message)
+            outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
             self._blocked_since.pop(_key(sr), None)
             await self._finish_attempt(sr_attempt, attempt_failed(sr_attempt, outcome, now), now)
             return
@@ -488,7 +490,7 @@ class Reconciler:
         if sandbox is not None and not sr.status.admitted:
             # The admission decision is frozen with the Pod it admitted: recorded at once.
             doc = statuses.pending(sr, attempt, pod_name, now, sandbox.to_admitted())
-            await self._write(sr, doc, "Normal", Reason.POD_CREATED.value)
+            await self._write(sr, doc, "Normal", Reason.POD_CREATED)
         # Otherwise nothing is written yet: the watch brings the Pod back within moments, and
         # the first status write about it (Running, its outcome, or Pending if it is slow to
         # start) records the attempt. Its startup timeout counts from the Pod's created-at.
@@ -508,7 +510,7 @@ class Reconciler:
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
         result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
-            reason = result.reason.value if result.reason else Reason.PERMISSION_DENIED.value
+            reason = result.reason or Reason.PERMISSION_DENIED
             raise StepAborted(Phase.REJECTED, reason, result.message)
         return result.decision
 
@@ -516,9 +518,7 @@ class Reconciler:
         try:
             await ensure_workspaces(self.kube, sr)
         except WorkspaceUnavailable as error:
-            raise StepAborted(
-                Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE.value, str(error)
-            ) from None
+            raise StepAborted(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, str(error)) from None
 
     async def _artifact_inputs(self, sr: StepRun) -> list[ResolvedInput]:
         """The inputs' objects, checked before any Pod exists (a missing one ends the step)."""
@@ -530,7 +530,7 @@ class Reconciler:
                 raise ArtifactProblem("; ".join(problems))
             return await self.artifacts.resolve(sr)
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
 
     async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         # The store's credentials ride in the step's own Secret, for its helper containers.
@@ -539,7 +539,7 @@ class Reconciler:
                 await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
             )
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, str(problem)) from None
+            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
         if needs_secret(sr, sandbox) or store_keys:
             data: dict[str, str] = {}
             if needs_secret(sr, sandbox):
@@ -549,7 +549,7 @@ class Reconciler:
                     fetched[secret_name] = None if source is None else (source.get("data") or {})
                 data, problems = resolve_secret_values(sr, fetched)
                 if problems:
-                    raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC.value, "; ".join(problems))
+                    raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, "; ".join(problems))
             await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
         await self._create_owned(sr, render_configmap(sr, self.config, sandbox))
         if sandbox is not None:
@@ -586,7 +586,7 @@ class Reconciler:
                     )
                     raise StepAborted(
                         Phase.FAILED,
-                        Reason.CREATE_FAILED.value,
+                        Reason.CREATE_FAILED,
                         f"{kind} {name} already exists, claims this StepRun as its owner, but "
                         f"is not what the operator made ({'; '.join(problems[:3])}); it is left "
                         "alone: delete it or rename the StepRun",
@@ -597,7 +597,7 @@ class Reconciler:
                 raise NamesakeLeftover(f"{kind} {name} belongs to an earlier StepRun") from None
             raise StepAborted(
                 Phase.FAILED,
-                Reason.CREATE_FAILED.value,
+                Reason.CREATE_FAILED,
                 f"{kind} {name} already exists and is not owned by this StepRun; "
                 "delete it or rename the StepRun",
             ) from None
@@ -651,7 +651,7 @@ class Reconciler:
         if decision.retry_at is None:
             await self._cleanup_context(sr, own_secret)
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
-        event_reason = Reason.RETRYING.value if decision.retry_at else outcome.reason
+        event_reason = Reason.RETRYING if decision.retry_at else outcome.reason
         for _ in range(3):
             doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at)
             try:
@@ -695,7 +695,7 @@ class Reconciler:
     async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
         """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
         its events: the step then fails with the kubelet's reason instead of a bare timeout."""
-        if decision.outcome.reason != Reason.STARTUP_TIMEOUT.value or not sr.status.pod_name:
+        if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
             return decision
         selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
         events = await self.kube.list("Event", sr.namespace, field_selector=selector)
@@ -704,7 +704,7 @@ class Reconciler:
             return decision
         outcome = replace(
             decision.outcome,
-            reason=Reason.WORKSPACE_UNAVAILABLE.value,
+            reason=Reason.WORKSPACE_UNAVAILABLE,
             message=f"{decision.outcome.message}; a workspace cannot be mounted: "
             f"{failure[0]}: {failure[1]}",
         )
@@ -727,7 +727,7 @@ class Reconciler:
                 await self._end_without_pod(sr, aborted, now)
                 return
             except CreateFailed as failed:
-                refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED.value, failed.message)
+                refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
                 await self._end_without_pod(sr, refused, now)
                 return
         self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
@@ -764,8 +764,8 @@ class Reconciler:
             )
             message = message_with(message, note)
         await self._cleanup_context(sr)
-        doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED.value, message, now)
-        await self._write(sr, doc, "Normal", Reason.CANCELLED.value)
+        doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, now)
+        await self._write(sr, doc, "Normal", Reason.CANCELLED)
 
     async def _end_without_pod(self, sr: StepRun, aborted: StepAborted, now: datetime) -> None:
         await self._cleanup_context(sr)
@@ -791,11 +791,11 @@ class Reconciler:
     async def _write(
         self,
         sr: StepRun,
-        status: StepRunStatus | dict[str, Any],
+        status: StepRunStatus,
         event_type: str,
         event_reason: str,
     ) -> None:
-        doc = statuses.to_patch(status) if isinstance(status, StepRunStatus) else status
+        doc = statuses.to_patch(status)
         body = await self.kube.patch_status(
             "StepRun", sr.namespace, sr.name, doc, resource_version=sr.metadata.resource_version
         )

@@ -1,8 +1,10 @@
 """StepRun statuses for each transition: pure functions, one per kind of change.
 
-Each returns the complete new ``StepRunStatus``; ``to_patch`` serialises it, once, as the merge
-patch the reconciler writes: cleared fields are sent as None so the API server removes them,
-lists (attempts, conditions) are replaced whole.
+Each returns the new ``StepRunStatus``; ``to_patch`` serialises it, once, as the merge patch
+the reconciler writes. A patch names exactly the fields set on the model: a transition derived
+from the stored status sets every field (cleared ones as None, so the API server removes them),
+``given_up`` only those it can know without reading the stored status. Lists (attempts,
+conditions) are replaced whole.
 """
 
 from __future__ import annotations
@@ -28,21 +30,28 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 def to_patch(status: StepRunStatus) -> dict[str, Any]:
-    """The merge patch that makes the stored status ``status``."""
-    doc = status.model_dump(by_alias=True, mode="json")
-    # Entries as the API stores them: fields never set are left out, not sent as null.
-    doc["attempts"] = [a.to_api() for a in status.attempts]
+    """The merge patch of the fields set on ``status``."""
+    named = set(status.model_fields_set)
     if status.artifacts is None:
         # Only attempt_finished adds uploads and nothing removes them: no patch needs to clear
         # the field, so a step without artifacts keeps it out of its status altogether.
-        doc.pop("artifacts")
-    else:
+        named.discard("artifacts")
+    doc = status.model_dump(by_alias=True, mode="json", include=named)
+    # Entries as the API stores them: fields never set are left out, not sent as null.
+    if "attempts" in named:
+        doc["attempts"] = [a.to_api() for a in status.attempts]
+    if "artifacts" in named and status.artifacts is not None:
         doc["artifacts"] = [a.to_api() for a in status.artifacts]
     return doc
 
 
+# A transition names every field in its patch, so none is left as an older write had it.
+_EVERY_FIELD = tuple(StepRunStatus.model_fields)
+
+
 def _base(sr: StepRun) -> StepRunStatus:
-    return sr.status.model_copy(update={"observed_generation": sr.metadata.generation})
+    current = {name: getattr(sr.status, name) for name in _EVERY_FIELD}
+    return sr.status.model_copy(update={**current, "observed_generation": sr.metadata.generation})
 
 
 def _condition(
@@ -51,6 +60,13 @@ def _condition(
     previous = next((c for c in sr.status.conditions if c.type == CONDITION), None)
     changed = previous is None or previous.status != status or previous.reason != reason
     since = format_time(now) if changed or previous is None else previous.last_transition_time
+    return _summary(status, reason, message, since, sr.metadata.generation)
+
+
+def _summary(
+    status: ConditionStatus, reason: str, message: str, since: str | None, generation: int | None
+) -> list[Condition]:
+    """The conditions: the one of type Succeeded, which summarises the step."""
     return [
         Condition(
             type=CONDITION,
@@ -58,7 +74,7 @@ def _condition(
             reason=reason,
             message=message,
             last_transition_time=since,
-            observed_generation=sr.metadata.generation,
+            observed_generation=generation,
         )
     ]
 
@@ -108,14 +124,14 @@ def pending(
     return _base(sr).model_copy(
         update={
             "phase": Phase.PENDING,
-            "reason": Reason.POD_CREATED.value,
+            "reason": Reason.POD_CREATED,
             "message": message,
             "pod_name": pod_name,
             "attempt": attempt,
             "next_attempt_time": None,
             "exit_code": None,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED.value, message, now),
+            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED, message, now),
             "start_time": sr.status.start_time or format_time(now),
             "admitted": admitted if admitted is not None else sr.status.admitted,
         }
@@ -137,10 +153,10 @@ def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus
     return _base(sr).model_copy(
         update={
             "phase": Phase.RUNNING,
-            "reason": Reason.STARTED.value,
+            "reason": Reason.STARTED,
             "message": message,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.STARTED.value, message, now),
+            "conditions": _condition(sr, "Unknown", Reason.STARTED, message, now),
         }
     )
 
@@ -172,17 +188,19 @@ def attempt_finished(
         return status.model_copy(
             update={
                 "phase": Phase.PENDING,
-                "reason": Reason.RETRYING.value,
+                "reason": Reason.RETRYING,
                 "message": message,
                 "next_attempt_time": format_time(retry_at),
-                "conditions": _condition(sr, "Unknown", Reason.RETRYING.value, message, now),
+                "conditions": _condition(sr, "Unknown", Reason.RETRYING, message, now),
             }
         )
     ended = _terminal(sr, status, outcome.phase, outcome.reason, outcome.message, now)
     return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
 
 
-def terminal(sr: StepRun, phase: Phase, reason: str, message: str, now: datetime) -> StepRunStatus:
+def terminal(
+    sr: StepRun, phase: Phase, reason: Reason, message: str, now: datetime
+) -> StepRunStatus:
     """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid."""
     status = _base(sr)
     attempt = sr.status.attempt
@@ -227,28 +245,20 @@ def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
 
 
 def given_up(
-    generation: int | None, phase: Phase, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
+    generation: int | None, phase: Phase, reason: Reason, message: str, now: datetime
+) -> StepRunStatus:
     """A terminal status written without reading the current one: for a StepRun the operator
-    cannot read, or whose full status the API server refuses. Outputs are dropped (they may be
-    what made the status too large); attempts already recorded are left as they are."""
+    cannot read, or whose full status the API server refuses. Only the fields set here are
+    patched: outputs are dropped (they may be what made the status too large); attempts
+    already recorded are left as they are."""
     stamp = format_time(now)
-    return {
-        "phase": phase.value,
-        "reason": reason,
-        "message": message,
-        "completionTime": stamp,
-        "nextAttemptTime": None,
-        "outputs": None,
-        "observedGeneration": generation,
-        "conditions": [
-            {
-                "type": CONDITION,
-                "status": "False",
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": stamp,
-                "observedGeneration": generation,
-            }
-        ],
-    }
+    return StepRunStatus(
+        phase=phase,
+        reason=reason,
+        message=message,
+        completion_time=stamp,
+        next_attempt_time=None,
+        outputs=None,
+        observed_generation=generation,
+        conditions=_summary("False", reason, message, stamp, generation),
+    )

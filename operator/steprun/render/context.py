@@ -23,7 +23,13 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from steprun.api.models import MAX_INPUTS_BYTES, RESERVED_ENV_PREFIX, SecretProjection, StepRun
+from steprun.api.models import (
+    MAX_INPUTS_BYTES,
+    RESERVED_ENV_PREFIX,
+    Permission,
+    SecretProjection,
+    StepRun,
+)
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
@@ -120,7 +126,7 @@ def _author_env(env: Mapping[str, str], decision: SandboxDecision | None) -> Map
 
 def secrets_allowed(decision: SandboxDecision | None) -> bool:
     """Local steps always get their secrets; sandbox steps only when secrets.read is granted."""
-    return decision is None or decision.secrets_allowed
+    return decision is None or decision.grants(Permission.SECRETS_READ)
 
 
 def _projections(sr: StepRun, decision: SandboxDecision | None, as_: str) -> list[SecretProjection]:

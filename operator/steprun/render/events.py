@@ -33,7 +33,8 @@ def render_event(
             "resourceVersion": sr.metadata.resource_version,
         },
         "type": event_type,
-        "reason": reason,
+        # A Reason member is a str; the Event carries the plain string.
+        "reason": str(reason),
         "message": message[:MAX_MESSAGE],
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,

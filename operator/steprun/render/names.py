@@ -10,7 +10,7 @@ import hashlib
 import re
 from typing import Any
 
-from steprun.api.models import API_VERSION, StepRun
+from steprun.api.models import API_VERSION, StepRun, StepRunSpec
 
 LABEL_PREFIX = "steprun.dev/"
 LABEL_NAME = "steprun.dev/name"
@@ -117,6 +117,21 @@ def name_label_value(steprun_name: str) -> str:
     return f"{prefix}-{digest}"
 
 
+def workflow_labels(spec: StepRunSpec) -> dict[str, str]:
+    """The labels that say which workflow, run, step and job a step serves (only those given):
+    on the StepRun (the engine client's ``list()`` filters) and on everything it owns."""
+    workflow = spec.context.workflow
+    if workflow is None:
+        return {}
+    values = {
+        LABEL_WORKFLOW: workflow.name,
+        LABEL_RUN: workflow.run_id,
+        LABEL_STEP: workflow.step_id,
+        LABEL_JOB: workflow.job_id,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
 def child_labels(sr: StepRun) -> dict[str, str]:
     """Labels on every object a StepRun owns: who owns it and which workflow run it serves."""
     labels = {
@@ -125,17 +140,7 @@ def child_labels(sr: StepRun) -> dict[str, str]:
     }
     if sr.uid:
         labels[LABEL_UID] = sr.uid
-    workflow = sr.spec.context.workflow
-    if workflow is not None:
-        if workflow.name:
-            labels[LABEL_WORKFLOW] = workflow.name
-        if workflow.run_id:
-            labels[LABEL_RUN] = workflow.run_id
-        if workflow.step_id:
-            labels[LABEL_STEP] = workflow.step_id
-        if workflow.job_id:
-            labels[LABEL_JOB] = workflow.job_id
-    return labels
+    return labels | workflow_labels(sr.spec)
 
 
 def pod_labels(sr: StepRun, attempt: int) -> dict[str, str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from steprun.api.models import EgressRule, StepRun
+from steprun.api.models import EgressRule, Permission, StepRun
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
     COMPONENT_NETWORK,
@@ -45,7 +45,7 @@ def render_network_policy(sr: StepRun, decision: SandboxDecision) -> dict[str, A
         # left out because the API server drops them too, so the object reads back as rendered.
         "policyTypes": ["Ingress", "Egress"],
     }
-    if decision.egress_allowed and decision.egress:
+    if decision.grants(Permission.NETWORK_EGRESS) and decision.egress:
         spec["egress"] = [_egress_rule(r) for r in decision.egress]
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
+from steprun.api.models import Permission
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import LABEL_POLICY, LABEL_SANDBOX, is_reserved_key
 
@@ -29,7 +30,7 @@ TMP_VOLUME = "steprun-tmp"
 WORKDIR_VOLUME = "steprun-workdir"
 
 # The inline volume sources the restricted profile allows; anything else (hostPath above all)
-# reaches outside the Pod.
+# reaches outside the Pod. Hardening refuses the others, and the profile's check reports them.
 _ALLOWED_VOLUME_SOURCES = frozenset(
     {
         "configMap",
@@ -98,7 +99,7 @@ def harden_pod(pod: dict[str, Any], decision: SandboxDecision) -> dict[str, Any]
     else:
         spec.pop("runtimeClassName", None)
 
-    read_only_root = not decision.writable_root
+    read_only_root = not decision.grants(Permission.FILESYSTEM_WRITABLE)
     for container in _containers(spec):
         container["securityContext"] = {
             "allowPrivilegeEscalation": False,
@@ -244,19 +245,6 @@ _SAFE_SYSCTLS = frozenset(
 _SELINUX_TYPES = frozenset(
     {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 )
-_RESTRICTED_VOLUMES = frozenset(
-    {
-        "configMap",
-        "csi",
-        "downwardAPI",
-        "emptyDir",
-        "ephemeral",
-        "image",
-        "persistentVolumeClaim",
-        "projected",
-        "secret",
-    }
-)
 _GOOD_PROFILES = ("RuntimeDefault", "Localhost")
 
 
@@ -296,7 +284,7 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
         kinds = [k for k in volume if k != "name"]
         if "hostPath" in kinds:
             found.append(f"volume {volume.get('name')} must not be a hostPath")
-        elif any(k not in _RESTRICTED_VOLUMES for k in kinds):
+        elif any(k not in _ALLOWED_VOLUME_SOURCES for k in kinds):
             found.append(f"volume {volume.get('name')} has a type restricted Pods cannot use")
 
     for where, container, sc in containers:

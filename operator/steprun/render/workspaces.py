@@ -12,7 +12,7 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from steprun.api.models import API_VERSION, StepRun, Workspace
+from steprun.api.models import API_VERSION, Permission, StepRun, Workspace
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
@@ -70,7 +70,7 @@ def workspace_volumes(
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     workspaces = sr.spec.workspace_list
-    if decision is not None and workspaces and not decision.workspaces_allowed:
+    if decision is not None and workspaces and not decision.grants(Permission.WORKSPACES_MOUNT):
         raise WorkspaceError("a sandbox step gets workspaces only with permission workspaces.mount")
     reserved = (config.context_mount_path, config.secrets_mount_path)
     # One volume per claim: the kubelet tracks a Pod's volumes by the volume they resolve to,
@@ -97,7 +97,9 @@ def workspace_volumes(
                 assert workspace.empty_dir is not None
                 volume["emptyDir"] = workspace.empty_dir.to_api()
             volumes.append(volume)
-        read_only = workspace.read_only or (decision is not None and not decision.writable_root)
+        read_only = workspace.read_only or (
+            decision is not None and not decision.grants(Permission.FILESYSTEM_WRITABLE)
+        )
         mount: dict[str, Any] = {"name": name, "mountPath": path}
         if workspace.sub_path:
             mount["subPath"] = workspace.sub_path
