@@ -133,14 +133,49 @@ async def test_pod_finished_and_deleted_while_the_operator_was_down_is_recorded_
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is not None, "held by the finalizer"
 
     restarted = Reconciler(kube, CONFIG)  # type: ignore[arg-type]
-    status = await step(kube, restarted)
+    # The restarted operator does not know the unrecorded Pod: it adopts it (its create answers
+    # AlreadyExists and the Pod passes the check), then records its outcome.
+    status = await step(kube, restarted, times=2)
     assert status["phase"] == "Succeeded"
     assert status["attempts"][0]["reason"] == "Completed"
 
     await step(kube, restarted)
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None, "released once recorded"
-    assert kube.count("create", "Pod") == 1
+    assert kube.count("create", "Pod") == 2
     await restarted.queue.drain()
+
+
+async def test_a_pod_planted_under_the_next_attempts_name_is_not_followed(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"retries": {"limit": 1, "backoffSeconds": 0}})
+    await step(kube, reconciler)
+    finish_pod(kube, f"{NAME}-1", exit_code=1)
+    status = await step(kube, reconciler)
+    assert status["nextAttemptTime"], status
+    # A co-tenant who may create Pods copies the first Pod's owner under the next name.
+    first = kube.find("Pod", NAMESPACE, f"{NAME}-1") or {}
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{NAME}-2",
+                "namespace": NAMESPACE,
+                "labels": dict(first["metadata"]["labels"]),
+                "ownerReferences": first["metadata"]["ownerReferences"],
+            },
+            "spec": {"containers": [{"name": "step", "image": "evil", "command": ["sleep"]}]},
+            "status": {"phase": "Succeeded"},
+        }
+    )
+
+    status = await step(kube, reconciler, times=2)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "PodCreateFailed"), status
+    assert "is not what the operator made" in status["message"]
+    planted = kube.find("Pod", NAMESPACE, f"{NAME}-2")
+    assert planted is not None and planted["spec"]["containers"][0]["image"] == "evil"
 
 
 async def test_finalizer_is_kept_until_the_outcome_is_written(

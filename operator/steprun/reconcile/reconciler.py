@@ -395,7 +395,9 @@ class Reconciler:
             return None
         attempt = _next_attempt(status.attempt, status.pod_name)
         body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
-        if body is None or _owner_uid(body) != sr.uid:
+        if body is None or _owner_uid(body) != sr.uid or not self._made_here(sr, body):
+            # Not known to be ours (a restart forgot it, or a co-tenant planted it under the
+            # next attempt's name): starting the attempt adopts it only if it passes the check.
             return None
         return attempt, body
 
@@ -491,9 +493,12 @@ class Reconciler:
             # The admission decision is frozen with the Pod it admitted: recorded at once.
             doc = statuses.pending(sr, attempt, pod_name, now, sandbox.to_admitted())
             await self._write(sr, doc, "Normal", Reason.POD_CREATED)
-        # Otherwise nothing is written yet: the watch brings the Pod back within moments, and
-        # the first status write about it (Running, its outcome, or Pending if it is slow to
-        # start) records the attempt. Its startup timeout counts from the Pod's created-at.
+            return
+        # Otherwise nothing is written yet: the first status write about the Pod (Running,
+        # its outcome, or Pending if it is slow to start) records the attempt; its startup
+        # timeout counts from the Pod's created-at. Looked at again now, not on the watch's
+        # next event: an adopted Pod (a restart forgot it) may never change again.
+        self.queue.add(_key(sr))
 
     async def _sandbox_decision(
         self, sr: StepRun, namespace_labels: Mapping[str, str] | None = None
@@ -559,12 +564,24 @@ class Reconciler:
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
         made = await self._create_or_adopt(sr, body)
-        if made["kind"] in _CONTEXT_KINDS:
+        if made["kind"] in _CONTEXT_KINDS or made["kind"] == "Pod":
             uids = self._made.get(_key(sr))
             if uids is None or uids[0] != sr.uid:
                 uids = self._made[_key(sr)] = (sr.uid, {})
-            uids[1][made["kind"]] = str(made["metadata"].get("uid") or "")
+            uids[1][_made_key(made)] = str(made["metadata"].get("uid") or "")
         return made
+
+    def _made_here(self, sr: StepRun, body: Mapping[str, Any]) -> bool:
+        """Whether this process created ``body`` for ``sr`` (or adopted it after checking it is
+        what the operator renders): an owner reference alone is anyone's to write."""
+        made = self._made.get(_key(sr))
+        uid = body["metadata"].get("uid")
+        return (
+            made is not None
+            and made[0] == sr.uid
+            and bool(uid)
+            and made[1].get(_made_key(body)) == uid
+        )
 
     async def _create_or_adopt(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         kind, name = body["kind"], body["metadata"]["name"]
@@ -845,6 +862,12 @@ class CreateFailed(Exception):
 
 # The children whose uids are remembered for their delete when the step ends.
 _CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
+
+
+def _made_key(body: Mapping[str, Any]) -> str:
+    """The step's one ConfigMap and Secret by kind; its Pods, one per attempt, by name."""
+    kind = str(body["kind"])
+    return kind if kind in _CONTEXT_KINDS else f"{kind}/{body['metadata']['name']}"
 
 
 def _next_attempt(attempt: int | None, pod_name: object) -> int:
