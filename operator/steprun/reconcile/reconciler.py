@@ -385,8 +385,8 @@ class Reconciler:
         return pod
 
     def _unrecorded_pod(self, sr: StepRun) -> tuple[int, dict[str, Any]] | None:
-        """The attempt about to start and its Pod, when that Pod exists (this process created
-        it, or the watch listed it) but no status write has recorded it yet."""
+        """The attempt about to start and its Pod, when this process created (or adopted) that
+        Pod but no status write has recorded it yet."""
         status = sr.status
         if is_terminal_phase(status.phase) or (status.pod_name and not status.next_attempt_time):
             return None
