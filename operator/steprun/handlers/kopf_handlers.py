@@ -12,6 +12,8 @@ import asyncio
 from typing import Any
 
 import kopf
+from kopf._cogs.structs import bodies, references
+from kopf._core.reactor import observation
 
 from steprun.api.models import GROUP, STEPRUN_PLURAL, VERSION
 from steprun.config import OperatorConfig
@@ -62,6 +64,35 @@ LIST_CHUNK_SIZE = 500
 WORKER_IDLE_SECONDS = 0.2
 
 
+KOPF_NAMESPACE_EVENT = observation.process_discovered_namespace_event
+
+
+async def _namespace_event_or_listing(
+    *,
+    raw_event: bodies.RawEvent,
+    namespaces: Any,
+    insights: references.Insights,
+    **_: Any,
+) -> None:
+    async with insights.revised:
+        observation.revise_namespaces(
+            raw_events=[raw_event], insights=insights, namespaces=namespaces
+        )
+        insights.revised.notify_all()
+
+
+def see_listed_namespaces() -> None:
+    """Serve a namespace matching a watched pattern that kopf (1.45) would miss.
+
+    kopf's namespace observer lists the namespaces, then starts a watcher that lists them again
+    and ignores that second listing (events of type None): a namespace created between the two
+    is served only from its next change, so its StepRuns wait minutes, or for ever (seen in CI
+    with a namespace made right after start). This handles the watcher's listing like its
+    events; the resolution is idempotent. Patched by hand: kopf has no setting for it.
+    """
+    observation.process_discovered_namespace_event = _namespace_event_or_listing
+
+
 def configure_settings(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # Events are posted deliberately by the reconciler (STEPRUN_EVENTS), never by kopf.
     settings.posting.enabled = False
@@ -95,6 +126,8 @@ def register(
     def note(event: kopf.RawEvent) -> None:
         if listings is not None:
             listings.noted(event.get("type"), asyncio.get_running_loop().time())
+
+    see_listed_namespaces()
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
