@@ -202,13 +202,21 @@ async def test_a_step_over_by_the_time_its_pod_is_first_seen_costs_one_status_wr
     await rec.queue.drain()
 
 
-async def test_a_pod_slow_to_start_is_recorded_pending_once() -> None:
+async def a_second_step_started(
+    spec: dict[str, Any], config: OperatorConfig | None = None
+) -> tuple[FakeKube, Reconciler]:
+    """A namespace whose first step has run (its one-time reads are done), and a second step of
+    ``spec`` reconciled once: its context and Pod created, nothing recorded yet."""
     kube = cluster()
-    rec = Reconciler(kube, OperatorConfig())
-    spec = {"script": "make lint"}
+    rec = Reconciler(kube, config or OperatorConfig())
     await run_to_success(kube, rec, "first", spec)
     rec.stepruns.observe(kube.put(steprun("second", spec)))
     await reconcile(kube, rec, "second")
+    return kube, rec
+
+
+async def test_a_pod_slow_to_start_is_recorded_pending_once() -> None:
+    kube, rec = await a_second_step_started({"script": "make lint"})
     await reconcile(kube, rec, "second")
     assert "phase" not in ((kube.find("StepRun", NAMESPACE, "second") or {}).get("status") or {})
     # Not scheduled yet, and by the operator's record created long enough ago to say so.
@@ -241,13 +249,9 @@ async def test_a_pod_slow_to_start_is_recorded_pending_once() -> None:
 
 
 async def test_a_step_that_reports_outputs_reads_its_secret_once_to_mask_them() -> None:
-    kube = cluster()
-    rec = Reconciler(kube, OperatorConfig(require_admission_policy=False))
     secret = [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "token"}}]
     spec = {"script": "make lint", "context": {"secrets": secret}}
-    await run_to_success(kube, rec, "first", spec)
-    rec.stepruns.observe(kube.put(steprun("second", spec)))
-    await reconcile(kube, rec, "second")
+    kube, rec = await a_second_step_started(spec, OperatorConfig(require_admission_policy=False))
     set_pod(kube, "second", "Running")
     await reconcile(kube, rec, "second")
     kube.calls.clear()
@@ -273,12 +277,7 @@ async def test_a_step_that_reports_outputs_reads_its_secret_once_to_mask_them() 
 async def test_after_a_restart_the_context_is_read_before_it_is_deleted() -> None:
     # What the operator created is remembered in memory only: a restarted operator checks
     # that the ConfigMap is still the StepRun's before deleting it.
-    kube = cluster()
-    rec = Reconciler(kube, OperatorConfig())
-    spec = {"script": "make lint"}
-    await run_to_success(kube, rec, "first", spec)
-    rec.stepruns.observe(kube.put(steprun("second", spec)))
-    await reconcile(kube, rec, "second")
+    kube, rec = await a_second_step_started({"script": "make lint"})
     set_pod(kube, "second", "Running")
     await reconcile(kube, rec, "second")
     await rec.queue.drain()
