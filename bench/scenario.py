@@ -254,9 +254,14 @@ async def run_scenario(api: Api, spec: ScenarioSpec, env: Environment, log: Log)
         await _bounded(2 * spec.size, spec.concurrency, make_configmap)
         await _measure(api, spec, env, log, result, workload, namespaces, operator)
     finally:
-        if operator is not None:
-            await operator.stop()
-        await _cleanup(api, result, log)
+        # The operator outlives its namespaces: an interrupted run leaves Pods holding its
+        # tracking finalizer, and only the operator removes it (then the namespace can go).
+        try:
+            await _cleanup(api, result, log)
+        finally:
+            if operator is not None:
+                await operator.stop()
+            await identity.delete_operator_identity(api, result.run_id)
     return result
 
 
@@ -382,7 +387,6 @@ def _count_audit(
 
 async def _cleanup(api: Api, result: ScenarioResult, log: Log, patience: float = 1200) -> None:
     begin = time.monotonic()
-    await identity.delete_operator_identity(api, result.run_id)
     for namespace in result.namespaces.values():
         await api.delete(f"/api/v1/namespaces/{namespace}")
     pending = set(result.namespaces.values())
