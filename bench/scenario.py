@@ -95,6 +95,8 @@ class ScenarioResult:
     audit_complete: bool = False
     apiserver_writes: dict[str, int] = field(default_factory=dict)
     operator_requests: dict[str, int] = field(default_factory=dict)
+    # promtext.operator_timings: where a step's time goes inside the operator.
+    operator_timings: list[dict[str, Any]] = field(default_factory=list)
     hotspots: dict[str, Any] | None = None
     controller_flags: dict[str, list[str]] = field(default_factory=dict)
     # (seconds since submission began, terminal StepRuns so far, operator RSS bytes)
@@ -328,6 +330,7 @@ async def _measure(
             "samples": summary.samples,
             "self": summary.self_time,
             "inclusive": summary.inclusive,
+            "categories": summary.categories,
         }
     curve.cancel()
     result.usage = await sampler.stop()
@@ -341,6 +344,7 @@ async def _measure(
     operator_text = await _operator_metrics(operator.metrics_port)
     if operator_text:
         result.operator_requests = dict(promtext.operator_requests(operator_text))
+        result.operator_timings = promtext.operator_timings(operator_text)
     for side in namespaces:
         timeline = recorder.timelines[side]
         result.summaries[side] = summarize(timeline)
