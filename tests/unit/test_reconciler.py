@@ -85,6 +85,48 @@ def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
 # ---------------------------------------------------------------- the happy path
 
 
+async def test_the_context_objects_are_created_at_once_then_the_pod(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Secrets are refused unless the admission policy protects them, or this says otherwise.
+    reconciler = Reconciler(kube, OperatorConfig(require_admission_policy=False))  # type: ignore[arg-type]
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "gh", "namespace": NAMESPACE},
+            "data": {"token": "c2VjcmV0"},
+        }
+    )
+    # The source Secret's read is answered only once the ConfigMap is being created: one
+    # after the other, the reconcile would never get there.
+    configmap_sent = asyncio.Event()
+    get_or_none, create = kube.get_or_none, kube.create
+
+    async def slow_get(kind: str, namespace: str | None, name: str) -> Any:
+        if kind == "Secret" and name == "gh":
+            await configmap_sent.wait()
+        return await get_or_none(kind, namespace, name)
+
+    async def noting_create(body: Any) -> Any:
+        if body["kind"] == "ConfigMap":
+            configmap_sent.set()
+        if body["kind"] == "Pod":
+            made = {
+                k for k in ("ConfigMap", "Secret") if kube.find(k, NAMESPACE, f"{NAME}-context")
+            }
+            assert made == {"ConfigMap", "Secret"}, "the Pod comes after its context"
+        return await create(body)
+
+    monkeypatch.setattr(kube, "get_or_none", slow_get)
+    monkeypatch.setattr(kube, "create", noting_create)
+    secrets = [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "token"}}]
+    submit(kube, reconciler, {"context": {"secrets": secrets}})
+    status = await asyncio.wait_for(step(kube, reconciler), timeout=10)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is not None, status
+    await reconciler.queue.drain()
+
+
 async def test_first_reconcile_creates_context_then_pod_stamped_with_the_operators_time(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:

@@ -135,9 +135,11 @@ PLANS: list[Any] = [
         },
         {"require_admission_policy": False},
         lambda n: [
+            # The ConfigMap is created at once with the Secret's copy: the three requests are
+            # one round trip before the Pod, seen here in the order the event loop runs them.
+            context(n),
             ("get", "Secret", "gh"),
             ("create", "Secret", f"{n}-context"),
-            context(n),
             *plan(n)[:2],
             # The step's own Secret, deleted by its uid so the copy of the values does not
             # outlive the step. Not read: the Pod reported no text that could hold a value.
