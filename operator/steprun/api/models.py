@@ -1,8 +1,9 @@
 """The steprun.dev/v1alpha1 API as pydantic models: the single source of truth.
 
 The CRD schemas in ``crds/`` are generated from these classes (``steprun.api.crdgen``); the
-renderer, the policy checker, the client and the CLI all read the same classes. Field
-descriptions become ``kubectl explain`` text, so they are written for the people who read it.
+renderer, the policy checker, the client and the CLI all read the same classes. A field's
+docstring is its description, the ``kubectl explain`` text, so it is written for the people who
+read that.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "steprun.dev"
 VERSION = "v1alpha1"
@@ -104,6 +106,16 @@ def list_set(max_length: int) -> Any:
     return Field(max_length=max_length, json_schema_extra={"x-kubernetes-list-type": "set"})
 
 
+def _one_line_descriptions(schema: JsonDict) -> None:
+    """A field's description is its docstring, wrapped to the source's line length; kubectl
+    explain wraps descriptions to its own width, so the schema has each on one line."""
+    properties = schema.get("properties")
+    for prop in properties.values() if isinstance(properties, dict) else ():
+        description = prop.get("description") if isinstance(prop, dict) else None
+        if isinstance(description, str) and isinstance(prop, dict):
+            prop["description"] = " ".join(description.splitlines())
+
+
 class ApiModel(BaseModel):
     """Base for API objects: camelCase on the wire, snake_case in Python, unknown fields refused.
 
@@ -115,6 +127,8 @@ class ApiModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        use_attribute_docstrings=True,
+        json_schema_extra=_one_line_descriptions,
     )
 
     def to_api(self) -> dict[str, Any]:
@@ -204,30 +218,21 @@ class Reason(enum.StrEnum):
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the StepRun's namespace."""
 
-    name: DnsSubdomain = Field(description="Name of a Secret in the StepRun's namespace.")
-    key: str = Field(
-        description="Key inside that Secret.",
-        max_length=253,
-        pattern=SECRET_KEY_PATTERN,
-    )
+    name: DnsSubdomain
+    """Name of a Secret in the StepRun's namespace."""
+    key: str = Field(max_length=253, pattern=SECRET_KEY_PATTERN)
+    """Key inside that Secret."""
 
 
 class SecretProjection(ApiModel):
     """One key of an existing Secret, copied into the step's own Secret and exposed to the step."""
 
-    name: str = Field(
-        description=(
-            "Environment variable name (as: env) or file name under STEPRUN_SECRETS_DIR (as: file)."
-        ),
-        max_length=253,
-        pattern=ENV_NAME_PATTERN,
-    )
-    secret_key_ref: SecretKeyRef = Field(description="The Secret key whose value is projected.")
-    as_: Literal["env", "file"] = Field(
-        "env",
-        description="How the value reaches the step: an env var (default) or a file.",
-        alias="as",
-    )
+    name: str = Field(max_length=253, pattern=ENV_NAME_PATTERN)
+    """Environment variable name (as: env) or file name under STEPRUN_SECRETS_DIR (as: file)."""
+    secret_key_ref: SecretKeyRef
+    """The Secret key whose value is projected."""
+    as_: Literal["env", "file"] = Field("env", alias="as")
+    """How the value reaches the step: an env var (default) or a file."""
 
 
 # A Kubernetes label value.
@@ -237,13 +242,14 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 class WorkflowRef(ApiModel):
     """Which workflow run this step belongs to; each value becomes a label on the Pod."""
 
-    name: LabelValue | None = Field(None, description="Workflow name.")
-    run_id: LabelValue | None = Field(None, description="Workflow run identifier.")
-    step_id: LabelValue | None = Field(None, description="Step identifier within the run.")
-    job_id: LabelValue | None = Field(
-        None,
-        description="Job identifier within the run (the group of steps this one belongs to).",
-    )
+    name: LabelValue | None = None
+    """Workflow name."""
+    run_id: LabelValue | None = None
+    """Workflow run identifier."""
+    step_id: LabelValue | None = None
+    """Step identifier within the run."""
+    job_id: LabelValue | None = None
+    """Job identifier within the run (the group of steps this one belongs to)."""
 
 
 # ---------------------------------------------------------------- trace context (W3C)
@@ -271,24 +277,12 @@ TRACESTATE_MESSAGE = f"spec.context.trace.tracestate has more than {MAX_TRACESTA
 class TraceContext(ApiModel):
     """The W3C Trace Context of the workflow step, as the engine propagates it."""
 
-    traceparent: str = Field(
-        description=(
-            "W3C traceparent, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; "
-            "passed to the step as TRACEPARENT and recorded as the Pod annotation "
-            "steprun.dev/traceparent."
-        ),
-        max_length=256,
-        pattern=TRACEPARENT_PATTERN,
-    )
-    tracestate: str | None = Field(
-        None,
-        description=(
-            "W3C tracestate (at most 32 key=value members); passed to the step as "
-            "TRACESTATE and recorded as the Pod annotation steprun.dev/tracestate."
-        ),
-        max_length=MAX_TRACESTATE,
-        pattern=TRACESTATE_PATTERN,
-    )
+    traceparent: str = Field(max_length=256, pattern=TRACEPARENT_PATTERN)
+    """W3C traceparent, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; passed to
+    the step as TRACEPARENT and recorded as the Pod annotation steprun.dev/traceparent."""
+    tracestate: str | None = Field(None, max_length=MAX_TRACESTATE, pattern=TRACESTATE_PATTERN)
+    """W3C tracestate (at most 32 key=value members); passed to the step as TRACESTATE and
+    recorded as the Pod annotation steprun.dev/tracestate."""
 
     @field_validator("traceparent")
     @classmethod
@@ -322,103 +316,68 @@ def traceparent_problem(value: str) -> str | None:
 class StepContext(ApiModel):
     """What the workflow hands to the step: env, inputs and secrets."""
 
-    workflow: WorkflowRef | None = Field(
-        None,
-        description="The workflow run this step belongs to (labels and context.json).",
-    )
-    env: EnvMap = Field(
-        default_factory=dict,
-        description="Workflow-level environment; spec.env overrides it.",
-    )
-    inputs: dict[str, Any] = Field(
-        default_factory=dict,
-        description=(
-            "Free JSON object (at most 256 KiB serialized) mounted read-only as context.json "
-            "at STEPRUN_CONTEXT_FILE."
-        ),
-    )
+    workflow: WorkflowRef | None = None
+    """The workflow run this step belongs to (labels and context.json)."""
+    env: EnvMap = Field(default_factory=dict)
+    """Workflow-level environment; spec.env overrides it."""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    """Free JSON object (at most 256 KiB serialized) mounted read-only as context.json at
+    STEPRUN_CONTEXT_FILE."""
     secrets: Annotated[list[SecretProjection], list_map("name", MAX_SECRETS)] = Field(
-        default_factory=list,
-        description=(
-            "Keys projected from existing Secrets in the same namespace; names are unique."
-        ),
+        default_factory=list
     )
-    trace: TraceContext | None = Field(
-        None,
-        description=(
-            "W3C Trace Context of the step: TRACEPARENT and TRACESTATE in its environment, "
-            "steprun.dev/traceparent and steprun.dev/tracestate annotations on its Pod."
-        ),
-    )
+    """Keys projected from existing Secrets in the same namespace; names are unique."""
+    trace: TraceContext | None = None
+    """W3C Trace Context of the step: TRACEPARENT and TRACESTATE in its environment,
+    steprun.dev/traceparent and steprun.dev/tracestate annotations on its Pod."""
 
 
 class RetryPolicy(ApiModel):
     """How failed attempts are retried; each attempt runs in a new Pod."""
 
-    limit: int = Field(
-        0,
-        description="How many times a failed attempt is retried (0: never).",
-        ge=0,
-        le=MAX_RETRIES,
-    )
-    backoff_seconds: WaitSeconds = Field(
-        10, description="Seconds between a failed attempt and the next one."
-    )
+    limit: int = Field(0, ge=0, le=MAX_RETRIES)
+    """How many times a failed attempt is retried (0: never)."""
+    backoff_seconds: WaitSeconds = 10
+    """Seconds between a failed attempt and the next one."""
 
 
 class ResourceRequirements(ApiModel):
     """Compute resources of the step container, as in a container's resources."""
 
-    requests: Quantities | None = Field(
-        None, description="Like a container's resources.requests, e.g. {cpu: 100m}."
-    )
-    limits: Quantities | None = Field(
-        None, description="Like a container's resources.limits, e.g. {memory: 256Mi}."
-    )
+    requests: Quantities | None = None
+    """Like a container's resources.requests, e.g. {cpu: 100m}."""
+    limits: Quantities | None = None
+    """Like a container's resources.limits, e.g. {memory: 256Mi}."""
 
 
 class PodTemplate(ApiModel):
     """The few Pod fields a step author may set on the step's Pod."""
 
-    node_selector: dict[str, str] | None = Field(None, description="Pod nodeSelector.")
-    tolerations: Tolerations | None = Field(None, description="Pod tolerations, as in a PodSpec.")
-    labels: dict[str, str] | None = Field(
-        None, description="Extra Pod labels; steprun.dev/ labels cannot be overridden."
-    )
-    annotations: dict[str, str] | None = Field(None, description="Extra Pod annotations.")
+    node_selector: dict[str, str] | None = None
+    """Pod nodeSelector."""
+    tolerations: Tolerations | None = None
+    """Pod tolerations, as in a PodSpec."""
+    labels: dict[str, str] | None = None
+    """Extra Pod labels; steprun.dev/ labels cannot be overridden."""
+    annotations: dict[str, str] | None = None
+    """Extra Pod annotations."""
 
 
 class SandboxSpec(ApiModel):
     """Which SandboxPolicy admits the step, which plugin it runs and what more it asks for."""
 
-    policy: DnsSubdomain = Field(
-        "default", description="Name of the SandboxPolicy that must admit this step."
-    )
-    plugin: DnsLabel | None = Field(
-        None,
-        description=(
-            "Plugin declared in that policy; the step runs the plugin's command. Exactly one "
-            "of plugin and uses is set."
-        ),
-    )
-    uses: str | None = Field(
-        None,
-        description=(
-            "What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> "
-            "(a workflow handler of a plugin), command:<name> (a CLI command of one of the "
-            "policy's plugins; context.inputs become its flags) or builtin:shell (spec.script "
-            "in the policy's shellPlugin). Resolved at admission and frozen in "
-            "status.admitted. Exactly one of plugin and uses is set."
-        ),
-        max_length=256,
-        pattern=USES_PATTERN,
-    )
-    permissions: PermissionSet = Field(
-        default_factory=list,
-        description=(
-            "Permissions this step asks for, beyond those of its plugin and its handler or command."
-        ),
-    )
+    policy: DnsSubdomain = "default"
+    """Name of the SandboxPolicy that must admit this step."""
+    plugin: DnsLabel | None = None
+    """Plugin declared in that policy; the step runs the plugin's command. Exactly one of plugin
+    and uses is set."""
+    uses: str | None = Field(None, max_length=256, pattern=USES_PATTERN)
+    """What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> (a
+    workflow handler of a plugin), command:<name> (a CLI command of one of the policy's plugins;
+    context.inputs become its flags) or builtin:shell (spec.script in the policy's shellPlugin).
+    Resolved at admission and frozen in status.admitted. Exactly one of plugin and uses is set."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this step asks for, beyond those of its plugin and its handler or command."""
 
 
 # ---------------------------------------------------------------- workspaces
@@ -433,44 +392,40 @@ AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWrit
 class ClaimReference(ApiModel):
     """An existing PersistentVolumeClaim of the StepRun's namespace."""
 
-    claim_name: DnsSubdomain = Field(
-        description="Name of the PersistentVolumeClaim; the creator must be allowed to get it."
-    )
+    claim_name: DnsSubdomain
+    """Name of the PersistentVolumeClaim; the creator must be allowed to get it."""
 
 
 class ClaimResources(ApiModel):
     """The storage a claim asks for, as in a PersistentVolumeClaim's resources."""
 
-    requests: ClaimQuantities = Field(
-        description="At least {storage: <size>}, e.g. {storage: 1Gi}."
-    )
-    limits: ClaimQuantities | None = Field(None, description="Like a claim's resources.limits.")
+    requests: ClaimQuantities
+    """At least {storage: <size>}, e.g. {storage: 1Gi}."""
+    limits: ClaimQuantities | None = None
+    """Like a claim's resources.limits."""
 
 
 class ClaimSpec(ApiModel):
     """The part of a PersistentVolumeClaim spec a workspace template may set."""
 
     access_modes: Annotated[list[AccessMode], list_set(4)] = Field(
-        default_factory=lambda: list[AccessMode](["ReadWriteOnce"]),
-        description=(
-            "Access modes of the claim (default [ReadWriteOnce]). A ReadWriteOnce volume is "
-            "mounted by one node at a time: concurrent steps of a run then share a node."
-        ),
+        default_factory=lambda: list[AccessMode](["ReadWriteOnce"])
     )
-    resources: ClaimResources = Field(description="The storage the claim asks for.")
-    storage_class_name: DnsSubdomain | None = Field(
-        None,
-        description="StorageClass of the claim (default: the cluster's default class).",
-    )
-    volume_mode: Literal["Filesystem"] | None = Field(
-        None, description="Only Filesystem: a workspace is a directory."
-    )
+    """Access modes of the claim (default [ReadWriteOnce]). A ReadWriteOnce volume is mounted by
+    one node at a time: concurrent steps of a run then share a node."""
+    resources: ClaimResources
+    """The storage the claim asks for."""
+    storage_class_name: DnsSubdomain | None = None
+    """StorageClass of the claim (default: the cluster's default class)."""
+    volume_mode: Literal["Filesystem"] | None = None
+    """Only Filesystem: a workspace is a directory."""
 
 
 class ClaimTemplate(ApiModel):
     """One PersistentVolumeClaim per workflow run and workspace name, made by the operator."""
 
-    spec: ClaimSpec = Field(description="Spec of the run's claim.")
+    spec: ClaimSpec
+    """Spec of the run's claim."""
 
 
 class EmptyDirSource(ApiModel):
@@ -479,40 +434,33 @@ class EmptyDirSource(ApiModel):
     medium: Literal["", "Memory"] | None = Field(
         None, description='"" (the node\'s disk, default) or Memory (tmpfs).'
     )
-    size_limit: int | Annotated[str, Field(max_length=MAX_QUANTITY)] | None = Field(
-        None, description="Largest size of the directory, e.g. 1Gi."
-    )
+    size_limit: int | Annotated[str, Field(max_length=MAX_QUANTITY)] | None = None
+    """Largest size of the directory, e.g. 1Gi."""
 
 
 class Workspace(ApiModel):
     """A named directory mounted into the step's container; exactly one source is set."""
 
-    name: DnsLabel = Field(description="Workspace name, a DNS label unique in the list.")
+    name: DnsLabel
+    """Workspace name, a DNS label unique in the list."""
     mount_path: str | None = Field(
         None,
         description=f"Absolute path in the container (default {WORKSPACE_ROOT}/<name>).",
         max_length=1024,
         pattern=r"^/",
     )
-    sub_path: str | None = Field(
-        None,
-        description="Directory inside the volume to mount instead of its root (relative).",
-        max_length=1024,
-        pattern=SUB_PATH_PATTERN,
-    )
-    read_only: bool = Field(False, description="Mount read-only (default false).")
-    persistent_volume_claim: ClaimReference | None = Field(
-        None, description="An existing PersistentVolumeClaim of the namespace."
-    )
-    volume_claim_template: ClaimTemplate | None = Field(
-        None,
-        description=(
-            "A claim shared by every StepRun of the workflow run (context.workflow name and "
-            "runId) that names this workspace; created for the first, garbage-collected "
-            "when the last StepRun using it is deleted."
-        ),
-    )
-    empty_dir: EmptyDirSource | None = Field(None, description="Scratch space for this step alone.")
+    sub_path: str | None = Field(None, max_length=1024, pattern=SUB_PATH_PATTERN)
+    """Directory inside the volume to mount instead of its root (relative)."""
+    read_only: bool = False
+    """Mount read-only (default false)."""
+    persistent_volume_claim: ClaimReference | None = None
+    """An existing PersistentVolumeClaim of the namespace."""
+    volume_claim_template: ClaimTemplate | None = None
+    """A claim shared by every StepRun of the workflow run (context.workflow name and runId)
+    that names this workspace; created for the first, garbage-collected when the last StepRun
+    using it is deleted."""
+    empty_dir: EmptyDirSource | None = None
+    """Scratch space for this step alone."""
 
     @property
     def path(self) -> str:
@@ -556,43 +504,33 @@ ArtifactPath = Annotated[str, Field(max_length=4096, pattern=ARTIFACT_PATH_PATTE
 class ArtifactOutput(ApiModel):
     """A file or directory the step leaves behind, uploaded to the artifact repository."""
 
-    name: DnsLabel = Field(
-        description="Name of the artifact, unique among the step's outputs (a DNS label)."
-    )
-    path: ArtifactPath = Field(
-        description=(
-            "Absolute path of a file or directory in the step's container, packed as "
-            "tar+gzip after the step's command ends."
-        )
-    )
+    name: DnsLabel
+    """Name of the artifact, unique among the step's outputs (a DNS label)."""
+    path: ArtifactPath
+    """Absolute path of a file or directory in the step's container, packed as tar+gzip after
+    the step's command ends."""
 
 
 class ArtifactSource(ApiModel):
     """Where an input comes from: an artifact of an earlier StepRun in the same namespace."""
 
-    step_run: DnsSubdomain = Field(
-        description="Name of the StepRun that uploaded the artifact (same namespace)."
-    )
-    artifact: DnsLabel = Field(description="Name of that StepRun's output.")
-    attempt: int | None = Field(
-        None,
-        description=(
-            "Which attempt's upload to use (default: the latest attempt that uploaded it)."
-        ),
-        ge=1,
-    )
+    step_run: DnsSubdomain
+    """Name of the StepRun that uploaded the artifact (same namespace)."""
+    artifact: DnsLabel
+    """Name of that StepRun's output."""
+    attempt: int | None = Field(None, ge=1)
+    """Which attempt's upload to use (default: the latest attempt that uploaded it)."""
 
 
 class ArtifactInput(ApiModel):
     """An artifact downloaded (sha256 checked) and unpacked before the step starts."""
 
-    name: DnsLabel = Field(
-        description="Name of the input, unique among the step's inputs (a DNS label)."
-    )
-    from_: ArtifactSource = Field(description="The StepRun and artifact to download.", alias="from")
-    path: ArtifactPath = Field(
-        description=("Absolute path where the file or directory appears in the step's container.")
-    )
+    name: DnsLabel
+    """Name of the input, unique among the step's inputs (a DNS label)."""
+    from_: ArtifactSource = Field(alias="from")
+    """The StepRun and artifact to download."""
+    path: ArtifactPath
+    """Absolute path where the file or directory appears in the step's container."""
 
 
 class ArtifactsSpec(ApiModel):
@@ -603,119 +541,80 @@ class ArtifactsSpec(ApiModel):
     """
 
     outputs: Annotated[list[ArtifactOutput], list_map("name", MAX_ARTIFACTS)] = Field(
-        default_factory=list,
-        description="Files or directories uploaded after the step's command ends.",
+        default_factory=list
     )
+    """Files or directories uploaded after the step's command ends."""
     inputs: Annotated[list[ArtifactInput], list_map("name", MAX_ARTIFACTS)] = Field(
-        default_factory=list,
-        description="Artifacts of earlier StepRuns, downloaded before the step starts.",
+        default_factory=list
     )
-    upload_on_failure: bool = Field(
-        True,
-        description=(
-            "Upload outputs also when the step's command fails (default true), so the "
-            "reports of failing tests survive."
-        ),
-    )
+    """Artifacts of earlier StepRuns, downloaded before the step starts."""
+    upload_on_failure: bool = True
+    """Upload outputs also when the step's command fails (default true), so the reports of
+    failing tests survive."""
 
 
 class ArtifactStatus(ApiModel):
     """One uploaded artifact."""
 
-    name: str = Field(description="The output's name.")
-    attempt: int = Field(description="The attempt that uploaded it.")
-    key: str = Field(description="Object key in the artifact repository's bucket.")
-    size: int = Field(description="Size of the tar+gzip object in bytes.")
-    sha256: str = Field(description="sha256 of the object, hex.")
+    name: str
+    """The output's name."""
+    attempt: int
+    """The attempt that uploaded it."""
+    key: str
+    """Object key in the artifact repository's bucket."""
+    size: int
+    """Size of the tar+gzip object in bytes."""
+    sha256: str
+    """sha256 of the object, hex."""
 
 
 class StepRunSpec(ApiModel):
     """One workflow step to run as a Pod."""
 
-    mode: Mode = Field(
-        Mode.LOCAL,
-        description="local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy.",
-    )
-    image: Image | None = Field(
-        None,
-        description=(
-            "Container image; required for local steps, taken from the plugin for sandbox."
-        ),
-    )
-    command: Argv | None = Field(None, description="Like a container's command.")
-    args: Argv | None = Field(None, description="Like a container's args.")
-    script: str | None = Field(
-        None,
-        description="Shell script run under /bin/sh -c; exclusive with command and args.",
-        max_length=MAX_SCRIPT,
-    )
-    working_dir: str | None = Field(
-        None, description="Working directory of the step.", max_length=4096
-    )
-    env: EnvMap = Field(
-        default_factory=dict,
-        description="Step environment; overrides context.env. STEPRUN_* names are reserved.",
-    )
-    context: StepContext = Field(
-        default_factory=StepContext,
-        description="Workflow context: env, inputs, secrets.",
-    )
-    timeout_seconds: TimeoutSeconds | None = Field(
-        None,
-        description=(
-            "Run-time limit, enforced as the Pod's activeDeadlineSeconds (default: the "
-            "operator's; for sandbox steps at most the policy's maxTimeoutSeconds)."
-        ),
-    )
-    startup_timeout_seconds: TimeoutSeconds | None = Field(
-        None,
-        description=(
-            "A Pod not running by then (image pull failure, unschedulable) ends the step "
-            "Failed (default: the operator's, 300)."
-        ),
-    )
-    termination_grace_period_seconds: WaitSeconds = Field(
-        30, description="Grace period given to the step on cancel and timeout."
-    )
-    cancel: bool = Field(
-        False,
-        description="Set to true to cancel: the Pod is deleted and the step ends Cancelled.",
-    )
-    retries: RetryPolicy = Field(
-        default_factory=RetryPolicy, description="Retries of failed attempts."
-    )
-    resources: ResourceRequirements | None = Field(
-        None, description="The step container's resources."
-    )
-    service_account_name: DnsSubdomain | None = Field(
-        None, description="ServiceAccount of the Pod; local steps only."
-    )
-    ttl_seconds_after_finished: int | None = Field(
-        None,
-        description="Delete the StepRun this many seconds after it reaches a terminal phase.",
-        ge=0,
-        le=MAX_TIMEOUT_SECONDS * 52,
-    )
-    pod_template: PodTemplate | None = Field(
-        None, description="Scheduling and metadata for the step's Pod."
-    )
-    sandbox: SandboxSpec | None = Field(
-        None, description="Sandbox settings; only with mode: sandbox."
-    )
-    workspaces: Annotated[list[Workspace] | None, list_map("name", MAX_WORKSPACES)] = Field(
-        None,
-        description=(
-            "Directories mounted into the step's container; names are unique. workingDir "
-            "defaults to the first one's mount path."
-        ),
-    )
-    artifacts: ArtifactsSpec | None = Field(
-        None,
-        description=(
-            "Outputs uploaded to and inputs downloaded from the artifact repository; needs "
-            "a repository configured by the cluster admin."
-        ),
-    )
+    mode: Mode = Mode.LOCAL
+    """local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy."""
+    image: Image | None = None
+    """Container image; required for local steps, taken from the plugin for sandbox."""
+    command: Argv | None = None
+    """Like a container's command."""
+    args: Argv | None = None
+    """Like a container's args."""
+    script: str | None = Field(None, max_length=MAX_SCRIPT)
+    """Shell script run under /bin/sh -c; exclusive with command and args."""
+    working_dir: str | None = Field(None, max_length=4096)
+    """Working directory of the step."""
+    env: EnvMap = Field(default_factory=dict)
+    """Step environment; overrides context.env. STEPRUN_* names are reserved."""
+    context: StepContext = Field(default_factory=StepContext)
+    """Workflow context: env, inputs, secrets."""
+    timeout_seconds: TimeoutSeconds | None = None
+    """Run-time limit, enforced as the Pod's activeDeadlineSeconds (default: the operator's; for
+    sandbox steps at most the policy's maxTimeoutSeconds)."""
+    startup_timeout_seconds: TimeoutSeconds | None = None
+    """A Pod not running by then (image pull failure, unschedulable) ends the step Failed
+    (default: the operator's, 300)."""
+    termination_grace_period_seconds: WaitSeconds = 30
+    """Grace period given to the step on cancel and timeout."""
+    cancel: bool = False
+    """Set to true to cancel: the Pod is deleted and the step ends Cancelled."""
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries of failed attempts."""
+    resources: ResourceRequirements | None = None
+    """The step container's resources."""
+    service_account_name: DnsSubdomain | None = None
+    """ServiceAccount of the Pod; local steps only."""
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, le=MAX_TIMEOUT_SECONDS * 52)
+    """Delete the StepRun this many seconds after it reaches a terminal phase."""
+    pod_template: PodTemplate | None = None
+    """Scheduling and metadata for the step's Pod."""
+    sandbox: SandboxSpec | None = None
+    """Sandbox settings; only with mode: sandbox."""
+    workspaces: Annotated[list[Workspace] | None, list_map("name", MAX_WORKSPACES)] = None
+    """Directories mounted into the step's container; names are unique. workingDir defaults to
+    the first one's mount path."""
+    artifacts: ArtifactsSpec | None = None
+    """Outputs uploaded to and inputs downloaded from the artifact repository; needs a
+    repository configured by the cluster admin."""
 
     @property
     def workspace_list(self) -> list[Workspace]:
@@ -736,41 +635,40 @@ class StepRunSpec(ApiModel):
 class AttemptStatus(ApiModel):
     """One attempt of the step: one Pod."""
 
-    attempt: int = Field(description="Attempt number, 1 for the first.")
-    pod_name: str = Field(description="Name of the attempt's Pod.")
-    exit_code: int | None = Field(
-        None, description="Exit code of the step container, once it ended."
-    )
-    reason: str | None = Field(
-        None, description="Machine-readable outcome, e.g. Completed, Error, OOMKilled."
-    )
-    message: str | None = Field(None, description="Human-readable detail of the outcome.")
-    creation_time: str | None = Field(
-        None,
-        description=(
-            "When the operator created the attempt's Pod (RFC 3339, the operator's clock); "
-            "startupTimeoutSeconds counts from here."
-        ),
-    )
-    start_time: str | None = Field(None, description="When the attempt started running (RFC 3339).")
-    completion_time: str | None = Field(None, description="When the attempt ended (RFC 3339).")
+    attempt: int
+    """Attempt number, 1 for the first."""
+    pod_name: str
+    """Name of the attempt's Pod."""
+    exit_code: int | None = None
+    """Exit code of the step container, once it ended."""
+    reason: str | None = None
+    """Machine-readable outcome, e.g. Completed, Error, OOMKilled."""
+    message: str | None = None
+    """Human-readable detail of the outcome."""
+    creation_time: str | None = None
+    """When the operator created the attempt's Pod (RFC 3339, the operator's clock);
+    startupTimeoutSeconds counts from here."""
+    start_time: str | None = None
+    """When the attempt started running (RFC 3339)."""
+    completion_time: str | None = None
+    """When the attempt ended (RFC 3339)."""
 
 
 class Condition(ApiModel):
     """A standard Kubernetes condition; type Succeeded summarises the step."""
 
-    type: str = Field(description="Condition type, e.g. Succeeded.")
-    status: Literal["True", "False", "Unknown"] = Field(
-        description="True, False or Unknown (Unknown while the step runs)."
-    )
-    reason: str | None = Field(None, description="Machine-readable reason of the last transition.")
-    message: str | None = Field(None, description="Human-readable detail.")
-    last_transition_time: str | None = Field(
-        None, description="When status last changed (RFC 3339)."
-    )
-    observed_generation: int | None = Field(
-        None, description="metadata.generation the condition was computed from."
-    )
+    type: str
+    """Condition type, e.g. Succeeded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown (Unknown while the step runs)."""
+    reason: str | None = None
+    """Machine-readable reason of the last transition."""
+    message: str | None = None
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """metadata.generation the condition was computed from."""
 
 
 class StepRunStatus(ApiModel):
@@ -783,81 +681,49 @@ class StepRunStatus(ApiModel):
     # this version writes.
     phase: Annotated[
         Phase | str | None,
-        Field(
-            description=(
-                "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
-                "Cancelled, Rejected; a terminal phase never changes."
-            ),
-            union_mode="left_to_right",
-        ),
+        Field(union_mode="left_to_right"),
         WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
-    reason: str | None = Field(
-        None,
-        description=(
-            "Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded, "
-            "StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, "
-            "InvalidSpec."
-        ),
-    )
-    message: str | None = Field(
-        None, description="Human-readable explanation that says what to fix."
-    )
-    exit_code: int | None = Field(
-        None, description="Exit code of the last attempt's step container."
-    )
-    outputs: dict[str, Any] | None = Field(
-        None,
-        description=(
-            "The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."
-        ),
-    )
-    pod_name: str | None = Field(None, description="Pod of the current attempt.")
-    attempt: int | None = Field(None, description="Number of the current attempt, 1 for the first.")
-    attempts: list[AttemptStatus] = Field(
-        default_factory=list, description="Every attempt so far, oldest first."
-    )
-    start_time: str | None = Field(
-        None,
-        description="When the first Pod was created (RFC 3339); duration counts from here.",
-    )
-    completion_time: str | None = Field(
-        None, description="When the step reached a terminal phase (RFC 3339)."
-    )
-    duration: str | None = Field(
-        None,
-        description=(
-            'Wall-clock time from startTime to completionTime, e.g. "12s" or "3m4s"; set '
-            "when the step reaches a terminal phase (kubectl get shows it)."
-        ),
-    )
-    observed_generation: int | None = Field(
-        None, description="metadata.generation this status was computed from."
-    )
-    conditions: Annotated[list[Condition], list_map("type")] = Field(
-        default_factory=list, description="Standard conditions; Succeeded summarises the outcome."
-    )
-    next_attempt_time: str | None = Field(
-        None,
-        description="When the next attempt's Pod may be created (retry backoff, RFC 3339).",
-    )
+    """Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, Cancelled,
+    Rejected; a terminal phase never changes."""
+    reason: str | None = None
+    """Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded,
+    StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, InvalidSpec."""
+    message: str | None = None
+    """Human-readable explanation that says what to fix."""
+    exit_code: int | None = None
+    """Exit code of the last attempt's step container."""
+    outputs: dict[str, Any] | None = None
+    """The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."""
+    pod_name: str | None = None
+    """Pod of the current attempt."""
+    attempt: int | None = None
+    """Number of the current attempt, 1 for the first."""
+    attempts: list[AttemptStatus] = Field(default_factory=list)
+    """Every attempt so far, oldest first."""
+    start_time: str | None = None
+    """When the first Pod was created (RFC 3339); duration counts from here."""
+    completion_time: str | None = None
+    """When the step reached a terminal phase (RFC 3339)."""
+    duration: str | None = None
+    """Wall-clock time from startTime to completionTime, e.g. "12s" or "3m4s"; set when the step
+    reaches a terminal phase (kubectl get shows it)."""
+    observed_generation: int | None = None
+    """metadata.generation this status was computed from."""
+    conditions: Annotated[list[Condition], list_map("type")] = Field(default_factory=list)
+    """Standard conditions; Succeeded summarises the outcome."""
+    next_attempt_time: str | None = None
+    """When the next attempt's Pod may be created (retry backoff, RFC 3339)."""
+    # Unknown fields preserved: the snake_case keys of decisions stored by older operators.
     admitted: AdmittedSandbox | None = Field(
-        None,
-        description=(
-            "The sandbox admission decision, frozen when the step was admitted so later "
-            "policy edits never change a started step (its retries included)."
-        ),
-        # Keeps the snake_case keys of decisions stored by older operators readable.
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
+    """The sandbox admission decision, frozen when the step was admitted so later policy edits
+    never change a started step (its retries included)."""
     artifacts: list[ArtifactStatus] | None = Field(
-        None,
-        description=(
-            "Every artifact uploaded, by every attempt, oldest first; only complete uploads "
-            "are listed."
-        ),
-        max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1),
+        None, max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1)
     )
+    """Every artifact uploaded, by every attempt, oldest first; only complete uploads are listed."""
 
 
 class ObjectMeta(BaseModel):
@@ -917,201 +783,129 @@ class StepRun(ApiObject):
 class PluginHandler(ApiModel):
     """A workflow handler of a plugin; a step runs it with uses: plugin:<plugin>/<id>."""
 
-    id: str = Field(
-        description=(
-            "Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."
-        ),
-        max_length=MAX_HANDLER_ID,
-        pattern=ENTRY_ID_PATTERN,
-    )
-    command: Argv | None = Field(
-        None, description="The handler's command (default: the plugin's command)."
-    )
-    args: Argv | None = Field(
-        None,
-        description="Arguments after the command; the step's spec.args are appended.",
-    )
-    permissions: PermissionSet = Field(
-        default_factory=list,
-        description="Permissions this handler needs beyond the plugin's own.",
-    )
+    id: str = Field(max_length=MAX_HANDLER_ID, pattern=ENTRY_ID_PATTERN)
+    """Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."""
+    command: Argv | None = None
+    """The handler's command (default: the plugin's command)."""
+    args: Argv | None = None
+    """Arguments after the command; the step's spec.args are appended."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this handler needs beyond the plugin's own."""
 
 
 class PluginCommand(ApiModel):
     """A CLI command of a plugin; a step runs it with uses: command:<id>, its inputs as flags."""
 
-    id: str = Field(
-        description=(
-            "Command name, unique among the commands of every plugin of the policy, e.g. "
-            "lint or mind:rag-index."
-        ),
-        max_length=MAX_COMMAND_ID,
-        pattern=ENTRY_ID_PATTERN,
-    )
-    command: Argv | None = Field(
-        None,
-        description=(
-            "The command line before the flags (default: the plugin's command); the flags "
-            "adapted from context.inputs follow, then the step's spec.args."
-        ),
-    )
-    permissions: PermissionSet = Field(
-        default_factory=list,
-        description="Permissions this command needs beyond the plugin's own.",
-    )
+    id: str = Field(max_length=MAX_COMMAND_ID, pattern=ENTRY_ID_PATTERN)
+    """Command name, unique among the commands of every plugin of the policy, e.g. lint or
+    mind:rag-index."""
+    command: Argv | None = None
+    """The command line before the flags (default: the plugin's command); the flags adapted from
+    context.inputs follow, then the step's spec.args."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this command needs beyond the plugin's own."""
 
 
 class Plugin(ApiModel):
     """A tool sandbox steps may run: its image, its entry points and the permissions they need."""
 
-    name: DnsLabel = Field(description="Plugin name that steps ask for.")
-    image: Image = Field(description="Image the plugin runs in.")
-    command: Argv | None = Field(None, description="The plugin's command; step args are appended.")
-    permissions: PermissionSet = Field(
-        default_factory=list,
-        description="Permissions the plugin itself needs, whichever entry point runs.",
-    )
-    version: str | None = Field(
-        None,
-        description="The plugin's version, as its manifest gives it (recorded at admission).",
-        max_length=128,
-        min_length=1,
-    )
-    handlers: Annotated[list[PluginHandler] | None, list_map("id", MAX_PLUGIN_HANDLERS)] = Field(
-        None,
-        description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
-    )
-    commands: Annotated[list[PluginCommand] | None, list_map("id", MAX_PLUGIN_COMMANDS)] = Field(
-        None,
-        description=(
-            "CLI commands (uses: command:<id>); an id names one command of one plugin of "
-            "the policy."
-        ),
-    )
+    name: DnsLabel
+    """Plugin name that steps ask for."""
+    image: Image
+    """Image the plugin runs in."""
+    command: Argv | None = None
+    """The plugin's command; step args are appended."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions the plugin itself needs, whichever entry point runs."""
+    version: str | None = Field(None, max_length=128, min_length=1)
+    """The plugin's version, as its manifest gives it (recorded at admission)."""
+    handlers: Annotated[list[PluginHandler] | None, list_map("id", MAX_PLUGIN_HANDLERS)] = None
+    """Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique."""
+    commands: Annotated[list[PluginCommand] | None, list_map("id", MAX_PLUGIN_COMMANDS)] = None
+    """CLI commands (uses: command:<id>); an id names one command of one plugin of the policy."""
     # Tenancy: what of a step author's environment reaches the plugin process.
     allowed_env: list[Annotated[str, Field(max_length=253)]] | None = Field(
-        None,
-        description=(
-            "Glob patterns of the author env names (spec.env, context.env, secret env "
-            "projections) the plugin accepts; others are left off. Unset: every name "
-            "except loader and interpreter hooks (LD_*, NODE_OPTIONS, PYTHON*, "
-            "JAVA_TOOL_OPTIONS, BASH_ENV, ENV, PERL5OPT, RUBYOPT, GIT_CONFIG_*, PATH, ...)."
-        ),
-        max_length=MAX_ENV_VARS,
+        None, max_length=MAX_ENV_VARS
     )
+    """Glob patterns of the author env names (spec.env, context.env, secret env projections) the
+    plugin accepts; others are left off. Unset: every name except loader and interpreter hooks
+    (LD_*, NODE_OPTIONS, PYTHON*, JAVA_TOOL_OPTIONS, BASH_ENV, ENV, PERL5OPT, RUBYOPT,
+    GIT_CONFIG_*, PATH, ...)."""
 
 
 class EgressRule(ApiModel):
     """Destinations sandbox Pods may reach when network.egress is granted."""
 
-    cidr: str = Field(description="Destination CIDR, e.g. 10.0.0.0/8.", max_length=64)
-    ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]] | None, list_set(64)] = Field(
-        None,
-        description="TCP ports; all ports when empty.",
-    )
+    cidr: str = Field(max_length=64)
+    """Destination CIDR, e.g. 10.0.0.0/8."""
+    ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]] | None, list_set(64)] = None
+    """TCP ports; all ports when empty."""
 
 
 class LabelSelectorRequirement(ApiModel):
     """A label selector requirement, as in metav1.LabelSelectorRequirement."""
 
-    key: str = Field(description="Label key the requirement applies to.")
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="How the key's value relates to values."
-    )
-    values: list[str] | None = Field(
-        None, description="Values for In and NotIn; empty for Exists and DoesNotExist."
-    )
+    key: str
+    """Label key the requirement applies to."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key's value relates to values."""
+    values: list[str] | None = None
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """A label selector, as in metav1.LabelSelector; empty selects everything."""
 
-    match_labels: dict[str, str] | None = Field(
-        None, description="Labels that must all be present with these values."
-    )
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        None, description="Requirements that must all hold."
-    )
+    match_labels: dict[str, str] | None = None
+    """Labels that must all be present with these values."""
+    match_expressions: list[LabelSelectorRequirement] | None = None
+    """Requirements that must all hold."""
 
 
 class SandboxPolicySpec(ApiModel):
     """What sandbox steps may do; written by cluster admins."""
 
-    namespace_selector: LabelSelector = Field(
-        default_factory=LabelSelector,
-        description="Namespaces whose StepRuns may use this policy (empty: all).",
-    )
-    grants: PermissionSet = Field(
-        default_factory=list, description="Permissions this policy grants."
-    )
+    namespace_selector: LabelSelector = Field(default_factory=LabelSelector)
+    """Namespaces whose StepRuns may use this policy (empty: all)."""
+    grants: PermissionSet = Field(default_factory=list)
+    """Permissions this policy grants."""
     plugins: Annotated[list[Plugin], list_map("name", MAX_POLICY_PLUGINS)] = Field(
-        default_factory=list,
-        description="Plugins steps may run; names are unique.",
+        default_factory=list
     )
-    max_timeout_seconds: TimeoutSeconds | None = Field(
-        None, description="Largest timeoutSeconds a step may have."
-    )
-    default_resources: ResourceRequirements | None = Field(
-        None, description="Resources for steps that set none."
-    )
-    max_resources: Quantities | None = Field(
-        None,
-        description="Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}.",
-    )
-    runtime_class_name: str | None = Field(
-        None, description="RuntimeClass of sandbox Pods.", max_length=253
-    )
-    egress: list[EgressRule] = Field(
-        default_factory=list,
-        description="Egress allowed when network.egress is granted.",
-        max_length=64,
-    )
-    pod_labels: dict[str, str] | None = Field(
-        None, description="Labels stamped on every sandbox Pod of this policy."
-    )
-    env: EnvMap | None = Field(
-        None,
-        description=(
-            "Default environment of this policy's steps (overrides only the operator's "
-            "defaults); STEPRUN_* names are reserved."
-        ),
-    )
+    """Plugins steps may run; names are unique."""
+    max_timeout_seconds: TimeoutSeconds | None = None
+    """Largest timeoutSeconds a step may have."""
+    default_resources: ResourceRequirements | None = None
+    """Resources for steps that set none."""
+    max_resources: Quantities | None = None
+    """Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}."""
+    runtime_class_name: str | None = Field(None, max_length=253)
+    """RuntimeClass of sandbox Pods."""
+    egress: list[EgressRule] = Field(default_factory=list, max_length=64)
+    """Egress allowed when network.egress is granted."""
+    pod_labels: dict[str, str] | None = None
+    """Labels stamped on every sandbox Pod of this policy."""
+    env: EnvMap | None = None
+    """Default environment of this policy's steps (overrides only the operator's defaults);
+    STEPRUN_* names are reserved."""
     # Tenancy: bounds a step cannot skip, and scheduling that only the admin chooses.
-    max_termination_grace_period_seconds: WaitSeconds | None = Field(
-        None,
-        description=(
-            "Largest grace period a sandbox step gets on cancel and timeout; a step asking "
-            "for more gets this much (default 30)."
-        ),
-    )
-    node_selector: dict[str, str] | None = Field(
-        None,
-        description="nodeSelector of every sandbox Pod of this policy (steps set none).",
-    )
-    tolerations: Tolerations | None = Field(
-        None,
-        description="Tolerations of every sandbox Pod of this policy (steps set none).",
-    )
+    max_termination_grace_period_seconds: WaitSeconds | None = None
+    """Largest grace period a sandbox step gets on cancel and timeout; a step asking for more
+    gets this much (default 30)."""
+    node_selector: dict[str, str] | None = None
+    """nodeSelector of every sandbox Pod of this policy (steps set none)."""
+    tolerations: Tolerations | None = None
+    """Tolerations of every sandbox Pod of this policy (steps set none)."""
     # Workspaces of sandbox steps: the workspaces.mount grant lets them have emptyDir and
     # volumeClaimTemplate workspaces; existing claims must also be listed here.
-    workspace_claims: Annotated[list[DnsSubdomain] | None, list_set(256)] = Field(
-        None,
-        description=(
-            "Existing PersistentVolumeClaims (by name, in the step's namespace) that sandbox "
-            "steps granted workspaces.mount may mount; read-only unless filesystem.writable "
-            "is granted too."
-        ),
-    )
+    workspace_claims: Annotated[list[DnsSubdomain] | None, list_set(256)] = None
+    """Existing PersistentVolumeClaims (by name, in the step's namespace) that sandbox steps
+    granted workspaces.mount may mount; read-only unless filesystem.writable is granted too."""
 
     # Plugin entry points.
-    shell_plugin: DnsLabel | None = Field(
-        None,
-        description=(
-            "The plugin that runs uses: builtin:shell steps: their spec.script runs under "
-            "/bin/sh in this plugin's image, with its permissions. Without it the policy "
-            "refuses builtin:shell."
-        ),
-    )
+    shell_plugin: DnsLabel | None = None
+    """The plugin that runs uses: builtin:shell steps: their spec.script runs under /bin/sh in
+    this plugin's image, with its permissions. Without it the policy refuses builtin:shell."""
 
 
 class AdmittedSandbox(ApiModel):
@@ -1123,68 +917,51 @@ class AdmittedSandbox(ApiModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    policy: str = Field(description="The SandboxPolicy that admitted the step.")
-    uses: str | None = Field(
-        None, description="spec.sandbox.uses as written, when the step set it."
-    )
-    plugin: str = Field(description="The plugin the step runs.")
-    version: str | None = Field(
-        None, description="The plugin's version at admission, if the policy gave one."
-    )
-    handler: str | None = Field(
-        None, description="The workflow handler run (uses: plugin:<plugin>/<id>)."
-    )
-    cli_command: str | None = Field(None, description="The CLI command run (uses: command:<id>).")
-    image: str = Field(description="Image of the step container.")
-    command: list[str] | None = Field(
-        None,
-        description="Command of the step container (absent: the image's entrypoint).",
-    )
-    args: list[str] | None = Field(
-        None,
-        description=(
-            "Arguments from the policy (a handler's args); the Pod's args are these, then, "
-            "for a CLI command, the flags adapted from context.inputs, then spec.args."
-        ),
-    )
-    granted: list[Permission] = Field(
-        default_factory=list,
-        description=(
-            "Permissions the step holds: the union of its plugin's, its handler's or "
-            "command's and its own, all granted by the policy."
-        ),
-    )
-    timeout_seconds: int = Field(
-        description="Run-time limit of each attempt (activeDeadlineSeconds)."
-    )
-    resources: ResourceRequirements | None = Field(
-        None,
-        description="Resources of the step container (the step's or the policy's).",
-    )
-    runtime_class_name: str | None = Field(None, description="RuntimeClass of the step's Pods.")
-    pod_labels: dict[str, str] | None = Field(
-        None, description="Labels from the policy stamped on the Pods."
-    )
-    egress: list[EgressRule] = Field(
-        default_factory=list,
-        description="Where the step may connect (only with network.egress).",
-    )
-    env: dict[str, str] | None = Field(None, description="Default environment from the policy.")
+    policy: str
+    """The SandboxPolicy that admitted the step."""
+    uses: str | None = None
+    """spec.sandbox.uses as written, when the step set it."""
+    plugin: str
+    """The plugin the step runs."""
+    version: str | None = None
+    """The plugin's version at admission, if the policy gave one."""
+    handler: str | None = None
+    """The workflow handler run (uses: plugin:<plugin>/<id>)."""
+    cli_command: str | None = None
+    """The CLI command run (uses: command:<id>)."""
+    image: str
+    """Image of the step container."""
+    command: list[str] | None = None
+    """Command of the step container (absent: the image's entrypoint)."""
+    args: list[str] | None = None
+    """Arguments from the policy (a handler's args); the Pod's args are these, then, for a CLI
+    command, the flags adapted from context.inputs, then spec.args."""
+    granted: list[Permission] = Field(default_factory=list)
+    """Permissions the step holds: the union of its plugin's, its handler's or command's and its
+    own, all granted by the policy."""
+    timeout_seconds: int
+    """Run-time limit of each attempt (activeDeadlineSeconds)."""
+    resources: ResourceRequirements | None = None
+    """Resources of the step container (the step's or the policy's)."""
+    runtime_class_name: str | None = None
+    """RuntimeClass of the step's Pods."""
+    pod_labels: dict[str, str] | None = None
+    """Labels from the policy stamped on the Pods."""
+    egress: list[EgressRule] = Field(default_factory=list)
+    """Where the step may connect (only with network.egress)."""
+    env: dict[str, str] | None = None
+    """Default environment from the policy."""
     # Tenancy bounds, frozen with the rest (absent in decisions that predate them).
-    termination_grace_period_seconds: int | None = Field(
-        None, description="Grace period cap from the policy."
-    )
-    empty_dir_size_limit: str | None = Field(None, description="sizeLimit of the Pod's emptyDirs.")
-    allowed_env: list[str] | None = Field(
-        None,
-        description="Author env name patterns the plugin accepts (absent: all but hooks).",
-    )
-    node_selector: dict[str, str] | None = Field(
-        None, description="nodeSelector of the Pods, from the policy."
-    )
-    tolerations: list[dict[str, Any]] | None = Field(
-        None, description="Tolerations of the Pods, from the policy."
-    )
+    termination_grace_period_seconds: int | None = None
+    """Grace period cap from the policy."""
+    empty_dir_size_limit: str | None = None
+    """sizeLimit of the Pod's emptyDirs."""
+    allowed_env: list[str] | None = None
+    """Author env name patterns the plugin accepts (absent: all but hooks)."""
+    node_selector: dict[str, str] | None = None
+    """nodeSelector of the Pods, from the policy."""
+    tolerations: list[dict[str, Any]] | None = None
+    """Tolerations of the Pods, from the policy."""
 
 
 class SandboxPolicy(ApiObject):
