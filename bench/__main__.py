@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import machine, report
 from bench.identity import whoami
@@ -37,6 +38,16 @@ async def _preflight(api: Api, settings: Settings) -> None:
         nodes = await api.request("GET", "/api/v1/nodes", query={"labelSelector": wanted})
         if not nodes.get("items"):
             raise SystemExit(f"no kwok nodes ({wanted}): run hack/kwok-up.sh N first")
+        if not any(_ready(node) for node in nodes["items"]):
+            # Nodes stay registered when kwok stops; every Pod would then wait unscheduled.
+            raise SystemExit(
+                f"no kwok node ({wanted}) is Ready: is kwok running? hack/kwok-up.sh N"
+            )
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def mode_order(modes: tuple[str, ...], found: str) -> list[str]:

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -61,12 +61,56 @@ class Hotspots:
     samples: int
     self_time: list[tuple[str, int]]  # innermost frame: where the CPU was spent
     inclusive: list[tuple[str, int]]  # any frame on the stack: what the time was spent for
+    # Samples by what they were spent for (CATEGORIES), in that order, empty ones left out.
+    categories: list[tuple[str, int]] = field(default_factory=list)
+
+
+# What a sample was spent for: found from its innermost frame outwards, the first frame that
+# holds one of a category's markers (a file path or a function) decides; a frame matching
+# several takes the first category listed. The frames every sample shares (the process's entry
+# point, the event loop's run loop) decide nothing.
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "steprun: decide, render, observe, policy (pure functions)",
+        (
+            "steprun/reconcile/decide.py",
+            "steprun/reconcile/status.py",
+            "steprun/render/",
+            "steprun/observe/",
+            "steprun/policy/",
+        ),
+    ),
+    ("steprun: parsing StepRun bodies (pydantic)", ("StepRun.from_body", "pydantic/")),
+    ("logging (structlog)", ("structlog/", "logging/")),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    (
+        "steprun: its API requests (kubernetes_asyncio, aiohttp, TLS, JSON)",
+        ("kubernetes_asyncio/", "steprun/kube/"),
+    ),
+    ("kopf: its API requests and watch streams (aiohttp, TLS, JSON)", ("kopf/_cogs/clients/",)),
+    ("kopf: event processing and handler dispatch", ("kopf/",)),
+    ("steprun: reconciler, work queue, caches", ("steprun/",)),
+    ("event loop: polling sockets (select)", ("selectors.py",)),
+)
+SHARED_FRAMES = ("steprun/handlers/main.py", "<frozen runpy>", "asyncio/runners.py")
+OTHER = "event loop, sockets and TLS not attributable to a caller"
+
+
+def category(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        if any(shared in frame for shared in SHARED_FRAMES):
+            continue
+        for name, markers in CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return OTHER
 
 
 def hotspots(collapsed: str, top: int = 15) -> Hotspots:
     """The frames with the most samples (pure)."""
     own: Counter[str] = Counter()
     anywhere: Counter[str] = Counter()
+    spent_for: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -76,6 +120,9 @@ def hotspots(collapsed: str, top: int = 15) -> Hotspots:
         frames = stack.split(";")
         total += count
         own[frames[-1]] += count
+        spent_for[category(frames)] += count
         for frame in set(frames):
             anywhere[frame] += count
-    return Hotspots(total, own.most_common(top), anywhere.most_common(top))
+    order = [name for name, _ in CATEGORIES] + [OTHER]
+    categories = [(name, spent_for[name]) for name in order if spent_for[name]]
+    return Hotspots(total, own.most_common(top), anywhere.most_common(top), categories)

@@ -350,16 +350,39 @@ def _usage_table(result: ScenarioResult) -> list[str]:
     return lines
 
 
+def _timings(result: ScenarioResult) -> list[str]:
+    if not result.operator_timings:
+        return []
+    lines = [
+        "Where the time goes inside the operator, from its own histograms (percentiles "
+        "interpolated within buckets):",
+        "",
+        "| | count | mean (s) | p50 (s) | p90 (s) | p99 (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in result.operator_timings:
+        lines.append(
+            f"| {row['what']} | {row['count']} | "
+            + " | ".join(_num(row[k], 3) for k in ("mean", "p50", "p90", "p99"))
+            + " |"
+        )
+    return lines
+
+
 def _hotspots(result: ScenarioResult) -> list[str]:
     if not result.hotspots:
         return []
     samples = result.hotspots["samples"] or 1
-    lines = [
-        f"Operator profile ({result.hotspots['samples']} samples at 100 Hz, py-spy):",
-        "",
-        "| own time | frame |",
-        "|---:|---|",
-    ]
+    lines = [f"Operator profile ({result.hotspots['samples']} samples at 100 Hz, py-spy):", ""]
+    # Samples stand for CPU time: the operator's CPU per StepRun shared out by them.
+    cpu_ms = 1000 * _usage(result, "operator")[0] / result.spec.size
+    if categories := result.hotspots.get("categories"):
+        lines += ["| spent for | share of samples | ≈ CPU ms per StepRun |", "|---|---:|---:|"]
+        for name, n in categories:
+            share = n / samples
+            lines.append(f"| {name} | {100 * share:.1f}% | {_num(cpu_ms * share, 1)} |")
+        lines.append("")
+    lines += ["| own time | frame |", "|---:|---|"]
     for frame, n in result.hotspots["self"][:10]:
         lines.append(f"| {100 * n / samples:.1f}% | `{frame}` |")
     lines += ["", "| on stack | frame |", "|---:|---|"]
@@ -484,6 +507,8 @@ def render(
         ]
         if result.errors:
             lines += ["Errors:", "", *[f"- {e}" for e in result.errors[:30]], ""]
+        if timings := _timings(result):
+            lines += [*timings, ""]
         if hot := _hotspots(result):
             lines += [*hot, ""]
     lines += ["## Machine and versions", ""]

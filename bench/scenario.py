@@ -95,6 +95,8 @@ class ScenarioResult:
     audit_complete: bool = False
     apiserver_writes: dict[str, int] = field(default_factory=dict)
     operator_requests: dict[str, int] = field(default_factory=dict)
+    # promtext.operator_timings: where a step's time goes inside the operator.
+    operator_timings: list[dict[str, Any]] = field(default_factory=list)
     hotspots: dict[str, Any] | None = None
     controller_flags: dict[str, list[str]] = field(default_factory=dict)
     # (seconds since submission began, terminal StepRuns so far, operator RSS bytes)
@@ -254,9 +256,14 @@ async def run_scenario(api: Api, spec: ScenarioSpec, env: Environment, log: Log)
         await _bounded(2 * spec.size, spec.concurrency, make_configmap)
         await _measure(api, spec, env, log, result, workload, namespaces, operator)
     finally:
-        if operator is not None:
-            await operator.stop()
-        await _cleanup(api, result, log)
+        # The operator outlives its namespaces: an interrupted run leaves Pods holding its
+        # tracking finalizer, and only the operator removes it (then the namespace can go).
+        try:
+            await _cleanup(api, result, log)
+        finally:
+            if operator is not None:
+                await operator.stop()
+            await identity.delete_operator_identity(api, result.run_id)
     return result
 
 
@@ -323,6 +330,7 @@ async def _measure(
             "samples": summary.samples,
             "self": summary.self_time,
             "inclusive": summary.inclusive,
+            "categories": summary.categories,
         }
     curve.cancel()
     result.usage = await sampler.stop()
@@ -336,6 +344,7 @@ async def _measure(
     operator_text = await _operator_metrics(operator.metrics_port)
     if operator_text:
         result.operator_requests = dict(promtext.operator_requests(operator_text))
+        result.operator_timings = promtext.operator_timings(operator_text)
     for side in namespaces:
         timeline = recorder.timelines[side]
         result.summaries[side] = summarize(timeline)
@@ -382,7 +391,6 @@ def _count_audit(
 
 async def _cleanup(api: Api, result: ScenarioResult, log: Log, patience: float = 1200) -> None:
     begin = time.monotonic()
-    await identity.delete_operator_identity(api, result.run_id)
     for namespace in result.namespaces.values():
         await api.delete(f"/api/v1/namespaces/{namespace}")
     pending = set(result.namespaces.values())

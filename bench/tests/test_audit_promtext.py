@@ -3,6 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from bench import promtext
 from bench.audit import actor, audit_files, count_requests, entries
 from bench.promtext import apiserver_writes, delta, operator_requests
 
@@ -92,3 +95,39 @@ steprun_api_request_duration_seconds_sum{verb="post"} 0.2
 steprun_api_request_duration_seconds_count{verb="patch"} 2
 """
     assert operator_requests(text) == {"post": 4, "patch": 2}
+
+
+OPERATOR_METRICS = """\
+# HELP steprun_workqueue_queue_duration_seconds How long a StepRun waits
+# TYPE steprun_workqueue_queue_duration_seconds histogram
+steprun_workqueue_queue_duration_seconds_bucket{le="0.1"} 2.0
+steprun_workqueue_queue_duration_seconds_bucket{le="1.0"} 6.0
+steprun_workqueue_queue_duration_seconds_bucket{le="+Inf"} 10.0
+steprun_workqueue_queue_duration_seconds_count 10.0
+steprun_workqueue_queue_duration_seconds_sum 12.0
+# HELP steprun_api_request_duration_seconds Kubernetes API requests made by the operator
+# TYPE steprun_api_request_duration_seconds histogram
+steprun_api_request_duration_seconds_bucket{le="0.01",verb="get"} 4.0
+steprun_api_request_duration_seconds_bucket{le="+Inf",verb="get"} 4.0
+steprun_api_request_duration_seconds_count{verb="get"} 4.0
+steprun_api_request_duration_seconds_sum{verb="get"} 0.02
+steprun_api_request_duration_seconds_bucket{le="0.01",verb="post"} 0.0
+steprun_api_request_duration_seconds_bucket{le="+Inf",verb="post"} 0.0
+steprun_api_request_duration_seconds_count{verb="post"} 0.0
+steprun_api_request_duration_seconds_sum{verb="post"} 0.0
+"""
+
+
+def test_operator_timings_from_its_histograms() -> None:
+    rows = promtext.operator_timings(OPERATOR_METRICS)
+    assert [r["what"] for r in rows] == [
+        "work queue: waiting for a reconcile to start",
+        "API request (get)",
+    ], "in the order a step meets them; series never observed are left out"
+    queue = rows[0]
+    assert queue["count"] == 10 and queue["mean"] == 1.2
+    # rank 5 of 10 falls in (0.1, 1.0], 3 of its 4 samples in: 0.1 + 0.9 * 3/4.
+    assert queue["p50"] == pytest.approx(0.775)
+    # rank 9 falls in +Inf: the highest finite bound, as histogram_quantile says.
+    assert queue["p90"] == 1.0
+    assert rows[1]["p50"] == pytest.approx(0.005)

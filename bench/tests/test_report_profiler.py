@@ -116,6 +116,31 @@ def test_hotspots_from_collapsed_stacks() -> None:
     assert spots.inclusive[0] == ("main (m.py:1)", 10)
 
 
+def test_profile_samples_are_shared_out_by_what_they_were_spent_for() -> None:
+    collapsed = "\n".join(
+        [
+            # The pure decision counts as the operator's own, though the reconciler called it.
+            "run (steprun/reconcile/reconciler.py:1);decide (steprun/reconcile/decide.py:2) 4",
+            "run (steprun/reconcile/reconciler.py:1);Kube.request (steprun/kube/client.py:3);"
+            "loads (json/__init__.py:4) 3",
+            "worker (kopf/_core/reactor/queueing.py:5);info (structlog/stdlib.py:6) 2",
+            "worker (kopf/_core/reactor/queueing.py:5) 1",
+            # The entry point is on every stack: it says nothing of what a sample was for.
+            "<module> (steprun/handlers/main.py:9);select (selectors.py:7) 1",
+            "<module> (steprun/handlers/main.py:9);_run (asyncio/events.py:8) 1",
+        ]
+    )
+    spots = hotspots(collapsed)
+    assert spots.categories == [
+        ("steprun: decide, render, observe, policy (pure functions)", 4),
+        ("logging (structlog)", 2),
+        ("steprun: its API requests (kubernetes_asyncio, aiohttp, TLS, JSON)", 3),
+        ("kopf: event processing and handler dispatch", 1),
+        ("event loop: polling sockets (select)", 1),
+        ("event loop, sockets and TLS not attributable to a caller", 1),
+    ]
+
+
 def test_report_shows_where_the_time_goes() -> None:
     text = render(4, [_result(10, 32)], {}, {}, None)
     (row,) = [line for line in text.splitlines() if "scheduled → running → finished" in line]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from steprun.api.models import StepRun
 from steprun.config import OperatorConfig
 from steprun.handlers.main import allow_api_server_depth
 from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
@@ -502,6 +503,28 @@ async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
     assert cached is not None and cached["status"]["phase"] == "Succeeded"
     assert cached["spec"] == {}
     assert len(reconciler.pods) == 0
+    assert KEY not in reconciler._parsed, "no parsed copy of a finished step is kept"
+
+
+async def test_a_steprun_version_already_read_is_not_parsed_again_and_a_new_one_is(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    from_body = StepRun.from_body
+
+    def counting(body: Any) -> StepRun:
+        parsed.append(body["metadata"]["resourceVersion"])
+        return from_body(body)
+
+    monkeypatch.setattr(StepRun, "from_body", staticmethod(counting))
+    submit(kube, reconciler)
+    await step(kube, reconciler, times=3)  # the Pod is created, then waited on
+    assert len(parsed) == 1, parsed
+
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda sr: sr["spec"].update(cancel=True))
+    status = await step(kube, reconciler)
+    assert len(parsed) == 2, "a new resourceVersion is read again"
+    assert status["phase"] == "Cancelled"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ from steprun.timeutil import parse_time
 
 # The kubelet's reason for a container whose env ConfigMap or Secret does not exist. A missing
 # volume source shows no reason at all (ContainerCreating, with FailedMount events), so a Pod
-# that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too.
+# that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too,
+# then again each time its age doubles (5, 10, 20, 40 s...): a slow node costs a few reads per
+# Pod, not one per event or per 5 s, and a deleted context is still put back early.
 CONTEXT_MISSING_REASON = "CreateContainerConfigError"
 CONTEXT_CHECK_AFTER = timedelta(seconds=5)
 SANDBOX_READY = "PodReadyToStartContainers"
@@ -138,12 +140,14 @@ def decide(
     orphans: Collection[str] = (),
     *,
     recorded: bool = True,
+    context_checked: datetime | None = None,
 ) -> Decision:
     """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
     StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
     StepRun of the same name (deleted, so nothing of theirs is left to record).
     ``recorded=False``: the stored status does not record the attempt yet; ``sr`` is the
-    StepRun as if it did (``status.recording``), and ``pod`` exists."""
+    StepRun as if it did (``status.recording``), and ``pod`` exists.
+    ``context_checked``: when the step's context was last checked (RepairContext), if ever."""
     status = sr.status
     terminal = is_terminal_phase(status.phase)
     if sr.metadata.deletion_timestamp or terminal:
@@ -153,7 +157,7 @@ def decide(
         if sr.metadata.deletion_timestamp:
             return Wait()
         return _after_terminal(sr, now, config)
-    decision = _in_flight(sr, pod, now, config)
+    decision = _in_flight(sr, pod, now, config, context_checked)
     if not recorded and pod is not None:
         decision = _unrecorded(sr, pod, now, decision)
     if isinstance(decision, Wait):
@@ -165,7 +169,11 @@ def decide(
 
 
 def _in_flight(
-    sr: StepRun, pod: Mapping[str, Any] | None, now: datetime, config: OperatorConfig
+    sr: StepRun,
+    pod: Mapping[str, Any] | None,
+    now: datetime,
+    config: OperatorConfig,
+    context_checked: datetime | None,
 ) -> Decision:
     status = sr.status
     if sr.spec.cancel:
@@ -188,7 +196,7 @@ def _in_flight(
             ),
             now,
         )
-    return _follow_pod(sr, pod, now, config)
+    return _follow_pod(sr, pod, now, config, context_checked)
 
 
 def _unrecorded(sr: StepRun, pod: Mapping[str, Any], now: datetime, decision: Decision) -> Decision:
@@ -233,7 +241,11 @@ def _after_terminal(sr: StepRun, now: datetime, config: OperatorConfig) -> Decis
 
 
 def _follow_pod(
-    sr: StepRun, pod: Mapping[str, Any], now: datetime, config: OperatorConfig
+    sr: StepRun,
+    pod: Mapping[str, Any],
+    now: datetime,
+    config: OperatorConfig,
+    context_checked: datetime | None,
 ) -> Decision:
     if pod.get("metadata", {}).get("deletionTimestamp"):
         obs = observe_pod(pod)
@@ -258,7 +270,7 @@ def _follow_pod(
             )
     obs = observe_pod(pod)
     if obs.state == "pending":
-        return _pending(sr, pod, obs, now, config)
+        return _pending(sr, pod, obs, now, config, context_checked)
     if obs.state == "running":
         if sr.status.phase == Phase.RUNNING:
             return Wait()
@@ -337,6 +349,7 @@ def _pending(
     obs: PodObservation,
     now: datetime,
     config: OperatorConfig,
+    context_checked: datetime | None,
 ) -> Decision:
     created = _created(sr, pod, now)
     limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
@@ -352,10 +365,13 @@ def _pending(
             and obs.stuck_reason is None
             and not _sandbox_ready(pod)
         )
-        check_at = created + CONTEXT_CHECK_AFTER
-        if obs.stuck_reason == CONTEXT_MISSING_REASON or (starting and now >= check_at):
-            return RepairContext(until=min(deadline, now + CONTEXT_CHECK_AFTER))
-        return Wait(until=min(deadline, check_at) if starting else deadline)
+        known_missing = obs.stuck_reason == CONTEXT_MISSING_REASON
+        due, next_check = _context_checks(created, now)
+        if known_missing or (starting and due is not None):
+            since = due or created
+            if context_checked is None or context_checked < since:
+                return RepairContext(until=min(deadline, next_check))
+        return Wait(until=min(deadline, next_check) if known_missing or starting else deadline)
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
         reason = Reason.IMAGE_PULL_FAILED
@@ -375,6 +391,17 @@ def _pending(
         now,
         delete_pod=True,
     )
+
+
+def _context_checks(created: datetime, now: datetime) -> tuple[datetime | None, datetime]:
+    """The last context check point at or before ``now`` (None before the first), and the
+    next one: CONTEXT_CHECK_AFTER after the Pod's creation, then each time its age doubles."""
+    age = CONTEXT_CHECK_AFTER
+    if now < created + age:
+        return None, created + age
+    while created + 2 * age <= now:
+        age *= 2
+    return created + age, created + 2 * age
 
 
 def _sandbox_ready(pod: Mapping[str, Any]) -> bool:

@@ -156,6 +156,12 @@ class Reconciler:
         # its uid): deleted at the end by that uid, without reading them back. A restart
         # forgets them; the objects are then read before they are deleted.
         self._made: dict[Key, tuple[str, dict[str, str]]] = {}
+        # The last StepRun read from the cache, by its (uid, resourceVersion): most reconciles
+        # follow Pod events and meet a StepRun version already parsed. Only live steps are
+        # kept, so retained terminal StepRuns cost no memory here.
+        self._parsed: dict[Key, tuple[tuple[str, str], StepRun]] = {}
+        # When each starting step's context was last checked (decide() spaces the checks out).
+        self._context_checked: dict[Key, datetime] = {}
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
 
@@ -215,9 +221,23 @@ class Reconciler:
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
+    def _parse(self, key: Key, body: Mapping[str, Any]) -> StepRun:
+        meta = body.get("metadata") or {}
+        version = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        parsed = self._parsed.get(key)
+        if parsed is not None and parsed[0] == version and all(version):
+            return parsed[1]
+        sr = StepRun.from_body(body)
+        if is_terminal_phase(sr.status.phase) or not all(version):
+            self._parsed.pop(key, None)
+            self._context_checked.pop(key, None)
+        else:
+            self._parsed[key] = (version, sr)
+        return sr
+
     async def _reconcile_body(self, key: Key, body: Mapping[str, Any]) -> None:
         try:
-            sr = StepRun.from_body(body)
+            sr = self._parse(key, body)
         except (ValidationError, RecursionError, ValueError) as error:
             # The API server accepted it but the operator cannot read it (e.g. a schema skew):
             # retrying cannot help; the step ends saying so, once.
@@ -249,7 +269,16 @@ class Reconciler:
         if is_terminal_phase(sr.status.phase):
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
-        decision = decide(sr, pod, now, self.config, held, orphans, recorded=recorded)
+        decision = decide(
+            sr,
+            pod,
+            now,
+            self.config,
+            held,
+            orphans,
+            recorded=recorded,
+            context_checked=self._context_checked.get(_key(sr)),
+        )
         match decision:
             case Wait(until=until):
                 if until is not None:
@@ -432,6 +461,8 @@ class Reconciler:
         (after checking with the API that the StepRun really is gone: the StepRun watch may
         simply not have listed it yet)."""
         self.queue.discard(key)
+        self._parsed.pop(key, None)
+        self._context_checked.pop(key, None)
         pods = self.pods.all(key)
         held = {
             n: b
@@ -736,6 +767,7 @@ class Reconciler:
         name = context_name(sr.name)
         kinds = ["ConfigMap", *(["Secret"] if _has_secret(sr) else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
+        self._context_checked[_key(sr)] = now
         if missing:
             for_steprun(sr).warning(
                 "context deleted while the Pod starts; recreating", kinds=missing
