@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from steprun.api.models import StepRunStatus
 from steprun.timeutil import parse_time
 
 PHASES = ("New", "Pending", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected")
@@ -165,13 +166,13 @@ def set_active(active: bool) -> None:
 REGISTRY.register(_PhaseCollector(STEPRUN_PHASES, lambda: _active_now))
 
 
-def record_transition(created: str | None, status: Mapping[str, Any]) -> None:
+def record_transition(created: str | None, status: StepRunStatus) -> None:
     """A status write: count the transition; a terminal one also observes the step's duration."""
-    phase, reason = str(status.get("phase")), str(status.get("reason"))
+    phase, reason = str(status.phase), str(status.reason)
     TRANSITIONS.labels(phase=phase, reason=reason).inc()
     if phase not in TERMINAL:
         return
-    started, ended = parse_time(created), parse_time(status.get("completionTime"))
+    started, ended = parse_time(created), parse_time(status.completion_time)
     if started is not None and ended is not None:
         STEP_DURATION_SECONDS.labels(phase=phase, reason=reason).observe(
             max(0.0, (ended - started).total_seconds())

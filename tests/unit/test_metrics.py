@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from steprun import metrics
+from steprun.api.models import Phase, Reason, StepRunStatus
 from steprun.metrics import PhaseCounts, record_pod_start, record_transition
 from steprun.reconcile.queue import WorkQueue
 from steprun.timeutil import parse_time
@@ -65,10 +66,16 @@ def test_terminal_transitions_observe_the_step_duration_by_phase_and_reason() ->
     labels = {"phase": "Failed", "reason": "ImagePullFailed"}
     before = sample("steprun_step_duration_seconds_count", labels) or 0
     before_sum = sample("steprun_step_duration_seconds_sum", labels) or 0
-    record_transition("2026-01-01T00:00:00Z", {"phase": "Running", "reason": "Started"})
+    record_transition(
+        "2026-01-01T00:00:00Z", StepRunStatus(phase=Phase.RUNNING, reason=Reason.STARTED)
+    )
     record_transition(
         "2026-01-01T00:00:00Z",
-        {"phase": "Failed", "reason": "ImagePullFailed", "completionTime": "2026-01-01T00:01:30Z"},
+        StepRunStatus(
+            phase=Phase.FAILED,
+            reason=Reason.IMAGE_PULL_FAILED,
+            completion_time="2026-01-01T00:01:30Z",
+        ),
     )
     assert sample("steprun_step_duration_seconds_count", labels) == before + 1
     assert sample("steprun_step_duration_seconds_sum", labels) == before_sum + 90

@@ -1,17 +1,19 @@
 """The steprun.dev/v1alpha1 API as pydantic models: the single source of truth.
 
 The CRD schemas in ``crds/`` are generated from these classes (``steprun.api.crdgen``); the
-renderer, the policy checker, the client and the CLI all read the same classes. Field
-descriptions become ``kubectl explain`` text, so they are written for the people who read it.
+renderer, the policy checker, the client and the CLI all read the same classes. A field's
+docstring is its description, the ``kubectl explain`` text, so it is written for the people who
+read that.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "steprun.dev"
 VERSION = "v1alpha1"
@@ -74,13 +76,44 @@ USES_PATTERN = (
 )
 
 QuantityMap = dict[str, int | Annotated[str, Field(max_length=MAX_QUANTITY)]]
+# A container's requests or limits, or a policy's bounds on them.
+Quantities = Annotated[QuantityMap, Field(max_length=MAX_RESOURCES)]
+# A claim's requests or limits: storage is the one resource a claim has.
+ClaimQuantities = Annotated[QuantityMap, Field(max_length=4)]
+DnsLabel = Annotated[str, Field(max_length=63, pattern=DNS_LABEL_PATTERN)]
+# What most Kubernetes objects' names are (Secrets, claims, ServiceAccounts, StepRuns).
+DnsSubdomain = Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+Image = Annotated[str, Field(max_length=1024, min_length=1)]
+EnvMap = Annotated[dict[str, str], Field(max_length=MAX_ENV_VARS)]
+Tolerations = Annotated[list[dict[str, Any]], Field(max_length=64)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
+# A backoff or a grace period: an hour at the most.
+WaitSeconds = Annotated[int, Field(ge=0, le=3600)]
 # A command line or its arguments, bounded as a container's.
 Argv = Annotated[list[Annotated[str, Field(max_length=MAX_STRING)]], Field(max_length=MAX_ARGS)]
 
 
-def list_map(key: str) -> dict[str, Any]:
-    """The schema extension of a list whose items are identified by ``key`` (unique)."""
-    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
+def list_map(key: str, max_length: int | None = None) -> Any:
+    """A list whose items are identified by ``key`` (unique), of at most ``max_length``."""
+    return Field(
+        max_length=max_length,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]},
+    )
+
+
+def list_set(max_length: int) -> Any:
+    """A list of distinct items, of at most ``max_length``."""
+    return Field(max_length=max_length, json_schema_extra={"x-kubernetes-list-type": "set"})
+
+
+def _one_line_descriptions(schema: JsonDict) -> None:
+    """A field's description is its docstring, wrapped to the source's line length; kubectl
+    explain wraps descriptions to its own width, so the schema has each on one line."""
+    properties = schema.get("properties")
+    for prop in properties.values() if isinstance(properties, dict) else ():
+        description = prop.get("description") if isinstance(prop, dict) else None
+        if isinstance(description, str) and isinstance(prop, dict):
+            prop["description"] = " ".join(description.splitlines())
 
 
 class ApiModel(BaseModel):
@@ -94,6 +127,8 @@ class ApiModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        use_attribute_docstrings=True,
+        json_schema_extra=_one_line_descriptions,
     )
 
     def to_api(self) -> dict[str, Any]:
@@ -121,9 +156,7 @@ class Permission(enum.StrEnum):
 
 
 # What a step asks for, a plugin's entry point needs, or a policy grants: a set of permissions.
-PermissionSet = Annotated[
-    list[Permission], Field(max_length=8, json_schema_extra={"x-kubernetes-list-type": "set"})
-]
+PermissionSet = Annotated[list[Permission], list_set(8)]
 
 
 class Phase(enum.StrEnum):
@@ -185,44 +218,21 @@ class Reason(enum.StrEnum):
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the StepRun's namespace."""
 
-    name: Annotated[
-        str,
-        Field(
-            description="Name of a Secret in the StepRun's namespace.",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ]
-    key: Annotated[
-        str,
-        Field(description="Key inside that Secret.", max_length=253, pattern=SECRET_KEY_PATTERN),
-    ]
+    name: DnsSubdomain
+    """Name of a Secret in the StepRun's namespace."""
+    key: str = Field(max_length=253, pattern=SECRET_KEY_PATTERN)
+    """Key inside that Secret."""
 
 
 class SecretProjection(ApiModel):
     """One key of an existing Secret, copied into the step's own Secret and exposed to the step."""
 
-    name: Annotated[
-        str,
-        Field(
-            description=(
-                "Environment variable name (as: env) or file name under STEPRUN_SECRETS_DIR "
-                "(as: file)."
-            ),
-            max_length=253,
-            pattern=ENV_NAME_PATTERN,
-        ),
-    ]
-    secret_key_ref: Annotated[
-        SecretKeyRef, Field(description="The Secret key whose value is projected.")
-    ]
-    as_: Annotated[
-        Literal["env", "file"],
-        Field(
-            alias="as",
-            description="How the value reaches the step: an env var (default) or a file.",
-        ),
-    ] = "env"
+    name: str = Field(max_length=253, pattern=ENV_NAME_PATTERN)
+    """Environment variable name (as: env) or file name under STEPRUN_SECRETS_DIR (as: file)."""
+    secret_key_ref: SecretKeyRef
+    """The Secret key whose value is projected."""
+    as_: Literal["env", "file"] = Field("env", alias="as")
+    """How the value reaches the step: an env var (default) or a file."""
 
 
 # A Kubernetes label value.
@@ -232,17 +242,14 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 class WorkflowRef(ApiModel):
     """Which workflow run this step belongs to; each value becomes a label on the Pod."""
 
-    name: Annotated[LabelValue | None, Field(description="Workflow name.")] = None
-    run_id: Annotated[LabelValue | None, Field(description="Workflow run identifier.")] = None
-    step_id: Annotated[LabelValue | None, Field(description="Step identifier within the run.")] = (
-        None
-    )
-    job_id: Annotated[
-        LabelValue | None,
-        Field(
-            description="Job identifier within the run (the group of steps this one belongs to)."
-        ),
-    ] = None
+    name: LabelValue | None = None
+    """Workflow name."""
+    run_id: LabelValue | None = None
+    """Workflow run identifier."""
+    step_id: LabelValue | None = None
+    """Step identifier within the run."""
+    job_id: LabelValue | None = None
+    """Job identifier within the run (the group of steps this one belongs to)."""
 
 
 # ---------------------------------------------------------------- trace context (W3C)
@@ -270,29 +277,12 @@ TRACESTATE_MESSAGE = f"spec.context.trace.tracestate has more than {MAX_TRACESTA
 class TraceContext(ApiModel):
     """The W3C Trace Context of the workflow step, as the engine propagates it."""
 
-    traceparent: Annotated[
-        str,
-        Field(
-            description=(
-                "W3C traceparent, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; "
-                "passed to the step as TRACEPARENT and recorded as the Pod annotation "
-                "steprun.dev/traceparent."
-            ),
-            max_length=256,
-            pattern=TRACEPARENT_PATTERN,
-        ),
-    ]
-    tracestate: Annotated[
-        str | None,
-        Field(
-            description=(
-                "W3C tracestate (at most 32 key=value members); passed to the step as "
-                "TRACESTATE and recorded as the Pod annotation steprun.dev/tracestate."
-            ),
-            max_length=MAX_TRACESTATE,
-            pattern=TRACESTATE_PATTERN,
-        ),
-    ] = None
+    traceparent: str = Field(max_length=256, pattern=TRACEPARENT_PATTERN)
+    """W3C traceparent, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01; passed to
+    the step as TRACEPARENT and recorded as the Pod annotation steprun.dev/traceparent."""
+    tracestate: str | None = Field(None, max_length=MAX_TRACESTATE, pattern=TRACESTATE_PATTERN)
+    """W3C tracestate (at most 32 key=value members); passed to the step as TRACESTATE and
+    recorded as the Pod annotation steprun.dev/tracestate."""
 
     @field_validator("traceparent")
     @classmethod
@@ -326,145 +316,68 @@ def traceparent_problem(value: str) -> str | None:
 class StepContext(ApiModel):
     """What the workflow hands to the step: env, inputs and secrets."""
 
-    workflow: Annotated[
-        WorkflowRef | None,
-        Field(description="The workflow run this step belongs to (labels and context.json)."),
-    ] = None
-    env: Annotated[
-        dict[str, str],
-        Field(
-            description="Workflow-level environment; spec.env overrides it.",
-            max_length=MAX_ENV_VARS,
-        ),
-    ] = Field(default_factory=dict)
-    inputs: Annotated[
-        dict[str, Any],
-        Field(
-            description=(
-                "Free JSON object (at most 256 KiB serialized) mounted read-only as context.json "
-                "at STEPRUN_CONTEXT_FILE."
-            ),
-        ),
-    ] = Field(default_factory=dict)
-    secrets: Annotated[
-        list[SecretProjection],
-        Field(
-            description=(
-                "Keys projected from existing Secrets in the same namespace; names are unique."
-            ),
-            max_length=MAX_SECRETS,
-            json_schema_extra=list_map("name"),
-        ),
-    ] = Field(default_factory=list)
-    trace: Annotated[
-        TraceContext | None,
-        Field(
-            description=(
-                "W3C Trace Context of the step: TRACEPARENT and TRACESTATE in its environment, "
-                "steprun.dev/traceparent and steprun.dev/tracestate annotations on its Pod."
-            )
-        ),
-    ] = None
+    workflow: WorkflowRef | None = None
+    """The workflow run this step belongs to (labels and context.json)."""
+    env: EnvMap = Field(default_factory=dict)
+    """Workflow-level environment; spec.env overrides it."""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    """Free JSON object (at most 256 KiB serialized) mounted read-only as context.json at
+    STEPRUN_CONTEXT_FILE."""
+    secrets: Annotated[list[SecretProjection], list_map("name", MAX_SECRETS)] = Field(
+        default_factory=list
+    )
+    """Keys projected from existing Secrets in the same namespace; names are unique."""
+    trace: TraceContext | None = None
+    """W3C Trace Context of the step: TRACEPARENT and TRACESTATE in its environment,
+    steprun.dev/traceparent and steprun.dev/tracestate annotations on its Pod."""
 
 
 class RetryPolicy(ApiModel):
     """How failed attempts are retried; each attempt runs in a new Pod."""
 
-    limit: Annotated[
-        int,
-        Field(
-            description="How many times a failed attempt is retried (0: never).",
-            ge=0,
-            le=MAX_RETRIES,
-        ),
-    ] = 0
-    backoff_seconds: Annotated[
-        int,
-        Field(description="Seconds between a failed attempt and the next one.", ge=0, le=3600),
-    ] = 10
+    limit: int = Field(0, ge=0, le=MAX_RETRIES)
+    """How many times a failed attempt is retried (0: never)."""
+    backoff_seconds: WaitSeconds = 10
+    """Seconds between a failed attempt and the next one."""
 
 
 class ResourceRequirements(ApiModel):
     """Compute resources of the step container, as in a container's resources."""
 
-    requests: Annotated[
-        QuantityMap | None,
-        Field(
-            description="Like a container's resources.requests, e.g. {cpu: 100m}.",
-            max_length=MAX_RESOURCES,
-        ),
-    ] = None
-    limits: Annotated[
-        QuantityMap | None,
-        Field(
-            description="Like a container's resources.limits, e.g. {memory: 256Mi}.",
-            max_length=MAX_RESOURCES,
-        ),
-    ] = None
+    requests: Quantities | None = None
+    """Like a container's resources.requests, e.g. {cpu: 100m}."""
+    limits: Quantities | None = None
+    """Like a container's resources.limits, e.g. {memory: 256Mi}."""
 
 
 class PodTemplate(ApiModel):
     """The few Pod fields a step author may set on the step's Pod."""
 
-    node_selector: Annotated[dict[str, str] | None, Field(description="Pod nodeSelector.")] = None
-    tolerations: Annotated[
-        list[dict[str, Any]] | None,
-        Field(description="Pod tolerations, as in a PodSpec.", max_length=64),
-    ] = None
-    labels: Annotated[
-        dict[str, str] | None,
-        Field(description="Extra Pod labels; steprun.dev/ labels cannot be overridden."),
-    ] = None
-    annotations: Annotated[dict[str, str] | None, Field(description="Extra Pod annotations.")] = (
-        None
-    )
+    node_selector: dict[str, str] | None = None
+    """Pod nodeSelector."""
+    tolerations: Tolerations | None = None
+    """Pod tolerations, as in a PodSpec."""
+    labels: dict[str, str] | None = None
+    """Extra Pod labels; steprun.dev/ labels cannot be overridden."""
+    annotations: dict[str, str] | None = None
+    """Extra Pod annotations."""
 
 
 class SandboxSpec(ApiModel):
     """Which SandboxPolicy admits the step, which plugin it runs and what more it asks for."""
 
-    policy: Annotated[
-        str,
-        Field(
-            description="Name of the SandboxPolicy that must admit this step.",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ] = "default"
-    plugin: Annotated[
-        str | None,
-        Field(
-            description=(
-                "Plugin declared in that policy; the step runs the plugin's command. Exactly one "
-                "of plugin and uses is set."
-            ),
-            max_length=63,
-            pattern=DNS_LABEL_PATTERN,
-        ),
-    ] = None
-    uses: Annotated[
-        str | None,
-        Field(
-            description=(
-                "What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> "
-                "(a workflow handler of a plugin), command:<name> (a CLI command of one of the "
-                "policy's plugins; context.inputs become its flags) or builtin:shell (spec.script "
-                "in the policy's shellPlugin). Resolved at admission and frozen in "
-                "status.admitted. Exactly one of plugin and uses is set."
-            ),
-            max_length=256,
-            pattern=USES_PATTERN,
-        ),
-    ] = None
-    permissions: Annotated[
-        PermissionSet,
-        Field(
-            description=(
-                "Permissions this step asks for, beyond those of its plugin and its handler or "
-                "command."
-            )
-        ),
-    ] = Field(default_factory=list)
+    policy: DnsSubdomain = "default"
+    """Name of the SandboxPolicy that must admit this step."""
+    plugin: DnsLabel | None = None
+    """Plugin declared in that policy; the step runs the plugin's command. Exactly one of plugin
+    and uses is set."""
+    uses: str | None = Field(None, max_length=256, pattern=USES_PATTERN)
+    """What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> (a
+    workflow handler of a plugin), command:<name> (a CLI command of one of the policy's plugins;
+    context.inputs become its flags) or builtin:shell (spec.script in the policy's shellPlugin).
+    Resolved at admission and frozen in status.admitted. Exactly one of plugin and uses is set."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this step asks for, beyond those of its plugin and its handler or command."""
 
 
 # ---------------------------------------------------------------- workspaces
@@ -479,121 +392,75 @@ AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWrit
 class ClaimReference(ApiModel):
     """An existing PersistentVolumeClaim of the StepRun's namespace."""
 
-    claim_name: Annotated[
-        str,
-        Field(
-            description="Name of the PersistentVolumeClaim; the creator must be allowed to get it.",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ]
+    claim_name: DnsSubdomain
+    """Name of the PersistentVolumeClaim; the creator must be allowed to get it."""
 
 
 class ClaimResources(ApiModel):
     """The storage a claim asks for, as in a PersistentVolumeClaim's resources."""
 
-    requests: Annotated[
-        QuantityMap,
-        Field(description="At least {storage: <size>}, e.g. {storage: 1Gi}.", max_length=4),
-    ]
-    limits: Annotated[
-        QuantityMap | None, Field(description="Like a claim's resources.limits.", max_length=4)
-    ] = None
+    requests: ClaimQuantities
+    """At least {storage: <size>}, e.g. {storage: 1Gi}."""
+    limits: ClaimQuantities | None = None
+    """Like a claim's resources.limits."""
 
 
 class ClaimSpec(ApiModel):
     """The part of a PersistentVolumeClaim spec a workspace template may set."""
 
-    access_modes: Annotated[
-        list[AccessMode],
-        Field(
-            description=(
-                "Access modes of the claim (default [ReadWriteOnce]). A ReadWriteOnce volume is "
-                "mounted by one node at a time: concurrent steps of a run then share a node."
-            ),
-            max_length=4,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
-    ] = Field(default_factory=lambda: list[AccessMode](["ReadWriteOnce"]))
-    resources: Annotated[ClaimResources, Field(description="The storage the claim asks for.")]
-    storage_class_name: Annotated[
-        str | None,
-        Field(
-            description="StorageClass of the claim (default: the cluster's default class).",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ] = None
-    volume_mode: Annotated[
-        Literal["Filesystem"] | None,
-        Field(description="Only Filesystem: a workspace is a directory."),
-    ] = None
+    access_modes: Annotated[list[AccessMode], list_set(4)] = Field(
+        default_factory=lambda: list[AccessMode](["ReadWriteOnce"])
+    )
+    """Access modes of the claim (default [ReadWriteOnce]). A ReadWriteOnce volume is mounted by
+    one node at a time: concurrent steps of a run then share a node."""
+    resources: ClaimResources
+    """The storage the claim asks for."""
+    storage_class_name: DnsSubdomain | None = None
+    """StorageClass of the claim (default: the cluster's default class)."""
+    volume_mode: Literal["Filesystem"] | None = None
+    """Only Filesystem: a workspace is a directory."""
 
 
 class ClaimTemplate(ApiModel):
     """One PersistentVolumeClaim per workflow run and workspace name, made by the operator."""
 
-    spec: Annotated[ClaimSpec, Field(description="Spec of the run's claim.")]
+    spec: ClaimSpec
+    """Spec of the run's claim."""
 
 
 class EmptyDirSource(ApiModel):
     """Scratch space for this step alone, gone with its Pod."""
 
-    medium: Annotated[
-        Literal["", "Memory"] | None,
-        Field(description='"" (the node\'s disk, default) or Memory (tmpfs).'),
-    ] = None
-    size_limit: Annotated[
-        int | Annotated[str, Field(max_length=MAX_QUANTITY)] | None,
-        Field(description="Largest size of the directory, e.g. 1Gi."),
-    ] = None
+    medium: Literal["", "Memory"] | None = Field(
+        None, description='"" (the node\'s disk, default) or Memory (tmpfs).'
+    )
+    size_limit: int | Annotated[str, Field(max_length=MAX_QUANTITY)] | None = None
+    """Largest size of the directory, e.g. 1Gi."""
 
 
 class Workspace(ApiModel):
     """A named directory mounted into the step's container; exactly one source is set."""
 
-    name: Annotated[
-        str,
-        Field(
-            description="Workspace name, a DNS label unique in the list.",
-            max_length=63,
-            pattern=DNS_LABEL_PATTERN,
-        ),
-    ]
-    mount_path: Annotated[
-        str | None,
-        Field(
-            description=f"Absolute path in the container (default {WORKSPACE_ROOT}/<name>).",
-            max_length=1024,
-            pattern=r"^/",
-        ),
-    ] = None
-    sub_path: Annotated[
-        str | None,
-        Field(
-            description="Directory inside the volume to mount instead of its root (relative).",
-            max_length=1024,
-            pattern=SUB_PATH_PATTERN,
-        ),
-    ] = None
-    read_only: Annotated[bool, Field(description="Mount read-only (default false).")] = False
-    persistent_volume_claim: Annotated[
-        ClaimReference | None,
-        Field(description="An existing PersistentVolumeClaim of the namespace."),
-    ] = None
-    volume_claim_template: Annotated[
-        ClaimTemplate | None,
-        Field(
-            description=(
-                "A claim shared by every StepRun of the workflow run (context.workflow name and "
-                "runId) that names this workspace; created for the first, garbage-collected "
-                "when the last StepRun using it is deleted."
-            )
-        ),
-    ] = None
-    empty_dir: Annotated[
-        EmptyDirSource | None, Field(description="Scratch space for this step alone.")
-    ] = None
+    name: DnsLabel
+    """Workspace name, a DNS label unique in the list."""
+    mount_path: str | None = Field(
+        None,
+        description=f"Absolute path in the container (default {WORKSPACE_ROOT}/<name>).",
+        max_length=1024,
+        pattern=r"^/",
+    )
+    sub_path: str | None = Field(None, max_length=1024, pattern=SUB_PATH_PATTERN)
+    """Directory inside the volume to mount instead of its root (relative)."""
+    read_only: bool = False
+    """Mount read-only (default false)."""
+    persistent_volume_claim: ClaimReference | None = None
+    """An existing PersistentVolumeClaim of the namespace."""
+    volume_claim_template: ClaimTemplate | None = None
+    """A claim shared by every StepRun of the workflow run (context.workflow name and runId)
+    that names this workspace; created for the first, garbage-collected when the last StepRun
+    using it is deleted."""
+    empty_dir: EmptyDirSource | None = None
+    """Scratch space for this step alone."""
 
     @property
     def path(self) -> str:
@@ -602,7 +469,11 @@ class Workspace(ApiModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> Workspace:
-        sources = [self.persistent_volume_claim, self.volume_claim_template, self.empty_dir]
+        sources = [
+            self.persistent_volume_claim,
+            self.volume_claim_template,
+            self.empty_dir,
+        ]
         if sum(source is not None for source in sources) != 1:
             raise ValueError(WORKSPACE_ONE_SOURCE_MESSAGE)
         if self.sub_path is not None and ".." in self.sub_path.split("/"):
@@ -625,90 +496,41 @@ WORKSPACE_TEMPLATE_MESSAGE = (
 # ---------------------------------------------------------------- artifacts
 
 MAX_ARTIFACTS = 16
-ARTIFACT_NAME_PATTERN = DNS_LABEL_PATTERN
 # An absolute path other than "/"; the renderer also refuses "." and ".." components.
 ARTIFACT_PATH_PATTERN = r"^/[^\x00]+$"
+ArtifactPath = Annotated[str, Field(max_length=4096, pattern=ARTIFACT_PATH_PATTERN)]
 
 
 class ArtifactOutput(ApiModel):
     """A file or directory the step leaves behind, uploaded to the artifact repository."""
 
-    name: Annotated[
-        str,
-        Field(
-            description="Name of the artifact, unique among the step's outputs (a DNS label).",
-            max_length=63,
-            pattern=ARTIFACT_NAME_PATTERN,
-        ),
-    ]
-    path: Annotated[
-        str,
-        Field(
-            description=(
-                "Absolute path of a file or directory in the step's container, packed as "
-                "tar+gzip after the step's command ends."
-            ),
-            max_length=4096,
-            pattern=ARTIFACT_PATH_PATTERN,
-        ),
-    ]
+    name: DnsLabel
+    """Name of the artifact, unique among the step's outputs (a DNS label)."""
+    path: ArtifactPath
+    """Absolute path of a file or directory in the step's container, packed as tar+gzip after
+    the step's command ends."""
 
 
 class ArtifactSource(ApiModel):
     """Where an input comes from: an artifact of an earlier StepRun in the same namespace."""
 
-    step_run: Annotated[
-        str,
-        Field(
-            description="Name of the StepRun that uploaded the artifact (same namespace).",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ]
-    artifact: Annotated[
-        str,
-        Field(
-            description="Name of that StepRun's output.",
-            max_length=63,
-            pattern=ARTIFACT_NAME_PATTERN,
-        ),
-    ]
-    attempt: Annotated[
-        int | None,
-        Field(
-            description=(
-                "Which attempt's upload to use (default: the latest attempt that uploaded it)."
-            ),
-            ge=1,
-        ),
-    ] = None
+    step_run: DnsSubdomain
+    """Name of the StepRun that uploaded the artifact (same namespace)."""
+    artifact: DnsLabel
+    """Name of that StepRun's output."""
+    attempt: int | None = Field(None, ge=1)
+    """Which attempt's upload to use (default: the latest attempt that uploaded it)."""
 
 
 class ArtifactInput(ApiModel):
     """An artifact downloaded (sha256 checked) and unpacked before the step starts."""
 
-    name: Annotated[
-        str,
-        Field(
-            description="Name of the input, unique among the step's inputs (a DNS label).",
-            max_length=63,
-            pattern=ARTIFACT_NAME_PATTERN,
-        ),
-    ]
-    from_: Annotated[
-        ArtifactSource,
-        Field(alias="from", description="The StepRun and artifact to download."),
-    ]
-    path: Annotated[
-        str,
-        Field(
-            description=(
-                "Absolute path where the file or directory appears in the step's container."
-            ),
-            max_length=4096,
-            pattern=ARTIFACT_PATH_PATTERN,
-        ),
-    ]
+    name: DnsLabel
+    """Name of the input, unique among the step's inputs (a DNS label)."""
+    from_: ArtifactSource = Field(alias="from")
+    """The StepRun and artifact to download."""
+    path: ArtifactPath
+    """Absolute path where the file or directory appears in the step's container."""
 
 
 class ArtifactsSpec(ApiModel):
@@ -718,159 +540,81 @@ class ArtifactsSpec(ApiModel):
     spec.command or spec.script (or, for sandbox steps, a plugin with a command).
     """
 
-    outputs: Annotated[
-        list[ArtifactOutput],
-        Field(
-            description="Files or directories uploaded after the step's command ends.",
-            max_length=MAX_ARTIFACTS,
-            json_schema_extra=list_map("name"),
-        ),
-    ] = Field(default_factory=list)
-    inputs: Annotated[
-        list[ArtifactInput],
-        Field(
-            description="Artifacts of earlier StepRuns, downloaded before the step starts.",
-            max_length=MAX_ARTIFACTS,
-            json_schema_extra=list_map("name"),
-        ),
-    ] = Field(default_factory=list)
-    upload_on_failure: Annotated[
-        bool,
-        Field(
-            description=(
-                "Upload outputs also when the step's command fails (default true), so the "
-                "reports of failing tests survive."
-            )
-        ),
-    ] = True
+    outputs: Annotated[list[ArtifactOutput], list_map("name", MAX_ARTIFACTS)] = Field(
+        default_factory=list
+    )
+    """Files or directories uploaded after the step's command ends."""
+    inputs: Annotated[list[ArtifactInput], list_map("name", MAX_ARTIFACTS)] = Field(
+        default_factory=list
+    )
+    """Artifacts of earlier StepRuns, downloaded before the step starts."""
+    upload_on_failure: bool = True
+    """Upload outputs also when the step's command fails (default true), so the reports of
+    failing tests survive."""
 
 
 class ArtifactStatus(ApiModel):
     """One uploaded artifact."""
 
-    name: Annotated[str, Field(description="The output's name.")]
-    attempt: Annotated[int, Field(description="The attempt that uploaded it.")]
-    key: Annotated[str, Field(description="Object key in the artifact repository's bucket.")]
-    size: Annotated[int, Field(description="Size of the tar+gzip object in bytes.")]
-    sha256: Annotated[str, Field(description="sha256 of the object, hex.")]
+    name: str
+    """The output's name."""
+    attempt: int
+    """The attempt that uploaded it."""
+    key: str
+    """Object key in the artifact repository's bucket."""
+    size: int
+    """Size of the tar+gzip object in bytes."""
+    sha256: str
+    """sha256 of the object, hex."""
 
 
 class StepRunSpec(ApiModel):
     """One workflow step to run as a Pod."""
 
-    mode: Annotated[
-        Mode,
-        Field(
-            description="local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy."
-        ),
-    ] = Mode.LOCAL
-    image: Annotated[
-        str | None,
-        Field(
-            description=(
-                "Container image; required for local steps, taken from the plugin for sandbox."
-            ),
-            max_length=1024,
-            min_length=1,
-        ),
-    ] = None
-    command: Annotated[
-        Argv | None,
-        Field(description="Like a container's command."),
-    ] = None
-    args: Annotated[
-        Argv | None,
-        Field(description="Like a container's args."),
-    ] = None
-    script: Annotated[
-        str | None,
-        Field(
-            description="Shell script run under /bin/sh -c; exclusive with command and args.",
-            max_length=MAX_SCRIPT,
-        ),
-    ] = None
-    working_dir: Annotated[
-        str | None, Field(description="Working directory of the step.", max_length=4096)
-    ] = None
-    env: Annotated[
-        dict[str, str],
-        Field(
-            description="Step environment; overrides context.env. STEPRUN_* names are reserved.",
-            max_length=MAX_ENV_VARS,
-        ),
-    ] = Field(default_factory=dict)
-    context: Annotated[
-        StepContext, Field(description="Workflow context: env, inputs, secrets.")
-    ] = Field(default_factory=StepContext)
-    timeout_seconds: Annotated[
-        int | None,
-        Field(
-            description=(
-                "Run-time limit, enforced as the Pod's activeDeadlineSeconds (default: the "
-                "operator's; for sandbox steps at most the policy's maxTimeoutSeconds)."
-            ),
-            ge=1,
-            le=MAX_TIMEOUT_SECONDS,
-        ),
-    ] = None
-    startup_timeout_seconds: Annotated[
-        int | None,
-        Field(
-            description=(
-                "A Pod not running by then (image pull failure, unschedulable) ends the step "
-                "Failed (default: the operator's, 300)."
-            ),
-            ge=1,
-            le=MAX_TIMEOUT_SECONDS,
-        ),
-    ] = None
-    termination_grace_period_seconds: Annotated[
-        int,
-        Field(description="Grace period given to the step on cancel and timeout.", ge=0, le=3600),
-    ] = 30
-    cancel: Annotated[
-        bool,
-        Field(description="Set to true to cancel: the Pod is deleted and the step ends Cancelled."),
-    ] = False
-    retries: Annotated[RetryPolicy, Field(description="Retries of failed attempts.")] = Field(
-        default_factory=RetryPolicy
-    )
-    resources: Annotated[
-        ResourceRequirements | None, Field(description="The step container's resources.")
-    ] = None
-    service_account_name: Annotated[
-        str | None,
-        Field(
-            description="ServiceAccount of the Pod; local steps only.",
-            max_length=253,
-            pattern=DNS_SUBDOMAIN_PATTERN,
-        ),
-    ] = None
-    ttl_seconds_after_finished: Annotated[
-        int | None,
-        Field(
-            description="Delete the StepRun this many seconds after it reaches a terminal phase.",
-            ge=0,
-            le=MAX_TIMEOUT_SECONDS * 52,
-        ),
-    ] = None
-    pod_template: Annotated[
-        PodTemplate | None, Field(description="Scheduling and metadata for the step's Pod.")
-    ] = None
-    sandbox: Annotated[
-        SandboxSpec | None, Field(description="Sandbox settings; only with mode: sandbox.")
-    ] = None
-    workspaces: Annotated[
-        list[Workspace] | None,
-        Field(
-            description=(
-                "Directories mounted into the step's container; names are unique. workingDir "
-                "defaults to the first one's mount path."
-            ),
-            max_length=MAX_WORKSPACES,
-            json_schema_extra=list_map("name"),
-        ),
-    ] = None
+    mode: Mode = Mode.LOCAL
+    """local: a plain Pod. sandbox: a restricted Pod admitted by a SandboxPolicy."""
+    image: Image | None = None
+    """Container image; required for local steps, taken from the plugin for sandbox."""
+    command: Argv | None = None
+    """Like a container's command."""
+    args: Argv | None = None
+    """Like a container's args."""
+    script: str | None = Field(None, max_length=MAX_SCRIPT)
+    """Shell script run under /bin/sh -c; exclusive with command and args."""
+    working_dir: str | None = Field(None, max_length=4096)
+    """Working directory of the step."""
+    env: EnvMap = Field(default_factory=dict)
+    """Step environment; overrides context.env. STEPRUN_* names are reserved."""
+    context: StepContext = Field(default_factory=StepContext)
+    """Workflow context: env, inputs, secrets."""
+    timeout_seconds: TimeoutSeconds | None = None
+    """Run-time limit, enforced as the Pod's activeDeadlineSeconds (default: the operator's; for
+    sandbox steps at most the policy's maxTimeoutSeconds)."""
+    startup_timeout_seconds: TimeoutSeconds | None = None
+    """A Pod not running by then (image pull failure, unschedulable) ends the step Failed
+    (default: the operator's, 300)."""
+    termination_grace_period_seconds: WaitSeconds = 30
+    """Grace period given to the step on cancel and timeout."""
+    cancel: bool = False
+    """Set to true to cancel: the Pod is deleted and the step ends Cancelled."""
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries of failed attempts."""
+    resources: ResourceRequirements | None = None
+    """The step container's resources."""
+    service_account_name: DnsSubdomain | None = None
+    """ServiceAccount of the Pod; local steps only."""
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, le=MAX_TIMEOUT_SECONDS * 52)
+    """Delete the StepRun this many seconds after it reaches a terminal phase."""
+    pod_template: PodTemplate | None = None
+    """Scheduling and metadata for the step's Pod."""
+    sandbox: SandboxSpec | None = None
+    """Sandbox settings; only with mode: sandbox."""
+    workspaces: Annotated[list[Workspace] | None, list_map("name", MAX_WORKSPACES)] = None
+    """Directories mounted into the step's container; names are unique. workingDir defaults to
+    the first one's mount path."""
+    artifacts: ArtifactsSpec | None = None
+    """Outputs uploaded to and inputs downloaded from the artifact repository; needs a
+    repository configured by the cluster admin."""
 
     @property
     def workspace_list(self) -> list[Workspace]:
@@ -887,66 +631,44 @@ class StepRunSpec(ApiModel):
             raise ValueError(WORKSPACE_PATHS_MESSAGE)
         return self
 
-    artifacts: Annotated[
-        ArtifactsSpec | None,
-        Field(
-            description=(
-                "Outputs uploaded to and inputs downloaded from the artifact repository; needs "
-                "a repository configured by the cluster admin."
-            )
-        ),
-    ] = None
-
 
 class AttemptStatus(ApiModel):
     """One attempt of the step: one Pod."""
 
-    attempt: Annotated[int, Field(description="Attempt number, 1 for the first.")]
-    pod_name: Annotated[str, Field(description="Name of the attempt's Pod.")]
-    exit_code: Annotated[
-        int | None, Field(description="Exit code of the step container, once it ended.")
-    ] = None
-    reason: Annotated[
-        str | None, Field(description="Machine-readable outcome, e.g. Completed, Error, OOMKilled.")
-    ] = None
-    message: Annotated[str | None, Field(description="Human-readable detail of the outcome.")] = (
-        None
-    )
-    creation_time: Annotated[
-        str | None,
-        Field(
-            description=(
-                "When the operator created the attempt's Pod (RFC 3339, the operator's clock); "
-                "startupTimeoutSeconds counts from here."
-            )
-        ),
-    ] = None
-    start_time: Annotated[
-        str | None, Field(description="When the attempt started running (RFC 3339).")
-    ] = None
-    completion_time: Annotated[
-        str | None, Field(description="When the attempt ended (RFC 3339).")
-    ] = None
+    attempt: int
+    """Attempt number, 1 for the first."""
+    pod_name: str
+    """Name of the attempt's Pod."""
+    exit_code: int | None = None
+    """Exit code of the step container, once it ended."""
+    reason: str | None = None
+    """Machine-readable outcome, e.g. Completed, Error, OOMKilled."""
+    message: str | None = None
+    """Human-readable detail of the outcome."""
+    creation_time: str | None = None
+    """When the operator created the attempt's Pod (RFC 3339, the operator's clock);
+    startupTimeoutSeconds counts from here."""
+    start_time: str | None = None
+    """When the attempt started running (RFC 3339)."""
+    completion_time: str | None = None
+    """When the attempt ended (RFC 3339)."""
 
 
 class Condition(ApiModel):
     """A standard Kubernetes condition; type Succeeded summarises the step."""
 
-    type: Annotated[str, Field(description="Condition type, e.g. Succeeded.")]
-    status: Annotated[
-        Literal["True", "False", "Unknown"],
-        Field(description="True, False or Unknown (Unknown while the step runs)."),
-    ]
-    reason: Annotated[
-        str | None, Field(description="Machine-readable reason of the last transition.")
-    ] = None
-    message: Annotated[str | None, Field(description="Human-readable detail.")] = None
-    last_transition_time: Annotated[
-        str | None, Field(description="When status last changed (RFC 3339).")
-    ] = None
-    observed_generation: Annotated[
-        int | None, Field(description="metadata.generation the condition was computed from.")
-    ] = None
+    type: str
+    """Condition type, e.g. Succeeded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown (Unknown while the step runs)."""
+    reason: str | None = None
+    """Machine-readable reason of the last transition."""
+    message: str | None = None
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """metadata.generation the condition was computed from."""
 
 
 class StepRunStatus(ApiModel):
@@ -959,97 +681,49 @@ class StepRunStatus(ApiModel):
     # this version writes.
     phase: Annotated[
         Phase | str | None,
-        Field(
-            description=(
-                "Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, "
-                "Cancelled, Rejected; a terminal phase never changes."
-            ),
-            union_mode="left_to_right",
-        ),
+        Field(union_mode="left_to_right"),
         WithJsonSchema({"type": "string", "enum": [p.value for p in Phase]}),
     ] = None
-    reason: Annotated[
-        str | None,
-        Field(
-            description=(
-                "Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded, "
-                "StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, "
-                "InvalidSpec."
-            )
-        ),
-    ] = None
-    message: Annotated[
-        str | None, Field(description="Human-readable explanation that says what to fix.")
-    ] = None
-    exit_code: Annotated[
-        int | None, Field(description="Exit code of the last attempt's step container.")
-    ] = None
-    outputs: Annotated[
-        dict[str, Any] | None,
-        Field(
-            description=(
-                "The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."
-            )
-        ),
-    ] = None
-    pod_name: Annotated[str | None, Field(description="Pod of the current attempt.")] = None
-    attempt: Annotated[
-        int | None, Field(description="Number of the current attempt, 1 for the first.")
-    ] = None
-    attempts: Annotated[
-        list[AttemptStatus], Field(description="Every attempt so far, oldest first.")
-    ] = Field(default_factory=list)
-    start_time: Annotated[
-        str | None,
-        Field(description="When the first Pod was created (RFC 3339); duration counts from here."),
-    ] = None
-    completion_time: Annotated[
-        str | None, Field(description="When the step reached a terminal phase (RFC 3339).")
-    ] = None
-    duration: Annotated[
-        str | None,
-        Field(
-            description=(
-                'Wall-clock time from startTime to completionTime, e.g. "12s" or "3m4s"; set '
-                "when the step reaches a terminal phase (kubectl get shows it)."
-            )
-        ),
-    ] = None
-    observed_generation: Annotated[
-        int | None, Field(description="metadata.generation this status was computed from.")
-    ] = None
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            description="Standard conditions; Succeeded summarises the outcome.",
-            json_schema_extra=list_map("type"),
-        ),
-    ] = Field(default_factory=list)
-    next_attempt_time: Annotated[
-        str | None,
-        Field(description="When the next attempt's Pod may be created (retry backoff, RFC 3339)."),
-    ] = None
-    admitted: Annotated[
-        AdmittedSandbox | None,
-        Field(
-            description=(
-                "The sandbox admission decision, frozen when the step was admitted so later "
-                "policy edits never change a started step (its retries included)."
-            ),
-            # Keeps the snake_case keys of decisions stored by older operators readable.
-            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-        ),
-    ] = None
-    artifacts: Annotated[
-        list[ArtifactStatus] | None,
-        Field(
-            description=(
-                "Every artifact uploaded, by every attempt, oldest first; only complete uploads "
-                "are listed."
-            ),
-            max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1),
-        ),
-    ] = None
+    """Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, Cancelled,
+    Rejected; a terminal phase never changes."""
+    reason: str | None = None
+    """Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded,
+    StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, InvalidSpec."""
+    message: str | None = None
+    """Human-readable explanation that says what to fix."""
+    exit_code: int | None = None
+    """Exit code of the last attempt's step container."""
+    outputs: dict[str, Any] | None = None
+    """The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."""
+    pod_name: str | None = None
+    """Pod of the current attempt."""
+    attempt: int | None = None
+    """Number of the current attempt, 1 for the first."""
+    attempts: list[AttemptStatus] = Field(default_factory=list)
+    """Every attempt so far, oldest first."""
+    start_time: str | None = None
+    """When the first Pod was created (RFC 3339); duration counts from here."""
+    completion_time: str | None = None
+    """When the step reached a terminal phase (RFC 3339)."""
+    duration: str | None = None
+    """Wall-clock time from startTime to completionTime, e.g. "12s" or "3m4s"; set when the step
+    reaches a terminal phase (kubectl get shows it)."""
+    observed_generation: int | None = None
+    """metadata.generation this status was computed from."""
+    conditions: Annotated[list[Condition], list_map("type")] = Field(default_factory=list)
+    """Standard conditions; Succeeded summarises the outcome."""
+    next_attempt_time: str | None = None
+    """When the next attempt's Pod may be created (retry backoff, RFC 3339)."""
+    # Unknown fields preserved: the snake_case keys of decisions stored by older operators.
+    admitted: AdmittedSandbox | None = Field(
+        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """The sandbox admission decision, frozen when the step was admitted so later policy edits
+    never change a started step (its retries included)."""
+    artifacts: list[ArtifactStatus] | None = Field(
+        None, max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1)
+    )
+    """Every artifact uploaded, by every attempt, oldest first; only complete uploads are listed."""
 
 
 class ObjectMeta(BaseModel):
@@ -1066,20 +740,29 @@ class ObjectMeta(BaseModel):
     deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
 
 
-class StepRun(BaseModel):
-    """A StepRun as read from the API server."""
+class ApiObject(BaseModel):
+    """An object of this API as read from the API server; each kind adds its spec (and status).
+
+    Fields the operator does not read (managedFields, a newer version's) are ignored.
+    """
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")
-    kind: Literal["StepRun"] = "StepRun"
+    kind: str
     metadata: ObjectMeta
-    spec: StepRunSpec
-    status: StepRunStatus = Field(default_factory=StepRunStatus)
 
     @classmethod
-    def from_body(cls, body: Any) -> StepRun:
+    def from_body(cls, body: Any) -> Self:
         return cls.model_validate(dict(body))
+
+
+class StepRun(ApiObject):
+    """A StepRun as read from the API server."""
+
+    kind: Literal["StepRun"] = "StepRun"
+    spec: StepRunSpec
+    status: StepRunStatus = Field(default_factory=StepRunStatus)
 
     @property
     def namespace(self) -> str:
@@ -1100,264 +783,129 @@ class StepRun(BaseModel):
 class PluginHandler(ApiModel):
     """A workflow handler of a plugin; a step runs it with uses: plugin:<plugin>/<id>."""
 
-    id: Annotated[
-        str,
-        Field(
-            description=(
-                "Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."
-            ),
-            max_length=MAX_HANDLER_ID,
-            pattern=ENTRY_ID_PATTERN,
-        ),
-    ]
-    command: Annotated[
-        Argv | None, Field(description="The handler's command (default: the plugin's command).")
-    ] = None
-    args: Annotated[
-        Argv | None,
-        Field(description="Arguments after the command; the step's spec.args are appended."),
-    ] = None
-    permissions: Annotated[
-        PermissionSet, Field(description="Permissions this handler needs beyond the plugin's own.")
-    ] = Field(default_factory=list)
+    id: str = Field(max_length=MAX_HANDLER_ID, pattern=ENTRY_ID_PATTERN)
+    """Handler id, unique within the plugin; may hold / and :, e.g. fix or notes/draft."""
+    command: Argv | None = None
+    """The handler's command (default: the plugin's command)."""
+    args: Argv | None = None
+    """Arguments after the command; the step's spec.args are appended."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this handler needs beyond the plugin's own."""
 
 
 class PluginCommand(ApiModel):
     """A CLI command of a plugin; a step runs it with uses: command:<id>, its inputs as flags."""
 
-    id: Annotated[
-        str,
-        Field(
-            description=(
-                "Command name, unique among the commands of every plugin of the policy, e.g. "
-                "lint or mind:rag-index."
-            ),
-            max_length=MAX_COMMAND_ID,
-            pattern=ENTRY_ID_PATTERN,
-        ),
-    ]
-    command: Annotated[
-        Argv | None,
-        Field(
-            description=(
-                "The command line before the flags (default: the plugin's command); the flags "
-                "adapted from context.inputs follow, then the step's spec.args."
-            )
-        ),
-    ] = None
-    permissions: Annotated[
-        PermissionSet, Field(description="Permissions this command needs beyond the plugin's own.")
-    ] = Field(default_factory=list)
+    id: str = Field(max_length=MAX_COMMAND_ID, pattern=ENTRY_ID_PATTERN)
+    """Command name, unique among the commands of every plugin of the policy, e.g. lint or
+    mind:rag-index."""
+    command: Argv | None = None
+    """The command line before the flags (default: the plugin's command); the flags adapted from
+    context.inputs follow, then the step's spec.args."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions this command needs beyond the plugin's own."""
 
 
 class Plugin(ApiModel):
     """A tool sandbox steps may run: its image, its entry points and the permissions they need."""
 
-    name: Annotated[
-        str,
-        Field(
-            description="Plugin name that steps ask for.", max_length=63, pattern=DNS_LABEL_PATTERN
-        ),
-    ]
-    image: Annotated[
-        str, Field(description="Image the plugin runs in.", max_length=1024, min_length=1)
-    ]
-    command: Annotated[
-        Argv | None,
-        Field(description="The plugin's command; step args are appended."),
-    ] = None
-    permissions: Annotated[
-        PermissionSet,
-        Field(description="Permissions the plugin itself needs, whichever entry point runs."),
-    ] = Field(default_factory=list)
-    version: Annotated[
-        str | None,
-        Field(
-            description="The plugin's version, as its manifest gives it (recorded at admission).",
-            max_length=128,
-            min_length=1,
-        ),
-    ] = None
-    handlers: Annotated[
-        list[PluginHandler] | None,
-        Field(
-            description="Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique.",
-            max_length=MAX_PLUGIN_HANDLERS,
-            json_schema_extra=list_map("id"),
-        ),
-    ] = None
-    commands: Annotated[
-        list[PluginCommand] | None,
-        Field(
-            description=(
-                "CLI commands (uses: command:<id>); an id names one command of one plugin of "
-                "the policy."
-            ),
-            max_length=MAX_PLUGIN_COMMANDS,
-            json_schema_extra=list_map("id"),
-        ),
-    ] = None
+    name: DnsLabel
+    """Plugin name that steps ask for."""
+    image: Image
+    """Image the plugin runs in."""
+    command: Argv | None = None
+    """The plugin's command; step args are appended."""
+    permissions: PermissionSet = Field(default_factory=list)
+    """Permissions the plugin itself needs, whichever entry point runs."""
+    version: str | None = Field(None, max_length=128, min_length=1)
+    """The plugin's version, as its manifest gives it (recorded at admission)."""
+    handlers: Annotated[list[PluginHandler] | None, list_map("id", MAX_PLUGIN_HANDLERS)] = None
+    """Workflow handlers (uses: plugin:<plugin>/<id>); ids are unique."""
+    commands: Annotated[list[PluginCommand] | None, list_map("id", MAX_PLUGIN_COMMANDS)] = None
+    """CLI commands (uses: command:<id>); an id names one command of one plugin of the policy."""
     # Tenancy: what of a step author's environment reaches the plugin process.
-    allowed_env: Annotated[
-        list[Annotated[str, Field(max_length=253)]] | None,
-        Field(
-            description=(
-                "Glob patterns of the author env names (spec.env, context.env, secret env "
-                "projections) the plugin accepts; others are left off. Unset: every name "
-                "except loader and interpreter hooks (LD_*, NODE_OPTIONS, PYTHON*, "
-                "JAVA_TOOL_OPTIONS, BASH_ENV, ENV, PERL5OPT, RUBYOPT, GIT_CONFIG_*, PATH, ...)."
-            ),
-            max_length=MAX_ENV_VARS,
-        ),
-    ] = None
+    allowed_env: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        None, max_length=MAX_ENV_VARS
+    )
+    """Glob patterns of the author env names (spec.env, context.env, secret env projections) the
+    plugin accepts; others are left off. Unset: every name except loader and interpreter hooks
+    (LD_*, NODE_OPTIONS, PYTHON*, JAVA_TOOL_OPTIONS, BASH_ENV, ENV, PERL5OPT, RUBYOPT,
+    GIT_CONFIG_*, PATH, ...)."""
 
 
 class EgressRule(ApiModel):
     """Destinations sandbox Pods may reach when network.egress is granted."""
 
-    cidr: Annotated[str, Field(description="Destination CIDR, e.g. 10.0.0.0/8.", max_length=64)]
-    ports: Annotated[
-        list[Annotated[int, Field(ge=1, le=65535)]] | None,
-        Field(
-            description="TCP ports; all ports when empty.",
-            max_length=64,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
-    ] = None
+    cidr: str = Field(max_length=64)
+    """Destination CIDR, e.g. 10.0.0.0/8."""
+    ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]] | None, list_set(64)] = None
+    """TCP ports; all ports when empty."""
 
 
 class LabelSelectorRequirement(ApiModel):
     """A label selector requirement, as in metav1.LabelSelectorRequirement."""
 
-    key: Annotated[str, Field(description="Label key the requirement applies to.")]
-    operator: Annotated[
-        Literal["In", "NotIn", "Exists", "DoesNotExist"],
-        Field(description="How the key's value relates to values."),
-    ]
-    values: Annotated[
-        list[str] | None,
-        Field(description="Values for In and NotIn; empty for Exists and DoesNotExist."),
-    ] = None
+    key: str
+    """Label key the requirement applies to."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key's value relates to values."""
+    values: list[str] | None = None
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """A label selector, as in metav1.LabelSelector; empty selects everything."""
 
-    match_labels: Annotated[
-        dict[str, str] | None,
-        Field(description="Labels that must all be present with these values."),
-    ] = None
-    match_expressions: Annotated[
-        list[LabelSelectorRequirement] | None,
-        Field(description="Requirements that must all hold."),
-    ] = None
+    match_labels: dict[str, str] | None = None
+    """Labels that must all be present with these values."""
+    match_expressions: list[LabelSelectorRequirement] | None = None
+    """Requirements that must all hold."""
 
 
 class SandboxPolicySpec(ApiModel):
     """What sandbox steps may do; written by cluster admins."""
 
-    namespace_selector: Annotated[
-        LabelSelector,
-        Field(description="Namespaces whose StepRuns may use this policy (empty: all)."),
-    ] = Field(default_factory=LabelSelector)
-    grants: Annotated[PermissionSet, Field(description="Permissions this policy grants.")] = Field(
+    namespace_selector: LabelSelector = Field(default_factory=LabelSelector)
+    """Namespaces whose StepRuns may use this policy (empty: all)."""
+    grants: PermissionSet = Field(default_factory=list)
+    """Permissions this policy grants."""
+    plugins: Annotated[list[Plugin], list_map("name", MAX_POLICY_PLUGINS)] = Field(
         default_factory=list
     )
-    plugins: Annotated[
-        list[Plugin],
-        Field(
-            description="Plugins steps may run; names are unique.",
-            max_length=MAX_POLICY_PLUGINS,
-            json_schema_extra=list_map("name"),
-        ),
-    ] = Field(default_factory=list)
-    max_timeout_seconds: Annotated[
-        int | None,
-        Field(description="Largest timeoutSeconds a step may have.", ge=1, le=MAX_TIMEOUT_SECONDS),
-    ] = None
-    default_resources: Annotated[
-        ResourceRequirements | None,
-        Field(description="Resources for steps that set none."),
-    ] = None
-    max_resources: Annotated[
-        QuantityMap | None,
-        Field(
-            description="Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}.",
-            max_length=MAX_RESOURCES,
-        ),
-    ] = None
-    runtime_class_name: Annotated[
-        str | None, Field(description="RuntimeClass of sandbox Pods.", max_length=253)
-    ] = None
-    egress: Annotated[
-        list[EgressRule],
-        Field(description="Egress allowed when network.egress is granted.", max_length=64),
-    ] = Field(default_factory=list)
-    pod_labels: Annotated[
-        dict[str, str] | None,
-        Field(description="Labels stamped on every sandbox Pod of this policy."),
-    ] = None
-    env: Annotated[
-        dict[str, str] | None,
-        Field(
-            description=(
-                "Default environment of this policy's steps (overrides only the operator's "
-                "defaults); STEPRUN_* names are reserved."
-            ),
-            max_length=MAX_ENV_VARS,
-        ),
-    ] = None
+    """Plugins steps may run; names are unique."""
+    max_timeout_seconds: TimeoutSeconds | None = None
+    """Largest timeoutSeconds a step may have."""
+    default_resources: ResourceRequirements | None = None
+    """Resources for steps that set none."""
+    max_resources: Quantities | None = None
+    """Largest request or limit per resource, e.g. {cpu: '2', memory: 1Gi}."""
+    runtime_class_name: str | None = Field(None, max_length=253)
+    """RuntimeClass of sandbox Pods."""
+    egress: list[EgressRule] = Field(default_factory=list, max_length=64)
+    """Egress allowed when network.egress is granted."""
+    pod_labels: dict[str, str] | None = None
+    """Labels stamped on every sandbox Pod of this policy."""
+    env: EnvMap | None = None
+    """Default environment of this policy's steps (overrides only the operator's defaults);
+    STEPRUN_* names are reserved."""
     # Tenancy: bounds a step cannot skip, and scheduling that only the admin chooses.
-    max_termination_grace_period_seconds: Annotated[
-        int | None,
-        Field(
-            description=(
-                "Largest grace period a sandbox step gets on cancel and timeout; a step asking "
-                "for more gets this much (default 30)."
-            ),
-            ge=0,
-            le=3600,
-        ),
-    ] = None
-    node_selector: Annotated[
-        dict[str, str] | None,
-        Field(description="nodeSelector of every sandbox Pod of this policy (steps set none)."),
-    ] = None
-    tolerations: Annotated[
-        list[dict[str, Any]] | None,
-        Field(
-            description="Tolerations of every sandbox Pod of this policy (steps set none).",
-            max_length=64,
-        ),
-    ] = None
+    max_termination_grace_period_seconds: WaitSeconds | None = None
+    """Largest grace period a sandbox step gets on cancel and timeout; a step asking for more
+    gets this much (default 30)."""
+    node_selector: dict[str, str] | None = None
+    """nodeSelector of every sandbox Pod of this policy (steps set none)."""
+    tolerations: Tolerations | None = None
+    """Tolerations of every sandbox Pod of this policy (steps set none)."""
     # Workspaces of sandbox steps: the workspaces.mount grant lets them have emptyDir and
     # volumeClaimTemplate workspaces; existing claims must also be listed here.
-    workspace_claims: Annotated[
-        list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] | None,
-        Field(
-            description=(
-                "Existing PersistentVolumeClaims (by name, in the step's namespace) that sandbox "
-                "steps granted workspaces.mount may mount; read-only unless filesystem.writable "
-                "is granted too."
-            ),
-            max_length=256,
-            json_schema_extra={"x-kubernetes-list-type": "set"},
-        ),
-    ] = None
+    workspace_claims: Annotated[list[DnsSubdomain] | None, list_set(256)] = None
+    """Existing PersistentVolumeClaims (by name, in the step's namespace) that sandbox steps
+    granted workspaces.mount may mount; read-only unless filesystem.writable is granted too."""
 
     # Plugin entry points.
-    shell_plugin: Annotated[
-        str | None,
-        Field(
-            description=(
-                "The plugin that runs uses: builtin:shell steps: their spec.script runs under "
-                "/bin/sh in this plugin's image, with its permissions. Without it the policy "
-                "refuses builtin:shell."
-            ),
-            max_length=63,
-            pattern=DNS_LABEL_PATTERN,
-        ),
-    ] = None
+    shell_plugin: DnsLabel | None = None
+    """The plugin that runs uses: builtin:shell steps: their spec.script runs under /bin/sh in
+    this plugin's image, with its permissions. Without it the policy refuses builtin:shell."""
 
 
 class AdmittedSandbox(ApiModel):
@@ -1369,90 +917,53 @@ class AdmittedSandbox(ApiModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    policy: Annotated[str, Field(description="The SandboxPolicy that admitted the step.")]
-    uses: Annotated[
-        str | None, Field(description="spec.sandbox.uses as written, when the step set it.")
-    ] = None
-    plugin: Annotated[str, Field(description="The plugin the step runs.")]
-    version: Annotated[
-        str | None, Field(description="The plugin's version at admission, if the policy gave one.")
-    ] = None
-    handler: Annotated[
-        str | None, Field(description="The workflow handler run (uses: plugin:<plugin>/<id>).")
-    ] = None
-    cli_command: Annotated[
-        str | None, Field(description="The CLI command run (uses: command:<id>).")
-    ] = None
-    image: Annotated[str, Field(description="Image of the step container.")]
-    command: Annotated[
-        list[str] | None,
-        Field(description="Command of the step container (absent: the image's entrypoint)."),
-    ] = None
-    args: Annotated[
-        list[str] | None,
-        Field(
-            description=(
-                "Arguments from the policy (a handler's args); the Pod's args are these, then, "
-                "for a CLI command, the flags adapted from context.inputs, then spec.args."
-            )
-        ),
-    ] = None
-    granted: Annotated[
-        list[Permission],
-        Field(
-            description=(
-                "Permissions the step holds: the union of its plugin's, its handler's or "
-                "command's and its own, all granted by the policy."
-            )
-        ),
-    ] = Field(default_factory=list)
-    timeout_seconds: Annotated[
-        int, Field(description="Run-time limit of each attempt (activeDeadlineSeconds).")
-    ]
-    resources: Annotated[
-        ResourceRequirements | None,
-        Field(description="Resources of the step container (the step's or the policy's)."),
-    ] = None
-    runtime_class_name: Annotated[
-        str | None, Field(description="RuntimeClass of the step's Pods.")
-    ] = None
-    pod_labels: Annotated[
-        dict[str, str] | None, Field(description="Labels from the policy stamped on the Pods.")
-    ] = None
-    egress: Annotated[
-        list[EgressRule],
-        Field(description="Where the step may connect (only with network.egress)."),
-    ] = Field(default_factory=list)
-    env: Annotated[
-        dict[str, str] | None, Field(description="Default environment from the policy.")
-    ] = None
+    policy: str
+    """The SandboxPolicy that admitted the step."""
+    uses: str | None = None
+    """spec.sandbox.uses as written, when the step set it."""
+    plugin: str
+    """The plugin the step runs."""
+    version: str | None = None
+    """The plugin's version at admission, if the policy gave one."""
+    handler: str | None = None
+    """The workflow handler run (uses: plugin:<plugin>/<id>)."""
+    cli_command: str | None = None
+    """The CLI command run (uses: command:<id>)."""
+    image: str
+    """Image of the step container."""
+    command: list[str] | None = None
+    """Command of the step container (absent: the image's entrypoint)."""
+    args: list[str] | None = None
+    """Arguments from the policy (a handler's args); the Pod's args are these, then, for a CLI
+    command, the flags adapted from context.inputs, then spec.args."""
+    granted: list[Permission] = Field(default_factory=list)
+    """Permissions the step holds: the union of its plugin's, its handler's or command's and its
+    own, all granted by the policy."""
+    timeout_seconds: int
+    """Run-time limit of each attempt (activeDeadlineSeconds)."""
+    resources: ResourceRequirements | None = None
+    """Resources of the step container (the step's or the policy's)."""
+    runtime_class_name: str | None = None
+    """RuntimeClass of the step's Pods."""
+    pod_labels: dict[str, str] | None = None
+    """Labels from the policy stamped on the Pods."""
+    egress: list[EgressRule] = Field(default_factory=list)
+    """Where the step may connect (only with network.egress)."""
+    env: dict[str, str] | None = None
+    """Default environment from the policy."""
     # Tenancy bounds, frozen with the rest (absent in decisions that predate them).
-    termination_grace_period_seconds: Annotated[
-        int | None, Field(description="Grace period cap from the policy.")
-    ] = None
-    empty_dir_size_limit: Annotated[
-        str | None, Field(description="sizeLimit of the Pod's emptyDirs.")
-    ] = None
-    allowed_env: Annotated[
-        list[str] | None,
-        Field(description="Author env name patterns the plugin accepts (absent: all but hooks)."),
-    ] = None
-    node_selector: Annotated[
-        dict[str, str] | None, Field(description="nodeSelector of the Pods, from the policy.")
-    ] = None
-    tolerations: Annotated[
-        list[dict[str, Any]] | None, Field(description="Tolerations of the Pods, from the policy.")
-    ] = None
+    termination_grace_period_seconds: int | None = None
+    """Grace period cap from the policy."""
+    empty_dir_size_limit: str | None = None
+    """sizeLimit of the Pod's emptyDirs."""
+    allowed_env: list[str] | None = None
+    """Author env name patterns the plugin accepts (absent: all but hooks)."""
+    node_selector: dict[str, str] | None = None
+    """nodeSelector of the Pods, from the policy."""
+    tolerations: list[dict[str, Any]] | None = None
+    """Tolerations of the Pods, from the policy."""
 
 
-class SandboxPolicy(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+class SandboxPolicy(ApiObject):
     kind: Literal["SandboxPolicy"] = "SandboxPolicy"
-    metadata: ObjectMeta
     spec: SandboxPolicySpec
-
-    @classmethod
-    def from_body(cls, body: Any) -> SandboxPolicy:
-        return cls.model_validate(dict(body))

@@ -42,16 +42,24 @@ DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "Terminated", "Shutdown
 UNSCHEDULABLE = "Unschedulable"
 
 
+@dataclass(frozen=True, kw_only=True)
+class StepReport:
+    """What the step's container reported of its run: read from the Pod, then carried into
+    the attempt's outcome and its status. Keyword-only, so that each class built on it keeps
+    its own fields first and positional."""
+
+    exit_code: int | None = None
+    outputs: dict[str, Any] | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
 @dataclass(frozen=True)
-class PodObservation:
+class PodObservation(StepReport):
     state: PodState
     reason: str
     message: str
-    exit_code: int | None = None
-    outputs: dict[str, Any] | None = None
     output_error: str | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
     stuck_reason: str | None = None
     stuck_message: str | None = None
     # What the artifact uploader reported: [{name, size, sha256}], and why it failed, if it did.

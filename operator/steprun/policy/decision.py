@@ -8,6 +8,7 @@ read back from there, never from the policy again.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ HOOK_ENV_PATTERNS = (
 )
 
 
+_ABSENT_WHEN_EMPTY = ("args", "pod_labels", "env", "node_selector", "tolerations")
+
+
 @dataclass(frozen=True)
 class SandboxDecision:
     policy: str
@@ -125,29 +129,15 @@ class SandboxDecision:
         return self.cli_command is not None
 
     def to_admitted(self) -> AdmittedSandbox:
-        return AdmittedSandbox(
-            policy=self.policy,
-            uses=self.uses,
-            plugin=self.plugin,
-            version=self.version,
-            handler=self.handler,
-            cli_command=self.cli_command,
-            image=self.image,
-            command=list(self.command) if self.command is not None else None,
-            args=list(self.args) or None,
-            granted=sorted(self.granted),
-            timeout_seconds=self.timeout_seconds,
-            resources=self.resources.model_copy(deep=True) if self.resources else None,
-            runtime_class_name=self.runtime_class_name,
-            pod_labels=dict(self.pod_labels) or None,
-            egress=[r.model_copy() for r in self.egress],
-            env=dict(self.env) or None,
-            termination_grace_period_seconds=self.termination_grace_period_seconds,
-            empty_dir_size_limit=self.empty_dir_size_limit,
-            allowed_env=list(self.allowed_env) if self.allowed_env is not None else None,
-            node_selector=dict(self.node_selector) or None,
-            tolerations=[dict(t) for t in self.tolerations] or None,
-        )
+        """The decision as ``status.admitted`` records it: every field of AdmittedSandbox is a
+        field of the decision, by the same name, so one that both gain is recorded as it is."""
+        decided = {name: getattr(self, name) for name in AdmittedSandbox.model_fields}
+        # What the policy gave none of is recorded as absent rather than as an empty value.
+        for name in _ABSENT_WHEN_EMPTY:
+            decided[name] = decided[name] or None
+        decided["granted"] = sorted(self.granted)
+        # The record shares no list, map or model with the decision it was made from.
+        return AdmittedSandbox.model_validate(copy.deepcopy(decided))
 
     def to_status(self) -> dict[str, Any]:
         """``status.admitted`` as the API server stores it (camelCase, unset fields omitted)."""

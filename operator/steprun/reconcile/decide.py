@@ -16,7 +16,13 @@ from typing import Any
 from steprun.api.models import ArtifactStatus, Phase, Reason, StepRun, is_terminal_phase
 from steprun.artifacts.names import artifact_key
 from steprun.config import OperatorConfig
-from steprun.observe.pod import IMAGE_PULL_REASONS, PodObservation, observe_pod, removal
+from steprun.observe.pod import (
+    IMAGE_PULL_REASONS,
+    PodObservation,
+    StepReport,
+    observe_pod,
+    removal,
+)
 from steprun.render.names import ANNOTATION_CREATED_AT
 from steprun.timeutil import parse_time
 
@@ -35,17 +41,13 @@ PENDING_RECORD_AFTER = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(StepReport):
     """How an attempt ended."""
 
     phase: Phase
     # A Reason, or the kubelet's own reason for a Pod it failed before the step ran (OutOfcpu).
     reason: str
     message: str
-    exit_code: int | None = None
-    outputs: dict[str, Any] | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
     # What the attempt uploaded (only complete uploads).
     artifacts: tuple[ArtifactStatus, ...] = ()
 

@@ -355,16 +355,18 @@ class Reconciler:
             detail = str(error) or type(error).__name__
         message = f"the operator cannot read this StepRun: {detail}"
         self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
-        doc = statuses.to_patch(
-            statuses.given_up(
-                meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC, message, utcnow()
-            )
+        ended = statuses.given_up(
+            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC, message, utcnow()
         )
         written = await self.kube.patch_status(
-            "StepRun", key[0], key[1], doc, resource_version=meta.get("resourceVersion")
+            "StepRun",
+            key[0],
+            key[1],
+            statuses.to_patch(ended),
+            resource_version=meta.get("resourceVersion"),
         )
         self.stepruns.observe(written)
-        record_transition(meta.get("creationTimestamp"), doc)
+        record_transition(meta.get("creationTimestamp"), ended)
         if self.config.posts_event("Warning"):
             ref = StepRun(
                 metadata=ObjectMeta(
@@ -857,20 +859,23 @@ class Reconciler:
         event_type: str,
         event_reason: str,
     ) -> None:
-        doc = statuses.to_patch(status)
         body = await self.kube.patch_status(
-            "StepRun", sr.namespace, sr.name, doc, resource_version=sr.metadata.resource_version
+            "StepRun",
+            sr.namespace,
+            sr.name,
+            statuses.to_patch(status),
+            resource_version=sr.metadata.resource_version,
         )
         self.stepruns.observe(body)
-        phase, message = str(doc.get("phase")), str(doc.get("message") or "")
+        message = status.message or ""
         if is_terminal_body(body):
             self._made.pop(_key(sr), None)
-        record_transition(sr.metadata.creation_timestamp, doc)
+        record_transition(sr.metadata.creation_timestamp, status)
         for_steprun(sr).info(
             "status written",
-            attempt=doc.get("attempt"),
-            phase=phase,
-            reason=doc.get("reason"),
+            attempt=status.attempt,
+            phase=str(status.phase),
+            reason=status.reason,
             message=message,
         )
         if self.config.posts_event(event_type):

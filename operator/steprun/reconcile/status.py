@@ -21,6 +21,7 @@ from steprun.api.models import (
     Reason,
     StepRun,
     StepRunStatus,
+    is_terminal_phase,
 )
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
@@ -54,29 +55,26 @@ def _base(sr: StepRun) -> StepRunStatus:
     return sr.status.model_copy(update={**current, "observed_generation": sr.metadata.generation})
 
 
-def _condition(
-    sr: StepRun, status: ConditionStatus, reason: str, message: str, now: datetime
-) -> list[Condition]:
-    previous = next((c for c in sr.status.conditions if c.type == CONDITION), None)
-    changed = previous is None or previous.status != status or previous.reason != reason
-    since = format_time(now) if changed or previous is None else previous.last_transition_time
-    return _summary(status, reason, message, since, sr.metadata.generation)
-
-
-def _summary(
-    status: ConditionStatus, reason: str, message: str, since: str | None, generation: int | None
-) -> list[Condition]:
-    """The conditions: the one of type Succeeded, which summarises the step."""
-    return [
-        Condition(
-            type=CONDITION,
-            status=status,
-            reason=reason,
-            message=message,
-            last_transition_time=since,
-            observed_generation=generation,
-        )
-    ]
+def _summarised(status: StepRunStatus, now: datetime) -> StepRunStatus:
+    """``status`` with its one condition, of type Succeeded, which summarises it: True or
+    False once the phase is terminal, Unknown before, with the status's own reason and
+    message; its lastTransitionTime moves to ``now`` only when its status or reason change."""
+    state: ConditionStatus = "Unknown"
+    if is_terminal_phase(status.phase):
+        state = "True" if status.phase == Phase.SUCCEEDED else "False"
+    previous = next((c for c in status.conditions if c.type == CONDITION), None)
+    since: str | None = format_time(now)
+    if previous is not None and previous.status == state and previous.reason == status.reason:
+        since = previous.last_transition_time
+    summary = Condition(
+        type=CONDITION,
+        status=state,
+        reason=status.reason,
+        message=status.message,
+        last_transition_time=since,
+        observed_generation=status.observed_generation,
+    )
+    return status.model_copy(update={"conditions": [summary]})
 
 
 def _attempts(sr: StepRun, entry: AttemptStatus) -> list[AttemptStatus]:
@@ -121,7 +119,7 @@ def pending(
 ) -> StepRunStatus:
     message = f"Pod {pod_name} created for attempt {attempt}; waiting for it to start"
     entry = AttemptStatus(attempt=attempt, pod_name=pod_name, creation_time=format_time(now))
-    return _base(sr).model_copy(
+    status = _base(sr).model_copy(
         update={
             "phase": Phase.PENDING,
             "reason": Reason.POD_CREATED,
@@ -131,11 +129,11 @@ def pending(
             "next_attempt_time": None,
             "exit_code": None,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.POD_CREATED, message, now),
             "start_time": sr.status.start_time or format_time(now),
             "admitted": admitted if admitted is not None else sr.status.admitted,
         }
     )
+    return _summarised(status, now)
 
 
 def recording(sr: StepRun, attempt: int, pod_name: str, created: datetime) -> StepRun:
@@ -150,15 +148,15 @@ def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus
     started = start_time or format_time(now)
     entry = _attempt_entry(sr, attempt).model_copy(update={"start_time": started})
     message = f"attempt {attempt} is running in Pod {sr.status.pod_name}"
-    return _base(sr).model_copy(
+    status = _base(sr).model_copy(
         update={
             "phase": Phase.RUNNING,
             "reason": Reason.STARTED,
             "message": message,
             "attempts": _attempts(sr, entry),
-            "conditions": _condition(sr, "Unknown", Reason.STARTED, message, now),
         }
     )
+    return _summarised(status, now)
 
 
 def attempt_finished(
@@ -185,16 +183,16 @@ def attempt_finished(
             f"attempt {attempt} failed ({outcome.reason}: {outcome.message}); "
             f"attempt {attempt + 1} starts at {format_time(retry_at)}"
         )
-        return status.model_copy(
+        retrying = status.model_copy(
             update={
                 "phase": Phase.PENDING,
                 "reason": Reason.RETRYING,
                 "message": message,
                 "next_attempt_time": format_time(retry_at),
-                "conditions": _condition(sr, "Unknown", Reason.RETRYING, message, now),
             }
         )
-    ended = _terminal(sr, status, outcome.phase, outcome.reason, outcome.message, now)
+        return _summarised(retrying, now)
+    ended = _terminal(status, outcome.phase, outcome.reason, outcome.message, now)
     return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
 
 
@@ -211,27 +209,33 @@ def terminal(
                 update={"reason": reason, "message": message, "completion_time": format_time(now)}
             )
             status = status.model_copy(update={"attempts": _attempts(sr, entry)})
-    return _terminal(sr, status, phase, reason, message, now)
+    return _terminal(status, phase, reason, message, now)
 
 
-def _terminal(
-    sr: StepRun, status: StepRunStatus, phase: Phase, reason: str, message: str, now: datetime
+def _ended(
+    status: StepRunStatus, phase: Phase, reason: str, message: str, now: datetime
 ) -> StepRunStatus:
-    completed = format_time(now)
-    started = status.start_time or completed
-    return status.model_copy(
+    """``status`` ended now in a terminal ``phase``, with no attempt to follow: what every
+    terminal status sets, whether or not it was derived from the stored one."""
+    ended = status.model_copy(
         update={
             "phase": phase,
             "reason": reason,
             "message": message,
-            "completion_time": completed,
+            "completion_time": format_time(now),
             "next_attempt_time": None,
-            "conditions": _condition(
-                sr, "True" if phase == Phase.SUCCEEDED else "False", reason, message, now
-            ),
-            "start_time": started,
-            "duration": duration(started, completed),
         }
+    )
+    return _summarised(ended, now)
+
+
+def _terminal(
+    status: StepRunStatus, phase: Phase, reason: str, message: str, now: datetime
+) -> StepRunStatus:
+    ended = _ended(status, phase, reason, message, now)
+    started = ended.start_time or ended.completion_time
+    return ended.model_copy(
+        update={"start_time": started, "duration": duration(started, ended.completion_time)}
     )
 
 
@@ -251,14 +255,6 @@ def given_up(
     cannot read, or whose full status the API server refuses. Only the fields set here are
     patched: outputs are dropped (they may be what made the status too large); attempts
     already recorded are left as they are."""
-    stamp = format_time(now)
-    return StepRunStatus(
-        phase=phase,
-        reason=reason,
-        message=message,
-        completion_time=stamp,
-        next_attempt_time=None,
-        outputs=None,
-        observed_generation=generation,
-        conditions=_summary("False", reason, message, stamp, generation),
+    return _ended(
+        StepRunStatus(outputs=None, observed_generation=generation), phase, reason, message, now
     )
