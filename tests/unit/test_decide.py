@@ -393,8 +393,8 @@ CASES = [
         steprun(status=pending_status()),
         pod("Pending", waiting("ContainerCreating")),
         "2024-05-01T10:00:10Z",
-        RepairContext(until=at("2024-05-01T10:00:20Z")),
-        id="starting-pod-context-checked-after-5s-again-when-its-age-doubles",
+        RepairContext(until=at(CREATED) + timedelta(seconds=300)),
+        id="starting-pod-context-checked-after-5s",
     ),
     case(
         steprun(status=pending_status()),
@@ -407,7 +407,7 @@ CASES = [
         steprun(status=pending_status()),
         pod("Pending", waiting("CreateContainerConfigError", 'configmap "x" not found')),
         "2024-05-01T10:00:01Z",
-        RepairContext(until=at("2024-05-01T10:00:05Z")),
+        RepairContext(until=at("2024-05-01T10:00:06Z")),
         id="missing-env-source-repaired-at-once",
     ),
     case(
@@ -921,23 +921,22 @@ def test_a_pod_whose_sandbox_is_ready_does_not_have_its_context_checked() -> Non
     assert isinstance(decide(sr, mounting, later, CONFIG), RepairContext)
 
 
+DEADLINE = at(CREATED) + timedelta(seconds=300)
+
+
 @pytest.mark.parametrize(
     ("checked", "now", "expected"),
     [
         pytest.param(None, "10:00:04", Wait(until=at("2024-05-01T10:00:05Z")), id="too-early"),
-        pytest.param(None, "10:00:05", RepairContext(until=at("2024-05-01T10:00:10Z")), id="first"),
+        pytest.param(None, "10:00:05", RepairContext(until=DEADLINE), id="the-one-check"),
+        pytest.param("10:00:05", "10:00:09", Wait(until=DEADLINE), id="checked"),
+        pytest.param("10:00:05", "10:04:00", Wait(until=DEADLINE), id="checked-long-ago"),
         pytest.param(
-            "10:00:05", "10:00:09", Wait(until=at("2024-05-01T10:00:10Z")), id="done-at-this-point"
-        ),
-        pytest.param(
-            "10:00:06", "10:00:25", RepairContext(until=at("2024-05-01T10:00:40Z")), id="next-point"
-        ),
-        pytest.param(
-            "10:00:21", "10:00:39", Wait(until=at("2024-05-01T10:00:40Z")), id="done-at-20s"
+            "09:58:00", "10:00:09", RepairContext(until=DEADLINE), id="checked-for-an-earlier-pod"
         ),
     ],
 )
-def test_a_starting_pods_context_is_checked_each_time_its_age_doubles(
+def test_a_starting_pods_context_is_checked_once(
     checked: str | None, now: str, expected: Decision
 ) -> None:
     sr = steprun(status=pending_status())
@@ -946,18 +945,26 @@ def test_a_starting_pods_context_is_checked_each_time_its_age_doubles(
     assert decide(sr, starting, at(f"2024-05-01T{now}Z"), CONFIG, context_checked=last) == expected
 
 
-def test_a_pod_that_never_starts_has_its_context_checked_a_few_times_not_every_5s() -> None:
+def _checks(starting: dict[str, Any]) -> list[int]:
+    """The seconds after creation at which a Pod reconciled every second is checked."""
     sr = steprun(status=pending_status())
-    starting = pod("Pending", waiting("ContainerCreating"))
     now, checked, checks = at(CREATED), None, []
-    deadline = at(CREATED) + timedelta(seconds=300)
-    while now < deadline:
+    while now < DEADLINE:
         decision = decide(sr, starting, now, CONFIG, context_checked=checked)
         if isinstance(decision, RepairContext):
             checked = now
             checks.append(int((now - at(CREATED)).total_seconds()))
-        now += timedelta(seconds=1)  # a reconcile every second: events, requeues
-    assert checks == [5, 10, 20, 40, 80, 160]
+        now += timedelta(seconds=1)  # events, requeues
+    return checks
+
+
+def test_a_pod_that_never_starts_has_its_context_checked_once_not_every_5s() -> None:
+    assert _checks(pod("Pending", waiting("ContainerCreating"))) == [5]
+
+
+def test_a_context_the_kubelet_says_is_missing_is_repaired_while_it_says_so() -> None:
+    missing = pod("Pending", waiting("CreateContainerConfigError", 'secret "x" not found'))
+    assert _checks(missing) == list(range(0, 300, 5))
 
 
 # ---------------------------------------------------------------- a Pod not recorded yet

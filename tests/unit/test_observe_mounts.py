@@ -59,3 +59,23 @@ def test_failures_of_the_operators_own_volumes_are_not_the_workspaces() -> None:
         'MountVolume.SetUp failed for volume "pvc-1" : bad',
     )
     assert mount_failure(events[1:], ignore_volumes=("context",)) is None
+
+
+LOST = 'MountVolume.SetUp failed for volume "context" : configmap "s-context" not found'
+
+
+def test_only_the_named_volumes_failures_when_asked() -> None:
+    events = [
+        {
+            "reason": "FailedMount",
+            "message": 'MountVolume.SetUp failed for volume "work" : x',
+            "lastTimestamp": "2024-05-01T10:00:02Z",
+        },
+        {"reason": "FailedMount", "message": LOST, "lastTimestamp": "2024-05-01T10:00:01Z"},
+    ]
+    assert mount_failure(events, only_volumes=("context",)) == ("FailedMount", LOST)
+    assert mount_failure(events, ignore_volumes=("context",)) == (
+        "FailedMount",
+        'MountVolume.SetUp failed for volume "work" : x',
+    )
+    assert mount_failure(events[:1], only_volumes=("context",)) is None

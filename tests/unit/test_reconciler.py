@@ -17,9 +17,16 @@ from steprun.handlers.main import allow_api_server_depth
 from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import ANNOTATION_CREATED_AT, TRACKING_FINALIZER
-from steprun.timeutil import parse_time, utcnow
+from steprun.timeutil import format_time, parse_time, utcnow
 from tests.support.fake_kube import FakeKube
-from tests.unit.factories import NAME, NAMESPACE, container_status, running, terminated
+from tests.unit.factories import (
+    NAME,
+    NAMESPACE,
+    container_status,
+    running,
+    terminated,
+    waiting,
+)
 
 KEY = (NAMESPACE, NAME)
 CONFIG = OperatorConfig(events=True, max_reconcile_failures=3)
@@ -83,6 +90,44 @@ def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
 
 
 # ---------------------------------------------------------------- the happy path
+
+
+async def test_a_startup_timeout_quotes_the_kubelet_when_the_context_cannot_be_mounted(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    # Checked once while the Pod started, the context was deleted after that check.
+    submit(kube, reconciler, {"startupTimeoutSeconds": 30})
+    await step(kube, reconciler)
+    long_ago = format_time(utcnow() - timedelta(minutes=5))
+
+    def stuck(pod: dict[str, Any]) -> None:
+        pod["metadata"]["annotations"][ANNOTATION_CREATED_AT] = long_ago
+        pod["spec"]["nodeName"] = "node-1"
+        pod["status"] = {
+            "phase": "Pending",
+            "containerStatuses": [container_status(waiting("ContainerCreating"))],
+        }
+
+    kube.cluster.update("Pod", NAMESPACE, f"{NAME}-1", stuck)
+    lost = f'MountVolume.SetUp failed for volume "context" : configmap "{NAME}-context" gone'
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "e1", "namespace": NAMESPACE},
+            "involvedObject": {"kind": "Pod", "name": f"{NAME}-1"},
+            "type": "Warning",
+            "reason": "FailedMount",
+            "message": lost,
+        }
+    )
+    status = await step(kube, reconciler)
+    assert status["phase"] == "Failed" and status["reason"] == "StartupTimeout", status
+    assert (
+        f"the step's context (its ConfigMap or Secret {NAME}-context) cannot be mounted"
+        in (status["message"])
+    )
+    assert lost in status["message"]
 
 
 async def test_the_context_objects_are_created_at_once_then_the_pod(

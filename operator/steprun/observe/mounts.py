@@ -15,20 +15,27 @@ MOUNT_EVENT_FIELDS = "involvedObject.kind=Pod,involvedObject.name={pod},type=War
 
 
 def mount_failure(
-    events: Iterable[Mapping[str, Any]], ignore_volumes: Iterable[str] = ()
+    events: Iterable[Mapping[str, Any]],
+    ignore_volumes: Iterable[str] = (),
+    only_volumes: Iterable[str] | None = None,
 ) -> tuple[str, str] | None:
     """The latest (reason, message) of the mount failures among a Pod's events, if any.
 
     Failures of the volumes in ``ignore_volumes`` (the kubelet names the Pod volume in its
-    message, ``volume "context"``) are left out: they are not the workspaces' doing.
+    message, ``volume "context"``) are left out: they are not the workspaces' doing. With
+    ``only_volumes``, only failures naming one of those count.
     """
     ignored = tuple(f'volume "{name}"' for name in ignore_volumes)
+    wanted = None if only_volumes is None else tuple(f'volume "{n}"' for n in only_volumes)
     latest: tuple[str, str, str] | None = None
     for event in events:
         reason = str(event.get("reason") or "")
         if reason not in MOUNT_FAILURE_REASONS:
             continue
-        if ignored and any(marker in str(event.get("message") or "") for marker in ignored):
+        message = str(event.get("message") or "")
+        if ignored and any(marker in message for marker in ignored):
+            continue
+        if wanted is not None and not any(marker in message for marker in wanted):
             continue
         when = str(
             event.get("lastTimestamp")

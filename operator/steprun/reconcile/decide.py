@@ -28,9 +28,10 @@ from steprun.timeutil import parse_time
 
 # The kubelet's reason for a container whose env ConfigMap or Secret does not exist. A missing
 # volume source shows no reason at all (ContainerCreating, with FailedMount events), so a Pod
-# that is scheduled but still starting after CONTEXT_CHECK_AFTER has its context checked too,
-# then again each time its age doubles (5, 10, 20, 40 s...): a slow node costs a few reads per
-# Pod, not one per event or per 5 s, and a deleted context is still put back early.
+# that is scheduled but still starting CONTEXT_CHECK_AFTER after its creation has its context
+# checked once: a context deleted before the kubelet mounted it is put back early, and a slow
+# node costs one read per context object, however long its Pods wait. A context deleted after
+# that check leaves the Pod starting until its startup timeout, which then says so.
 CONTEXT_MISSING_REASON = "CreateContainerConfigError"
 CONTEXT_CHECK_AFTER = timedelta(seconds=5)
 SANDBOX_READY = "PodReadyToStartContainers"
@@ -365,13 +366,19 @@ def _pending(
             and obs.stuck_reason is None
             and not _sandbox_ready(pod)
         )
-        known_missing = obs.stuck_reason == CONTEXT_MISSING_REASON
-        due, next_check = _context_checks(created, now)
-        if known_missing or (starting and due is not None):
-            since = due or created
-            if context_checked is None or context_checked < since:
-                return RepairContext(until=min(deadline, next_check))
-        return Wait(until=min(deadline, next_check) if known_missing or starting else deadline)
+        if obs.stuck_reason == CONTEXT_MISSING_REASON:
+            # The kubelet says so: repaired at once, and again while it keeps saying so.
+            if context_checked is None or now >= context_checked + CONTEXT_CHECK_AFTER:
+                return RepairContext(until=min(deadline, now + CONTEXT_CHECK_AFTER))
+            return Wait(until=min(deadline, context_checked + CONTEXT_CHECK_AFTER))
+        check_at = created + CONTEXT_CHECK_AFTER
+        # A check made for an earlier attempt's Pod does not count for this one.
+        checked = context_checked is not None and context_checked >= created
+        if starting and not checked:
+            if now >= check_at:
+                return RepairContext(until=deadline)
+            return Wait(until=min(deadline, check_at))
+        return Wait(until=deadline)
     pod_name = sr.status.pod_name
     if obs.stuck_reason in IMAGE_PULL_REASONS:
         reason = Reason.IMAGE_PULL_FAILED
@@ -391,17 +398,6 @@ def _pending(
         now,
         delete_pod=True,
     )
-
-
-def _context_checks(created: datetime, now: datetime) -> tuple[datetime | None, datetime]:
-    """The last context check point at or before ``now`` (None before the first), and the
-    next one: CONTEXT_CHECK_AFTER after the Pod's creation, then each time its age doubles."""
-    age = CONTEXT_CHECK_AFTER
-    if now < created + age:
-        return None, created + age
-    while created + 2 * age <= now:
-        age *= 2
-    return created + age, created + 2 * age
 
 
 def _sandbox_ready(pod: Mapping[str, Any]) -> bool:

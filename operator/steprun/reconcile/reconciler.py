@@ -697,7 +697,7 @@ class Reconciler:
     async def _finish_attempt(
         self, sr: StepRun, decision: FinishAttempt, now: datetime, *, recorded: bool = True
     ) -> None:
-        if decision.delete_pod and sr.spec.workspace_list:
+        if decision.delete_pod:
             decision = await self._explain_mount_failure(sr, decision)
         # Read once, only when what the Pod said reaches the status: its values mask that, and
         # it is then deleted by the uid read. Otherwise by the uid it was created with.
@@ -756,14 +756,24 @@ class Reconciler:
         )
 
     async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
-        """A Pod stuck starting because the kubelet cannot mount a workspace says so only in
-        its events: the step then fails with the kubelet's reason instead of a bare timeout."""
+        """A Pod stuck starting because the kubelet cannot mount a workspace, or its context,
+        says so only in its events: the step then fails with the kubelet's words instead of a
+        bare timeout (one list of the Pod's Warning events, when the startup timeout ends it)."""
         if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
             return decision
         selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
         events = await self.kube.list("Event", sr.namespace, field_selector=selector)
-        failure = mount_failure(events, ignore_volumes=(CONTEXT_VOLUME, SECRETS_VOLUME))
+        context = (CONTEXT_VOLUME, SECRETS_VOLUME)
+        failure = mount_failure(events, ignore_volumes=context)
         if failure is None:
+            # Its context is checked once while it starts: deleted after that, the kubelet's
+            # words say so here.
+            if lost := mount_failure(events, only_volumes=context):
+                message = (
+                    f"{decision.outcome.message}; the step's context (its ConfigMap or Secret "
+                    f"{context_name(sr.name)}) cannot be mounted: {lost[0]}: {lost[1]}"
+                )
+                return replace(decision, outcome=replace(decision.outcome, message=message))
             return decision
         outcome = replace(
             decision.outcome,
