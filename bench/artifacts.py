@@ -1,34 +1,38 @@
 """Benchmark: a large artifact streams through the store with bounded memory.
 
-    KUBECONFIG=... python -m bench.artifacts [--mib 1024]
+    KUBECONFIG=... python -m bench.artifacts [--mib 1024] [--out DIR]
 
 Runs an operator process configured with the local cluster's store (hack/store-up.sh), a
 producer step that writes SIZE MiB of random data as an output, and a consumer step that
 downloads it and checks the file's own sha256 against the producer's. Meanwhile it samples,
 from /proc on this (single-node) machine, the peak resident memory (VmHWM) of every artifact
 helper process (the wrapper in the step's container, the init and upload containers) and of the
-operator. Writes a Markdown report to bench/results/artifacts-<date>.md and prints it.
+operator. Writes a Markdown report to DIR/artifacts-<date>.md (default bench/results, where the
+committed reports are) and prints it.
 Not a test: it asserts nothing about speed, it measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubernetes import client, config
-from tests.cluster.test_artifacts_e2e import read_store_env
 from tests.support.operator_process import OperatorProcess
-from tests.support.steps import Steps
 
+from bench.kube import Api
 from bench.procstat import memory_bytes
+from steprun.api.models import Phase
+from steprun.client import StepRunClient
+from steprun.kube.client import Kube
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELPER_MARK = "steprun-artifacts"
@@ -65,22 +69,61 @@ class PeakSampler(threading.Thread):
         self.peaks[role] = max(self.peaks.get(role, 0), peak)
 
 
+def store_env(kubeconfig: str) -> dict[str, str]:
+    """The store hack/store-up.sh started for the cluster of ``kubeconfig``: it writes
+    store.env into store/ beside the cluster's kubeconfig."""
+    path = Path(kubeconfig).resolve().parent / "store" / "store.env"
+    if not path.exists():
+        raise SystemExit(
+            f"no artifact store for this cluster ({path} is missing): hack/cluster-up.sh starts "
+            "one (hack/store-up.sh)"
+        )
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+async def _create_namespace(kubeconfig: str, namespace: str, env: Mapping[str, str]) -> None:
+    """The steps' namespace, with the store's credentials as the Secret the operator is told of."""
+    api = await Api.connect(kubeconfig)
+    try:
+        await api.create({"metadata": {"name": namespace}}, Kube.path("Namespace", None))
+        secret = {
+            "metadata": {"name": "store"},
+            "stringData": {
+                "accessKey": env["STORE_ACCESS_KEY"],
+                "secretKey": env["STORE_SECRET_KEY"],
+            },
+        }
+        await api.create(secret, Kube.path("Secret", namespace))
+    finally:
+        await api.close()
+
+
+async def _delete_namespace(kubeconfig: str, namespace: str) -> None:
+    api = await Api.connect(kubeconfig)
+    try:
+        await api.delete(Kube.path("Namespace", None, namespace))
+    finally:
+        await api.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.artifacts")
     parser.add_argument("--mib", type=int, default=1024, help="artifact size in MiB")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="where to write the report (default: bench/results, the committed reports)",
+    )
     args = parser.parse_args()
     kubeconfig = os.environ.get("KUBECONFIG") or str(Path(".cluster/kubeconfig").resolve())
-    env = read_store_env(kubeconfig)
-    api = config.new_client_from_config(config_file=kubeconfig)
-    core = client.CoreV1Api(api)
+    env = store_env(kubeconfig)
     run = uuid.uuid4().hex[:6]
     namespace = f"bench-art-{run}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    secret = client.V1Secret(
-        metadata=client.V1ObjectMeta(name="store"),
-        string_data={"accessKey": env["STORE_ACCESS_KEY"], "secretKey": env["STORE_SECRET_KEY"]},
-    )
-    core.create_namespaced_secret(namespace, secret)
+    asyncio.run(_create_namespace(kubeconfig, namespace, env))
+    steps = StepRunClient.from_kubeconfig(kubeconfig, namespace=namespace)
     time.sleep(2)
     log_dir = Path(f"/tmp/bench-artifacts-{run}")
     log_dir.mkdir(parents=True)
@@ -99,7 +142,6 @@ def main() -> int:
     assert operator.process is not None
     sampler = PeakSampler(operator.process.pid)
     sampler.start()
-    steps = Steps(api, namespace)
     image = "steprun.local/step:1"
     produce = (
         f"mkdir -p /big && dd if=/dev/urandom of=/big/data bs=1M count={args.mib} 2>/dev/null && "
@@ -109,20 +151,18 @@ def main() -> int:
     timings: dict[str, float] = {}
     try:
         started = time.monotonic()
-        steps.create(
-            "produce",
+        produced = steps.submit(
             {
                 "image": image,
                 "script": produce,
                 "artifacts": {"outputs": [{"name": "big", "path": "/big"}]},
                 "timeoutSeconds": 1800,
             },
-        )
-        produced = steps.wait_terminal("produce", timeout=1800)
+            name="produce",
+        ).wait(timeout=1800)
         timings["produce (write + pack + upload)"] = time.monotonic() - started
         started = time.monotonic()
-        steps.create(
-            "consume",
+        consumed = steps.submit(
             {
                 "image": image,
                 "script": consume,
@@ -137,25 +177,29 @@ def main() -> int:
                 },
                 "timeoutSeconds": 1800,
             },
-        )
-        consumed = steps.wait_terminal("consume", timeout=1800)
+            name="consume",
+        ).wait(timeout=1800)
         timings["consume (download + unpack + check)"] = time.monotonic() - started
     finally:
         sampler.stop.set()
         sampler.join()
         operator.stop()
-        core.delete_namespace(namespace, propagation_policy="Background")
-    [upload] = produced.get("artifacts") or [{"size": 0, "sha256": "-"}]
+        steps.close()
+        asyncio.run(_delete_namespace(kubeconfig, namespace))
+    uploaded = ", ".join(
+        f"{upload.size} bytes, sha256 {upload.sha256[:16]}…"
+        for upload in produced.status.artifacts or []
+    )
     lines = [
         f"# Artifact streaming benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"{args.mib} MiB of random data as one output, then as the next step's input "
         "(python -m bench.artifacts; single node, 2 cores, local versitygw store).",
         "",
-        f"- producer: {produced['phase']}/{produced['reason']}; uploaded {upload['size']} "
-        f"bytes, sha256 {upload['sha256'][:16]}…",
-        f"- consumer: {consumed['phase']}/{consumed['reason']} (Succeeded: the file's sha256 "
-        "matched the producer's)",
+        f"- producer: {produced.status.phase}/{produced.status.reason}; uploaded "
+        f"{uploaded or 'nothing'}",
+        f"- consumer: {consumed.status.phase}/{consumed.status.reason} (Succeeded: the file's "
+        "sha256 matched the producer's)",
         "",
         "| what | seconds |",
         "|---|---:|",
@@ -167,11 +211,11 @@ def main() -> int:
         "",
     ]
     report = "\n".join(lines)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"artifacts-{datetime.now(UTC):%Y-%m-%d}.md"
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"artifacts-{datetime.now(UTC):%Y-%m-%d}.md"
     out.write_text(report)
     sys.stdout.write(report)
-    ok = produced["phase"] == consumed["phase"] == "Succeeded"
+    ok = produced.status.phase == consumed.status.phase == Phase.SUCCEEDED
     return 0 if ok else 1
 
 

@@ -22,16 +22,15 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, cast
 
-from kubernetes import client, config
-
+from bench.kube import Api
 from bench.operator import OperatorProcess
 from bench.procstat import cpu_seconds
 from bench.promtext import operator_requests
 from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION
+from steprun.kube.client import Kube
 
-GROUP, VERSION, PLURAL = "steprun.dev", "v1alpha1", "stepruns"
+API_VERSION = "steprun.dev/v1alpha1"
 
 
 def _requests(port: int) -> dict[str, int]:
@@ -48,10 +47,8 @@ def _spec(i: int) -> dict[str, object]:
     }
 
 
-def _done(api: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, n: int) -> bool:
-    listed = cast(
-        dict[str, Any], api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    )
+async def _done(api: Api, namespace: str, n: int) -> bool:
+    listed = await api.request("GET", Kube.path("StepRun", namespace))
     items = listed["items"]
     succeeded = sum(1 for s in items if (s.get("status") or {}).get("phase") == "Succeeded")
     failed = [
@@ -61,17 +58,22 @@ def _done(api: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, 
     ]
     if failed:
         raise SystemExit(f"{len(failed)} steps did not succeed, e.g. {failed[0].get('status')}")
-    held = [
-        p for p in core.list_namespaced_pod(namespace).items if p.metadata and p.metadata.finalizers
-    ]
+    pods = await api.request("GET", Kube.path("Pod", namespace))
+    held = [p for p in pods["items"] if p["metadata"].get("finalizers")]
     return succeeded == n and not held
 
 
 async def measure(steps: int, rate: float, python: str, kubeconfig: Path) -> None:
-    config.load_kube_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    core, api = client.CoreV1Api(), client.CustomObjectsApi()
+    api = await Api.connect(str(kubeconfig))
+    try:
+        await _measure(api, steps, rate, python, kubeconfig)
+    finally:
+        await api.close()
+
+
+async def _measure(api: Api, steps: int, rate: float, python: str, kubeconfig: Path) -> None:
     namespace = f"bench-cost-{int(time.time())}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    await api.create({"metadata": {"name": namespace}}, Kube.path("Namespace", None))
     log = Path(tempfile.mkdtemp(prefix="step-cost-")) / "operator.log"
     operator = OperatorProcess(
         kubeconfig=kubeconfig,
@@ -87,21 +89,19 @@ async def measure(steps: int, rate: float, python: str, kubeconfig: Path) -> Non
         started = time.monotonic()
         for i in range(steps):
             body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
+                "apiVersion": API_VERSION,
                 "kind": "StepRun",
                 "metadata": {"name": f"s{i}"},
                 "spec": _spec(i),
             }
-            await asyncio.to_thread(
-                api.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body
-            )
+            await api.create(body, Kube.path("StepRun", namespace))
             await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
-        while not await asyncio.to_thread(_done, api, core, namespace, steps):  # noqa: ASYNC110
+        while not await _done(api, namespace, steps):  # noqa: ASYNC110
             await asyncio.sleep(1)
         after, cpu_after = _requests(operator.metrics_port), cpu_seconds(operator.pid)
     finally:
         await operator.stop()
-        core.delete_namespace(namespace)
+        await api.delete(Kube.path("Namespace", None, namespace))
     grown = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after}
     writes = sum(n for verb, n in grown.items() if verb != "get")
     print(f"operator: {python}")
