@@ -93,8 +93,8 @@ app.kubernetes.io/component: operator
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, get, list]
-# One Event per StepRun transition (create); the Warning events of a Pod stuck starting with
-# workspaces are read (list) for the kubelet's mount failure.
+# One Event per StepRun transition (create); the Warning events of a Pod that did not start in
+# time are read (list) for the kubelet's mount failure of a workspace or of the step's context.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]
