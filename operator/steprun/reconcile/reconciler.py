@@ -161,7 +161,8 @@ class Reconciler:
         # follow Pod events and meet a StepRun version already parsed. Only live steps are
         # kept, so retained terminal StepRuns cost no memory here.
         self._parsed: dict[Key, tuple[tuple[str, str], StepRun]] = {}
-        # When each starting step's context was last checked (decide() spaces the checks out).
+        # When each starting step's context was last checked: decide() checks it once per
+        # attempt, or while the kubelet reports it missing.
         self._context_checked: dict[Key, datetime] = {}
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
@@ -229,9 +230,10 @@ class Reconciler:
         if parsed is not None and parsed[0] == version and all(version):
             return parsed[1]
         sr = StepRun.from_body(body)
+        if is_terminal_phase(sr.status.phase):
+            self._context_checked.pop(key, None)
         if is_terminal_phase(sr.status.phase) or not all(version):
             self._parsed.pop(key, None)
-            self._context_checked.pop(key, None)
         else:
             self._parsed[key] = (version, sr)
         return sr
