@@ -64,13 +64,29 @@ class NoClusterConfig(Exception):
     """There is no way to reach a cluster; the message says what to set."""
 
 
+class SourceText(str):
+    """A file's text that knows the file's name, so errors about its content can name it."""
+
+    source: str
+
+    def __new__(cls, text: str, source: str) -> SourceText:
+        made = super().__new__(cls, text)
+        made.source = source
+        return made
+
+
+def source_name(text: str) -> str:
+    """The file ``text`` was read from, as errors name it ("<stdin>" when unknown)."""
+    return getattr(text, "source", "<stdin>")
+
+
 def read_source(path: str) -> str:
     """The text of a file named on the command line; "-" is stdin."""
     if path == "-":
-        return sys.stdin.read()
+        return SourceText(sys.stdin.read(), "<stdin>")
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read()
+            return SourceText(handle.read(), path)
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror}") from exc
 
