@@ -101,6 +101,17 @@ def test_list_by_label_and_field_selector(server: FakeApiServer, kubeconfig: str
     assert query["fieldSelector"] == ["spec.context.workflow.name=build"]
 
 
+def test_get_without_a_name_lists_like_kubectl_get(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "x1", {"team": "web"})
+    add(server.cluster, "x2", {"team": "data"})
+    code, out, _ = steprun_cli(kubeconfig, "get")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["NAME", "x1", "x2"]
+    code, out, _ = steprun_cli(kubeconfig, "get", "-l", "team=data", "--no-headers")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["x2"]
+    code, _, err = steprun_cli(kubeconfig, "get", "x1", "-l", "team=web")
+    assert code == exit_codes.USAGE and "cannot be given with -l" in err
+
+
 def test_no_headers_and_sort_by(server: FakeApiServer, kubeconfig: str) -> None:
     for name, runs in (("c", 3), ("a", 1), ("b", 2)):
         add(server.cluster, name, retries={"limit": runs})

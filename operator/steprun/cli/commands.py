@@ -84,9 +84,9 @@ def _add_watch(parser: argparse.ArgumentParser) -> None:
 
 
 GET_HELP = """\
-show StepRuns by name
+show StepRuns by name, or list them
 
-Show StepRuns by name: a table (-o wide adds attempt, duration, Pod and workflow),
+Show StepRuns by name (without a NAME, list them as `steprun list` does): a table (-o wide adds attempt, duration, Pod and workflow),
 their names, the objects as the API server serves them (YAML or JSON), or fields
 picked by a JSONPath template. -w prints each change after the first answer.
 
@@ -95,6 +95,7 @@ examples:
   steprun get build-42-lint -o yaml
   steprun get build-42-lint -o jsonpath='{.status.outputs}'
   steprun get build-42-lint -w
+  steprun get -l team=web
 """
 
 LIST_HELP = """\
@@ -196,11 +197,28 @@ examples:
 """
 
 
+def _add_list_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="list StepRuns of every namespace"
+    )
+    parser.add_argument("--workflow", metavar="W", help="only steps of this workflow")
+    parser.add_argument("--run-id", metavar="R", help="only steps of this workflow run")
+    parser.add_argument("--step-id", metavar="S", help="only steps with this step id")
+    _add_selectors(parser)
+    _add_output(parser)
+    parser.add_argument(
+        "--sort-by",
+        metavar="JSONPATH",
+        help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
+    )
+    _add_watch(parser)
+
+
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     get = add_command(subparsers, "get", common, GET_HELP, get_command)
-    complete_names(get.add_argument("names", nargs="+", metavar="NAME"))
-    _add_output(get)
-    _add_watch(get)
+    # No NAME lists, as `kubectl get sr` does.
+    complete_names(get.add_argument("names", nargs="*", metavar="NAME"))
+    _add_list_flags(get)
 
     listing = add_command(
         subparsers,
@@ -210,20 +228,7 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         list_command,
         aliases=["ls"],
     )
-    listing.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="list StepRuns of every namespace"
-    )
-    listing.add_argument("--workflow", metavar="W", help="only steps of this workflow")
-    listing.add_argument("--run-id", metavar="R", help="only steps of this workflow run")
-    listing.add_argument("--step-id", metavar="S", help="only steps with this step id")
-    _add_selectors(listing)
-    _add_output(listing)
-    listing.add_argument(
-        "--sort-by",
-        metavar="JSONPATH",
-        help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
-    )
-    _add_watch(listing)
+    _add_list_flags(listing)
 
     describe = add_command(subparsers, "describe", common, DESCRIBE_HELP, describe_command)
     complete_names(describe.add_argument("name", metavar="NAME"))
@@ -322,9 +327,26 @@ def _watch(
 
 
 def get_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    if not args.names:
+        return list_command(args, ctx)
+    selectors = [
+        flag
+        for flag, value in (
+            ("-l", args.selector),
+            ("--field-selector", args.field_selector),
+            ("--workflow", args.workflow),
+            ("--run-id", args.run_id),
+            ("--step-id", args.step_id),
+            ("-A", args.all_namespaces),
+        )
+        if value
+    ]
+    if selectors:
+        ctx.err(f"error: a NAME cannot be given with {', '.join(selectors)} (it lists)")
+        return exit_codes.USAGE
+    client = ctx.client()  # first: without a cluster configuration, say so at once
     from steprun.client import StepRunNotFound
 
-    client = ctx.client()
     found: list[dict[str, Any]] = []
     missing: list[StepRunNotFound] = []
     for name in args.names:
@@ -373,8 +395,9 @@ def list_selectors(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    client = ctx.client()  # first: without a cluster configuration, say so at once
     label_selector, field_selector = list_selectors(args)
-    body = ctx.client().list_raw(
+    body = client.list_raw(
         namespace=None if args.all_namespaces else ctx.namespace,
         all_namespaces=args.all_namespaces,
         label_selector=label_selector,

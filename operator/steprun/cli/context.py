@@ -93,7 +93,7 @@ def read_source(path: str) -> str:
 
 def check_cluster_config(explicit: str | None) -> None:
     """Raises NoClusterConfig when neither a kubeconfig nor the in-cluster service is there."""
-    from steprun.kube.config import kubeconfig_path
+    from steprun.kube.locate import kubeconfig_path
 
     if explicit and not os.path.exists(explicit):
         raise NoClusterConfig(f"the kubeconfig {explicit} (--kubeconfig) does not exist")
@@ -117,11 +117,12 @@ def request_timeout(args: argparse.Namespace) -> tuple[float, float] | None:
 
 def client_from_args(args: argparse.Namespace) -> StepRunClient:
     """A client for the global flags --kubeconfig, --context, -n and --request-timeout."""
+    explicit = getattr(args, "kubeconfig", None)
+    # Before any import of the client: saying there is no cluster must not wait for it.
+    check_cluster_config(explicit)
     from steprun.client import StepRunClient
     from steprun.client.backoff import Backoff
 
-    explicit = getattr(args, "kubeconfig", None)
-    check_cluster_config(explicit)
     timeouts = request_timeout(args) or (DEFAULT_CONNECT_TIMEOUT, 60.0)
     return StepRunClient.from_kubeconfig(
         explicit,
