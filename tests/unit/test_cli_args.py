@@ -417,7 +417,9 @@ def _cli_error(tmp_path: Path, *argv: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-@pytest.mark.parametrize("command", [("run", "-f"), ("render", "-f"), ("render", "--validate", "-f")])
+@pytest.mark.parametrize(
+    "command", [("run", "-f"), ("render", "-f"), ("render", "--validate", "-f")]
+)
 def test_bad_yaml_is_reported_with_the_file_name_and_line(
     tmp_path: Path, command: tuple[str, ...]
 ) -> None:

@@ -78,7 +78,8 @@ def test_the_whole_library_is_still_there_for_code_that_asks_for_it() -> None:
         "from kubernetes_asyncio.client import V1Pod\n"
         "import kubernetes_asyncio\n"
         "from kubernetes_asyncio import client\n"
-        "print(V1Pod.__name__, kubernetes_asyncio.watch.Watch.__name__, client.CoreV1Api.__name__)\n"
+        "print(V1Pod.__name__, kubernetes_asyncio.watch.Watch.__name__,"
+        " client.CoreV1Api.__name__)\n"
         "assert client.ApiClient is steprun.kube.client.k8s.ApiClient"
     )
     assert "V1Pod Watch CoreV1Api" in output

@@ -86,9 +86,10 @@ def _add_watch(parser: argparse.ArgumentParser) -> None:
 GET_HELP = """\
 show StepRuns by name, or list them
 
-Show StepRuns by name (without a NAME, list them as `steprun list` does): a table (-o wide adds attempt, duration, Pod and workflow),
-their names, the objects as the API server serves them (YAML or JSON), or fields
-picked by a JSONPath template. -w prints each change after the first answer.
+Show StepRuns by name (without a NAME, list them as `steprun list` does): a table
+(-o wide adds attempt, duration, Pod and workflow), their names, the objects as the
+API server serves them (YAML or JSON), or fields picked by a JSONPath template. -w
+prints each change after the first answer.
 
 examples:
   steprun get build-42-lint
