@@ -79,3 +79,27 @@ def test_kubectl_apply_f_never_meets_a_kustomization() -> None:
             if directory.is_dir() and (directory / "kustomization.yaml").exists():
                 wrong.append(f"{doc.name}: kubectl apply -f {target}")
     assert not wrong
+
+
+def test_reports_name_revisions_and_commands_not_this_machines_paths() -> None:
+    # A report is read on other machines: paths are relative to the repository's root.
+    machine = re.compile(r"(?<![\w.])/(?:work|home|root)/")
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in sorted((ROOT / "bench" / "results").glob("*"))
+        if path.suffix in (".md", ".json")
+        for match in [machine.search(path.read_text(encoding="utf-8"))]
+        if match
+    ]
+    assert not found
+
+
+def test_the_cluster_build_announces_the_time_the_readme_states() -> None:
+    readme = re.search(
+        r"first build of the Kubernetes binaries takes about\s+\*\*(\d+) minutes\*\*",
+        (ROOT / "README.md").read_text(),
+    )
+    script = re.search(
+        r"a cold build takes about (\d+) minutes", (ROOT / "hack" / "build-k8s.sh").read_text()
+    )
+    assert readme and script and readme.group(1) == script.group(1)
