@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 TABLE_OUTPUTS = ("table", "wide")
 OUTPUTS = ("table", "wide", "name", "yaml", "json")
-OUTPUT_HELP = "table (default), wide, name, yaml, json, or jsonpath=TEMPLATE (kubectl's syntax)"
+OUTPUT_HELP = (
+    "table (default), wide, name (steprun.steprun.dev/NAME), yaml, json, jsonpath=TEMPLATE or "
+    "custom-columns=HEADER:.json.path,... (kubectl's syntax)"
+)
 
 
 def output_format(value: str) -> str:
@@ -37,6 +40,16 @@ def output_format(value: str) -> str:
             except jsonpath.TemplateError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from exc
             return "jsonpath=" + template
+    if value.startswith("custom-columns="):
+        from steprun.cli import jsonpath
+        from steprun.cli.output import parse_custom_columns
+
+        try:
+            for _, template in parse_custom_columns(value[len("custom-columns=") :]):
+                jsonpath.parse_template(template)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return value
     raise argparse.ArgumentTypeError(f"unknown output format {value!r}; use {OUTPUT_HELP}")
 
 
@@ -48,7 +61,7 @@ def seconds(value: str) -> float:
 
 
 def _complete_outputs(prefix: str, **_: Any) -> list[str]:
-    return [o for o in (*OUTPUTS, "jsonpath=") if o.startswith(prefix)]
+    return [o for o in (*OUTPUTS, "jsonpath=", "custom-columns=") if o.startswith(prefix)]
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +71,17 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     output.completer = _complete_outputs  # type: ignore[attr-defined]
     parser.add_argument(
         "--no-headers", action="store_true", help="tables without their header line"
+    )
+    parser.add_argument(
+        "--show-labels", action="store_true", help="tables end with a LABELS column"
+    )
+    parser.add_argument(
+        "-L",
+        "--label-columns",
+        action="append",
+        default=[],
+        metavar="KEY[,KEY]",
+        help="a column with each of these labels' values",
     )
     parser.add_argument(
         "--show-managed-fields",
@@ -296,6 +320,8 @@ def _print(ctx: CliContext, items: list[dict[str, Any]], *, single: bool, header
             single=single,
             with_namespace=getattr(args, "all_namespaces", False),
             no_headers=args.no_headers or not header,
+            label_columns=[k for item in args.label_columns for k in item.split(",") if k],
+            show_labels=args.show_labels,
         )
     )
     ctx.stdout.flush()
@@ -308,8 +334,10 @@ def _watch(
     label_selector: str | None,
     field_selector: str | None,
     single: bool,
+    header_shown: bool = True,
 ) -> int:
-    """Prints each change after the listing (tables without their header), until Ctrl-C."""
+    """Prints each change after the listing until Ctrl-C: tables without their header, unless
+    the listing was empty and showed none (``header_shown``)."""
     events = ctx.client().watch_raw(
         namespace=None if getattr(ctx.args, "all_namespaces", False) else ctx.namespace,
         all_namespaces=getattr(ctx.args, "all_namespaces", False),
@@ -321,7 +349,8 @@ def _watch(
         for event in events:
             if ctx.args.output in ("yaml",):
                 ctx.stdout.write("---\n")
-            _print(ctx, [event["object"]], single=single, header=False)
+            _print(ctx, [event["object"]], single=single, header=not header_shown)
+            header_shown = True
     except KeyboardInterrupt:
         return exit_codes.OK
     return exit_codes.OK
@@ -426,7 +455,12 @@ def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.watch:
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return _watch(
-            ctx, rv, label_selector=label_selector, field_selector=field_selector, single=False
+            ctx,
+            rv,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            single=False,
+            header_shown=bool(items),
         )
     return exit_codes.OK
 
