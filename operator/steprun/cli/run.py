@@ -54,7 +54,7 @@ def _whole_seconds(value: str) -> int:
 
     from steprun.cli.commands import seconds
 
-    return max(1, math.ceil(seconds(value)))
+    return math.ceil(seconds(value))
 
 
 def _labels(items: list[str]) -> dict[str, str]:
