@@ -342,9 +342,9 @@ class StepContext(ApiModel):
 
 class RetryPolicy(ApiModel):
     """How failed attempts are retried; each attempt runs in a new Pod. Two budgets: limit for
-    failures of the step itself (and of its configuration), platformLimit for failures of the
-    platform (status.failure.category Platform: its Pod deleted, evicted or preempted, its node
-    lost); a retry spends only its own budget."""
+    failures of the step itself and of its configuration, platformLimit for failures of the
+    platform (status.attempts[].failure.category Platform); a retry spends only its own
+    budget."""
 
     limit: int = Field(0, ge=0, le=MAX_RETRIES)
     """How many times an attempt that failed by the step's own doing (or its configuration's)
@@ -352,11 +352,12 @@ class RetryPolicy(ApiModel):
     backoff_seconds: WaitSeconds = 10
     """Seconds between such a failed attempt and the next one."""
     platform_limit: int | None = Field(None, ge=0, le=MAX_PLATFORM_RETRIES)
-    """How many times an attempt the platform took away (its Pod deleted, evicted or
-    preempted, or its node lost) is retried, without spending limit (default 2; 0: never). A
-    platform retry prefers a node other than the one the failed attempt ran on."""
+    """How many times an attempt the platform failed is retried, without spending limit
+    (default 2; 0: never): its Pod deleted, evicted or preempted, its node lost, an image
+    registry or the scheduler not delivering within startupTimeoutSeconds, the artifact store
+    failing. A platform retry prefers a node other than the one the failed attempt ran on."""
     platform_backoff_seconds: WaitSeconds | None = None
-    """Seconds between an attempt the platform took away and the next one (default:
+    """Seconds between an attempt the platform failed and the next one (default:
     backoffSeconds)."""
 
     @property
@@ -779,8 +780,9 @@ class StepRunStatus(ApiModel):
     """Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, Cancelled,
     Rejected; a terminal phase never changes."""
     reason: str | None = None
-    """Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded,
-    StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, InvalidSpec."""
+    """Machine-readable reason for the phase, e.g. Completed, Error, OOMKilled, Killed,
+    DeadlineExceeded, StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied,
+    PolicyNotFound, InvalidSpec; status.failure says whose failure it was."""
     message: str | None = None
     """Human-readable explanation that says what to fix."""
     exit_code: int | None = None
