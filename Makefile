@@ -117,8 +117,8 @@ prometheus: ## install Prometheus and promtool (Debian package prometheus) for t
 test: prometheus
 
 .PHONY: bench-cli
-bench-cli: venv ## how fast `steprun --help` starts (bench/results/cli-startup.md)
-	$(PY) -m bench.cli_startup
+bench-cli: venv ## how fast the CLI answers, beside kubectl get (bench/results/cli-startup.md)
+	KUBECONFIG=$(TEST_KUBECONFIG) PATH=$(K8S_BIN):$$PATH $(PY) -m bench.cli_startup
 
 # ---------------------------------------------------------------- artifacts
 

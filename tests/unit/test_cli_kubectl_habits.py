@@ -315,6 +315,73 @@ def test_logs_tail_and_timestamps(server: FakeApiServer, kubeconfig: str) -> Non
     assert query["sinceSeconds"] == ["3600"] and query["timestamps"][0].lower() == "true"
 
 
+def test_logs_of_a_step_whose_pods_are_gone_say_why_and_what_to_set(
+    server: FakeApiServer, kubeconfig: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in [v for v in os.environ if v.startswith("STEPRUN_ARTIFACTS_")]:
+        monkeypatch.delenv(variable)
+    add(server.cluster, "gone")
+    finish(
+        server.cluster,
+        "gone",
+        NS,
+        attempt=1,
+        attempts=[{"attempt": 1, "podName": "gone-1", "phase": "Succeeded", "exitCode": 0}],
+    )
+    code, out, err = steprun_cli(kubeconfig, "logs", "gone")
+    assert code == exit_codes.ERROR and out == ""
+    assert "the Pods of its attempts (1) are gone" in err
+    assert "STEPRUN_ARTIFACTS_ENDPOINT" in err
+    # A step that never ran a Pod says so, and that is no error.
+    add(server.cluster, "never")
+    server.cluster.set_status(NS, "never", phase="Rejected", message="policy says no")
+    code, _, err = steprun_cli(kubeconfig, "logs", "never")
+    assert code == 0 and "has not run a Pod (phase Rejected: policy says no)" in err
+
+
+def test_a_pod_that_cannot_pull_its_image_shows_the_kubelets_message() -> None:
+    import io
+
+    from steprun.cli.context import CliContext
+    from steprun.cli.run import show_event
+    from steprun.client.logs import pod_view
+
+    pod = {
+        "metadata": {"name": "p-1", "labels": {"steprun.dev/attempt": "1"}},
+        "spec": {"containers": [{"name": "step"}]},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "step",
+                    "state": {
+                        "waiting": {
+                            "reason": "ErrImagePull",
+                            "message": 'failed to pull image "nope:1": not found',
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    view = pod_view(pod)
+    assert view is not None and view.message == 'failed to pull image "nope:1": not found'
+    from steprun.client.logs import LogPlanner, WaitForPod
+
+    action = LogPlanner(follow=True).plan([view], finished=False)
+    assert isinstance(action, WaitForPod)
+    err = io.StringIO()
+    show_event(CliContext(argparse_namespace(), io.StringIO(), err), action.event)
+    assert err.getvalue() == (
+        'waiting for pod p-1 (ErrImagePull: failed to pull image "nope:1": not found)\n'
+    )
+
+
+def argparse_namespace() -> Any:
+    import argparse
+
+    return argparse.Namespace()
+
+
 # ---------------------------------------------------------------------- delete, rerun
 
 

@@ -495,7 +495,7 @@ def describe_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def logs_command(args: argparse.Namespace, ctx: CliContext) -> int:
     from steprun.cli.run import show_event
-    from steprun.client.logs import LogOptions
+    from steprun.client.logs import AttemptStarted, LogLine, LogOptions
 
     options = LogOptions(
         tail=args.tail,
@@ -510,12 +510,42 @@ def logs_command(args: argparse.Namespace, ctx: CliContext) -> int:
         options=options,
         uid=args.uid,
     )
+    shown = False
     try:
         for event in events:
             show_event(ctx, event)
+            shown = shown or isinstance(event, (AttemptStarted, LogLine))
     except KeyboardInterrupt:
         return exit_codes.CANCELLED
-    return exit_codes.OK
+    if shown or args.follow:
+        return exit_codes.OK
+    return _explain_no_log(ctx, args.name)
+
+
+def _explain_no_log(ctx: CliContext, name: str) -> int:
+    """Nothing was printed: say why, and what would show the log, instead of a silent 0."""
+    from steprun.artifacts.store import StoreNotConfigured, store_from_env
+    from steprun.cli.output import enum_text
+
+    steprun = ctx.client().get(name, namespace=ctx.namespace)
+    attempts = [a.attempt for a in steprun.status.attempts]
+    if not attempts:
+        phase = enum_text(steprun.status.phase or "Pending")
+        why = f": {steprun.status.message}" if steprun.status.message else ""
+        ctx.err(f"steprun/{name} has no log: it has not run a Pod (phase {phase}{why})")
+        return exit_codes.OK
+    listed = ", ".join(map(str, attempts))
+    gone = f"no log to show for steprun/{name}: the Pods of its attempts ({listed}) are gone"
+    try:
+        store_from_env()
+    except StoreNotConfigured as exc:
+        ctx.err(f"error: {gone}, and their archived logs need an artifact store: {exc}")
+        return exit_codes.ERROR
+    ctx.err(
+        f"error: {gone}, and the artifact store holds no archived log of them (logs are "
+        "archived when the operator has an artifactRepository for the namespace: docs/artifacts.md)"
+    )
+    return exit_codes.ERROR
 
 
 def wait_command(args: argparse.Namespace, ctx: CliContext) -> int:

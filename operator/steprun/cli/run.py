@@ -312,6 +312,9 @@ def show_event(ctx: CliContext, event: LogEvent) -> None:
             ctx.err(f"attempt {attempt - 1} failed; waiting for attempt {attempt} (retry backoff)")
         case PodWaiting(attempt=attempt, pod=None):
             ctx.err(f"waiting for the pod of attempt {attempt} to be created")
+        case PodWaiting(pod=pod, reason=reason, message=message) if message:
+            # The kubelet's own words: which image, which registry, what it answered.
+            ctx.err(f"waiting for pod {pod} ({reason}: {message})")
         case PodWaiting(pod=pod, reason=reason):
             ctx.err(f"waiting for pod {pod} ({reason})")
 

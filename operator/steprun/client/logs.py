@@ -45,6 +45,8 @@ class PodWaiting:
     attempt: int
     pod: str | None
     reason: str
+    # The kubelet's or scheduler's words for it, e.g. why an image cannot be pulled.
+    message: str = ""
 
 
 LogEvent = LogLine | AttemptStarted | PodWaiting
@@ -83,6 +85,7 @@ class PodView:
     container: str | None
     state: PodState
     reason: str
+    message: str = ""
 
 
 def pod_view(pod: Mapping[str, Any]) -> PodView | None:
@@ -97,34 +100,42 @@ def pod_view(pod: Mapping[str, Any]) -> PodView | None:
     # if a Pod template ever adds a sidecar.
     container = containers[0].get("name") if containers else None
     status = pod.get("status") or {}
-    state, reason = _container_state(status, container)
+    state, reason, message = _container_state(status, container)
     return PodView(
         name=str(metadata.get("name") or ""),
         attempt=attempt,
         container=container,
         state=state,
         reason=reason,
+        message=message,
     )
 
 
-def _container_state(status: Mapping[str, Any], container: str | None) -> tuple[PodState, str]:
+def _container_state(status: Mapping[str, Any], container: str | None) -> tuple[PodState, str, str]:
     for entry in status.get("containerStatuses") or []:
         if entry.get("name") != container:
             continue
         state = entry.get("state") or {}
         if "running" in state:
-            return "running", "Running"
+            return "running", "Running", ""
         if "terminated" in state:
-            return "terminated", str((state["terminated"] or {}).get("reason") or "Terminated")
+            ended = state["terminated"] or {}
+            return "terminated", str(ended.get("reason") or "Terminated"), ""
         if "waiting" in state:
-            return "waiting", str((state["waiting"] or {}).get("reason") or "Waiting")
+            waiting = state["waiting"] or {}
+            return (
+                "waiting",
+                str(waiting.get("reason") or "Waiting"),
+                str(waiting.get("message") or ""),
+            )
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):
-        return "terminated", str(phase)
+        return "terminated", str(phase), ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            return "waiting", str(condition.get("reason") or "Unschedulable")
-    return "waiting", "Pending"
+            reason = str(condition.get("reason") or "Unschedulable")
+            return "waiting", reason, str(condition.get("message") or "")
+    return "waiting", "Pending", ""
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,12 @@ class WaitForPod:
 
     @property
     def event(self) -> PodWaiting:
-        return PodWaiting(self.attempt, self.pod.name if self.pod else None, self.reason)
+        return PodWaiting(
+            self.attempt,
+            self.pod.name if self.pod else None,
+            self.reason,
+            self.pod.message if self.pod else "",
+        )
 
 
 @dataclass(frozen=True)
