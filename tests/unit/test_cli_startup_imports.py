@@ -52,6 +52,8 @@ def test_cluster_commands_load_only_the_client_parts_they_use(
         f"from steprun.cli.main import main\nassert main({call}) == 0, 'exit code'"
     )
     assert "one" in output
+    # Read with the standard library (steprun.kube.quick): no HTTP client stack, no models.
+    assert not {m.split(".")[0] for m in modules} & {"aiohttp", "pydantic", "prometheus_client"}
     loaded = library_modules(modules)
     assert not [m for m in loaded if m.startswith("kubernetes_asyncio.client.models.")]
     assert not [m for m in loaded if m.startswith("kubernetes_asyncio.client.api.")]
@@ -84,3 +86,48 @@ def test_the_whole_library_is_still_there_for_code_that_asks_for_it() -> None:
     )
     assert "V1Pod Watch CoreV1Api" in output
     assert "kubernetes_asyncio.client.models.v1_pod" in modules
+
+
+def test_the_quick_path_names_the_api_as_the_access_layer_does() -> None:
+    from steprun.kube.client import Kube
+    from steprun.kube.quick import steprun_path
+
+    assert steprun_path("ci") == Kube.path("StepRun", "ci")
+    assert steprun_path("ci", "x") == Kube.path("StepRun", "ci", "x")
+    assert steprun_path(None) == Kube.path("StepRun", None)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"exec": {"command": "get-token", "apiVersion": "client.authentication.k8s.io/v1"}},
+        {"auth-provider": {"name": "oidc"}},
+    ],
+)
+def test_credentials_from_plugins_are_left_to_the_full_client(
+    tmp_path: Path, user: dict[str, object]
+) -> None:
+    from steprun.kube import quick
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with pytest.raises(quick.Unsupported):
+        quick.target(str(config))
+
+
+def test_a_refused_quick_read_falls_back_to_the_clients_errors(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    from tests.support.cli import steprun_cli
+
+    code, _, err = steprun_cli(kubeconfig, "get", "missing")
+    assert code == 1 and 'steprun "missing" not found' in err

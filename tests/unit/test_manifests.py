@@ -432,6 +432,37 @@ def test_cluster_scoped_names_follow_the_release(helm: str) -> None:
     assert one(other, "StatefulSet")["metadata"]["name"] == "ci-steprun-operator"
 
 
+def test_two_releases_in_one_namespace_have_their_own_service_accounts(helm: str) -> None:
+    def identity(docs: list[Doc]) -> tuple[str, str, list[str]]:
+        account = one(docs, "ServiceAccount")["metadata"]["name"]
+        sts = one(docs, "StatefulSet")["spec"]["template"]["spec"]["serviceAccountName"]
+        subjects = [
+            s["name"]
+            for d in docs
+            if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+            for s in d.get("subjects") or []
+            if s["kind"] == "ServiceAccount"
+        ]
+        return account, sts, subjects
+
+    default = identity(render(helm, namespace="ci"))
+    other = identity(render(helm, release="second", namespace="ci"))
+    assert default[0] == "steprun-operator"  # the default install keeps its name
+    assert other[0] == "second-steprun-operator"
+    for account, sts, subjects in (default, other):
+        assert sts == account and subjects and set(subjects) == {account}
+    policy = one(
+        render(helm, release="second", namespace="ci"),
+        "ValidatingAdmissionPolicy",
+        "second-steprun-sandbox-pods",
+    )
+    allowed = yaml.safe_load(policy["spec"]["variables"][0]["expression"])
+    assert allowed == ["system:serviceaccount:ci:second-steprun-operator"]
+    # An explicit name still wins.
+    named = identity(render(helm, "--set", "serviceAccount.name=robot", namespace="ci"))
+    assert named[0] == named[1] == "robot"
+
+
 def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> None:
     docs = render(
         helm,

@@ -25,9 +25,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{/* The operator's ServiceAccount: serviceAccount.name, else <base>-operator, so that two
+     releases in one namespace never share (or fight over) one identity. */}}
+{{- define "steprun.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "steprun.operatorName" .) -}}
+{{- end -}}
+
 {{/* The operator's identity as the API server sees it. */}}
 {{- define "steprun.operatorUser" -}}
-{{- printf "system:serviceaccount:%s:%s" .Release.Namespace .Values.serviceAccount.name -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "steprun.serviceAccountName" .) -}}
 {{- end -}}
 
 {{/* Peering is on with more than one replica; its name defaults to the base name. */}}

@@ -379,14 +379,17 @@ def get_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if selectors:
         ctx.err(f"error: a NAME cannot be given with {', '.join(selectors)} (it lists)")
         return exit_codes.USAGE
-    client = ctx.client()  # first: without a cluster configuration, say so at once
-    from steprun.client import StepRunNotFound
-
     found: list[dict[str, Any]] = []
-    missing: list[StepRunNotFound] = []
+    missing: list[Exception] = []
     for name in args.names:
+        quick = quick_read(ctx, name)
+        if quick is not None:
+            found.append(quick)
+            continue
+        from steprun.client import StepRunNotFound
+
         try:
-            found.append(client.get_raw(name, ctx.namespace))
+            found.append(ctx.client().get_raw(name, ctx.namespace))
         except StepRunNotFound as exc:
             missing.append(exc)
     if found:
@@ -414,30 +417,64 @@ def get_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def list_selectors(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """The label and field selectors of list's flags (--workflow & co. are field selectors)."""
-    from steprun.client.objects import steprun_field_selector
+    fields = [args.field_selector] if args.field_selector else []
+    if args.workflow or args.run_id or args.step_id:
+        from steprun.client.objects import steprun_field_selector
 
-    fields = [
-        part
-        for part in (
-            steprun_field_selector(
-                workflow=args.workflow, run_id=args.run_id, step_id=args.step_id
-            ),
-            args.field_selector,
+        by_run = steprun_field_selector(
+            workflow=args.workflow, run_id=args.run_id, step_id=args.step_id
         )
-        if part
-    ]
+        fields = [by_run, *fields] if by_run else fields
     return (args.selector or None), (",".join(fields) or None)
 
 
+def quick_read(
+    ctx: CliContext,
+    name: str | None = None,
+    *,
+    all_namespaces: bool = False,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """The StepRun list (or the StepRun ``name``) read without loading the client library
+    (``steprun.kube.quick``); None when only the full client can: it then answers, with its
+    own errors and retries."""
+    from steprun.cli.context import check_cluster_config
+    from steprun.kube import quick
+
+    args = ctx.args
+    # First: without a cluster configuration, say so at once.
+    check_cluster_config(getattr(args, "kubeconfig", None))
+    try:
+        to = quick.target(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+        namespace = getattr(args, "namespace", None) or to.namespace
+        path = quick.steprun_path(None if all_namespaces else namespace, name)
+        timeout = getattr(args, "request_timeout", None) or QUICK_TIMEOUT
+        body = quick.get_json(to, path, query, timeout=timeout)
+    except quick.Unsupported:
+        return None
+    ctx.resolved_namespace = namespace
+    return body
+
+
+# A quick read that gets no answer in this long is left to the full client.
+QUICK_TIMEOUT = 30.0
+
+
 def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client()  # first: without a cluster configuration, say so at once
     label_selector, field_selector = list_selectors(args)
-    body = client.list_raw(
-        namespace=None if args.all_namespaces else ctx.namespace,
-        all_namespaces=args.all_namespaces,
-        label_selector=label_selector,
-        field_selector=field_selector,
-    )
+    query = {
+        key: value
+        for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        if value
+    }
+    body = quick_read(ctx, all_namespaces=args.all_namespaces, query=query)
+    if body is None:
+        body = ctx.client().list_raw(
+            namespace=None if args.all_namespaces else ctx.namespace,
+            all_namespaces=args.all_namespaces,
+            label_selector=label_selector,
+            field_selector=field_selector,
+        )
     items: list[dict[str, Any]] = list(body.get("items") or [])
     if args.sort_by:
         from steprun.cli.jsonpath import TemplateError, sort_key

@@ -32,13 +32,29 @@ def _client(parsed_args: argparse.Namespace) -> Any:
 def steprun_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> Iterable[str]:
     """argcomplete completer: names of the StepRuns of the chosen namespace."""
     try:
-        with _client(parsed_args) as client:
-            body = client.list_raw(namespace=getattr(parsed_args, "namespace", None))
+        body = _quick_list(parsed_args)
+        if body is None:
+            with _client(parsed_args) as client:
+                body = client.list_raw(namespace=getattr(parsed_args, "namespace", None))
     except Exception:
         # A completion never prints an error into the user's command line.
         return []
     names = (str(item["metadata"]["name"]) for item in body.get("items") or [])
     return [name for name in names if name.startswith(prefix)]
+
+
+def _quick_list(parsed_args: argparse.Namespace) -> dict[str, Any] | None:
+    """The StepRun list read without the client library (None: ask the client)."""
+    from steprun.kube import quick
+
+    try:
+        to = quick.target(
+            getattr(parsed_args, "kubeconfig", None), getattr(parsed_args, "context", None)
+        )
+        namespace = getattr(parsed_args, "namespace", None) or to.namespace
+        return quick.get_json(to, quick.steprun_path(namespace))
+    except quick.Unsupported:
+        return None
 
 
 def namespace_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> Iterable[str]:

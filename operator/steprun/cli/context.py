@@ -147,6 +147,8 @@ class CliContext:
         self.stderr = stderr
         self.make_client = make_client
         self._client: StepRunClient | None = None
+        # The kubeconfig context's namespace, when a quick read found it without a client.
+        self.resolved_namespace: str | None = None
 
     def client(self) -> StepRunClient:
         # Made lazily: `render`, `completion` and `--help` must work without a cluster.
@@ -158,7 +160,7 @@ class CliContext:
     def namespace(self) -> str:
         """The namespace of -n/--namespace, else the client's (kubeconfig context's)."""
         explicit: str | None = getattr(self.args, "namespace", None)
-        return explicit or self.client().namespace
+        return explicit or self.resolved_namespace or self.client().namespace
 
     def out(self, text: str) -> None:
         self.stdout.write(text if text.endswith("\n") else text + "\n")

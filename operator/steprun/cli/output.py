@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from steprun.api.models import StepRun
 from steprun.timeutil import parse_time_or_none
+
+if TYPE_CHECKING:
+    from steprun.api.models import StepRun
 
 OUTPUT_FORMATS = ("table", "wide", "yaml", "json")
 # The CRD's printer columns, so `steprun list` and `kubectl get sr` show the same table:
@@ -63,38 +63,45 @@ def format_age(seconds: float) -> str:
     return f"{days // 365}y"
 
 
-def steprun_cells(sr: StepRun, now: datetime) -> dict[str, str]:
-    """Every column's cell of one StepRun, by header."""
-    status = sr.status
-    created = parse_time_or_none(sr.metadata.creation_timestamp)
-    workflow = sr.spec.context.workflow
+def steprun_cells(body: Mapping[str, Any] | StepRun, now: datetime) -> dict[str, str]:
+    """Every column's cell of one StepRun as served (or a model of one), by header."""
+    if not isinstance(body, Mapping):
+        body = steprun_document(body)
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    workflow = (spec.get("context") or {}).get("workflow") or {}
+    created = parse_time_or_none(metadata.get("creationTimestamp"))
     return {
-        "NAMESPACE": sr.namespace,
-        "NAME": sr.name,
+        "NAMESPACE": str(metadata.get("namespace") or ""),
+        "NAME": str(metadata.get("name") or ""),
         # Unset until the operator's first write about the Pod (README: shown as Pending).
-        "PHASE": enum_text(status.phase or "Pending"),
-        "MODE": enum_text(sr.spec.mode),
-        "EXIT": "" if status.exit_code is None else str(status.exit_code),
-        "DURATION": _duration(sr, now),
-        "REASON": status.reason or "",
-        "POD": status.pod_name or "",
+        "PHASE": enum_text(status.get("phase") or "Pending"),
+        "MODE": enum_text(spec.get("mode") or "local"),
+        "EXIT": _text(status.get("exitCode")),
+        "DURATION": _duration(status, now),
+        "REASON": _text(status.get("reason")),
+        "POD": _text(status.get("podName")),
         "AGE": format_age((now - created).total_seconds()) if created else _NONE,
-        "ATTEMPT": "" if status.attempt is None else str(status.attempt),
-        "WORKFLOW": (workflow.name if workflow else None) or "",
-        "RUN-ID": (workflow.run_id if workflow else None) or "",
-        "STEP-ID": (workflow.step_id if workflow else None) or "",
+        "ATTEMPT": _text(status.get("attempt")),
+        "WORKFLOW": _text(workflow.get("name")),
+        "RUN-ID": _text(workflow.get("runId")),
+        "STEP-ID": _text(workflow.get("stepId")),
     }
 
 
-def _duration(sr: StepRun, now: datetime) -> str:
-    status = sr.status
-    if status.duration:
-        return status.duration
-    started = parse_time_or_none(status.start_time)
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _duration(status: Mapping[str, Any], now: datetime) -> str:
+    if status.get("duration"):
+        return str(status["duration"])
+    started = parse_time_or_none(status.get("startTime"))
     if started is None:
         return ""
     # A running step's duration grows until it completes.
-    ended = parse_time_or_none(status.completion_time) or now
+    ended = parse_time_or_none(status.get("completionTime")) or now
     return format_age((ended - started).total_seconds())
 
 
@@ -115,7 +122,7 @@ def label_column_header(key: str) -> str:
 
 
 def steprun_row(
-    sr: StepRun,
+    sr: Mapping[str, Any] | StepRun,
     now: datetime,
     *,
     with_namespace: bool = False,
@@ -123,9 +130,10 @@ def steprun_row(
     label_columns: Sequence[str] = (),
     show_labels: bool = False,
 ) -> list[str]:
-    cells = steprun_cells(sr, now)
+    body = sr if isinstance(sr, Mapping) else steprun_document(sr)
+    cells = steprun_cells(body, now)
     row = [cells[h] for h in table_headers(with_namespace=with_namespace, wide=wide)]
-    labels = sr.metadata.labels or {}
+    labels = (body.get("metadata") or {}).get("labels") or {}
     row += [labels.get(key, "") for key in label_columns]
     if show_labels:
         row.append(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or _NONE)
@@ -145,7 +153,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def steprun_table(
-    steprun_list: Sequence[StepRun],
+    steprun_list: Sequence[Mapping[str, Any] | StepRun],
     now: datetime,
     *,
     with_namespace: bool = False,
@@ -186,22 +194,27 @@ def list_document(steprun_list: Sequence[StepRun]) -> dict[str, Any]:
 def dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2, sort_keys=False) + "\n"
+    import yaml
+
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
 
 
 def dump_all_yaml(documents: Sequence[Any]) -> str:
     """A multi-document YAML stream, the format ``kubectl apply -f`` reads."""
+    import yaml
+
     return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)
 
 
 def served_list_document(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Objects as served, as one ``kind: List`` document (each item with its apiVersion/kind)."""
-    from steprun.api.models import API_VERSION
+    from steprun.kube.quick import STEPRUN_API
 
+    api_version = STEPRUN_API.removeprefix("/apis/")
     return {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [{"apiVersion": API_VERSION, "kind": "StepRun", **item} for item in items],
+        "items": [{"apiVersion": api_version, "kind": "StepRun", **item} for item in items],
         "metadata": {"resourceVersion": ""},
     }
 
@@ -236,7 +249,7 @@ def format_objects(
         return dump(document, output)
     else:
         table = steprun_table(
-            [StepRun.from_body(item) for item in items],
+            items,
             now,
             with_namespace=with_namespace,
             wide=output == "wide",
