@@ -439,11 +439,12 @@ def quick_read(
     (``steprun.kube.quick``); None when only the full client can: it then answers, with its
     own errors and retries."""
     from steprun.cli.context import check_cluster_config
-    from steprun.kube import quick
 
     args = ctx.args
     # First: without a cluster configuration, say so at once.
     check_cluster_config(getattr(args, "kubeconfig", None))
+    from steprun.kube import quick
+
     try:
         to = quick.target(getattr(args, "kubeconfig", None), getattr(args, "context", None))
         namespace = getattr(args, "namespace", None) or to.namespace
