@@ -56,7 +56,7 @@ RBAC
 # REJECT of a Service without endpoints; such a packet, never translated, would follow the
 # default route off this machine. A Pod's packet still addressed to the Service range after
 # kube-proxy's translation is refused here instead (ICMP prohibited, as fast as a REJECT).
-ip rule show | grep -q "iif $CNI_BRIDGE to $SERVICE_CIDR prohibit" ||
+ip rule show iif "$CNI_BRIDGE" to "$SERVICE_CIDR" | grep -q prohibit ||
   ip rule add iif "$CNI_BRIDGE" to "$SERVICE_CIDR" prohibit priority "$SERVICE_RULE_PRIORITY"
 
 # Only the policy controller: the bridge CNI routes Pods and kube-proxy serves Services.

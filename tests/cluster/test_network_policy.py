@@ -37,7 +37,7 @@ RESTRICTED_CONTAINER = {
 }
 # The agent installs a Pod's rules once the Pod has an IP, which the Pod's containers may
 # already be using: each connecting script waits this long first (docs/security.md).
-SETTLE_SECONDS = 3
+SETTLE_SECONDS = 5
 ATTEMPTS = 3
 
 
@@ -192,7 +192,9 @@ def test_a_deny_all_policy_refuses_only_the_pods_it_selects(
     results = {}
     for name in tokens:
         eventually(lambda name=name: finished(name), 120, f"Pod {name} to finish")
-        results[name] = json.loads(core.read_namespaced_pod_log(name, namespace).strip())["result"]
+        # nc's complaints come first; the result is the last line.
+        last = core.read_namespaced_pod_log(name, namespace).strip().splitlines()[-1]
+        results[name] = json.loads(last)["result"]
     assert results == {"confined": "refused", "free": "connected"}
     received = listener.received()
     assert tokens["free"] in received
