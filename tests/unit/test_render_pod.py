@@ -8,7 +8,7 @@ import pytest
 from steprun.api.models import Permission, ResourceRequirements, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
-from steprun.render.pod import RenderError, render_pod
+from steprun.render.pod import RenderError, prefer_other_node, render_pod
 
 CONFIG = OperatorConfig(
     default_timeout_seconds=3600,
@@ -450,16 +450,25 @@ def test_a_cli_command_gets_its_inputs_as_flags_then_the_step_args() -> None:
     sr = sandbox_steprun(args=["src/"], workingDir="/workspace", context={"inputs": inputs})
     c = container(render_pod(sr, 1, CONFIG, chosen))
     assert c["command"] == ["eslint", "lint"]
-    assert c["args"] == ["--ext", "js", "--ext", "ts", "--fix", "--max", "3", "src/"]
+    assert c["args"] == ["--ext=js", "--ext=ts", "--fix", "--max=3", "src/"]
     assert c["workingDir"] == "/workspace"
 
 
-def test_input_flags_are_escaped_from_the_kubelets_variable_expansion() -> None:
-    chosen = uses_decision(uses="command:lint", cli_command="lint")
-    sr = sandbox_steprun(args=["$(KEPT)"], context={"inputs": {"msg": "5$ $(HOME) $$"}})
+def test_input_flags_and_step_args_are_escaped_from_the_kubelets_variable_expansion() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint", args=["$(POLICY)"])
+    inputs = {"argv": ["$(A)"], "flags": {"msg": "5$ $(HOME) $$"}}
+    sr = sandbox_steprun(args=["$(SECRET)"], context={"inputs": inputs})
     c = container(render_pod(sr, 1, CONFIG, chosen))
-    # spec.args keep container semantics; only what the adapter made is escaped.
-    assert c["args"] == ["--msg", "5$$ $$(HOME) $$$$", "$(KEPT)"]
+    # Only the policy's own arguments (an admin's) keep the kubelet's $(VAR) expansion.
+    assert c["args"] == ["$(POLICY)", "--msg=5$$ $$(HOME) $$$$", "$$(SECRET)", "--", "$$(A)"]
+
+
+@pytest.mark.parametrize("uses", [None, "plugin:eslint/fix"])
+def test_sandbox_step_args_reach_the_plugin_as_written(uses: str | None) -> None:
+    chosen = uses_decision(uses=uses, handler="fix") if uses else decision(command=["eslint"])
+    sr = sandbox_steprun(args=["$(HOME)", "$$(X)", "5$"])
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    assert c["args"][-3:] == ["$$(HOME)", "$$$$(X)", "5$$"]
 
 
 def test_a_cli_command_with_unusable_inputs_is_an_invalid_spec() -> None:
@@ -485,3 +494,36 @@ def test_builtin_shell_runs_the_script_from_the_configmap_in_the_plugin_image() 
         render_pod(sr, 1, CONFIG, decision())
     with pytest.raises(RenderError, match=r"runs spec\.script: set it"):
         render_pod(sandbox_steprun(), 1, CONFIG, chosen)
+
+
+def test_a_retry_prefers_another_node_without_weakening_what_was_required() -> None:
+    required = {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ci"]}]}
+        ]
+    }
+    pod = {
+        "spec": {
+            "nodeSelector": {"pool": "ci"},
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}
+            },
+        }
+    }
+
+    spec = prefer_other_node(pod, "node-a")["spec"]
+
+    assert spec["nodeSelector"] == {"pool": "ci"}
+    assert spec["affinity"]["nodeAffinity"] == {
+        "requiredDuringSchedulingIgnoredDuringExecution": required,
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 100,
+                "preference": {
+                    "matchFields": [
+                        {"key": "metadata.name", "operator": "NotIn", "values": ["node-a"]}
+                    ]
+                },
+            }
+        ],
+    }
