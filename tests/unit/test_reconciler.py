@@ -462,7 +462,7 @@ async def test_a_reconcile_that_keeps_crashing_ends_the_step_saying_so(
     def broken(*_: Any, **__: Any) -> Any:
         raise KeyError("surprise")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_pod", broken)
+    monkeypatch.setattr("steprun.render.attempt.render_pod", broken)
     delays = []
     for _ in range(CONFIG.max_reconcile_failures - 1):
         await step(kube, reconciler)
@@ -529,7 +529,7 @@ async def test_inputs_too_deep_for_the_process_end_invalid_spec(
     def too_deep(*_: Any, **__: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_configmap", too_deep)
+    monkeypatch.setattr("steprun.render.attempt.render_configmap", too_deep)
     submit(kube, reconciler, {"context": {"inputs": nested(5)}})
 
     status = await step(kube, reconciler)

@@ -80,40 +80,29 @@ from steprun.reconcile.queue import (
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
-from steprun.render.artifacts import (
-    ResolvedInput,
-    add_artifacts,
-    add_store_egress,
-    needs_artifacts,
-    path_problems,
-)
+from steprun.render.artifacts import ResolvedInput, needs_artifacts, path_problems
+from steprun.render.attempt import AttemptPlan, plan_attempt
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
-    render_configmap,
-    render_secret,
     resolve_secret_values,
     secret_sources,
 )
 from steprun.render.events import render_event
 from steprun.render.names import (
-    ANNOTATION_CREATED_AT,
     LABEL_UID,
     TRACKING_FINALIZER,
     context_name,
 )
 from steprun.render.names import pod_name as child_pod_name
-from steprun.render.network import render_network_policy
 from steprun.render.pod import (
     CONTEXT_VOLUME,
     SECRETS_VOLUME,
     RenderError,
     enforces_restricted,
     grace_period_seconds,
-    render_pod,
 )
-from steprun.render.sandbox import harden_pod
-from steprun.timeutil import format_time, parse_time, utcnow
+from steprun.timeutil import parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
@@ -493,17 +482,22 @@ class Reconciler:
             if refusal := await self.tenancy.refusal(sr, labels):
                 raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
             sandbox = await self._sandbox_decision(sr, labels)
-            inputs = await self._artifact_inputs(sr)
-            restricted = enforces_restricted(labels)
-            pod = render_pod(sr, attempt, self.config, sandbox, restricted=restricted)
-            pod = add_artifacts(pod, sr, attempt, self.config, inputs)
-            if sandbox is not None:
-                pod = harden_pod(pod, sandbox)
-                if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
-                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+            plan = plan_attempt(
+                sr,
+                attempt,
+                self.config,
+                sandbox,
+                restricted=enforces_restricted(labels),
+                inputs=await self._artifact_inputs(sr),
+                created_at=now,
+            )
+            pod = plan.pod
+            if sandbox is not None and (
+                refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"])
+            ):
+                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
             await self._ensure_workspaces(sr)
-            await self._ensure_context(sr, sandbox)
-            pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
+            await self._ensure_context(sr, sandbox, plan)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.reason, message=aborted.message)
@@ -573,7 +567,9 @@ class Reconciler:
         except ArtifactProblem as problem:
             raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
 
-    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
+    async def _ensure_context(
+        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
+    ) -> None:
         # The store's credentials ride in the step's own Secret, for its helper containers.
         try:
             store_keys = (
@@ -583,16 +579,20 @@ class Reconciler:
             raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
-        bodies = [render_configmap(sr, self.config, sandbox)]
-        if sandbox is not None:
-            bodies.append(add_store_egress(render_network_policy(sr, sandbox), sr, self.config))
+        bodies = [plan.configmap]
+        if plan.network_policy is not None:
+            bodies.append(plan.network_policy)
         creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
-        if needs_secret(sr, sandbox) or store_keys:
-            creates.insert(0, self._create_secret(sr, sandbox, store_keys))
+        if plan.has_secret:
+            creates.insert(0, self._create_secret(sr, sandbox, plan, store_keys))
         await _all(creates)
 
     async def _create_secret(
-        self, sr: StepRun, sandbox: SandboxDecision | None, store_keys: Mapping[str, str]
+        self,
+        sr: StepRun,
+        sandbox: SandboxDecision | None,
+        plan: AttemptPlan,
+        store_keys: Mapping[str, str],
     ) -> None:
         data: dict[str, str] = {}
         if needs_secret(sr, sandbox):
@@ -607,7 +607,9 @@ class Reconciler:
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, "; ".join(problems))
-        await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
+        secret = plan.secret({**data, **store_keys})
+        assert secret is not None
+        await self._create_owned(sr, secret)
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
@@ -798,7 +800,9 @@ class Reconciler:
                 "context deleted while the Pod starts; recreating", kinds=missing
             )
             try:
-                await self._ensure_context(sr, await self._sandbox_decision(sr))
+                sandbox = await self._sandbox_decision(sr)
+                plan = plan_attempt(sr, sr.status.attempt or 1, self.config, sandbox)
+                await self._ensure_context(sr, sandbox, plan)
             except StepAborted as aborted:
                 await self._end_without_pod(sr, aborted, now)
                 return
