@@ -1,9 +1,10 @@
 """kopf's private API that ``handlers/kopf_handlers.py`` imports and patches, checked loudly.
 
 ``see_listed_namespaces`` replaces ``process_discovered_namespace_event`` of kopf's
-``_core.reactor.observation`` and calls ``revise_namespaces`` under ``insights.revised``. None of that is kopf's public API, so
-pyproject.toml pins kopf to the minor version this was written against, and these checks fail
-with what changed when the pin is moved, instead of a namespace that silently goes unserved.
+``_core.reactor.observation`` and calls ``revise_namespaces`` under ``insights.revised``. None
+of that is kopf's public API, so pyproject.toml pins kopf to the minor version this was written
+against, and these checks fail with what changed when the pin is moved, instead of a namespace
+that silently goes unserved.
 """
 
 from __future__ import annotations
