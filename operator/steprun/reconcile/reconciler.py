@@ -855,7 +855,7 @@ class Reconciler:
     async def _cleanup_context(
         self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
     ) -> None:
-        """The step's context must not outlive it (API.md: both deleted at a terminal phase).
+        """The step's context must not outlive it (docs/api.md: both deleted at a terminal phase).
         The ConfigMap goes too, although the garbage collector would take it with the StepRun:
         a retained StepRun must not keep a copy of its inputs and script beside it. The
         NetworkPolicy stays: it still confines a Pod that may be terminating."""
