@@ -41,7 +41,8 @@ def field_names(schema: dict[str, Any], depth: int = 0) -> Iterator[str]:
 
 def crd_fields() -> list[tuple[str, str]]:
     found = []
-    for kind, crd in (("StepRun", crdgen.steprun_crd()), ("SandboxPolicy", crdgen.sandboxpolicy_crd())):
+    crds = {"StepRun": crdgen.steprun_crd(), "SandboxPolicy": crdgen.sandboxpolicy_crd()}
+    for kind, crd in crds.items():
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
         for part in ("spec", "status"):
             found += [(kind, name) for name in field_names(schema.get(part) or {})]
