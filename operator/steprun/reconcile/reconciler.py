@@ -68,6 +68,7 @@ from steprun.reconcile.decide import (
     decide,
     pod_created_at,
 )
+from steprun.reconcile.memory import Memory, remembered
 from steprun.reconcile.queue import (
     FOLLOW_LANE,
     START_LANE,
@@ -138,21 +139,9 @@ class Reconciler:
             self.reconcile, concurrency=config.reconcile_concurrency, lane=self._lane
         )
         self.tenancy = Tenancy(kube, config)
-        # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
-        # step's startup timeout bounds the wait, on the operator's clock.
-        self._blocked_since: dict[Key, datetime] = {}
-        self._crashes: dict[Key, int] = {}
-        # The uids of the context objects this process created or adopted, per StepRun (and
-        # its uid): deleted at the end by that uid, without reading them back. A restart
-        # forgets them; the objects are then read before they are deleted.
-        self._made: dict[Key, tuple[str, dict[str, str]]] = {}
-        # The last StepRun read from the cache, by its (uid, resourceVersion): most reconciles
-        # follow Pod events and meet a StepRun version already parsed. Only live steps are
-        # kept, so retained terminal StepRuns cost no memory here.
-        self._parsed: dict[Key, tuple[tuple[str, str], StepRun]] = {}
-        # When each starting step's context was last checked: decide() checks it once per
-        # attempt, or while the kubelet reports it missing.
-        self._context_checked: dict[Key, datetime] = {}
+        # One record per live StepRun (reconcile/memory.py); retained terminal StepRuns have
+        # none, so they cost no memory here.
+        self.memory = Memory()
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
 
@@ -190,7 +179,6 @@ class Reconciler:
         try:
             await self._reconcile_body(key, body)
             self.queue.forget(key)
-            self._crashes.pop(key, None)
         except Conflict:
             RECONCILE_ERRORS.labels(error="Conflict").inc()
             await self._refresh(key)
@@ -215,16 +203,16 @@ class Reconciler:
     def _parse(self, key: Key, body: Mapping[str, Any]) -> StepRun:
         meta = body.get("metadata") or {}
         version = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
-        parsed = self._parsed.get(key)
+        record = self.memory.peek(key)
+        parsed = record.parsed if record is not None else None
         if parsed is not None and parsed[0] == version and all(version):
             return parsed[1]
         sr = StepRun.from_body(body)
         if is_terminal_phase(sr.status.phase):
-            self._context_checked.pop(key, None)
-        if is_terminal_phase(sr.status.phase) or not all(version):
-            self._parsed.pop(key, None)
+            # Nothing of an ended step needs remembering.
+            self.memory.forget(key)
         else:
-            self._parsed[key] = (version, sr)
+            self.memory(key).parsed = (version, sr) if all(version) else None
         return sr
 
     async def _reconcile_body(self, key: Key, body: Mapping[str, Any]) -> None:
@@ -261,6 +249,7 @@ class Reconciler:
         if is_terminal_phase(sr.status.phase):
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
+        record = self.memory.peek(_key(sr))
         decision = decide(
             sr,
             pod,
@@ -269,7 +258,7 @@ class Reconciler:
             held,
             orphans,
             recorded=recorded,
-            context_checked=self._context_checked.get(_key(sr)),
+            context_checked=record.context_checked if record is not None else None,
         )
         match decision:
             case Wait(until=until):
@@ -303,8 +292,8 @@ class Reconciler:
     async def _crashed(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
         """An unexpected error (a bug, or an object the code does not handle): retried with the
         key's backoff, and after ``max_reconcile_failures`` in a row the step ends saying so."""
-        crashes = self._crashes.get(key, 0) + 1
-        self._crashes[key] = crashes
+        # Counted by the queue's backoff: reconciles of the key that failed in a row.
+        crashes = self.queue.failures(key) + 1
         limit = self.config.max_reconcile_failures
         self._log.error(
             "reconcile failed",
@@ -326,7 +315,6 @@ class Reconciler:
             await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
         except Exception as final:
             self._log.error("cannot end StepRun", namespace=key[0], name=key[1], error=str(final))
-        self._crashes.pop(key, None)
         self.queue.discard(key)
 
     async def _unreadable(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
@@ -453,8 +441,6 @@ class Reconciler:
         (after checking with the API that the StepRun really is gone: the StepRun watch may
         simply not have listed it yet)."""
         self.queue.discard(key)
-        self._parsed.pop(key, None)
-        self._context_checked.pop(key, None)
         pods = self.pods.all(key)
         held = {
             n: b
@@ -469,9 +455,7 @@ class Reconciler:
                 return
             await self._release(key, tuple(sorted(held)))
         self.pods.forget(key)
-        self._crashes.pop(key, None)
-        self._blocked_since.pop(key, None)
-        self._made.pop(key, None)
+        self.memory.forget(key)
 
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
         log = for_steprun(sr).bind(attempt=attempt)
@@ -512,10 +496,10 @@ class Reconciler:
             log.info("pod not created", message=failed.message)
             sr_attempt = statuses.with_attempt(sr, attempt, child_pod_name(sr.name, attempt))
             outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
-            self._blocked_since.pop(_key(sr), None)
+            self.memory(_key(sr)).blocked_since = None
             await self._finish_attempt(sr_attempt, attempt_failed(sr_attempt, outcome, now), now)
             return
-        self._blocked_since.pop(_key(sr), None)
+        self.memory(_key(sr)).blocked_since = None
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
@@ -614,24 +598,15 @@ class Reconciler:
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
         made = await self._create_or_adopt(sr, body)
-        if made["kind"] in _CONTEXT_KINDS or made["kind"] == "Pod":
-            uids = self._made.get(_key(sr))
-            if uids is None or uids[0] != sr.uid:
-                uids = self._made[_key(sr)] = (sr.uid, {})
-            uids[1][_made_key(made)] = str(made["metadata"].get("uid") or "")
+        if remembered(made):
+            self.memory(_key(sr)).note_made(sr.uid, made)
         return made
 
     def _made_here(self, sr: StepRun, body: Mapping[str, Any]) -> bool:
         """Whether this process created ``body`` for ``sr`` (or adopted it after checking it is
         what the operator renders): an owner reference alone is anyone's to write."""
-        made = self._made.get(_key(sr))
-        uid = body["metadata"].get("uid")
-        return (
-            made is not None
-            and made[0] == sr.uid
-            and bool(uid)
-            and made[1].get(_made_key(body)) == uid
-        )
+        record = self.memory.peek(_key(sr))
+        return record is not None and record.made_here(sr.uid, body)
 
     async def _create_or_adopt(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         kind, name = body["kind"], body["metadata"]["name"]
@@ -689,7 +664,8 @@ class Reconciler:
         except Transient as error:
             # E.g. a ResourceQuota full for now: retried with backoff, but no longer than the
             # step's startup timeout allows a Pod to take to start.
-            since = self._blocked_since.setdefault(_key(sr), now)
+            record = self.memory(_key(sr))
+            since = record.blocked_since = record.blocked_since or now
             limit = sr.spec.startup_timeout_seconds or self.config.default_startup_timeout_seconds
             if now - since < timedelta(seconds=limit):
                 raise
@@ -794,7 +770,7 @@ class Reconciler:
         name = context_name(sr.name)
         kinds = ["ConfigMap", *(["Secret"] if _has_secret(sr) else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
-        self._context_checked[_key(sr)] = now
+        self.memory(_key(sr)).context_checked = now
         if missing:
             for_steprun(sr).warning(
                 "context deleted while the Pod starts; recreating", kinds=missing
@@ -860,8 +836,10 @@ class Reconciler:
         a retained StepRun must not keep a copy of its inputs and script beside it. The
         NetworkPolicy stays: it still confines a Pod that may be terminating."""
         name = context_name(sr.name)
-        made = self._made.pop(_key(sr), None)
-        uids = made[1] if made is not None and made[0] == sr.uid else {}
+        record = self.memory.peek(_key(sr))
+        uids = record.made_uids(sr.uid) if record is not None else {}
+        if record is not None:
+            record.forget_made()
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
@@ -885,7 +863,7 @@ class Reconciler:
         self.stepruns.observe(body)
         message = status.message or ""
         if is_terminal_body(body):
-            self._made.pop(_key(sr), None)
+            self.memory.forget(_key(sr))
         record_transition(sr.metadata.creation_timestamp, status)
         for_steprun(sr).info(
             "status written",
@@ -924,16 +902,6 @@ class CreateFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-# The children whose uids are remembered for their delete when the step ends.
-_CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
-
-
-def _made_key(body: Mapping[str, Any]) -> str:
-    """The step's one ConfigMap and Secret by kind; its Pods, one per attempt, by name."""
-    kind = str(body["kind"])
-    return kind if kind in _CONTEXT_KINDS else f"{kind}/{body['metadata']['name']}"
 
 
 def _next_attempt(attempt: int | None, pod_name: object) -> int:
