@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, Reason, SandboxPolicy, StepRun
+from steprun.api.problems import describe
 from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY
 from steprun.cli.output import dump_all_yaml
 from steprun.cli.spec_args import (
@@ -73,7 +74,7 @@ def load_steprun(text: str, namespace: str | None) -> tuple[StepRun, list[str]]:
     try:
         steprun = StepRun.model_validate({**document, "metadata": metadata})
     except ValidationError as exc:
-        raise RenderRefused(f"invalid StepRun: {_problems(exc)}") from exc
+        raise RenderRefused(f"invalid StepRun: {describe(exc)}") from exc
     return steprun, notes
 
 
@@ -82,7 +83,7 @@ def load_policy(text: str) -> SandboxPolicy:
     try:
         return SandboxPolicy.model_validate(document)
     except ValidationError as exc:
-        raise RenderRefused(f"invalid SandboxPolicy: {_problems(exc)}") from exc
+        raise RenderRefused(f"invalid SandboxPolicy: {describe(exc)}") from exc
 
 
 def render_step(
@@ -211,9 +212,3 @@ def _find(text: str, kind: str) -> tuple[dict[str, Any], list[str]]:
         return find_object(split_documents(text), kind)
     except SpecArgumentError as exc:
         raise RenderRefused(str(exc)) from exc
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-    )

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, StepRun, StepRunSpec
+from steprun.api.problems import describe
 from steprun.client.objects import default_generate_name
 
 # generateName gets 5 characters appended; Pod names derive from the result (render.names).
@@ -315,11 +316,7 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     try:
         model = StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'spec'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise SpecArgumentError(f"invalid step: {problems}") from exc
+        raise SpecArgumentError(f"invalid step: {describe(exc, prefix='spec')}") from exc
     if model.mode == Mode.LOCAL and not model.image:
         raise SpecArgumentError("a local step needs an image: give --image IMAGE (or -f FILE)")
     if model.script is not None and (model.command or model.args):

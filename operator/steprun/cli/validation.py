@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import DNS_SUBDOMAIN_PATTERN, StepRunSpec
+from steprun.api.problems import field_problems
 
 # Property names CEL cannot spell are escaped (the Kubernetes escaping of structural schemas).
 _CEL_RESERVED = frozenset(
@@ -189,9 +190,8 @@ def schema_problems(spec: Any) -> Iterator[Problem]:
     try:
         StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(["spec", *(str(p) for p in error["loc"])])
-            yield Problem(field, str(error["msg"]))
+        for field, message in field_problems(exc, prefix="spec"):
+            yield Problem(field, message)
 
 
 def steprun_problems(document: Mapping[str, Any]) -> list[Problem]:
