@@ -14,7 +14,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,6 +30,7 @@ from steprun.api.models import (
     StepRunStatus,
     is_terminal_phase,
 )
+from steprun.api.problems import describe
 from steprun.config import OperatorConfig
 from steprun.kube.client import (
     AlreadyExists,
@@ -47,7 +48,7 @@ from steprun.metrics import (
     record_pod_start,
     record_transition,
 )
-from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
+from steprun.observe.mounts import MOUNT_EVENT_FIELDS
 from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
@@ -78,6 +79,16 @@ from steprun.reconcile.queue import (
     WorkQueue,
     is_terminal_body,
 )
+from steprun.reconcile.rules import (
+    create_given_up,
+    explains_mount_failure,
+    may_quote_the_pod,
+    needs_pod_created,
+    next_attempt,
+    reapply_to,
+    seconds_until,
+    with_mount_failure,
+)
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
@@ -97,8 +108,6 @@ from steprun.render.names import (
 )
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.pod import (
-    CONTEXT_VOLUME,
-    SECRETS_VOLUME,
     RenderError,
     enforces_restricted,
     grace_period_seconds,
@@ -149,25 +158,7 @@ class Reconciler:
 
     def _lane(self, key: Key) -> str:
         """Steps that still need a Pod created wait for each other, never for the others."""
-        body = self.stepruns.get(key)
-        if body is None:
-            return FOLLOW_LANE
-        status = body.get("status") or {}
-        spec = body.get("spec") or {}
-        if not isinstance(status, Mapping) or not isinstance(spec, Mapping):
-            return FOLLOW_LANE
-        starting = (not status.get("podName") or bool(status.get("nextAttemptTime"))) and not (
-            is_terminal_body(body)
-            or spec.get("cancel")
-            or (body.get("metadata") or {}).get("deletionTimestamp")
-        )
-        if starting:
-            # Its Pod may exist already, not recorded yet: then it is being followed.
-            attempt = status.get("attempt")
-            number = _next_attempt(
-                attempt if isinstance(attempt, int) else None, status.get("podName")
-            )
-            starting = self.pods.get(key, child_pod_name(key[1], number)) is None
+        starting = needs_pod_created(self.stepruns.get(key), self.pods.all(key))
         return START_LANE if starting else FOLLOW_LANE
 
     async def reconcile(self, key: Key) -> None:
@@ -263,7 +254,7 @@ class Reconciler:
         match decision:
             case Wait(until=until):
                 if until is not None:
-                    self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
+                    self.queue.add_after(_key(sr), seconds_until(until, now))
             case StartAttempt(attempt=attempt):
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
@@ -324,10 +315,7 @@ class Reconciler:
         if is_terminal_phase(phase):
             return
         if isinstance(error, ValidationError):
-            detail = "; ".join(
-                f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
-                for e in error.errors()[:5]
-            )
+            detail = describe(error, limit=5)
         elif isinstance(error, RecursionError):
             detail = "it is nested too deeply"
         else:
@@ -404,7 +392,7 @@ class Reconciler:
         if sr.spec.mode == Mode.SANDBOX and not status.admitted:
             # Its admission is recorded with the Pod, at once (see _start_attempt).
             return None
-        attempt = _next_attempt(status.attempt, status.pod_name)
+        attempt = next_attempt(status.attempt, status.pod_name)
         body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
         if body is None or _owner_uid(body) != sr.uid or not self._made_here(sr, body):
             # Not known to be ours (a restart forgot it, or a co-tenant planted it under the
@@ -666,24 +654,24 @@ class Reconciler:
             # step's startup timeout allows a Pod to take to start.
             record = self.memory(_key(sr))
             since = record.blocked_since = record.blocked_since or now
-            limit = sr.spec.startup_timeout_seconds or self.config.default_startup_timeout_seconds
-            if now - since < timedelta(seconds=limit):
+            name = pod["metadata"]["name"]
+            given_up = create_given_up(sr, self.config, name, since, now, error.message)
+            if given_up is None:
                 raise
-            raise CreateFailed(
-                f"Pod {pod['metadata']['name']} could not be created for {limit}s "
-                f"(startupTimeoutSeconds): {error.message}"
-            ) from None
+            raise CreateFailed(given_up) from None
 
     async def _finish_attempt(
         self, sr: StepRun, decision: FinishAttempt, now: datetime, *, recorded: bool = True
     ) -> None:
-        if decision.delete_pod:
-            decision = await self._explain_mount_failure(sr, decision)
+        if explains_mount_failure(sr, decision):
+            selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+            events = await self.kube.list("Event", sr.namespace, field_selector=selector)
+            decision = with_mount_failure(sr, decision, events)
         # Read once, only when what the Pod said reaches the status: its values mask that, and
         # it is then deleted by the uid read. Otherwise by the uid it was created with.
         outcome = decision.outcome
         own_secret: dict[str, Any] | bool | None = False
-        if sr.spec.context.secrets and _may_quote_the_pod(outcome):
+        if sr.spec.context.secrets and may_quote_the_pod(outcome):
             own_secret = await self.tenancy.own_secret(sr)
             outcome = await self._redacted(sr, outcome, own_secret)
         if decision.delete_pod and sr.status.pod_name:
@@ -705,21 +693,12 @@ class Reconciler:
                 # fresh object rather than re-deciding from a world it no longer shows.
                 raw = await self.kube.get("StepRun", sr.namespace, sr.name)
                 self.stepruns.observe(raw)
-                fresh = StepRun.from_body(raw)
-                if not recorded and sr.status.attempt == _next_attempt(
-                    fresh.status.attempt, fresh.status.pod_name
-                ):
-                    # Still not recorded: recorded by this write, as it would have been.
-                    entry = next(a for a in sr.status.attempts if a.attempt == sr.status.attempt)
-                    created = parse_time(entry.creation_time) or now
-                    fresh = statuses.recording(fresh, entry.attempt, entry.pod_name or "", created)
-                if fresh.status.attempt != sr.status.attempt or (
-                    is_terminal_phase(fresh.status.phase)
-                ):
+                fresh = reapply_to(sr, StepRun.from_body(raw), recorded=recorded, now=now)
+                if fresh is None:
                     return
                 sr = fresh
         if decision.retry_at is not None:
-            self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+            self.queue.add_after(_key(sr), seconds_until(decision.retry_at, now))
 
     async def _redacted(
         self, sr: StepRun, outcome: Outcome, own_secret: dict[str, Any] | bool | None
@@ -734,34 +713,6 @@ class Reconciler:
             message=redact(outcome.message, values),
             outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
         )
-
-    async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
-        """A Pod stuck starting because the kubelet cannot mount a workspace, or its context,
-        says so only in its events: the step then fails with the kubelet's words instead of a
-        bare timeout (one list of the Pod's Warning events, when the startup timeout ends it)."""
-        if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
-            return decision
-        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
-        events = await self.kube.list("Event", sr.namespace, field_selector=selector)
-        context = (CONTEXT_VOLUME, SECRETS_VOLUME)
-        failure = mount_failure(events, ignore_volumes=context)
-        if failure is None:
-            # Its context is checked once while it starts: deleted after that, the kubelet's
-            # words say so here.
-            if lost := mount_failure(events, only_volumes=context):
-                message = (
-                    f"{decision.outcome.message}; the step's context (its ConfigMap or Secret "
-                    f"{context_name(sr.name)}) cannot be mounted: {lost[0]}: {lost[1]}"
-                )
-                return replace(decision, outcome=replace(decision.outcome, message=message))
-            return decision
-        outcome = replace(
-            decision.outcome,
-            reason=Reason.WORKSPACE_UNAVAILABLE,
-            message=f"{decision.outcome.message}; a workspace cannot be mounted: "
-            f"{failure[0]}: {failure[1]}",
-        )
-        return replace(decision, outcome=outcome)
 
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
         """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
@@ -786,7 +737,7 @@ class Reconciler:
                 refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
                 await self._end_without_pod(sr, refused, now)
                 return
-        self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
+        self.queue.add_after(_key(sr), seconds_until(until, now))
 
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
         """Deletes every Pod of the StepRun, found by its uid label whatever status says: a
@@ -902,19 +853,6 @@ class CreateFailed(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-def _next_attempt(attempt: int | None, pod_name: object) -> int:
-    """The attempt a StepRun that is not following a Pod starts next (as decide reads its
-    status: nothing recorded, or a retry of the recorded attempt scheduled)."""
-    return 1 if attempt is None or not pod_name else attempt + 1
-
-
-def _may_quote_the_pod(outcome: Outcome) -> bool:
-    """Whether the outcome carries text the Pod reported (which may hold a secret value): a
-    success says only the operator's words unless it has outputs; any other outcome may quote
-    the container's last output or the kubelet."""
-    return outcome.phase != Phase.SUCCEEDED or bool(outcome.outputs)
 
 
 def _has_secret(sr: StepRun) -> bool:
