@@ -11,14 +11,23 @@ from steprun.api.models import Phase, Reason
 from steprun.config import OperatorConfig
 from steprun.reconcile.decide import FinishAttempt, Outcome
 from steprun.reconcile.rules import (
+    Ending,
+    cancelled,
     create_given_up,
+    create_refused,
+    event_of,
     explains_mount_failure,
+    invalid_spec,
     may_quote_the_pod,
     needs_pod_created,
+    never_seen_running,
     next_attempt,
     reapply_to,
+    reconcile_failed,
+    rejected,
     seconds_until,
     with_mount_failure,
+    workspace_unavailable,
 )
 from tests.unit.factories import (
     at,
@@ -227,3 +236,72 @@ def test_which_outcomes_may_quote_the_pod(outcome: Outcome, expected: bool) -> N
 
 def test_a_timer_fires_just_after_the_time_it_waits_for() -> None:
     assert seconds_until(NOW + timedelta(seconds=2), NOW) == pytest.approx(2.05)
+
+
+@pytest.mark.parametrize(
+    ("ending", "phase", "reason"),
+    [
+        pytest.param(invalid_spec("x"), Phase.FAILED, Reason.INVALID_SPEC, id="invalid-spec"),
+        pytest.param(rejected("x"), Phase.REJECTED, Reason.PERMISSION_DENIED, id="rejected"),
+        pytest.param(
+            rejected("x", Reason.POLICY_NOT_FOUND),
+            Phase.REJECTED,
+            Reason.POLICY_NOT_FOUND,
+            id="rejected-for-its-reason",
+        ),
+        pytest.param(
+            workspace_unavailable("x"),
+            Phase.FAILED,
+            Reason.WORKSPACE_UNAVAILABLE,
+            id="workspace-unavailable",
+        ),
+        pytest.param(create_refused("x"), Phase.FAILED, Reason.CREATE_FAILED, id="create-refused"),
+        pytest.param(
+            reconcile_failed("x"), Phase.FAILED, Reason.RECONCILE_FAILED, id="reconcile-failed"
+        ),
+        pytest.param(cancelled("x"), Phase.CANCELLED, Reason.CANCELLED, id="cancelled"),
+    ],
+)
+def test_how_a_step_ends_without_a_pod(ending: Ending, phase: Phase, reason: Reason) -> None:
+    assert (ending.phase, ending.reason, ending.message) == (phase, reason, "x")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        pytest.param(pending_status(), ("Normal", "PodCreated"), id="pod-created"),
+        pytest.param(running_status(), ("Normal", "Started"), id="started"),
+        pytest.param(retrying_status(1, RETRY_AT), ("Warning", "Retrying"), id="retrying"),
+        pytest.param(
+            terminal_status("Succeeded", "Completed"), ("Normal", "Completed"), id="succeeded"
+        ),
+        pytest.param(
+            terminal_status("Cancelled", "Cancelled"), ("Normal", "Cancelled"), id="cancelled"
+        ),
+        pytest.param(terminal_status("Failed", "OOMKilled"), ("Warning", "OOMKilled"), id="failed"),
+        pytest.param(
+            terminal_status("TimedOut", "DeadlineExceeded"),
+            ("Warning", "DeadlineExceeded"),
+            id="timed-out",
+        ),
+        pytest.param(
+            terminal_status("Rejected", "PermissionDenied"),
+            ("Warning", "PermissionDenied"),
+            id="rejected",
+        ),
+    ],
+)
+def test_the_event_a_status_write_posts(status: dict[str, Any], expected: tuple[str, str]) -> None:
+    assert event_of(steprun(status=status).status) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        pytest.param(None, False, id="nothing-recorded"),
+        pytest.param(pending_status(), True, id="pending"),
+        pytest.param(running_status(), False, id="running"),
+    ],
+)
+def test_an_attempt_never_seen_running(status: dict[str, Any] | None, expected: bool) -> None:
+    assert never_seen_running(steprun(status=status)) is expected

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,8 +21,6 @@ from pydantic import ValidationError
 from steprun.api.models import (
     Mode,
     ObjectMeta,
-    Phase,
-    Reason,
     SandboxPolicy,
     StepRun,
     StepRunSpec,
@@ -80,14 +77,24 @@ from steprun.reconcile.queue import (
     is_terminal_body,
 )
 from steprun.reconcile.rules import (
+    Ending,
+    cancelled,
+    create_failed,
     create_given_up,
+    create_refused,
+    event_of,
     explains_mount_failure,
+    invalid_spec,
     may_quote_the_pod,
     needs_pod_created,
+    never_seen_running,
     next_attempt,
     reapply_to,
+    reconcile_failed,
+    rejected,
     seconds_until,
     with_mount_failure,
+    workspace_unavailable,
 )
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
@@ -118,20 +125,13 @@ from steprun.timeutil import parse_time, utcnow
 # collector or our own delete usually removes it within a second.
 NAMESAKE_RETRY_SECONDS = 1.0
 
-_EVENT_TYPES = {
-    Phase.SUCCEEDED: "Normal",
-    Phase.CANCELLED: "Normal",
-}
-
 
 class StepAborted(Exception):
-    """The step cannot run as written; it ends with this reason and message, without a Pod."""
+    """The step cannot run as written; it ends so, without a Pod."""
 
-    def __init__(self, phase: Phase, reason: Reason, message: str):
-        super().__init__(message)
-        self.phase = phase
-        self.reason = reason
-        self.message = message
+    def __init__(self, ending: Ending):
+        super().__init__(ending.message)
+        self.ending = ending
 
 
 class NamesakeLeftover(Exception):
@@ -166,30 +166,28 @@ class Reconciler:
         if body is None:
             await self._gone(key)
             return
-        started = time.perf_counter()
-        try:
-            await self._reconcile_body(key, body)
-            self.queue.forget(key)
-        except Conflict:
-            RECONCILE_ERRORS.labels(error="Conflict").inc()
-            await self._refresh(key)
-        except NamesakeLeftover:
-            self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
-        except Transient as error:
-            RECONCILE_ERRORS.labels(error="Transient").inc()
-            delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
-            self._log.warning(
-                "API server unavailable; retrying",
-                namespace=key[0],
-                name=key[1],
-                error=str(error),
-                retry_in_seconds=round(delay, 2),
-            )
-        except Exception as error:
-            RECONCILE_ERRORS.labels(error="Crash").inc()
-            await self._crashed(key, body, error)
-        finally:
-            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        with RECONCILE_SECONDS.time():
+            try:
+                await self._reconcile_body(key, body)
+                self.queue.forget(key)
+            except Conflict:
+                RECONCILE_ERRORS.labels(error="Conflict").inc()
+                await self._refresh(key)
+            except NamesakeLeftover:
+                self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
+            except Transient as error:
+                RECONCILE_ERRORS.labels(error="Transient").inc()
+                delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
+                self._log.warning(
+                    "API server unavailable; retrying",
+                    namespace=key[0],
+                    name=key[1],
+                    error=str(error),
+                    retry_in_seconds=round(delay, 2),
+                )
+            except Exception as error:
+                RECONCILE_ERRORS.labels(error="Crash").inc()
+                await self._crashed(key, body, error)
 
     def _parse(self, key: Key, body: Mapping[str, Any]) -> StepRun:
         meta = body.get("metadata") or {}
@@ -220,12 +218,12 @@ class Reconciler:
             message = (
                 "spec.context.inputs is nested too deeply for the operator to process; flatten it"
             )
-            await self._give_up(sr, Phase.FAILED, Reason.INVALID_SPEC, message)
+            await self._give_up(sr, invalid_spec(message))
         except Refused as error:
             # A request the step needs that the API server will never accept (e.g. the status
             # is too large, or the operator is forbidden to read what the step names).
             message = f"the API server refused a request this step needs: {error.message}"
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
+            await self._give_up(sr, reconcile_failed(message))
 
     async def _reconcile(self, sr: StepRun) -> None:
         now = utcnow()
@@ -258,12 +256,12 @@ class Reconciler:
             case StartAttempt(attempt=attempt):
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
-                await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                await self._write(sr, statuses.running(sr, start_time, now))
                 record_pod_start(pod, parse_time(start_time) or now)
             case RecordPending():
-                await self._write(sr, sr.status, "Normal", Reason.POD_CREATED)
+                await self._write(sr, sr.status)
             case FinishAttempt():
-                if sr.status.phase == Phase.PENDING:
+                if never_seen_running(sr):
                     # Ended before it was seen running (a quick step): it did start.
                     record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now, recorded=recorded)
@@ -303,7 +301,7 @@ class Reconciler:
         )
         try:
             sr = StepRun.from_body(body)
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
+            await self._give_up(sr, reconcile_failed(message))
         except Exception as final:
             self._log.error("cannot end StepRun", namespace=key[0], name=key[1], error=str(final))
         self.queue.discard(key)
@@ -322,9 +320,7 @@ class Reconciler:
             detail = str(error) or type(error).__name__
         message = f"the operator cannot read this StepRun: {detail}"
         self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
-        ended = statuses.given_up(
-            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC, message, utcnow()
-        )
+        ended = statuses.given_up(meta.get("generation"), invalid_spec(message), utcnow())
         written = await self.kube.patch_status(
             "StepRun",
             key[0],
@@ -334,7 +330,8 @@ class Reconciler:
         )
         self.stepruns.observe(written)
         record_transition(meta.get("creationTimestamp"), ended)
-        if self.config.posts_event("Warning"):
+        event_type, event_reason = event_of(ended)
+        if self.config.posts_event(event_type):
             ref = StepRun(
                 metadata=ObjectMeta(
                     name=key[1],
@@ -344,21 +341,15 @@ class Reconciler:
                 ),
                 spec=StepRunSpec(),
             )
-            event = render_event(
-                ref,
-                "Warning",
-                Reason.INVALID_SPEC,
-                message,
-                utcnow(),
-            )
+            event = render_event(ref, event_type, event_reason, message, utcnow())
             await self._post(event, key)
 
-    async def _give_up(self, sr: StepRun, phase: Phase, reason: Reason, message: str) -> None:
+    async def _give_up(self, sr: StepRun, ending: Ending) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
-        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
+        status = statuses.given_up(sr.metadata.generation, ending, utcnow())
         try:
-            await self._write(sr, status, "Warning", reason)
+            await self._write(sr, status)
         except Refused as error:
             for_steprun(sr).error(
                 "the API server refuses every status write of this StepRun; giving up",
@@ -449,10 +440,10 @@ class Reconciler:
         log = for_steprun(sr).bind(attempt=attempt)
         try:
             if problem := inputs_problem(sr):
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, problem)
+                raise StepAborted(invalid_spec(problem))
             labels = await self.tenancy.namespace_labels(sr.namespace)
             if refusal := await self.tenancy.refusal(sr, labels):
-                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+                raise StepAborted(rejected(refusal))
             sandbox = await self._sandbox_decision(sr, labels)
             plan = plan_attempt(
                 sr,
@@ -467,23 +458,22 @@ class Reconciler:
             if sandbox is not None and (
                 refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"])
             ):
-                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+                raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox, plan)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
-            log.info("step cannot run", reason=aborted.reason, message=aborted.message)
-            await self._end_without_pod(sr, aborted, now)
+            log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
+            await self._end_without_pod(sr, aborted.ending, now)
             return
         except (RenderError, ValueError) as error:
-            invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(error))
-            await self._end_without_pod(sr, invalid, now)
+            await self._end_without_pod(sr, invalid_spec(str(error)), now)
             return
         except CreateFailed as failed:
             # Like a failed attempt: recorded in attempts, and retried while retries allow.
             log.info("pod not created", message=failed.message)
             sr_attempt = statuses.with_attempt(sr, attempt, child_pod_name(sr.name, attempt))
-            outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
+            outcome = create_failed(failed.message)
             self.memory(_key(sr)).blocked_since = None
             await self._finish_attempt(sr_attempt, attempt_failed(sr_attempt, outcome, now), now)
             return
@@ -494,7 +484,7 @@ class Reconciler:
         if sandbox is not None and not sr.status.admitted:
             # The admission decision is frozen with the Pod it admitted: recorded at once.
             doc = statuses.pending(sr, attempt, pod_name, now, sandbox.to_admitted())
-            await self._write(sr, doc, "Normal", Reason.POD_CREATED)
+            await self._write(sr, doc)
             return
         # Otherwise nothing is written yet: the first status write about the Pod (Running,
         # its outcome, or Pending if it is slow to start) records the attempt; its startup
@@ -517,15 +507,14 @@ class Reconciler:
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
         result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
-            reason = result.reason or Reason.PERMISSION_DENIED
-            raise StepAborted(Phase.REJECTED, reason, result.message)
+            raise StepAborted(rejected(result.message, result.reason))
         return result.decision
 
     async def _ensure_workspaces(self, sr: StepRun) -> None:
         try:
             await ensure_workspaces(self.kube, sr)
         except WorkspaceUnavailable as error:
-            raise StepAborted(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, str(error)) from None
+            raise StepAborted(workspace_unavailable(str(error))) from None
 
     async def _artifact_inputs(self, sr: StepRun) -> list[ResolvedInput]:
         """The inputs' objects, checked before any Pod exists (a missing one ends the step)."""
@@ -537,7 +526,7 @@ class Reconciler:
                 raise ArtifactProblem("; ".join(problems))
             return await self.artifacts.resolve(sr)
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
+            raise StepAborted(invalid_spec(str(problem))) from None
 
     async def _ensure_context(
         self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
@@ -548,7 +537,7 @@ class Reconciler:
                 await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
             )
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
+            raise StepAborted(invalid_spec(str(problem))) from None
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
         bodies = [plan.configmap]
@@ -578,7 +567,7 @@ class Reconciler:
             }
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, "; ".join(problems))
+                raise StepAborted(invalid_spec("; ".join(problems)))
         secret = plan.secret({**data, **store_keys})
         assert secret is not None
         await self._create_owned(sr, secret)
@@ -615,21 +604,21 @@ class Reconciler:
                         problems=problems,
                     )
                     raise StepAborted(
-                        Phase.FAILED,
-                        Reason.CREATE_FAILED,
-                        f"{kind} {name} already exists, claims this StepRun as its owner, but "
-                        f"is not what the operator made ({'; '.join(problems[:3])}); it is left "
-                        "alone: delete it or rename the StepRun",
+                        create_refused(
+                            f"{kind} {name} already exists, claims this StepRun as its owner, "
+                            f"but is not what the operator made ({'; '.join(problems[:3])}); it "
+                            "is left alone: delete it or rename the StepRun"
+                        )
                     ) from None
                 return existing
             if _from_namesake(sr, existing):
                 await self._remove_namesake_leftover(sr, existing)
                 raise NamesakeLeftover(f"{kind} {name} belongs to an earlier StepRun") from None
             raise StepAborted(
-                Phase.FAILED,
-                Reason.CREATE_FAILED,
-                f"{kind} {name} already exists and is not owned by this StepRun; "
-                "delete it or rename the StepRun",
+                create_refused(
+                    f"{kind} {name} already exists and is not owned by this StepRun; "
+                    "delete it or rename the StepRun"
+                )
             ) from None
         except Refused as error:
             raise CreateFailed(f"the API server refused {kind} {name}: {error.message}") from None
@@ -681,12 +670,10 @@ class Reconciler:
             outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
             await self._cleanup_context(sr, own_secret)
-        event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
-        event_reason = Reason.RETRYING if decision.retry_at else outcome.reason
         for _ in range(3):
             doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at)
             try:
-                await self._write(sr, doc, event_type, event_reason)
+                await self._write(sr, doc)
                 break
             except Conflict:
                 # The outcome is known and the Pod may already be gone: re-apply it to the
@@ -731,11 +718,10 @@ class Reconciler:
                 plan = plan_attempt(sr, sr.status.attempt or 1, self.config, sandbox)
                 await self._ensure_context(sr, sandbox, plan)
             except StepAborted as aborted:
-                await self._end_without_pod(sr, aborted, now)
+                await self._end_without_pod(sr, aborted.ending, now)
                 return
             except CreateFailed as failed:
-                refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
-                await self._end_without_pod(sr, refused, now)
+                await self._end_without_pod(sr, create_refused(failed.message), now)
                 return
         self.queue.add_after(_key(sr), seconds_until(until, now))
 
@@ -771,13 +757,11 @@ class Reconciler:
             )
             message = message_with(message, note)
         await self._cleanup_context(sr)
-        doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, now)
-        await self._write(sr, doc, "Normal", Reason.CANCELLED)
+        await self._write(sr, statuses.terminal(sr, cancelled(message), now))
 
-    async def _end_without_pod(self, sr: StepRun, aborted: StepAborted, now: datetime) -> None:
+    async def _end_without_pod(self, sr: StepRun, ending: Ending, now: datetime) -> None:
         await self._cleanup_context(sr)
-        doc = statuses.terminal(sr, aborted.phase, aborted.reason, aborted.message, now)
-        await self._write(sr, doc, "Warning", aborted.reason)
+        await self._write(sr, statuses.terminal(sr, ending, now))
 
     async def _cleanup_context(
         self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
@@ -797,13 +781,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ writes
 
-    async def _write(
-        self,
-        sr: StepRun,
-        status: StepRunStatus,
-        event_type: str,
-        event_reason: str,
-    ) -> None:
+    async def _write(self, sr: StepRun, status: StepRunStatus) -> None:
         body = await self.kube.patch_status(
             "StepRun",
             sr.namespace,
@@ -823,6 +801,7 @@ class Reconciler:
             reason=status.reason,
             message=message,
         )
+        event_type, event_reason = event_of(status)
         if self.config.posts_event(event_type):
             await self._post(
                 render_event(sr, event_type, event_reason, message, utcnow()), _key(sr)

@@ -10,11 +10,11 @@ reconciler only performs requests and never reasons about phases, reasons or tim
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import Phase, Reason, StepRun, is_terminal_phase
+from steprun.api.models import Phase, Reason, StepRun, StepRunStatus, is_terminal_phase
 from steprun.config import OperatorConfig
 from steprun.observe.mounts import mount_failure
 from steprun.reconcile import status as statuses
@@ -138,3 +138,63 @@ def may_quote_the_pod(outcome: Outcome) -> bool:
     success says only the operator's words unless it has outputs; any other outcome may quote
     the container's last output or the kubelet."""
     return outcome.phase != Phase.SUCCEEDED or bool(outcome.outputs)
+
+
+# ---------------------------------------------------------------- how a step ends without a Pod
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A terminal phase, reason and message reached without an attempt's outcome."""
+
+    phase: Phase
+    reason: Reason
+    message: str
+
+
+def invalid_spec(message: str) -> Ending:
+    """The step cannot run as written."""
+    return Ending(Phase.FAILED, Reason.INVALID_SPEC, message)
+
+
+def rejected(message: str, reason: Reason | None = None) -> Ending:
+    """Admission or a tenancy check refused the step (PermissionDenied unless said)."""
+    return Ending(Phase.REJECTED, reason or Reason.PERMISSION_DENIED, message)
+
+
+def workspace_unavailable(message: str) -> Ending:
+    return Ending(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, message)
+
+
+def create_refused(message: str) -> Ending:
+    """A child of the step exists and is not the operator's to adopt, or cannot be made."""
+    return Ending(Phase.FAILED, Reason.CREATE_FAILED, message)
+
+
+def reconcile_failed(message: str) -> Ending:
+    """The operator cannot carry the step forward."""
+    return Ending(Phase.FAILED, Reason.RECONCILE_FAILED, message)
+
+
+def cancelled(message: str) -> Ending:
+    return Ending(Phase.CANCELLED, Reason.CANCELLED, message)
+
+
+def create_failed(message: str) -> Outcome:
+    """The outcome of an attempt whose Pod the API server refused: retried like any failure."""
+    return Outcome(Phase.FAILED, Reason.CREATE_FAILED, message)
+
+
+def never_seen_running(sr: StepRun) -> bool:
+    """Whether the attempt in flight ends before a status said it ran (a quick step)."""
+    return sr.status.phase == Phase.PENDING
+
+
+_WARNING_PHASES = frozenset({Phase.FAILED, Phase.TIMED_OUT, Phase.REJECTED})
+
+
+def event_of(status: StepRunStatus) -> tuple[str, str]:
+    """The Event (type, reason) a status write posts: a Warning for what a person has to look
+    at (a failure, a rejection, a retry), Normal for the rest."""
+    warning = status.reason == Reason.RETRYING or status.phase in _WARNING_PHASES
+    return ("Warning" if warning else "Normal", str(status.reason or ""))

@@ -10,7 +10,7 @@ conditions) are replaced whole.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from steprun.api.models import (
     AdmittedSandbox,
@@ -25,6 +25,10 @@ from steprun.api.models import (
 )
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
+
+if TYPE_CHECKING:
+    # Only annotated here: rules builds on these status documents.
+    from steprun.reconcile.rules import Ending
 
 CONDITION = "Succeeded"
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -196,10 +200,9 @@ def attempt_finished(
     return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
 
 
-def terminal(
-    sr: StepRun, phase: Phase, reason: Reason, message: str, now: datetime
-) -> StepRunStatus:
+def terminal(sr: StepRun, ending: Ending, now: datetime) -> StepRunStatus:
     """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid."""
+    phase, reason, message = ending.phase, ending.reason, ending.message
     status = _base(sr)
     attempt = sr.status.attempt
     if attempt is not None and phase == Phase.CANCELLED and sr.status.pod_name:
@@ -248,13 +251,10 @@ def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
     return sr.model_copy(update={"status": status})
 
 
-def given_up(
-    generation: int | None, phase: Phase, reason: Reason, message: str, now: datetime
-) -> StepRunStatus:
+def given_up(generation: int | None, ending: Ending, now: datetime) -> StepRunStatus:
     """A terminal status written without reading the current one: for a StepRun the operator
     cannot read, or whose full status the API server refuses. Only the fields set here are
     patched: outputs are dropped (they may be what made the status too large); attempts
     already recorded are left as they are."""
-    return _ended(
-        StepRunStatus(outputs=None, observed_generation=generation), phase, reason, message, now
-    )
+    status = StepRunStatus(outputs=None, observed_generation=generation)
+    return _ended(status, ending.phase, ending.reason, ending.message, now)
