@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, Reason, SandboxPolicy, StepRun
-from steprun.api.problems import describe
 from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY
 from steprun.cli.output import dump_all_yaml
 from steprun.cli.spec_args import (
@@ -25,6 +24,7 @@ from steprun.cli.spec_args import (
     find_object,
     split_documents,
 )
+from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
@@ -74,7 +74,7 @@ def load_steprun(text: str, namespace: str | None) -> tuple[StepRun, list[str]]:
     try:
         steprun = StepRun.model_validate({**document, "metadata": metadata})
     except ValidationError as exc:
-        raise RenderRefused(f"invalid StepRun: {describe(exc)}") from exc
+        raise RenderRefused(f"invalid StepRun: {causes_text(schema_causes(exc, ''))}") from exc
     return steprun, notes
 
 
@@ -83,7 +83,9 @@ def load_policy(text: str) -> SandboxPolicy:
     try:
         return SandboxPolicy.model_validate(document)
     except ValidationError as exc:
-        raise RenderRefused(f"invalid SandboxPolicy: {describe(exc)}") from exc
+        raise RenderRefused(
+            f"invalid SandboxPolicy: {causes_text(schema_causes(exc, ''))}"
+        ) from exc
 
 
 def render_step(

@@ -20,7 +20,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import DNS_SUBDOMAIN_PATTERN, StepRunSpec
-from steprun.api.problems import field_problems
 
 # Property names CEL cannot spell are escaped (the Kubernetes escaping of structural schemas).
 _CEL_RESERVED = frozenset(
@@ -190,8 +189,10 @@ def schema_problems(spec: Any) -> Iterator[Problem]:
     try:
         StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        for field, message in field_problems(exc, prefix="spec"):
-            yield Problem(field, message)
+        from steprun.client.errors import schema_causes
+
+        for cause in schema_causes(exc):
+            yield Problem(cause.field, cause.message)
 
 
 def steprun_problems(document: Mapping[str, Any]) -> list[Problem]:

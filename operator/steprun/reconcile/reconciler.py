@@ -27,7 +27,7 @@ from steprun.api.models import (
     StepRunStatus,
     is_terminal_phase,
 )
-from steprun.api.problems import describe
+from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.kube.client import (
     AlreadyExists,
@@ -313,7 +313,7 @@ class Reconciler:
         if is_terminal_phase(phase):
             return
         if isinstance(error, ValidationError):
-            detail = describe(error, limit=5)
+            detail = causes_text(schema_causes(error, "")[:5])
         elif isinstance(error, RecursionError):
             detail = "it is nested too deeply"
         else:
