@@ -30,7 +30,6 @@ from steprun.api.models import (
 from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.kube.client import (
-    AlreadyExists,
     Conflict,
     Kube,
     NotFound,
@@ -51,6 +50,12 @@ from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
 from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, message_with
+from steprun.reconcile.children import (
+    CreateFailed,
+    NamesakeLeftover,
+    StepAborted,
+    create_or_adopt,
+)
 from steprun.reconcile.decide import (
     Cancel,
     ExpireTtl,
@@ -98,7 +103,6 @@ from steprun.reconcile.rules import (
 )
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
-from steprun.render.adoption import adoption_problems
 from steprun.render.artifacts import ResolvedInput, needs_artifacts, path_problems
 from steprun.render.attempt import AttemptPlan, plan_attempt
 from steprun.render.context import (
@@ -114,6 +118,7 @@ from steprun.render.names import (
     context_name,
 )
 from steprun.render.names import pod_name as child_pod_name
+from steprun.render.owners import is_controlled_by
 from steprun.render.pod import (
     RenderError,
     enforces_restricted,
@@ -124,18 +129,6 @@ from steprun.timeutil import parse_time, utcnow
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
 NAMESAKE_RETRY_SECONDS = 1.0
-
-
-class StepAborted(Exception):
-    """The step cannot run as written; it ends so, without a Pod."""
-
-    def __init__(self, ending: Ending):
-        super().__init__(ending.message)
-        self.ending = ending
-
-
-class NamesakeLeftover(Exception):
-    """A child of an earlier StepRun of the same name is still there; it is being removed."""
 
 
 class Reconciler:
@@ -385,7 +378,7 @@ class Reconciler:
             return None
         attempt = next_attempt(status.attempt, status.pod_name)
         body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
-        if body is None or _owner_uid(body) != sr.uid or not self._made_here(sr, body):
+        if body is None or not is_controlled_by(body, sr.uid) or not self._made_here(sr, body):
             # Not known to be ours (a restart forgot it, or a co-tenant planted it under the
             # next attempt's name): starting the attempt adopts it only if it passes the check.
             return None
@@ -399,7 +392,7 @@ class Reconciler:
         for name, body in self.pods.all(_key(sr)).items():
             if TRACKING_FINALIZER not in (body["metadata"].get("finalizers") or []):
                 continue
-            (held if _owner_uid(body) == sr.uid else orphans).append(name)
+            (held if is_controlled_by(body, sr.uid) else orphans).append(name)
         return held, orphans
 
     async def _release(self, key: Key, names: tuple[str, ...]) -> None:
@@ -574,7 +567,7 @@ class Reconciler:
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
-        made = await self._create_or_adopt(sr, body)
+        made = await create_or_adopt(self.kube, sr, body)
         if remembered(made):
             self.memory(_key(sr)).note_made(sr.uid, made)
         return made
@@ -584,56 +577,6 @@ class Reconciler:
         what the operator renders): an owner reference alone is anyone's to write."""
         record = self.memory.peek(_key(sr))
         return record is not None and record.made_here(sr.uid, body)
-
-    async def _create_or_adopt(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
-        kind, name = body["kind"], body["metadata"]["name"]
-        try:
-            return await self.kube.create(body)
-        except AlreadyExists:
-            existing = await self.kube.get_or_none(kind, sr.namespace, name)
-            if existing is None:
-                raise NamesakeLeftover(f"{kind} {name} was just deleted") from None
-            owners = existing["metadata"].get("ownerReferences") or []
-            if any(ref.get("uid") == sr.uid for ref in owners):
-                # An owner reference is no proof: anyone who may create the kind can write one.
-                if problems := adoption_problems(body, existing):
-                    for_steprun(sr).warning(
-                        "refusing to adopt an object the operator did not make",
-                        kind=kind,
-                        object=name,
-                        problems=problems,
-                    )
-                    raise StepAborted(
-                        create_refused(
-                            f"{kind} {name} already exists, claims this StepRun as its owner, "
-                            f"but is not what the operator made ({'; '.join(problems[:3])}); it "
-                            "is left alone: delete it or rename the StepRun"
-                        )
-                    ) from None
-                return existing
-            if _from_namesake(sr, existing):
-                await self._remove_namesake_leftover(sr, existing)
-                raise NamesakeLeftover(f"{kind} {name} belongs to an earlier StepRun") from None
-            raise StepAborted(
-                create_refused(
-                    f"{kind} {name} already exists and is not owned by this StepRun; "
-                    "delete it or rename the StepRun"
-                )
-            ) from None
-        except Refused as error:
-            raise CreateFailed(f"the API server refused {kind} {name}: {error.message}") from None
-
-    async def _remove_namesake_leftover(self, sr: StepRun, existing: dict[str, Any]) -> None:
-        """A StepRun deleted and created again under the same name races the garbage
-        collector for its old children: remove the old child now instead of failing."""
-        meta = existing["metadata"]
-        kind = existing.get("kind") or "Pod"
-        for_steprun(sr).info(
-            "removing a child of an earlier namesake", kind=kind, child=meta["name"]
-        )
-        if TRACKING_FINALIZER in (meta.get("finalizers") or []):
-            await self.kube.remove_finalizer(kind, sr.namespace, existing, TRACKING_FINALIZER)
-        await self.kube.delete(kind, sr.namespace, meta["name"], uid=meta.get("uid"))
 
     async def _create_pod(self, sr: StepRun, pod: dict[str, Any], now: datetime) -> dict[str, Any]:
         try:
@@ -733,7 +676,7 @@ class Reconciler:
         pods = await self.kube.list("Pod", sr.namespace, label_selector=f"{LABEL_UID}={sr.uid}")
         deleted = []
         for pod in pods:
-            if _owner_uid(pod) != sr.uid or pod["metadata"].get("deletionTimestamp"):
+            if not is_controlled_by(pod, sr.uid) or pod["metadata"].get("deletionTimestamp"):
                 continue
             name = pod["metadata"]["name"]
             await self.kube.delete(
@@ -826,14 +769,6 @@ class Reconciler:
         self.queue.add(key)
 
 
-class CreateFailed(Exception):
-    """A child of the step could not be created; the attempt fails with this message."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 def _has_secret(sr: StepRun) -> bool:
     """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
     return bool(sr.spec.context.secrets) or needs_artifacts(sr)
@@ -841,21 +776,6 @@ def _has_secret(sr: StepRun) -> bool:
 
 def _key(sr: StepRun) -> Key:
     return (sr.namespace, sr.name)
-
-
-def _owner_uid(body: Mapping[str, Any]) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def _from_namesake(sr: StepRun, child: Mapping[str, Any]) -> bool:
-    """Whether ``child`` was made by an earlier StepRun of the same name (another uid)."""
-    for ref in child.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("name") == sr.name:
-            return bool(ref.get("uid") != sr.uid)
-    return False
 
 
 __all__ = ["Outcome", "Reconciler"]
