@@ -220,9 +220,26 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
         pod,
         lambda obj: obj["status"]["containerStatuses"][0].update(lastState=oom_killed),
     )
+    evicted = {"category": "Platform", "stage": "Running", "reason": "Evicted", "node": "n1"}
+    failure = {
+        "category": "Step",
+        "stage": "Running",
+        "reason": "Error",
+        "container": "step",
+        "exitCode": 3,
+        "node": "n2",
+        "events": [{"reason": "BackOff", "message": "slow disk", "type": "Warning"}],
+    }
     attempts = [
-        {"attempt": 1, "podName": "d-1", "exitCode": 1, "reason": "Error", "message": "boom"},
-        {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error"},
+        {
+            "attempt": 1,
+            "podName": "d-1",
+            "exitCode": 137,
+            "reason": "Evicted",
+            "message": "boom",
+            "failure": evicted,
+        },
+        {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error", "failure": failure},
     ]
     finish(
         cluster,
@@ -236,6 +253,7 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
         podName="d-2",
         attempts=attempts,
         outputs={"digest": "sha256:1"},
+        failure=failure,
     )
     uid = cluster.get("StepRun", NS, "d")["metadata"]["uid"]
     for event in [
@@ -260,13 +278,22 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
     code, out, err = steprun_cli(kubeconfig, "describe", "d")
     assert code == 0, err
     assert "Name:           d\n" in out and "Phase:          Failed\n" in out
-    assert "Exit Code:      3\n" in out and "Attempt:        2 of at most 3\n" in out
+    assert "Exit Code:      3\n" in out
+    assert (
+        "Attempt:        2 of at most 5 (retries spent: 0 of 2 for the step, 1 of 2 for the "
+        "platform)\n"
+    ) in out
+    assert (
+        "Failure:        Step at Running (Error), container step, exit code 3, node n2\n"
+        "  Warning BackOff: slow disk\n"
+    ) in out
     assert "  digest: sha256:1\n" in out
     attempt_rows = out.split("Attempts:\n")[1].split("Pod:")[0].splitlines()
     assert [row.split()[:4] for row in attempt_rows[1:]] == [
-        ["1", "d-1", "1", "Error"],
+        ["1", "d-1", "137", "Evicted"],
         ["2", "d-2", "3", "Error"],
     ]
+    assert "Platform/Running" in attempt_rows[1] and "Step/Running" in attempt_rows[2]
     assert "State:          Terminated (Error), exit code 1" in out
     assert "Last State:     Terminated (OOMKilled), exit code 137" in out
     events = out.split("Events:\n")[1]

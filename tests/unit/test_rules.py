@@ -16,9 +16,10 @@ from steprun.reconcile.rules import (
     create_given_up,
     create_refused,
     event_of,
-    explains_mount_failure,
+    explained,
     invalid_spec,
     may_quote_the_pod,
+    needs_failure_events,
     needs_pod_created,
     never_seen_running,
     next_attempt,
@@ -132,20 +133,40 @@ def mount_event(volume: str, message: str = "not found") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("decision", "status", "expected"),
+    ("reason", "status", "expected"),
     [
-        pytest.param(startup_timeout(), pending_status(), True, id="startup-timeout"),
-        pytest.param(startup_timeout(delete=False), pending_status(), False, id="pod-kept"),
-        pytest.param(
-            startup_timeout(Reason.IMAGE_PULL_FAILED), pending_status(), False, id="image-pull"
-        ),
-        pytest.param(startup_timeout(), None, False, id="no-pod-recorded"),
+        pytest.param(Reason.STARTUP_TIMEOUT, pending_status(), True, id="startup-timeout"),
+        pytest.param("Evicted", running_status(), True, id="evicted"),
+        pytest.param(Reason.ERROR, running_status(), False, id="the-steps-own-failure"),
+        pytest.param(Reason.CREATE_FAILED, pending_status(), False, id="pod-never-created"),
+        pytest.param(Reason.STARTUP_TIMEOUT, None, False, id="no-pod-recorded"),
     ],
 )
-def test_which_outcomes_the_pods_events_may_explain(
-    decision: FinishAttempt, status: dict[str, Any] | None, expected: bool
+def test_which_failures_the_pods_events_explain(
+    reason: str, status: dict[str, Any] | None, expected: bool
 ) -> None:
-    assert explains_mount_failure(steprun(status=status), decision) is expected
+    outcome = Outcome(Phase.FAILED, reason, "x")
+    assert needs_failure_events(steprun(status=status), outcome) is expected
+
+
+def test_a_success_reads_no_events() -> None:
+    outcome = Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "done")
+    assert not needs_failure_events(steprun(status=running_status()), outcome)
+
+
+def test_a_workspace_explanation_is_a_new_reason_with_its_own_retry_and_the_events_kept() -> None:
+    sr = steprun(spec={"retries": {"limit": 1}}, status=pending_status())
+
+    ended = explained(sr, startup_timeout(), [mount_event("workspace-0")], NOW)
+
+    assert ended.outcome.reason == Reason.WORKSPACE_UNAVAILABLE
+    assert ended.delete_pod and ended.retry_at is not None
+    assert [e.reason for e in ended.outcome.events] == ["FailedMount"]
+
+
+def test_without_events_the_end_is_unchanged() -> None:
+    decision = startup_timeout()
+    assert explained(steprun(status=pending_status()), decision, [], NOW) == decision
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
+from steprun.reconcile.decide import node_to_avoid
 from steprun.render.artifacts import ResolvedInput, needs_artifacts
 from steprun.render.attempt import plan_attempt
 from steprun.render.pod import RenderError, enforces_restricted
@@ -115,6 +116,7 @@ def render_step(
             decision,
             restricted=enforces_restricted(labels),
             inputs=inputs,
+            avoid_node=node_to_avoid(steprun, attempt),
         )
     except (RenderError, ValueError) as exc:
         # The operator ends such a step Failed with reason InvalidSpec and this message.

@@ -69,6 +69,7 @@ from steprun.reconcile.decide import (
     Wait,
     attempt_failed,
     decide,
+    node_to_avoid,
     pod_created_at,
 )
 from steprun.reconcile.memory import Memory, remembered
@@ -88,9 +89,10 @@ from steprun.reconcile.rules import (
     create_given_up,
     create_refused,
     event_of,
-    explains_mount_failure,
+    explained,
     invalid_spec,
     may_quote_the_pod,
+    needs_failure_events,
     needs_pod_created,
     never_seen_running,
     next_attempt,
@@ -98,7 +100,6 @@ from steprun.reconcile.rules import (
     reconcile_failed,
     rejected,
     seconds_until,
-    with_mount_failure,
     workspace_unavailable,
 )
 from steprun.reconcile.tenancy import Tenancy
@@ -112,11 +113,7 @@ from steprun.render.context import (
     secret_sources,
 )
 from steprun.render.events import render_event
-from steprun.render.names import (
-    LABEL_UID,
-    TRACKING_FINALIZER,
-    context_name,
-)
+from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.owners import is_controlled_by
 from steprun.render.pod import (
@@ -257,7 +254,7 @@ class Reconciler:
                 if never_seen_running(sr):
                     # Ended before it was seen running (a quick step): it did start.
                     record_pod_start(pod, container_started_at(pod))
-                await self._finish_attempt(sr, decision, now, recorded=recorded)
+                await self._finish_attempt(sr, decision, now, recorded=recorded, pod=pod)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
             case Cancel(pod_name=pod_name):
@@ -300,11 +297,9 @@ class Reconciler:
         self.queue.discard(key)
 
     async def _unreadable(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        phase = status.get("phase") if isinstance(status, Mapping) else None
-        if is_terminal_phase(phase):
+        if is_terminal_body(body):
             return
+        meta = body.get("metadata") or {}
         if isinstance(error, ValidationError):
             detail = causes_text(schema_causes(error, "")[:5])
         elif isinstance(error, RecursionError):
@@ -340,7 +335,8 @@ class Reconciler:
     async def _give_up(self, sr: StepRun, ending: Ending) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
-        status = statuses.given_up(sr.metadata.generation, ending, utcnow())
+        site = statuses.attempt_site(sr, None)
+        status = statuses.given_up(sr.metadata.generation, ending, utcnow(), site)
         try:
             await self._write(sr, status)
         except Refused as error:
@@ -446,6 +442,7 @@ class Reconciler:
                 restricted=enforces_restricted(labels),
                 inputs=await self._artifact_inputs(sr),
                 created_at=now,
+                avoid_node=node_to_avoid(sr, attempt),
             )
             pod = plan.pod
             if sandbox is not None and (
@@ -593,12 +590,18 @@ class Reconciler:
             raise CreateFailed(given_up) from None
 
     async def _finish_attempt(
-        self, sr: StepRun, decision: FinishAttempt, now: datetime, *, recorded: bool = True
+        self,
+        sr: StepRun,
+        decision: FinishAttempt,
+        now: datetime,
+        *,
+        recorded: bool = True,
+        pod: Mapping[str, Any] | None = None,
     ) -> None:
-        if explains_mount_failure(sr, decision):
+        if needs_failure_events(sr, decision.outcome):
             selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
             events = await self.kube.list("Event", sr.namespace, field_selector=selector)
-            decision = with_mount_failure(sr, decision, events)
+            decision = explained(sr, decision, events, now)
         # Read once, only when what the Pod said reaches the status: its values mask that, and
         # it is then deleted by the uid read. Otherwise by the uid it was created with.
         outcome = decision.outcome
@@ -614,7 +617,7 @@ class Reconciler:
         if decision.retry_at is None:
             await self._cleanup_context(sr, own_secret)
         for _ in range(3):
-            doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at)
+            doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at, pod)
             try:
                 await self._write(sr, doc)
                 break
@@ -642,6 +645,10 @@ class Reconciler:
             outcome,
             message=redact(outcome.message, values),
             outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
+            events=tuple(
+                e.model_copy(update={"message": redact(e.message, values)}) if e.message else e
+                for e in outcome.events
+            ),
         )
 
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:

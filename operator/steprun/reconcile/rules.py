@@ -9,16 +9,29 @@ reconciler only performs requests and never reasons about phases, reasons or tim
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import Phase, Reason, StepRun, StepRunStatus, is_terminal_phase
+from steprun.api.models import (
+    FailureCategory,
+    Phase,
+    Reason,
+    StepRun,
+    StepRunStatus,
+    is_terminal_phase,
+)
 from steprun.config import OperatorConfig
+from steprun.observe.failure import category, recent_events
 from steprun.observe.mounts import mount_failure
 from steprun.reconcile import status as statuses
-from steprun.reconcile.decide import FinishAttempt, Outcome, startup_timeout_seconds
+from steprun.reconcile.decide import (
+    FinishAttempt,
+    Outcome,
+    attempt_failed,
+    startup_timeout_seconds,
+)
 from steprun.render.names import context_name, pod_name
 from steprun.render.pod import CONTEXT_VOLUME, SECRETS_VOLUME
 from steprun.timeutil import parse_time
@@ -80,14 +93,34 @@ def create_given_up(
     return f"Pod {pod} could not be created for {limit}s (startupTimeoutSeconds): {error}"
 
 
-def explains_mount_failure(sr: StepRun, decision: FinishAttempt) -> bool:
-    """Whether the Pod's events may explain this outcome: a Pod stuck starting because the
-    kubelet cannot mount a volume says so only there."""
-    return (
-        decision.delete_pod
-        and decision.outcome.reason == Reason.STARTUP_TIMEOUT
-        and bool(sr.status.pod_name)
-    )
+def needs_failure_events(sr: StepRun, outcome: Outcome) -> bool:
+    """Whether the attempt's Pod's Warning events are read to explain its outcome: when it
+    failed by no fault of the step's own code (the cluster's words then explain it) and its Pod
+    was created."""
+    if outcome.phase == Phase.SUCCEEDED or not sr.status.pod_name:
+        return False
+    if category(outcome.reason, outcome.message) in (None, FailureCategory.STEP):
+        return False
+    return outcome.reason != Reason.CREATE_FAILED
+
+
+def explained(
+    sr: StepRun, decision: FinishAttempt, events: Sequence[Mapping[str, Any]], now: datetime
+) -> FinishAttempt:
+    """The attempt's end with what the Pod's events say: a Pod deleted for a stuck start gets
+    the kubelet's words (and, for another reason, that reason's retry budget); the outcome
+    keeps its recent events."""
+    if decision.delete_pod:
+        explanation = with_mount_failure(sr, decision, events)
+        if explanation.outcome.reason != decision.outcome.reason:
+            # Another reason may spend another retry budget.
+            retried = attempt_failed(sr, explanation.outcome, now)
+            explanation = replace(retried, delete_pod=True)
+        decision = explanation
+    if events:
+        outcome = replace(decision.outcome, events=recent_events(events))
+        decision = replace(decision, outcome=outcome)
+    return decision
 
 
 def with_mount_failure(
@@ -95,6 +128,8 @@ def with_mount_failure(
 ) -> FinishAttempt:
     """A startup timeout explained by the kubelet's words: a workspace that cannot be mounted
     ends the step WorkspaceUnavailable; a context deleted after its check is said so."""
+    if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
+        return decision
     events = list(events)
     context = (CONTEXT_VOLUME, SECRETS_VOLUME)
     failure = mount_failure(events, ignore_volumes=context)

@@ -6,8 +6,8 @@ NetworkPolicy (sandbox steps) and the Pod with the artifact helper, the store's 
 the sandbox or Pod Security "restricted" hardening applied.
 
 What needs the API is passed in: the sandbox decision, whether the namespace enforces
-"restricted", the artifact inputs resolved from their producers, the Secret's values and the
-time the Pod is created.
+"restricted", the artifact inputs resolved from their producers, the Secret's values, the time
+the Pod is created and the node a retry should avoid.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from steprun.render.artifacts import (
 from steprun.render.context import needs_secret, render_configmap, render_secret
 from steprun.render.names import ANNOTATION_CREATED_AT
 from steprun.render.network import render_network_policy
-from steprun.render.pod import render_pod
+from steprun.render.pod import prefer_other_node, render_pod
 from steprun.render.sandbox import harden_pod
 from steprun.render.workspaces import render_claim, run_claims
 from steprun.timeutil import format_time
@@ -75,6 +75,7 @@ def plan_attempt(
     restricted: bool = False,
     inputs: Sequence[ResolvedInput] = (),
     created_at: datetime | None = None,
+    avoid_node: str | None = None,
 ) -> AttemptPlan:
     """The objects of attempt ``attempt`` (1-based). Raises RenderError or ValueError for a spec
     that cannot run (the operator ends such a step InvalidSpec)."""
@@ -84,6 +85,8 @@ def plan_attempt(
     if sandbox is not None:
         pod = harden_pod(pod, sandbox)
         network_policy = add_store_egress(render_network_policy(sr, sandbox), sr, config)
+    if avoid_node is not None:
+        pod = prefer_other_node(pod, avoid_node)
     if created_at is not None:
         # The operator's clock: the startup timeout counts from it until the attempt is recorded.
         pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(
