@@ -502,7 +502,7 @@ class Reconciler:
 
     async def _ensure_workspaces(self, sr: StepRun) -> None:
         try:
-            await ensure_workspaces(self.kube, sr)
+            await ensure_workspaces(self.kube, sr, self.tenancy.claim_problem)
         except WorkspaceUnavailable as error:
             raise StepAborted(workspace_unavailable(str(error))) from None
 
