@@ -66,7 +66,7 @@ def format_age(seconds: float) -> str:
 def steprun_cells(body: Mapping[str, Any] | StepRun, now: datetime) -> dict[str, str]:
     """Every column's cell of one StepRun as served (or a model of one), by header."""
     if not isinstance(body, Mapping):
-        body = steprun_document(body)
+        body = _served(body)
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -88,6 +88,11 @@ def steprun_cells(body: Mapping[str, Any] | StepRun, now: datetime) -> dict[str,
         "RUN-ID": _text(workflow.get("runId")),
         "STEP-ID": _text(workflow.get("stepId")),
     }
+
+
+def _served(sr: StepRun) -> dict[str, Any]:
+    """A model as the API serves it (camelCase, unset fields left out)."""
+    return sr.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def _text(value: Any) -> str:
@@ -130,7 +135,7 @@ def steprun_row(
     label_columns: Sequence[str] = (),
     show_labels: bool = False,
 ) -> list[str]:
-    body = sr if isinstance(sr, Mapping) else steprun_document(sr)
+    body = sr if isinstance(sr, Mapping) else _served(sr)
     cells = steprun_cells(body, now)
     row = [cells[h] for h in table_headers(with_namespace=with_namespace, wide=wide)]
     labels = (body.get("metadata") or {}).get("labels") or {}
