@@ -1,9 +1,14 @@
 import { createHash } from 'node:crypto';
 
 import {
+  ANNOTATION_ENGINE,
+  ANNOTATION_ENGINE_ATTEMPT,
+  ANNOTATION_FINGERPRINT,
   ANNOTATION_REQUEST_DIGEST,
   API_VERSION,
+  LABEL_EXECUTION,
   LABEL_MANAGED_BY,
+  LABEL_STEP_KEY,
   LABEL_RUNNER_SECRET,
   isTerminal,
   type SecretProjection,
@@ -13,7 +18,9 @@ import {
   type Workspace,
   type WorkflowRef,
 } from './api.js';
-import { labelValue, secretName, stepRunName } from './names.js';
+import { fingerprint } from './executions.js';
+import { type PrintedOutput } from './outputs.js';
+import { labelValue, secretName, stepKey, stepRunName, type StepIdentity } from './names.js';
 import {
   ErrorCode,
   type RuntimeTrace,
@@ -42,8 +49,25 @@ export interface MappingOptions {
   workflow?: string;
   /** Prefix of every StepRun name. */
   namePrefix?: string;
-  /** `timeoutSeconds` of steps without `timeoutMs`. */
+  /**
+   * This engine's id (default "default"): part of every step's identity, so engines that share
+   * a namespace never wait on each other's StepRuns. Give each engine deployment its own.
+   */
+  engineId?: string;
+  /**
+   * A secret the engine keeps (e.g. from a Secret mounted into it): the key of the fingerprint
+   * stamped on each StepRun, so that only this engine can make a StepRun it will accept as its
+   * own. Without it the engineId is the key, which tells engines apart but does not stop one
+   * that can create StepRuns from forging another's.
+   */
+  identityKey?: string;
+  /** `timeoutSeconds` of steps nothing else bounds (see timeoutSeconds()). */
   timeoutSeconds?: number;
+  /**
+   * The bound of steps with a `uses` (plugin:, command:, builtin:shell) when they set no
+   * smaller one, as the runtime's sandbox runner has it (default 120).
+   */
+  sandboxTimeoutSeconds?: number;
   startupTimeoutSeconds?: number;
   terminationGracePeriodSeconds?: number;
   retries?: { limit?: number; backoffSeconds?: number };
@@ -72,6 +96,14 @@ export interface SecretBody {
 export interface Plan {
   name: string;
   namespace: string;
+  /** The execution's number among the step's executions (see executions.ts). */
+  execution: number;
+  /** The label value shared by every execution of this step. */
+  stepKey: string;
+  /** The key of the fingerprint this runner stamps and verifies. */
+  identityKey: string;
+  /** specDigest of the StepRun's spec. */
+  digest: string;
   stepRun: StepRun;
   /** The Secret to create before the StepRun, when the step has secrets. */
   secret?: SecretBody;
@@ -80,7 +112,9 @@ export interface Plan {
 export type PlanOrRefusal = { ok: true; plan: Plan } | { ok: false; result: StepExecutionFailure };
 
 const SHELL_KEYS = ['command', 'run', 'script'] as const;
-const LOCAL_ONLY_KEYS = new Set<string>([...SHELL_KEYS, 'image', 'env']);
+// `timeout` and `throwOnError` are `builtin:shell`'s own options: they shape the StepRun and the
+// result, not the step's input.
+const LOCAL_ONLY_KEYS = new Set<string>([...SHELL_KEYS, 'image', 'env', 'timeout', 'throwOnError']);
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DEFAULT_WORKSPACE: WorkspaceSource = {
   volumeClaimTemplate: {
@@ -89,6 +123,8 @@ const DEFAULT_WORKSPACE: WorkspaceSource = {
 };
 const WORKSPACE_NAME = 'workspace';
 const DEFAULT_WORKFLOW = 'workflow';
+const DEFAULT_ENGINE = 'default';
+const EMPTY_OUTPUT: PrintedOutput = { stdout: '', stderr: '', marked: {}, truncated: { stdout: 0, stderr: 0 } };
 
 export function refusal(
   code: ErrorCode,
@@ -142,6 +178,36 @@ export function classifyUses(uses: string | undefined): Uses {
   };
 }
 
+/** The runtime's sandbox runner bounds every `uses:` step (plugin, command, builtin:shell) by this. */
+export const SANDBOX_TIMEOUT_SECONDS = 120;
+
+/**
+ * A step's timeout: the smallest of the bounds the runtime would put on it — the engine's
+ * `timeoutMs`, `builtin:shell`'s `with.timeout` (ms), and the sandbox runner's default for
+ * steps that name a `uses` — else the runner's `timeoutSeconds`.
+ */
+export function timeoutSeconds(
+  uses: string | undefined,
+  input: Record<string, unknown>,
+  timeoutMs: number | undefined,
+  options: Pick<MappingOptions, 'timeoutSeconds' | 'sandboxTimeoutSeconds'>,
+): number | undefined {
+  const bounds: number[] = [];
+  if (timeoutMs !== undefined) bounds.push(timeoutMs);
+  const shellTimeout = input['timeout'];
+  if (classifyUses(uses).kind === 'shell' && typeof shellTimeout === 'number' && shellTimeout > 0) {
+    bounds.push(shellTimeout);
+  }
+  if (uses !== undefined && uses !== '') bounds.push((options.sandboxTimeoutSeconds ?? SANDBOX_TIMEOUT_SECONDS) * 1000);
+  if (bounds.length === 0) return options.timeoutSeconds;
+  return Math.max(1, Math.ceil(Math.min(...bounds) / 1000));
+}
+
+/** Whether a shell step asked for a non-zero exit to be an error of the handler. */
+export function throwOnError(request: StepExecutionRequest): boolean {
+  return classifyUses(request.spec.uses).kind === 'shell' && request.spec.with?.['throwOnError'] === true;
+}
+
 function shellCommand(input: Record<string, unknown>): string | undefined {
   for (const key of SHELL_KEYS) {
     const value = input[key];
@@ -187,12 +253,23 @@ export function planStep(
   request: StepExecutionRequest,
   options: MappingOptions,
   namespace: string,
+  execution = 1,
 ): PlanOrRefusal {
   const { spec, context } = request;
   const uses = classifyUses(spec.uses);
   if (uses.kind === 'refused') return { ok: false, result: uses.result };
   const input = spec.with ?? {};
-  const name = stepRunName(context, options.namePrefix);
+  const engine = options.engineId ?? DEFAULT_ENGINE;
+  const identity: StepIdentity = {
+    engine,
+    workflow: options.workflow ?? DEFAULT_WORKFLOW,
+    runId: context.runId,
+    jobId: context.jobId,
+    stepId: context.stepId,
+  };
+  const prefix = options.namePrefix ?? '';
+  const key = stepKey(identity, prefix);
+  const name = stepRunName({ ...identity, execution }, prefix);
 
   const body: StepRunSpec = {};
   if (uses.kind === 'shell') {
@@ -285,8 +362,7 @@ export function planStep(
   const workdir = request.target?.workdir;
   if (workdir) body.workingDir = workdir;
 
-  const timeout =
-    spec.timeoutMs !== undefined ? Math.max(1, Math.ceil(spec.timeoutMs / 1000)) : options.timeoutSeconds;
+  const timeout = timeoutSeconds(spec.uses, input, spec.timeoutMs, options);
   if (timeout !== undefined) body.timeoutSeconds = timeout;
   if (options.startupTimeoutSeconds !== undefined) body.startupTimeoutSeconds = options.startupTimeoutSeconds;
   if (options.terminationGracePeriodSeconds !== undefined) {
@@ -302,7 +378,11 @@ export function planStep(
     'steprun.dev/workflow': workflow.name,
     'steprun.dev/run-id': workflow.runId ?? '',
     'steprun.dev/step-id': workflow.stepId ?? '',
+    [LABEL_STEP_KEY]: key,
+    [LABEL_EXECUTION]: String(execution),
   };
+  const digest = specDigest(body);
+  const identityKey = options.identityKey ?? engine;
   const stepRun: StepRun = {
     apiVersion: API_VERSION,
     kind: 'StepRun',
@@ -310,11 +390,18 @@ export function planStep(
       name,
       namespace,
       labels,
-      annotations: { [ANNOTATION_REQUEST_DIGEST]: specDigest(body) },
+      annotations: {
+        [ANNOTATION_REQUEST_DIGEST]: digest,
+        [ANNOTATION_FINGERPRINT]: fingerprint(identityKey, name, key, digest),
+        [ANNOTATION_ENGINE]: engine,
+        [ANNOTATION_ENGINE_ATTEMPT]: String(context.attempt),
+      },
     },
     spec: body,
   };
-  return { ok: true, plan: secret ? { name, namespace, stepRun, secret } : { name, namespace, stepRun } };
+  const plan: Plan = { name, namespace, execution, stepKey: key, identityKey, digest, stepRun };
+  if (secret) plan.secret = secret;
+  return { ok: true, plan };
 }
 
 function canonical(value: unknown): string {
@@ -335,8 +422,14 @@ function canonical(value: unknown): string {
  */
 export function specDigest(spec: StepRunSpec): string {
   const { context, ...rest } = spec;
-  const { trace: _trace, ...untraced } = context ?? {};
-  return createHash('sha256').update(canonical({ ...rest, context: untraced })).digest('hex').slice(0, 16);
+  const { trace: _trace, secrets, ...untraced } = context ?? {};
+  // The Secret holding the values is named after the execution; which keys the step gets is
+  // what the step is, not where this execution keeps them.
+  const keys = secrets?.map((secret) => [secret.name, secret.secretKeyRef.key, secret.as ?? 'env']);
+  return createHash('sha256')
+    .update(canonical({ ...rest, context: { ...untraced, secrets: keys } }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 const REJECTION_CODES: Record<string, ErrorCode> = {
@@ -356,12 +449,37 @@ function isResolutionReason(reason: string): boolean {
  */
 const UNRESOLVED = /\b(Plugin|Workflow handler|CLI command) not found: |builtin:shell is not available/;
 
-/** The runtime's result for a terminal StepRun; undefined while the step is not finished. */
-export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
+/** How the result of a step is told, beyond its StepRun. */
+export interface ResultOptions {
+  /** `builtin:shell`'s `with.throwOnError`: a non-zero exit is the handler's error. */
+  throwOnError?: boolean | undefined;
+}
+
+const STDERR_IN_MESSAGE = 500;
+
+/**
+ * The runtime's result for a terminal StepRun; undefined while the step is not finished.
+ * `printed` is what the step printed (its last attempt), read from its log.
+ */
+export function resultOf(
+  stepRun: StepRun,
+  printed: PrintedOutput = EMPTY_OUTPUT,
+  options: ResultOptions = {},
+): StepExecutionResult | undefined {
   const status = stepRun.status ?? {};
   const phase = status.phase;
   if (!isTerminal(phase)) return undefined;
-  if (phase === 'Succeeded') return { status: 'success', outputs: { ...(status.outputs ?? {}) } };
+  if (phase === 'Succeeded') {
+    // As the runtime's shell runners return it; the output file is the step's explicit word.
+    const outputs: Record<string, unknown> = {
+      stdout: printed.stdout,
+      stderr: printed.stderr,
+      exitCode: status.exitCode ?? 0,
+      ...printed.marked,
+      ...(status.outputs ?? {}),
+    };
+    return { status: 'success', outputs };
+  }
   const reason = status.reason ?? phase;
   const details: Record<string, unknown> = {
     exitCode: status.exitCode ?? null,
@@ -370,10 +488,13 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
     attempts: status.attempts ?? [],
     stepRun: stepRun.metadata.name,
     namespace: stepRun.metadata.namespace,
+    stdout: printed.stdout,
+    stderr: printed.stderr,
   };
   let code: ErrorCode;
   let outcome: 'failed' | 'cancelled' = 'failed';
   let fallback: string;
+  let message = status.message;
   switch (phase) {
     case 'Cancelled':
       outcome = 'cancelled';
@@ -392,10 +513,25 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
       fallback = `Step rejected (${reason})`;
       break;
     case 'Failed':
-      code = reason === 'InvalidSpec' ? ErrorCode.InvalidStep : ErrorCode.StepExecutionFailed;
       fallback =
         status.exitCode !== undefined ? `Step exited with code ${status.exitCode}` : `Step failed (${reason})`;
+      if (reason === 'InvalidSpec') {
+        code = ErrorCode.InvalidStep;
+      } else if (status.exitCode !== undefined && status.exitCode !== 0) {
+        // The step's command ran and failed: the runtime's words for it, stderr first.
+        const stderr = printed.stderr.slice(0, STDERR_IN_MESSAGE);
+        if (options.throwOnError) {
+          code = ErrorCode.HandlerError;
+          message = `Shell command failed with exit code ${status.exitCode}: ${stderr}`;
+        } else {
+          code = ErrorCode.HandlerReportedFailure;
+          message = stderr.trim() ? stderr : `Step handler reported failure (exitCode: ${status.exitCode})`;
+        }
+        details['operatorMessage'] = status.message ?? null;
+      } else {
+        code = ErrorCode.StepExecutionFailed;
+      }
       break;
   }
-  return refusal(code, status.message || fallback, details, outcome);
+  return refusal(code, message || fallback, details, outcome);
 }

@@ -40,7 +40,11 @@ export interface LogEntry {
   level: string;
   message: string;
   stream: 'stdout' | 'stderr';
-  /** 1-based position of the line in its stream, for the attempt that printed it. */
+  /**
+   * 1-based position of the line among all the lines of the execution, both streams counted
+   * together (as the runtime numbers them); with split streams, stdout and stderr lines written
+   * at the same time may be numbered in either order.
+   */
   lineNo: number;
   /** When the container wrote the line (RFC 3339, from the kubelet). */
   timestamp: string;
@@ -106,7 +110,11 @@ export interface Runner {
 
 /** The error codes this runner returns, in the runtime's style. */
 export const ErrorCode = {
-  /** The step ran and failed (non-zero exit, image pull failure, startup timeout, ...). */
+  /** The step's command ran and exited non-zero; the message is (the start of) its stderr. */
+  HandlerReportedFailure: 'HANDLER_REPORTED_FAILURE',
+  /** As HandlerReportedFailure, for a `builtin:shell` step with `with.throwOnError: true`. */
+  HandlerError: 'HANDLER_ERROR',
+  /** The step could not run to an exit code (image pull failure, startup timeout, ...). */
   StepExecutionFailed: 'STEP_EXECUTION_FAILED',
   /** Cancelled through the request's AbortSignal (or `spec.cancel` set by someone else). */
   StepCancelled: 'STEP_CANCELLED',
