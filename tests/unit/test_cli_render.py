@@ -218,7 +218,7 @@ def uses_step(uses: str, inputs: str = "{}") -> str:
 @pytest.mark.parametrize(
     ("uses", "command", "args", "writable"),
     [
-        ("command:lint", ["tool", "lint"], ["--ext", "js", "--fix", "src/"], False),
+        ("command:lint", ["tool", "lint"], ["--ext=js", "--fix", "src/"], False),
         ("plugin:tool/fix", ["tool"], ["--fix", "src/"], True),
     ],
 )
