@@ -144,13 +144,20 @@ type Uses =
 export function classifyUses(uses: string | undefined): Uses {
   if (uses === undefined || uses === '' || uses === 'builtin:shell') return { kind: 'shell' };
   if (uses.startsWith('plugin:')) {
-    const [plugin, ...handler] = uses.slice('plugin:'.length).split('/');
-    if (!plugin || handler.length === 0 || handler.some((part) => part === '')) {
+    // A scoped plugin id (@scope/name, as the runtime's plugins are published) holds a "/" of
+    // its own: the handler starts after the second one. A short name ("quality" for
+    // "@kb-labs/quality") is resolved by the operator against the step's SandboxPolicy.
+    const parts = uses.slice('plugin:'.length).split('/');
+    const scoped = parts[0]?.startsWith('@') === true;
+    const plugin = scoped ? `${parts[0] ?? ''}/${parts[1] ?? ''}` : parts[0];
+    const handler = parts.slice(scoped ? 2 : 1);
+    const pluginOk = scoped ? (parts[0] ?? '').length > 1 && (parts[1] ?? '') !== '' : Boolean(plugin);
+    if (!pluginOk || handler.length === 0 || handler.some((part) => part === '')) {
       return {
         kind: 'refused',
         result: refusal(
           ErrorCode.CommandResolutionFailed,
-          `Invalid plugin reference: ${uses}. Expected "plugin:<id>/<handler>"`,
+          `Invalid plugin reference: ${uses}. Expected "plugin:<id>/<handler>" (<id> may be scoped: @scope/name)`,
         ),
       };
     }

@@ -37,6 +37,12 @@ describe('classifyUses', () => {
     ['plugin:eslint/fix', 'sandbox'],
     ['plugin:eslint/rules/fix', 'sandbox'],
     ['command:lint', 'sandbox'],
+    ['plugin:@kb-labs/quality/check', 'sandbox'],
+    ['plugin:@kb-labs/quality/report/html', 'sandbox'],
+    ['plugin:quality/check', 'sandbox'],
+    ['plugin:@kb-labs/quality', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:@kb-labs//check', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:@/quality/check', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:eslint', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:/fix', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:eslint/', 'refused', 'COMMAND_RESOLUTION_FAILED'],
@@ -180,6 +186,16 @@ describe('planStep: sandbox steps', () => {
     assert.deepEqual(stepRun.spec.context?.inputs, { files: ['a.ts'] });
     assert.equal(stepRun.spec.image, undefined);
     assert.equal(stepRun.spec.script, undefined);
+  });
+
+  it('a scoped plugin id stays in sandbox.uses as written; no label or name holds it', () => {
+    const uses = 'plugin:@kb-labs/quality/check';
+    const { stepRun, name } = plan(request({ spec: { name: 'q', uses } }));
+    assert.deepEqual(stepRun.spec.sandbox, { uses });
+    assert.match(name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    for (const value of Object.values(stepRun.metadata.labels ?? {})) {
+      assert.match(value, /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/);
+    }
   });
 
   it('command:<name> carries the policy and permissions of the runner', () => {
