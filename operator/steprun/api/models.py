@@ -384,8 +384,9 @@ class SandboxSpec(ApiModel):
     uses: str | None = Field(None, max_length=256, pattern=USES_PATTERN)
     """What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> (a
     workflow handler of a plugin; <plugin> may be scoped, plugin:@scope/name/handler, or the
-    short name of exactly one scoped plugin of the policy), command:<name> (a CLI command of one of the policy's plugins;
-    context.inputs become its flags) or builtin:shell (spec.script in the policy's shellPlugin).
+    short name of exactly one scoped plugin of the policy), command:<name> (a CLI command of
+    one of the policy's plugins; context.inputs become its flags) or builtin:shell (spec.script
+    in the policy's shellPlugin).
     Resolved at admission and frozen in status.admitted. Exactly one of plugin and uses is set."""
     permissions: PermissionSet = Field(default_factory=list)
     """Permissions this step asks for, beyond those of its plugin and its handler or command."""
