@@ -41,48 +41,56 @@ export type WorkspaceSource =
 /** What the mapping takes from the runner's options. */
 export interface MappingOptions {
   /** Image of shell steps that do not name one in `with.image`. */
-  image?: string;
+  image?: string | undefined;
   /**
    * `context.workflow.name` of every StepRun (a label; the runtime's context has no name).
    * Default "workflow". With runId it keys the PVC a run's steps share.
    */
-  workflow?: string;
+  workflow?: string | undefined;
   /** Prefix of every StepRun name. */
-  namePrefix?: string;
+  namePrefix?: string | undefined;
   /**
    * This engine's id (default "default"): part of every step's identity, so engines that share
    * a namespace never wait on each other's StepRuns. Give each engine deployment its own.
    */
-  engineId?: string;
+  engineId?: string | undefined;
   /**
    * A secret the engine keeps (e.g. from a Secret mounted into it): the key of the fingerprint
    * stamped on each StepRun, so that only this engine can make a StepRun it will accept as its
    * own. Without it the engineId is the key, which tells engines apart but does not stop one
    * that can create StepRuns from forging another's.
    */
-  identityKey?: string;
+  identityKey?: string | undefined;
   /** `timeoutSeconds` of steps nothing else bounds (see timeoutSeconds()). */
-  timeoutSeconds?: number;
+  timeoutSeconds?: number | undefined;
   /**
    * The bound of steps with a `uses` (plugin:, command:, builtin:shell) when they set no
    * smaller one, as the runtime's sandbox runner has it (default 120).
    */
-  sandboxTimeoutSeconds?: number;
-  startupTimeoutSeconds?: number;
-  terminationGracePeriodSeconds?: number;
-  retries?: { limit?: number; backoffSeconds?: number };
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  serviceAccountName?: string;
-  ttlSecondsAfterFinished?: number;
+  sandboxTimeoutSeconds?: number | undefined;
+  startupTimeoutSeconds?: number | undefined;
+  terminationGracePeriodSeconds?: number | undefined;
+  retries?: { limit?: number; backoffSeconds?: number } | undefined;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> } | undefined;
+  serviceAccountName?: string | undefined;
+  ttlSecondsAfterFinished?: number | undefined;
   /** SandboxPolicy of plugin and command steps (the operator's default: "default"). */
-  sandboxPolicy?: string;
+  sandboxPolicy?: string | undefined;
+  /**
+   * The engine's own environment (the runner passes `process.env`). The runtime copies all of
+   * it into `context.env`; entries of `context.env` equal to one of it are the engine's, not
+   * the step's, and are dropped (see stepEnvOf).
+   */
+  engineEnv?: Record<string, string | undefined> | undefined;
+  /** Names of engine env vars the step does need: passed through the step's Secret. */
+  passEngineEnv?: string[] | undefined;
   /** Permissions plugin and command steps ask for beyond their plugin's own. */
-  sandboxPermissions?: string[];
+  sandboxPermissions?: string[] | undefined;
   /**
    * Where a request's `workspace` lives on the cluster; default: one PVC per workflow run
    * (a volumeClaimTemplate of 1Gi ReadWriteOnce), shared by the run's steps.
    */
-  workspace?: WorkspaceSource;
+  workspace?: WorkspaceSource | undefined;
 }
 
 export interface SecretBody {
@@ -210,6 +218,29 @@ export function timeoutSeconds(
   return Math.max(1, Math.ceil(Math.min(...bounds) / 1000));
 }
 
+/**
+ * `context.env` split into what the StepRun may show (`clear`) and what only its Secret may
+ * hold (`hidden`). The runtime's context copies the engine's whole `process.env` into
+ * `context.env` (PATH, HOME, and whatever credentials the engine runs with); an entry with the
+ * same name and value as the engine's own is that copy and never reaches the StepRun, unless
+ * its name is in `pass`, and then only through the Secret. What the workflow declared
+ * (run, job and step env) differs from the engine's and is kept.
+ */
+export function stepEnvOf(
+  env: Record<string, string>,
+  engine: Record<string, string | undefined>,
+  pass: string[],
+): { clear: Record<string, string>; hidden: Record<string, string> } {
+  const clear: Record<string, string> = {};
+  const hidden: Record<string, string> = {};
+  const passed = new Set(pass);
+  for (const [name, value] of Object.entries(env)) {
+    if (engine[name] !== value) clear[name] = value;
+    else if (passed.has(name)) hidden[name] = value;
+  }
+  return { clear, hidden };
+}
+
 /** Whether a shell step asked for a non-zero exit to be an error of the handler. */
 export function throwOnError(request: StepExecutionRequest): boolean {
   return classifyUses(request.spec.uses).kind === 'shell' && request.spec.with?.['throwOnError'] === true;
@@ -280,7 +311,7 @@ export function planStep(
 
   const body: StepRunSpec = {};
   if (uses.kind === 'shell') {
-    const command = shellCommand(input);
+    const command = shellCommand(input) ?? (spec.run?.trim() ? spec.run : undefined);
     if (command === undefined) {
       return {
         ok: false,
@@ -321,12 +352,14 @@ export function planStep(
   };
   workflow.name = labelValue(options.workflow ?? DEFAULT_WORKFLOW);
   const stepContext: NonNullable<StepRunSpec['context']> = { workflow };
-  if (Object.keys(context.env ?? {}).length > 0) stepContext.env = { ...context.env };
+  const env = stepEnvOf(context.env ?? {}, options.engineEnv ?? {}, options.passEngineEnv ?? []);
+  if (Object.keys(env.clear).length > 0) stepContext.env = env.clear;
   const inputs = uses.kind === 'shell' ? withoutKeys(input, LOCAL_ONLY_KEYS) : { ...input };
   if (Object.keys(inputs).length > 0) stepContext.inputs = inputs;
 
   let secret: SecretBody | undefined;
-  const secrets = Object.entries(context.secrets ?? {});
+  // Engine env the runner was told to pass goes with the secrets: never in clear text.
+  const secrets = Object.entries({ ...env.hidden, ...(context.secrets ?? {}) });
   if (secrets.length > 0) {
     const invalid = secrets.map(([key]) => key).filter((key) => !ENV_NAME.test(key));
     if (invalid.length > 0) {

@@ -18,27 +18,27 @@ import { WaitTracker, exponentialBackoff, waitForTerminal } from './wait.js';
 
 export interface KubernetesRunnerOptions extends MappingOptions {
   /** Cluster access; default: like kubectl (KUBECONFIG, ~/.kube/config, in-cluster). */
-  kubeConfig?: KubeConfig;
+  kubeConfig?: KubeConfig | undefined;
   /**
    * Namespace of the StepRuns (a request's `target.namespace` overrides it); default: the
    * kubeconfig context's namespace, else "default".
    */
-  namespace?: string;
+  namespace?: string | undefined;
   /** Seconds after which the server ends each watch and the runner resumes it (default 300). */
-  watchTimeoutSeconds?: number;
+  watchTimeoutSeconds?: number | undefined;
   /**
    * How `onLog` learns a line's stream: "split" requests stdout and stderr separately (the
    * cluster's PodLogsQuerySplitStreams feature), "combined" reports every line as stdout,
    * "auto" (default) splits when the API server supports it.
    */
-  logStreams?: 'auto' | 'split' | 'combined';
+  logStreams?: 'auto' | 'split' | 'combined' | undefined;
   /**
    * Bound of `stdout` and `stderr` in a result, in characters: the last ones are kept
    * (default 65536).
    */
-  outputLimit?: number;
+  outputLimit?: number | undefined;
   /** Retries of a failed API request (connection errors, 429, 5xx) before giving up (default 8). */
-  apiRetries?: number;
+  apiRetries?: number | undefined;
 }
 
 /** A step that cannot be run for a reason the result states (no request failed). */
@@ -87,7 +87,8 @@ export class KubernetesRunner implements Runner {
    * execution (default the first), without creating anything.
    */
   plan(request: StepExecutionRequest, execution = 1): ReturnType<typeof planStep> {
-    return planStep(request, this.options, this.namespaceFor(request), execution);
+    const options = this.options.engineEnv ? this.options : { ...this.options, engineEnv: process.env };
+    return planStep(request, options, this.namespaceFor(request), execution);
   }
 
   async execute(request: StepExecutionRequest): Promise<StepExecutionResult> {

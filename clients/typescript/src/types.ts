@@ -6,16 +6,18 @@
 export interface StepSpec {
   name: string;
   /** `builtin:shell` (or absent) for a shell step; `plugin:<id>/<handler>`, `command:<name>`. */
-  uses?: string;
-  id?: string;
-  if?: string;
+  uses?: string | undefined;
+  /** Shorthand of a shell step's command (the runtime turns it into `with.command`). */
+  run?: string | undefined;
+  id?: string | undefined;
+  if?: string | undefined;
   /** The step's input: `command`/`run`/`script` for shell steps, handler input otherwise. */
-  with?: Record<string, unknown>;
-  env?: Record<string, string>;
+  with?: Record<string, unknown> | undefined;
+  env?: Record<string, string> | undefined;
   /** Names of the workflow secrets the step needs; their values arrive in `context.secrets`. */
-  secrets?: string[];
-  timeoutMs?: number;
-  continueOnError?: boolean;
+  secrets?: string[] | undefined;
+  timeoutMs?: number | undefined;
+  continueOnError?: boolean | undefined;
 }
 
 export interface RuntimeLogger {
@@ -31,8 +33,8 @@ export interface RuntimeEvents {
 
 export interface RuntimeTrace {
   traceId: string;
-  spanId?: string;
-  parentSpanId?: string;
+  spanId?: string | undefined;
+  parentSpanId?: string | undefined;
 }
 
 /** One line a step printed. */
@@ -48,7 +50,7 @@ export interface LogEntry {
   lineNo: number;
   /** When the container wrote the line (RFC 3339, from the kubelet). */
   timestamp: string;
-  meta?: Record<string, unknown>;
+  meta?: Record<string, unknown> | undefined;
 }
 
 export interface StepContext {
@@ -61,44 +63,44 @@ export interface StepContext {
   secrets: Record<string, string>;
   /** Accepted for shape compatibility; artifacts are not carried to the cluster. */
   artifacts?: unknown;
-  events?: RuntimeEvents;
+  events?: RuntimeEvents | undefined;
   /** Optional here (required by the runtime's own type), so plain objects can be passed. */
-  logger?: RuntimeLogger;
-  trace?: RuntimeTrace;
+  logger?: RuntimeLogger | undefined;
+  trace?: RuntimeTrace | undefined;
   pluginContext?: unknown;
-  onLog?: (entry: LogEntry) => void;
+  onLog?: ((entry: LogEntry) => void) | undefined;
 }
 
 export interface ExecutionTarget {
-  environmentId?: string;
-  workspaceId?: string;
+  environmentId?: string | undefined;
+  workspaceId?: string | undefined;
   /** The namespace the step's StepRun is created in (overrides the runner's). */
-  namespace?: string;
+  namespace?: string | undefined;
   /** The step's working directory. */
-  workdir?: string;
+  workdir?: string | undefined;
 }
 
 export interface StepExecutionRequest {
   spec: StepSpec;
   context: StepContext;
   /** The directory the step works in. */
-  workspace?: string;
-  target?: ExecutionTarget;
-  signal?: AbortSignal;
+  workspace?: string | undefined;
+  target?: ExecutionTarget | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export interface StepExecutionSuccess {
   status: 'success';
-  outputs?: Record<string, unknown>;
+  outputs?: Record<string, unknown> | undefined;
 }
 
 export interface StepExecutionFailure {
   status: 'failed' | 'cancelled';
   error: {
     message: string;
-    code?: string;
-    stack?: string;
-    details?: Record<string, unknown>;
+    code?: string | undefined;
+    stack?: string | undefined;
+    details?: Record<string, unknown> | undefined;
   };
 }
 

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 
 import type { StepRun } from '../../src/api.js';
 import { fingerprint } from '../../src/executions.js';
-import { classifyUses, planStep, resultOf, specDigest, traceparent, type MappingOptions, type Plan } from '../../src/mapping.js';
+import { classifyUses, planStep, resultOf, specDigest, stepEnvOf, traceparent, type MappingOptions, type Plan } from '../../src/mapping.js';
 import type { StepExecutionRequest } from '../../src/types.js';
 
 const NS = 'ci';
@@ -22,7 +22,7 @@ function plan(req: StepExecutionRequest, options: MappingOptions = { image: 'bus
   return planned.plan;
 }
 
-function refused(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): { code?: string; message: string } {
+function refused(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): { code?: string | undefined; message: string } {
   const planned = planStep(req, options, NS);
   assert.ok(!planned.ok, 'expected the request to be refused');
   assert.equal(planned.result.status, 'failed');
@@ -90,6 +90,38 @@ describe('planStep: shell steps', () => {
     assert.equal(error.code, 'INVALID_STEP');
     assert.match(error.message, /with\.image/);
     assert.match(error.message, /"image" option/);
+  });
+
+  it('the engine\'s own environment, which the runtime copies into context.env, never reaches the StepRun', () => {
+    const req = request();
+    // As the runtime's createStepContext builds it: process.env, then the workflow's env.
+    req.context.env = { PATH: '/usr/bin', HOME: '/root', AWS_SECRET_ACCESS_KEY: 'engine-key', CI: 'true', STAGE: 'prod' };
+    const engineEnv = { PATH: '/usr/bin', HOME: '/root', AWS_SECRET_ACCESS_KEY: 'engine-key', STAGE: 'dev' };
+    const { stepRun, secret } = plan(req, { image: 'busybox:1.36', engineEnv });
+    assert.deepEqual(stepRun.spec.context?.env, { CI: 'true', STAGE: 'prod' }, 'what the workflow set stays');
+    assert.ok(!JSON.stringify(stepRun).includes('engine-key'));
+    assert.equal(secret, undefined);
+  });
+
+  it('engine env the step needs is passed by name, through the Secret only', () => {
+    const req = request();
+    req.context.env = { NPM_TOKEN: 'npm-value', PATH: '/usr/bin' };
+    const { stepRun, secret } = plan(req, {
+      image: 'busybox:1.36',
+      engineEnv: { NPM_TOKEN: 'npm-value', PATH: '/usr/bin' },
+      passEngineEnv: ['NPM_TOKEN'],
+    });
+    assert.equal(stepRun.spec.context?.env, undefined);
+    assert.ok(!JSON.stringify(stepRun).includes('npm-value'));
+    assert.deepEqual(secret?.stringData, { NPM_TOKEN: 'npm-value' });
+    assert.deepEqual(stepRun.spec.context?.secrets?.map((s) => s.name), ['NPM_TOKEN']);
+  });
+
+  it('stepEnvOf keeps what differs from the engine, hides what is passed, drops the rest', () => {
+    assert.deepEqual(stepEnvOf({ A: '1', B: '2', C: '3' }, { A: '1', B: 'x', C: '3' }, ['C']), {
+      clear: { B: '2' },
+      hidden: { C: '3' },
+    });
   });
 
   it('maps context.env to context.env and step env (plus with.env) to spec.env', () => {
