@@ -69,6 +69,11 @@ export interface MappingOptions {
    */
   sandboxTimeoutSeconds?: number | undefined;
   startupTimeoutSeconds?: number | undefined;
+  /**
+   * The step's grace period when it is cancelled (an aborted signal) or times out. Default 5:
+   * the runtime's runners stop a step at once (a signal, then a kill a few seconds later), where
+   * the API's default would keep an aborted engine waiting 30 s.
+   */
   terminationGracePeriodSeconds?: number | undefined;
   retries?: { limit?: number; backoffSeconds?: number } | undefined;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> } | undefined;
@@ -132,6 +137,7 @@ const DEFAULT_WORKSPACE: WorkspaceSource = {
 const WORKSPACE_NAME = 'workspace';
 const DEFAULT_WORKFLOW = 'workflow';
 const DEFAULT_ENGINE = 'default';
+const ABORT_GRACE_SECONDS = 5;
 const EMPTY_OUTPUT: PrintedOutput = { stdout: '', stderr: '', marked: {}, truncated: { stdout: 0, stderr: 0 } };
 
 export function refusal(
@@ -405,9 +411,7 @@ export function planStep(
   const timeout = timeoutSeconds(spec.uses, input, spec.timeoutMs, options);
   if (timeout !== undefined) body.timeoutSeconds = timeout;
   if (options.startupTimeoutSeconds !== undefined) body.startupTimeoutSeconds = options.startupTimeoutSeconds;
-  if (options.terminationGracePeriodSeconds !== undefined) {
-    body.terminationGracePeriodSeconds = options.terminationGracePeriodSeconds;
-  }
+  body.terminationGracePeriodSeconds = options.terminationGracePeriodSeconds ?? ABORT_GRACE_SECONDS;
   if (options.retries) body.retries = { ...options.retries };
   if (options.resources) body.resources = options.resources;
   if (options.serviceAccountName && uses.kind === 'shell') body.serviceAccountName = options.serviceAccountName;

@@ -175,6 +175,12 @@ describe('planStep: shell steps', () => {
     assert.deepEqual(stepRun.spec.context?.inputs, { level: 2 });
   });
 
+  it('an aborted step is given a short grace period unless the runner says otherwise', () => {
+    assert.equal(plan(request()).stepRun.spec.terminationGracePeriodSeconds, 5);
+    const options = { image: 'busybox:1.36', terminationGracePeriodSeconds: 0 };
+    assert.equal(plan(request(), options).stepRun.spec.terminationGracePeriodSeconds, 0);
+  });
+
   it('target.workdir becomes workingDir', () => {
     const { stepRun } = plan(request({ target: { workdir: '/src' } }));
     assert.equal(stepRun.spec.workingDir, '/src');
