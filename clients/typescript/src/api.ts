@@ -22,6 +22,10 @@ export const ANNOTATION_FINGERPRINT = 'steprun.dev/execution-fingerprint';
 /** The engine's id and the `attempt` it passed, as they were (no meaning to the operator). */
 export const ANNOTATION_ENGINE = 'steprun.dev/engine';
 export const ANNOTATION_ENGINE_ATTEMPT = 'steprun.dev/engine-attempt';
+/** The engine's trace ids as it passed them (context.trace), beside the derived traceparent. */
+export const ANNOTATION_SEED_TRACE_ID = 'steprun.dev/engine-trace-id';
+export const ANNOTATION_SEED_SPAN_ID = 'steprun.dev/engine-span-id';
+export const ANNOTATION_SEED_PARENT_SPAN_ID = 'steprun.dev/engine-parent-span-id';
 
 export const TERMINAL_PHASES = ['Succeeded', 'Failed', 'TimedOut', 'Cancelled', 'Rejected'] as const;
 export type TerminalPhase = (typeof TERMINAL_PHASES)[number];

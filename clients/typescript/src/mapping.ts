@@ -5,6 +5,9 @@ import {
   ANNOTATION_ENGINE_ATTEMPT,
   ANNOTATION_FINGERPRINT,
   ANNOTATION_REQUEST_DIGEST,
+  ANNOTATION_SEED_PARENT_SPAN_ID,
+  ANNOTATION_SEED_SPAN_ID,
+  ANNOTATION_SEED_TRACE_ID,
   API_VERSION,
   LABEL_EXECUTION,
   LABEL_MANAGED_BY,
@@ -87,6 +90,11 @@ export interface MappingOptions {
    * the step's, and are dropped (see stepEnvOf).
    */
   engineEnv?: Record<string, string | undefined> | undefined;
+  /**
+   * The span the runner opened for this execution (W3C hex ids), when a tracer is configured:
+   * it becomes the step's TRACEPARENT instead of the one derived from `context.trace`.
+   */
+  spanContext?: { traceId: string; spanId: string } | undefined;
   /** Names of engine env vars the step does need: passed through the step's Secret. */
   passEngineEnv?: string[] | undefined;
   /** Permissions plugin and command steps ask for beyond their plugin's own. */
@@ -292,6 +300,18 @@ export function traceparent(trace: RuntimeTrace, name: string): TraceContext {
   return { traceparent: `00-${traceId}-${hexId(span, HEX16, 16)}-01` };
 }
 
+/**
+ * The engine's own trace ids, exactly as it passed them (the runtime's are opaque strings, e.g.
+ * the run id as traceId), beside the W3C form in spec.context.trace derived from them.
+ */
+function seedTrace(trace: RuntimeTrace | undefined): Record<string, string> {
+  const annotations: Record<string, string> = {};
+  if (trace?.traceId) annotations[ANNOTATION_SEED_TRACE_ID] = trace.traceId;
+  if (trace?.spanId) annotations[ANNOTATION_SEED_SPAN_ID] = trace.spanId;
+  if (trace?.parentSpanId) annotations[ANNOTATION_SEED_PARENT_SPAN_ID] = trace.parentSpanId;
+  return annotations;
+}
+
 /** The request as a StepRun (and its Secret), or the failure that says why it cannot be one. */
 export function planStep(
   request: StepExecutionRequest,
@@ -394,7 +414,13 @@ export function planStep(
       stringData: Object.fromEntries(secrets),
     };
   }
-  if (context.trace?.traceId) stepContext.trace = traceparent(context.trace, name);
+  if (options.spanContext) {
+    // The runner's own span of this execution: the step's spans are its children.
+    const { traceId, spanId } = options.spanContext;
+    stepContext.trace = { traceparent: `00-${traceId}-${spanId}-01` };
+  } else if (context.trace?.traceId) {
+    stepContext.trace = traceparent(context.trace, name);
+  }
   body.context = stepContext;
 
   if (request.workspace !== undefined) {
@@ -439,6 +465,7 @@ export function planStep(
         [ANNOTATION_FINGERPRINT]: fingerprint(identityKey, name, key, digest),
         [ANNOTATION_ENGINE]: engine,
         [ANNOTATION_ENGINE_ATTEMPT]: String(context.attempt),
+        ...seedTrace(context.trace),
       },
     },
     spec: body,

@@ -6,6 +6,7 @@ import { Kube, KubeConfig, KubeError, isTransient } from './kube.js';
 import { LogFollower, probeSplitStreams } from './logs.js';
 import { planStep, refusal, resultOf, throwOnError, type MappingOptions, type Plan } from './mapping.js';
 import { OutputCapture } from './outputs.js';
+import { SPAN_KIND_CLIENT, STATUS_ERROR, STATUS_OK, usableContext, type SpanLike, type TracerLike } from './tracing.js';
 import {
   ErrorCode,
   type RuntimeLogger,
@@ -37,6 +38,11 @@ export interface KubernetesRunnerOptions extends MappingOptions {
    * (default 65536).
    */
   outputLimit?: number | undefined;
+  /**
+   * An OpenTelemetry tracer (e.g. `trace.getTracer('steprun')` of @opentelemetry/api): each
+   * execute() is one span, and the step's TRACEPARENT is that span (see docs).
+   */
+  tracer?: TracerLike | undefined;
   /** Retries of a failed API request (connection errors, 429, 5xx) before giving up (default 8). */
   apiRetries?: number | undefined;
 }
@@ -86,20 +92,49 @@ export class KubernetesRunner implements Runner {
    * The StepRun (and Secret) `execute` would create for a request as the step's `execution`-th
    * execution (default the first), without creating anything.
    */
-  plan(request: StepExecutionRequest, execution = 1): ReturnType<typeof planStep> {
-    const options = this.options.engineEnv ? this.options : { ...this.options, engineEnv: process.env };
+  plan(request: StepExecutionRequest, execution = 1, span?: SpanLike): ReturnType<typeof planStep> {
+    const options: MappingOptions = {
+      ...this.options,
+      engineEnv: this.options.engineEnv ?? process.env,
+      spanContext: usableContext(span),
+    };
     return planStep(request, options, this.namespaceFor(request), execution);
   }
 
   async execute(request: StepExecutionRequest): Promise<StepExecutionResult> {
-    const planned = this.plan(request);
+    const { context } = request;
+    const span = this.options.tracer?.startSpan(`step ${context.stepId}`, {
+      kind: SPAN_KIND_CLIENT,
+      attributes: {
+        'workflow.name': this.options.workflow ?? 'workflow',
+        'workflow.run_id': context.runId,
+        'workflow.job_id': context.jobId,
+        'workflow.step_id': context.stepId,
+        'workflow.attempt': context.attempt,
+      },
+    });
+    const result = await this.run(request, span);
+    if (span) {
+      if (result.status === 'success') span.setStatus({ code: STATUS_OK });
+      else span.setStatus({ code: STATUS_ERROR, message: `${result.error.code ?? ''}: ${result.error.message}`.slice(0, 500) });
+      span.end();
+    }
+    return result;
+  }
+
+  private async run(request: StepExecutionRequest, span: SpanLike | undefined): Promise<StepExecutionResult> {
+    const planned = this.plan(request, 1, span);
     if (!planned.ok) return planned.result;
     const logger = request.context.logger;
     let meta: Record<string, unknown> = { namespace: planned.plan.namespace, stepId: request.context.stepId };
     try {
-      const chosen = await this.ensure(request, planned.plan, logger);
+      const chosen = await this.ensure(request, planned.plan, logger, span);
       if (!chosen) return refusal(ErrorCode.StepCancelled, 'Step cancelled before it started', meta, 'cancelled');
       meta = { ...meta, stepRun: chosen.plan.name };
+      span?.setAttribute('steprun.name', chosen.plan.name);
+      span?.setAttribute('steprun.namespace', chosen.plan.namespace);
+      span?.setAttribute('steprun.execution', chosen.plan.execution);
+      span?.setAttribute('steprun.attached', chosen.attached);
       return await this.follow(chosen.plan, chosen.stepRun, request, logger);
     } catch (err) {
       return this.failure(err, meta);
@@ -146,7 +181,8 @@ export class KubernetesRunner implements Runner {
     request: StepExecutionRequest,
     first: Plan,
     logger: RuntimeLogger | undefined,
-  ): Promise<{ plan: Plan; stepRun: StepRun } | undefined> {
+    span: SpanLike | undefined,
+  ): Promise<{ plan: Plan; stepRun: StepRun; attached: boolean } | undefined> {
     const aborted = request.signal?.aborted === true;
     for (let tries = 1; ; tries += 1) {
       const existing = await this.retrying(() =>
@@ -160,15 +196,15 @@ export class KubernetesRunner implements Runner {
       });
       if (decision.kind === 'none') return undefined;
       if (decision.kind === 'attach') {
-        const plan = this.replanned(request, executionOf(decision.stepRun));
+        const plan = this.replanned(request, executionOf(decision.stepRun), span);
         logger?.info('Attaching to the running execution of this step', {
           stepRun: plan.name,
           phase: decision.stepRun.status?.phase,
         });
         if (plan.secret) await this.ownSecret(plan, decision.stepRun, logger);
-        return { plan, stepRun: decision.stepRun };
+        return { plan, stepRun: decision.stepRun, attached: true };
       }
-      const plan = this.replanned(request, decision.execution);
+      const plan = this.replanned(request, decision.execution, span);
       if (plan.secret) await this.writeSecret(plan);
       let stepRun: StepRun;
       try {
@@ -181,12 +217,12 @@ export class KubernetesRunner implements Runner {
       }
       logger?.info('StepRun created', { stepRun: plan.name, namespace: plan.namespace, execution: plan.execution });
       if (plan.secret) await this.ownSecret(plan, stepRun, logger);
-      return { plan, stepRun };
+      return { plan, stepRun, attached: false };
     }
   }
 
-  private replanned(request: StepExecutionRequest, execution: number): Plan {
-    const planned = this.plan(request, execution);
+  private replanned(request: StepExecutionRequest, execution: number, span: SpanLike | undefined): Plan {
+    const planned = this.plan(request, execution, span);
     // The first plan of this request was accepted; only the execution number differs.
     if (!planned.ok) throw new StepRefused(planned.result);
     return planned.plan;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { KubernetesRunner } from '../../src/runner.js';
+import type { TracerLike } from '../../src/tracing.js';
 import { getStepRun, image, kubeConfig, namespace, shellRequest, succeeded } from './support.js';
 
 const runner = new KubernetesRunner({ kubeConfig, namespace, image, workflow: 'ws' });
@@ -33,5 +34,30 @@ describe('workspace and trace of a request', { timeout: 300_000 }, () => {
     const planned = runner.plan(request);
     assert.ok(planned.ok);
     assert.equal((await getStepRun(planned.plan.name)).spec.context?.workflow?.jobId, 'job');
+  });
+
+  it('the engine\'s trace ids are kept on the StepRun; a configured tracer\'s span is the step\'s parent', async () => {
+    const ended: string[] = [];
+    const tracer: TracerLike = {
+      startSpan: (name) => ({
+        spanContext: () => ({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' }),
+        setAttribute: () => undefined,
+        setStatus: () => undefined,
+        end: () => ended.push(name),
+      }),
+    };
+    const traced = new KubernetesRunner({ kubeConfig, namespace, image, workflow: 'ws', tracer });
+    const request = shellRequest('printf \'{"traceparent":"%s"}\' "$TRACEPARENT" > "$STEPRUN_OUTPUT_FILE"', {
+      trace: { traceId: 'run-77', spanId: 'wf-run-77-job-step-1', parentSpanId: 'job' },
+    });
+    assert.deepEqual(succeeded(await traced.execute(request)), {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+    assert.deepEqual(ended, [`step ${request.context.stepId}`]);
+    const planned = traced.plan(request);
+    assert.ok(planned.ok);
+    const annotations = (await getStepRun(planned.plan.name)).metadata.annotations ?? {};
+    assert.equal(annotations['steprun.dev/engine-trace-id'], 'run-77');
+    assert.equal(annotations['steprun.dev/engine-span-id'], 'wf-run-77-job-step-1');
   });
 });
