@@ -88,17 +88,31 @@ def test_list_by_label_and_field_selector(server: FakeApiServer, kubeconfig: str
     add(server.cluster, "x2", {"team": "data"})
     add(server.cluster, "x3", {"team": "web"}, context={"workflow": {"name": "build"}})
     finish(server.cluster, "x3", NS)
-    assert steprun_cli(kubeconfig, "list", "-l", "team=web", "-o", "name")[1] == "x1\nx3\n"
-    assert steprun_cli(kubeconfig, "list", "--selector", "team=data", "-o", "name")[1] == "x2\n"
+    sr = "steprun.steprun.dev/"
+    assert steprun_cli(kubeconfig, "list", "-l", "team=web", "-o", "name")[1] == f"{sr}x1\n{sr}x3\n"
+    assert (
+        steprun_cli(kubeconfig, "list", "--selector", "team=data", "-o", "name")[1] == f"{sr}x2\n"
+    )
     code, out, _ = steprun_cli(kubeconfig, "list", "--field-selector", "status.phase=Succeeded")
     assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["x3"]
     # --workflow is a field selector too, combined with the others.
     code, out, _ = steprun_cli(
         kubeconfig, "list", "--workflow", "build", "-l", "team=web", "-o", "name"
     )
-    assert out == "x3\n"
+    assert out == f"{sr}x3\n"
     (query,) = [q for q in server.requests_of("GET", "stepruns") if "labelSelector" in q][-1:]
     assert query["fieldSelector"] == ["spec.context.workflow.name=build"]
+
+
+def test_get_without_a_name_lists_like_kubectl_get(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "x1", {"team": "web"})
+    add(server.cluster, "x2", {"team": "data"})
+    code, out, _ = steprun_cli(kubeconfig, "get")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["NAME", "x1", "x2"]
+    code, out, _ = steprun_cli(kubeconfig, "get", "-l", "team=data", "--no-headers")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["x2"]
+    code, _, err = steprun_cli(kubeconfig, "get", "x1", "-l", "team=web")
+    assert code == exit_codes.USAGE and "cannot be given with -l" in err
 
 
 def test_no_headers_and_sort_by(server: FakeApiServer, kubeconfig: str) -> None:
@@ -158,6 +172,21 @@ def test_list_watch_prints_each_change_until_ctrl_c(server: FakeApiServer, kubec
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
+
+
+def test_watch_after_an_empty_listing_prints_the_header_first(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    process = cli_process(kubeconfig, "list", "-w")
+    assert process.stdout is not None and process.stderr is not None
+    assert "No StepRuns found" in process.stderr.readline()
+    add(server.cluster, "late")
+    assert process.stdout.readline().split()[:2] == ["NAME", "PHASE"]
+    assert process.stdout.readline().split()[:2] == ["late", "Pending"]
+    server.cluster.set_status(NS, "late", phase="Running")
+    assert process.stdout.readline().split()[:2] == ["late", "Running"]
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
 
 
 def test_get_watch_follows_one_step(server: FakeApiServer, kubeconfig: str) -> None:
@@ -405,3 +434,43 @@ def test_a_server_that_never_answers_fails_after_request_timeout(tmp_path: Path)
         result = _steprun("--request-timeout", "1s", "get", "x", env=env)
     assert result.returncode == exit_codes.API_UNREACHABLE, result.stderr
     assert "unreachable" in result.stderr
+
+
+# ---------------------------------------------------------------------- run like kubectl run
+
+
+def test_run_labels_timeout_duration_and_client_dry_run_as_json(kubeconfig: str) -> None:
+    code, out, err = steprun_cli(
+        kubeconfig,
+        *("run", "x", "--image", "steprun.local/step:1", "-l", "team=web,tier=1"),
+        *("--labels", "extra=yes", "--timeout", "10m", "--dry-run=client", "-o", "json"),
+        *("--", "true"),
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["spec"]["timeoutSeconds"] == 600
+    assert body["metadata"]["labels"]["team"] == "web"
+    assert body["metadata"]["labels"]["extra"] == "yes"
+
+
+def test_run_rm_deletes_the_step_once_it_ended(server: FakeApiServer, kubeconfig: str) -> None:
+    import threading
+
+    def finish_when_created() -> None:
+        for _ in range(400):
+            if "gone" in server.cluster.names("StepRun", NS):
+                finish(server.cluster, "gone", NS)
+                return
+            threading.Event().wait(0.05)
+
+    finisher = threading.Thread(target=finish_when_created)
+    finisher.start()
+    code, _, err = steprun_cli(
+        kubeconfig, "run", "gone", "--image", "b", "--rm", "--no-logs", "--", "true"
+    )
+    finisher.join()
+    assert code == 0, err
+    assert "steprun/gone deleted" in err
+    assert "gone" not in server.cluster.names("StepRun", NS)
+    code, _, err = steprun_cli(kubeconfig, "run", "--image", "b", "--rm", "--detach", "--", "x")
+    assert code == exit_codes.USAGE and "--rm" in err
