@@ -239,11 +239,15 @@ def test_result_of_a_failed_step() -> None:
             exitCode=3,
             outputs={"k": "v"},
             attempts=[{"attempt": 1, "podName": "s-1", "exitCode": 3}],
+            failure={"category": "Step", "stage": "Running", "reason": "Error", "exitCode": 3},
         )
     )
     assert result.phase is Phase.FAILED and not result.succeeded
     assert (result.exit_code, result.outputs, result.reason) == (3, {"k": "v"}, "Error")
     assert [a.pod_name for a in result.attempts] == ["s-1"]
+    assert result.failure is not None
+    assert (result.failure.category, result.failure.stage) == ("Step", "Running")
+    assert build_result(finished("Succeeded")).failure is None
 
 
 def test_results_exist_only_for_terminal_steps() -> None:

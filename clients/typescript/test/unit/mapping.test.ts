@@ -456,6 +456,7 @@ describe('resultOf', () => {
         reason: 'Error',
         phase: 'Failed',
         attempts,
+        failure: null,
         stepRun: 'sr',
         namespace: NS,
         stdout: '',
@@ -463,6 +464,13 @@ describe('resultOf', () => {
         operatorMessage: null,
       },
     );
+  });
+
+  it('failure details carry the failure an engine branches on', () => {
+    const failure = { category: 'Platform', stage: 'Running', reason: 'Evicted', node: 'n1' } as const;
+    const result = resultOf(finished({ phase: 'Failed', reason: 'Evicted', attempts, failure }));
+    assert.ok(result && result.status === 'failed');
+    assert.deepEqual(result.error.details?.['failure'], failure);
   });
 
   it('the operator\'s message is the error message', () => {
