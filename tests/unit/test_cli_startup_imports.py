@@ -89,12 +89,12 @@ def test_the_whole_library_is_still_there_for_code_that_asks_for_it() -> None:
 
 
 def test_the_quick_path_names_the_api_as_the_access_layer_does() -> None:
-    from steprun.kube.client import Kube
+    from steprun.api.resources import STEPRUN
     from steprun.kube.quick import steprun_path
 
-    assert steprun_path("ci") == Kube.path("StepRun", "ci")
-    assert steprun_path("ci", "x") == Kube.path("StepRun", "ci", "x")
-    assert steprun_path(None) == Kube.path("StepRun", None)
+    assert steprun_path("ci") == STEPRUN.path("ci")
+    assert steprun_path("ci", "x") == STEPRUN.path("ci", "x")
+    assert steprun_path(None) == STEPRUN.path(None)
 
 
 @pytest.mark.parametrize(

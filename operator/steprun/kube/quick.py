@@ -191,8 +191,8 @@ def get_json(
     return answer
 
 
-# The StepRun API's path (steprun.api.models holds the group and version; importing it costs
-# the pydantic models: tests/unit/test_cli_startup_imports.py checks the two agree).
+# The StepRun API's path, written here rather than taken from steprun.api.resources, whose
+# import costs the pydantic models: tests/unit/test_cli_startup_imports.py checks they agree.
 STEPRUN_API = "/apis/steprun.dev/v1alpha1"
 
 
