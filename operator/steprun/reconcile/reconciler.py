@@ -52,7 +52,7 @@ from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
-from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, message_with
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, UrlsSecretTaken, message_with
 from steprun.reconcile.decide import (
     Cancel,
     ExpireTtl,
@@ -503,6 +503,7 @@ class Reconciler:
                     raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
+            await self._ensure_artifact_urls(sr, attempt, pod, inputs)
             pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
@@ -573,27 +574,28 @@ class Reconciler:
         except ArtifactProblem as problem:
             raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
 
-    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
-        # The store's credentials ride in the step's own Secret, for its helper containers.
+    async def _ensure_artifact_urls(
+        self, sr: StepRun, attempt: int, pod: Mapping[str, Any], inputs: list[ResolvedInput]
+    ) -> None:
         try:
-            store_keys = (
-                await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
-            )
+            await self.artifacts.ensure_urls(sr, attempt, pod, inputs)
+        except UrlsSecretTaken as taken:
+            raise StepAborted(Phase.FAILED, Reason.CREATE_FAILED, str(taken)) from None
         except ArtifactProblem as problem:
             raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
+
+    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
         bodies = [render_configmap(sr, self.config, sandbox)]
         if sandbox is not None:
             bodies.append(add_store_egress(render_network_policy(sr, sandbox), sr, self.config))
         creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
-        if needs_secret(sr, sandbox) or store_keys:
-            creates.insert(0, self._create_secret(sr, sandbox, store_keys))
+        if needs_secret(sr, sandbox):
+            creates.insert(0, self._create_secret(sr, sandbox))
         await _all(creates)
 
-    async def _create_secret(
-        self, sr: StepRun, sandbox: SandboxDecision | None, store_keys: Mapping[str, str]
-    ) -> None:
+    async def _create_secret(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
         data: dict[str, str] = {}
         if needs_secret(sr, sandbox):
             names = sorted({name for name, _ in secret_sources(sr)})
@@ -607,7 +609,7 @@ class Reconciler:
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
                 raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, "; ".join(problems))
-        await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
+        await self._create_owned(sr, render_secret(sr, data))
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
@@ -861,6 +863,8 @@ class Reconciler:
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
+        if needs_artifacts(sr):
+            await self.artifacts.forget_urls(sr)
 
     # ------------------------------------------------------------------ writes
 
@@ -946,8 +950,8 @@ def _may_quote_the_pod(outcome: Outcome) -> bool:
 
 
 def _has_secret(sr: StepRun) -> bool:
-    """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
-    return bool(sr.spec.context.secrets) or needs_artifacts(sr)
+    """Whether the step has its own Secret (secret projections)."""
+    return bool(sr.spec.context.secrets)
 
 
 def _key(sr: StepRun) -> Key:
