@@ -568,7 +568,9 @@ def test_a_co_tenant_reaches_no_object_beyond_its_own_attempts(
                 raise
 
         secrets = eventually(
-            lambda: [s for s in readable() if "artifacts" in s.metadata.name] and readable(),
+            lambda: (
+                [s for s in readable() if s.metadata.name.startswith("consume-")] and readable()
+            ),
             30,
             "the co-tenant to read the namespace's Secrets",
         )
