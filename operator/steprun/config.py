@@ -17,6 +17,7 @@ _POD_ORDINAL = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?-(\d+)")
 _TOP_PRIORITY = 100
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
+DEFAULT_CLAIM_ORIGIN_POLICY = "steprun-claim-origin"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
 # The helper uploads each artifact with one presigned PUT (docs/artifacts.md says why not
 # multipart), and S3 takes at most 5 GiB in one PUT.
@@ -184,11 +185,17 @@ class OperatorConfig(BaseSettings):
         description="Name of the StepRun-create ValidatingAdmissionPolicy (and its binding) "
         "that checks a creator may read the Secrets and use the ServiceAccount a step names.",
     )
+    claim_origin_policy: str = Field(
+        DEFAULT_CLAIM_ORIGIN_POLICY,
+        description="Name of the ValidatingAdmissionPolicy (and its binding) that lets only the "
+        "operator create PersistentVolumeClaims with steprun.dev/ labels or annotations.",
+    )
     require_admission_policy: bool = Field(
         True,
         description="Fail closed: without the admission policy, steps that name Secrets, a "
-        "ServiceAccount, existing claims or artifact producers end Rejected. false runs them "
-        "anyway (no creator check at all).",
+        "ServiceAccount, claims or artifact producers end Rejected, and without the claim-origin "
+        "policy so do steps with volumeClaimTemplate workspaces. false runs them anyway (no "
+        "creator check at all, and run claims are joined on their labels alone).",
     )
     local_pod_hardening: bool = Field(
         True,

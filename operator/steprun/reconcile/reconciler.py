@@ -565,7 +565,7 @@ class Reconciler:
 
     async def _ensure_workspaces(self, sr: StepRun) -> None:
         try:
-            await ensure_workspaces(self.kube, sr)
+            await ensure_workspaces(self.kube, sr, self.tenancy.claim_problem)
         except WorkspaceUnavailable as error:
             raise StepAborted(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, str(error)) from None
 
