@@ -158,6 +158,13 @@ class OperatorConfig(BaseSettings):
         description="Reconciles that run at once; as many again are kept for steps whose Pod "
         "is running or done, so finishing a step never waits behind steps being started.",
     )
+    archive_concurrency_per_namespace: int = Field(
+        4,
+        ge=1,
+        description="Logs of cancelled steps of one namespace followed and archived at once, "
+        "outside the reconcile slots; a log whose turn does not come within its step's grace "
+        "period is not archived.",
+    )
     peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
     peering_lifetime: int = Field(
         60,
