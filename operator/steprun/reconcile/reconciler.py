@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+import functools
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -21,10 +21,8 @@ from pydantic import ValidationError
 
 from steprun.api.models import (
     Mode,
-    ObjectMeta,
     SandboxPolicy,
     StepRun,
-    StepRunSpec,
     StepRunStatus,
     is_terminal_phase,
 )
@@ -51,11 +49,12 @@ from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
 from steprun.reconcile.artifacts import (
-    ARCHIVE_MARGIN_SECONDS,
     ArtifactProblem,
     Artifacts,
+    UrlsSecretTaken,
     message_with,
 )
+from steprun.reconcile.cancelling import archive_then_cancel
 from steprun.reconcile.children import (
     CreateFailed,
     NamesakeLeftover,
@@ -91,6 +90,7 @@ from steprun.reconcile.queue import (
 )
 from steprun.reconcile.rules import (
     Ending,
+    cancel_message,
     cancelled,
     create_failed,
     create_given_up,
@@ -119,7 +119,7 @@ from steprun.render.context import (
     resolve_secret_values,
     secret_sources,
 )
-from steprun.render.events import render_event
+from steprun.render.events import event_subject, render_event
 from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.owners import is_controlled_by
@@ -329,17 +329,10 @@ class Reconciler:
         record_transition(meta.get("creationTimestamp"), ended)
         event_type, event_reason = event_of(ended)
         if self.config.posts_event(event_type):
-            ref = StepRun(
-                metadata=ObjectMeta(
-                    name=key[1],
-                    namespace=key[0],
-                    uid=str(meta.get("uid") or ""),
-                    resourceVersion=written["metadata"].get("resourceVersion"),
-                ),
-                spec=StepRunSpec(),
+            subject = event_subject(written)
+            await self._post(
+                render_event(subject, event_type, event_reason, message, utcnow()), key
             )
-            event = render_event(ref, event_type, event_reason, message, utcnow())
-            await self._post(event, key)
 
     async def _give_up(self, sr: StepRun, ending: Ending) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
@@ -449,7 +442,7 @@ class Reconciler:
                 self.config,
                 sandbox,
                 restricted=enforces_restricted(labels),
-                inputs=await self._artifact_inputs(sr),
+                inputs=(inputs := await self._artifact_inputs(sr)),
                 created_at=now,
                 avoid_node=node_to_avoid(sr, attempt),
             )
@@ -460,6 +453,7 @@ class Reconciler:
                 raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox, plan)
+            await self._ensure_artifact_urls(sr, attempt, pod, inputs)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
@@ -527,16 +521,19 @@ class Reconciler:
         except ArtifactProblem as problem:
             raise StepAborted(invalid_spec(str(problem))) from None
 
+    async def _ensure_artifact_urls(
+        self, sr: StepRun, attempt: int, pod: Mapping[str, Any], inputs: list[ResolvedInput]
+    ) -> None:
+        try:
+            await self.artifacts.ensure_urls(sr, attempt, pod, inputs)
+        except UrlsSecretTaken as taken:
+            raise StepAborted(create_refused(str(taken))) from None
+        except ArtifactProblem as problem:
+            raise StepAborted(invalid_spec(str(problem))) from None
+
     async def _ensure_context(
         self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
     ) -> None:
-        # The store's credentials ride in the step's own Secret, for its helper containers.
-        try:
-            store_keys = (
-                await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
-            )
-        except ArtifactProblem as problem:
-            raise StepAborted(invalid_spec(str(problem))) from None
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
         bodies = [plan.configmap]
@@ -544,15 +541,11 @@ class Reconciler:
             bodies.append(plan.network_policy)
         creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
         if plan.has_secret:
-            creates.insert(0, self._create_secret(sr, sandbox, plan, store_keys))
+            creates.insert(0, self._create_secret(sr, sandbox, plan))
         await _all(creates)
 
     async def _create_secret(
-        self,
-        sr: StepRun,
-        sandbox: SandboxDecision | None,
-        plan: AttemptPlan,
-        store_keys: Mapping[str, str],
+        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
     ) -> None:
         data: dict[str, str] = {}
         if needs_secret(sr, sandbox):
@@ -567,7 +560,7 @@ class Reconciler:
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
                 raise StepAborted(invalid_spec("; ".join(problems)))
-        secret = plan.secret({**data, **store_keys})
+        secret = plan.secret(data)
         assert secret is not None
         await self._create_owned(sr, secret)
 
@@ -702,50 +695,20 @@ class Reconciler:
             )
             self.pods.observe(_key(sr), pod)
             deleted.append(name)
-        if deleted:
-            message = (
-                f"cancelled: Pod {', '.join(sorted(deleted))} deleted with a {grace}s grace period"
-            )
-        elif pod_name:
-            message = f"cancelled: Pod {pod_name} was already being deleted"
-        else:
-            message = "cancelled before a Pod was created"
+        message = cancel_message(deleted, pod_name, grace)
         if pod_name and self.artifacts.archives_logs(sr.namespace):
             # Followed until the container ends, so the lines of its grace period are kept too
             # (the tracking finalizer keeps the Pod, and its log, until the status is written);
             # that may take the whole grace period, so never in a reconcile slot.
-            finish = self._archive_then_cancel(sr, pod_name, message, now, grace)
+            end = functools.partial(self._end_cancelled, now=now)
+            finish = archive_then_cancel(
+                self.off_lane, self.artifacts, self.kube, sr, pod_name, message, grace, end
+            )
             self.off_lane.start(_key(sr), finish)
             return
-        await self._end_cancelled(sr, message, now)
+        await self._end_cancelled(sr, message, now=now)
 
-    async def _archive_then_cancel(
-        self, sr: StepRun, pod_name: str, message: str, now: datetime, grace: int
-    ) -> None:
-        deadline = time.monotonic() + grace + ARCHIVE_MARGIN_SECONDS
-        async with self.off_lane.slot(sr.namespace, grace) as got_a_turn:
-            attempt = sr.status.attempt or 1
-            if got_a_turn:
-                within = deadline - time.monotonic()
-                note = await self.artifacts.archive_log(
-                    sr, attempt, pod_name, follow=True, give_up_after=within
-                )
-            else:
-                note = (
-                    f"log of attempt {attempt} not archived: namespace {sr.namespace} had "
-                    f"{self.off_lane.per_namespace} cancelled steps' logs in flight for the "
-                    "whole grace period"
-                )
-        try:
-            await self._end_cancelled(sr, message_with(message, note), now)
-        except Conflict:
-            # Changed during the grace period (labels, annotations): the cancel stands. Any
-            # other failure ends this task, and the reconcile that follows cancels again.
-            fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
-            if fresh.uid == sr.uid and not is_terminal_phase(fresh.status.phase):
-                await self._end_cancelled(fresh, message_with(message, note), now)
-
-    async def _end_cancelled(self, sr: StepRun, message: str, now: datetime) -> None:
+    async def _end_cancelled(self, sr: StepRun, message: str, *, now: datetime) -> None:
         await self._cleanup_context(sr)
         await self._write(sr, statuses.terminal(sr, cancelled(message), now))
 
@@ -768,6 +731,8 @@ class Reconciler:
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
+        if needs_artifacts(sr):
+            await self.artifacts.forget_urls(sr)
 
     # ------------------------------------------------------------------ writes
 
@@ -817,8 +782,8 @@ class Reconciler:
 
 
 def _has_secret(sr: StepRun) -> bool:
-    """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
-    return bool(sr.spec.context.secrets) or needs_artifacts(sr)
+    """Whether the step has its own Secret (secret projections)."""
+    return bool(sr.spec.context.secrets)
 
 
 def _key(sr: StepRun) -> Key:
