@@ -2,8 +2,9 @@
 # Brings up a real single-node Kubernetes cluster on this machine, built from official sources:
 # kube-* binaries from the k8s.io/kubernetes Go module (hack/build-k8s.sh), etcd, containerd,
 # runc and the CNI plugins from Debian packages, images built locally and imported into
-# containerd, and an S3-compatible artifact store (hack/store-up.sh). Idempotent: components
-# already running are left alone.
+# containerd, a NetworkPolicy agent (kube-router's policy controller, hack/netpol-up.sh) and an
+# S3-compatible artifact store (hack/store-up.sh). Idempotent: components already running are
+# left alone.
 #
 #   hack/cluster-up.sh            # the local cluster (needs root)
 #   CLUSTER=kind hack/cluster-up.sh   # a kind cluster where kind and Docker exist
@@ -39,6 +40,7 @@ install_packages() {
   command -v iptables >/dev/null || need+=(iptables)
   command -v openssl >/dev/null || need+=(openssl)
   command -v conntrack >/dev/null || need+=(conntrack)
+  command -v ipset >/dev/null || need+=(ipset)
   [ -x /bin/busybox ] || need+=(busybox-static)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
@@ -57,39 +59,6 @@ prepare_host() {
   sysctl -qw fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   mkdir -p /etc/cni/net.d "$LOGS" "$PIDS" "$PKI"
-}
-
-gen_cert() {  # NAME SUBJECT EXTENSIONS...
-  local name=$1 subject=$2; shift 2
-  [ -f "$PKI/$name.crt" ] && return 0
-  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
-  openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
-  printf '%s\n' "$@" >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-    -days 825 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
-write_kubeconfig() {  # FILE CERT_NAME
-  cat >"$1" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: steprun-local
-  cluster:
-    server: https://127.0.0.1:$API_PORT
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
-    client-key-data: $(base64 -w0 "$PKI/$2.key")
-contexts:
-- name: steprun-local
-  context: {cluster: steprun-local, user: $2}
-current-context: steprun-local
-KCFG
-  chmod 600 "$1"
 }
 
 make_pki() {
@@ -223,7 +192,7 @@ TOML
   "cniVersion": "1.0.0",
   "name": "steprun",
   "plugins": [
-    {"type": "bridge", "bridge": "steprun0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -308,6 +277,14 @@ start_kwok() {
 
 install_packages
 prepare_host
+# The NetworkPolicy agent's cold build (a few minutes, mostly module download) overlaps the
+# Kubernetes build and the steps after it; hack/netpol-up.sh waits for it.
+netpol_build=
+if [ ! -x "$(netpol_bin_dir)/kube-router" ]; then
+  log "building the NetworkPolicy agent in the background (log: $LOGS/build-netpol.log)"
+  "$HACK_DIR/build-netpol.sh" >"$LOGS/build-netpol.log" 2>&1 &
+  netpol_build=$!
+fi
 [ -x "$K8S_BIN/kube-apiserver" ] || "$HACK_DIR/build-k8s.sh"
 "$HACK_DIR/build-k8s.sh" >/dev/null
 make_pki
@@ -320,6 +297,10 @@ start_kubelet
 wait_node_ready
 apply_storage_class
 start_kube_proxy
+if [ -n "$netpol_build" ] && ! wait "$netpol_build"; then
+  fail_component build-netpol "failed"
+fi
+"$HACK_DIR/netpol-up.sh"
 "$HACK_DIR/store-up.sh"
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"

@@ -1,6 +1,6 @@
 """Hundreds of invalid and borderline specs against the API models, checked by an oracle.
 
-The oracle below restates the rules of the contract (``shared/API.md`` and the bounds the CRD
+The oracle below restates the rules of the contract (``docs/api.md`` and the bounds the CRD
 publishes) from scratch, without reading the models, so a bound changed by mistake in one place
 shows up as a disagreement. It sorts each broken rule into one of two kinds:
 

@@ -485,3 +485,74 @@ def test_run_rm_deletes_the_step_once_it_ended(server: FakeApiServer, kubeconfig
     assert "gone" not in server.cluster.names("StepRun", NS)
     code, _, err = steprun_cli(kubeconfig, "run", "--image", "b", "--rm", "--detach", "--", "x")
     assert code == exit_codes.USAGE and "--rm" in err
+
+
+# ---------------------------------------------------------------------- first contact
+
+
+def test_bare_steprun_prints_help_and_succeeds_like_kubectl() -> None:
+    import io
+
+    from steprun.cli.main import main
+
+    out = io.StringIO()
+    assert main([], stdout=out, stderr=io.StringIO()) == exit_codes.OK
+    assert out.getvalue().startswith("usage: steprun") and "examples:" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggested"),
+    [
+        (["lsit"], "list"),
+        (["-n", "ci", "lgos", "x"], "logs"),
+        (["--context", "c", "descrbe"], "describe"),
+    ],
+)
+def test_a_mistyped_command_gets_did_you_mean(argv: list[str], suggested: str) -> None:
+    import io
+
+    from steprun.cli.main import main
+
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == exit_codes.USAGE
+    text = err.getvalue()
+    typed = next(w for w in argv if w.startswith(suggested[0]) and w != suggested)
+    assert f'unknown command "{typed}" for "steprun"' in text
+    assert f"Did you mean this?\n\t{suggested}\n" in text
+
+
+def test_kubectls_global_flags_are_taken(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "v1")
+    code, out, _ = steprun_cli(kubeconfig, "-v", "6", "get", "v1", "--v=2")
+    assert code == 0 and "v1" in out
+    # Impersonation is refused rather than silently ignored.
+    code, _, err = steprun_cli(kubeconfig, "--as", "bob", "get", "v1")
+    assert code == exit_codes.USAGE and "does not impersonate" in err
+    code, _, err = steprun_cli(kubeconfig, "get", "v1", "--as-group", "admins")
+    assert code == exit_codes.USAGE and "--as-group" in err
+
+
+def test_kubectl_completes_the_plugin(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "complete-me")
+
+    def complete(*words: str) -> list[str]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from steprun.cli.completion import kubectl_complete_main as m; "
+                "sys.exit(m(sys.argv[1:]))",
+                *words,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+            check=True,
+            timeout=120,
+        )
+        return result.stdout.splitlines()
+
+    assert complete("lo") == ["logs", ":4"]
+    assert complete("describe", "comp") == ["complete-me", ":4"]
+    assert "--output" in complete("get", "--o")

@@ -15,6 +15,7 @@ from steprun.api.models import StepRun
 from steprun.config import OperatorConfig
 from steprun.handlers.main import allow_api_server_depth
 from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
+from steprun.reconcile.artifacts import ARCHIVE_MARGIN_SECONDS
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import ANNOTATION_CREATED_AT, TRACKING_FINALIZER
 from steprun.timeutil import format_time, parse_time, utcnow
@@ -332,6 +333,44 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
 
 
+async def test_a_cancelled_steps_log_is_followed_outside_the_reconcile_slot(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container_ended = asyncio.Event()
+    followed: list[float] = []
+
+    async def archive_log(*_: Any, follow: bool = False, give_up_after: float = 0) -> str | None:
+        assert follow
+        followed.append(give_up_after)
+        await container_ended.wait()
+        return "log of attempt 1 not archived: store down"
+
+    monkeypatch.setattr(reconciler.artifacts, "archives_logs", lambda namespace: True)
+    monkeypatch.setattr(reconciler.artifacts, "archive_log", archive_log)
+    submit(kube, reconciler, {"terminationGracePeriodSeconds": 600})
+    await step(kube, reconciler)
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
+
+    # The reconcile that cancels returns at once: the Pod is deleted, its log still followed.
+    status = await asyncio.wait_for(step(kube, reconciler), 1)
+    assert status.get("phase") != "Cancelled"
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None and pod["metadata"].get("deletionTimestamp")
+    deletes = kube.count("delete", "Pod")
+    await asyncio.wait_for(step(kube, reconciler), 1)  # the Pod's events meanwhile
+    assert kube.count("delete", "Pod") == deletes and len(followed) == 1
+    # Followed for the grace period (with a margin for the last lines), not longer.
+    assert 600 < followed[0] <= 600 + ARCHIVE_MARGIN_SECONDS
+
+    # The engine relabels the StepRun meanwhile: the late status write is refused once.
+    another_writer(kube, lambda body: body["metadata"].update(labels={"team": "web"}))
+    container_ended.set()
+    await reconciler.off_lane.wait()
+    status = (kube.find("StepRun", NAMESPACE, NAME) or {})["status"]
+    assert status["phase"] == "Cancelled"
+    assert status["message"].endswith("log of attempt 1 not archived: store down"), status
+
+
 # ---------------------------------------------------------------- resourceVersion conflicts
 
 
@@ -404,7 +443,7 @@ async def test_quota_exceeded_past_the_startup_timeout_fails_the_attempt_and_ret
     submit(kube, reconciler, {"startupTimeoutSeconds": 30, "retries": {"limit": 1}})
     kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
     await step(kube, reconciler)
-    reconciler._blocked_since[KEY] = utcnow() - timedelta(seconds=31)
+    reconciler.memory(KEY).blocked_since = utcnow() - timedelta(seconds=31)
     kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
 
     status = await step(kube, reconciler)
@@ -480,7 +519,7 @@ async def test_a_reconcile_that_keeps_crashing_ends_the_step_saying_so(
     def broken(*_: Any, **__: Any) -> Any:
         raise KeyError("surprise")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_pod", broken)
+    monkeypatch.setattr("steprun.render.attempt.render_pod", broken)
     delays = []
     for _ in range(CONFIG.max_reconcile_failures - 1):
         await step(kube, reconciler)
@@ -547,7 +586,7 @@ async def test_inputs_too_deep_for_the_process_end_invalid_spec(
     def too_deep(*_: Any, **__: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_configmap", too_deep)
+    monkeypatch.setattr("steprun.render.attempt.render_configmap", too_deep)
     submit(kube, reconciler, {"context": {"inputs": nested(5)}})
 
     status = await step(kube, reconciler)
@@ -608,7 +647,21 @@ async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
     assert cached is not None and cached["status"]["phase"] == "Succeeded"
     assert cached["spec"] == {}
     assert len(reconciler.pods) == 0
-    assert KEY not in reconciler._parsed, "no parsed copy of a finished step is kept"
+    assert KEY not in reconciler.memory, "nothing of a finished step is kept"
+
+
+async def test_a_deleted_steprun_is_forgotten_at_once(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler, times=2)
+    record = reconciler.memory.peek(KEY)
+    assert record is not None and record.parsed is not None and record.made
+
+    kube.cluster.remove("StepRun", NAMESPACE, NAME)
+    await step(kube, reconciler)
+
+    assert KEY not in reconciler.memory
 
 
 async def test_a_steprun_version_already_read_is_not_parsed_again_and_a_new_one_is(

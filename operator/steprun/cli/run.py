@@ -28,13 +28,16 @@ waits until it is Cancelled; a second Ctrl-C stops waiting.
 Put the command after "--" when it has options of its own, or when naming the step.
 
 examples:
-  steprun run --image busybox:1.36 -- sh -c 'echo hello'
-  steprun run build-42-lint --image golang:1.22 --env CGO_ENABLED=0 -- go vet ./...
-  steprun run --image alpine:3.20 --script 'apk add jq && jq --version' --timeout 300
-  steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
+  # steprun.local/step:1 is the local cluster's busybox: use any image your cluster can pull
+  steprun run --image steprun.local/step:1 -- sh -c 'echo hello'
+  steprun run build-42-lint --image steprun.local/step:1 --env CI=true -l team=web -- \\
+      sh -c 'echo "linting as $STEPRUN_NAME"'
+  steprun run --image steprun.local/step:1 --script 'sleep 5; date' --timeout 10m --rm
+  steprun run --image steprun.local/step:1 --input branch=main --input 'retries:=3' \\
       --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
   steprun run -f step.yaml --retries 2 --detach
-  steprun run --image busybox:1.36 --workflow build --run-id 42 \\
+  steprun run --image steprun.local/step:1 --dry-run=client -o yaml -- echo hi
+  steprun run --image steprun.local/step:1 --workflow build --run-id 42 \\
       --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \\
       --script 'ls /workspace/cache > list.txt'
 

@@ -24,14 +24,7 @@ from steprun.metrics import STEPRUN_PHASES
 from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
-
-
-def _owner_name(pod: dict[str, Any]) -> str | None:
-    # The owner reference, not the label: label values are shortened for long StepRun names.
-    for ref in pod.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
-            return str(ref.get("name"))
-    return None
+from steprun.render.owners import owner_name
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -155,7 +148,7 @@ def register(
     async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
         note(event)
         pod: dict[str, Any] = dict(event["object"])
-        owner = _owner_name(pod)
+        owner = owner_name(pod)
         if owner is None:
             return
         key = (str(pod["metadata"].get("namespace")), owner)
@@ -173,4 +166,5 @@ def register(
     @kopf.on.cleanup(registry=registry)
     async def drain(**_: Any) -> None:
         await reconciler.queue.drain()
+        await reconciler.off_lane.drain()
         await reconciler.kube.close()

@@ -16,6 +16,7 @@ from steprun.api.models import API_VERSION, Permission, StepRun, Workspace
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
+    ANNOTATION_CLAIM_CREATOR,
     COMPONENT_WORKSPACE,
     LABEL_COMPONENT,
     LABEL_MANAGED_BY,
@@ -25,6 +26,7 @@ from steprun.render.names import (
     MANAGED_BY,
     claim_name,
 )
+from steprun.render.owners import is_owned_by
 
 VOLUME_PREFIX = "ws-"
 
@@ -166,6 +168,7 @@ def render_claim(sr: StepRun, workspace: Workspace) -> dict[str, Any]:
             "name": run_claim_name(sr, workspace),
             "namespace": sr.namespace,
             "labels": claim_labels(sr, workspace),
+            "annotations": {ANNOTATION_CLAIM_CREATOR: sr.uid},
             "ownerReferences": [claim_owner(sr)],
         },
         "spec": spec,
@@ -180,7 +183,7 @@ def claim_belongs_to_run(claim: Mapping[str, Any], sr: StepRun, workspace: Works
 
 def owners_with(claim: Mapping[str, Any], sr: StepRun) -> list[dict[str, Any]] | None:
     """The claim's ownerReferences with ``sr`` added; None when ``sr`` already is an owner."""
-    owners = list((claim.get("metadata") or {}).get("ownerReferences") or [])
-    if any(ref.get("uid") == sr.uid for ref in owners):
+    if is_owned_by(claim, sr.uid):
         return None
+    owners = list((claim.get("metadata") or {}).get("ownerReferences") or [])
     return [*owners, claim_owner(sr)]
