@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from steprun.api.resources import resource
 from steprun.kube.client import Kube
 from steprun.kube.errors import AlreadyExists, Conflict, NotFound, Refused, Transient
 from tests.support.fake_apiserver import FakeApiServer
@@ -170,7 +171,7 @@ async def test_a_watch_replays_from_a_version_and_answers_410_once_compacted() -
         cluster.put(config_map("other", labels={"team": "data"}))
         cluster.update("ConfigMap", NS, "w", lambda body: body["data"].update(k="changed"))
         cluster.remove("ConfigMap", NS, "w")
-        path = Kube.path("ConfigMap", NS)
+        path = resource("ConfigMap").path(NS)
         query = {
             "resourceVersion": start,
             "timeoutSeconds": "1",

@@ -60,3 +60,22 @@ async def test_the_operator_says_it_in_the_status() -> None:
     status = (kube.find("StepRun", "ci", "bad") or {})["status"]
     assert status["message"] == f"the operator cannot read this StepRun: {SAID}"
     await rec.queue.drain()
+
+
+async def test_the_operator_posts_it_about_the_steprun_it_cannot_read() -> None:
+    kube = FakeKube()
+    rec = Reconciler(kube, OperatorConfig(events="warnings"))  # type: ignore[arg-type]
+    rec.stepruns.observe(kube.put(STEPRUN))
+
+    await rec.reconcile(("ci", "bad"))
+
+    [event] = kube.of_kind("Event")
+    assert (event["type"], event["reason"]) == ("Warning", "InvalidSpec")
+    assert event["message"] == f"the operator cannot read this StepRun: {SAID}"
+    assert {k: event["involvedObject"][k] for k in ("kind", "name", "namespace", "uid")} == {
+        "kind": "StepRun",
+        "name": "bad",
+        "namespace": "ci",
+        "uid": "u-1",
+    }
+    await rec.queue.drain()

@@ -12,6 +12,7 @@ from steprun.config import OperatorConfig
 from steprun.reconcile.decide import FinishAttempt, Outcome
 from steprun.reconcile.rules import (
     Ending,
+    cancel_message,
     cancelled,
     create_given_up,
     create_refused,
@@ -326,3 +327,20 @@ def test_the_event_a_status_write_posts(status: dict[str, Any], expected: tuple[
 )
 def test_an_attempt_never_seen_running(status: dict[str, Any] | None, expected: bool) -> None:
     assert never_seen_running(steprun(status=status)) is expected
+
+
+@pytest.mark.parametrize(
+    ("deleted", "pod", "said"),
+    [
+        pytest.param(
+            ["x-2", "x-1"],
+            "x-2",
+            "cancelled: Pod x-1, x-2 deleted with a 30s grace period",
+            id="deleted",
+        ),
+        pytest.param([], "x-1", "cancelled: Pod x-1 was already being deleted", id="already-going"),
+        pytest.param([], None, "cancelled before a Pod was created", id="no-pod"),
+    ],
+)
+def test_what_a_cancel_says(deleted: list[str], pod: str | None, said: str) -> None:
+    assert cancel_message(deleted, pod, 30) == said

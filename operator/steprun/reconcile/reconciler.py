@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+import functools
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -21,10 +21,8 @@ from pydantic import ValidationError
 
 from steprun.api.models import (
     Mode,
-    ObjectMeta,
     SandboxPolicy,
     StepRun,
-    StepRunSpec,
     StepRunStatus,
     is_terminal_phase,
 )
@@ -51,11 +49,11 @@ from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
 from steprun.reconcile.artifacts import (
-    ARCHIVE_MARGIN_SECONDS,
     ArtifactProblem,
     Artifacts,
     message_with,
 )
+from steprun.reconcile.cancelling import archive_then_cancel
 from steprun.reconcile.children import (
     CreateFailed,
     NamesakeLeftover,
@@ -91,6 +89,7 @@ from steprun.reconcile.queue import (
 )
 from steprun.reconcile.rules import (
     Ending,
+    cancel_message,
     cancelled,
     create_failed,
     create_given_up,
@@ -119,7 +118,7 @@ from steprun.render.context import (
     resolve_secret_values,
     secret_sources,
 )
-from steprun.render.events import render_event
+from steprun.render.events import event_subject, render_event
 from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.owners import is_controlled_by
@@ -329,17 +328,10 @@ class Reconciler:
         record_transition(meta.get("creationTimestamp"), ended)
         event_type, event_reason = event_of(ended)
         if self.config.posts_event(event_type):
-            ref = StepRun(
-                metadata=ObjectMeta(
-                    name=key[1],
-                    namespace=key[0],
-                    uid=str(meta.get("uid") or ""),
-                    resourceVersion=written["metadata"].get("resourceVersion"),
-                ),
-                spec=StepRunSpec(),
+            subject = event_subject(written)
+            await self._post(
+                render_event(subject, event_type, event_reason, message, utcnow()), key
             )
-            event = render_event(ref, event_type, event_reason, message, utcnow())
-            await self._post(event, key)
 
     async def _give_up(self, sr: StepRun, ending: Ending) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
@@ -702,50 +694,20 @@ class Reconciler:
             )
             self.pods.observe(_key(sr), pod)
             deleted.append(name)
-        if deleted:
-            message = (
-                f"cancelled: Pod {', '.join(sorted(deleted))} deleted with a {grace}s grace period"
-            )
-        elif pod_name:
-            message = f"cancelled: Pod {pod_name} was already being deleted"
-        else:
-            message = "cancelled before a Pod was created"
+        message = cancel_message(deleted, pod_name, grace)
         if pod_name and self.artifacts.archives_logs(sr.namespace):
             # Followed until the container ends, so the lines of its grace period are kept too
             # (the tracking finalizer keeps the Pod, and its log, until the status is written);
             # that may take the whole grace period, so never in a reconcile slot.
-            finish = self._archive_then_cancel(sr, pod_name, message, now, grace)
+            end = functools.partial(self._end_cancelled, now=now)
+            finish = archive_then_cancel(
+                self.off_lane, self.artifacts, self.kube, sr, pod_name, message, grace, end
+            )
             self.off_lane.start(_key(sr), finish)
             return
-        await self._end_cancelled(sr, message, now)
+        await self._end_cancelled(sr, message, now=now)
 
-    async def _archive_then_cancel(
-        self, sr: StepRun, pod_name: str, message: str, now: datetime, grace: int
-    ) -> None:
-        deadline = time.monotonic() + grace + ARCHIVE_MARGIN_SECONDS
-        async with self.off_lane.slot(sr.namespace, grace) as got_a_turn:
-            attempt = sr.status.attempt or 1
-            if got_a_turn:
-                within = deadline - time.monotonic()
-                note = await self.artifacts.archive_log(
-                    sr, attempt, pod_name, follow=True, give_up_after=within
-                )
-            else:
-                note = (
-                    f"log of attempt {attempt} not archived: namespace {sr.namespace} had "
-                    f"{self.off_lane.per_namespace} cancelled steps' logs in flight for the "
-                    "whole grace period"
-                )
-        try:
-            await self._end_cancelled(sr, message_with(message, note), now)
-        except Conflict:
-            # Changed during the grace period (labels, annotations): the cancel stands. Any
-            # other failure ends this task, and the reconcile that follows cancels again.
-            fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
-            if fresh.uid == sr.uid and not is_terminal_phase(fresh.status.phase):
-                await self._end_cancelled(fresh, message_with(message, note), now)
-
-    async def _end_cancelled(self, sr: StepRun, message: str, now: datetime) -> None:
+    async def _end_cancelled(self, sr: StepRun, message: str, *, now: datetime) -> None:
         await self._cleanup_context(sr)
         await self._write(sr, statuses.terminal(sr, cancelled(message), now))
 

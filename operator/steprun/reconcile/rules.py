@@ -211,6 +211,15 @@ def reconcile_failed(message: str) -> Ending:
     return Ending(Phase.FAILED, Reason.RECONCILE_FAILED, message)
 
 
+def cancel_message(deleted: Iterable[str], pod_name: str | None, grace: int) -> str:
+    """What a cancel did: the Pods it deleted, or why it deleted none."""
+    if names := sorted(deleted):
+        return f"cancelled: Pod {', '.join(names)} deleted with a {grace}s grace period"
+    if pod_name:
+        return f"cancelled: Pod {pod_name} was already being deleted"
+    return "cancelled before a Pod was created"
+
+
 def cancelled(message: str) -> Ending:
     return Ending(Phase.CANCELLED, Reason.CANCELLED, message)
 
