@@ -2,8 +2,8 @@
 # Brings up a real single-node Kubernetes cluster on this machine, built from official sources:
 # kube-* binaries from the k8s.io/kubernetes Go module (hack/build-k8s.sh), etcd, containerd,
 # runc and the CNI plugins from Debian packages, images built locally and imported into
-# containerd, and an S3-compatible artifact store (hack/store-up.sh). Idempotent: components
-# already running are left alone.
+# containerd, an S3-compatible artifact store (hack/store-up.sh) and Kueue (hack/kueue-up.sh).
+# Idempotent: components already running are left alone.
 #
 #   hack/cluster-up.sh            # the local cluster (needs root)
 #   CLUSTER=kind hack/cluster-up.sh   # a kind cluster where kind and Docker exist
@@ -308,6 +308,13 @@ start_kwok() {
 
 install_packages
 prepare_host
+# Kueue's manager compiles beside Kubernetes (both cached per version): a cold CI run pays for
+# the longer of the two builds, not their sum.
+kueue_build=
+if [ ! -x "$(kueue_bin_dir)/kueue" ]; then
+  "$HACK_DIR/build-kueue.sh" >"$LOGS/build-kueue.log" 2>&1 &
+  kueue_build=$!
+fi
 [ -x "$K8S_BIN/kube-apiserver" ] || "$HACK_DIR/build-k8s.sh"
 "$HACK_DIR/build-k8s.sh" >/dev/null
 make_pki
@@ -321,6 +328,11 @@ wait_node_ready
 apply_storage_class
 start_kube_proxy
 "$HACK_DIR/store-up.sh"
+if [ -n "$kueue_build" ] && ! wait "$kueue_build"; then
+  tail -n 40 "$LOGS/build-kueue.log" >&2
+  die "building kueue failed (log: $LOGS/build-kueue.log)"
+fi
+"$HACK_DIR/kueue-up.sh"
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"
 log "use it with: export KUBECONFIG=$KUBECONFIG_OUT"
