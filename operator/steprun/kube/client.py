@@ -55,6 +55,11 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
     "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
+    # Kueue (sigs.k8s.io/kueue): a queued step's Workload, and what its admission names.
+    "Workload": ("/apis/kueue.x-k8s.io/v1beta2", "workloads"),
+    "LocalQueue": ("/apis/kueue.x-k8s.io/v1beta2", "localqueues"),
+    "ResourceFlavor": ("/apis/kueue.x-k8s.io/v1beta2", "resourceflavors"),
+    "WorkloadPriorityClass": ("/apis/kueue.x-k8s.io/v1beta2", "workloadpriorityclasses"),
     # Read to tell whether this replica is the active one (steprun.activity).
     "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
     # Read to know whether StepRun creators are checked (steprun.reconcile.tenancy).
@@ -71,6 +76,8 @@ _CLUSTER_SCOPED = frozenset(
     {
         "Namespace",
         "SandboxPolicy",
+        "ResourceFlavor",
+        "WorkloadPriorityClass",
         "ClusterKopfPeering",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",

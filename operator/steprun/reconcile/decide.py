@@ -23,6 +23,7 @@ from steprun.observe.pod import (
     observe_pod,
     removal,
 )
+from steprun.reconcile.queueing import InQueue, QueueDecision, preempted_attempts, queue_decision
 from steprun.render.names import ANNOTATION_CREATED_AT
 from steprun.timeutil import parse_time
 
@@ -129,6 +130,7 @@ Decision = (
     | Cancel
     | ExpireTtl
     | ReleasePods
+    | QueueDecision
 )
 
 
@@ -142,13 +144,15 @@ def decide(
     *,
     recorded: bool = True,
     context_checked: datetime | None = None,
+    workload: Mapping[str, Any] | None = None,
 ) -> Decision:
     """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
     StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
     StepRun of the same name (deleted, so nothing of theirs is left to record).
     ``recorded=False``: the stored status does not record the attempt yet; ``sr`` is the
     StepRun as if it did (``status.recording``), and ``pod`` exists.
-    ``context_checked``: when the step's context was last checked (RepairContext), if ever."""
+    ``context_checked``: when the step's context was last checked (RepairContext), if ever.
+    ``workload``: the Kueue Workload of a queued step, if it exists (see queueing)."""
     status = sr.status
     terminal = is_terminal_phase(status.phase)
     if sr.metadata.deletion_timestamp or terminal:
@@ -158,7 +162,7 @@ def decide(
         if sr.metadata.deletion_timestamp:
             return Wait()
         return _after_terminal(sr, now, config)
-    decision = _in_flight(sr, pod, now, config, context_checked)
+    decision = _in_flight(sr, pod, now, config, context_checked, workload)
     if not recorded and pod is not None:
         decision = _unrecorded(sr, pod, now, decision)
     if isinstance(decision, Wait):
@@ -175,10 +179,16 @@ def _in_flight(
     now: datetime,
     config: OperatorConfig,
     context_checked: datetime | None,
+    workload: Mapping[str, Any] | None = None,
 ) -> Decision:
     status = sr.status
     if sr.spec.cancel:
         return Cancel(status.pod_name if pod is not None else None)
+    queued = queue_decision(sr, pod, workload, now)
+    if isinstance(queued, InQueue):
+        return Wait(until=queued.until)
+    if queued is not None:
+        return queued
     if status.attempt is None or status.pod_name is None:
         return StartAttempt(1)
     if status.next_attempt_time:
@@ -428,7 +438,8 @@ def attempt_failed(sr: StepRun, outcome: Outcome, now: datetime) -> FinishAttemp
 
 
 def _finish(sr: StepRun, outcome: Outcome, now: datetime, *, delete_pod: bool = False) -> Decision:
-    attempt = sr.status.attempt or 1
+    # An attempt Kueue preempted was no failure of the step: it spends no retry.
+    attempt = (sr.status.attempt or 1) - preempted_attempts(sr)
     if outcome.phase == Phase.FAILED and attempt <= sr.spec.retries.limit:
         retry_at = now + timedelta(seconds=sr.spec.retries.backoff_seconds)
         return FinishAttempt(outcome, retry_at=retry_at, delete_pod=delete_pod)

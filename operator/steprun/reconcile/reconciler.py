@@ -23,6 +23,7 @@ from steprun.api.models import (
     Mode,
     ObjectMeta,
     Phase,
+    QueueStatus,
     Reason,
     SandboxPolicy,
     StepRun,
@@ -41,6 +42,7 @@ from steprun.kube.client import (
 )
 from steprun.log import for_steprun, get_logger
 from steprun.metrics import (
+    KUEUE_WAIT_SECONDS,
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
     container_started_at,
@@ -49,6 +51,7 @@ from steprun.metrics import (
 )
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.observe.redact import redact, redact_json
+from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -77,7 +80,18 @@ from steprun.reconcile.queue import (
     WorkQueue,
     is_terminal_body,
 )
+from steprun.reconcile.queueing import (
+    CreateWorkload,
+    MarkAdmitted,
+    MarkQueued,
+    Preempt,
+    QueueDecision,
+    QueueTimedOut,
+    Requeue,
+    queued_message,
+)
 from steprun.reconcile.tenancy import Tenancy
+from steprun.reconcile.workloads import WorkloadProblem, Workloads
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.adoption import adoption_problems
 from steprun.render.artifacts import (
@@ -101,6 +115,7 @@ from steprun.render.names import (
     LABEL_UID,
     TRACKING_FINALIZER,
     context_name,
+    workload_name,
 )
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.network import render_network_policy
@@ -113,6 +128,7 @@ from steprun.render.pod import (
     render_pod,
 )
 from steprun.render.sandbox import harden_pod
+from steprun.render.workload import queue_name, with_admission
 from steprun.timeutil import format_time, parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
@@ -149,6 +165,7 @@ class Reconciler:
             self.reconcile, concurrency=config.reconcile_concurrency, lane=self._lane
         )
         self.tenancy = Tenancy(kube, config)
+        self.workloads = Workloads(kube)
         # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
         # step's startup timeout bounds the wait, on the operator's clock.
         self._blocked_since: dict[Key, datetime] = {}
@@ -272,6 +289,11 @@ class Reconciler:
         if is_terminal_phase(sr.status.phase):
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
+        workload = None
+        if queue_name(sr) and not (
+            sr.metadata.deletion_timestamp or is_terminal_phase(sr.status.phase)
+        ):
+            workload = await self.workloads.current(sr)
         decision = decide(
             sr,
             pod,
@@ -281,6 +303,7 @@ class Reconciler:
             orphans,
             recorded=recorded,
             context_checked=self._context_checked.get(_key(sr)),
+            workload=workload,
         )
         match decision:
             case Wait(until=until):
@@ -308,6 +331,11 @@ class Reconciler:
             case ReleasePods(pod_names=names):
                 await self._release(_key(sr), names)
                 self.queue.add(_key(sr))
+            case CreateWorkload() | MarkQueued() | MarkAdmitted() | Preempt() | Requeue():
+                await self._follow_queue(sr, decision, workload, now)
+            case QueueTimedOut(message=message):
+                timed_out = StepAborted(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
+                await self._end_without_pod(sr, timed_out, now)
 
     # ------------------------------------------------------------------ failures
 
@@ -480,6 +508,7 @@ class Reconciler:
                 return
             await self._release(key, tuple(sorted(held)))
         self.pods.forget(key)
+        self.workloads.forget(key)
         self._crashes.pop(key, None)
         self._blocked_since.pop(key, None)
         self._made.pop(key, None)
@@ -501,6 +530,7 @@ class Reconciler:
                 pod = harden_pod(pod, sandbox)
                 if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
                     raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+            pod = await self._placed_by_kueue(sr, pod)
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
             pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
@@ -861,6 +891,111 @@ class Reconciler:
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
+        # Its quota and place in the queue go with it (not left to the garbage collector, which
+        # would keep a retained StepRun's Workload holding quota).
+        await self.workloads.delete(sr)
+
+    # ------------------------------------------------------------------ Kueue
+
+    async def _follow_queue(
+        self, sr: StepRun, decision: QueueDecision, workload: dict[str, Any] | None, now: datetime
+    ) -> None:
+        """Carries out what queueing chose for a step queued by Kueue (see reconcile.queueing)."""
+        queue = queue_name(sr) or ""
+        recorded = sr.status.queue
+        cluster_queue = recorded.cluster_queue if recorded else None
+        base = QueueStatus(
+            name=queue,
+            workload=workload_name(sr.name),
+            cluster_queue=cluster_queue,
+            wait_seconds=recorded.wait_seconds if recorded else None,
+            admitted_time=recorded.admitted_time if recorded else None,
+        )
+        match decision:
+            case CreateWorkload():
+                try:
+                    sandbox = await self._sandbox_decision(sr)
+                    pod = render_pod(sr, 1, self.config, sandbox)
+                    made = await self.workloads.ensure(
+                        sr, harden_pod(pod, sandbox) if sandbox else pod
+                    )
+                except StepAborted as aborted:
+                    await self._end_without_pod(sr, aborted, now)
+                    return
+                except (RenderError, ValueError, WorkloadProblem) as error:
+                    invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(error))
+                    await self._end_without_pod(sr, invalid, now)
+                    return
+                await self._mark_queued(sr, base, made, now)
+            case MarkQueued():
+                await self._mark_queued(sr, base, workload, now)
+            case MarkAdmitted(cluster_queue=admitted_by, flavors=flavors):
+                since = parse_time(recorded.queued_time) if recorded else None
+                waited = max(0.0, (now - since).total_seconds()) if since else 0.0
+                cluster_queue = admitted_by or cluster_queue
+                queue_status = base.model_copy(
+                    update={
+                        "cluster_queue": cluster_queue,
+                        "admitted_time": format_time(now),
+                        "wait_seconds": (base.wait_seconds or 0) + round(waited),
+                        "flavors": dict(flavors) or None,
+                    }
+                )
+                placed = ", ".join(f"{r}: {f}" for r, f in sorted(flavors.items()))
+                message = (
+                    f"admitted by Kueue (ClusterQueue {cluster_queue}"
+                    f"{f'; flavors {placed}' if placed else ''}) after {round(waited)}s "
+                    f"in LocalQueue {queue}"
+                )
+                KUEUE_WAIT_SECONDS.labels(queue=queue).observe(waited)
+                doc = statuses.queue_admitted(sr, queue_status, message, now)
+                await self._write(sr, doc, "Normal", Reason.ADMITTED)
+            case Preempt(pod_name=pod_name, message=why):
+                await self._preempt(sr, base, pod_name, why, now)
+            case Requeue():
+                assert workload is not None
+                await self.workloads.hand_back(sr, workload, observe_workload(workload), now)
+
+    async def _mark_queued(
+        self, sr: StepRun, base: QueueStatus, workload: dict[str, Any] | None, now: datetime
+    ) -> None:
+        queue_status = base.model_copy(
+            update={
+                "cluster_queue": base.cluster_queue or await self.workloads.cluster_queue(sr),
+                "queued_time": (sr.status.queue and sr.status.queue.queued_time)
+                or format_time(now),
+            }
+        )
+        state = observe_workload(workload) if workload is not None else None
+        message = queued_message(base.name, queue_status.cluster_queue, state)
+        doc = statuses.queued(sr, queue_status, message, now)
+        await self._write(sr, doc, "Normal", Reason.QUEUED)
+
+    async def _preempt(
+        self, sr: StepRun, base: QueueStatus, pod_name: str, why: str, now: datetime
+    ) -> None:
+        """Nothing of the evicted attempt may keep running: its Pod is deleted (with the step's
+        grace period), its log archived like any attempt's, and the attempt recorded as
+        Preempted; the step waits in its queue again."""
+        sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
+        grace = grace_period_seconds(sr, sandbox)
+        await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
+        attempt = sr.status.attempt or 1
+        note = await self.artifacts.archive_log(sr, attempt, pod_name, follow=True)
+        outcome = Outcome(Phase.FAILED, Reason.PREEMPTED, message_with(why, note))
+        queue_status = base.model_copy(update={"queued_time": format_time(now)})
+        waiting = queued_message(base.name, base.cluster_queue, None)
+        message = f"attempt {attempt} was {why}; {waiting}"
+        doc = statuses.preempted(sr, outcome, queue_status, message, now)
+        await self._write(sr, doc, "Warning", Reason.PREEMPTED)
+
+    async def _placed_by_kueue(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:
+        """A queued step's Pod goes where Kueue admitted it: the node labels and tolerations
+        of the admitted ResourceFlavors."""
+        flavors = sr.status.queue.flavors if sr.status.queue else None
+        if not queue_name(sr) or not flavors:
+            return pod
+        return with_admission(pod, await self.workloads.flavors(flavors.values()))
 
     # ------------------------------------------------------------------ writes
 

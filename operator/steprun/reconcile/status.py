@@ -18,6 +18,7 @@ from steprun.api.models import (
     AttemptStatus,
     Condition,
     Phase,
+    QueueStatus,
     Reason,
     StepRun,
     StepRunStatus,
@@ -258,3 +259,31 @@ def given_up(
     return _ended(
         StepRunStatus(outputs=None, observed_generation=generation), phase, reason, message, now
     )
+
+
+def queued(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:
+    """The step waits for admission by Kueue: nothing of it exists but its Workload."""
+    status = _base(sr).model_copy(
+        update={"phase": Phase.PENDING, "reason": Reason.QUEUED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)
+
+
+def queue_admitted(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:
+    """Kueue admitted the step; its Pod follows."""
+    status = _base(sr).model_copy(
+        update={"reason": Reason.ADMITTED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)
+
+
+def preempted(
+    sr: StepRun, outcome: Outcome, queue: QueueStatus, message: str, now: datetime
+) -> StepRunStatus:
+    """The attempt was evicted by Kueue: recorded as ended, and the step waits in its queue
+    again; its next attempt starts once it is admitted (from ``now`` on)."""
+    finished = attempt_finished(sr, outcome, now, retry_at=now)
+    status = finished.model_copy(
+        update={"reason": Reason.QUEUED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)

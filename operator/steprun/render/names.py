@@ -84,6 +84,11 @@ def context_name(steprun_name: str) -> str:
     return _bounded_name(steprun_name, "-context")
 
 
+def workload_name(steprun_name: str) -> str:
+    """The Kueue Workload of a queued step, shared by all its attempts."""
+    return _bounded_name(steprun_name, "-workload")
+
+
 def network_policy_name(steprun_name: str) -> str:
     """The NetworkPolicy that confines a sandbox step's Pods."""
     return _bounded_name(steprun_name, "-sandbox")
