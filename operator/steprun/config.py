@@ -203,8 +203,9 @@ class OperatorConfig(BaseSettings):
     )
     sandbox_empty_dir_size_limit: str = Field(
         DEFAULT_EMPTY_DIR_SIZE_LIMIT,
-        description="sizeLimit of a sandbox Pod's scratch emptyDirs when its policy's "
-        "maxResources names no ephemeral-storage.",
+        description="Largest sizeLimit of a sandbox Pod's emptyDirs (scratch and workspaces; "
+        "an author's larger one is lowered to it) when its policy's maxResources names no "
+        "ephemeral-storage.",
     )
     priority: int = Field(
         0,

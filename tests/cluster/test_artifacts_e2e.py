@@ -201,7 +201,8 @@ def test_directory_and_file_outputs_round_trip_into_the_next_step(
     assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
     uploaded = {a["name"]: a for a in status["artifacts"]}
     assert set(uploaded) == {"dist", "report"}
-    assert uploaded["dist"]["key"] == f"{KEY_PREFIX}{steps.namespace}/build/1/dist.tgz"
+    uid = steps.get("build")["metadata"]["uid"]
+    assert uploaded["dist"]["key"] == f"{KEY_PREFIX}{steps.namespace}/build/{uid}/1/dist.tgz"
     assert all(a["attempt"] == 1 for a in uploaded.values())
 
     # The object in the store is what status says, byte for byte.
@@ -348,6 +349,45 @@ def test_logs_of_cancelled_and_timed_out_steps_survive_their_pods(
     eventually(lambda: not steps.pods("cancelled") and not steps.pods("slow"), 90, "Pods gone")
     assert archived_logs(steps, store, "cancelled") == ["started", "stopping"]
     assert archived_logs(steps, store, "slow") == ["before"]
+
+
+def test_a_namesake_never_overwrites_the_archived_log_it_replaced(
+    steps: Steps, store: ArtifactStore, store_env: dict[str, str]
+) -> None:
+    """Delete a finished StepRun, create one with its name: the first one's archived log stays
+    what it was, ``steprun logs`` shows the StepRun it reads, and the deleted one by its uid."""
+    steps.create("namesake", {"image": STEP_IMAGE, "script": "echo the original"})
+    assert steps.wait_terminal("namesake", timeout=90)["phase"] == "Succeeded"
+    first = steps.get("namesake")["metadata"]["uid"]
+    steps.custom.delete_namespaced_custom_object(
+        "steprun.dev", "v1alpha1", steps.namespace, "stepruns", "namesake"
+    )
+    eventually(lambda: not steps.exists("namesake"), 60, "the StepRun to be deleted")
+    steps.create("namesake", {"image": STEP_IMAGE, "script": "echo a forgery"})
+    assert steps.wait_terminal("namesake", timeout=90)["phase"] == "Succeeded"
+    again = steps.get("namesake")["metadata"]["uid"]
+    assert archived_logs(steps, store, "namesake") == ["a forgery"]
+    steps.custom.delete_namespaced_custom_object(
+        "steprun.dev", "v1alpha1", steps.namespace, "stepruns", "namesake"
+    )
+    eventually(lambda: not steps.exists("namesake"), 60, "the namesake to be deleted")
+    client = engine(steps, store)
+    assert list(client.logs("namesake", uid=first)) == ["the original"]
+    assert list(client.logs("namesake", uid=again)) == ["a forgery"]
+    env = {
+        **os.environ,
+        "STEPRUN_ARTIFACTS_ENDPOINT": store_env["STORE_ENDPOINT"],
+        "STEPRUN_ARTIFACTS_BUCKET": store_env["STORE_BUCKET"],
+        "STEPRUN_ARTIFACTS_KEY_PREFIX": KEY_PREFIX,
+        "STEPRUN_ARTIFACTS_ACCESS_KEY": store_env["STORE_ACCESS_KEY"],
+        "STEPRUN_ARTIFACTS_SECRET_KEY": store_env["STORE_SECRET_KEY"],
+    }
+    cli = [sys.executable, "-m", "steprun", "-n", steps.namespace, "logs", "namesake"]
+    ambiguous = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert ambiguous.returncode != 0 and "say which one" in ambiguous.stderr, ambiguous
+    original = subprocess.run([*cli, "--uid", first], env=env, capture_output=True, text=True)
+    assert original.returncode == 0, original.stderr
+    assert "the original" in original.stdout and "forgery" not in original.stdout
 
 
 def current_logs(steps: Steps, store: ArtifactStore, name: str) -> list[str]:

@@ -587,12 +587,18 @@ def test_a_handler_and_a_command_of_one_plugin_run_with_their_own_permissions(
         "ext": ["js", "ts"],
         "max": 3,
         "note": "$(HOME)",
+        "evil": "--evil",
     }
     steps.create(
         "command",
         uses_step(
             policy, "command:report", args=["x"], workingDir="/tmp/work", context={"inputs": inputs}
         ),
+    )
+    positional = {"argv": ["--evil", "$(HOME)"], "flags": {"fix": True}}
+    steps.create(
+        "positional",
+        uses_step(policy, "command:report", args=["$(HOME)"], context={"inputs": positional}),
     )
 
     handler = steps.wait_terminal("handler", timeout=90)
@@ -611,14 +617,18 @@ def test_a_handler_and_a_command_of_one_plugin_run_with_their_own_permissions(
 
     command = steps.wait_terminal("command", timeout=90)
     assert command["phase"] == "Succeeded", command
-    # context.inputs became flags (sorted; true bare, false left out, lists repeated), then
-    # spec.args; values arrive as written (the kubelet expanded no $(VAR)); the command ran in
-    # the step's working directory.
+    # context.inputs became flags (sorted; true bare, false left out, lists repeated, each value
+    # glued to its flag so "--evil" stays a value), then spec.args; values arrive as written
+    # (the kubelet expanded no $(VAR)); the command ran in the step's working directory.
     assert command["outputs"] == {
         "form": "command",
-        "args": "--dir src --ext js --ext ts --fix --max 3 --note $(HOME) x",
+        "args": "--dir=src --evil=--evil --ext=js --ext=ts --fix --max=3 --note=$(HOME) x",
         "cwd": "/tmp/work",
     }
+    positional = steps.wait_terminal("positional", timeout=90)
+    assert positional["phase"] == "Succeeded", positional
+    # Positional inputs follow "--"; the author's spec.args are not expanded either.
+    assert positional["outputs"]["args"] == "--fix $(HOME) -- --evil $(HOME)"
     admitted = command["admitted"]
     assert (admitted["plugin"], admitted["cliCommand"]) == ("tool", "report")
     assert admitted["granted"] == [] and "handler" not in admitted

@@ -408,6 +408,7 @@ def test_sandbox_bounds_cannot_be_skipped(
         "bounded",
         {
             "plugins": [SH],
+            "grants": ["workspaces.mount"],
             "defaultResources": {"limits": {"cpu": "200m"}},
             "maxResources": {"cpu": "500m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
         },
@@ -415,14 +416,21 @@ def test_sandbox_bounds_cannot_be_skipped(
     script = 'test -z "$NODE_OPTIONS" && test -z "$BASH_ENV" && test "$KEPT" = yes'
     env = {"NODE_OPTIONS": "--require /tmp/x.js", "BASH_ENV": "/tmp/x", "KEPT": "yes"}
     spec = plugin_step(policy, script, resources={}, terminationGracePeriodSeconds=3600, env=env)
+    # The author's own size for a scratch workspace is no way past the policy's bound.
+    spec["sandbox"]["permissions"] = ["workspaces.mount"]
+    spec["workspaces"] = [
+        {"name": "big", "emptyDir": {"sizeLimit": "100Gi"}},
+        {"name": "small", "emptyDir": {"sizeLimit": "1Mi"}},
+    ]
     tenant.engine.create("bounded", spec)
     status = tenant.admin.wait_terminal("bounded")
     assert status["phase"] == "Succeeded", status
     (pod,) = tenant.admin.pods("bounded")
     limits = pod.spec.containers[0].resources.limits
     assert limits == {"cpu": "200m", "memory": "128Mi", "ephemeral-storage": "64Mi"}, limits
-    dirs = [v.empty_dir for v in pod.spec.volumes if v.empty_dir is not None]
-    assert dirs and all(d.size_limit == "64Mi" for d in dirs), dirs
+    dirs = {v.name: v.empty_dir for v in pod.spec.volumes if v.empty_dir is not None}
+    assert dirs.pop("ws-1").size_limit == "1Mi"
+    assert "ws-0" in dirs and all(d.size_limit == "64Mi" for d in dirs.values()), dirs
     assert pod.spec.termination_grace_period_seconds == 30
 
 

@@ -89,7 +89,7 @@ def test_pipeline_example_through_kubectl_shares_the_runs_claim_until_deleted(
     names = ["pipeline-1-write", "pipeline-2-build", "pipeline-3-read"]
     assert steps.status(names[-1])["outputs"] == {"result": "HELLO FROM THE WRITE STEP"}
 
-    claim = claim_or_none(steps, "pipeline-1-src")
+    claim = claim_or_none(steps, claim_name("pipeline", "1", "src"))
     assert claim is not None and claim.status.phase == "Bound"
     assert sorted(o.name for o in claim.metadata.owner_references) == sorted(names)
     assert claim.metadata.labels["steprun.dev/run-id"] == "1"
@@ -104,12 +104,16 @@ def test_pipeline_example_through_kubectl_shares_the_runs_claim_until_deleted(
             "steprun.dev", "v1alpha1", steps.namespace, "stepruns", name
         )
     eventually(lambda: not steps.exists(names[1]) or None, 60, "the first StepRuns to go")
-    claim = claim_or_none(steps, "pipeline-1-src")
+    claim = claim_or_none(steps, claim_name("pipeline", "1", "src"))
     assert claim is not None and claim.metadata.deletion_timestamp is None
     steps.custom.delete_namespaced_custom_object(
         "steprun.dev", "v1alpha1", steps.namespace, "stepruns", names[-1]
     )
-    eventually(lambda: claim_or_none(steps, "pipeline-1-src") is None, 120, "the claim to go")
+    eventually(
+        lambda: claim_or_none(steps, claim_name("pipeline", "1", "src")) is None,
+        120,
+        "the claim to go",
+    )
 
     def volume_gone() -> bool:
         try:
@@ -158,7 +162,7 @@ def test_steps_of_a_run_starting_together_share_one_claim(steps: Steps) -> None:
         )
     for name in names:
         succeeded(steps, name)
-    claim = claim_or_none(steps, "together-1-src")
+    claim = claim_or_none(steps, claim_name("together", "1", "src"))
     assert claim is not None
     assert sorted(o.uid for o in claim.metadata.owner_references) == sorted(
         steps.get(n)["metadata"]["uid"] for n in names
@@ -187,8 +191,8 @@ def test_another_run_gets_its_own_claim(steps: Steps) -> None:
             },
         )
         succeeded(steps, f"runs-{run_id}")
-    assert claim_or_none(steps, "runs-1-src") is not None
-    assert claim_or_none(steps, "runs-2-src") is not None
+    assert claim_or_none(steps, claim_name("runs", "1", "src")) is not None
+    assert claim_or_none(steps, claim_name("runs", "2", "src")) is not None
 
 
 def test_existing_claim_read_only_mount_and_trace_example(steps: Steps) -> None:
@@ -286,7 +290,7 @@ def test_unbindable_claim_fails_with_the_schedulers_reason(steps: Steps) -> None
 
 
 def test_a_claim_steprun_did_not_make_is_not_adopted(steps: Steps) -> None:
-    create_claim(steps, "foreign-1-src")
+    create_claim(steps, claim_name("foreign", "1", "src"))
     steps.create(
         "squatted",
         {
@@ -299,7 +303,7 @@ def test_a_claim_steprun_did_not_make_is_not_adopted(steps: Steps) -> None:
     status = steps.wait_terminal("squatted")
     assert (status["phase"], status["reason"]) == ("Failed", "WorkspaceUnavailable"), status
     assert "did not make it" in status["message"]
-    claim = claim_or_none(steps, "foreign-1-src")
+    claim = claim_or_none(steps, claim_name("foreign", "1", "src"))
     assert claim is not None and not claim.metadata.owner_references
 
 

@@ -21,6 +21,7 @@ from steprun.cli.rendering import (
 )
 from steprun.config import OperatorConfig
 from steprun.policy.admission import admit
+from steprun.render.names import claim_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -218,7 +219,7 @@ def uses_step(uses: str, inputs: str = "{}") -> str:
 @pytest.mark.parametrize(
     ("uses", "command", "args", "writable"),
     [
-        ("command:lint", ["tool", "lint"], ["--ext", "js", "--fix", "src/"], False),
+        ("command:lint", ["tool", "lint"], ["--ext=js", "--fix", "src/"], False),
         ("plugin:tool/fix", ["tool"], ["--fix", "src/"], True),
     ],
 )
@@ -300,7 +301,8 @@ def test_pipeline_steps_render_the_runs_claim_first(tmp_path: Path, example: Pat
         "ConfigMap",
         "Pod",
     )
-    assert claim["metadata"]["name"] == "pipeline-1-src"
+    name = claim_name("pipeline", "1", "src")
+    assert claim["metadata"]["name"] == name
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert volumes["ws-0"]["persistentVolumeClaim"] == {"claimName": "pipeline-1-src"}
-    assert "# PersistentVolumeClaim pipeline-1-src is created only by the first step" in out
+    assert volumes["ws-0"]["persistentVolumeClaim"] == {"claimName": name}
+    assert f"# PersistentVolumeClaim {name} is created only by the first step" in out

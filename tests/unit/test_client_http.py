@@ -33,6 +33,7 @@ from steprun.client import (
     PodWaiting,
     StepRunClient,
     StepRunConflict,
+    StepRunError,
     StepRunHandle,
     StepRunNotFound,
     StepRunRejected,
@@ -493,12 +494,12 @@ def _archived_step(cluster: FakeCluster) -> MemoryStore:
     second attempt uploaded an artifact."""
     from steprun.artifacts.names import artifact_key, log_key
 
-    cluster.create(steprun("ns1", "arch", image="busybox"))
+    uid = cluster.create(steprun("ns1", "arch", image="busybox"))["metadata"]["uid"]
     data = b"tarball bytes"
     artifact = {
         "name": "dist",
         "attempt": 2,
-        "key": artifact_key("runs/", "ns1", "arch", 2, "dist"),
+        "key": artifact_key("runs/", "ns1", "arch", uid, 2, "dist"),
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
@@ -512,8 +513,8 @@ def _archived_step(cluster: FakeCluster) -> MemoryStore:
     cluster.log("ns1", pod, "live line of 2")
     return MemoryStore(
         {
-            log_key("runs/", "ns1", "arch", 1): b"first attempt\nfailed here\n",
-            log_key("runs/", "ns1", "arch", 2): b"archived line of 2\nlast, no newline",
+            log_key("runs/", "ns1", "arch", uid, 1): b"first attempt\nfailed here\n",
+            log_key("runs/", "ns1", "arch", uid, 2): b"archived line of 2\nlast, no newline",
             artifact["key"]: data,
         }
     )
@@ -552,6 +553,33 @@ async def test_async_client_reads_archived_logs_and_downloads_artifacts(
         # Deleted StepRun, archive kept: still readable.
         await client.delete("arch")
         assert [line async for line in client.logs("arch")] == ARCHIVED_LINES
+
+
+async def test_a_namesake_never_shows_the_archived_log_of_the_steprun_it_replaced(
+    server: FakeApiServer,
+) -> None:
+    """Deleted and created again under the same name, a StepRun is another object: its log is
+    its own, and once both are gone the archive is read by uid, never guessed by name."""
+    from steprun.artifacts.names import log_key
+
+    store = _archived_step(server.cluster)
+    first = server.cluster.get("StepRun", "ns1", "arch")["metadata"]["uid"]
+    async with AsyncStepRunClient(
+        server.async_api_client(), "ns1", backoff=FAST, artifact_store=cast(ArtifactStore, store)
+    ) as client:
+        await client.delete("arch")
+        server.cluster.remove("Pod", "ns1", "arch-2")
+        again = server.cluster.create(steprun("ns1", "arch", image="busybox"))["metadata"]["uid"]
+        store.objects[log_key("runs/", "ns1", "arch", again, 1)] = b"the namesake's line\n"
+        finish(server.cluster, "arch", attempts=[{"attempt": 1, "podName": "arch-1"}])
+        assert [line async for line in client.logs("arch")] == ["the namesake's line"]
+        with pytest.raises(StepRunError, match="not " + first):
+            _ = [line async for line in client.logs("arch", uid=first)]
+        await client.delete("arch")
+        with pytest.raises(StepRunError, match="say which one"):
+            _ = [line async for line in client.logs("arch")]
+        assert [line async for line in client.logs("arch", uid=first)] == ARCHIVED_LINES
+        assert [line async for line in client.logs("arch", uid=again)] == ["the namesake's line"]
 
 
 def test_log_options_reach_the_log_request(client: StepRunClient, server: FakeApiServer) -> None:

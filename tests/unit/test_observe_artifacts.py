@@ -192,7 +192,7 @@ def test_a_retrys_uploads_are_listed_beside_the_first_attempts() -> None:
     first = {
         "name": "dist",
         "attempt": 1,
-        "key": "ci/build-42/1/dist.tgz",
+        "key": "ci/build-42/u/1/dist.tgz",
         "size": 5,
         "sha256": SHA,
     }
@@ -202,8 +202,8 @@ def test_a_retrys_uploads_are_listed_beside_the_first_attempts() -> None:
     assert isinstance(decision, FinishAttempt)
     doc = to_patch(attempt_finished(sr, decision.outcome, at(T1), decision.retry_at))
     assert [(a["attempt"], a["key"], a["sha256"]) for a in doc["artifacts"]] == [
-        (1, "ci/build-42/1/dist.tgz", SHA),
-        (2, "ci/build-42/2/dist.tgz", "c" * 64),
+        (1, "ci/build-42/u/1/dist.tgz", SHA),
+        (2, "ci/build-42/u/2/dist.tgz", "c" * 64),
     ]
 
 

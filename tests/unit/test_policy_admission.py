@@ -882,7 +882,7 @@ def test_example_command_is_admitted_and_renders_its_flags() -> None:
     decision = admitted(admit(sr, example_policy(), {}, CONFIG))
     assert (decision.plugin, decision.cli_command) == ("toolbox", "report")
     (container,) = render_pod(sr, 1, CONFIG, decision)["spec"]["containers"]
-    assert container["args"] == ["--ext", "js", "--ext", "ts", "--fix", "--format", "json", "src"]
+    assert container["args"] == ["--ext=js", "--ext=ts", "--fix", "--format=json", "src"]
     assert container["workingDir"] == "/tmp/work"
     # The documented outcome is the command line the example's command reports.
     assert '"argv":"' + " ".join(container["args"]) + '"' in (EXAMPLES / "command.yaml").read_text()

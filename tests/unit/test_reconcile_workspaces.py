@@ -9,11 +9,12 @@ import pytest
 from steprun.api.models import StepRun
 from steprun.kube.client import Transient
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
+from steprun.render.names import claim_name
 from tests.support.fake_kube import FakeKube
 
 RUN = {"workflow": {"name": "build", "runId": "42"}}
 TEMPLATE = {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}
-CLAIM = "build-42-src"
+CLAIM = claim_name("build", "42", "src")
 
 
 PVC = "PersistentVolumeClaim"

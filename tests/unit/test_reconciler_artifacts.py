@@ -52,6 +52,12 @@ async def reconciler(kube: FakeKube) -> AsyncIterator[Reconciler]:
     await rec.queue.drain()
 
 
+def uid_of(kube: FakeKube) -> str:
+    found = kube.find("StepRun", NAMESPACE, NAME)
+    assert found is not None
+    return str(found["metadata"]["uid"])
+
+
 def finish_with_upload(kube: FakeKube, uploads: list[dict[str, Any]]) -> None:
     report = json.dumps({"artifacts": uploads})
     status = {
@@ -90,7 +96,7 @@ async def test_an_attempts_uploads_are_recorded_in_status(
         {
             "name": "dist",
             "attempt": 1,
-            "key": f"{NAMESPACE}/{NAME}/1/dist.tgz",
+            "key": f"{NAMESPACE}/{NAME}/{uid_of(kube)}/1/dist.tgz",
             "size": 120,
             "sha256": SHA,
         }
@@ -151,5 +157,5 @@ async def test_a_namespace_with_its_own_repository_uses_its_credentials_and_pref
 
     status = await step(kube, reconciler)
 
-    assert status["artifacts"][0]["key"] == f"team/{NAMESPACE}/{NAME}/1/dist.tgz"
+    assert status["artifacts"][0]["key"] == f"team/{NAMESPACE}/{NAME}/{uid_of(kube)}/1/dist.tgz"
     await reconciler.queue.drain()

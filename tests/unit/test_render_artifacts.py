@@ -13,8 +13,8 @@ from steprun.artifacts.names import (
     INIT_CONTAINER,
     SECRET_KEY_KEY,
     UPLOAD_CONTAINER,
+    archived_log_of,
     artifact_key,
-    attempt_of_log_key,
     log_key,
 )
 from steprun.config import OperatorConfig
@@ -65,13 +65,43 @@ def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
 
 
-def test_keys_are_deterministic_per_namespace_steprun_attempt_and_name() -> None:
+def test_keys_are_deterministic_per_namespace_steprun_uid_attempt_and_name() -> None:
     assert CONFIG.artifacts_prefix == "runs/"
-    assert artifact_key("runs/", "ci", "build-42", 2, "dist") == "runs/ci/build-42/2/dist.tgz"
-    assert log_key("", "ci", "build-42", 1) == "ci/build-42/1/step.log"
-    assert attempt_of_log_key("", "ci", "build-42", "ci/build-42/3/step.log") == 3
-    assert attempt_of_log_key("", "ci", "build-42", "ci/build-42/3/dist.tgz") is None
-    assert attempt_of_log_key("", "ci", "build-4", "ci/build-42/3/step.log") is None
+    assert artifact_key("runs/", "ci", "build-42", "u1", 2, "dist") == (
+        "runs/ci/build-42/u1/2/dist.tgz"
+    )
+    assert log_key("", "ci", "build-42", "u1", 1) == "ci/build-42/u1/1/step.log"
+    assert archived_log_of("", "ci", "build-42", "ci/build-42/u1/3/step.log") == ("u1", 3)
+    assert archived_log_of("", "ci", "build-42", "ci/build-42/u1/3/dist.tgz") is None
+    assert archived_log_of("", "ci", "build-4", "ci/build-42/u1/3/step.log") is None
+    assert archived_log_of("", "ci", "build-42", "ci/build-42/3/step.log") is None
+
+
+@pytest.mark.parametrize("uid", ["", "a/b"], ids=["no-uid", "slash"])
+def test_a_key_is_never_made_without_a_uid(uid: str) -> None:
+    with pytest.raises(ValueError, match="uid"):
+        log_key("", "ci", "build-42", uid, 1)
+
+
+def test_a_namesake_never_writes_the_keys_of_the_steprun_it_replaced() -> None:
+    """Deleted and created again under the same name: another uid, so other objects."""
+    first = steprun(script="make dist", artifacts=OUTPUTS)
+    again = first.model_copy(
+        update={"metadata": first.metadata.model_copy(update={"uid": "uid-2"})}
+    )
+
+    def upload_keys(sr: StepRun) -> dict[str, str]:
+        pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, [])
+        upload = containers(pod)[UPLOAD_CONTAINER]
+        keys: dict[str, str] = json.loads(
+            upload["command"][upload["command"].index("--outputs") + 1]
+        )
+        return keys
+
+    assert upload_keys(first) != upload_keys(again)
+    assert log_key("", "ci", first.name, first.uid, 1) != log_key(
+        "", "ci", again.name, again.uid, 1
+    )
 
 
 def test_outputs_wrap_the_command_and_add_an_uploader_with_credentials() -> None:
@@ -87,7 +117,7 @@ def test_outputs_wrap_the_command_and_add_an_uploader_with_credentials() -> None
     assert listed == [{"name": "dist", "path": "/workspace/dist"}]
     upload = by_name[UPLOAD_CONTAINER]
     keys = json.loads(upload["command"][upload["command"].index("--outputs") + 1])
-    assert keys == {"dist": "runs/ci/build-42/2/dist.tgz"}, "the attempt is in the key"
+    assert keys == {"dist": "runs/ci/build-42/uid-1/2/dist.tgz"}, "uid and attempt in the key"
     assert "--on-failure=true" in upload["command"]
     assert "1000" in upload["command"], "the size limit reaches the helper"
     refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in upload["env"]}
@@ -328,7 +358,7 @@ def test_a_namespaces_repository_reaches_its_helpers() -> None:
     env = {e["name"]: e.get("value") for e in containers(pod)[UPLOAD_CONTAINER]["env"]}
     assert env["STEPRUN_ARTIFACTS_BUCKET"] == "team-a"
     outputs = json.loads(containers(pod)[UPLOAD_CONTAINER]["command"][-1])
-    assert outputs == {"dist": "runs/team-a-ci/build-42/1/dist.tgz"}
+    assert outputs == {"dist": "runs/team-a-ci/build-42/uid-1/1/dist.tgz"}
 
 
 def test_namespace_repositories_come_from_the_environment(

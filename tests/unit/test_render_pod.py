@@ -450,16 +450,25 @@ def test_a_cli_command_gets_its_inputs_as_flags_then_the_step_args() -> None:
     sr = sandbox_steprun(args=["src/"], workingDir="/workspace", context={"inputs": inputs})
     c = container(render_pod(sr, 1, CONFIG, chosen))
     assert c["command"] == ["eslint", "lint"]
-    assert c["args"] == ["--ext", "js", "--ext", "ts", "--fix", "--max", "3", "src/"]
+    assert c["args"] == ["--ext=js", "--ext=ts", "--fix", "--max=3", "src/"]
     assert c["workingDir"] == "/workspace"
 
 
-def test_input_flags_are_escaped_from_the_kubelets_variable_expansion() -> None:
-    chosen = uses_decision(uses="command:lint", cli_command="lint")
-    sr = sandbox_steprun(args=["$(KEPT)"], context={"inputs": {"msg": "5$ $(HOME) $$"}})
+def test_input_flags_and_step_args_are_escaped_from_the_kubelets_variable_expansion() -> None:
+    chosen = uses_decision(uses="command:lint", cli_command="lint", args=["$(POLICY)"])
+    inputs = {"argv": ["$(A)"], "flags": {"msg": "5$ $(HOME) $$"}}
+    sr = sandbox_steprun(args=["$(SECRET)"], context={"inputs": inputs})
     c = container(render_pod(sr, 1, CONFIG, chosen))
-    # spec.args keep container semantics; only what the adapter made is escaped.
-    assert c["args"] == ["--msg", "5$$ $$(HOME) $$$$", "$(KEPT)"]
+    # Only the policy's own arguments (an admin's) keep the kubelet's $(VAR) expansion.
+    assert c["args"] == ["$(POLICY)", "--msg=5$$ $$(HOME) $$$$", "$$(SECRET)", "--", "$$(A)"]
+
+
+@pytest.mark.parametrize("uses", [None, "plugin:eslint/fix"])
+def test_sandbox_step_args_reach_the_plugin_as_written(uses: str | None) -> None:
+    chosen = uses_decision(uses=uses, handler="fix") if uses else decision(command=["eslint"])
+    sr = sandbox_steprun(args=["$(HOME)", "$$(X)", "5$"])
+    c = container(render_pod(sr, 1, CONFIG, chosen))
+    assert c["args"][-3:] == ["$$(HOME)", "$$$$(X)", "5$$"]
 
 
 def test_a_cli_command_with_unusable_inputs_is_an_invalid_spec() -> None:

@@ -384,6 +384,50 @@ def test_every_empty_dir_gets_a_size_limit() -> None:
 
 
 @pytest.mark.parametrize(
+    ("asked", "bound", "expected"),
+    [
+        pytest.param("100Gi", "256Mi", "256Mi", id="author-above-the-bound"),
+        pytest.param("64Mi", "256Mi", "64Mi", id="author-below-the-bound"),
+        pytest.param("256Mi", "256Mi", "256Mi", id="equal"),
+        pytest.param("300M", "256Mi", "256Mi", id="decimal-above-binary"),
+        pytest.param("268435455", "256Mi", "268435455", id="bytes-just-below"),
+        pytest.param(10**12, "1Gi", "1Gi", id="integer-above"),
+        pytest.param(1024, "1Gi", 1024, id="integer-below"),
+        pytest.param("1e12", "1Gi", "1Gi", id="exponent-above"),
+        pytest.param("not-a-quantity", "1Gi", "1Gi", id="unparsable-takes-the-bound"),
+    ],
+)  # fmt: skip
+def test_an_empty_dir_size_is_the_smaller_of_the_authors_and_the_policys(
+    asked: str | int, bound: str, expected: str | int
+) -> None:
+    pod = plain_pod(volumes=[{"name": "w", "emptyDir": {"sizeLimit": asked}}])
+    hardened = harden_pod(pod, decision(empty_dir_size_limit=bound))
+    (volume,) = (v for v in hardened["spec"]["volumes"] if v["name"] == "w")
+    assert volume["emptyDir"] == {"sizeLimit": expected}
+
+
+def test_a_sandbox_workspace_empty_dir_is_bounded_by_the_policy() -> None:
+    sr = StepRun.from_body(
+        {
+            "metadata": {"name": "build-42-lint", "namespace": "ci", "uid": "u1"},
+            "spec": {
+                "mode": "sandbox",
+                "sandbox": {"plugin": "eslint", "permissions": ["workspaces.mount"]},
+                "workspaces": [
+                    {"name": "big", "emptyDir": {"sizeLimit": "100Gi"}},
+                    {"name": "open", "emptyDir": {}},
+                ],
+            },
+        }
+    )
+    chosen = decision(Permission.WORKSPACES_MOUNT)
+    pod = harden_pod(render_pod(sr, 1, OperatorConfig(), chosen), chosen)
+    volumes = volumes_by_name(pod)
+    assert volumes["ws-0"]["emptyDir"] == {"sizeLimit": DEFAULT_EMPTY_DIR_SIZE_LIMIT}
+    assert volumes["ws-1"]["emptyDir"] == {"sizeLimit": DEFAULT_EMPTY_DIR_SIZE_LIMIT}
+
+
+@pytest.mark.parametrize(
     ("asked", "cap", "expected"), [(30, 30, 30), (3600, 30, 30), (5, 30, 5), (3600, None, 3600)]
 )
 def test_policy_caps_the_grace_period(asked: int, cap: int | None, expected: int) -> None:

@@ -93,7 +93,7 @@ def test_each_source_becomes_a_volume_mounted_at_its_path() -> None:
     volumes = volumes_by_name(pod)
     assert volumes["ws-0"] == {
         "name": "ws-0",
-        "persistentVolumeClaim": {"claimName": "build-42-src"},
+        "persistentVolumeClaim": {"claimName": claim_name("build", "42", "src")},
     }
     assert volumes["ws-1"] == {"name": "ws-1", "persistentVolumeClaim": {"claimName": "ci-cache"}}
     assert volumes["ws-2"] == {"name": "ws-2", "emptyDir": {"sizeLimit": "1Gi", "medium": "Memory"}}
@@ -217,7 +217,7 @@ def test_claim_is_one_per_run_and_workspace() -> None:
     )
     (workspace,) = run_claims(first)
     claim = render_claim(first, workspace)
-    assert claim["metadata"]["name"] == "build-42-src"
+    assert claim["metadata"]["name"] == claim_name("build", "42", "src")
     assert claim["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "steprun",
         "steprun.dev/component": "workspace",
@@ -292,6 +292,23 @@ def test_claim_names_of_distinct_runs_differ_when_hashed() -> None:
     long = "x" * 40
     assert claim_name(long, "a-b", "src") != claim_name(f"{long}-a", "b", "src")
     assert claim_name(long, "1", "src") != claim_name(long, "2", "src")
+
+
+def test_no_claim_name_is_another_runs_name_spelled_out() -> None:
+    # Whoever knows a run's claim name must not be able to take it with a run of their own:
+    # choosing run id "r-src-<hash>" gave the plain name of the first, hashed run.
+    hashed = claim_name("v-w", "r", "src")
+    workflow, run_id, rest = hashed.split("-", 2)
+    assert (workflow, run_id) == ("v", "w")
+    assert claim_name("v", "w", rest) != hashed
+    assert claim_name("build", "42", "src") != "build-42-src"
+
+
+def test_a_claim_name_ends_in_a_hash_of_all_three_values() -> None:
+    name = claim_name("build", "42", "src")
+    prefix, digest = name.rsplit("-", 1)
+    assert prefix == "build-42-src"  # still readable in kubectl get pvc
+    assert re.fullmatch("[0-9a-f]{16}", digest), digest  # 64 bits: no second run finds it
 
 
 # ---------------------------------------------------------------- validation

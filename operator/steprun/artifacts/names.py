@@ -1,8 +1,11 @@
 """Object keys, container names and paths of artifacts: one contract for operator and client.
 
-Keys are derived from (namespace, StepRun, attempt, name) only, so a retry writes next to the
-first attempt instead of over it, a restarted operator writes the same key again, and a client
-finds a deleted StepRun's logs from its name alone.
+Keys are derived from (namespace, StepRun name, StepRun uid, attempt, name) only, so a retry
+writes next to the first attempt instead of over it and a restarted operator writes the same key
+again. The uid is there because a name is not an identity: a StepRun deleted and created again
+under the same name is another object, and must never overwrite (or be read as) its namesake's
+archived log and artifacts. A client finds a deleted StepRun's logs by listing its name's prefix,
+where each uid is one StepRun that had that name.
 """
 
 from __future__ import annotations
@@ -24,26 +27,38 @@ LOG_OBJECT = "step.log"
 ARCHIVE_SUFFIX = ".tgz"
 
 
-def steprun_prefix(prefix: str, namespace: str, steprun: str) -> str:
-    """Where everything of one StepRun lives: ``<prefix><namespace>/<name>/``."""
+def name_prefix(prefix: str, namespace: str, steprun: str) -> str:
+    """Where every StepRun that ever had this name keeps its objects: ``<prefix><ns>/<name>/``."""
     return f"{prefix}{namespace}/{steprun}/"
 
 
-def artifact_key(prefix: str, namespace: str, steprun: str, attempt: int, name: str) -> str:
-    """e.g. ``steprun/ci/build-42/1/dist.tgz``."""
-    return f"{steprun_prefix(prefix, namespace, steprun)}{attempt}/{name}{ARCHIVE_SUFFIX}"
+def steprun_prefix(prefix: str, namespace: str, steprun: str, uid: str) -> str:
+    """Where everything of one StepRun lives: ``<prefix><namespace>/<name>/<uid>/``."""
+    if not uid or "/" in uid:
+        # Without its uid a key would be shared with every namesake: never write one.
+        raise ValueError(f"StepRun {namespace}/{steprun} has no usable uid ({uid!r})")
+    return f"{name_prefix(prefix, namespace, steprun)}{uid}/"
 
 
-def log_key(prefix: str, namespace: str, steprun: str, attempt: int) -> str:
-    """e.g. ``steprun/ci/build-42/1/step.log``; artifact names are DNS labels, so no artifact
-    can be named like it."""
-    return f"{steprun_prefix(prefix, namespace, steprun)}{attempt}/{LOG_OBJECT}"
+def artifact_key(
+    prefix: str, namespace: str, steprun: str, uid: str, attempt: int, name: str
+) -> str:
+    """e.g. ``steprun/ci/build-42/<uid>/1/dist.tgz``."""
+    return f"{steprun_prefix(prefix, namespace, steprun, uid)}{attempt}/{name}{ARCHIVE_SUFFIX}"
 
 
-def attempt_of_log_key(prefix: str, namespace: str, steprun: str, key: str) -> int | None:
-    """The attempt of an archived log's key, None for any other key."""
-    head = steprun_prefix(prefix, namespace, steprun)
+def log_key(prefix: str, namespace: str, steprun: str, uid: str, attempt: int) -> str:
+    """e.g. ``steprun/ci/build-42/<uid>/1/step.log``; artifact names are DNS labels, so no
+    artifact can be named like it."""
+    return f"{steprun_prefix(prefix, namespace, steprun, uid)}{attempt}/{LOG_OBJECT}"
+
+
+def archived_log_of(prefix: str, namespace: str, steprun: str, key: str) -> tuple[str, int] | None:
+    """(uid, attempt) of an archived log's key under the name's prefix, None for any other key."""
+    head = name_prefix(prefix, namespace, steprun)
     if not key.startswith(head) or not key.endswith(f"/{LOG_OBJECT}"):
         return None
-    middle = key[len(head) : -len(LOG_OBJECT) - 1]
-    return int(middle) if middle.isdigit() and int(middle) > 0 else None
+    parts = key[len(head) : -len(LOG_OBJECT) - 1].split("/")
+    if len(parts) != 2 or not parts[0] or not parts[1].isdigit() or int(parts[1]) < 1:
+        return None
+    return parts[0], int(parts[1])

@@ -239,6 +239,11 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     logs.add_argument(
         "--timestamps", action="store_true", help="start each line with its RFC 3339 timestamp"
     )
+    logs.add_argument(
+        "--uid",
+        metavar="UID",
+        help="the StepRun of that uid: one of several deleted StepRuns archived under NAME",
+    )
 
     wait = add_command(subparsers, "wait", common, WAIT_HELP, wait_command)
     complete_names(wait.add_argument("name", metavar="NAME"))
@@ -445,6 +450,7 @@ def logs_command(args: argparse.Namespace, ctx: CliContext) -> int:
         follow=args.follow,
         attempt=args.attempt,
         options=options,
+        uid=args.uid,
     )
     try:
         for event in events:

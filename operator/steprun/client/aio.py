@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
@@ -27,6 +28,7 @@ from steprun.client.errors import (
     ApiError,
     ApiUnreachable,
     StepRunConflict,
+    StepRunError,
     StepRunNotFound,
     error_for,
 )
@@ -76,6 +78,18 @@ P = ParamSpec("P")
 
 class _LogUnavailable(Exception):
     """The container has no readable log (not started yet) or its Pod is gone."""
+
+
+@dataclass(frozen=True)
+class _Archived:
+    """Where the archived part of a log is read: the StepRun's uid, the attempts to show in
+    order, those archived, and the Pods still there."""
+
+    store: ArtifactStore
+    uid: str
+    attempts: list[int]
+    archived: set[int]
+    pods: dict[int, PodView]
 
 
 class ClientOptions(TypedDict, total=False):
@@ -389,11 +403,16 @@ class AsyncStepRunClient(FromKubeconfig):
             return None
 
     async def _archived_attempts(
-        self, name: str, namespace: str, attempt: int | None
-    ) -> tuple[ArtifactStore, builtins.list[int], set[int], dict[int, PodView]] | None:
+        self, name: str, namespace: str, attempt: int | None, uid: str | None
+    ) -> _Archived | None:
         """What to read when some attempt's Pod is gone and the archive has its log: the
-        store, the attempts in order, those archived, the Pods left. None: all Pods are there,
-        or no store is configured (read the Pods)."""
+        store, the StepRun's uid, the attempts in order, those archived, the Pods left. None:
+        all Pods are there, or no store is configured (read the Pods).
+
+        The archive is read by uid, never by name alone: a StepRun deleted and created again
+        under its name is another object with logs of its own. The StepRun read is the one
+        whose logs are shown; once it is gone, the one uid archived under its name (or the
+        one asked for with ``uid``)."""
         store = self._store_or_none()
         try:
             steprun: StepRun | None = await self.get(name, namespace)
@@ -401,6 +420,12 @@ class AsyncStepRunClient(FromKubeconfig):
             if store is None:
                 raise
             steprun = None
+        if steprun is not None and uid is not None and steprun.uid != uid:
+            raise StepRunError(
+                f'steprun "{name}" in namespace "{namespace}" has uid {steprun.uid}, not {uid}: '
+                "the StepRun asked for was deleted and its name used again",
+                steprun=steprun,
+            )
         if store is None:
             return None
         pods = {pod.attempt: pod for pod in await self._pods(name, namespace)}
@@ -409,29 +434,38 @@ class AsyncStepRunClient(FromKubeconfig):
             if all(n in pods for n in numbers):
                 return None
         # Listing the store is blocking (obstore's list): off the event loop.
-        archived = await asyncio.to_thread(artifact_files.archived_attempts, store, namespace, name)
-        if steprun is None:
-            if not archived:
+        by_uid = await asyncio.to_thread(artifact_files.archived_attempts, store, namespace, name)
+        if steprun is not None:
+            uid = steprun.uid
+        elif uid is None:
+            if not by_uid:
                 raise StepRunNotFound(name, namespace)
-            numbers = archived
+            if len(by_uid) > 1:
+                raise StepRunError(
+                    f'steprun "{name}" was deleted, and the archive holds the logs of '
+                    f"{len(by_uid)} StepRuns that had this name (uids {', '.join(by_uid)}): "
+                    "say which one with its uid"
+                )
+            uid = next(iter(by_uid))
+        elif uid not in by_uid:
+            raise StepRunNotFound(name, namespace)
+        archived = by_uid.get(uid, [])
+        numbers = numbers if steprun is not None else archived
         wanted = [n for n in numbers if attempt in (None, n)]
-        return store, wanted, set(archived), pods
+        return _Archived(store, uid, wanted, set(archived), pods)
 
     async def _archived_events(
-        self,
-        store: ArtifactStore,
-        name: str,
-        namespace: str,
-        attempts: Sequence[int],
-        archived: set[int],
-        pods: dict[int, PodView],
+        self, name: str, namespace: str, found: _Archived
     ) -> AsyncGenerator[LogEvent, None]:
-        for number in attempts:
-            pod = pods.get(number)
+        for number in found.attempts:
+            pod = found.pods.get(number)
             pod_name = pod.name if pod is not None else f"{name} attempt {number} (archived)"
-            if number in archived:
+            if number in found.archived:
                 yield AttemptStarted(number, pod_name)
-                async for text in artifact_files.archived_lines(store, namespace, name, number):
+                lines = artifact_files.archived_lines(
+                    found.store, namespace, name, found.uid, number
+                )
+                async for text in lines:
                     yield LogLine(number, pod_name, text)
             elif pod is not None and pod.state != "waiting":
                 yield AttemptStarted(number, pod.name)
@@ -451,6 +485,7 @@ class AsyncStepRunClient(FromKubeconfig):
         follow: bool = False,
         attempt: int | None = None,
         options: LogOptions | None = None,
+        uid: str | None = None,
     ) -> AsyncGenerator[LogEvent, None]:
         """The step's log, attempt after attempt, as events: each line (without its line end)
         with the attempt it is from, each attempt's start, and what is awaited (LogLine,
@@ -459,15 +494,15 @@ class AsyncStepRunClient(FromKubeconfig):
         With ``follow``, waits for Pods to start, follows the running attempt, moves on to
         retries, and ends when the StepRun is finished. ``attempt`` reads only that attempt;
         ``options`` limits each attempt's log (tail, since) or adds timestamps. Attempts whose
-        Pod is gone are read from the archive when an artifact store is configured.
+        Pod is gone are read from the archive when an artifact store is configured, by the
+        StepRun's uid; ``uid`` picks one of several deleted StepRuns that had this name.
         """
         ns = await self._ns(namespace)
         if not follow:
             # Pods go (TTL, PodGC, cancel); with an artifact store the logs stay readable.
-            found = await self._archived_attempts(name, ns, attempt)
+            found = await self._archived_attempts(name, ns, attempt, uid)
             if found is not None:
-                store, wanted, archived, pods = found
-                events = self._archived_events(store, name, ns, wanted, archived, pods)
+                events = self._archived_events(name, ns, found)
                 async with aclosing(events):
                     async for event in events:
                         yield event

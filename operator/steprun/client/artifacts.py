@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from steprun.api.models import ArtifactStatus, StepRun
-from steprun.artifacts.names import attempt_of_log_key, log_key, steprun_prefix
+from steprun.artifacts.names import archived_log_of, log_key, name_prefix
 from steprun.artifacts.store import ArtifactStore, StoreError
 from steprun.client.errors import StepRunError
 from steprun.client.logs import LineSplitter
@@ -87,23 +87,28 @@ async def download(store: ArtifactStore, entry: ArtifactStatus, dest: Path) -> P
     return dest
 
 
-def archived_attempts(store: ArtifactStore, namespace: str, name: str) -> list[int]:
-    """Attempts whose log is in the archive, in order."""
+def archived_attempts(store: ArtifactStore, namespace: str, name: str) -> dict[str, list[int]]:
+    """Per uid of each StepRun that had this name, the attempts whose log is archived, in
+    order. Several uids: the name was deleted and used again; each keeps its own logs."""
     try:
-        keys = store.keys(steprun_prefix(store.prefix, namespace, name))
+        keys = store.keys(name_prefix(store.prefix, namespace, name))
     except StoreError as error:
         raise ArtifactStoreError(f"listing archived logs of {name}: {error}") from error
-    found = (attempt_of_log_key(store.prefix, namespace, name, key) for key in keys)
-    return sorted({n for n in found if n is not None})
+    found: dict[str, set[int]] = {}
+    for key in keys:
+        if (log := archived_log_of(store.prefix, namespace, name, key)) is not None:
+            found.setdefault(log[0], set()).add(log[1])
+    return {uid: sorted(attempts) for uid, attempts in sorted(found.items())}
 
 
 async def archived_lines(
-    store: ArtifactStore, namespace: str, name: str, attempt: int
+    store: ArtifactStore, namespace: str, name: str, uid: str, attempt: int
 ) -> AsyncGenerator[str, None]:
-    """One attempt's archived log, line by line, streamed."""
+    """One attempt's archived log (of the StepRun with this uid), line by line, streamed."""
     splitter = LineSplitter()
+    key = log_key(store.prefix, namespace, name, uid, attempt)
     try:
-        async for chunk in store.get_stream(log_key(store.prefix, namespace, name, attempt)):
+        async for chunk in store.get_stream(key):
             for line in splitter.feed(chunk):
                 yield line
     except StoreError as error:

@@ -112,9 +112,8 @@ class Artifacts:
         """
         if not (self.enabled(sr.namespace) and self.config.artifacts_archive_logs):
             return None
-        key = log_key(
-            self.config.artifact_repository(sr.namespace).prefix, sr.namespace, sr.name, attempt
-        )
+        prefix = self.config.artifact_repository(sr.namespace).prefix
+        key = log_key(prefix, sr.namespace, sr.name, sr.uid, attempt)
         log = for_steprun(sr).bind(attempt=attempt, key=key)
         try:
             store = await self._store(sr.namespace)

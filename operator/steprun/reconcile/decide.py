@@ -341,7 +341,7 @@ def _uploads(
         ArtifactStatus(
             name=a["name"],
             attempt=attempt,
-            key=artifact_key(prefix, sr.namespace, sr.name, attempt, a["name"]),
+            key=artifact_key(prefix, sr.namespace, sr.name, sr.uid, attempt, a["name"]),
             size=a["size"],
             sha256=a["sha256"],
         )

@@ -248,7 +248,7 @@ def add_artifacts(
         mounts.append({"name": OUTPUTS_VOLUME, "mountPath": OUTPUTS_DIR})
         volumes.append({"name": OUTPUTS_VOLUME, "emptyDir": {}})
         keys = {
-            o.name: artifact_key(repository.prefix, sr.namespace, sr.name, attempt, o.name)
+            o.name: artifact_key(repository.prefix, sr.namespace, sr.name, sr.uid, attempt, o.name)
             for o in spec.outputs
         }
         upload = _helper(

@@ -4,31 +4,35 @@ A ``uses: command:<name>`` step runs a plugin's CLI command, which takes flags w
 handler takes a JSON input. As workflow runtimes do, the input becomes ``{argv, flags}``:
 ``flags`` is the whole of ``context.inputs``, unless the inputs already hold an ``argv`` list or
 a ``flags`` object, in which case those two are used as given (other keys then stay in
-context.json only). The Pod's arguments are the flags, then argv, then ``spec.args``:
+context.json only). The Pod's arguments are the flags, then ``spec.args``, then ``--`` and argv:
 
 ==========================  =======================================
 input                       arguments
 ==========================  =======================================
 ``{"fix": true}``           ``--fix``
 ``{"fix": false}``          (nothing: false and null are left out)
-``{"dir": "src"}``          ``--dir src``
-``{"max": 3}``              ``--max 3`` (numbers as JSON writes them)
-``{"ext": ["js", "ts"]}``   ``--ext js --ext ts`` (one flag per item)
-``{"rules": {"a": 1}}``     ``--rules {"a":1}`` (compact JSON)
+``{"dir": "src"}``          ``--dir=src``
+``{"max": 3}``              ``--max=3`` (numbers as JSON writes them)
+``{"ext": ["js", "ts"]}``   ``--ext=js --ext=ts`` (one flag per item)
+``{"rules": {"a": 1}}``     ``--rules={"a":1}`` (compact JSON)
+``{"argv": ["a", "-b"]}``   ``-- a -b``
 ==========================  =======================================
 
-Flags come in key order (sorted, as the API server stores the object), so the same inputs
-always give the same command line. A key must be a flag name: a letter or digit, then letters,
-digits, ``-``, ``_`` or ``.``; it is used as written (``dryRun`` gives ``--dryRun``). Inside a
-list, items that are not strings are passed as their JSON text (``true``, ``1.5``,
-``{"a":1}``), and an empty list gives no flag.
+Inputs often carry an earlier step's outputs, which nobody vetted: a value is therefore glued
+to its flag (``--dir=--evil`` is the flag ``dir`` with a value, never the flag ``--evil``), and
+positional arguments follow ``--``, after which parsers read no flags. Flags come in key order
+(sorted, as the API server stores the object), so the same inputs always give the same command
+line. A key must be a flag name: a letter or digit, then letters, digits, ``-``, ``_`` or
+``.``; it is used as written (``dryRun`` gives ``--dryRun``). Inside a list, items that are not
+strings are passed as their JSON text (``true``, ``1.5``, ``{"a":1}``), and an empty list gives
+no flag.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 FLAG_NAME_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$"
@@ -39,8 +43,12 @@ class FlagError(ValueError):
     """The inputs cannot become a command line; the message names the key to fix."""
 
 
-def cli_arguments(inputs: Mapping[str, Any]) -> list[str]:
-    """``context.inputs`` as the arguments of a CLI command: flags, then argv."""
+def cli_arguments(inputs: Mapping[str, Any], args: Sequence[str] = ()) -> list[str]:
+    """``context.inputs`` as the arguments of a CLI command: flags, ``args``, then ``--`` argv.
+
+    ``args`` (the step's own ``spec.args``, written by its author) come before the separator,
+    so an author may still pass flags of their choosing.
+    """
     if "argv" in inputs or "flags" in inputs:
         flags = inputs.get("flags", {})
         argv = inputs.get("argv", [])
@@ -51,12 +59,13 @@ def cli_arguments(inputs: Mapping[str, Any]) -> list[str]:
                 "context.inputs.argv must be a list of strings (or numbers): the command's "
                 "positional arguments"
             )
-        return flags_to_args(flags, where="context.inputs.flags") + [_text(a) for a in argv]
-    return flags_to_args(inputs, where="context.inputs")
+        positional = ["--", *(_text(a) for a in argv)] if argv else []
+        return [*flags_to_args(flags, where="context.inputs.flags"), *args, *positional]
+    return [*flags_to_args(inputs, where="context.inputs"), *args]
 
 
 def flags_to_args(flags: Mapping[str, Any], where: str = "flags") -> list[str]:
-    """``{"fix": true, "dir": "src"}`` -> ``["--dir", "src", "--fix"]`` (see the module doc)."""
+    """``{"fix": true, "dir": "src"}`` -> ``["--dir=src", "--fix"]`` (see the module doc)."""
     args: list[str] = []
     for key in sorted(flags):
         if not _FLAG_NAME.match(key):
@@ -71,10 +80,9 @@ def flags_to_args(flags: Mapping[str, Any], where: str = "flags") -> list[str]:
         elif value is False or value is None:
             continue
         elif isinstance(value, list):
-            for item in value:
-                args += [flag, _text(item)]
+            args += [f"{flag}={_text(item)}" for item in value]
         else:
-            args += [flag, _text(value)]
+            args.append(f"{flag}={_text(value)}")
     return args
 
 

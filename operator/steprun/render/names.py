@@ -49,6 +49,7 @@ MAX_NAME_LENGTH = 63
 # A label value has the same length limit; StepRun names (DNS subdomains) may be longer.
 MAX_LABEL_VALUE_LENGTH = 63
 _HASH_LENGTH = 8
+_CLAIM_HASH_LENGTH = 16
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NOT_DNS_LABEL_CHAR = re.compile(r"[^a-z0-9-]")
 
@@ -98,16 +99,15 @@ def claim_name(workflow: str, run_id: str, workspace: str) -> str:
     """The PersistentVolumeClaim of one workspace of one workflow run, shared by its steps.
 
     Derived from the three values alone, so every StepRun of the run finds the same claim; the
-    claim's labels record the exact values, which is what adoption checks. The plain form
-    ``<workflow>-<runId>-<workspace>`` is used only when it can be read back unambiguously (no
-    dash in the workflow name or run id), so ("a-b", "c") and ("a", "b-c") never share a claim.
+    claim's labels record the exact values, which is what adoption checks. Always
+    ``<workflow>-<runId>-<workspace>`` (shortened, made a DNS label) and a hash of the three
+    values apart: a plain form, even only where it was unambiguous, let a run choose a run id
+    that spelled out another run's hashed name and take its claim. The hash has 64 bits so that
+    nobody finds a second run of the same name by trying run ids.
     """
+    digest = hashlib.sha256("\0".join((workflow, run_id, workspace)).encode()).hexdigest()
+    digest = digest[:_CLAIM_HASH_LENGTH]
     plain = f"{workflow}-{run_id}-{workspace}"
-    unambiguous = "-" not in workflow and "-" not in run_id
-    if unambiguous and len(plain) <= MAX_NAME_LENGTH and _DNS_LABEL.match(plain):
-        return plain
-    # The hash covers the three values apart, so ("a-b", "c") and ("a", "b-c") differ.
-    digest = _short_hash("\0".join((workflow, run_id, workspace)))
     prefix = _NOT_DNS_LABEL_CHAR.sub("-", plain.lower())[: MAX_NAME_LENGTH - len(digest) - 1]
     prefix = prefix.strip("-")
     return f"{prefix}-{digest}" if prefix else digest

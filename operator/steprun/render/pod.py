@@ -91,7 +91,7 @@ def _entrypoint(
                 "a sandbox step runs its plugin's command: set spec.args, not script or command"
             )
         command = decision.command
-        args = [*decision.args, *_adapted_inputs(sr, decision), *(spec.args or [])]
+        args = [*decision.args, *_author_arguments(sr, decision)]
     elif spec.script is not None:
         if spec.command or spec.args:
             raise RenderError("spec.script is exclusive with spec.command and spec.args")
@@ -107,15 +107,20 @@ def _entrypoint(
     return entrypoint
 
 
-def _adapted_inputs(sr: StepRun, decision: SandboxDecision) -> list[str]:
-    if not decision.adapts_inputs:
-        return []
-    try:
-        arguments = cli_arguments(sr.spec.context.inputs)
-    except FlagError as exc:
-        raise RenderError(f"command {decision.cli_command}: {exc}") from exc
-    # The kubelet expands $(VAR) in args and turns $$ into $: doubling every $ makes input
-    # values reach the command byte for byte.
+def _author_arguments(sr: StepRun, decision: SandboxDecision) -> list[str]:
+    """The step's ``spec.args`` (after its adapted inputs, for a CLI command), made inert.
+
+    The kubelet expands ``$(VAR)`` in args and turns ``$$`` into ``$``: doubling every ``$``
+    makes them reach the plugin byte for byte, so an author cannot pull the plugin's env (its
+    policy env, projected secrets) into its command line. The policy's own arguments, an
+    admin's, keep the expansion.
+    """
+    arguments = list(sr.spec.args or [])
+    if decision.adapts_inputs:
+        try:
+            arguments = cli_arguments(sr.spec.context.inputs, arguments)
+        except FlagError as exc:
+            raise RenderError(f"command {decision.cli_command}: {exc}") from exc
     return [argument.replace("$", "$$") for argument in arguments]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from steprun.api.models import Permission
 from steprun.policy.decision import SandboxDecision
+from steprun.policy.quantity import parse_quantity
 from steprun.render.names import LABEL_POLICY, LABEL_SANDBOX, is_reserved_key
 
 # A fixed non-root identity, so images whose USER is root (or unset) still start under
@@ -128,11 +129,27 @@ def harden_pod(pod: dict[str, Any], decision: SandboxDecision) -> dict[str, Any]
     if read_only_root:
         _add_scratch_volumes(spec)
     for volume in spec.get("volumes") or []:
-        # An unbounded emptyDir fills the node's disk.
+        # An unbounded emptyDir fills the node's disk, and so does one the author sized.
         if "emptyDir" in volume:
-            volume["emptyDir"] = {**(volume["emptyDir"] or {})}
-            volume["emptyDir"].setdefault("sizeLimit", decision.empty_dir_size_limit)
+            empty_dir = {**(volume["emptyDir"] or {})}
+            empty_dir["sizeLimit"] = _bounded_size(
+                empty_dir.get("sizeLimit"), decision.empty_dir_size_limit
+            )
+            volume["emptyDir"] = empty_dir
     return hardened
+
+
+def _bounded_size(asked: int | str | None, bound: str) -> int | str:
+    """The smaller of the author's ``sizeLimit`` and the policy's bound; the bound when the
+    author set none (or something that is no quantity)."""
+    if asked is None:
+        return bound
+    try:
+        if parse_quantity(asked) <= parse_quantity(bound):
+            return asked
+    except ValueError:
+        pass
+    return bound
 
 
 def _sandbox_labels(labels: dict[str, str], decision: SandboxDecision) -> dict[str, str]:
