@@ -23,6 +23,8 @@ mkdir -p "$KUEUE_DIR/certs"
 
 # The CRDs as released (server-side: the Workload CRD is too large for apply's annotation).
 kctl apply --server-side --force-conflicts -f "$module_dir/config/components/crd/bases" >/dev/null
+# The manager exits at once if a kind it indexes is not served yet.
+kctl wait --for=condition=Established --timeout=60s -f "$module_dir/config/components/crd/bases" >/dev/null
 kctl get namespace kueue-system >/dev/null 2>&1 || kctl create namespace kueue-system >/dev/null
 
 serving_cert() {  # DIR : a certificate for 127.0.0.1 signed by the cluster's CA, made once
@@ -77,8 +79,11 @@ kctl create --dry-run=client -o json -f "$module_dir/config/components/webhook/m
   python3 -c '
 import json, sys
 port, ca = sys.argv[1], sys.argv[2]
-doc = json.load(sys.stdin)
-items = doc.get("items", [doc])
+text, decoder, items = sys.stdin.read(), json.JSONDecoder(), []
+while text.strip():  # kubectl prints one JSON document per object
+    doc, end = decoder.raw_decode(text.strip())
+    items += doc.get("items", [doc]) if doc.get("kind") == "List" else [doc]
+    text = text.strip()[end:]
 for item in items:
     item["metadata"]["name"] = "kueue-" + item["metadata"]["name"]
     kept = []
