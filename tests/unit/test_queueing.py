@@ -294,3 +294,14 @@ def test_describe_shows_where_a_queued_step_waits_and_for_how_long() -> None:
     assert lines["Waiting"] == "60s"
     assert lines["Waited"] == "7s"
     assert lines["Flavors"] == "cpu=f1"
+
+
+def test_an_admission_is_recorded_once_even_where_status_queue_does_not_stick() -> None:
+    # An older CRD prunes status.queue: the recorded reason still says the admission is known.
+    admitted = {"phase": "Pending", "reason": "Admitted", "message": "admitted by Kueue"}
+    decision = decide(queued_sr(admitted), None, NOW, CONFIG, workload=workload(admitted=True))
+    assert decision == StartAttempt(1)
+    pruned = waiting_status()
+    pruned.pop("queue")
+    wl = workload(pending="no quota")
+    assert decide(queued_sr(pruned), None, NOW, CONFIG, workload=wl) == Wait()

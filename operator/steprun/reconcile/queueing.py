@@ -116,7 +116,11 @@ def queue_decision(
             # The attempt's Pod ended on its own: its outcome is recorded first.
             return None
     if state.admitted and not state.evicted:
-        if status.queue is None or status.queue.queued_time is not None:
+        # Recorded once per admission: what the status last said decides, so that a write
+        # that did not stick (an older CRD pruning status.queue) cannot repeat forever.
+        if status.reason == Reason.QUEUED or (
+            status.queue is None and status.reason != Reason.ADMITTED
+        ):
             return MarkAdmitted(state.cluster_queue, dict(state.flavors))
         return None
     if not starting:
@@ -124,11 +128,13 @@ def queue_decision(
     recorded = status.queue
     cluster_queue = recorded.cluster_queue if recorded else None
     message = queued_message(queue, cluster_queue, state)
-    since = parse_time(recorded.queued_time) if recorded and recorded.queued_time else None
-    if since is None or status.reason != Reason.QUEUED or status.message != message:
+    if status.reason != Reason.QUEUED or not _says_queued(status.message or "", queue, state):
         return MarkQueued(message)
     if sr.spec.queue_timeout_seconds is None:
         return InQueue()
+    since = parse_time(recorded.queued_time) if recorded and recorded.queued_time else None
+    if since is None:
+        since = parse_time((workload.get("metadata") or {}).get("creationTimestamp")) or now
     deadline = since + timedelta(seconds=sr.spec.queue_timeout_seconds)
     if now >= deadline:
         return QueueTimedOut(
@@ -136,6 +142,14 @@ def queue_decision(
             f"({sr.spec.queue_timeout_seconds}s) in {message.removeprefix('waiting for ')}"
         )
     return InQueue(until=deadline)
+
+
+def _says_queued(message: str, queue: str, state: WorkloadState) -> bool:
+    """Whether status.message already says what queued_message would, the ClusterQueue aside
+    (status.queue, where it is kept, may not stick under an older CRD)."""
+    head = queued_message(queue, None, None).removesuffix(")")
+    tail = f": {state.pending_message}" if state.pending_message else ")"
+    return message.startswith(head) and message.endswith(tail)
 
 
 def _finished(pod: Mapping[str, Any]) -> bool:
