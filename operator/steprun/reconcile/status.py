@@ -38,6 +38,10 @@ def to_patch(status: StepRunStatus) -> dict[str, Any]:
         # Only attempt_finished adds uploads and nothing removes them: no patch needs to clear
         # the field, so a step without artifacts keeps it out of its status altogether.
         named.discard("artifacts")
+    if status.queue is None:
+        # Likewise a step's queue record is only ever set or updated: an unqueued step's
+        # patches stay as they were.
+        named.discard("queue")
     doc = status.model_dump(by_alias=True, mode="json", include=named)
     # Entries as the API stores them: fields never set are left out, not sent as null.
     if "attempts" in named:
