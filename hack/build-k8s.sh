@@ -39,7 +39,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitCommit=$commit -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
 
-echo "building kubernetes $K8S_VERSION (${binaries[*]}) into $out; a cold build takes 20-35 minutes on 2 cores"
+echo "building kubernetes $K8S_VERSION (${binaries[*]}) into $out; a cold build takes about 10 minutes on 2 cores (module download included)"
 mkdir -p "$out.partial"
 pkgs=()
 for b in "${binaries[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done

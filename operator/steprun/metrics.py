@@ -17,12 +17,23 @@ from datetime import datetime
 from importlib import metadata
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from steprun.api.models import StepRunStatus
 from steprun.timeutil import parse_time
+
+# Every counter and histogram would also export a `*_created` timestamp series, which no panel
+# or alert reads: 23 series per replica for nothing.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PHASES = ("New", "Pending", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected")
 TERMINAL = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected"})

@@ -306,7 +306,7 @@ def test_an_input_the_producer_does_not_have_is_refused_before_any_pod(steps: St
 
 
 def test_a_store_that_is_down_fails_the_step_naming_the_artifact(down_steps: Steps) -> None:
-    down_steps.create("to-nowhere", step(BUILD, OUTPUTS))
+    down_steps.create("to-nowhere", step(BUILD, OUTPUTS, retries={"platformLimit": 0}))
     status = down_steps.wait_terminal("to-nowhere", timeout=180)
     assert (status["phase"], status["reason"]) == ("Failed", "ArtifactUploadFailed"), status
     assert 'output "dist"' in status["message"] and "connection refused" in status["message"]

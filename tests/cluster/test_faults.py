@@ -179,6 +179,8 @@ def test_node_lost_fails_the_step_naming_the_node(
                 # kwok keeps the Pod running this long (hack/kwok/pod-stages.yaml).
                 "annotations": {"kwok.steprun.dev/run-duration": "1h"},
             },
+            # The node is gone for good: a platform retry would wait for it in vain.
+            "retries": {"platformLimit": 0},
         },
     )
     steps.wait_phase("stranded", "Running", timeout=60)

@@ -100,4 +100,5 @@ def test_evicted_pod_is_reported_as_evicted_and_retried(steps: Steps, step_image
     assert status["phase"] == "Succeeded"
     first = status["attempts"][0]
     assert first["reason"] == "Evicted", first
+    assert first["failure"]["category"] == "Platform", first
     eventually(lambda: len(steps.pods("evictee")) >= 1 or None, 10, "pods listed")

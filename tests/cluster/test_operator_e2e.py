@@ -138,7 +138,13 @@ def test_missing_secret_key_names_the_key(steps: Steps, step_image: str) -> None
 def test_image_pull_failure_ends_after_startup_timeout(steps: Steps) -> None:
     steps.create(
         "nopull",
-        {"image": "steprun.local/does-not-exist:1", "script": "true", "startupTimeoutSeconds": 3},
+        {
+            "image": "steprun.local/does-not-exist:1",
+            "script": "true",
+            "startupTimeoutSeconds": 3,
+            # One attempt: whether the pull failure is the registry's (retried) or the name's.
+            "retries": {"platformLimit": 0},
+        },
     )
     status = steps.wait_terminal("nopull", timeout=60)
     assert status["phase"] == "Failed"
@@ -155,6 +161,7 @@ def test_unschedulable_pod_ends_with_scheduler_reason(steps: Steps, step_image: 
             "script": "true",
             "startupTimeoutSeconds": 3,
             "podTemplate": {"nodeSelector": {"steprun.dev/no-such-node": "true"}},
+            "retries": {"platformLimit": 0},
         },
     )
     status = steps.wait_terminal("nowhere", timeout=60)
@@ -211,12 +218,16 @@ def test_timeout_is_not_retried(steps: Steps, step_image: str) -> None:
 
 
 def test_pod_deleted_by_someone_else_fails_the_step(steps: Steps, step_image: str) -> None:
-    steps.create("victim", {"image": step_image, "script": "sleep 600"})
+    steps.create(
+        "victim",
+        {"image": step_image, "script": "sleep 600", "retries": {"platformLimit": 0}},
+    )
     steps.wait_phase("victim", "Running", timeout=60)
     steps.core.delete_namespaced_pod("victim-1", steps.namespace, grace_period_seconds=0)
     status = steps.wait_terminal("victim")
     assert status["phase"] == "Failed" and status["reason"] == "PodDeleted"
     assert "victim-1" in status["message"]
+    assert status["failure"]["category"] == "Platform", status
 
 
 def test_deleting_the_steprun_removes_what_it_owns(steps: Steps, step_image: str) -> None:

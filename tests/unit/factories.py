@@ -151,6 +151,13 @@ def retrying_status(attempt: int, next_attempt_time: str, **fields: Any) -> dict
                 message="the step exited with code 3",
                 startTime=STARTED,
                 completionTime=FINISHED,
+                failure={
+                    "category": "Step",
+                    "stage": "Running",
+                    "reason": "Error",
+                    "container": "step",
+                    "exitCode": 3,
+                },
             )
             for n in range(1, attempt + 1)
         ],

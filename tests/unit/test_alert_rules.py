@@ -104,6 +104,13 @@ def test_alerts_fire_on_their_conditions_only(helm: str, promtool: str, tmp_path
             "32m",
             [expected(rules, "SteprunStepsStuckPending", "3")],
         ),
+        # A stuck operator writes no phase at all: its steps stay "New".
+        alert_test(
+            "SteprunStepsStuckPending",
+            {f'steprun_stepruns{{{SEL},phase="New"}}': "2x40"},
+            "32m",
+            [expected(rules, "SteprunStepsStuckPending", "2")],
+        ),
         # Progress: steps start running, or quick ones end without ever being seen Running.
         alert_test("SteprunStepsStuckPending", {pending: "3x40", running: "0+1x40"}, "32m", []),
         alert_test("SteprunStepsStuckPending", {pending: "3x40", ended: "0+1x40"}, "32m", []),
@@ -127,3 +134,12 @@ def test_alerts_fire_on_their_conditions_only(helm: str, promtool: str, tmp_path
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_advice_names_the_setting_that_helps(helm: str) -> None:
+    spec = one(render(helm, "--set", "monitoring.prometheusRule.enabled=true"), "PrometheusRule")
+    rules = {r["alert"]: r for r in spec["spec"]["groups"][0]["rules"]}
+    # The queue is drained reconcileConcurrency at a time; workerLimit is kopf's, not the queue's.
+    queue = rules["SteprunWorkQueueBackingUp"]["annotations"]["description"]
+    assert "reconcileConcurrency" in queue and "workerLimit" not in queue
+    assert 'phase=~"Pending|New"' in rules["SteprunStepsStuckPending"]["expr"]

@@ -403,3 +403,44 @@ def test_building_the_parser_loads_no_heavy_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def _cli_error(tmp_path: Path, *argv: str) -> tuple[int, str]:
+    import io
+
+    err = io.StringIO()
+
+    def no_cluster(args: argparse.Namespace) -> Any:
+        raise AssertionError("a refused manifest must not reach the cluster")
+
+    code = main(list(argv), make_client=no_cluster, stdout=io.StringIO(), stderr=err)
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "command", [("run", "-f"), ("render", "-f"), ("render", "--validate", "-f")]
+)
+def test_bad_yaml_is_reported_with_the_file_name_and_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    path = tmp_path / "step.yaml"
+    path.write_text("spec:\n  image: b\n  script: [unclosed\n")
+    argv = [*command, str(path)]
+    if command[0] == "render" and "--validate" not in command:
+        argv = [*command, str(path)]
+    code, err = _cli_error(tmp_path, *argv)
+    assert code == 2
+    assert f'"{path}", line' in err
+    assert "<unicode string>" not in err
+
+
+@pytest.mark.parametrize("command", [("run", "-f"), ("render", "--validate", "-f")])
+def test_an_unknown_field_is_named_in_kubectls_words(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    path = tmp_path / "step.yaml"
+    path.write_text("kind: StepRun\nmetadata: {name: x}\nspec: {image: b, scirpt: echo}\n")
+    code, err = _cli_error(tmp_path, *command, str(path))
+    assert code == 2
+    assert 'unknown field "spec.scirpt"' in err
+    assert "Extra inputs are not permitted" not in err

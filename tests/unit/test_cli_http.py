@@ -142,11 +142,12 @@ def test_list_get_logs_cancel_delete(server: FakeApiServer, kubeconfig: str) -> 
     out, err = io.StringIO(), io.StringIO()
     assert main(["--kubeconfig", kubeconfig, "list"], stdout=out, stderr=err) == 0
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["NAME", "PHASE", "MODE", "EXIT", "REASON", "AGE"]
+    assert lines[0].split() == ["NAME", "PHASE", "MODE", "EXIT", "DURATION", "AGE"]
     assert [line.split()[0] for line in lines[1:]] == ["a", "b"]
-    assert lines[1].split()[1:5] == ["Succeeded", "local", "0", "Completed"]
+    assert lines[1].split()[1:4] == ["Succeeded", "local", "0"]
 
-    assert steprun_cli(kubeconfig, "list", "-o", "name")[1] == "a\nb\n"
+    names = steprun_cli(kubeconfig, "list", "-o", "name")[1]
+    assert names == "steprun.steprun.dev/a\nsteprun.steprun.dev/b\n"
     code, out_yaml, _ = steprun_cli(kubeconfig, "get", "a", "-o", "yaml")
     assert code == 0 and yaml.safe_load(out_yaml)["status"]["phase"] == "Succeeded"
     code, listing, _ = steprun_cli(kubeconfig, "list", "-A", "-o", "json")

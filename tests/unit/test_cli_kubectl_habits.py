@@ -88,17 +88,31 @@ def test_list_by_label_and_field_selector(server: FakeApiServer, kubeconfig: str
     add(server.cluster, "x2", {"team": "data"})
     add(server.cluster, "x3", {"team": "web"}, context={"workflow": {"name": "build"}})
     finish(server.cluster, "x3", NS)
-    assert steprun_cli(kubeconfig, "list", "-l", "team=web", "-o", "name")[1] == "x1\nx3\n"
-    assert steprun_cli(kubeconfig, "list", "--selector", "team=data", "-o", "name")[1] == "x2\n"
+    sr = "steprun.steprun.dev/"
+    assert steprun_cli(kubeconfig, "list", "-l", "team=web", "-o", "name")[1] == f"{sr}x1\n{sr}x3\n"
+    assert (
+        steprun_cli(kubeconfig, "list", "--selector", "team=data", "-o", "name")[1] == f"{sr}x2\n"
+    )
     code, out, _ = steprun_cli(kubeconfig, "list", "--field-selector", "status.phase=Succeeded")
     assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["x3"]
     # --workflow is a field selector too, combined with the others.
     code, out, _ = steprun_cli(
         kubeconfig, "list", "--workflow", "build", "-l", "team=web", "-o", "name"
     )
-    assert out == "x3\n"
+    assert out == f"{sr}x3\n"
     (query,) = [q for q in server.requests_of("GET", "stepruns") if "labelSelector" in q][-1:]
     assert query["fieldSelector"] == ["spec.context.workflow.name=build"]
+
+
+def test_get_without_a_name_lists_like_kubectl_get(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "x1", {"team": "web"})
+    add(server.cluster, "x2", {"team": "data"})
+    code, out, _ = steprun_cli(kubeconfig, "get")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["NAME", "x1", "x2"]
+    code, out, _ = steprun_cli(kubeconfig, "get", "-l", "team=data", "--no-headers")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["x2"]
+    code, _, err = steprun_cli(kubeconfig, "get", "x1", "-l", "team=web")
+    assert code == exit_codes.USAGE and "cannot be given with -l" in err
 
 
 def test_no_headers_and_sort_by(server: FakeApiServer, kubeconfig: str) -> None:
@@ -160,6 +174,21 @@ def test_list_watch_prints_each_change_until_ctrl_c(server: FakeApiServer, kubec
     assert process.returncode == 0, err
 
 
+def test_watch_after_an_empty_listing_prints_the_header_first(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    process = cli_process(kubeconfig, "list", "-w")
+    assert process.stdout is not None and process.stderr is not None
+    assert "No StepRuns found" in process.stderr.readline()
+    add(server.cluster, "late")
+    assert process.stdout.readline().split()[:2] == ["NAME", "PHASE"]
+    assert process.stdout.readline().split()[:2] == ["late", "Pending"]
+    server.cluster.set_status(NS, "late", phase="Running")
+    assert process.stdout.readline().split()[:2] == ["late", "Running"]
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+
+
 def test_get_watch_follows_one_step(server: FakeApiServer, kubeconfig: str) -> None:
     add(server.cluster, "one")
     add(server.cluster, "two")
@@ -191,9 +220,26 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
         pod,
         lambda obj: obj["status"]["containerStatuses"][0].update(lastState=oom_killed),
     )
+    evicted = {"category": "Platform", "stage": "Running", "reason": "Evicted", "node": "n1"}
+    failure = {
+        "category": "Step",
+        "stage": "Running",
+        "reason": "Error",
+        "container": "step",
+        "exitCode": 3,
+        "node": "n2",
+        "events": [{"reason": "BackOff", "message": "slow disk", "type": "Warning"}],
+    }
     attempts = [
-        {"attempt": 1, "podName": "d-1", "exitCode": 1, "reason": "Error", "message": "boom"},
-        {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error"},
+        {
+            "attempt": 1,
+            "podName": "d-1",
+            "exitCode": 137,
+            "reason": "Evicted",
+            "message": "boom",
+            "failure": evicted,
+        },
+        {"attempt": 2, "podName": "d-2", "exitCode": 3, "reason": "Error", "failure": failure},
     ]
     finish(
         cluster,
@@ -207,6 +253,7 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
         podName="d-2",
         attempts=attempts,
         outputs={"digest": "sha256:1"},
+        failure=failure,
     )
     uid = cluster.get("StepRun", NS, "d")["metadata"]["uid"]
     for event in [
@@ -231,13 +278,22 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
     code, out, err = steprun_cli(kubeconfig, "describe", "d")
     assert code == 0, err
     assert "Name:           d\n" in out and "Phase:          Failed\n" in out
-    assert "Exit Code:      3\n" in out and "Attempt:        2 of at most 3\n" in out
+    assert "Exit Code:      3\n" in out
+    assert (
+        "Attempt:        2 of at most 5 (retries spent: 0 of 2 for the step, 1 of 2 for the "
+        "platform)\n"
+    ) in out
+    assert (
+        "Failure:        Step at Running (Error), container step, exit code 3, node n2\n"
+        "  Warning BackOff: slow disk\n"
+    ) in out
     assert "  digest: sha256:1\n" in out
     attempt_rows = out.split("Attempts:\n")[1].split("Pod:")[0].splitlines()
     assert [row.split()[:4] for row in attempt_rows[1:]] == [
-        ["1", "d-1", "1", "Error"],
+        ["1", "d-1", "137", "Evicted"],
         ["2", "d-2", "3", "Error"],
     ]
+    assert "Platform/Running" in attempt_rows[1] and "Step/Running" in attempt_rows[2]
     assert "State:          Terminated (Error), exit code 1" in out
     assert "Last State:     Terminated (OOMKilled), exit code 137" in out
     events = out.split("Events:\n")[1]
@@ -389,3 +445,114 @@ def test_a_server_that_never_answers_fails_after_request_timeout(tmp_path: Path)
         result = _steprun("--request-timeout", "1s", "get", "x", env=env)
     assert result.returncode == exit_codes.API_UNREACHABLE, result.stderr
     assert "unreachable" in result.stderr
+
+
+# ---------------------------------------------------------------------- run like kubectl run
+
+
+def test_run_labels_timeout_duration_and_client_dry_run_as_json(kubeconfig: str) -> None:
+    code, out, err = steprun_cli(
+        kubeconfig,
+        *("run", "x", "--image", "steprun.local/step:1", "-l", "team=web,tier=1"),
+        *("--labels", "extra=yes", "--timeout", "10m", "--dry-run=client", "-o", "json"),
+        *("--", "true"),
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["spec"]["timeoutSeconds"] == 600
+    assert body["metadata"]["labels"]["team"] == "web"
+    assert body["metadata"]["labels"]["extra"] == "yes"
+
+
+def test_run_rm_deletes_the_step_once_it_ended(server: FakeApiServer, kubeconfig: str) -> None:
+    import threading
+
+    def finish_when_created() -> None:
+        for _ in range(400):
+            if "gone" in server.cluster.names("StepRun", NS):
+                finish(server.cluster, "gone", NS)
+                return
+            threading.Event().wait(0.05)
+
+    finisher = threading.Thread(target=finish_when_created)
+    finisher.start()
+    code, _, err = steprun_cli(
+        kubeconfig, "run", "gone", "--image", "b", "--rm", "--no-logs", "--", "true"
+    )
+    finisher.join()
+    assert code == 0, err
+    assert "steprun/gone deleted" in err
+    assert "gone" not in server.cluster.names("StepRun", NS)
+    code, _, err = steprun_cli(kubeconfig, "run", "--image", "b", "--rm", "--detach", "--", "x")
+    assert code == exit_codes.USAGE and "--rm" in err
+
+
+# ---------------------------------------------------------------------- first contact
+
+
+def test_bare_steprun_prints_help_and_succeeds_like_kubectl() -> None:
+    import io
+
+    from steprun.cli.main import main
+
+    out = io.StringIO()
+    assert main([], stdout=out, stderr=io.StringIO()) == exit_codes.OK
+    assert out.getvalue().startswith("usage: steprun") and "examples:" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggested"),
+    [
+        (["lsit"], "list"),
+        (["-n", "ci", "lgos", "x"], "logs"),
+        (["--context", "c", "descrbe"], "describe"),
+    ],
+)
+def test_a_mistyped_command_gets_did_you_mean(argv: list[str], suggested: str) -> None:
+    import io
+
+    from steprun.cli.main import main
+
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == exit_codes.USAGE
+    text = err.getvalue()
+    typed = next(w for w in argv if w.startswith(suggested[0]) and w != suggested)
+    assert f'unknown command "{typed}" for "steprun"' in text
+    assert f"Did you mean this?\n\t{suggested}\n" in text
+
+
+def test_kubectls_global_flags_are_taken(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "v1")
+    code, out, _ = steprun_cli(kubeconfig, "-v", "6", "get", "v1", "--v=2")
+    assert code == 0 and "v1" in out
+    # Impersonation is refused rather than silently ignored.
+    code, _, err = steprun_cli(kubeconfig, "--as", "bob", "get", "v1")
+    assert code == exit_codes.USAGE and "does not impersonate" in err
+    code, _, err = steprun_cli(kubeconfig, "get", "v1", "--as-group", "admins")
+    assert code == exit_codes.USAGE and "--as-group" in err
+
+
+def test_kubectl_completes_the_plugin(server: FakeApiServer, kubeconfig: str) -> None:
+    add(server.cluster, "complete-me")
+
+    def complete(*words: str) -> list[str]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from steprun.cli.completion import kubectl_complete_main as m; "
+                "sys.exit(m(sys.argv[1:]))",
+                *words,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+            check=True,
+            timeout=120,
+        )
+        return result.stdout.splitlines()
+
+    assert complete("lo") == ["logs", ":4"]
+    assert complete("describe", "comp") == ["complete-me", ":4"]
+    assert "--output" in complete("get", "--o")

@@ -77,10 +77,11 @@ def test_steprun_table() -> None:
         make("lint", age=timedelta(minutes=3), phase="Failed", reason="Error", exitCode=2),
         make("new"),
     ]
+    rows[0].status.duration = "12s"
     lines = steprun_table(rows, NOW).splitlines()
-    assert lines[0].split() == ["NAME", "PHASE", "MODE", "EXIT", "REASON", "AGE"]
-    assert lines[1].split() == ["build-1", "Succeeded", "local", "0", "Completed", "30s"]
-    assert lines[2].split() == ["lint", "Failed", "local", "2", "Error", "3m"]
+    assert lines[0].split() == ["NAME", "PHASE", "MODE", "EXIT", "DURATION", "AGE"]
+    assert lines[1].split() == ["build-1", "Succeeded", "local", "0", "12s", "30s"]
+    assert lines[2].split() == ["lint", "Failed", "local", "2", "3m"]
     assert lines[3].split() == ["new", "Pending", "local", "<none>"]
     # Columns line up: every row's PHASE starts where the header's does.
     column = lines[0].index("PHASE")
@@ -156,7 +157,44 @@ def test_wide_table_adds_attempt_duration_pod_and_workflow() -> None:
     )
     running = make("run", phase="Running", startTime="2024-05-01T11:59:30Z")
     lines = steprun_table([done, running], NOW, wide=True).splitlines()
-    assert lines[0].split()[6:] == ["ATTEMPT", "DURATION", "POD", "WORKFLOW", "RUN-ID", "STEP-ID"]
-    assert lines[1].split()[-6:] == ["2", "65s", "lint-2", "build", "42", "lint"]
+    assert lines[0].split()[4:] == [
+        *("DURATION", "REASON", "POD", "AGE"),
+        *("ATTEMPT", "WORKFLOW", "RUN-ID", "STEP-ID"),
+    ]
+    assert lines[1].split()[-7:] == ["65s", "lint-2", "<none>", "2", "build", "42", "lint"]
     # A running step's duration counts up to now.
     assert "30s" in lines[2].split()
+
+
+def test_default_and_wide_columns_are_the_crds_printer_columns() -> None:
+    from steprun.api.crdgen import steprun_crd
+    from steprun.cli.output import TABLE_HEADERS, WIDE_HEADERS
+
+    (version,) = steprun_crd()["spec"]["versions"]
+    columns = version["additionalPrinterColumns"]
+    # kubectl adds NAME first; -o wide shows every column in the CRD's order.
+    default = ("NAME", *(c["name"].upper() for c in columns if not c.get("priority")))
+    assert default == TABLE_HEADERS
+    assert WIDE_HEADERS[: len(columns) + 1] == ("NAME", *(c["name"].upper() for c in columns))
+
+
+def test_label_columns_and_show_labels() -> None:
+    sr = make("x", phase="Running")
+    sr.metadata.labels = {"team": "web", "steprun.dev/workflow": "build"}
+    lines = steprun_table(
+        [sr], NOW, label_columns=["steprun.dev/workflow", "missing"], show_labels=True
+    ).splitlines()
+    assert lines[0].split()[-3:] == ["WORKFLOW", "MISSING", "LABELS"]
+    assert lines[1].split()[-2:] == ["build", "steprun.dev/workflow=build,team=web"]
+
+
+def test_custom_columns_and_name_output() -> None:
+    from steprun.cli.output import format_objects
+
+    items = [
+        {"metadata": {"name": "a"}, "spec": {"image": "b"}, "status": {"phase": "Failed"}},
+        {"metadata": {"name": "bb"}, "spec": {"image": "b"}},
+    ]
+    text = format_objects(items, "custom-columns=N:.metadata.name,P:.status.phase", NOW)
+    assert text == "N    P\na    Failed\nbb   <none>\n"
+    assert format_objects(items, "name", NOW) == ("steprun.steprun.dev/a\nsteprun.steprun.dev/bb\n")

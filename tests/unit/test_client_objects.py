@@ -135,7 +135,7 @@ def test_a_sandbox_step_written_as_a_workflow_step_is_submitted_as_is() -> None:
         "permissions": ["network.egress"],
     }
     assert body["metadata"]["generateName"] == "lint-"
-    with pytest.raises(ValueError, match="uses"):
+    with pytest.raises(InvalidStepRun, match="uses"):
         coerce_spec({"mode": "sandbox", "sandbox": {"uses": "plugin:eslint"}})
 
 
@@ -239,11 +239,15 @@ def test_result_of_a_failed_step() -> None:
             exitCode=3,
             outputs={"k": "v"},
             attempts=[{"attempt": 1, "podName": "s-1", "exitCode": 3}],
+            failure={"category": "Step", "stage": "Running", "reason": "Error", "exitCode": 3},
         )
     )
     assert result.phase is Phase.FAILED and not result.succeeded
     assert (result.exit_code, result.outputs, result.reason) == (3, {"k": "v"}, "Error")
     assert [a.pod_name for a in result.attempts] == ["s-1"]
+    assert result.failure is not None
+    assert (result.failure.category, result.failure.stage) == ("Step", "Running")
+    assert build_result(finished("Succeeded")).failure is None
 
 
 def test_results_exist_only_for_terminal_steps() -> None:
@@ -324,3 +328,14 @@ def test_known_phases_are_still_read_as_phases() -> None:
     }
     assert parse_steprun(body).status.phase is Phase.SUCCEEDED
     assert is_terminal(parse_steprun(body))
+
+
+def test_a_dict_spec_the_schema_refuses_is_an_invalid_steprun_naming_each_field() -> None:
+    with pytest.raises(InvalidStepRun) as caught:
+        coerce_spec({"image": "steprun.local/step:1", "scirpt": "x", "timeoutSeconds": "soon"})
+    fields = {cause.field: cause.message for cause in caught.value.causes}
+    # kubectl's words for a field the schema does not declare, not pydantic's.
+    assert fields["spec.scirpt"] == 'unknown field "spec.scirpt"'
+    assert "spec.timeoutSeconds" in fields
+    assert "Extra inputs" not in str(caught.value)
+    assert "spec.scirpt" in str(caught.value)

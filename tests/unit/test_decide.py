@@ -67,8 +67,26 @@ DELETED_MISSING = (
 DELETED_DELETING = f"Pod {pod_name(1)} was deleted before it finished (not by steprun)"
 
 
-def retries(limit: int, backoff: int = 30) -> dict[str, Any]:
-    return {"retries": {"limit": limit, "backoffSeconds": backoff}}
+def retries(limit: int, backoff: int = 30, **more: int) -> dict[str, Any]:
+    return {"retries": {"limit": limit, "backoffSeconds": backoff, **more}}
+
+
+# The platform's failures are retried by default (retries.platformLimit 2); cases about how an
+# attempt ends turn that off.
+NO_PLATFORM_RETRIES = retries(0, platformLimit=0)
+
+
+def deleted_attempt(attempt: int, *, with_failure: bool = True) -> dict[str, Any]:
+    """An earlier attempt whose Pod was deleted; without ``with_failure`` as recorded before
+    failures were, its reason alone saying whose it was."""
+    failure = {"category": "Platform", "stage": "Running", "reason": "PodDeleted"}
+    return attempt_entry(
+        attempt,
+        reason="PodDeleted",
+        message=DELETED_MISSING,
+        completionTime=FINISHED,
+        **({"failure": failure} if with_failure else {}),
+    )
 
 
 def startup_failure(why: str, limit: int = 300) -> str:
@@ -300,18 +318,28 @@ CASES = [
     ),
     # ---------------------------------------------------------------- Pod gone
     case(
-        steprun(status=running_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=running_status()),
         None,
         LATER,
         FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING)),
         id="pod-missing-no-retries",
     ),
     case(
-        steprun(status=pending_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=pending_status()),
         None,
         LATER,
         FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING)),
         id="pod-missing-while-pending",
+    ),
+    case(
+        steprun(status=running_status()),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING),
+            retry_at=LATER + timedelta(seconds=10),
+        ),
+        id="pod-missing-retried-by-default-without-a-step-retry",
     ),
     case(
         steprun(spec=retries(1, backoff=45), status=running_status()),
@@ -338,7 +366,7 @@ CASES = [
         id="pod-missing-last-retry-left",
     ),
     case(
-        steprun(spec=retries(1), status=running_status(2)),
+        steprun(spec=retries(1, platformLimit=0), status=running_status(2)),
         None,
         LATER,
         FinishAttempt(
@@ -349,6 +377,60 @@ CASES = [
             )
         ),
         id="pod-missing-retries-spent",
+    ),
+    case(
+        steprun(
+            spec=retries(0, backoff=30, platformLimit=2, platformBackoffSeconds=5),
+            status=running_status(2, attempts=[deleted_attempt(1), attempt_entry(2)]),
+        ),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING.replace(pod_name(1), pod_name(2))),
+            retry_at=LATER + timedelta(seconds=5),
+        ),
+        id="pod-missing-again-last-platform-retry-with-its-own-backoff",
+    ),
+    case(
+        steprun(
+            spec=retries(3, platformLimit=2),
+            status=running_status(
+                3, attempts=[deleted_attempt(1), deleted_attempt(2, with_failure=False)]
+            ),
+        ),
+        None,
+        LATER,
+        FinishAttempt(
+            Outcome(Phase.FAILED, "PodDeleted", DELETED_MISSING.replace(pod_name(1), pod_name(3)))
+        ),
+        id="pod-missing-platform-retries-spent-step-retries-left",
+    ),
+    case(
+        steprun(
+            spec=retries(1, platformLimit=2),
+            status=running_status(3, attempts=[deleted_attempt(1), deleted_attempt(2)]),
+        ),
+        pod("Failed", terminated(3)),
+        LATER,
+        FinishAttempt(exit_3(), retry_at=LATER + timedelta(seconds=30)),
+        id="step-failure-after-platform-retries-spends-its-own-budget",
+    ),
+    case(
+        steprun(
+            spec=retries(1, platformLimit=2),
+            status=running_status(
+                3,
+                attempts=[
+                    attempt_entry(1, reason="Error", exitCode=3),
+                    deleted_attempt(2),
+                    attempt_entry(3),
+                ],
+            ),
+        ),
+        pod("Failed", terminated(3)),
+        LATER,
+        FinishAttempt(exit_3()),
+        id="step-retries-spent-whatever-the-platform-retries",
     ),
     # ---------------------------------------------------------------- startup
     case(
@@ -447,7 +529,7 @@ CASES = [
         id="image-pull-backoff-retried",
     ),
     case(
-        steprun(spec={"startupTimeoutSeconds": 60}, status=pending_status()),
+        steprun(spec={"startupTimeoutSeconds": 60, **NO_PLATFORM_RETRIES}, status=pending_status()),
         unschedulable("Unschedulable", SCHEDULER_MESSAGE),
         "2024-05-01T10:01:00Z",
         FinishAttempt(
@@ -461,7 +543,7 @@ CASES = [
         id="unschedulable",
     ),
     case(
-        steprun(status=pending_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=pending_status()),
         pod(
             "Pending",
             waiting("CreateContainerConfigError", 'secret "build-42-lint-context" not found'),
@@ -480,7 +562,7 @@ CASES = [
         id="container-config-error",
     ),
     case(
-        steprun(status=pending_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=pending_status()),
         pod("Pending", waiting("ContainerCreating")),
         "2024-05-01T10:00:45Z",
         FinishAttempt(
@@ -755,21 +837,21 @@ CASES = [
     ),
     # ---------------------------------------------------------------- Pod deleted by others
     case(
-        steprun(status=running_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=running_status()),
         pod("Running", running(), deleting=True),
         LATER,
         FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_DELETING, start_time=STARTED)),
         id="deleting-while-running",
     ),
     case(
-        steprun(status=running_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=running_status()),
         pod("Running", terminated(143), deleting=True),
         LATER,
         FinishAttempt(Outcome(Phase.FAILED, "PodDeleted", DELETED_DELETING, start_time=STARTED)),
         id="deleting-container-killed",
     ),
     case(
-        steprun(status=running_status()),
+        steprun(spec=NO_PLATFORM_RETRIES, status=running_status()),
         pod("Failed", terminated(143), deleting=True),
         LATER,
         FinishAttempt(

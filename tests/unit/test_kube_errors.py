@@ -125,3 +125,15 @@ def test_backoff_grows_with_jitter_and_never_undercuts_retry_after() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert policy.delay(1, retry_after=30.0, rng=rng) == 30.0
     assert policy.delay(10_000, rng=rng) <= 60.0
+
+
+def test_the_backoff_module_says_which_jitter_it_implements() -> None:
+    from steprun.kube import backoff
+
+    # Equal jitter (half the delay fixed, half random), not full jitter (zero to the delay):
+    # the lower bound is what keeps the backoff growing, and what the docs promise.
+    rng = random.Random(3)
+    lowest = min(Jittered(initial=8.0, maximum=8.0).delay(1, rng=rng) for _ in range(2000))
+    assert 4.0 <= lowest < 4.1
+    assert backoff.__doc__ is not None
+    assert "equal jitter" in backoff.__doc__ and "full jitter" not in backoff.__doc__

@@ -165,3 +165,35 @@ async def test_metrics_and_readiness_endpoint() -> None:
 def _standby_after() -> Any:
     yield
     metrics.set_active(False)
+
+
+def _exported_series() -> set[str]:
+    text = generate_latest(REGISTRY).decode()
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE steprun_")}
+
+
+def test_no_created_timestamp_series_are_exported() -> None:
+    text = generate_latest(REGISTRY).decode()
+    assert not [line for line in text.splitlines() if "_created" in line.split("{")[0]]
+
+
+def test_every_exported_series_is_documented_and_charted() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    exported = _exported_series() | {"steprun_stepruns"}
+    deploy = (root / "docs" / "deploy.md").read_text()
+    documented = set(re.findall(r"^\| `(steprun_[a-z_]+)`", deploy, re.M))
+    assert exported - documented == set()
+    chart = root / "helm" / "steprun" / "dashboards" / "steprun.json"
+    queries = " ".join(
+        t["expr"] for p in json.loads(chart.read_text())["panels"] for t in p["targets"]
+    )
+    uncharted = {
+        name
+        for name in exported
+        if not re.search(rf"\b{name.removesuffix('_info')}(_info|_bucket|_count)?\{{", queries)
+    }
+    assert uncharted == set()

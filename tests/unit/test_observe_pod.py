@@ -138,6 +138,32 @@ CASES = [
         id="failed-oom-killed-without-limit",
     ),
     pytest.param(
+        # cgroup v1, or a kernel that kills one process: the step's shell outlives its child,
+        # and the runtime still reports the container's out-of-memory kill.
+        pod("Failed", terminated(1, reason="OOMKilled"), memory_limit="64Mi"),
+        {"state": "failed", "reason": "OOMKilled", "exit_code": 1},
+        ["out of memory", "limit of 64Mi"],
+        id="failed-oom-killed-child-process",
+    ),
+    pytest.param(
+        pod("Failed", terminated(137)),
+        {"state": "failed", "reason": "Killed", "exit_code": 137},
+        ["signal 9 (SIGKILL, exit code 137)", "memory limit is 256Mi", "did not report"],
+        id="failed-sigkill-without-oom-evidence",
+    ),
+    pytest.param(
+        pod("Failed", terminated(137), memory_limit=None),
+        {"state": "failed", "reason": "Killed", "exit_code": 137},
+        ["SIGKILL", "no memory limit"],
+        id="failed-sigkill-without-a-limit",
+    ),
+    pytest.param(
+        pod("Failed", terminated(139)),
+        {"state": "failed", "reason": "Error", "exit_code": 139},
+        ["exited with code 139"],
+        id="failed-other-signal-is-the-steps-error",
+    ),
+    pytest.param(
         pod(
             "Failed",
             terminated(137, message="still linting..."),

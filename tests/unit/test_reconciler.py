@@ -96,7 +96,7 @@ async def test_a_startup_timeout_quotes_the_kubelet_when_the_context_cannot_be_m
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     # Checked once while the Pod started, the context was deleted after that check.
-    submit(kube, reconciler, {"startupTimeoutSeconds": 30})
+    submit(kube, reconciler, {"startupTimeoutSeconds": 30, "retries": {"platformLimit": 0}})
     await step(kube, reconciler)
     long_ago = format_time(utcnow() - timedelta(minutes=5))
 
@@ -128,6 +128,23 @@ async def test_a_startup_timeout_quotes_the_kubelet_when_the_context_cannot_be_m
         in (status["message"])
     )
     assert lost in status["message"]
+    # The kubelet's words are the failure's events too, read once with the mount failures.
+    assert status["failure"] == {
+        "category": "Platform",
+        "stage": "Init",
+        "reason": "StartupTimeout",
+        "container": "step",
+        "node": "node-1",
+        "events": [
+            {
+                "reason": "FailedMount",
+                "message": lost,
+                "type": "Warning",
+                "lastTime": status["failure"]["events"][0]["lastTime"],
+            }
+        ],
+    }
+    assert len([c for c in kube.calls if c[:2] == ("list", "Event")]) == 1
 
 
 async def test_the_context_objects_are_created_at_once_then_the_pod(
@@ -420,6 +437,7 @@ async def test_a_refused_pod_consumes_retries(
             "reason": "PodCreateFailed",
             "message": 'the API server refused Pod build-42-lint-1: Pod "x" is invalid: spec.bad',
             "completionTime": status["attempts"][0]["completionTime"],
+            "failure": {"category": "Config", "stage": "Admission", "reason": "PodCreateFailed"},
         }
     ]
 
@@ -644,3 +662,45 @@ async def test_steps_being_started_and_steps_being_followed_queue_apart(
         reconciler.stepruns.observe(kube.put(body))
 
     assert reconciler._lane(KEY) == lane
+
+
+def evict_pod(kube: FakeKube, name: str, node: str) -> None:
+    def evicted(pod: dict[str, Any]) -> None:
+        pod["spec"]["nodeName"] = node
+        pod["status"] = {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "message": "The node was low on resource: memory.",
+            "containerStatuses": [container_status(terminated(137))],
+        }
+
+    kube.cluster.update("Pod", NAMESPACE, name, evicted)
+
+
+async def test_an_evicted_attempt_is_retried_elsewhere_without_spending_the_steps_retries(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, {"retries": {"limit": 0, "platformBackoffSeconds": 0}})
+    await step(kube, reconciler)
+    evict_pod(kube, f"{NAME}-1", "node-a")
+
+    status = await step(kube, reconciler)
+    assert (status["phase"], status["reason"]) == ("Pending", "Retrying"), status
+    failure = status["attempts"][0]["failure"]
+    assert (failure["category"], failure["node"]) == ("Platform", "node-a")
+
+    await step(kube, reconciler)
+    retry = kube.find("Pod", NAMESPACE, f"{NAME}-2")
+    assert retry is not None
+    preferred = retry["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert preferred[0]["preference"]["matchFields"][0]["values"] == ["node-a"]
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1")["spec"].get("affinity") is None
+
+    # The step's own failure then ends it: limit 0 was never spent on the eviction.
+    finish_pod(kube, f"{NAME}-2", exit_code=3)
+    status = await step(kube, reconciler)
+    assert (status["phase"], status["reason"]) == ("Failed", "Error"), status
+    assert [a["failure"]["category"] for a in status["attempts"]] == ["Platform", "Step"]
+    assert status["failure"]["category"] == "Step"

@@ -8,7 +8,7 @@ import pytest
 from steprun.api.models import Permission, ResourceRequirements, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
-from steprun.render.pod import RenderError, render_pod
+from steprun.render.pod import RenderError, prefer_other_node, render_pod
 
 CONFIG = OperatorConfig(
     default_timeout_seconds=3600,
@@ -494,3 +494,36 @@ def test_builtin_shell_runs_the_script_from_the_configmap_in_the_plugin_image() 
         render_pod(sr, 1, CONFIG, decision())
     with pytest.raises(RenderError, match=r"runs spec\.script: set it"):
         render_pod(sandbox_steprun(), 1, CONFIG, chosen)
+
+
+def test_a_retry_prefers_another_node_without_weakening_what_was_required() -> None:
+    required = {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ci"]}]}
+        ]
+    }
+    pod = {
+        "spec": {
+            "nodeSelector": {"pool": "ci"},
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}
+            },
+        }
+    }
+
+    spec = prefer_other_node(pod, "node-a")["spec"]
+
+    assert spec["nodeSelector"] == {"pool": "ci"}
+    assert spec["affinity"]["nodeAffinity"] == {
+        "requiredDuringSchedulingIgnoredDuringExecution": required,
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 100,
+                "preference": {
+                    "matchFields": [
+                        {"key": "metadata.name", "operator": "NotIn", "values": ["node-a"]}
+                    ]
+                },
+            }
+        ],
+    }

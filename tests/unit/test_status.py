@@ -63,6 +63,17 @@ BLANK: dict[str, Any] = {
     "conditions": [],
     "nextAttemptTime": None,
     "admitted": None,
+    "failure": None,
+}
+
+
+# Where a step that exits 3 failed: its own code, while running, in its container.
+EXIT_3_FAILURE = {
+    "category": "Step",
+    "stage": "Running",
+    "reason": "Error",
+    "container": "step",
+    "exitCode": 3,
 }
 
 
@@ -74,6 +85,7 @@ def finished_attempt(attempt: int = 1) -> dict[str, Any]:
         message=EXIT_3,
         startTime=STARTED,
         completionTime=FINISHED,
+        failure=EXIT_3_FAILURE,
     )
 
 
@@ -296,6 +308,7 @@ def test_last_attempt_failed() -> None:
         "duration": "1m5s",
         "observedGeneration": 1,
         "conditions": [condition_entry("False", "Error", NOW, EXIT_3)],
+        "failure": EXIT_3_FAILURE,
     }
 
 
@@ -319,6 +332,12 @@ def test_attempt_lost_without_times_keeps_the_known_start() -> None:
             message="Pod build-42-lint-1 was deleted",
             startTime=STARTED,
             completionTime=NOW,
+            failure={
+                "category": "Platform",
+                "stage": "Running",
+                "reason": "PodDeleted",
+                "container": "step",
+            },
         )
     ]
     assert doc["exitCode"] is None
@@ -387,6 +406,7 @@ def test_rejected_before_any_pod() -> None:
         "duration": "0s",
         "observedGeneration": 2,
         "conditions": [condition_entry("False", "PermissionDenied", NOW, message, generation=2)],
+        "failure": {"category": "Config", "stage": "Admission", "reason": "PermissionDenied"},
     }
 
 
@@ -511,6 +531,7 @@ def test_given_up_names_only_what_it_knows() -> None:
         "outputs": None,
         "observedGeneration": 4,
         "conditions": [condition_entry("False", "ReconcileFailed", NOW, message, generation=4)],
+        "failure": {"category": "Platform", "stage": "Admission", "reason": "ReconcileFailed"},
     }
 
 

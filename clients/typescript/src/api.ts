@@ -80,6 +80,18 @@ export interface StepRunSpec {
   workspaces?: Workspace[];
 }
 
+/** status.failure: why an attempt or the step failed, for branching without parsing text. */
+export interface Failure {
+  category: 'Step' | 'Platform' | 'Config';
+  stage: 'Admission' | 'Scheduling' | 'ImagePull' | 'Init' | 'Running' | 'Finishing';
+  reason: string;
+  container?: string;
+  exitCode?: number;
+  signal?: number;
+  node?: string;
+  events?: { reason: string; message?: string; type?: string; count?: number; lastTime?: string }[];
+}
+
 export interface AttemptStatus {
   attempt: number;
   podName: string;
@@ -88,6 +100,7 @@ export interface AttemptStatus {
   message?: string;
   startTime?: string;
   completionTime?: string;
+  failure?: Failure;
 }
 
 export interface StepRunStatus {
@@ -102,6 +115,7 @@ export interface StepRunStatus {
   startTime?: string;
   completionTime?: string;
   nextAttemptTime?: string;
+  failure?: Failure;
 }
 
 export interface ObjectMeta {

@@ -368,6 +368,8 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
     reason,
     phase,
     attempts: status.attempts ?? [],
+    // Step, Platform or Config (status.failure): retry, report or alert without parsing text.
+    failure: status.failure ?? null,
     stepRun: stepRun.metadata.name,
     namespace: stepRun.metadata.namespace,
   };

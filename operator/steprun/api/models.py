@@ -37,6 +37,12 @@ MAX_STRING = 32 * 1024
 MAX_SCRIPT = 128 * 1024
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_RETRIES = 20
+# Platform failures (a Pod deleted, evicted, its node lost) retried apart from the step's own.
+MAX_PLATFORM_RETRIES = 10
+DEFAULT_PLATFORM_RETRIES = 2
+MAX_ATTEMPTS = MAX_RETRIES + MAX_PLATFORM_RETRIES + 1
+# The Events kept in a failure: enough to explain it, few enough to keep the status small.
+MAX_FAILURE_EVENTS = 5
 # The grace period cap of sandbox steps whose SandboxPolicy sets none.
 DEFAULT_SANDBOX_MAX_GRACE_SECONDS = 30
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -196,6 +202,8 @@ class Reason(enum.StrEnum):
     COMPLETED = "Completed"
     ERROR = "Error"
     OOM_KILLED = "OOMKilled"
+    # Exit 137 (SIGKILL) without evidence that the container's memory limit was reached.
+    KILLED = "Killed"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     STARTUP_TIMEOUT = "StartupTimeout"
     IMAGE_PULL_FAILED = "ImagePullFailed"
@@ -339,12 +347,28 @@ class StepContext(ApiModel):
 
 
 class RetryPolicy(ApiModel):
-    """How failed attempts are retried; each attempt runs in a new Pod."""
+    """How failed attempts are retried; each attempt runs in a new Pod. Two budgets: limit for
+    failures of the step itself and of its configuration, platformLimit for failures of the
+    platform (status.attempts[].failure.category Platform); a retry spends only its own
+    budget."""
 
     limit: int = Field(0, ge=0, le=MAX_RETRIES)
-    """How many times a failed attempt is retried (0: never)."""
+    """How many times an attempt that failed by the step's own doing (or its configuration's)
+    is retried (0: never)."""
     backoff_seconds: WaitSeconds = 10
-    """Seconds between a failed attempt and the next one."""
+    """Seconds between such a failed attempt and the next one."""
+    platform_limit: int | None = Field(None, ge=0, le=MAX_PLATFORM_RETRIES)
+    """How many times an attempt the platform failed is retried, without spending limit
+    (default 2; 0: never): its Pod deleted, evicted or preempted, its node lost, an image
+    registry or the scheduler not delivering within startupTimeoutSeconds, the artifact store
+    failing. A platform retry prefers a node other than the one the failed attempt ran on."""
+    platform_backoff_seconds: WaitSeconds | None = None
+    """Seconds between an attempt the platform failed and the next one (default:
+    backoffSeconds)."""
+
+    @property
+    def platform_retries(self) -> int:
+        return DEFAULT_PLATFORM_RETRIES if self.platform_limit is None else self.platform_limit
 
 
 class ResourceRequirements(ApiModel):
@@ -642,6 +666,72 @@ class StepRunSpec(ApiModel):
         return self
 
 
+class FailureCategory(enum.StrEnum):
+    """Whose failure it is, which says what to do about it."""
+
+    # The step's own code: it exited non-zero, ran out of memory, was killed, timed out.
+    STEP = "Step"
+    # The cluster: the Pod was deleted, evicted or preempted, its node was lost, the image
+    # registry or the scheduler did not deliver, the API server refused or failed a request.
+    PLATFORM = "Platform"
+    # The step as written or the rules it meets: an invalid spec, denied by policy, a missing
+    # Secret, claim or image.
+    CONFIG = "Config"
+
+
+class FailureStage(enum.StrEnum):
+    """How far the attempt got before it failed."""
+
+    ADMISSION = "Admission"
+    SCHEDULING = "Scheduling"
+    IMAGE_PULL = "ImagePull"
+    INIT = "Init"
+    RUNNING = "Running"
+    FINISHING = "Finishing"
+
+
+class FailureEvent(ApiModel):
+    """An Event about the failed attempt's Pod, as the cluster reported it."""
+
+    reason: str
+    """The Event's reason, e.g. FailedScheduling, FailedMount, Failed, Evicted."""
+    message: str | None = None
+    """The Event's message (secret values of the step masked)."""
+    type: str | None = None
+    """Normal or Warning."""
+    count: int | None = None
+    """How many times it was reported."""
+    last_time: str | None = None
+    """When it was last reported (RFC 3339)."""
+
+
+class Failure(ApiModel):
+    """Why an attempt, or the step, failed, in fields a workflow engine can branch on without
+    reading the message: retry on category Platform, report category Step, alert on Config."""
+
+    category: FailureCategory
+    """Step (the step's own code), Platform (node, eviction, preemption, image registry,
+    scheduler, API server, a deleted Pod) or Config (invalid spec, denied by policy, missing
+    Secret, claim or image)."""
+    stage: FailureStage
+    """Where the attempt failed: Admission (before any Pod ran), Scheduling, ImagePull, Init
+    (volumes, init containers, container creation), Running (the step's command) or
+    Finishing (uploading its outputs)."""
+    reason: str
+    """The same machine-readable reason as the attempt's reason, e.g. OOMKilled, PodDeleted."""
+    container: str | None = None
+    """The container that failed, when one did (step for the step's command)."""
+    exit_code: int | None = None
+    """That container's exit code, when it exited."""
+    signal: int | None = None
+    """The signal that ended it, from an exit code above 128 (9 for SIGKILL)."""
+    node: str | None = None
+    """The node the attempt's Pod was on, if it got one."""
+    events: list[FailureEvent] | None = Field(None, max_length=MAX_FAILURE_EVENTS)
+    """The last few Warning Events of the attempt's Pod, oldest first: the scheduler's,
+    kubelet's or controllers' own words, when they explain the failure."""
+
+
 class AttemptStatus(ApiModel):
     """One attempt of the step: one Pod."""
 
@@ -662,6 +752,9 @@ class AttemptStatus(ApiModel):
     """When the attempt started running (RFC 3339)."""
     completion_time: str | None = None
     """When the attempt ended (RFC 3339)."""
+    failure: Failure | None = None
+    """Why the attempt failed, set on every failed attempt. Its category says which retry
+    budget the attempt spent: Platform spends retries.platformLimit, any other retries.limit."""
 
 
 class QueueStatus(ApiModel):
@@ -716,12 +809,16 @@ class StepRunStatus(ApiModel):
     """Pending, Running, or one of the terminal phases Succeeded, Failed, TimedOut, Cancelled,
     Rejected; a terminal phase never changes."""
     reason: str | None = None
-    """Machine-readable reason for the phase, e.g. Completed, Error, DeadlineExceeded,
-    StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied, PolicyNotFound, InvalidSpec."""
+    """Machine-readable reason for the phase, e.g. Completed, Error, OOMKilled, Killed,
+    DeadlineExceeded, StartupTimeout, ImagePullFailed, Cancelled, PermissionDenied,
+    PolicyNotFound, InvalidSpec; status.failure says whose failure it was."""
     message: str | None = None
     """Human-readable explanation that says what to fix."""
     exit_code: int | None = None
     """Exit code of the last attempt's step container."""
+    failure: Failure | None = None
+    """Why the step failed: set with a terminal phase other than Succeeded and Cancelled (the
+    last attempt's failure, or the admission's)."""
     outputs: dict[str, Any] | None = None
     """The JSON object the step wrote to STEPRUN_OUTPUT_FILE (at most 4 KiB), if any."""
     pod_name: str | None = None
@@ -751,9 +848,7 @@ class StepRunStatus(ApiModel):
     )
     """The sandbox admission decision, frozen when the step was admitted so later policy edits
     never change a started step (its retries included)."""
-    artifacts: list[ArtifactStatus] | None = Field(
-        None, max_length=MAX_ARTIFACTS * (MAX_RETRIES + 1)
-    )
+    artifacts: list[ArtifactStatus] | None = Field(None, max_length=MAX_ARTIFACTS * MAX_ATTEMPTS)
     """Every artifact uploaded, by every attempt, oldest first; only complete uploads are listed."""
 
 

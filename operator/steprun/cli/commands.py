@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 TABLE_OUTPUTS = ("table", "wide")
 OUTPUTS = ("table", "wide", "name", "yaml", "json")
-OUTPUT_HELP = "table (default), wide, name, yaml, json, or jsonpath=TEMPLATE (kubectl's syntax)"
+OUTPUT_HELP = (
+    "table (default), wide, name (steprun.steprun.dev/NAME), yaml, json, jsonpath=TEMPLATE or "
+    "custom-columns=HEADER:.json.path,... (kubectl's syntax)"
+)
 
 
 def output_format(value: str) -> str:
@@ -37,6 +40,16 @@ def output_format(value: str) -> str:
             except jsonpath.TemplateError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from exc
             return "jsonpath=" + template
+    if value.startswith("custom-columns="):
+        from steprun.cli import jsonpath
+        from steprun.cli.output import parse_custom_columns
+
+        try:
+            for _, template in parse_custom_columns(value[len("custom-columns=") :]):
+                jsonpath.parse_template(template)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return value
     raise argparse.ArgumentTypeError(f"unknown output format {value!r}; use {OUTPUT_HELP}")
 
 
@@ -48,7 +61,7 @@ def seconds(value: str) -> float:
 
 
 def _complete_outputs(prefix: str, **_: Any) -> list[str]:
-    return [o for o in (*OUTPUTS, "jsonpath=") if o.startswith(prefix)]
+    return [o for o in (*OUTPUTS, "jsonpath=", "custom-columns=") if o.startswith(prefix)]
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +71,17 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     output.completer = _complete_outputs  # type: ignore[attr-defined]
     parser.add_argument(
         "--no-headers", action="store_true", help="tables without their header line"
+    )
+    parser.add_argument(
+        "--show-labels", action="store_true", help="tables end with a LABELS column"
+    )
+    parser.add_argument(
+        "-L",
+        "--label-columns",
+        action="append",
+        default=[],
+        metavar="KEY[,KEY]",
+        help="a column with each of these labels' values",
     )
     parser.add_argument(
         "--show-managed-fields",
@@ -84,17 +108,19 @@ def _add_watch(parser: argparse.ArgumentParser) -> None:
 
 
 GET_HELP = """\
-show StepRuns by name
+show StepRuns by name, or list them
 
-Show StepRuns by name: a table (-o wide adds attempt, duration, Pod and workflow),
-their names, the objects as the API server serves them (YAML or JSON), or fields
-picked by a JSONPath template. -w prints each change after the first answer.
+Show StepRuns by name (without a NAME, list them as `steprun list` does): a table
+(-o wide adds attempt, duration, Pod and workflow), their names, the objects as the
+API server serves them (YAML or JSON), or fields picked by a JSONPath template. -w
+prints each change after the first answer.
 
 examples:
   steprun get build-42-lint
   steprun get build-42-lint -o yaml
   steprun get build-42-lint -o jsonpath='{.status.outputs}'
   steprun get build-42-lint -w
+  steprun get -l team=web
 """
 
 LIST_HELP = """\
@@ -196,11 +222,28 @@ examples:
 """
 
 
+def _add_list_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="list StepRuns of every namespace"
+    )
+    parser.add_argument("--workflow", metavar="W", help="only steps of this workflow")
+    parser.add_argument("--run-id", metavar="R", help="only steps of this workflow run")
+    parser.add_argument("--step-id", metavar="S", help="only steps with this step id")
+    _add_selectors(parser)
+    _add_output(parser)
+    parser.add_argument(
+        "--sort-by",
+        metavar="JSONPATH",
+        help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
+    )
+    _add_watch(parser)
+
+
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
     get = add_command(subparsers, "get", common, GET_HELP, get_command)
-    complete_names(get.add_argument("names", nargs="+", metavar="NAME"))
-    _add_output(get)
-    _add_watch(get)
+    # No NAME lists, as `kubectl get sr` does.
+    complete_names(get.add_argument("names", nargs="*", metavar="NAME"))
+    _add_list_flags(get)
 
     listing = add_command(
         subparsers,
@@ -210,20 +253,7 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         list_command,
         aliases=["ls"],
     )
-    listing.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="list StepRuns of every namespace"
-    )
-    listing.add_argument("--workflow", metavar="W", help="only steps of this workflow")
-    listing.add_argument("--run-id", metavar="R", help="only steps of this workflow run")
-    listing.add_argument("--step-id", metavar="S", help="only steps with this step id")
-    _add_selectors(listing)
-    _add_output(listing)
-    listing.add_argument(
-        "--sort-by",
-        metavar="JSONPATH",
-        help="sort by this field, e.g. .metadata.creationTimestamp or .status.phase",
-    )
-    _add_watch(listing)
+    _add_list_flags(listing)
 
     describe = add_command(subparsers, "describe", common, DESCRIBE_HELP, describe_command)
     complete_names(describe.add_argument("name", metavar="NAME"))
@@ -295,6 +325,8 @@ def _print(ctx: CliContext, items: list[dict[str, Any]], *, single: bool, header
             single=single,
             with_namespace=getattr(args, "all_namespaces", False),
             no_headers=args.no_headers or not header,
+            label_columns=[k for item in args.label_columns for k in item.split(",") if k],
+            show_labels=args.show_labels,
         )
     )
     ctx.stdout.flush()
@@ -307,8 +339,10 @@ def _watch(
     label_selector: str | None,
     field_selector: str | None,
     single: bool,
+    header_shown: bool = True,
 ) -> int:
-    """Prints each change after the listing (tables without their header), until Ctrl-C."""
+    """Prints each change after the listing until Ctrl-C: tables without their header, unless
+    the listing was empty and showed none (``header_shown``)."""
     events = ctx.client().watch_raw(
         namespace=None if getattr(ctx.args, "all_namespaces", False) else ctx.namespace,
         all_namespaces=getattr(ctx.args, "all_namespaces", False),
@@ -320,16 +354,34 @@ def _watch(
         for event in events:
             if ctx.args.output in ("yaml",):
                 ctx.stdout.write("---\n")
-            _print(ctx, [event["object"]], single=single, header=False)
+            _print(ctx, [event["object"]], single=single, header=not header_shown)
+            header_shown = True
     except KeyboardInterrupt:
         return exit_codes.OK
     return exit_codes.OK
 
 
 def get_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    if not args.names:
+        return list_command(args, ctx)
+    selectors = [
+        flag
+        for flag, value in (
+            ("-l", args.selector),
+            ("--field-selector", args.field_selector),
+            ("--workflow", args.workflow),
+            ("--run-id", args.run_id),
+            ("--step-id", args.step_id),
+            ("-A", args.all_namespaces),
+        )
+        if value
+    ]
+    if selectors:
+        ctx.err(f"error: a NAME cannot be given with {', '.join(selectors)} (it lists)")
+        return exit_codes.USAGE
+    client = ctx.client()  # first: without a cluster configuration, say so at once
     from steprun.client import StepRunNotFound
 
-    client = ctx.client()
     found: list[dict[str, Any]] = []
     missing: list[StepRunNotFound] = []
     for name in args.names:
@@ -378,8 +430,9 @@ def list_selectors(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    client = ctx.client()  # first: without a cluster configuration, say so at once
     label_selector, field_selector = list_selectors(args)
-    body = ctx.client().list_raw(
+    body = client.list_raw(
         namespace=None if args.all_namespaces else ctx.namespace,
         all_namespaces=args.all_namespaces,
         label_selector=label_selector,
@@ -407,7 +460,12 @@ def list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.watch:
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return _watch(
-            ctx, rv, label_selector=label_selector, field_selector=field_selector, single=False
+            ctx,
+            rv,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            single=False,
+            header_shown=bool(items),
         )
     return exit_codes.OK
 

@@ -110,3 +110,59 @@ def completion_script(shell: str) -> str:
 def completion_command(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.stdout.write(completion_script(args.shell))
     return exit_codes.OK
+
+
+# kubectl's completion of plugins (kubectl 1.26 and later): `kubectl steprun <TAB>` runs the
+# executable kubectl_complete-steprun with the words after "steprun", the last one being the
+# word to complete, and reads cobra's answer: one candidate a line, then ":DIRECTIVE".
+_NO_FILE_COMPLETION = 4
+_DEFAULT_COMPLETION = 0
+
+
+def kubectl_candidates(words: list[str]) -> list[str]:
+    """What completes the last of ``words`` (the words after ``kubectl steprun``)."""
+    import io
+    import shlex
+
+    from steprun.cli.main import build_parser
+
+    *before, partial = words or [""]
+    line = " ".join(["steprun", *(shlex.quote(w) for w in before), partial])
+    answer = io.StringIO()
+    saved = {k: os.environ.get(k) for k in _PROTOCOL_ENV}
+    os.environ.update(
+        _ARGCOMPLETE="1",
+        COMP_LINE=line,
+        COMP_POINT=str(len(line)),
+        _ARGCOMPLETE_IFS="\n",
+        _ARGCOMPLETE_SUPPRESS_SPACE="1",
+    )
+    try:
+        autocomplete(build_parser(), output_stream=answer, exit_method=lambda code: None)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return [c.rstrip() for c in answer.getvalue().split("\n") if c.strip()]
+
+
+_PROTOCOL_ENV = (
+    "_ARGCOMPLETE",
+    "COMP_LINE",
+    "COMP_POINT",
+    "_ARGCOMPLETE_IFS",
+    "_ARGCOMPLETE_SUPPRESS_SPACE",
+)
+
+
+def kubectl_complete_main(argv: list[str] | None = None) -> int:
+    """The ``kubectl_complete-steprun`` executable."""
+    import sys
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    candidates = kubectl_candidates(words)
+    directive = _NO_FILE_COMPLETION if candidates else _DEFAULT_COMPLETION
+    sys.stdout.write("".join(f"{c}\n" for c in candidates) + f":{directive}\n")
+    return 0

@@ -64,20 +64,36 @@ class NoClusterConfig(Exception):
     """There is no way to reach a cluster; the message says what to set."""
 
 
+class SourceText(str):
+    """A file's text that knows the file's name, so errors about its content can name it."""
+
+    source: str
+
+    def __new__(cls, text: str, source: str) -> SourceText:
+        made = super().__new__(cls, text)
+        made.source = source
+        return made
+
+
+def source_name(text: str) -> str:
+    """The file ``text`` was read from, as errors name it ("<stdin>" when unknown)."""
+    return getattr(text, "source", "<stdin>")
+
+
 def read_source(path: str) -> str:
     """The text of a file named on the command line; "-" is stdin."""
     if path == "-":
-        return sys.stdin.read()
+        return SourceText(sys.stdin.read(), "<stdin>")
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read()
+            return SourceText(handle.read(), path)
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def check_cluster_config(explicit: str | None) -> None:
     """Raises NoClusterConfig when neither a kubeconfig nor the in-cluster service is there."""
-    from steprun.kube.config import kubeconfig_path
+    from steprun.kube.locate import kubeconfig_path
 
     if explicit and not os.path.exists(explicit):
         raise NoClusterConfig(f"the kubeconfig {explicit} (--kubeconfig) does not exist")
@@ -101,11 +117,12 @@ def request_timeout(args: argparse.Namespace) -> tuple[float, float] | None:
 
 def client_from_args(args: argparse.Namespace) -> StepRunClient:
     """A client for the global flags --kubeconfig, --context, -n and --request-timeout."""
+    explicit = getattr(args, "kubeconfig", None)
+    # Before any import of the client: saying there is no cluster must not wait for it.
+    check_cluster_config(explicit)
     from steprun.client import StepRunClient
     from steprun.client.backoff import Backoff
 
-    explicit = getattr(args, "kubeconfig", None)
-    check_cluster_config(explicit)
     timeouts = request_timeout(args) or (DEFAULT_CONNECT_TIMEOUT, 60.0)
     return StepRunClient.from_kubeconfig(
         explicit,

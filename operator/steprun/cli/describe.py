@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from steprun.api.models import StepRun
+from steprun.api.models import Failure, FailureCategory, StepRun
 from steprun.cli.output import enum_text, format_age, format_table
 from steprun.render.names import LABEL_ATTEMPT
 from steprun.timeutil import parse_time_or_none
@@ -100,14 +100,52 @@ def _attempts(sr: StepRun, now: datetime) -> str:
             a.reason or "",
             _short_time(a.start_time, now),
             _duration(a.start_time, a.completion_time),
+            f"{a.failure.category}/{a.failure.stage}" if a.failure else "",
             (a.message or "").splitlines()[0] if a.message else "",
         ]
         for a in attempts
     ]
     table = format_table(
-        ("ATTEMPT", "POD", "EXIT", "REASON", "STARTED", "DURATION", "MESSAGE"), rows
+        ("ATTEMPT", "POD", "EXIT", "REASON", "STARTED", "DURATION", "FAILURE", "MESSAGE"), rows
     )
     return "Attempts:\n" + _indented(table, 2)
+
+
+def _failure(failure: Failure | None) -> str:
+    """Whose failure it was and where, in one line, then the Events that explain it."""
+    if failure is None:
+        return _field("Failure", None)
+    parts = [f"{failure.category} at {failure.stage} ({failure.reason})"]
+    if failure.container:
+        parts.append(f"container {failure.container}")
+    if failure.exit_code is not None:
+        signal = f" (signal {failure.signal})" if failure.signal else ""
+        parts.append(f"exit code {failure.exit_code}{signal}")
+    if failure.node:
+        parts.append(f"node {failure.node}")
+    out = [_field("Failure", ", ".join(parts))]
+    for event in failure.events or []:
+        message = (event.message or "").replace("\n", " ")
+        out.append(f"  {event.type or 'Event'} {event.reason}: {message}\n")
+    return "".join(out)
+
+
+def _retries(sr: StepRun) -> str:
+    """The attempt in flight and what each retry budget has spent on the attempts before it."""
+    status, retries = sr.status, sr.spec.retries
+    attempt = status.attempt or 1
+    platform = sum(
+        1
+        for a in status.attempts
+        if a.attempt < attempt and a.failure and a.failure.category == FailureCategory.PLATFORM
+    )
+    own = attempt - 1 - platform
+    return _field(
+        "Attempt",
+        f"{attempt} of at most {retries.limit + retries.platform_retries + 1} (retries spent: "
+        f"{own} of {retries.limit} for the step, {platform} of {retries.platform_retries} "
+        "for the platform)",
+    )
 
 
 def _short_time(text: str | None, now: datetime) -> str:
@@ -227,10 +265,10 @@ def describe(
         _field("Reason", status.reason),
         _field("Message", status.message),
         _field("Exit Code", status.exit_code),
+        _failure(status.failure),
     ]
-    limit = sr.spec.retries.limit
     if status.attempt is not None:
-        out.append(_field("Attempt", f"{status.attempt} of at most {limit + 1}"))
+        out.append(_retries(sr))
     if status.next_attempt_time:
         out.append(_field("Next Attempt", status.next_attempt_time))
     out += _queue(sr, now)

@@ -26,19 +26,47 @@ command's options and examples.
 """
 EPILOG = """\
 examples:
-  steprun run --image busybox:1.36 -- sh -c 'echo hello'
+  steprun run --image steprun.local/step:1 -- sh -c 'echo hello'
+  steprun get
   steprun list --workflow build --run-id 42
   steprun describe build-42-lint
   steprun logs -f build-42-lint
   steprun render -f step.yaml --validate
 
-The global flags may also follow the command: `steprun get NAME -n ci`.
+The global flags may also follow the command: `steprun get NAME -n ci`. kubectl's -v/--v
+is accepted (steprun logs no requests); --as/--as-group are refused: steprun does not
+impersonate.
 """
+
+
+# Global flags that take a value: the command word is the first word that is neither one of
+# these nor a value of one.
+VALUE_FLAGS = frozenset(
+    {"--kubeconfig", "--context", "--request-timeout", "-n", "--namespace", "-v", "--v"}
+    | {"--as", "--as-group"}
+)
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--kubeconfig", default=default, metavar="FILE", help="kubeconfig file")
     parser.add_argument("--context", default=default, help="kubeconfig context to use")
+    # kubectl's global flags, so `kubectl steprun` takes what kubectl users type.
+    parser.add_argument(
+        "-v",
+        "--v",
+        dest="verbosity",
+        default=default,
+        metavar="LEVEL",
+        help="kubectl's log level: accepted, steprun logs no requests",
+    )
+    for flag in ("--as", "--as-group"):
+        parser.add_argument(
+            flag,
+            dest=flag.lstrip("-").replace("-", "_"),
+            default=default,
+            metavar="USER" if flag == "--as" else "GROUP",
+            help="refused: steprun does not impersonate (use kubectl --as for that request)",
+        )
     parser.add_argument(
         "--request-timeout",
         type=commands.seconds,
@@ -128,6 +156,34 @@ def report_error(exc: BaseException, ctx: CliContext) -> int | None:
     return None
 
 
+def command_word(head: Sequence[str]) -> str | None:
+    """The command of a command line (the first word not a global flag or its value)."""
+    words = iter(head)
+    for word in words:
+        if not word.startswith("-"):
+            return word
+        if word in VALUE_FLAGS:
+            next(words, None)
+    return None
+
+
+def unknown_command(word: str, parser: argparse.ArgumentParser) -> str | None:
+    """kubectl's answer to a command that does not exist, with the nearest ones (None: it
+    exists)."""
+    import difflib
+
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = sorted(subparsers.choices)
+    if word in known:
+        return None
+    text = f'error: unknown command "{word}" for "{PROG}"'
+    close = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
+    close += [c for c in known if c.startswith(word[:2]) and c not in close and len(word) > 1]
+    if close:
+        text += "\n\nDid you mean this?\n" + "".join(f"\t{c}\n" for c in close[:3])
+    return text + f"\nRun '{PROG} --help' for usage."
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -138,12 +194,29 @@ def main(
     head, tail = split_dashdash(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     completion.autocomplete(parser)
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    if not head and tail is None:
+        # As kubectl does: a bare command is a request for help, not a mistake.
+        out.write(parser.format_help())
+        return exit_codes.OK
+    word = command_word(head)
+    refusal = unknown_command(word, parser) if word is not None else None
+    if refusal is not None:
+        err.write(refusal + "\n")
+        return exit_codes.USAGE
     args = parser.parse_args(head)
+    for flag in ("as", "as_group"):
+        if getattr(args, flag, None):
+            err.write(
+                f"error: --{flag.replace('_', '-')} is not supported: steprun does not "
+                "impersonate; run it with credentials of that user, or use kubectl --as\n"
+            )
+            return exit_codes.USAGE
     if tail is not None:
         if args.command != "run":
             parser.error(f"{args.command} takes no arguments after --")
         args.after_dashdash = tail
-    ctx = CliContext(args, stdout or sys.stdout, stderr or sys.stderr, make_client)
+    ctx = CliContext(args, out, err, make_client)
     try:
         code: int = args.func(args, ctx)
         return code

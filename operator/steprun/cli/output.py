@@ -13,8 +13,23 @@ from steprun.api.models import StepRun
 from steprun.timeutil import parse_time_or_none
 
 OUTPUT_FORMATS = ("table", "wide", "yaml", "json")
-TABLE_HEADERS = ("NAME", "PHASE", "MODE", "EXIT", "REASON", "AGE")
-WIDE_HEADERS = ("ATTEMPT", "DURATION", "POD", "WORKFLOW", "RUN-ID", "STEP-ID")
+# The CRD's printer columns, so `steprun list` and `kubectl get sr` show the same table:
+# (header, priority); priority 1 columns appear with -o wide, in the CRD's order
+# (tests/unit/test_cli_output.py compares them with the generated CRD).
+PRINTER_COLUMNS = (
+    ("NAME", 0),
+    ("PHASE", 0),
+    ("MODE", 0),
+    ("EXIT", 0),
+    ("DURATION", 0),
+    ("REASON", 1),
+    ("POD", 1),
+    ("AGE", 0),
+)
+TABLE_HEADERS = tuple(h for h, priority in PRINTER_COLUMNS if priority == 0)
+# What -o wide adds after the CRD's columns.
+WIDE_EXTRA_HEADERS = ("ATTEMPT", "WORKFLOW", "RUN-ID", "STEP-ID")
+WIDE_HEADERS = tuple(h for h, _ in PRINTER_COLUMNS) + WIDE_EXTRA_HEADERS
 _NONE = "<none>"
 
 
@@ -48,41 +63,73 @@ def format_age(seconds: float) -> str:
     return f"{days // 365}y"
 
 
-def steprun_row(
-    sr: StepRun, now: datetime, *, with_namespace: bool = False, wide: bool = False
-) -> list[str]:
+def steprun_cells(sr: StepRun, now: datetime) -> dict[str, str]:
+    """Every column's cell of one StepRun, by header."""
     status = sr.status
     created = parse_time_or_none(sr.metadata.creation_timestamp)
-    age = format_age((now - created).total_seconds()) if created else _NONE
-    exit_code = "" if status.exit_code is None else str(status.exit_code)
-    row = [
-        sr.name,
-        enum_text(status.phase or "Pending"),
-        enum_text(sr.spec.mode),
-        exit_code,
-        status.reason or "",
-        age,
-    ]
-    if wide:
-        row += _wide_cells(sr, now)
-    return [sr.namespace, *row] if with_namespace else row
+    workflow = sr.spec.context.workflow
+    return {
+        "NAMESPACE": sr.namespace,
+        "NAME": sr.name,
+        # Unset until the operator's first write about the Pod (README: shown as Pending).
+        "PHASE": enum_text(status.phase or "Pending"),
+        "MODE": enum_text(sr.spec.mode),
+        "EXIT": "" if status.exit_code is None else str(status.exit_code),
+        "DURATION": _duration(sr, now),
+        "REASON": status.reason or "",
+        "POD": status.pod_name or "",
+        "AGE": format_age((now - created).total_seconds()) if created else _NONE,
+        "ATTEMPT": "" if status.attempt is None else str(status.attempt),
+        "WORKFLOW": (workflow.name if workflow else None) or "",
+        "RUN-ID": (workflow.run_id if workflow else None) or "",
+        "STEP-ID": (workflow.step_id if workflow else None) or "",
+    }
 
 
-def _wide_cells(sr: StepRun, now: datetime) -> list[str]:
+def _duration(sr: StepRun, now: datetime) -> str:
     status = sr.status
+    if status.duration:
+        return status.duration
     started = parse_time_or_none(status.start_time)
+    if started is None:
+        return ""
     # A running step's duration grows until it completes.
     ended = parse_time_or_none(status.completion_time) or now
-    duration = format_age((ended - started).total_seconds()) if started else ""
-    workflow = sr.spec.context.workflow
-    return [
-        "" if status.attempt is None else str(status.attempt),
-        duration,
-        status.pod_name or "",
-        (workflow.name if workflow else None) or "",
-        (workflow.run_id if workflow else None) or "",
-        (workflow.step_id if workflow else None) or "",
-    ]
+    return format_age((ended - started).total_seconds())
+
+
+def table_headers(
+    *, with_namespace: bool = False, wide: bool = False, label_columns: Sequence[str] = ()
+) -> tuple[str, ...]:
+    headers = WIDE_HEADERS if wide else TABLE_HEADERS
+    return (
+        (("NAMESPACE",) if with_namespace else ())
+        + headers
+        + tuple(label_column_header(k) for k in label_columns)
+    )
+
+
+def label_column_header(key: str) -> str:
+    """kubectl's header of a -L column: the key's last path segment, upper-cased."""
+    return key.rsplit("/", 1)[-1].upper()
+
+
+def steprun_row(
+    sr: StepRun,
+    now: datetime,
+    *,
+    with_namespace: bool = False,
+    wide: bool = False,
+    label_columns: Sequence[str] = (),
+    show_labels: bool = False,
+) -> list[str]:
+    cells = steprun_cells(sr, now)
+    row = [cells[h] for h in table_headers(with_namespace=with_namespace, wide=wide)]
+    labels = sr.metadata.labels or {}
+    row += [labels.get(key, "") for key in label_columns]
+    if show_labels:
+        row.append(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or _NONE)
+    return row
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -103,11 +150,22 @@ def steprun_table(
     *,
     with_namespace: bool = False,
     wide: bool = False,
+    label_columns: Sequence[str] = (),
+    show_labels: bool = False,
 ) -> str:
-    headers = (
-        (("NAMESPACE",) if with_namespace else ()) + TABLE_HEADERS + (WIDE_HEADERS if wide else ())
-    )
-    rows = [steprun_row(sr, now, with_namespace=with_namespace, wide=wide) for sr in steprun_list]
+    headers = table_headers(with_namespace=with_namespace, wide=wide, label_columns=label_columns)
+    headers += ("LABELS",) if show_labels else ()
+    rows = [
+        steprun_row(
+            sr,
+            now,
+            with_namespace=with_namespace,
+            wide=wide,
+            label_columns=label_columns,
+            show_labels=show_labels,
+        )
+        for sr in steprun_list
+    ]
     return format_table(headers, rows)
 
 
@@ -156,24 +214,57 @@ def format_objects(
     single: bool = False,
     with_namespace: bool = False,
     no_headers: bool = False,
+    label_columns: Sequence[str] = (),
+    show_labels: bool = False,
 ) -> str:
     """Served StepRuns in an output format of ``-o`` (table, wide, name, yaml, json,
-    jsonpath=TEMPLATE); ``single``: one object asked by name, printed as itself, not a List."""
+    jsonpath=TEMPLATE, custom-columns=SPEC); ``single``: one object asked by name, printed as
+    itself, not a List."""
     from steprun.cli import jsonpath
 
     if output.startswith("jsonpath="):
         document: Any = items[0] if single and len(items) == 1 else served_list_document(items)
         text = jsonpath.render(output[len("jsonpath=") :], document)
         return text
-    if output == "name":
-        return "".join(f"{item['metadata']['name']}\n" for item in items)
-    if output in ("yaml", "json"):
+    if output.startswith("custom-columns="):
+        table = custom_columns_table(output[len("custom-columns=") :], items)
+    elif output == "name":
+        # kubectl's form, resource.group/name: what `kubectl delete`, `wait` and xargs take.
+        return "".join(f"{NAME_PREFIX}{item['metadata']['name']}\n" for item in items)
+    elif output in ("yaml", "json"):
         document = items[0] if single and len(items) == 1 else served_list_document(items)
         return dump(document, output)
-    table = steprun_table(
-        [StepRun.from_body(item) for item in items],
-        now,
-        with_namespace=with_namespace,
-        wide=output == "wide",
-    )
+    else:
+        table = steprun_table(
+            [StepRun.from_body(item) for item in items],
+            now,
+            with_namespace=with_namespace,
+            wide=output == "wide",
+            label_columns=label_columns,
+            show_labels=show_labels,
+        )
     return "".join(table.splitlines(keepends=True)[1:]) if no_headers else table
+
+
+NAME_PREFIX = "steprun.steprun.dev/"
+
+
+def parse_custom_columns(spec: str) -> list[tuple[str, str]]:
+    """``HEADER:.json.path,...`` as kubectl's -o custom-columns reads it (ValueError if not)."""
+    columns = []
+    for part in spec.split(","):
+        header, sep, path = part.partition(":")
+        if not sep or not header or not path:
+            raise ValueError(
+                f"custom-columns expects HEADER:JSONPATH[,HEADER:JSONPATH], got {part!r}"
+            )
+        columns.append((header, path if path.startswith("{") else "{" + path + "}"))
+    return columns
+
+
+def custom_columns_table(spec: str, items: Sequence[dict[str, Any]]) -> str:
+    from steprun.cli import jsonpath
+
+    columns = parse_custom_columns(spec)
+    rows = [[jsonpath.render(template, item) or _NONE for _, template in columns] for item in items]
+    return format_table([h for h, _ in columns], rows)

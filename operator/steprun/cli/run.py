@@ -28,13 +28,16 @@ waits until it is Cancelled; a second Ctrl-C stops waiting.
 Put the command after "--" when it has options of its own, or when naming the step.
 
 examples:
-  steprun run --image busybox:1.36 -- sh -c 'echo hello'
-  steprun run build-42-lint --image golang:1.22 --env CGO_ENABLED=0 -- go vet ./...
-  steprun run --image alpine:3.20 --script 'apk add jq && jq --version' --timeout 300
-  steprun run --image busybox:1.36 --input branch=main --input 'retries:=3' \\
+  # steprun.local/step:1 is the local cluster's busybox: use any image your cluster can pull
+  steprun run --image steprun.local/step:1 -- sh -c 'echo hello'
+  steprun run build-42-lint --image steprun.local/step:1 --env CI=true -l team=web -- \\
+      sh -c 'echo "linting as $STEPRUN_NAME"'
+  steprun run --image steprun.local/step:1 --script 'sleep 5; date' --timeout 10m --rm
+  steprun run --image steprun.local/step:1 --input branch=main --input 'retries:=3' \\
       --secret TOKEN=gh/token --secret id_rsa=ssh/key:file --script 'cat "$STEPRUN_CONTEXT_FILE"'
   steprun run -f step.yaml --retries 2 --detach
-  steprun run --image busybox:1.36 --workflow build --run-id 42 \\
+  steprun run --image steprun.local/step:1 --dry-run=client -o yaml -- echo hi
+  steprun run --image steprun.local/step:1 --workflow build --run-id 42 \\
       --workspace name=src,storage=1Gi --workspace name=cache,claimName=ci-cache,readOnly \\
       --script 'ls /workspace/cache > list.txt'
 
@@ -46,6 +49,26 @@ WORKSPACE_HELP = (
     "the workflow run: needs --workflow and --run-id) or emptyDir; options mountPath=, subPath=, "
     "readOnly, accessMode=, storageClassName=, sizeLimit=, medium="
 )
+
+
+def _whole_seconds(value: str) -> int:
+    """argparse type of --timeout: a duration (bare seconds too), rounded up to seconds."""
+    import math
+
+    from steprun.cli.commands import seconds
+
+    return math.ceil(seconds(value))
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    from steprun.cli.spec_args import split_assignment
+
+    return dict(
+        split_assignment(part, "--labels")
+        for item in items
+        for part in item.split(",")
+        if part.strip()
+    )
 
 
 def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -80,7 +103,32 @@ def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
     parser.add_argument("--workflow", metavar="NAME", help="context.workflow.name of the step")
     parser.add_argument("--run-id", metavar="ID", help="context.workflow.runId of the step")
-    parser.add_argument("--timeout", type=int, metavar="S", help="timeoutSeconds of the step")
+    parser.add_argument(
+        "--timeout",
+        type=_whole_seconds,
+        metavar="DURATION",
+        help="timeoutSeconds of the step: 600, 90s, 10m, 1h (as wait --timeout reads it)",
+    )
+    parser.add_argument(
+        "-l",
+        "--labels",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V]",
+        help="labels of the StepRun (over the manifest's), as kubectl run -l",
+    )
+    parser.add_argument(
+        "--rm",
+        action="store_true",
+        help="delete the StepRun once it has ended and its logs were shown (not with --detach)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="the format of --dry-run's object (default yaml)",
+    )
     parser.add_argument("--retries", type=int, metavar="N", help="retries of a failed attempt")
     parser.add_argument("--no-logs", action="store_true", help="do not stream logs, just wait")
     parser.add_argument(
@@ -133,12 +181,14 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
         timeout=args.timeout,
         retries=args.retries,
     )
-    return build_run_request(
+    request = build_run_request(
         manifest=manifest,
         name=name or args.name,
         namespace=getattr(args, "namespace", None),
         flags=flags,
     )
+    request.labels.update(_labels(getattr(args, "labels", [])))
+    return request
 
 
 def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -152,11 +202,20 @@ def run_command(args: argparse.Namespace, ctx: CliContext) -> int:
     for skipped in request.skipped:
         ctx.err(f"note: {skipped} in {args.filename} is not created; steprun creates the StepRun")
     if args.dry_run != "none":
-        return dry_run(ctx, request, server=args.dry_run == "server")
+        return dry_run(ctx, request, server=args.dry_run == "server", output=args.output)
+    if args.rm and args.detach:
+        ctx.err("error: --rm cannot be used with --detach (nothing would be left to delete it)")
+        return exit_codes.USAGE
     client = ctx.client()
     namespace = request.namespace or client.namespace
     return create_and_follow(
-        ctx, client, request, namespace, detach=args.detach, show_logs=not args.no_logs
+        ctx,
+        client,
+        request,
+        namespace,
+        detach=args.detach,
+        show_logs=not args.no_logs,
+        remove=args.rm,
     )
 
 
@@ -169,6 +228,7 @@ def create_and_follow(
     detach: bool,
     show_logs: bool,
     note: str = "",
+    remove: bool = False,
 ) -> int:
     """Creates the StepRun, then prints its name (``detach``) or follows it to its end and
     returns its exit code; ``note`` ends the line that says it was created."""
@@ -187,10 +247,14 @@ def create_and_follow(
         ctx.out(handle.name)
         return exit_codes.OK
     ctx.err(f"steprun/{handle.name} created in namespace {namespace}{note}")
-    return follow_step(ctx, client, handle.name, namespace, show_logs=show_logs)
+    code = follow_step(ctx, client, handle.name, namespace, show_logs=show_logs)
+    if remove:
+        client.delete(handle.name, namespace=namespace)
+        ctx.err(f"steprun/{handle.name} deleted")
+    return code
 
 
-def dry_run(ctx: CliContext, request: RunRequest, *, server: bool) -> int:
+def dry_run(ctx: CliContext, request: RunRequest, *, server: bool, output: str = "yaml") -> int:
     """Prints the StepRun instead of creating it (``server``: as the API server returns it)."""
     from steprun.cli.output import dump
     from steprun.client.objects import steprun_body
@@ -205,7 +269,7 @@ def dry_run(ctx: CliContext, request: RunRequest, *, server: bool) -> int:
     )
     if server:
         body = ctx.client().dry_run_create(body)
-    ctx.stdout.write(dump(body, "yaml"))
+    ctx.stdout.write(dump(body, output))
     return exit_codes.OK
 
 

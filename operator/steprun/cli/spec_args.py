@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, StepRun, StepRunSpec
+from steprun.client.errors import schema_causes
 from steprun.client.objects import default_generate_name
 
 # generateName gets 5 characters appended; Pod names derive from the result (render.names).
@@ -181,14 +182,23 @@ class Manifest:
 
 def split_documents(text: str) -> list[dict[str, Any]]:
     """The objects of a YAML stream (``---`` separated), empty documents dropped."""
+    from steprun.cli.context import source_name
+
+    source = source_name(text)
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML names a string "<unicode string>": name the file the user gave instead.
+        for mark in (exc.context_mark, exc.problem_mark):
+            if mark is not None:
+                mark.name = source
+        raise SpecArgumentError(f"{source} is not valid YAML: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise SpecArgumentError(f"not valid YAML: {exc}") from exc
+        raise SpecArgumentError(f"{source} is not valid YAML: {exc}") from exc
     if not documents:
-        raise SpecArgumentError("the file is empty")
+        raise SpecArgumentError(f"{source} is empty")
     if not all(isinstance(d, dict) for d in documents):
-        raise SpecArgumentError("every YAML document must be an object (a mapping)")
+        raise SpecArgumentError(f"{source}: every YAML document must be an object (a mapping)")
     return documents
 
 
@@ -315,10 +325,7 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     try:
         model = StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'spec'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(f"{c.field}: {c.message}" for c in schema_causes(exc))
         raise SpecArgumentError(f"invalid step: {problems}") from exc
     if model.mode == Mode.LOCAL and not model.image:
         raise SpecArgumentError("a local step needs an image: give --image IMAGE (or -f FILE)")

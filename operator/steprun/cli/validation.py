@@ -189,9 +189,10 @@ def schema_problems(spec: Any) -> Iterator[Problem]:
     try:
         StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(["spec", *(str(p) for p in error["loc"])])
-            yield Problem(field, str(error["msg"]))
+        from steprun.client.errors import schema_causes
+
+        for cause in schema_causes(exc):
+            yield Problem(cause.field, cause.message)
 
 
 def steprun_problems(document: Mapping[str, Any]) -> list[Problem]:

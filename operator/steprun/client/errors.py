@@ -6,9 +6,13 @@ Every error a caller can act on has its own class; all derive from :class:`StepR
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
 
 from steprun.api.models import StepRun
 from steprun.kube.errors import KubeError, NotFound
@@ -109,6 +113,35 @@ def field_causes(body: Mapping[str, Any]) -> tuple[FieldCause, ...]:
         for c in raw_causes or []
         if isinstance(c, dict)
     )
+
+
+def schema_causes(error: ValidationError, prefix: str = "spec") -> tuple[FieldCause, ...]:
+    """The models' refusal of a document, field by field in kubectl's words (the field path as
+    the API server spells it, ``unknown field``, ``Required value``, ``Invalid value``)."""
+    causes = []
+    for problem in error.errors():
+        # Union members and validator wrappers appear in the location; they are not fields.
+        parts = [str(p) for p in problem["loc"] if not re.search(r"[\[(]", str(p))]
+        field = prefix
+        for part in parts:
+            field += f"[{part}]" if part.isdigit() else f".{part}"
+        kind = problem["type"]
+        if kind == "extra_forbidden":
+            message = f'unknown field "{field}"'
+        elif kind == "missing":
+            message = "Required value"
+        else:
+            shown = json.dumps(problem.get("input"), default=str)
+            message = f"Invalid value: {shown}: {problem['msg']}"
+        causes.append(FieldCause(field=field, message=message))
+    return tuple(causes)
+
+
+def invalid_spec(error: ValidationError, prefix: str = "spec") -> InvalidStepRun:
+    """The client's error for a spec its models refuse before anything is sent."""
+    causes = schema_causes(error, prefix)
+    listed = "; ".join(f"{c.field}: {c.message}" for c in causes)
+    return InvalidStepRun(f"invalid StepRun: {listed}", causes)
 
 
 def error_for(error: KubeError, *, name: str | None, namespace: str) -> StepRunError:

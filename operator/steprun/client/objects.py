@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import API_VERSION, StepRun, StepRunSpec
+from steprun.client.errors import invalid_spec
 from steprun.render.names import label_selector_for, workflow_labels
 
 CANCEL_PATCH: dict[str, Any] = {"spec": {"cancel": True}}
@@ -23,7 +24,10 @@ def coerce_spec(spec: StepRunSpec | Mapping[str, Any]) -> StepRunSpec:
     """A spec given as a mapping (camelCase or snake_case keys) validated into the model."""
     if isinstance(spec, StepRunSpec):
         return spec
-    return StepRunSpec.model_validate(dict(spec))
+    try:
+        return StepRunSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        raise invalid_spec(error) from None
 
 
 def default_generate_name(spec: StepRunSpec) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from steprun.api.models import AttemptStatus, Phase, StepRun, is_terminal_phase
+from steprun.api.models import AttemptStatus, Failure, Phase, StepRun, is_terminal_phase
 from steprun.client.errors import StepRunRejected
 
 
@@ -21,6 +21,10 @@ class StepResult:
     exit_code: int | None
     outputs: dict[str, Any] = field(default_factory=dict)
     attempts: tuple[AttemptStatus, ...] = ()
+    # Why it failed, for branching without reading the message: failure.category is Step
+    # (report it), Platform (the cluster's fault: worth running again) or Config (fix the
+    # step or the policy). None for a step that succeeded or was cancelled.
+    failure: Failure | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -49,6 +53,7 @@ def build_result(steprun: StepRun) -> StepResult:
         exit_code=status.exit_code,
         outputs=dict(status.outputs or {}),
         attempts=tuple(status.attempts),
+        failure=status.failure,
     )
 
 

@@ -1,4 +1,5 @@
-"""The one backoff policy for retrying the API server: exponential, capped, with full jitter.
+"""The one backoff policy for retrying the API server: exponential, capped, with equal jitter
+in the operator's work queue (a random delay between half and all of the exponential one).
 
 Jitter spreads the retries of many callers that failed together (an API server restart fails
 every in-flight request at once) so they do not come back in one burst. A server's Retry-After

@@ -12,13 +12,14 @@ process can talk to two clusters.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+
+from steprun.kube.locate import kubeconfig_path
 
 # What a missing or unusable configuration raises (kubernetes_asyncio's own exception).
 ConfigException = k8s_config.ConfigException
@@ -28,17 +29,6 @@ IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 
 # The loaders of kubernetes_asyncio carry no annotations; the alias says so once.
 _loaders: Any = k8s_config
-
-
-def kubeconfig_path(explicit: str | None = None) -> str | None:
-    """The kubeconfig to load, or None to use the in-cluster service account."""
-    if explicit:
-        return explicit
-    from_env = os.environ.get("KUBECONFIG")
-    if from_env:
-        return from_env
-    default = Path("~/.kube/config").expanduser()
-    return str(default) if default.exists() else None
 
 
 def context_namespace(

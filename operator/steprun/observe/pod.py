@@ -40,6 +40,9 @@ STARTUP_FAILURE_REASONS = IMAGE_PULL_REASONS | frozenset(
 # step itself did not fail, so the attempt is worth retrying.
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"})
 UNSCHEDULABLE = "Unschedulable"
+# 128 + 9: killed by SIGKILL, which the kernel's OOM killer and the kubelet send.
+SIGKILL_EXIT_CODE = 137
+OOM_KILLED = "OOMKilled"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,14 +266,24 @@ def _failure(
         return Reason.ARTIFACT_DOWNLOAD_FAILED, download_error
     if upload_error is not None and exit_code == 0:
         return Reason.ARTIFACT_UPLOAD_FAILED, upload_error
-    if terminated.get("reason") == "OOMKilled":
-        limits = _mapping(_mapping(_step_spec(pod).get("resources")).get("limits"))
-        memory = limits.get("memory")
+    limits = _mapping(_mapping(_step_spec(pod).get("resources")).get("limits"))
+    memory = limits.get("memory")
+    if _out_of_memory(status, terminated):
         limit = f" of {memory}" if memory is not None else ""
         return (
             Reason.OOM_KILLED,
             f"the step ran out of memory and was killed (exit code {exit_code}); raise "
             f"resources.limits.memory above its limit{limit}",
+        )
+    if exit_code == SIGKILL_EXIT_CODE:
+        limit = (
+            f"its memory limit is {memory}, " if memory is not None else "it has no memory limit, "
+        )
+        return (
+            Reason.KILLED,
+            f"the step was killed by signal 9 (SIGKILL, exit code {exit_code}); {limit}and "
+            "the kubelet did not report it out of memory: the node, or a process in the "
+            "step, killed it",
         )
     if exit_code is not None:
         kind = terminated.get("reason")
@@ -285,6 +298,17 @@ def _failure(
         pod_reason or Reason.ERROR,
         f"the Pod failed: {pod_message or pod_reason or 'no reason given'}",
     )
+
+
+def _out_of_memory(status: Mapping[str, Any], terminated: Mapping[str, Any]) -> bool:
+    """Whether the step's container reached its memory limit: the runtime says so on the
+    container's end (for any process of the container the kernel killed, a child included),
+    or on its last state."""
+    if terminated.get("reason") == OOM_KILLED:
+        return True
+    step = _step_entry(status.get("containerStatuses"))
+    last = _mapping(_mapping(step.get("lastState")).get("terminated"))
+    return last.get("reason") == OOM_KILLED
 
 
 def _init_failure(status: Mapping[str, Any]) -> str:
@@ -467,7 +491,7 @@ def observe_pod(pod: Mapping[str, Any], *, redact: Iterable[str] = ()) -> PodObs
     if terminated:
         succeeded = (
             terminated.get("exitCode") == 0
-            and terminated.get("reason") != "OOMKilled"
+            and terminated.get("reason") != OOM_KILLED
             and _upload_report(status)[1] is None
         )
         if succeeded or not _mapping(pod.get("metadata")).get("deletionTimestamp"):

@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from steprun.api.models import ArtifactStatus, Phase, Reason, StepRun, is_terminal_phase
+from steprun.api.models import (
+    ArtifactStatus,
+    FailureCategory,
+    FailureEvent,
+    Phase,
+    Reason,
+    StepRun,
+    is_terminal_phase,
+)
 from steprun.artifacts.names import artifact_key
 from steprun.config import OperatorConfig
+from steprun.observe.failure import category
 from steprun.observe.pod import (
     IMAGE_PULL_REASONS,
     PodObservation,
@@ -52,6 +61,8 @@ class Outcome(StepReport):
     message: str
     # What the attempt uploaded (only complete uploads).
     artifacts: tuple[ArtifactStatus, ...] = ()
+    # The Pod's Events that explain a failure the step's own code did not cause.
+    events: tuple[FailureEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -438,9 +449,63 @@ def attempt_failed(sr: StepRun, outcome: Outcome, now: datetime) -> FinishAttemp
 
 
 def _finish(sr: StepRun, outcome: Outcome, now: datetime, *, delete_pod: bool = False) -> Decision:
-    # An attempt Kueue preempted was no failure of the step: it spends no retry.
-    attempt = (sr.status.attempt or 1) - preempted_attempts(sr)
-    if outcome.phase == Phase.FAILED and attempt <= sr.spec.retries.limit:
-        retry_at = now + timedelta(seconds=sr.spec.retries.backoff_seconds)
-        return FinishAttempt(outcome, retry_at=retry_at, delete_pod=delete_pod)
+    backoff = retry_backoff(sr, outcome)
+    if backoff is not None:
+        return FinishAttempt(outcome, retry_at=now + backoff, delete_pod=delete_pod)
     return FinishAttempt(outcome, delete_pod=delete_pod)
+
+
+def retry_backoff(sr: StepRun, outcome: Outcome) -> timedelta | None:
+    """How long until the next attempt of a step whose attempt in flight ended with
+    ``outcome``; None when none follows. A failure of the platform spends
+    retries.platformLimit, any other failure retries.limit: each budget counts only the
+    earlier attempts that spent it."""
+    if outcome.phase != Phase.FAILED:
+        return None
+    retries = sr.spec.retries
+    attempt = sr.status.attempt or 1
+    platform = platform_retries_spent(sr)
+    if category(outcome.reason, outcome.message) == FailureCategory.PLATFORM:
+        if platform >= retries.platform_retries:
+            return None
+        seconds = retries.platform_backoff_seconds
+        return timedelta(seconds=retries.backoff_seconds if seconds is None else seconds)
+    # An attempt Kueue preempted was no failure of the step: it spends neither budget.
+    if attempt - 1 - platform - preempted_attempts(sr) >= retries.limit:
+        return None
+    return timedelta(seconds=retries.backoff_seconds)
+
+
+def _spent_platform_budget(sr: StepRun, attempt: int) -> bool:
+    for entry in sr.status.attempts:
+        if entry.attempt == attempt:
+            if entry.reason == Reason.PREEMPTED:
+                return False
+            if entry.failure is not None:
+                return entry.failure.category == FailureCategory.PLATFORM
+            # Recorded before failures were: its reason says whose it was.
+            return bool(entry.reason) and (
+                category(entry.reason or "", entry.message) == FailureCategory.PLATFORM
+            )
+    return False
+
+
+def platform_retries_spent(sr: StepRun) -> int:
+    """How many of the attempts before the one in flight the platform failed (each one
+    retried under retries.platformLimit)."""
+    attempt = sr.status.attempt or 1
+    return sum(_spent_platform_budget(sr, n) for n in range(1, attempt))
+
+
+def node_to_avoid(sr: StepRun, attempt: int) -> str | None:
+    """The node a retry should prefer not to run on: the one the platform failed the
+    previous attempt on, if any."""
+    for entry in sr.status.attempts:
+        failure = entry.failure
+        if (
+            entry.attempt == attempt - 1
+            and failure
+            and failure.category == FailureCategory.PLATFORM
+        ):
+            return failure.node
+    return None

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import (
+    FailureCategory,
     Mode,
     ObjectMeta,
     Phase,
@@ -49,6 +50,7 @@ from steprun.metrics import (
     record_pod_start,
     record_transition,
 )
+from steprun.observe.failure import category, recent_events
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
 from steprun.observe.redact import redact, redact_json
 from steprun.observe.workload import observe_workload
@@ -69,6 +71,7 @@ from steprun.reconcile.decide import (
     Wait,
     attempt_failed,
     decide,
+    node_to_avoid,
     pod_created_at,
 )
 from steprun.reconcile.queue import (
@@ -125,6 +128,7 @@ from steprun.render.pod import (
     RenderError,
     enforces_restricted,
     grace_period_seconds,
+    prefer_other_node,
     render_pod,
 )
 from steprun.render.sandbox import harden_pod
@@ -320,7 +324,7 @@ class Reconciler:
                 if sr.status.phase == Phase.PENDING:
                     # Ended before it was seen running (a quick step): it did start.
                     record_pod_start(pod, container_started_at(pod))
-                await self._finish_attempt(sr, decision, now, recorded=recorded)
+                await self._finish_attempt(sr, decision, now, recorded=recorded, pod=pod)
             case RepairContext(until=until):
                 await self._repair_context(sr, until, now)
             case Cancel(pod_name=pod_name):
@@ -419,7 +423,8 @@ class Reconciler:
     async def _give_up(self, sr: StepRun, phase: Phase, reason: Reason, message: str) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
-        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow())
+        site = statuses.attempt_site(sr, None)
+        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow(), site)
         try:
             await self._write(sr, status, "Warning", reason)
         except Refused as error:
@@ -530,6 +535,8 @@ class Reconciler:
                 pod = harden_pod(pod, sandbox)
                 if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
                     raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+            if avoid := node_to_avoid(sr, attempt):
+                pod = prefer_other_node(pod, avoid)
             pod = await self._placed_by_kueue(sr, pod)
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox)
@@ -727,10 +734,26 @@ class Reconciler:
             ) from None
 
     async def _finish_attempt(
-        self, sr: StepRun, decision: FinishAttempt, now: datetime, *, recorded: bool = True
+        self,
+        sr: StepRun,
+        decision: FinishAttempt,
+        now: datetime,
+        *,
+        recorded: bool = True,
+        pod: Mapping[str, Any] | None = None,
     ) -> None:
+        events = await self._failure_events(sr, decision.outcome)
         if decision.delete_pod:
-            decision = await self._explain_mount_failure(sr, decision)
+            explained = self._explain_mount_failure(sr, decision, events)
+            if explained.outcome.reason != decision.outcome.reason:
+                # Another reason may spend another retry budget.
+                retried = attempt_failed(sr, explained.outcome, now)
+                explained = replace(retried, delete_pod=True)
+            decision = explained
+        if events:
+            decision = replace(
+                decision, outcome=replace(decision.outcome, events=recent_events(events))
+            )
         # Read once, only when what the Pod said reaches the status: its values mask that, and
         # it is then deleted by the uid read. Otherwise by the uid it was created with.
         outcome = decision.outcome
@@ -748,7 +771,7 @@ class Reconciler:
         event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
         event_reason = Reason.RETRYING if decision.retry_at else outcome.reason
         for _ in range(3):
-            doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at)
+            doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at, pod)
             try:
                 await self._write(sr, doc, event_type, event_reason)
                 break
@@ -785,16 +808,32 @@ class Reconciler:
             outcome,
             message=redact(outcome.message, values),
             outputs=redact_json(outcome.outputs, values) if outcome.outputs else outcome.outputs,
+            events=tuple(
+                e.model_copy(update={"message": redact(e.message, values)}) if e.message else e
+                for e in outcome.events
+            ),
         )
 
-    async def _explain_mount_failure(self, sr: StepRun, decision: FinishAttempt) -> FinishAttempt:
+    async def _failure_events(self, sr: StepRun, outcome: Outcome) -> list[dict[str, Any]]:
+        """The Warning events of the attempt's Pod, when the attempt failed by no fault of the
+        step's own code: the cluster's words then explain it (one list per such failure)."""
+        if outcome.phase == Phase.SUCCEEDED or not sr.status.pod_name:
+            return []
+        if category(outcome.reason, outcome.message) in (None, FailureCategory.STEP):
+            return []
+        if outcome.reason == Reason.CREATE_FAILED:
+            return []
+        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+        return await self.kube.list("Event", sr.namespace, field_selector=selector)
+
+    def _explain_mount_failure(
+        self, sr: StepRun, decision: FinishAttempt, events: list[dict[str, Any]]
+    ) -> FinishAttempt:
         """A Pod stuck starting because the kubelet cannot mount a workspace, or its context,
         says so only in its events: the step then fails with the kubelet's words instead of a
-        bare timeout (one list of the Pod's Warning events, when the startup timeout ends it)."""
+        bare timeout."""
         if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
             return decision
-        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
-        events = await self.kube.list("Event", sr.namespace, field_selector=selector)
         context = (CONTEXT_VOLUME, SECRETS_VOLUME)
         failure = mount_failure(events, ignore_volumes=context)
         if failure is None:
@@ -986,7 +1025,8 @@ class Reconciler:
         queue_status = base.model_copy(update={"queued_time": format_time(now)})
         waiting = queued_message(base.name, base.cluster_queue, None)
         message = f"attempt {attempt} was {why}; {waiting}"
-        doc = statuses.preempted(sr, outcome, queue_status, message, now)
+        pod = self.pods.get(_key(sr), pod_name)
+        doc = statuses.preempted(sr, outcome, queue_status, message, now, pod)
         await self._write(sr, doc, "Warning", Reason.PREEMPTED)
 
     async def _placed_by_kueue(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ conditions) are replaced whole.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from steprun.api.models import (
     StepRunStatus,
     is_terminal_phase,
 )
+from steprun.observe.failure import Site, failure_of, site_of
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
 
@@ -46,6 +48,8 @@ def to_patch(status: StepRunStatus) -> dict[str, Any]:
     # Entries as the API stores them: fields never set are left out, not sent as null.
     if "attempts" in named:
         doc["attempts"] = [a.to_api() for a in status.attempts]
+    if "failure" in named and status.failure is not None:
+        doc["failure"] = status.failure.to_api()
     if "artifacts" in named and status.artifacts is not None:
         doc["artifacts"] = [a.to_api() for a in status.artifacts]
     return doc
@@ -164,11 +168,35 @@ def running(sr: StepRun, start_time: str | None, now: datetime) -> StepRunStatus
     return _summarised(status, now)
 
 
+def attempt_site(sr: StepRun, pod: Mapping[str, Any] | None) -> Site | None:
+    """Where the attempt in flight was, by its Pod if it is still there; None when no attempt
+    is (the step ends before any Pod)."""
+    attempt = sr.status.attempt
+    if attempt is None or not sr.status.pod_name:
+        return None
+    entry = _attempt_entry(sr, attempt)
+    return site_of(pod, started=pod is None and entry.start_time is not None)
+
+
 def attempt_finished(
-    sr: StepRun, outcome: Outcome, now: datetime, retry_at: datetime | None
+    sr: StepRun,
+    outcome: Outcome,
+    now: datetime,
+    retry_at: datetime | None,
+    pod: Mapping[str, Any] | None = None,
 ) -> StepRunStatus:
+    """``pod``: the attempt's Pod as last seen, which says where the attempt failed."""
     attempt = sr.status.attempt or 1
     finished = outcome.completion_time or format_time(now)
+    failure = None
+    if outcome.phase != Phase.SUCCEEDED:
+        failure = failure_of(
+            outcome.reason,
+            outcome.message,
+            attempt_site(sr, pod) or site_of(None),
+            outcome.exit_code,
+            outcome.events,
+        )
     entry = _attempt_entry(sr, attempt).model_copy(
         update={
             "exit_code": outcome.exit_code,
@@ -176,6 +204,7 @@ def attempt_finished(
             "message": outcome.message,
             "start_time": outcome.start_time or _attempt_entry(sr, attempt).start_time,
             "completion_time": finished,
+            "failure": failure,
         }
     )
     status = _base(sr).model_copy(
@@ -198,13 +227,16 @@ def attempt_finished(
         )
         return _summarised(retrying, now)
     ended = _terminal(status, outcome.phase, outcome.reason, outcome.message, now)
-    return ended.model_copy(update={"outputs": outcome.outputs, "exit_code": outcome.exit_code})
+    return ended.model_copy(
+        update={"outputs": outcome.outputs, "exit_code": outcome.exit_code, "failure": failure}
+    )
 
 
 def terminal(
     sr: StepRun, phase: Phase, reason: Reason, message: str, now: datetime
 ) -> StepRunStatus:
-    """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid."""
+    """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid. The
+    step never got (back) past admission, so a failure is recorded at that stage."""
     status = _base(sr)
     attempt = sr.status.attempt
     if attempt is not None and phase == Phase.CANCELLED and sr.status.pod_name:
@@ -214,7 +246,8 @@ def terminal(
                 update={"reason": reason, "message": message, "completion_time": format_time(now)}
             )
             status = status.model_copy(update={"attempts": _attempts(sr, entry)})
-    return _terminal(status, phase, reason, message, now)
+    ended = _terminal(status, phase, reason, message, now)
+    return ended.model_copy(update={"failure": failure_of(reason, message, None)})
 
 
 def _ended(
@@ -254,15 +287,23 @@ def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
 
 
 def given_up(
-    generation: int | None, phase: Phase, reason: Reason, message: str, now: datetime
+    generation: int | None,
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    site: Site | None = None,
 ) -> StepRunStatus:
     """A terminal status written without reading the current one: for a StepRun the operator
     cannot read, or whose full status the API server refuses. Only the fields set here are
     patched: outputs are dropped (they may be what made the status too large); attempts
-    already recorded are left as they are."""
-    return _ended(
-        StepRunStatus(outputs=None, observed_generation=generation), phase, reason, message, now
+    already recorded are left as they are. ``site``: where its attempt was, if known."""
+    status = StepRunStatus(
+        outputs=None,
+        observed_generation=generation,
+        failure=failure_of(reason, message, site),
     )
+    return _ended(status, phase, reason, message, now)
 
 
 def queued(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:
@@ -282,11 +323,16 @@ def queue_admitted(sr: StepRun, queue: QueueStatus, message: str, now: datetime)
 
 
 def preempted(
-    sr: StepRun, outcome: Outcome, queue: QueueStatus, message: str, now: datetime
+    sr: StepRun,
+    outcome: Outcome,
+    queue: QueueStatus,
+    message: str,
+    now: datetime,
+    pod: Mapping[str, Any] | None = None,
 ) -> StepRunStatus:
     """The attempt was evicted by Kueue: recorded as ended, and the step waits in its queue
     again; its next attempt starts once it is admitted (from ``now`` on)."""
-    finished = attempt_finished(sr, outcome, now, retry_at=now)
+    finished = attempt_finished(sr, outcome, now, now, pod)
     status = finished.model_copy(
         update={"reason": Reason.QUEUED, "message": message, "queue": queue}
     )

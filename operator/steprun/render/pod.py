@@ -359,3 +359,27 @@ def render_pod(
         "metadata": _metadata(sr, attempt, config, decision),
         "spec": pod_spec,
     }
+
+
+# The scheduler weighs preferences 1-100; a retry away from a failing node is a strong wish,
+# never a requirement: a one-node cluster still runs the step.
+AVOID_NODE_WEIGHT = 100
+
+
+def prefer_other_node(pod: dict[str, Any], node: str) -> dict[str, Any]:
+    """``pod`` preferring any node but ``node`` (where the platform failed the previous
+    attempt). Only a preference is added: every required term and nodeSelector the admin or
+    the policy set is kept as it is."""
+    spec = pod["spec"]
+    affinity = spec.setdefault("affinity", {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    preferred = node_affinity.setdefault("preferredDuringSchedulingIgnoredDuringExecution", [])
+    preferred.append(
+        {
+            "weight": AVOID_NODE_WEIGHT,
+            "preference": {
+                "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": [node]}]
+            },
+        }
+    )
+    return pod

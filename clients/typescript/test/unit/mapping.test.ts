@@ -293,9 +293,16 @@ describe('resultOf', () => {
     assert.ok(result && result.status === 'failed');
     assert.deepEqual(
       { ...result.error.details },
-      { exitCode: 3, reason: 'Error', phase: 'Failed', attempts, stepRun: 'sr', namespace: NS },
+      { exitCode: 3, reason: 'Error', phase: 'Failed', attempts, failure: null, stepRun: 'sr', namespace: NS },
     );
     assert.equal(result.error.message, 'Step exited with code 3');
+  });
+
+  it('failure details carry the failure an engine branches on', () => {
+    const failure = { category: 'Platform', stage: 'Running', reason: 'Evicted', node: 'n1' } as const;
+    const result = resultOf(finished({ phase: 'Failed', reason: 'Evicted', attempts, failure }));
+    assert.ok(result && result.status === 'failed');
+    assert.deepEqual(result.error.details?.['failure'], failure);
   });
 
   it('the operator\'s message is the error message', () => {
