@@ -185,9 +185,10 @@ def reasons_posted(steps: Steps, name: str) -> set[str]:
     return {str(e.reason) for e in steps.events(name)}
 
 
-def nothing_of(steps: Steps, queues: Queues, name: str) -> list[str]:
-    """What of StepRun ``name`` exists besides itself: Pods, context, Workload."""
-    left = [f"Pod/{p.metadata.name}" for p in steps.pods(name)]
+def nothing_of(steps: Steps, queues: Queues, name: str, *, pods: bool = True) -> list[str]:
+    """What of StepRun ``name`` exists besides itself: Pods (a finished step keeps its Pods
+    until it is deleted), context, Workload."""
+    left = [f"Pod/{p.metadata.name}" for p in steps.pods(name)] if pods else []
     left += steps.context_outliving(name)
     left += [
         f"Workload/{w['metadata']['name']}"
@@ -228,7 +229,9 @@ def test_three_steps_share_one_cpu_one_at_a_time(
     waits = sorted(s["queue"]["waitSeconds"] for s in ended.values())
     assert waits[2] >= 4, waits
     for name in names:
-        eventually(lambda n=name: not nothing_of(steps, queues, n), 30, f"{name} cleaned up")
+        eventually(
+            lambda n=name: not nothing_of(steps, queues, n, pods=False), 30, f"{name} cleaned up"
+        )
 
 
 def test_a_queued_step_says_where_it_waits_and_has_nothing_else(
