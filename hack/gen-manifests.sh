@@ -62,6 +62,7 @@ done
 with_header "$rendered/admission.yaml" "$out/admission/sandbox-pods.yaml"
 with_header "$rendered/admission-pod-origin.yaml" "$out/admission/pod-origin.yaml"
 with_header "$rendered/admission-stepruns.yaml" "$out/admission/stepruns.yaml"
+with_header "$rendered/admission-claim-origin.yaml" "$out/admission/claim-origin.yaml"
 for crd in "$CHART"/crds/*.yaml; do
   with_header "$crd" "$out/crds/$(basename "$crd")"
 done
@@ -95,8 +96,10 @@ cat >"$out/admission/kustomization.yaml" <<'EOF'
 #   stepruns.yaml      a StepRun's creator must be allowed to get the Secrets it names and to
 #                      use its ServiceAccount (the operator fails closed without it);
 #   pod-origin.yaml    only the operator creates Pods with steprun.dev/ labels;
+#   claim-origin.yaml  only the operator creates PersistentVolumeClaims with steprun.dev/
+#                      labels or annotations (the operator fails closed without it);
 #   sandbox-pods.yaml  only the operator creates or changes sandbox Pods, which stay restricted.
-# To allow another operator identity, patch the allowedCreators variable of the last two, e.g.:
+# To allow another operator identity, patch the allowedCreators variable of the last three, e.g.:
 #   patches:
 #     - target: {kind: ValidatingAdmissionPolicy, name: steprun-sandbox-pods}
 #       patch: |-
@@ -108,6 +111,7 @@ kind: Kustomization
 resources:
   - stepruns.yaml
   - pod-origin.yaml
+  - claim-origin.yaml
   - sandbox-pods.yaml
 EOF
 

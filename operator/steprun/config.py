@@ -17,6 +17,7 @@ _POD_ORDINAL = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?-(\d+)")
 _TOP_PRIORITY = 100
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
+DEFAULT_CLAIM_ORIGIN_POLICY = "steprun-claim-origin"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
 
 
@@ -154,6 +155,13 @@ class OperatorConfig(BaseSettings):
         description="Reconciles that run at once; as many again are kept for steps whose Pod "
         "is running or done, so finishing a step never waits behind steps being started.",
     )
+    archive_concurrency_per_namespace: int = Field(
+        4,
+        ge=1,
+        description="Logs of cancelled steps of one namespace followed and archived at once, "
+        "outside the reconcile slots; a log whose turn does not come within its step's grace "
+        "period is not archived.",
+    )
     peering: str = Field("", description="kopf peering name for HA; empty: standalone.")
     peering_lifetime: int = Field(
         60,
@@ -181,11 +189,17 @@ class OperatorConfig(BaseSettings):
         description="Name of the StepRun-create ValidatingAdmissionPolicy (and its binding) "
         "that checks a creator may read the Secrets and use the ServiceAccount a step names.",
     )
+    claim_origin_policy: str = Field(
+        DEFAULT_CLAIM_ORIGIN_POLICY,
+        description="Name of the ValidatingAdmissionPolicy (and its binding) that lets only the "
+        "operator create PersistentVolumeClaims with steprun.dev/ labels or annotations.",
+    )
     require_admission_policy: bool = Field(
         True,
         description="Fail closed: without the admission policy, steps that name Secrets, a "
-        "ServiceAccount, existing claims or artifact producers end Rejected. false runs them "
-        "anyway (no creator check at all).",
+        "ServiceAccount, claims or artifact producers end Rejected, and without the claim-origin "
+        "policy so do steps with volumeClaimTemplate workspaces. false runs them anyway (no "
+        "creator check at all, and run claims are joined on their labels alone).",
     )
     local_pod_hardening: bool = Field(
         True,

@@ -46,6 +46,34 @@ def steprun_admission_everywhere(steprun_admission: str) -> str:
     return steprun_admission
 
 
+CLAIM_ORIGIN_MANIFEST = REPO / "manifests" / "admission" / "claim-origin.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def claim_origin_everywhere(api_client: client.ApiClient, kubectl: list[str], crds: None) -> str:
+    """The claim-origin policy, as a default install has it: operators do not run steps with
+    volumeClaimTemplate workspaces without it. The session's operators run as the test's own
+    identity, so it is added to ``allowedCreators``; left installed at the end like the others
+    (every session applies the same object). Returns its name."""
+    docs = admission_documents([current_username(api_client)], CLAIM_ORIGIN_MANIFEST)
+    subprocess.run(
+        [
+            *kubectl,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            f"--field-manager={FIELD_MANAGER}",
+            "-f",
+            "-",
+        ],
+        input=yaml.safe_dump_all(docs),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return str(docs[0]["metadata"]["name"])
+
+
 def current_username(api_client: client.ApiClient) -> str:
     """Who the API server thinks the kubeconfig is (the identity the test operator runs as)."""
     review = client.AuthenticationV1Api(api_client).create_self_subject_review(

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from steprun.render.names import claim_name
 from tests.cluster.conftest import SandboxPolicies, admission_documents, current_username
 from tests.conftest import SESSION_PREFIX, STEP_IMAGE, kubectl_apply
 from tests.support.operator_process import OperatorProcess
@@ -254,6 +255,143 @@ def test_engine_cannot_mount_a_claim_it_may_not_read(tenant: Tenant) -> None:
     tenant.grant("read-payroll", rules)
     until_allowed(lambda: tenant.engine.create("mount", spec), "RBAC to allow reading payroll")
     assert tenant.admin.wait_terminal("mount")["phase"] == "Succeeded"
+
+
+# ---------------------------------------------------------------- run claims
+
+CLAIM_TEMPLATE = {
+    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}
+}
+PVCS = {"apiGroups": [""], "resources": ["persistentvolumeclaims"]}
+
+
+def run_claim_step(run_id: str, script: str) -> dict[str, Any]:
+    return local(
+        script,
+        context={"workflow": {"name": "build", "runId": run_id}},
+        workspaces=[{"name": "src", "volumeClaimTemplate": CLAIM_TEMPLATE}],
+    )
+
+
+def test_a_template_workspace_needs_create_and_get_on_claims(tenant: Tenant) -> None:
+    spec = run_claim_step("1", "echo shared > f")
+    with pytest.raises(client.ApiException) as refused:
+        tenant.engine.create("first", spec)
+    message = refusal(refused.value)
+    assert (
+        f"{tenant.engine_user} may not create PersistentVolumeClaims in namespace "
+        f"{tenant.namespace}: workspace src has a volumeClaimTemplate" in message
+    ), message
+    tenant.grant("create-claims", [{**PVCS, "verbs": ["create"]}])
+
+    def refused_for_get() -> str | None:
+        try:
+            tenant.engine.create("first", spec)
+        except client.ApiException as error:
+            message = refusal(error)
+            return message if "may not get PersistentVolumeClaims" in message else None
+        raise AssertionError("a template workspace was admitted without get on claims")
+
+    message = eventually(refused_for_get, 20, "the refusal naming get")
+    assert "mounts the claim of the run" in message, message
+    assert not tenant.admin.exists("first")
+    tenant.grant("get-claims", [{**PVCS, "verbs": ["get"]}])
+    until_allowed(lambda: tenant.engine.create("first", spec), "RBAC to allow get on claims")
+    assert tenant.admin.wait_terminal("first", timeout=120)["phase"] == "Succeeded"
+    # The legitimate path: the next step of the run mounts the same claim.
+    tenant.engine.create("second", run_claim_step("1", 'test "$(cat f)" = shared'))
+    assert tenant.admin.wait_terminal("second", timeout=120)["phase"] == "Succeeded"
+
+
+def test_a_claim_planted_with_steprun_labels_is_refused_and_never_joined(
+    tenant: Tenant, kubeconfig: str, claim_origin_everywhere: str
+) -> None:
+    tenant.admin.core.create_namespaced_service_account(
+        tenant.namespace, {"metadata": {"name": "cotenant"}}
+    )
+    cotenant = f"system:serviceaccount:{tenant.namespace}:cotenant"
+    tenant.grant(
+        "cotenant",
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "persistentvolumeclaims"],
+                "verbs": ["create"],
+            },
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},
+        ],
+        cotenant,
+    )
+    tenant.grant("claims", [{**PVCS, "verbs": ["create", "get"]}])
+    as_cotenant = client.CoreV1Api(impersonating(kubeconfig, cotenant))
+    name = claim_name("build", "2", "src")
+    labels = {
+        "app.kubernetes.io/managed-by": "steprun",
+        "steprun.dev/component": "workspace",
+        "steprun.dev/workflow": "build",
+        "steprun.dev/run-id": "2",
+        "steprun.dev/workspace": "src",
+    }
+    planted = {"metadata": {"name": name, "labels": labels}, "spec": CLAIM_TEMPLATE["spec"]}
+
+    def refused() -> str | None:
+        try:
+            as_cotenant.create_namespaced_persistent_volume_claim(
+                tenant.namespace, planted, dry_run="All"
+            )
+        except client.ApiException as error:
+            body = str(error.body)
+            return body if error.status == 403 and claim_origin_everywhere in body else None
+        return None  # admitted: the policy is not enforced yet (or not at all)
+
+    message = eventually(refused, 30, "the claim-origin policy to refuse the co-tenant")
+    assert "only by the steprun operator" in " ".join(message.replace("\\n", " ").split())
+    # The operator's own check, for a claim made before the policy guarded the namespace (here
+    # by an identity the policy allows): labels alone do not make it the run's.
+    tenant.admin.core.create_namespaced_persistent_volume_claim(tenant.namespace, planted)
+    tenant.engine.create("squatted", run_claim_step("2", "echo mine > f"))
+    status = tenant.admin.wait_terminal("squatted")
+    assert (status["phase"], status["reason"]) == ("Failed", "WorkspaceUnavailable"), status
+    assert "steprun did not make it" in status["message"], status
+    claim = tenant.admin.core.read_namespaced_persistent_volume_claim(name, tenant.namespace)
+    assert not claim.metadata.owner_references
+
+
+@pytest.fixture
+def operator_without_claim_origin(
+    api_client: client.ApiClient, kubeconfig: str, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, str]]:
+    """An operator told to rely on a claim-origin policy that does not exist."""
+    namespace = _namespace(api_client, f"{SESSION_PREFIX}noclaims")
+    process = OperatorProcess(
+        kubeconfig=kubeconfig,
+        log_dir=tmp_path,
+        extra_env={
+            "STEPRUN_NAMESPACES": json.dumps([namespace]),
+            "STEPRUN_CLAIM_ORIGIN_POLICY": f"e2e-absent-{uuid.uuid4().hex[:6]}",
+        },
+    )
+    process.start()
+    yield process, namespace
+    process.stop()
+    client.CoreV1Api(api_client).delete_namespace(namespace, propagation_policy="Background")
+
+
+def test_run_claims_are_not_used_without_the_claim_origin_policy(
+    api_client: client.ApiClient, operator_without_claim_origin: tuple[OperatorProcess, str]
+) -> None:
+    process, namespace = operator_without_claim_origin
+    steps = Steps(api_client, namespace)
+    steps.create("with-run-claim", run_claim_step("3", "true"))
+    steps.create("plain", local("true"))
+    status = steps.wait_terminal("with-run-claim")
+    assert (status["phase"], status["reason"]) == ("Rejected", "PermissionDenied"), status
+    assert "workspace(s) src mount the claim of the workflow run" in status["message"], status
+    assert "is not installed" in status["message"], status
+    assert steps.pods("with-run-claim") == []
+    assert steps.core.list_namespaced_persistent_volume_claim(namespace).items == []
+    assert steps.wait_terminal("plain")["phase"] == "Succeeded"
+    assert "claim-origin admission policy missing" in process.log()
 
 
 # ---------------------------------------------------------------- fail closed, system namespaces

@@ -290,7 +290,11 @@ CLUSTER_OPERATOR_RULES = {
     ("steprun.dev", "sandboxpolicies", "get"),
     ("kueue.x-k8s.io", "resourceflavors", "get"),
     ("kueue.x-k8s.io", "workloadpriorityclasses", "get"),
-    ("admissionregistration.k8s.io", "validatingadmissionpolicies", "get[steprun-stepruns]"),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "get[steprun-stepruns,steprun-claim-origin]",
+    ),
     ("admissionregistration.k8s.io", "validatingadmissionpolicybindings", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
@@ -446,7 +450,7 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
         "admission.namespaceSelector.matchLabels.team=ci",
         namespace="ops",
     )
-    for name in ("steprun-sandbox-pods", "steprun-pod-origin"):
+    for name in ("steprun-sandbox-pods", "steprun-pod-origin", "steprun-claim-origin"):
         policy = one(docs, "ValidatingAdmissionPolicy", name)
         first = policy["spec"]["variables"][0]
         assert first["name"] == "allowedCreators"
@@ -454,7 +458,12 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
             "system:serviceaccount:ops:steprun-operator",
             "system:serviceaccount:ci:tester",
         ]
-    for name in ("steprun-sandbox-pods", "steprun-pod-origin", "steprun-stepruns"):
+    for name in (
+        "steprun-sandbox-pods",
+        "steprun-pod-origin",
+        "steprun-claim-origin",
+        "steprun-stepruns",
+    ):
         binding = one(docs, "ValidatingAdmissionPolicyBinding", name)
         assert binding["spec"]["policyName"] == name
         assert binding["spec"]["validationActions"] == ["Deny"]
@@ -463,6 +472,7 @@ def test_admission_policy_allows_the_operator_and_extra_creators(helm: str) -> N
         }
     # The operator is told which StepRun-create policy to look for.
     assert env_of(docs)["STEPRUN_ADMISSION_POLICY"] == "steprun-stepruns"
+    assert env_of(docs)["STEPRUN_CLAIM_ORIGIN_POLICY"] == "steprun-claim-origin"
 
 
 def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
@@ -473,11 +483,23 @@ def test_steprun_policy_checks_every_secret_a_step_may_name(helm: str) -> None:
         ("resource('persistentvolumeclaims')", "claimNames", MAX_WORKSPACES),
         ("resource('stepruns')", "producerNames", MAX_ARTIFACTS),
     ]:
-        checks = [v for v in validations if resource in v["expression"]]
+        checks = [v for v in validations if f"variables.{variable}" in v["expression"]]
         assert len(checks) == bound, resource
+        assert all(resource in check["expression"] for check in checks)
         for index, validation in enumerate(checks):
             assert "check('get')" in validation["expression"]
             assert f"variables.{variable}[{index}]" in validation["messageExpression"]
+    # A volumeClaimTemplate makes the operator create a claim, or mount the run's: both verbs
+    # on every claim of the namespace (the claim's name is a hash CEL cannot compute).
+    templates = [v for v in validations if "variables.templateWorkspaces" in v["expression"]]
+    assert [t["messageExpression"].split(" may not ")[1].split(" ")[0] for t in templates] == [
+        "create",
+        "get",
+    ]
+    for verb, template in zip(("create", "get"), templates, strict=True):
+        assert "resource('persistentvolumeclaims')" in template["expression"]
+        assert f".check('{verb}')" in template["expression"]
+        assert ".name(" not in template["expression"]
     account, sandbox_policy = [v for v in validations if "check('use')" in v["expression"]]
     assert "serviceaccounts" in account["expression"]
     assert "resource('sandboxpolicies')" in sandbox_policy["expression"]

@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from steprun.api.models import StepRun
+from steprun.config import OperatorConfig
 from steprun.kube.client import Transient
+from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.names import claim_name
+from steprun.render.workspaces import render_claim
 from tests.support.fake_kube import FakeKube
 
 RUN = {"workflow": {"name": "build", "runId": "42"}}
@@ -119,3 +122,44 @@ async def test_scratch_workspaces_touch_nothing() -> None:
     api = FakeKube()
     await ensure_workspaces(api, steprun("s", "u1", workspaces=[{"name": "t", "emptyDir": {}}]))  # type: ignore[arg-type]
     assert writes(api) == [] and api.of_kind(PVC) == []
+
+
+def guard_claims(api: FakeKube, since: str = "2020-01-01T00:00:00Z") -> Tenancy:
+    """The claim-origin policy, installed ``since``, as the operator reads it."""
+    name = OperatorConfig().claim_origin_policy
+    metadata = {"name": name, "creationTimestamp": since}
+    api.put({"kind": "ValidatingAdmissionPolicy", "metadata": metadata, "spec": {}})
+    binding = {"policyName": name, "validationActions": ["Deny"]}
+    api.put({"kind": "ValidatingAdmissionPolicyBinding", "metadata": metadata, "spec": binding})
+    return Tenancy(api, OperatorConfig())  # type: ignore[arg-type]
+
+
+async def test_a_claim_planted_with_the_runs_labels_is_not_joined() -> None:
+    api = FakeKube()
+    tenancy = guard_claims(api)
+    # The operator's own claim is shared by the run's steps.
+    await ensure_workspaces(api, steprun("checkout", "u1"), tenancy.claim_problem)  # type: ignore[arg-type]
+    await ensure_workspaces(api, steprun("test", "u2"), tenancy.claim_problem)  # type: ignore[arg-type]
+    assert owners(api) == ["u1", "u2"]
+    # A co-tenant plants the next run's claim with every label steprun writes.
+    next_run = steprun("checkout-43", "u3", context={"workflow": {"name": "build", "runId": "43"}})
+    (workspace,) = next_run.spec.workspace_list
+    planted = render_claim(next_run, workspace)
+    del planted["metadata"]["annotations"], planted["metadata"]["ownerReferences"]
+    api.put(planted)
+    with pytest.raises(WorkspaceUnavailable, match="steprun did not make it: it is not mounted"):
+        await ensure_workspaces(api, next_run, tenancy.claim_problem)  # type: ignore[arg-type]
+    found = api.find(PVC, "ci", planted["metadata"]["name"])
+    assert found is not None and "ownerReferences" not in found["metadata"]
+
+
+async def test_a_claim_older_than_the_claim_origin_policy_is_not_joined() -> None:
+    api = FakeKube()
+    sr = steprun("checkout", "u1")
+    (workspace,) = sr.spec.workspace_list
+    # Made (or planted, annotation and all) before the policy guarded the namespace.
+    api.put({**render_claim(sr, workspace), "kind": PVC})
+    tenancy = guard_claims(api, since="2999-01-01T00:00:00Z")
+    with pytest.raises(WorkspaceUnavailable, match="before the claim-origin admission policy"):
+        await ensure_workspaces(api, steprun("test", "u2"), tenancy.claim_problem)  # type: ignore[arg-type]
+    assert owners(api) == ["u1"]

@@ -15,6 +15,7 @@ from steprun.api.models import StepRun
 from steprun.config import OperatorConfig
 from steprun.handlers.main import allow_api_server_depth
 from steprun.kube.errors import QuotaExceeded, Refused, TooLarge, Transient
+from steprun.reconcile.artifacts import ARCHIVE_MARGIN_SECONDS
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import ANNOTATION_CREATED_AT, TRACKING_FINALIZER
 from steprun.timeutil import format_time, parse_time, utcnow
@@ -330,6 +331,44 @@ async def test_cancel_deletes_every_pod_of_the_steprun_whatever_status_says(
     assert f"{NAME}-1" in status["message"]
     await step(kube, reconciler)
     assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None
+
+
+async def test_a_cancelled_steps_log_is_followed_outside_the_reconcile_slot(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container_ended = asyncio.Event()
+    followed: list[float] = []
+
+    async def archive_log(*_: Any, follow: bool = False, give_up_after: float = 0) -> str | None:
+        assert follow
+        followed.append(give_up_after)
+        await container_ended.wait()
+        return "log of attempt 1 not archived: store down"
+
+    monkeypatch.setattr(reconciler.artifacts, "archives_logs", lambda namespace: True)
+    monkeypatch.setattr(reconciler.artifacts, "archive_log", archive_log)
+    submit(kube, reconciler, {"terminationGracePeriodSeconds": 600})
+    await step(kube, reconciler)
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
+
+    # The reconcile that cancels returns at once: the Pod is deleted, its log still followed.
+    status = await asyncio.wait_for(step(kube, reconciler), 1)
+    assert status.get("phase") != "Cancelled"
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None and pod["metadata"].get("deletionTimestamp")
+    deletes = kube.count("delete", "Pod")
+    await asyncio.wait_for(step(kube, reconciler), 1)  # the Pod's events meanwhile
+    assert kube.count("delete", "Pod") == deletes and len(followed) == 1
+    # Followed for the grace period (with a margin for the last lines), not longer.
+    assert 600 < followed[0] <= 600 + ARCHIVE_MARGIN_SECONDS
+
+    # The engine relabels the StepRun meanwhile: the late status write is refused once.
+    another_writer(kube, lambda body: body["metadata"].update(labels={"team": "web"}))
+    container_ended.set()
+    await reconciler.off_lane.wait()
+    status = (kube.find("StepRun", NAMESPACE, NAME) or {})["status"]
+    assert status["phase"] == "Cancelled"
+    assert status["message"].endswith("log of attempt 1 not archived: store down"), status
 
 
 # ---------------------------------------------------------------- resourceVersion conflicts

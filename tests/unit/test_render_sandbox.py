@@ -779,4 +779,9 @@ def test_every_validation_explains_itself() -> None:
 def test_kustomization_lists_the_manifest() -> None:
     kustomization = yaml.safe_load((MANIFEST / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization"
-    assert kustomization["resources"] == ["stepruns.yaml", "pod-origin.yaml", "sandbox-pods.yaml"]
+    assert kustomization["resources"] == [
+        "stepruns.yaml",
+        "pod-origin.yaml",
+        "claim-origin.yaml",
+        "sandbox-pods.yaml",
+    ]

@@ -15,6 +15,8 @@ from steprun.policy.decision import SandboxDecision
 from steprun.policy.tenancy import (
     AdmissionGuard,
     authorization_refusal,
+    claim_origin_problem,
+    claim_origin_refusal,
     namespace_refusal,
     needs_creator_check,
     network_policy_conflicts,
@@ -118,6 +120,9 @@ def binding(
     return {"metadata": {"name": POLICY, "creationTimestamp": created}, "spec": spec}
 
 
+CLAIM_TEMPLATE = {"spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+
+
 @pytest.mark.parametrize(
     ("spec", "needs"),
     [
@@ -137,6 +142,17 @@ def binding(
                 ]
             },
             ["PersistentVolumeClaim(s) cache"],
+        ),
+        # The operator creates the run's claim (any size and class) or joins another's.
+        (
+            {
+                "context": {"workflow": {"name": "build", "runId": "42"}},
+                "workspaces": [
+                    {"name": "src", "volumeClaimTemplate": CLAIM_TEMPLATE},
+                    {"name": "out", "volumeClaimTemplate": CLAIM_TEMPLATE},
+                ],
+            },
+            ["the claims of volumeClaimTemplate workspace(s) out, src"],
         ),
         (
             {
@@ -236,6 +252,90 @@ def test_fail_closed_without_the_admission_policy(
     assert authorization_refusal(steprun(), guard, {"team": "ci"}, CONFIG) is None
     opt_out = CONFIG.model_copy(update={"require_admission_policy": False})
     assert authorization_refusal(sr, guard, {"team": "ci"}, opt_out) is None
+
+
+# ---------------------------------------------------------------- run claims
+
+RUN_CLAIM_SPEC = {
+    "context": {"workflow": {"name": "build", "runId": "42"}},
+    "workspaces": [{"name": "src", "volumeClaimTemplate": CLAIM_TEMPLATE}],
+}
+CLAIM_GUARDS = {
+    name: case
+    for name, case in GUARDS.items()
+    # When the StepRun was created does not matter here, only when each claim was.
+    if name not in ("installed-after-the-steprun", "binding-after-the-steprun")
+}
+
+
+@pytest.mark.parametrize(("guard", "problem"), CLAIM_GUARDS.values(), ids=CLAIM_GUARDS.keys())
+def test_run_claims_fail_closed_without_the_claim_origin_policy(
+    guard: AdmissionGuard | None, problem: str | None
+) -> None:
+    sr = steprun(**RUN_CLAIM_SPEC)
+    refusal = claim_origin_refusal(sr, guard, {"team": "ci"}, CONFIG)
+    if problem is None:
+        assert refusal is None
+        return
+    assert refusal is not None and problem in refusal
+    assert "workspace(s) src mount the claim of the workflow run" in refusal
+    assert claim_origin_refusal(steprun(), guard, {"team": "ci"}, CONFIG) is None
+    opt_out = CONFIG.model_copy(update={"require_admission_policy": False})
+    assert claim_origin_refusal(sr, guard, {"team": "ci"}, opt_out) is None
+
+
+def run_claim(created: str, annotated: bool = True) -> dict[str, Any]:
+    annotations = {"steprun.dev/created-for": "uid-0"} if annotated else {}
+    return {"metadata": {"creationTimestamp": created, "annotations": annotations}}
+
+
+GUARDED_SINCE = AdmissionGuard.read(POLICY, policy_body(), [binding()])
+
+
+@pytest.mark.parametrize(
+    ("claim", "guard", "config", "problem"),
+    [
+        pytest.param(run_claim("2026-12-01T10:00:01Z"), GUARDED_SINCE, CONFIG, None, id="after"),
+        pytest.param(
+            run_claim(CREATED), GUARDED_SINCE, CONFIG, "before the claim-origin", id="same-second"
+        ),
+        pytest.param(
+            run_claim("2026-12-01T09:00:00Z"), GUARDED_SINCE, CONFIG, "anyone may", id="before"
+        ),
+        pytest.param(
+            run_claim("2026-12-01T10:00:01Z"), None, CONFIG, "before the claim-origin", id="unread"
+        ),
+        pytest.param(
+            run_claim("2026-12-01T10:00:01Z", annotated=False),
+            GUARDED_SINCE,
+            CONFIG,
+            "steprun did not make it",
+            id="planted-without-the-annotation",
+        ),
+        pytest.param(
+            run_claim("2026-12-01T09:00:00Z"),
+            None,
+            CONFIG.model_copy(update={"require_admission_policy": False}),
+            None,
+            id="opted-out",
+        ),
+        pytest.param(
+            run_claim("2026-12-01T09:00:00Z", annotated=False),
+            None,
+            CONFIG.model_copy(update={"require_admission_policy": False}),
+            "steprun did not make it",
+            id="opted-out-still-needs-the-annotation",
+        ),
+    ],
+)  # fmt: skip
+def test_an_existing_run_claim_is_joined_only_when_the_operator_made_it(
+    claim: dict[str, Any],
+    guard: AdmissionGuard | None,
+    config: OperatorConfig,
+    problem: str | None,
+) -> None:
+    found = claim_origin_problem(claim, guard, config)
+    assert found is None if problem is None else (found is not None and problem in found)
 
 
 # ---------------------------------------------------------------- podTemplate

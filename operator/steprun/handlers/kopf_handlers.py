@@ -189,4 +189,5 @@ def register(
     @kopf.on.cleanup(registry=registry)
     async def drain(**_: Any) -> None:
         await reconciler.queue.drain()
+        await reconciler.off_lane.drain()
         await reconciler.kube.close()

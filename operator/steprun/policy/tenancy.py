@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from steprun.api.models import LabelSelector, Mode, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.admission import namespace_matches
+from steprun.render.names import ANNOTATION_CLAIM_CREATOR
 from steprun.timeutil import parse_time
 
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -80,6 +81,9 @@ def needs_creator_check(sr: StepRun) -> list[str]:
     )
     if claims:
         needs.append(f"PersistentVolumeClaim(s) {', '.join(claims)}")
+    templates = sorted(w.name for w in sr.spec.workspace_list if w.volume_claim_template)
+    if templates:
+        needs.append(f"the claims of volumeClaimTemplate workspace(s) {', '.join(templates)}")
     # An input reads what another step uploaded: as much a read of that StepRun as its status.
     inputs = sr.spec.artifacts.inputs if sr.spec.artifacts is not None else []
     producers = sorted({i.from_.step_run for i in inputs})
@@ -198,6 +202,65 @@ def authorization_refusal(
         "namespace, set "
         "STEPRUN_REQUIRE_ADMISSION_POLICY=false"
     )
+
+
+# ---------------------------------------------------------------- run claims
+
+
+def claim_origin_refusal(
+    sr: StepRun,
+    guard: AdmissionGuard | None,
+    namespace_labels: Mapping[str, str],
+    config: OperatorConfig,
+) -> str | None:
+    """Why a step with volumeClaimTemplate workspaces is not run (fail closed): without the
+    claim-origin policy anyone who may create claims could have planted the run's claim."""
+    templates = sorted(w.name for w in sr.spec.workspace_list if w.volume_claim_template)
+    if not templates or not config.require_admission_policy:
+        return None
+    name = guard.name if guard is not None else config.claim_origin_policy
+    if guard is None:
+        problem = f"the operator cannot read ValidatingAdmissionPolicy {name}"
+    elif guard.problem is not None:
+        problem = guard.problem
+    elif not guard.covers(namespace_labels):
+        problem = (
+            f"the bindings of ValidatingAdmissionPolicy {name} exclude namespace {sr.namespace}"
+        )
+    else:
+        return None
+    return (
+        f"not run: workspace(s) {', '.join(templates)} mount the claim of the workflow run, and "
+        "the admission policy that lets only the operator make such claims is missing "
+        f"({problem}), so a co-tenant could have planted it; install the chart's admission "
+        "policies (manifests/admission/) or, accepting that, set "
+        "STEPRUN_REQUIRE_ADMISSION_POLICY=false"
+    )
+
+
+def claim_origin_problem(
+    claim: Mapping[str, Any], guard: AdmissionGuard | None, config: OperatorConfig
+) -> str | None:
+    """Why an existing claim carrying the run's labels is not one the operator made, or None.
+
+    Only claims the operator made carry the creator annotation, and the claim-origin policy
+    makes that annotation (and the labels) unforgeable, but only for claims created after it:
+    an older one may have been planted before it was installed.
+    """
+    metadata = claim.get("metadata") or {}
+    if not (metadata.get("annotations") or {}).get(ANNOTATION_CLAIM_CREATOR):
+        return "steprun did not make it"
+    if not config.require_admission_policy:
+        return None
+    created = parse_time(metadata.get("creationTimestamp"))
+    trusted_since = guard.created if guard is not None and guard.problem is None else None
+    # One-second resolution: a claim of the same second as the policy may predate it.
+    if trusted_since is None or created is None or created <= trusted_since:
+        return (
+            "it was made before the claim-origin admission policy guarded the namespace, so "
+            "anyone may have made it"
+        )
+    return None
 
 
 # ---------------------------------------------------------------- podTemplate

@@ -23,8 +23,11 @@ from steprun.render.artifacts import ResolvedInput, input_sources, resolve_input
 
 # The repository Secret is read at most this often (it rarely changes; each step needs it).
 CREDENTIALS_TTL_SECONDS = 60.0
-# How long a log archive may take before it is given up (a followed log: beyond the grace).
+# How long a log archive may take before it is given up.
 ARCHIVE_TIMEOUT_SECONDS = 300.0
+# A cancelled step's log is followed for its grace period and this much more: the kubelet kills
+# the container at the end of the grace period, and its last lines still have to be copied.
+ARCHIVE_MARGIN_SECONDS = 10.0
 
 
 class ArtifactProblem(Exception):
@@ -103,14 +106,24 @@ class Artifacts:
         )
         return ArtifactStore(repository, credentials)
 
+    def archives_logs(self, namespace: str) -> bool:
+        return self.enabled(namespace) and self.config.artifacts_archive_logs
+
     async def archive_log(
-        self, sr: StepRun, attempt: int, pod_name: str, *, follow: bool = False
+        self,
+        sr: StepRun,
+        attempt: int,
+        pod_name: str,
+        *,
+        follow: bool = False,
+        give_up_after: float = ARCHIVE_TIMEOUT_SECONDS,
     ) -> str | None:
         """Copies the attempt's log to the store, streaming; returns why it could not, if so.
 
         ``follow``: the Pod is terminating (cancel) and its last lines are still to come.
+        ``give_up_after``: seconds, then given up (what was copied by then is not kept).
         """
-        if not (self.enabled(sr.namespace) and self.config.artifacts_archive_logs):
+        if not self.archives_logs(sr.namespace):
             return None
         prefix = self.config.artifact_repository(sr.namespace).prefix
         key = log_key(prefix, sr.namespace, sr.name, sr.uid, attempt)
@@ -122,9 +135,9 @@ class Artifacts:
                 pod_name,
                 STEP_CONTAINER,
                 follow=follow,
-                timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
+                timeout_seconds=max(give_up_after, 1.0),
             )
-            size = await asyncio.wait_for(store.put_stream(key, chunks), ARCHIVE_TIMEOUT_SECONDS)
+            size = await asyncio.wait_for(store.put_stream(key, chunks), max(give_up_after, 1.0))
         except (
             TimeoutError,
             ArtifactProblem,

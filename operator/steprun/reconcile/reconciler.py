@@ -57,7 +57,12 @@ from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
-from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, message_with
+from steprun.reconcile.artifacts import (
+    ARCHIVE_MARGIN_SECONDS,
+    ArtifactProblem,
+    Artifacts,
+    message_with,
+)
 from steprun.reconcile.decide import (
     Cancel,
     ExpireTtl,
@@ -74,6 +79,7 @@ from steprun.reconcile.decide import (
     node_to_avoid,
     pod_created_at,
 )
+from steprun.reconcile.offlane import OffLane
 from steprun.reconcile.queue import (
     FOLLOW_LANE,
     START_LANE,
@@ -187,6 +193,8 @@ class Reconciler:
         self._context_checked: dict[Key, datetime] = {}
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
+        # Cancelled steps whose log is followed through their grace period, out of the lanes.
+        self.off_lane = OffLane(config.archive_concurrency_per_namespace, self.queue.add)
 
     # ------------------------------------------------------------------ entry point
 
@@ -594,7 +602,7 @@ class Reconciler:
 
     async def _ensure_workspaces(self, sr: StepRun) -> None:
         try:
-            await ensure_workspaces(self.kube, sr)
+            await ensure_workspaces(self.kube, sr, self.tenancy.claim_problem)
         except WorkspaceUnavailable as error:
             raise StepAborted(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, str(error)) from None
 
@@ -880,6 +888,8 @@ class Reconciler:
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
         """Deletes every Pod of the StepRun, found by its uid label whatever status says: a
         Pod created by a reconcile whose status write then lost a race is not in status."""
+        if self.off_lane.busy(_key(sr)):
+            return  # its log is being archived; the status write that follows ends it
         sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
         grace = grace_period_seconds(sr, sandbox)
         pods = await self.kube.list("Pod", sr.namespace, label_selector=f"{LABEL_UID}={sr.uid}")
@@ -901,13 +911,42 @@ class Reconciler:
             message = f"cancelled: Pod {pod_name} was already being deleted"
         else:
             message = "cancelled before a Pod was created"
-        if pod_name:
+        if pod_name and self.artifacts.archives_logs(sr.namespace):
             # Followed until the container ends, so the lines of its grace period are kept too
-            # (the tracking finalizer keeps the Pod, and its log, until the status is written).
-            note = await self.artifacts.archive_log(
-                sr, sr.status.attempt or 1, pod_name, follow=True
-            )
-            message = message_with(message, note)
+            # (the tracking finalizer keeps the Pod, and its log, until the status is written);
+            # that may take the whole grace period, so never in a reconcile slot.
+            finish = self._archive_then_cancel(sr, pod_name, message, now, grace)
+            self.off_lane.start(_key(sr), finish)
+            return
+        await self._end_cancelled(sr, message, now)
+
+    async def _archive_then_cancel(
+        self, sr: StepRun, pod_name: str, message: str, now: datetime, grace: int
+    ) -> None:
+        deadline = time.monotonic() + grace + ARCHIVE_MARGIN_SECONDS
+        async with self.off_lane.slot(sr.namespace, grace) as got_a_turn:
+            attempt = sr.status.attempt or 1
+            if got_a_turn:
+                within = deadline - time.monotonic()
+                note = await self.artifacts.archive_log(
+                    sr, attempt, pod_name, follow=True, give_up_after=within
+                )
+            else:
+                note = (
+                    f"log of attempt {attempt} not archived: namespace {sr.namespace} had "
+                    f"{self.off_lane.per_namespace} cancelled steps' logs in flight for the "
+                    "whole grace period"
+                )
+        try:
+            await self._end_cancelled(sr, message_with(message, note), now)
+        except Conflict:
+            # Changed during the grace period (labels, annotations): the cancel stands. Any
+            # other failure ends this task, and the reconcile that follows cancels again.
+            fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
+            if fresh.uid == sr.uid and not is_terminal_phase(fresh.status.phase):
+                await self._end_cancelled(fresh, message_with(message, note), now)
+
+    async def _end_cancelled(self, sr: StepRun, message: str, now: datetime) -> None:
         await self._cleanup_context(sr)
         doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, now)
         await self._write(sr, doc, "Normal", Reason.CANCELLED)

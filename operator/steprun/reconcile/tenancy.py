@@ -19,6 +19,8 @@ from steprun.observe.redact import secret_values
 from steprun.policy.tenancy import (
     AdmissionGuard,
     authorization_refusal,
+    claim_origin_problem,
+    claim_origin_refusal,
     namespace_refusal,
     needs_creator_check,
     network_policy_conflicts,
@@ -38,28 +40,34 @@ class Tenancy:
     def __init__(self, kube: Kube, config: OperatorConfig):
         self.kube = kube
         self.config = config
-        self._guard: AdmissionGuard | None = None
-        self._guard_read_at = -GUARD_TTL_SECONDS
+        # Per admission policy name: what was read of it (None: no permission) and when.
+        self._guards: dict[str, tuple[float, AdmissionGuard | None]] = {}
         self._namespaces: dict[str, tuple[float, dict[str, str]]] = {}
         self._log = get_logger("steprun.tenancy")
 
     async def guard(self) -> AdmissionGuard | None:
-        """The admission policy's state, re-read at most every GUARD_TTL_SECONDS; None when
-        the operator may not read it (which counts as missing)."""
-        if time.monotonic() - self._guard_read_at < GUARD_TTL_SECONDS:
-            return self._guard
-        name = self.config.admission_policy
+        """The StepRun-create admission policy's state, re-read at most every
+        GUARD_TTL_SECONDS; None when the operator may not read it (which counts as missing)."""
+        return await self._guard(self.config.admission_policy)
+
+    async def claim_guard(self) -> AdmissionGuard | None:
+        """The same for the claim-origin policy (only the operator makes run claims)."""
+        return await self._guard(self.config.claim_origin_policy)
+
+    async def _guard(self, name: str) -> AdmissionGuard | None:
+        previous = self._guards.get(name)
+        if previous is not None and time.monotonic() - previous[0] < GUARD_TTL_SECONDS:
+            return previous[1]
         try:
             policy = await self.kube.get_or_none("ValidatingAdmissionPolicy", None, name)
             bindings = await self.kube.list("ValidatingAdmissionPolicyBinding", None)
             guard: AdmissionGuard | None = AdmissionGuard.read(name, policy, bindings)
         except Refused:
             guard = None
-        was_fine = self._guard is not None and self._guard.problem is None
-        first_read = self._guard_read_at < 0
-        if (guard is None or guard.problem is not None) and (was_fine or first_read):
-            self._warn_missing(guard)
-        self._guard, self._guard_read_at = guard, time.monotonic()
+        was_fine = previous is not None and previous[1] is not None and previous[1].problem is None
+        if (guard is None or guard.problem is not None) and (was_fine or previous is None):
+            self._warn_missing(name, guard)
+        self._guards[name] = (time.monotonic(), guard)
         return guard
 
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
@@ -76,23 +84,28 @@ class Tenancy:
         return labels
 
     async def announce(self) -> None:
-        """Said loudly at start: what steps will not run for want of the admission policy."""
-        guard = await self.guard()
-        if guard is not None and guard.problem is None:
-            self._log.info("admission policy installed", policy=guard.name)
+        """Said loudly at start: what steps will not run for want of the admission policies."""
+        for guard in (await self.guard(), await self.claim_guard()):
+            if guard is not None and guard.problem is None:
+                self._log.info("admission policy installed", policy=guard.name)
 
-    def _warn_missing(self, guard: AdmissionGuard | None) -> None:
+    def _warn_missing(self, name: str, guard: AdmissionGuard | None) -> None:
         problem = guard.problem if guard is not None else "the operator cannot read it"
+        claims = name == self.config.claim_origin_policy
         consequence = (
-            "steps that name Secrets, a ServiceAccount, claims or artifact producers end Rejected "
-            "until it is installed"
+            (
+                "steps with volumeClaimTemplate workspaces end Rejected until it is installed"
+                if claims
+                else "steps that name Secrets, a ServiceAccount, claims or artifact producers "
+                "end Rejected until it is installed"
+            )
             if self.config.require_admission_policy
             else "STEPRUN_REQUIRE_ADMISSION_POLICY=false: such steps run WITHOUT any check "
             "that their creator may read those Secrets or use that ServiceAccount"
         )
         self._log.error(
-            "StepRun admission policy missing",
-            policy=self.config.admission_policy,
+            f"{'claim-origin' if claims else 'StepRun'} admission policy missing",
+            policy=name,
             problem=problem,
             consequence=consequence,
         )
@@ -106,6 +119,12 @@ class Tenancy:
             problem := authorization_refusal(sr, guard, namespace_labels, self.config)
         ):
             return problem
+        if sr.spec.workspace_list and (
+            problem := claim_origin_refusal(
+                sr, await self.claim_guard(), namespace_labels, self.config
+            )
+        ):
+            return problem
         refused = scheduling_refusals(sr, self.config)
         if refused:
             return (
@@ -113,6 +132,12 @@ class Tenancy:
                 "those keys in the operator's configuration"
             )
         return None
+
+    async def claim_problem(self, claim: Mapping[str, Any]) -> str | None:
+        """Why an existing claim with the run's labels is not joined (see
+        ``claim_origin_problem``), or None."""
+        guard = await self.claim_guard() if self.config.require_admission_policy else None
+        return claim_origin_problem(claim, guard, self.config)
 
     async def network_refusal(self, sr: StepRun, pod_labels: Mapping[str, str]) -> str | None:
         """A sandbox step is not started while another NetworkPolicy would reopen its own."""

@@ -8,6 +8,9 @@ resourceVersion it read, so two steps starting at once never drop each other's r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
 from steprun.api.models import StepRun, Workspace
 from steprun.kube.client import AlreadyExists, Conflict, Kube, NotFound, Transient
 from steprun.render.workspaces import (
@@ -27,14 +30,24 @@ class WorkspaceUnavailable(Exception):
     """A workspace cannot be mounted; the message says which and what to fix."""
 
 
-async def ensure_workspaces(kube: Kube, sr: StepRun) -> None:
+# Why an existing claim with the run's labels is not one the operator made (None: it is).
+OriginCheck = Callable[[Mapping[str, Any]], Awaitable[str | None]]
+
+
+async def _labels_suffice(claim: Mapping[str, Any]) -> str | None:
+    return None
+
+
+async def ensure_workspaces(
+    kube: Kube, sr: StepRun, origin_problem: OriginCheck = _labels_suffice
+) -> None:
     """Raises WorkspaceUnavailable for a claim that is missing or not the run's own; raises
     Transient (retried with backoff) while a run's claim is still being deleted."""
     for workspace in sr.spec.workspace_list:
         if workspace.persistent_volume_claim is not None:
             await _existing_claim(kube, sr, workspace, workspace.persistent_volume_claim.claim_name)
         elif workspace.volume_claim_template is not None:
-            await _run_claim(kube, sr, workspace)
+            await _run_claim(kube, sr, workspace, origin_problem)
 
 
 async def _existing_claim(kube: Kube, sr: StepRun, workspace: Workspace, name: str) -> None:
@@ -50,7 +63,9 @@ async def _existing_claim(kube: Kube, sr: StepRun, workspace: Workspace, name: s
         )
 
 
-async def _run_claim(kube: Kube, sr: StepRun, workspace: Workspace) -> None:
+async def _run_claim(
+    kube: Kube, sr: StepRun, workspace: Workspace, origin_problem: OriginCheck
+) -> None:
     name = run_claim_name(sr, workspace)
     for _ in range(MAX_ROUNDS):
         try:
@@ -62,13 +77,20 @@ async def _run_claim(kube: Kube, sr: StepRun, workspace: Workspace) -> None:
         if claim is None:
             continue  # deleted between the two calls: create it again
         metadata = claim.get("metadata") or {}
+        workflow = sr.spec.context.workflow
+        assert workflow is not None
         if not claim_belongs_to_run(claim, sr, workspace):
-            workflow = sr.spec.context.workflow
-            assert workflow is not None
             raise WorkspaceUnavailable(
                 f'workspace {workspace.name}: PersistentVolumeClaim "{name}" exists but steprun '
                 f"did not make it for workflow {workflow.name} run {workflow.run_id}: delete or "
                 "rename that claim"
+            )
+        # Joining mounts whatever the claim holds: never one someone else made.
+        if problem := await origin_problem(claim):
+            raise WorkspaceUnavailable(
+                f'workspace {workspace.name}: PersistentVolumeClaim "{name}" carries the labels '
+                f"of workflow {workflow.name} run {workflow.run_id} but {problem}: it is not "
+                "mounted; delete it, or use another run id"
             )
         if metadata.get("deletionTimestamp"):
             # The run's earlier steps were deleted and their claim goes with them; a new one is

@@ -31,6 +31,9 @@ ANNOTATION_TRACESTATE = "steprun.dev/tracestate"
 # from it until a status write records the attempt (a Pod that starts promptly is recorded
 # only once it runs).
 ANNOTATION_CREATED_AT = "steprun.dev/created-at"
+# On a run's claim: the uid of the StepRun whose step made it. Only the operator writes it (the
+# claim-origin admission policy), so an existing claim without it is not joined.
+ANNOTATION_CLAIM_CREATOR = "steprun.dev/created-for"
 MANAGED_BY = "steprun"
 
 # Held on every step Pod until its attempt's outcome is in the StepRun's status, so a Pod that

@@ -16,6 +16,7 @@ from steprun.api.models import API_VERSION, Permission, StepRun, Workspace
 from steprun.config import OperatorConfig
 from steprun.policy.decision import SandboxDecision
 from steprun.render.names import (
+    ANNOTATION_CLAIM_CREATOR,
     COMPONENT_WORKSPACE,
     LABEL_COMPONENT,
     LABEL_MANAGED_BY,
@@ -166,6 +167,7 @@ def render_claim(sr: StepRun, workspace: Workspace) -> dict[str, Any]:
             "name": run_claim_name(sr, workspace),
             "namespace": sr.namespace,
             "labels": claim_labels(sr, workspace),
+            "annotations": {ANNOTATION_CLAIM_CREATOR: sr.uid},
             "ownerReferences": [claim_owner(sr)],
         },
         "spec": spec,
