@@ -13,6 +13,7 @@ fi
 stop_daemon kwok
 stop_daemon kueue
 stop_daemon s3-store
+"$HACK_DIR/netpol-down.sh"
 stop_daemon kube-proxy
 stop_daemon kubelet
 if is_running containerd containerd && command -v ctr >/dev/null; then

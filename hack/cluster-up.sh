@@ -2,8 +2,9 @@
 # Brings up a real single-node Kubernetes cluster on this machine, built from official sources:
 # kube-* binaries from the k8s.io/kubernetes Go module (hack/build-k8s.sh), etcd, containerd,
 # runc and the CNI plugins from Debian packages, images built locally and imported into
-# containerd, an S3-compatible artifact store (hack/store-up.sh) and Kueue (hack/kueue-up.sh).
-# Idempotent: components already running are left alone.
+# containerd, a NetworkPolicy agent (kube-router's policy controller, hack/netpol-up.sh), an
+# S3-compatible artifact store (hack/store-up.sh) and Kueue (hack/kueue-up.sh). Idempotent:
+# components already running are left alone.
 #
 #   hack/cluster-up.sh            # the local cluster (needs root)
 #   CLUSTER=kind hack/cluster-up.sh   # a kind cluster where kind and Docker exist
@@ -39,6 +40,7 @@ install_packages() {
   command -v iptables >/dev/null || need+=(iptables)
   command -v openssl >/dev/null || need+=(openssl)
   command -v conntrack >/dev/null || need+=(conntrack)
+  command -v ipset >/dev/null || need+=(ipset)
   [ -x /bin/busybox ] || need+=(busybox-static)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
@@ -57,39 +59,6 @@ prepare_host() {
   sysctl -qw fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   mkdir -p /etc/cni/net.d "$LOGS" "$PIDS" "$PKI"
-}
-
-gen_cert() {  # NAME SUBJECT EXTENSIONS...
-  local name=$1 subject=$2; shift 2
-  [ -f "$PKI/$name.crt" ] && return 0
-  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
-  openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
-  printf '%s\n' "$@" >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-    -days 825 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
-write_kubeconfig() {  # FILE CERT_NAME
-  cat >"$1" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: steprun-local
-  cluster:
-    server: https://127.0.0.1:$API_PORT
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
-    client-key-data: $(base64 -w0 "$PKI/$2.key")
-contexts:
-- name: steprun-local
-  context: {cluster: steprun-local, user: $2}
-current-context: steprun-local
-KCFG
-  chmod 600 "$1"
 }
 
 make_pki() {
@@ -223,7 +192,7 @@ TOML
   "cniVersion": "1.0.0",
   "name": "steprun",
   "plugins": [
-    {"type": "bridge", "bridge": "steprun0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -308,10 +277,19 @@ start_kwok() {
 
 install_packages
 prepare_host
-# Kueue's manager compiles beside Kubernetes (both cached per version): a cold CI run pays for
-# the longer of the two builds, not their sum.
+# The NetworkPolicy agent's cold build (a few minutes, mostly module download) overlaps the
+# Kubernetes build and the steps after it; hack/netpol-up.sh waits for it.
+netpol_build=
+if [ ! -x "$(netpol_bin_dir)/kube-router" ]; then
+  log "building the NetworkPolicy agent in the background (log: $LOGS/build-netpol.log)"
+  "$HACK_DIR/build-netpol.sh" >"$LOGS/build-netpol.log" 2>&1 &
+  netpol_build=$!
+fi
+# Kueue's manager compiles beside Kubernetes too (both cached per version): its module
+# download and the compile overlap the Kubernetes build instead of following it.
 kueue_build=
 if [ ! -x "$(kueue_bin_dir)/kueue" ]; then
+  log "building Kueue in the background (log: $LOGS/build-kueue.log)"
   "$HACK_DIR/build-kueue.sh" >"$LOGS/build-kueue.log" 2>&1 &
   kueue_build=$!
 fi
@@ -327,10 +305,13 @@ start_kubelet
 wait_node_ready
 apply_storage_class
 start_kube_proxy
+if [ -n "$netpol_build" ] && ! wait "$netpol_build"; then
+  fail_component build-netpol "failed"
+fi
+"$HACK_DIR/netpol-up.sh"
 "$HACK_DIR/store-up.sh"
 if [ -n "$kueue_build" ] && ! wait "$kueue_build"; then
-  tail -n 40 "$LOGS/build-kueue.log" >&2
-  die "building kueue failed (log: $LOGS/build-kueue.log)"
+  fail_component build-kueue "failed"
 fi
 "$HACK_DIR/kueue-up.sh"
 start_kwok

@@ -18,6 +18,8 @@ POD_CIDR=${POD_CIDR:-198.18.0.0/16}
 SERVICE_CIDR=${SERVICE_CIDR:-198.19.0.0/16}
 SERVICE_IP=${SERVICE_IP:-198.19.0.1}
 API_PORT=${API_PORT:-6443}
+# The Linux bridge the CNI plugin connects Pods to (hack/cluster-up.sh writes its config).
+CNI_BRIDGE=steprun0
 ETCD_PORT=${ETCD_PORT:-2379}
 PAUSE_IMAGE=steprun.local/pause:3.10
 STEP_IMAGE=steprun.local/step:1
@@ -93,6 +95,41 @@ wait_for() {
     [ "$(date +%s)" -lt "$deadline" ] || fail_component "$name" "not ready after ${timeout}s"
     sleep 0.5
   done
+}
+
+# gen_cert NAME SUBJECT EXTENSIONS... : a key and certificate signed by the cluster's CA, made once.
+gen_cert() {
+  local name=$1 subject=$2; shift 2
+  [ -f "$PKI/$name.crt" ] && return 0
+  openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
+  openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
+  printf '%s\n' "$@" >"$PKI/$name.ext"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 825 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+# write_kubeconfig FILE CERT_NAME : a kubeconfig for the API server with that certificate.
+write_kubeconfig() {
+  cat >"$1" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: steprun-local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$2.crt")
+    client-key-data: $(base64 -w0 "$PKI/$2.key")
+contexts:
+- name: steprun-local
+  context: {cluster: steprun-local, user: $2}
+current-context: steprun-local
+KCFG
+  chmod 600 "$1"
 }
 
 kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }

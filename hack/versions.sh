@@ -11,6 +11,10 @@ k8s_bin_dir() { echo "$STEPRUN_CACHE/k8s/$K8S_VERSION/bin"; }
 # monitoring templates are applied against, read from this Go module's example/ directory.
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
 store_bin_dir() { echo "$STEPRUN_CACHE/versitygw/$VERSITYGW_VERSION/bin"; }
+# The local cluster's NetworkPolicy agent: kube-router (github.com/cloudnativelabs/kube-router/v2)
+# with only its network policy controller (iptables + ipset) running.
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.1.0}
+netpol_bin_dir() { echo "$STEPRUN_CACHE/kube-router/$KUBE_ROUTER_VERSION/bin"; }
 # Kueue (sigs.k8s.io/kueue): admission, quota and preemption of labelled StepRuns. Its manager is
 # built from this Go module and its CRDs are applied from the module's config/components/crd.
 KUEUE_VERSION=${KUEUE_VERSION:-v0.17.0}

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from kubernetes import client
@@ -438,3 +439,68 @@ def test_the_two_step_example_passes_a_directory_from_build_to_test(
         "version=1.0.1",
         "hello from the build",
     ]
+
+
+def test_sandbox_steps_reach_the_store_and_nothing_else(
+    steps: Steps, store: ArtifactStore, sandbox_policies: Any, sandbox_admission: str
+) -> None:
+    """Sandbox steps pass an artifact through the store where NetworkPolicies are enforced
+    (tests/cluster/test_network_policy.py): the store rule the operator adds to each step's
+    policy lets the helpers through, and nothing else on the store's host opens to the step."""
+    sh = {"name": "sh", "image": STEP_IMAGE, "command": ["sh", "-c"]}
+    policy = sandbox_policies.create(
+        "store-only", {"plugins": [sh], "grants": ["artifacts.write", "artifacts.read"]}
+    )
+    store_host = urlparse(store.repository.endpoint).hostname
+    # The API server listens on the store's host too: a port of that address the rule omits.
+    api_port = urlparse(steps.api.configuration.host).port or 443
+    probe = (
+        f"if nc -w 3 {store_host} {api_port} </dev/null; then echo other-port=open; "
+        "else echo other-port=refused; fi"
+    )
+
+    def sandboxed(script: str, permission: str, artifacts: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "mode": "sandbox",
+            "sandbox": {"policy": policy, "plugin": "sh", "permissions": [permission]},
+            # The agent confines a Pod once it has an IP (docs/security.md): wait it out.
+            "args": [f"sleep 5; {probe}; {script}"],
+            "artifacts": artifacts,
+            "timeoutSeconds": 120,
+        }
+
+    steps.create(
+        "producer",
+        sandboxed(
+            "mkdir -p /tmp/out && echo sealed > /tmp/out/f",
+            "artifacts.write",
+            {"outputs": [{"name": "out", "path": "/tmp/out"}]},
+        ),
+    )
+    status = steps.wait_terminal("producer", timeout=150)
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Completed"), status
+    [uploaded] = status["artifacts"]
+    assert b"".join(store.read(uploaded["key"])), uploaded
+
+    steps.create(
+        "consumer",
+        sandboxed(
+            'test "$(cat /tmp/in/f)" = sealed && echo consumed',
+            "artifacts.read",
+            {
+                "inputs": [
+                    {
+                        "name": "in",
+                        "from": {"stepRun": "producer", "artifact": "out"},
+                        "path": "/tmp/in",
+                    }
+                ]
+            },
+        ),
+    )
+    status = steps.wait_terminal("consumer", timeout=150)
+    assert (status["phase"], status["exitCode"]) == ("Succeeded", 0), status
+    for name in ("producer", "consumer"):
+        lines = list(engine(steps, store).logs(name))
+        assert "other-port=refused" in lines, (name, lines)
+    assert "consumed" in list(engine(steps, store).logs("consumer"))

@@ -4,8 +4,8 @@ Every sandbox step here runs in a namespace enforcing the Pod Security "restrict
 with the sandbox-Pod ValidatingAdmissionPolicy of ``manifests/admission/`` installed, so each
 Pod the operator creates is also proof that both admit it.
 
-NetworkPolicies are checked as objects (owner, selected Pods, rules), not by sending traffic:
-the local cluster's CNI is a plain bridge, which does not enforce NetworkPolicies.
+NetworkPolicies are checked here as objects (owner, selected Pods, rules);
+tests/cluster/test_network_policy.py sends real traffic through them.
 """
 
 from __future__ import annotations
