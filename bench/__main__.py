@@ -18,6 +18,9 @@ from bench.identity import whoami
 from bench.kube import Api, ApiError
 from bench.scenario import Environment, ScenarioResult, ScenarioSpec, run_scenario
 from bench.settings import REPO, Settings, settings_from
+from steprun.api.resources import STEPRUN, resource
+
+STEPRUN_CRD = f"{STEPRUN.plural}.{STEPRUN.group}"
 
 
 def _log(text: str) -> None:
@@ -26,16 +29,14 @@ def _log(text: str) -> None:
 
 async def _preflight(api: Api, settings: Settings) -> None:
     try:
-        await api.request(
-            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/stepruns.steprun.dev"
-        )
+        await api.request("GET", resource("CustomResourceDefinition").path(name=STEPRUN_CRD))
     except ApiError as error:
         raise SystemExit(
             f"the StepRun CRD is not installed ({error}): kubectl apply -f crds"
         ) from None
     if settings.nodes == "kwok":
         wanted = ",".join(["type=kwok", *(f"{k}={v}" for k, v in settings.node_labels)])
-        nodes = await api.request("GET", "/api/v1/nodes", query={"labelSelector": wanted})
+        nodes = await api.request("GET", resource("Node").path(), query={"labelSelector": wanted})
         if not nodes.get("items"):
             raise SystemExit(f"no kwok nodes ({wanted}): run hack/kwok-up.sh N first")
         if not any(_ready(node) for node in nodes["items"]):

@@ -31,8 +31,8 @@ from tests.support.operator_process import OperatorProcess
 from bench.kube import Api
 from bench.procstat import memory_bytes
 from steprun.api.models import Phase
+from steprun.api.resources import resource
 from steprun.client import StepRunClient
-from steprun.kube.client import Kube
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELPER_MARK = "steprun-artifacts"
@@ -86,7 +86,7 @@ async def _create_namespace(kubeconfig: str, namespace: str, env: Mapping[str, s
     """The steps' namespace, with the store's credentials as the Secret the operator is told of."""
     api = await Api.connect(kubeconfig)
     try:
-        await api.create({"metadata": {"name": namespace}}, Kube.path("Namespace", None))
+        await api.create({"metadata": {"name": namespace}}, resource("Namespace").path(None))
         secret = {
             "metadata": {"name": "store"},
             "stringData": {
@@ -94,7 +94,7 @@ async def _create_namespace(kubeconfig: str, namespace: str, env: Mapping[str, s
                 "secretKey": env["STORE_SECRET_KEY"],
             },
         }
-        await api.create(secret, Kube.path("Secret", namespace))
+        await api.create(secret, resource("Secret").path(namespace))
     finally:
         await api.close()
 
@@ -102,7 +102,7 @@ async def _create_namespace(kubeconfig: str, namespace: str, env: Mapping[str, s
 async def _delete_namespace(kubeconfig: str, namespace: str) -> None:
     api = await Api.connect(kubeconfig)
     try:
-        await api.delete(Kube.path("Namespace", None, namespace))
+        await api.delete(resource("Namespace").path(None, namespace))
     finally:
         await api.close()
 

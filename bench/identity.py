@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from bench.kube import Api
+from steprun.api.resources import resource
 
 SERVICE_ACCOUNT = "steprun-operator"
 TOKEN_SECONDS = 24 * 3600
@@ -54,7 +55,7 @@ async def create_operator_identity(
     """Writes the operator's kubeconfig to ``out``; returns the username it will appear as."""
     await api.create(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT}},
-        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        resource("ServiceAccount").path(namespace),
     )
     await api.create(
         {
@@ -70,7 +71,7 @@ async def create_operator_identity(
                 {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}
             ],
         },
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        resource("ClusterRoleBinding").path(),
     )
     review = await api.create(
         {
@@ -78,22 +79,20 @@ async def create_operator_identity(
             "kind": "TokenRequest",
             "spec": {"expirationSeconds": TOKEN_SECONDS},
         },
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/{SERVICE_ACCOUNT}/token",
+        resource("ServiceAccount").path(namespace, SERVICE_ACCOUNT, "token"),
     )
     await asyncio.to_thread(write_kubeconfig, admin_kubeconfig, review["status"]["token"], out)
     return username(namespace)
 
 
 async def delete_operator_identity(api: Api, run_id: str) -> None:
-    await api.delete(
-        f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{binding_name(run_id)}"
-    )
+    await api.delete(resource("ClusterRoleBinding").path(name=binding_name(run_id)))
 
 
 async def whoami(api: Api) -> str:
     """The username the API server sees for the benchmark's own client."""
     review = await api.create(
         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
-        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        resource("SelfSubjectReview").path(),
     )
     return str(review["status"]["userInfo"]["username"])

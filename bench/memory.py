@@ -36,8 +36,9 @@ from bench.operator import OperatorProcess
 from bench.procstat import cpu_seconds, memory_bytes
 from bench.scenario import _operator_metrics
 from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION, RUN_DURATION_ANNOTATION
+from steprun.api.resources import STEPRUN, resource
 
-GROUP_VERSION = "steprun.dev/v1alpha1"
+GROUP_VERSION = STEPRUN.api_version
 CONCURRENCY = 32
 # The operator has settled once it uses less CPU than this per second, twice in a row.
 SETTLED_CPU_PER_SECOND = 0.02
@@ -143,16 +144,16 @@ def _pod(name: str, owner_uid: str) -> dict[str, Any]:
 
 
 async def _retain_one(api: Api, namespace: str, name: str) -> None:
-    base = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns"
+    base = STEPRUN.path(namespace)
     created = await api.create(_steprun(name), base)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await api.request(
         "PATCH",
-        f"{base}/{name}/status",
+        STEPRUN.path(namespace, name, "status"),
         {"status": _status(name, now)},
         content_type="application/merge-patch+json",
     )
-    await api.create(_pod(name, created["metadata"]["uid"]), f"/api/v1/namespaces/{namespace}/pods")
+    await api.create(_pod(name, created["metadata"]["uid"]), resource("Pod").path(namespace))
 
 
 async def _retain(api: Api, namespace: str, start: int, stop: int) -> None:
@@ -175,8 +176,8 @@ async def _shrink(api: Api, namespace: str, start: int, stop: int) -> None:
         name = f"done-{index:05d}"
         async with gate:
             for path in (
-                f"/api/v1/namespaces/{namespace}/pods/{name}-1",
-                f"/apis/{GROUP_VERSION}/namespaces/{namespace}/stepruns/{name}",
+                resource("Pod").path(namespace, f"{name}-1"),
+                STEPRUN.path(namespace, name),
             ):
                 try:
                     await api.request("DELETE", path, query=query)
@@ -195,11 +196,11 @@ async def _shrink(api: Api, namespace: str, start: int, stop: int) -> None:
 
 async def _retained(api: Api, namespace: str, plural: str = "stepruns") -> int:
     """How many StepRuns (or Pods) ``namespace`` holds (0 when it does not exist)."""
-    base = f"/apis/{GROUP_VERSION}" if plural == "stepruns" else "/api/v1"
+    kind = STEPRUN if plural == "stepruns" else resource("Pod")
     try:
         listed = await api.request(
             "GET",
-            f"{base}/namespaces/{namespace}/{plural}",
+            kind.path(namespace),
             query={"limit": "1"},
         )
     except ApiError as error:
@@ -395,7 +396,7 @@ async def main() -> None:
     try:
         retained = await _retained(api, namespace) if kept else 0
         try:
-            await api.create({"metadata": {"name": namespace}}, "/api/v1/namespaces")
+            await api.create({"metadata": {"name": namespace}}, resource("Namespace").path())
         except ApiError as error:
             if not (kept and error.status == 409):
                 raise
@@ -426,7 +427,7 @@ async def main() -> None:
     finally:
         try:
             if not kept:
-                await api.delete(f"/api/v1/namespaces/{namespace}")
+                await api.delete(resource("Namespace").path(name=namespace))
         except ApiError as error:
             _log(f"namespace {namespace} not deleted: {error}")
         await api.close()

@@ -19,6 +19,9 @@ from bench.timeline import (
     steprun_outcome,
 )
 from bench.workload import SIDES, Side
+from steprun.api.resources import STEPRUN, resource
+
+POD = resource("Pod")
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,11 @@ def _bare_pod(timeline: Timeline, body: Body, now: float) -> None:
 
 def streams(steprun_namespace: str, job_namespace: str, pod_namespace: str) -> list[Stream]:
     return [
-        Stream(
-            "steprun",
-            f"/apis/steprun.dev/v1alpha1/namespaces/{steprun_namespace}/stepruns",
-            _steprun,
-        ),
-        Stream("steprun", f"/api/v1/namespaces/{steprun_namespace}/pods", _pod_of("StepRun")),
-        Stream("job", f"/apis/batch/v1/namespaces/{job_namespace}/jobs", _job),
-        Stream("job", f"/api/v1/namespaces/{job_namespace}/pods", _pod_of("Job")),
-        Stream("pod", f"/api/v1/namespaces/{pod_namespace}/pods", _bare_pod),
+        Stream("steprun", STEPRUN.path(steprun_namespace), _steprun),
+        Stream("steprun", POD.path(steprun_namespace), _pod_of("StepRun")),
+        Stream("job", resource("Job").path(job_namespace), _job),
+        Stream("job", POD.path(job_namespace), _pod_of("Job")),
+        Stream("pod", POD.path(pod_namespace), _bare_pod),
     ]
 
 

@@ -38,6 +38,7 @@ from bench.workload import (
     source_secret,
     steprun,
 )
+from steprun.api.resources import resource
 
 Log = Callable[[str], Any]
 # Cluster processes whose CPU and memory are reported next to the operator's.
@@ -113,11 +114,11 @@ def run_id_for(spec: ScenarioSpec, now: datetime) -> str:
 
 def _paths(namespace: str) -> dict[str, str]:
     return {
-        "stepruns": f"/apis/steprun.dev/v1alpha1/namespaces/{namespace}/stepruns",
-        "jobs": f"/apis/batch/v1/namespaces/{namespace}/jobs",
-        "pods": f"/api/v1/namespaces/{namespace}/pods",
-        "configmaps": f"/api/v1/namespaces/{namespace}/configmaps",
-        "secrets": f"/api/v1/namespaces/{namespace}/secrets",
+        "stepruns": resource("StepRun").path(namespace),
+        "jobs": resource("Job").path(namespace),
+        "pods": resource("Pod").path(namespace),
+        "configmaps": resource("ConfigMap").path(namespace),
+        "secrets": resource("Secret").path(namespace),
     }
 
 
@@ -128,12 +129,12 @@ async def _create_namespace(api: Api, name: str, run_id: str) -> None:
             "kind": "Namespace",
             "metadata": {"name": name, "labels": {BENCH_LABEL: run_id}},
         },
-        "/api/v1/namespaces",
+        resource("Namespace").path(),
     )
     # Pods need the namespace's default ServiceAccount, which a controller adds shortly after.
     for _ in range(300):
         try:
-            await api.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            await api.request("GET", resource("ServiceAccount").path(name, "default"))
             return
         except ApiError as error:
             if error.status != 404:
@@ -392,12 +393,12 @@ def _count_audit(
 async def _cleanup(api: Api, result: ScenarioResult, log: Log, patience: float = 1200) -> None:
     begin = time.monotonic()
     for namespace in result.namespaces.values():
-        await api.delete(f"/api/v1/namespaces/{namespace}")
+        await api.delete(resource("Namespace").path(name=namespace))
     pending = set(result.namespaces.values())
     while pending and time.monotonic() - begin < patience:
         for namespace in list(pending):
             try:
-                await api.request("GET", f"/api/v1/namespaces/{namespace}")
+                await api.request("GET", resource("Namespace").path(name=namespace))
             except ApiError as error:
                 if error.status == 404:
                     pending.discard(namespace)

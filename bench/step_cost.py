@@ -28,7 +28,7 @@ from bench.operator import OperatorProcess
 from bench.procstat import cpu_seconds
 from bench.promtext import operator_requests
 from bench.workload import KWOK_NODE_SELECTOR, KWOK_TOLERATION
-from steprun.kube.client import Kube
+from steprun.api.resources import resource
 
 API_VERSION = "steprun.dev/v1alpha1"
 
@@ -48,7 +48,7 @@ def _spec(i: int) -> dict[str, object]:
 
 
 async def _done(api: Api, namespace: str, n: int) -> bool:
-    listed = await api.request("GET", Kube.path("StepRun", namespace))
+    listed = await api.request("GET", resource("StepRun").path(namespace))
     items = listed["items"]
     succeeded = sum(1 for s in items if (s.get("status") or {}).get("phase") == "Succeeded")
     failed = [
@@ -58,7 +58,7 @@ async def _done(api: Api, namespace: str, n: int) -> bool:
     ]
     if failed:
         raise SystemExit(f"{len(failed)} steps did not succeed, e.g. {failed[0].get('status')}")
-    pods = await api.request("GET", Kube.path("Pod", namespace))
+    pods = await api.request("GET", resource("Pod").path(namespace))
     held = [p for p in pods["items"] if p["metadata"].get("finalizers")]
     return succeeded == n and not held
 
@@ -73,7 +73,7 @@ async def measure(steps: int, rate: float, python: str, kubeconfig: Path) -> Non
 
 async def _measure(api: Api, steps: int, rate: float, python: str, kubeconfig: Path) -> None:
     namespace = f"bench-cost-{int(time.time())}"
-    await api.create({"metadata": {"name": namespace}}, Kube.path("Namespace", None))
+    await api.create({"metadata": {"name": namespace}}, resource("Namespace").path(None))
     log = Path(tempfile.mkdtemp(prefix="step-cost-")) / "operator.log"
     operator = OperatorProcess(
         kubeconfig=kubeconfig,
@@ -94,14 +94,14 @@ async def _measure(api: Api, steps: int, rate: float, python: str, kubeconfig: P
                 "metadata": {"name": f"s{i}"},
                 "spec": _spec(i),
             }
-            await api.create(body, Kube.path("StepRun", namespace))
+            await api.create(body, resource("StepRun").path(namespace))
             await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
         while not await _done(api, namespace, steps):  # noqa: ASYNC110
             await asyncio.sleep(1)
         after, cpu_after = _requests(operator.metrics_port), cpu_seconds(operator.pid)
     finally:
         await operator.stop()
-        await api.delete(Kube.path("Namespace", None, namespace))
+        await api.delete(resource("Namespace").path(None, namespace))
     grown = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after}
     writes = sum(n for verb, n in grown.items() if verb != "get")
     print(f"operator: {python}")

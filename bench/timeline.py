@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-STEPRUN_TERMINAL = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected"})
+from steprun.api.models import is_terminal_phase
+
 POD_TERMINAL = frozenset({"Succeeded", "Failed"})
 
 
@@ -80,7 +81,7 @@ class Timeline:
 
 def steprun_outcome(body: Mapping[str, Any]) -> str | None:
     phase = (body.get("status") or {}).get("phase")
-    return str(phase) if phase in STEPRUN_TERMINAL else None
+    return str(phase) if is_terminal_phase(phase) else None
 
 
 def job_outcome(body: Mapping[str, Any]) -> str | None:

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from steprun.api.models import StepRunStatus
+from steprun.api.models import StepRunStatus, is_terminal_phase
 from steprun.timeutil import parse_time
 
 # Every counter and histogram would also export a `*_created` timestamp series, which no panel
@@ -36,7 +36,6 @@ from steprun.timeutil import parse_time
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PHASES = ("New", "Pending", "Running", "Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected")
-TERMINAL = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected"})
 Key = tuple[str, str]
 
 BUILD_INFO = Info("steprun_build", "Version of the running operator and of what it runs on")
@@ -187,7 +186,7 @@ def record_transition(created: str | None, status: StepRunStatus) -> None:
     """A status write: count the transition; a terminal one also observes the step's duration."""
     phase, reason = str(status.phase), str(status.reason)
     TRANSITIONS.labels(phase=phase, reason=reason).inc()
-    if phase not in TERMINAL:
+    if not is_terminal_phase(phase):
         return
     started, ended = parse_time(created), parse_time(status.completion_time)
     if started is not None and ended is not None:

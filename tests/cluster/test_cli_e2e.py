@@ -16,7 +16,6 @@ import yaml
 from kubernetes import client as k8s
 
 from steprun.cli import exit_codes
-from steprun.cli.output import steprun_document
 from steprun.client import StepRunClient
 from tests.support.cli import cli_process
 from tests.support.operator_process import OperatorProcess
@@ -148,7 +147,8 @@ def test_render_equals_what_the_operator_created(
     pod = eventually(lambda: _pod_or_none(core, namespace, "rendered-1"), 90, "the Pod")
     steprun = steprun_client.get("rendered")
     manifest = tmp_path / "steprun.yaml"
-    manifest.write_text(yaml.safe_dump(steprun_document(steprun)))
+    served = steprun.model_dump(by_alias=True, exclude_none=True, mode="json")
+    manifest.write_text(yaml.safe_dump(served))
 
     done = cli("render", "-f", str(manifest))
     assert done.returncode == 0, done.stderr

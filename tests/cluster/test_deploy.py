@@ -680,9 +680,15 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("list", "clusterkopfpeerings.kopf.dev", None),
         ("watch", "clusterkopfpeerings.kopf.dev", None),
         ("patch", peering, None),
-        # The StepRun-create admission policy (its own, by name) and the bindings that enforce
-        # it; other NetworkPolicies, which could reopen a sandbox's.
+        # The StepRun-create and claim-origin admission policies (its own, by name) and the
+        # bindings that enforce them; other NetworkPolicies, which could reopen a sandbox's.
         ("get", f"validatingadmissionpolicies.admissionregistration.k8s.io:{policy}", None),
+        (
+            "get",
+            f"validatingadmissionpolicies.admissionregistration.k8s.io:{deployment.release}"
+            "-claim-origin",
+            None,
+        ),
         ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
         ("list", "networkpolicies.networking.k8s.io", ns),
         # Kueue: a queued step's Workload, its LocalQueue, the flavours and priority classes.

@@ -85,12 +85,14 @@ def test_typescript_runner_sandbox(
     kubeconfig: str,
     step_image: str,
 ) -> None:
-    """Plugin handler and CLI command steps, in a restricted namespace under admission."""
+    """Plugin handler (scoped and not) and CLI command steps, in a restricted namespace under
+    admission."""
     greet = 'who=$(sed -n \'s/.*"who": *"\\([^"]*\\)".*/\\1/p\' "$STEPRUN_CONTEXT_FILE"); '
     greet += (
         'echo "greeting $who"; printf \'{"greeting":"hello %s"}\' "$who" > "$STEPRUN_OUTPUT_FILE"'
     )
     report = 'printf \'{"args":"%s"}\' "$*" > "$STEPRUN_OUTPUT_FILE"'
+    quality = 'echo checking; echo "::kb-output::{\\"passed\\":true}"'
     policy = sandbox_policies.create(
         "ts",
         {
@@ -102,7 +104,14 @@ def test_typescript_runner_sandbox(
                     "command": SHELL,
                     "handlers": [{"id": "greet", "command": [*SHELL, greet]}],
                     "commands": [{"id": "report", "command": [*SHELL, report, "report"]}],
-                }
+                },
+                # A scoped plugin, as the runtime's plugins are published.
+                {
+                    "name": "@kb-labs/quality",
+                    "image": step_image,
+                    "command": SHELL,
+                    "handlers": [{"id": "check", "command": [*SHELL, quality]}],
+                },
             ]
         },
     )

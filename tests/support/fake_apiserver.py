@@ -2,7 +2,7 @@
 
 For the engine client and the CLI: real kubernetes clients, real request shapes, content
 types, chunked streaming, watch resumption and error mapping. It serves the paths of the
-access layer (``steprun.kube.client.Kube.path``) for the kinds below: lists and watches (with
+access layer (``steprun.api.resources``) for the kinds below: lists and watches (with
 label and field selectors, resourceVersions, 410 Gone after compaction), get, create (with
 ``dryRun``), merge patches of objects and of their status, JSON patches of objects, delete
 (with a uid precondition), Pod logs (``follow``, ``tailLines``, ``timestamps``) and ``/version``.
@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, urlparse
 import kubernetes
 import kubernetes_asyncio
 
+from steprun.api.resources import resource
 from steprun.client.backoff import Backoff
-from steprun.kube.client import Kube
 from steprun.kube.errors import KubeError
 from tests.support.fake_cluster import Body, FakeCluster
 
@@ -50,10 +50,10 @@ def _routes() -> list[Route]:
     cluster_scoped: list[Route] = []
     item = r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|log))?$"
     for kind in KINDS:
-        collection = Kube.path(kind, None)
+        collection = resource(kind).path(None)
         base, _, plural = collection.rpartition("/")
         api_version = base.removeprefix("/apis/").removeprefix("/api/")
-        if Kube.path(kind, "ns") == collection:
+        if resource(kind).path("ns") == collection:
             pattern = re.compile(f"^{re.escape(collection)}{item}")
             cluster_scoped.append((pattern, kind, api_version))
         else:

@@ -14,7 +14,9 @@ relies on:
 - label and field selection; a watch history from any resourceVersion, and 410 Gone for a
   resourceVersion older than the last compaction;
 - failures injected per (verb, kind) as the access layer's own typed errors, so the code under
-  test sees exactly what it would see from a real server.
+  test sees exactly what it would see from a real server. A failure or interleaved writer that
+  is never used fails the test (``unused``, checked by tests/unit/conftest.py): a test whose
+  fault was never met proves nothing.
 
 Thread-safe: the HTTP server answers from several threads while the test plays the operator.
 """
@@ -28,7 +30,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from steprun.kube.errors import AlreadyExists, Conflict, KubeError, NotFound, Refused
 
@@ -92,7 +94,11 @@ class Killed(BaseException):
 
 
 class FakeCluster:
+    # Every cluster made since the last ``made.clear()``: checked for unused faults after a test.
+    made: ClassVar[list[FakeCluster]] = []
+
     def __init__(self) -> None:
+        FakeCluster.made.append(self)
         self.cond = threading.Condition(threading.RLock())
         self.objects: dict[ObjKey, Body] = {}
         self.rv = 1000
@@ -116,6 +122,21 @@ class FakeCluster:
         one per call."""
         with self.cond:
             self.failures[(verb, kind)].extend(errors)
+
+    def unused(self) -> list[str]:
+        """The injected failures and interleaved writers no request has met yet."""
+        with self.cond:
+            left = [
+                f"{len(errors)} failure(s) injected into {verb} {kind} never raised"
+                for (verb, kind), errors in self.failures.items()
+                if errors
+            ]
+            left += [
+                f"{len(actions)} writer(s) interleaved before {verb} {kind} never ran"
+                for (verb, kind), actions in self.interleaved.items()
+                if actions
+            ]
+            return left
 
     def kill_at(self, request: int) -> None:
         """The operator dies as it makes its ``request``-th request from now (0: the next one)."""

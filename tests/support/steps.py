@@ -97,7 +97,7 @@ class Steps:
         )
 
     def context_outliving(self, name: str) -> list[str]:
-        """What of StepRun ``name``'s context outlives its end: API.md has the operator delete
+        """What of StepRun ``name``'s context outlives its end: docs/api.md has the operator delete
         both its Secret and its ConfigMap when the step reaches a terminal phase."""
         left = []
         if self.secret_exists(f"{name}-context"):

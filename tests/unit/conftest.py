@@ -11,6 +11,17 @@ from tests.support.fake_apiserver import NS, FakeApiServer
 from tests.support.fake_cluster import FakeCluster
 
 
+@pytest.fixture(autouse=True)
+def faults_are_used() -> Iterator[None]:
+    """A failure injected into the fake cluster that no request met fails the test."""
+    FakeCluster.made.clear()
+    yield
+    unused = [problem for cluster in FakeCluster.made for problem in cluster.unused()]
+    FakeCluster.made.clear()
+    if unused:
+        pytest.fail("injected into the fake cluster but never used: " + "; ".join(unused))
+
+
 @pytest.fixture
 def server() -> Iterator[FakeApiServer]:
     with FakeApiServer() as running:

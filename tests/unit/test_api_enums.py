@@ -25,6 +25,7 @@ from steprun.api.models import (
     StepRunStatus,
 )
 from steprun.reconcile import status as statuses
+from steprun.reconcile.rules import Ending
 from steprun.render.events import render_event
 from tests.unit.factories import at, pod_name, steprun
 
@@ -117,10 +118,12 @@ WIRE: dict[str, Callable[[], Any]] = {
     "admitted": lambda: AdmittedSandbox.model_validate(ADMITTED).to_api(),
     "pending": lambda: statuses.to_patch(statuses.pending(sandbox_steprun(), 2, pod_name(2), NOW)),
     "cancelled": lambda: statuses.to_patch(
-        statuses.terminal(sandbox_steprun(), Phase.CANCELLED, Reason.CANCELLED, "cancelled", NOW)
+        statuses.terminal(
+            sandbox_steprun(), Ending(Phase.CANCELLED, Reason.CANCELLED, "cancelled"), NOW
+        )
     ),
     "given-up": lambda: statuses.to_patch(
-        statuses.given_up(1, Phase.FAILED, Reason.RECONCILE_FAILED, "too large", NOW)
+        statuses.given_up(1, Ending(Phase.FAILED, Reason.RECONCILE_FAILED, "too large"), NOW)
     ),
     "event": lambda: render_event(steprun(), "Warning", Reason.INVALID_SPEC, "bad", NOW),
     "object": lambda: steprun(status={"phase": "Succeeded"}).model_dump(by_alias=True, mode="json"),

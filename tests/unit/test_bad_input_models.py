@@ -1,6 +1,6 @@
 """Hundreds of invalid and borderline specs against the API models, checked by an oracle.
 
-The oracle below restates the rules of the contract (``shared/API.md`` and the bounds the CRD
+The oracle below restates the rules of the contract (``docs/api.md`` and the bounds the CRD
 publishes) from scratch, without reading the models, so a bound changed by mistake in one place
 shows up as a disagreement. It sorts each broken rule into one of two kinds:
 
@@ -53,9 +53,10 @@ QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?
 PERMISSIONS = ("network.egress", "secrets.read", "filesystem.writable")
 # sandbox.uses: a workflow step's three forms; entry ids may hold / and :.
 ENTRY_ID = r"[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?"
-USES = re.compile(
-    rf"plugin:[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID}|command:{ENTRY_ID}|builtin:shell"
-)
+# A plugin: a DNS label, or a scoped package name @scope/name (npm's lower-case names).
+NPM_PART = r"[a-z0-9]([-a-z0-9._]*[a-z0-9])?"
+PLUGIN_NAME = re.compile(rf"[a-z0-9]([-a-z0-9]*[a-z0-9])?|@{NPM_PART}/{NPM_PART}")
+USES = re.compile(rf"plugin:({PLUGIN_NAME.pattern})/{ENTRY_ID}|command:{ENTRY_ID}|builtin:shell")
 MAX_PLUGINS = 32
 MAX_HANDLERS = 32
 MAX_COMMANDS = 16
@@ -182,7 +183,7 @@ def _context_schema(value: Json, out: list[str]) -> None:
 def _sandbox_ok(value: Json) -> bool:
     fields: dict[str, Callable[[Json], bool]] = {
         "policy": lambda v: _is_str(v, 253, DNS_SUBDOMAIN),
-        "plugin": lambda v: _is_str(v, 63, DNS_LABEL),
+        "plugin": lambda v: _is_str(v, 128, PLUGIN_NAME),
         "uses": lambda v: _is_str(v, 256, USES),
         "permissions": lambda v: (
             isinstance(v, list) and len(v) <= 8 and all(p in PERMISSIONS for p in v)
@@ -338,7 +339,7 @@ def _entries_ok(value: Json, with_args: bool) -> bool:
 
 def _plugin_ok(value: Json) -> bool:
     fields: dict[str, Callable[[Json], bool]] = {
-        "name": lambda v: _is_str(v, 63, DNS_LABEL),
+        "name": lambda v: _is_str(v, 128, PLUGIN_NAME),
         "image": lambda v: _is_str(v, 1024) and len(v) >= 1,
         "command": lambda v: _is_str_list(v, MAX_LIST, MAX_STRING),
         "permissions": _permissions_ok,
@@ -377,7 +378,7 @@ _POLICY_FIELDS: dict[str, Callable[[Json], bool]] = {
     "egress": lambda v: isinstance(v, list) and len(v) <= 64 and all(_egress_ok(e) for e in v),
     "podLabels": _is_str_map,
     "env": lambda v: _is_str_map(v, MAX_MAP_ENTRIES),
-    "shellPlugin": lambda v: _is_str(v, 63, DNS_LABEL),
+    "shellPlugin": lambda v: _is_str(v, 128, PLUGIN_NAME),
 }
 
 
@@ -515,11 +516,16 @@ def _sandbox() -> st.SearchStrategy[Json]:
         {},
         optional={
             "policy": st.sampled_from(("fz-no-such-policy", "Bad_Policy", "")),
-            "plugin": st.sampled_from(("eslint", "Bad_Plugin", "a" * 64)),
+            "plugin": st.sampled_from(
+                ("eslint", "Bad_Plugin", "a" * 64, "@kb-labs/quality", "@Kb/q", "@kb/", "a" * 129)
+            ),
             "uses": st.sampled_from(
                 (
                     "plugin:eslint/fix",
                     "plugin:eslint/notes/draft",
+                    "plugin:@kb-labs/quality/check",
+                    "plugin:@kb-labs/quality",
+                    "plugin:@Kb/quality/check",
                     "command:mind:rag-index",
                     "builtin:shell",
                     "plugin:eslint",
@@ -604,7 +610,10 @@ def step_specs(image: str = IMAGE, max_changes: int = 3) -> st.SearchStrategy[Sp
 def policy_specs() -> st.SearchStrategy[Spec]:
     """SandboxPolicy specs in wire form, each field sometimes broken."""
     plugin = st.fixed_dictionaries(
-        {"name": st.sampled_from(("eslint", "Bad_Name", "")), "image": images_for_plugins()},
+        {
+            "name": st.sampled_from(("eslint", "Bad_Name", "", "@kb-labs/quality", "@kb-labs")),
+            "image": images_for_plugins(),
+        },
         optional={
             "command": st.lists(_text(), max_size=2) | st.just("eslint"),
             "permissions": st.lists(st.sampled_from((*PERMISSIONS, "root")), max_size=2),

@@ -300,6 +300,22 @@ def test_describe_shows_attempts_outputs_pod_state_and_events(
     assert "attempt 2 failed" in events and "not about d" not in events
 
 
+def test_describe_names_what_a_sandbox_step_runs(server: FakeApiServer, kubeconfig: str) -> None:
+    add(
+        server.cluster,
+        "q",
+        mode="sandbox",
+        sandbox={"policy": "ci", "uses": "plugin:@kb-labs/quality/check"},
+    )
+    add(server.cluster, "p", mode="sandbox", sandbox={"policy": "ci", "plugin": "@kb-labs/lint"})
+    code, out, err = steprun_cli(kubeconfig, "describe", "q")
+    assert code == 0, err
+    assert "Sandbox:        plugin:@kb-labs/quality/check, policy ci\n" in out
+    code, out, err = steprun_cli(kubeconfig, "describe", "p")
+    assert code == 0, err
+    assert "Sandbox:        plugin @kb-labs/lint, policy ci\n" in out
+
+
 # ---------------------------------------------------------------------- logs
 
 

@@ -12,11 +12,9 @@ import yaml
 from steprun.api.models import StepRun
 from steprun.cli import exit_codes
 from steprun.cli.output import (
-    dump,
     format_age,
+    format_objects,
     format_table,
-    list_document,
-    steprun_document,
     steprun_table,
 )
 from steprun.timeutil import parse_time_or_none
@@ -92,14 +90,14 @@ def test_steprun_table() -> None:
 
 def test_documents_are_api_objects_in_yaml_and_json() -> None:
     sr = make("x", phase="Succeeded", exitCode=0, outputs={"k": "v"})
-    document = steprun_document(sr)
-    assert document["apiVersion"] == "steprun.dev/v1alpha1" and document["kind"] == "StepRun"
-    assert document["status"]["exitCode"] == 0 and document["status"]["outputs"] == {"k": "v"}
-    assert document["spec"]["terminationGracePeriodSeconds"] == 30
-    assert yaml.safe_load(dump(document, "yaml")) == document
-    assert json.loads(dump(document, "json")) == document
-    listed = list_document([sr, sr])
-    assert listed["kind"] == "List" and len(listed["items"]) == 2
+    served = sr.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for output, load in (("yaml", yaml.safe_load), ("json", json.loads)):
+        document = load(format_objects([served], output, NOW, single=True))
+        assert document == served, output
+        assert document["apiVersion"] == "steprun.dev/v1alpha1" and document["kind"] == "StepRun"
+        assert document["status"]["exitCode"] == 0 and document["status"]["outputs"] == {"k": "v"}
+        listed = load(format_objects([served, served], output, NOW))
+        assert listed["kind"] == "List" and listed["items"] == [served, served], output
 
 
 @pytest.mark.parametrize(

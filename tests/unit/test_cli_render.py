@@ -147,7 +147,7 @@ def test_a_frozen_decision_is_used_without_a_policy(tmp_path: Path) -> None:
     decision = admit(steprun, policy, {}, OperatorConfig()).decision
     assert decision is not None
     frozen = yaml.safe_load(SANDBOX)
-    frozen["status"] = {"admitted": decision.to_status()}
+    frozen["status"] = {"admitted": decision.to_admitted().to_api()}
     code, out, err = cli(
         "-f", "sb.yaml", files={"sb.yaml": yaml.safe_dump(frozen)}, tmp_path=tmp_path
     )

@@ -35,7 +35,7 @@ API_SERVER_REASONS = (
 CRD_DIR = REPO / "crds"
 Schema = dict[str, Any]
 
-# The StepRun and SandboxPolicy of API.md. The StepRun example lists every field at once, so
+# The StepRun and SandboxPolicy of docs/api.md. The StepRun example lists every field at once, so
 # script (exclusive with command/args) and sandbox (mode sandbox only) are left out here.
 API_STEPRUN = """
 apiVersion: steprun.dev/v1alpha1

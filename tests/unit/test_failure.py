@@ -32,6 +32,7 @@ from steprun.observe.failure import (
 )
 from steprun.reconcile import status as statuses
 from steprun.reconcile.decide import FinishAttempt, Outcome, decide, node_to_avoid
+from steprun.reconcile.rules import Ending
 from tests.unit.factories import (
     FINISHED,
     at,
@@ -283,7 +284,7 @@ def test_an_attempt_that_ends_the_step_records_its_failure_on_both(
 def test_a_step_ended_before_any_pod_failed_at_admission(
     phase: Phase, reason: Reason, category: FailureCategory
 ) -> None:
-    ended = statuses.terminal(steprun(), phase, reason, "why", NOW)
+    ended = statuses.terminal(steprun(), Ending(phase, reason, "why"), NOW)
 
     assert ended.failure == Failure(category=category, stage=ADMISSION, reason=reason)
 
@@ -311,7 +312,9 @@ def test_a_step_the_operator_gives_up_on_is_the_platforms_failure(
 ) -> None:
     site = statuses.attempt_site(steprun(status=status), None) if status else None
 
-    ended = statuses.given_up(1, Phase.FAILED, Reason.RECONCILE_FAILED, "refused", NOW, site)
+    ended = statuses.given_up(
+        1, Ending(Phase.FAILED, Reason.RECONCILE_FAILED, "refused"), NOW, site
+    )
 
     assert ended.failure is not None
     assert (ended.failure.category, ended.failure.stage) == (PLATFORM, stage)
@@ -319,7 +322,7 @@ def test_a_step_the_operator_gives_up_on_is_the_platforms_failure(
 
 def test_cancelled_and_succeeded_steps_carry_no_failure() -> None:
     sr = steprun(status=running_status())
-    cancelled = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, "cancelled", NOW)
+    cancelled = statuses.terminal(sr, Ending(Phase.CANCELLED, Reason.CANCELLED, "cancelled"), NOW)
     done = statuses.attempt_finished(
         sr, Outcome(Phase.SUCCEEDED, Reason.COMPLETED, "ok", exit_code=0), NOW, None, None
     )

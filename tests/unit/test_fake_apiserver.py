@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from steprun.api.resources import resource
 from steprun.kube.client import Kube
 from steprun.kube.errors import AlreadyExists, Conflict, NotFound, Refused, Transient
 from tests.support.fake_apiserver import FakeApiServer
@@ -170,7 +171,7 @@ async def test_a_watch_replays_from_a_version_and_answers_410_once_compacted() -
         cluster.put(config_map("other", labels={"team": "data"}))
         cluster.update("ConfigMap", NS, "w", lambda body: body["data"].update(k="changed"))
         cluster.remove("ConfigMap", NS, "w")
-        path = Kube.path("ConfigMap", NS)
+        path = resource("ConfigMap").path(NS)
         query = {
             "resourceVersion": start,
             "timeoutSeconds": "1",
@@ -187,3 +188,19 @@ async def test_a_watch_replays_from_a_version_and_answers_410_once_compacted() -
         fresh = [e async for e in kube.watch(path, query={**query, "resourceVersion": listed})]
         assert fresh == []
         await kube.close()
+
+
+def test_a_fault_no_request_met_is_reported_until_it_is_used() -> None:
+    cluster = FakeCluster()
+    cluster.fail("get", "Pod", Transient(503, "ServiceUnavailable", "busy", None))
+    cluster.interleave("create", "Pod", lambda: None)
+    assert cluster.unused() == [
+        "1 failure(s) injected into get Pod never raised",
+        "1 writer(s) interleaved before create Pod never ran",
+    ]
+
+    with pytest.raises(Transient):
+        cluster.enter("get", "Pod", "step-1")
+    cluster.enter("create", "Pod", "step-1")
+
+    assert cluster.unused() == []

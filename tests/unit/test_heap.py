@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import platform
+import weakref
+
 import pytest
 
+from steprun.handlers import heap
 from steprun.handlers.heap import ListingRelease, release_after_listings, release_heap
 
 
@@ -69,5 +74,30 @@ async def test_the_release_runs_once_after_each_listing() -> None:
     assert released_at == [5.0, 23.0]
 
 
-def test_releasing_the_heap_works_in_this_process() -> None:
-    release_heap()
+def test_releasing_the_heap_frees_cycles_then_trims_the_c_heap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trimmed: list[int] = []
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: trimmed.append)
+
+    class Node:
+        pass
+
+    gc.disable()
+    try:
+        node = Node()
+        node.next = node  # type: ignore[attr-defined]
+        alive = weakref.ref(node)
+        del node
+        assert alive() is not None, "only a collection frees a cycle"
+        release_heap()
+    finally:
+        gc.enable()
+
+    assert alive() is None
+    assert trimmed == [0]
+
+
+def test_malloc_trim_is_found_where_the_c_library_has_it() -> None:
+    # glibc has it; musl does not, and there the release is the collection alone.
+    assert (heap._malloc_trim() is not None) == (platform.libc_ver()[0] == "glibc")

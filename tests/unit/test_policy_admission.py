@@ -255,7 +255,7 @@ def test_decision_survives_status_round_trip() -> None:
         podLabels={"team": "platform"},
     )
     decision = admitted(admit(steprun(sandbox={"plugin": "fetcher"}), pol, NS_LABELS, CONFIG))
-    assert SandboxDecision.from_status(decision.to_status()) == decision
+    assert SandboxDecision.from_status(decision.to_admitted().to_api()) == decision
 
 
 def test_the_decision_does_not_share_state_with_the_policy() -> None:
@@ -626,7 +626,7 @@ def test_plugin_and_uses_together_are_an_invalid_spec() -> None:
 
 def test_the_frozen_decision_round_trips_through_status() -> None:
     decision = admitted(admit(uses_step("plugin:tool/fix"), tool_policy(), NS_LABELS, CONFIG))
-    stored = decision.to_status()
+    stored = decision.to_admitted().to_api()
     assert stored["handler"] == "fix" and stored["timeoutSeconds"] == 900
     assert stored["granted"] == ["filesystem.writable", "secrets.read"]
     assert SandboxDecision.from_status(stored) == decision
@@ -929,6 +929,6 @@ def test_every_decision_field_is_frozen_in_status() -> None:
     assert names == set(values), "give the new field a value here"
     assert names == set(AdmittedSandbox.model_fields), "add the field to AdmittedSandbox"
     decision = SandboxDecision(**values)
-    stored = decision.to_status()
+    stored = decision.to_admitted().to_api()
     assert len(stored) == len(values)
     assert SandboxDecision.from_status(stored) == decision

@@ -261,3 +261,75 @@ def test_command_owners() -> None:
         "mind:rag-index": ["eslint"],
         "format": ["prettier"],
     }
+
+
+# ---------------------------------------------------------------- scoped plugin ids
+
+QUALITY: dict[str, Any] = {
+    "name": "@kb-labs/quality",
+    "image": "registry.example/quality:1",
+    "command": ["quality"],
+    "handlers": [{"id": "check"}, {"id": "report/html"}],
+}
+OTHER_QUALITY: dict[str, Any] = {**QUALITY, "name": "@acme/quality", "handlers": [{"id": "check"}]}
+
+
+@pytest.mark.parametrize(
+    ("uses", "parsed"),
+    [
+        ("plugin:@kb-labs/quality/check", Uses("handler", "@kb-labs/quality", "check")),
+        ("plugin:@kb-labs/quality/report/html", Uses("handler", "@kb-labs/quality", "report/html")),
+    ],
+)
+def test_parse_scoped_uses(uses: str, parsed: Uses) -> None:
+    assert parse_uses(uses) == parsed
+
+
+@pytest.mark.parametrize(
+    "uses", ["plugin:@kb-labs/quality", "plugin:@kb-labs//check", "plugin:@/q/c"]
+)
+def test_a_scoped_uses_needs_scope_name_and_handler(uses: str) -> None:
+    with pytest.raises(ValueError, match="plugin:<plugin>/<handler>"):
+        parse_uses(uses)
+
+
+@pytest.mark.parametrize(
+    "uses",
+    ["plugin:@kb-labs/quality/check", "plugin:quality/check"],
+    ids=["scoped", "short-name"],
+)
+def test_a_scoped_plugin_resolves_by_its_name_or_its_unique_short_name(uses: str) -> None:
+    resolved = found(resolve(sandbox(uses=uses), policy(QUALITY, ESLINT)))
+    assert resolved.plugin.name == "@kb-labs/quality"
+    assert resolved.uses.plugin == "@kb-labs/quality"
+    assert resolved.handler is not None and resolved.handler.id == "check"
+    assert resolved.container_command == ["quality"]
+
+
+def test_an_exact_name_wins_over_a_short_name() -> None:
+    plain = {**QUALITY, "name": "quality", "command": ["plain-quality"]}
+    resolved = found(resolve(sandbox(uses="plugin:quality/check"), policy(QUALITY, plain)))
+    assert resolved.plugin.name == "quality"
+
+
+def test_a_short_name_of_two_scoped_plugins_is_refused_naming_both() -> None:
+    text = denied(resolve(sandbox(uses="plugin:quality/check"), policy(QUALITY, OTHER_QUALITY)))
+    assert "Plugin quality is ambiguous" in text
+    assert "@kb-labs/quality and @acme/quality" in text
+
+
+def test_a_missing_scoped_plugin_or_handler_is_named_in_the_runtime_words() -> None:
+    missing = denied(resolve(sandbox(uses="plugin:@kb-labs/lint/check"), policy(QUALITY)))
+    assert missing.startswith("Plugin not found: @kb-labs/lint")
+    handler = denied(resolve(sandbox(uses="plugin:quality/deploy"), policy(QUALITY)))
+    assert handler.startswith("Workflow handler not found: deploy in plugin @kb-labs/quality")
+
+
+def test_scoped_names_are_valid_in_steps_and_policies() -> None:
+    SandboxSpec.model_validate({"uses": "plugin:@kb-labs/quality/check"})
+    SandboxSpec.model_validate({"plugin": "@kb-labs/quality"})
+    spec = policy(QUALITY, shellPlugin="@kb-labs/quality")
+    assert spec.shell_plugin == "@kb-labs/quality"
+    for bad in ("@Kb/quality", "@kb-labs/", "@kb-labs", "kb/quality", "@a/b/c"):
+        with pytest.raises(ValueError):
+            SandboxSpec.model_validate({"plugin": bad})

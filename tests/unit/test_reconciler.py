@@ -443,7 +443,7 @@ async def test_quota_exceeded_past_the_startup_timeout_fails_the_attempt_and_ret
     submit(kube, reconciler, {"startupTimeoutSeconds": 30, "retries": {"limit": 1}})
     kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
     await step(kube, reconciler)
-    reconciler._blocked_since[KEY] = utcnow() - timedelta(seconds=31)
+    reconciler.memory(KEY).blocked_since = utcnow() - timedelta(seconds=31)
     kube.fail("create", "Pod", QuotaExceeded(403, "Forbidden", "exceeded quota: pods"))
 
     status = await step(kube, reconciler)
@@ -519,7 +519,7 @@ async def test_a_reconcile_that_keeps_crashing_ends_the_step_saying_so(
     def broken(*_: Any, **__: Any) -> Any:
         raise KeyError("surprise")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_pod", broken)
+    monkeypatch.setattr("steprun.render.attempt.render_pod", broken)
     delays = []
     for _ in range(CONFIG.max_reconcile_failures - 1):
         await step(kube, reconciler)
@@ -586,7 +586,7 @@ async def test_inputs_too_deep_for_the_process_end_invalid_spec(
     def too_deep(*_: Any, **__: Any) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("steprun.reconcile.reconciler.render_configmap", too_deep)
+    monkeypatch.setattr("steprun.render.attempt.render_configmap", too_deep)
     submit(kube, reconciler, {"context": {"inputs": nested(5)}})
 
     status = await step(kube, reconciler)
@@ -647,7 +647,21 @@ async def test_a_terminal_steprun_and_its_pods_leave_the_cache(
     assert cached is not None and cached["status"]["phase"] == "Succeeded"
     assert cached["spec"] == {}
     assert len(reconciler.pods) == 0
-    assert KEY not in reconciler._parsed, "no parsed copy of a finished step is kept"
+    assert KEY not in reconciler.memory, "nothing of a finished step is kept"
+
+
+async def test_a_deleted_steprun_is_forgotten_at_once(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler)
+    await step(kube, reconciler, times=2)
+    record = reconciler.memory.peek(KEY)
+    assert record is not None and record.parsed is not None and record.made
+
+    kube.cluster.remove("StepRun", NAMESPACE, NAME)
+    await step(kube, reconciler)
+
+    assert KEY not in reconciler.memory
 
 
 async def test_a_steprun_version_already_read_is_not_parsed_again_and_a_new_one_is(

@@ -12,6 +12,7 @@ import pytest
 from steprun.api.models import AdmittedSandbox, Phase, Reason, StepRun, StepRunStatus
 from steprun.reconcile import status as statuses
 from steprun.reconcile.decide import Outcome
+from steprun.reconcile.rules import Ending
 from tests.unit.factories import (
     CREATED,
     FINISHED,
@@ -360,7 +361,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
     message = "cancelled: Pod build-42-lint-1 deleted with a 30s grace period"
     sr = steprun(spec={"cancel": True}, status=running_status(), generation=2)
 
-    doc = wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, at(NOW))
+    doc = wire.terminal(sr, Ending(Phase.CANCELLED, Reason.CANCELLED, message), at(NOW))
 
     assert doc == BLANK | {
         "phase": "Cancelled",
@@ -384,7 +385,7 @@ def test_cancelled_while_running_closes_the_attempt() -> None:
 def test_cancelled_during_backoff_keeps_the_finished_attempt() -> None:
     sr = steprun(spec={"cancel": True}, status=retrying_status(1, "2024-05-01T10:05:00Z"))
 
-    doc = wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, "cancelled", at(NOW))
+    doc = wire.terminal(sr, Ending(Phase.CANCELLED, Reason.CANCELLED, "cancelled"), at(NOW))
 
     assert doc["attempts"] == [finished_attempt(1)]
     assert doc["nextAttemptTime"] is None
@@ -395,7 +396,7 @@ def test_rejected_before_any_pod() -> None:
     message = 'policy "default" does not grant network.egress'
     sr = steprun(generation=2)
 
-    doc = wire.terminal(sr, Phase.REJECTED, Reason.PERMISSION_DENIED, message, at(NOW))
+    doc = wire.terminal(sr, Ending(Phase.REJECTED, Reason.PERMISSION_DENIED, message), at(NOW))
 
     assert doc == BLANK | {
         "phase": "Rejected",
@@ -413,7 +414,7 @@ def test_rejected_before_any_pod() -> None:
 def test_invalid_spec_on_a_retry_leaves_the_attempts_alone() -> None:
     sr = steprun(status=retrying_status(1, NOW))
 
-    doc = wire.terminal(sr, Phase.FAILED, Reason.INVALID_SPEC, "secret gh is gone", at(NOW))
+    doc = wire.terminal(sr, Ending(Phase.FAILED, Reason.INVALID_SPEC, "secret gh is gone"), at(NOW))
 
     assert StepRunStatus.model_validate(doc).attempts == sr.status.attempts
     assert (doc["phase"], doc["nextAttemptTime"]) == ("Failed", None)
@@ -469,7 +470,7 @@ def _documents(sr: StepRun) -> list[dict[str, Any]]:
         _running(sr),
         _retry(sr),
         _failed(sr),
-        wire.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, "cancelled", at(NOW)),
+        wire.terminal(sr, Ending(Phase.CANCELLED, Reason.CANCELLED, "cancelled"), at(NOW)),
     ]
 
 
@@ -520,7 +521,7 @@ def test_given_up_names_only_what_it_knows() -> None:
     pending retry are cleared."""
     message = "the API server refused a request this step needs: too large"
 
-    doc = wire.given_up(4, Phase.FAILED, Reason.RECONCILE_FAILED, message, at(NOW))
+    doc = wire.given_up(4, Ending(Phase.FAILED, Reason.RECONCILE_FAILED, message), at(NOW))
 
     assert doc == {
         "phase": "Failed",
@@ -536,7 +537,7 @@ def test_given_up_names_only_what_it_knows() -> None:
 
 
 def test_given_up_without_a_generation_still_names_the_field() -> None:
-    doc = wire.given_up(None, Phase.FAILED, Reason.INVALID_SPEC, "unreadable", at(NOW))
+    doc = wire.given_up(None, Ending(Phase.FAILED, Reason.INVALID_SPEC, "unreadable"), at(NOW))
 
     assert doc["observedGeneration"] is None
     assert doc["conditions"][0]["observedGeneration"] is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from steprun.api.models import Permission, StepRun
+from steprun.api.models import API_VERSION, Permission, StepRun
 from steprun.config import OperatorConfig
 from steprun.observe.redact import REDACTED, redact, redact_json, secret_values
 from steprun.policy.decision import SandboxDecision
@@ -544,7 +544,17 @@ POD_LABELS = {"steprun.dev/name": "lint", "steprun.dev/sandbox": "true", "team":
         ),
         (
             {
-                "metadata": {"name": "lint-sandbox", "ownerReferences": [{"uid": "uid-1"}]},
+                "metadata": {
+                    "name": "lint-sandbox",
+                    "ownerReferences": [
+                        {
+                            "apiVersion": API_VERSION,
+                            "kind": "StepRun",
+                            "name": "lint",
+                            "uid": "uid-1",
+                        }
+                    ],
+                },
                 "spec": {"podSelector": {}, "egress": [{}]},
             },
             False,

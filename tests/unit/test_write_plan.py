@@ -97,7 +97,7 @@ def plan(name: str, *middle: Call) -> list[Call]:
         # one write records the attempt, its Pod (with the operator's creation time) and
         # that it runs.
         ("patch_status", "StepRun", name),  # Running
-        # API.md: the context is deleted at a terminal phase, only if it is the StepRun's: by
+        # docs/api.md: the context is deleted at a terminal phase, only if it is the StepRun's: by
         # the uid of the ConfigMap the operator created, so a namesake made since survives.
         ("delete", "ConfigMap", f"{name}-context"),
         ("patch_status", "StepRun", name),  # Succeeded

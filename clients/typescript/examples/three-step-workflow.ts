@@ -1,6 +1,7 @@
-// A small workflow engine on the runtime's Runner interface: three steps of one job, each run
-// as a StepRun, each step's outputs handed to the next as env, Ctrl-C cancelling the step that
-// runs. Swap KubernetesRunner for the runtime's LocalRunner and the same engine runs locally.
+// A small workflow engine on the runtime's Runner interface: the steps of one job, each run as a
+// StepRun, each step's outputs handed to the next as env, a step skipped unless its `if` holds,
+// Ctrl-C cancelling the step that runs. Swap KubernetesRunner for the runtime's LocalRunner and
+// the same engine runs locally.
 //
 //   cd clients/typescript && npm ci && npm run build
 //   node dist/examples/three-step-workflow.js [run-id]      # KUBECONFIG and namespace as kubectl
@@ -15,7 +16,8 @@ export const WORKFLOW: { id: string; spec: StepSpec; env: (outputs: Record<strin
     id: 'version',
     spec: {
       name: 'Pick the version',
-      with: { command: 'echo "picking a version"; printf \'{"version":"1.4.%s"}\' "$BUILD_NUMBER" > "$STEPRUN_OUTPUT_FILE"' },
+      // The runtime's way to hand outputs on: a ::kb-output:: line.
+      with: { command: 'echo "picking a version"; echo "::kb-output::{\\"version\\":\\"1.4.$BUILD_NUMBER\\"}"' },
     },
     env: () => ({ BUILD_NUMBER: '7' }),
   },
@@ -32,9 +34,15 @@ export const WORKFLOW: { id: string; spec: StepSpec; env: (outputs: Record<strin
     env: (outputs) => ({ VERSION: String(outputs['version']?.['version']) }),
   },
   {
+    id: 'tests',
+    spec: { name: 'Tests', uses: 'builtin:shell', with: { command: 'echo "testing $ARTIFACT"' } },
+    env: (outputs) => ({ ARTIFACT: String(outputs['build']?.['artifact']) }),
+  },
+  {
     id: 'publish',
     spec: {
       name: 'Publish',
+      if: 'steps.tests.outputs.exitCode == 0',
       with: {
         command:
           '[ -n "$REGISTRY_TOKEN" ] || { echo "no token" >&2; exit 2; }; ' +
@@ -45,6 +53,18 @@ export const WORKFLOW: { id: string; spec: StepSpec; env: (outputs: Record<strin
   },
 ];
 
+/**
+ * The engine's conditions, in the one form this example needs: `steps.<id>.outputs.<key> == <JSON>`.
+ * A step whose condition does not hold is skipped.
+ */
+export function holds(condition: string | undefined, outputs: Record<string, Record<string, unknown>>): boolean {
+  if (condition === undefined) return true;
+  const match = /^steps\.([\w-]+)\.outputs\.([\w-]+)\s*==\s*(.+)$/.exec(condition.trim());
+  if (!match) throw new Error(`unsupported condition: ${condition}`);
+  const [, step = '', key = '', literal = ''] = match;
+  return outputs[step]?.[key] === JSON.parse(literal);
+}
+
 /** Runs the workflow's steps in order; stops at the first one that does not succeed. */
 export async function runWorkflow(
   runner: Runner,
@@ -54,6 +74,7 @@ export async function runWorkflow(
   const outputs: Record<string, Record<string, unknown>> = {};
   const results: Record<string, StepExecutionResult> = {};
   for (const step of WORKFLOW) {
+    if (!holds(step.spec.if, outputs)) continue;
     const result = await runner.execute({
       spec: step.spec,
       context: {

@@ -13,6 +13,19 @@ export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const LABEL_RUNNER_SECRET = 'steprun.dev/runner-secret';
 /** Digest of the StepRun spec this runner created (no secret values go into it). */
 export const ANNOTATION_REQUEST_DIGEST = 'steprun.dev/request-digest';
+/** Gathers the executions of one step of one engine (a hash: see names.stepKey). */
+export const LABEL_STEP_KEY = 'steprun.dev/step-key';
+/** The execution's number among its step's executions, from 1. */
+export const LABEL_EXECUTION = 'steprun.dev/execution';
+/** The runner's stamp on a StepRun it created (see executions.fingerprint). */
+export const ANNOTATION_FINGERPRINT = 'steprun.dev/execution-fingerprint';
+/** The engine's id and the `attempt` it passed, as they were (no meaning to the operator). */
+export const ANNOTATION_ENGINE = 'steprun.dev/engine';
+export const ANNOTATION_ENGINE_ATTEMPT = 'steprun.dev/engine-attempt';
+/** The engine's trace ids as it passed them (context.trace), beside the derived traceparent. */
+export const ANNOTATION_SEED_TRACE_ID = 'steprun.dev/engine-trace-id';
+export const ANNOTATION_SEED_SPAN_ID = 'steprun.dev/engine-span-id';
+export const ANNOTATION_SEED_PARENT_SPAN_ID = 'steprun.dev/engine-parent-span-id';
 
 export const TERMINAL_PHASES = ['Succeeded', 'Failed', 'TimedOut', 'Cancelled', 'Rejected'] as const;
 export type TerminalPhase = (typeof TERMINAL_PHASES)[number];

@@ -127,6 +127,14 @@ export class Kube {
     return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' };
   }
 
+  /** The StepRuns carrying a label (e.g. every execution of one step). */
+  async listStepRunsLabelled(namespace: string, labelSelector: string): Promise<StepRun[]> {
+    const list = (await this.call(() =>
+      this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, labelSelector }),
+    )) as { items?: StepRun[] };
+    return list.items ?? [];
+  }
+
   cancelStepRun(namespace: string, name: string): Promise<StepRun> {
     return this.call(() =>
       this.custom.patchNamespacedCustomObject(

@@ -159,6 +159,8 @@ export class LogFollower {
   private readonly retryMs: number;
   private readonly graceMs: number;
   private readonly open = new Set<() => void>();
+  /** Lines delivered so far: one counter across both streams and all attempts. */
+  private delivered = 0;
 
   constructor(
     private readonly source: LogSource,
@@ -278,11 +280,12 @@ export class LogFollower {
       if (seen <= attempt.lines[stream]) return;
       attempt.lines[stream] = seen;
       const { timestamp, message } = parseLogLine(line);
+      this.delivered += 1;
       this.sink({
         level: stream === 'stderr' ? 'error' : 'info',
         message,
         stream,
-        lineNo: seen,
+        lineNo: this.delivered,
         timestamp,
         meta: { attempt: attempt.attempt, pod: attempt.pod },
       });

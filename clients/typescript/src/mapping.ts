@@ -1,9 +1,17 @@
 import { createHash } from 'node:crypto';
 
 import {
+  ANNOTATION_ENGINE,
+  ANNOTATION_ENGINE_ATTEMPT,
+  ANNOTATION_FINGERPRINT,
   ANNOTATION_REQUEST_DIGEST,
+  ANNOTATION_SEED_PARENT_SPAN_ID,
+  ANNOTATION_SEED_SPAN_ID,
+  ANNOTATION_SEED_TRACE_ID,
   API_VERSION,
+  LABEL_EXECUTION,
   LABEL_MANAGED_BY,
+  LABEL_STEP_KEY,
   LABEL_RUNNER_SECRET,
   isTerminal,
   type SecretProjection,
@@ -13,7 +21,9 @@ import {
   type Workspace,
   type WorkflowRef,
 } from './api.js';
-import { labelValue, secretName, stepRunName } from './names.js';
+import { fingerprint } from './executions.js';
+import { type PrintedOutput } from './outputs.js';
+import { labelValue, secretName, stepKey, stepRunName, type StepIdentity } from './names.js';
 import {
   ErrorCode,
   type RuntimeTrace,
@@ -34,31 +44,66 @@ export type WorkspaceSource =
 /** What the mapping takes from the runner's options. */
 export interface MappingOptions {
   /** Image of shell steps that do not name one in `with.image`. */
-  image?: string;
+  image?: string | undefined;
   /**
    * `context.workflow.name` of every StepRun (a label; the runtime's context has no name).
    * Default "workflow". With runId it keys the PVC a run's steps share.
    */
-  workflow?: string;
+  workflow?: string | undefined;
   /** Prefix of every StepRun name. */
-  namePrefix?: string;
-  /** `timeoutSeconds` of steps without `timeoutMs`. */
-  timeoutSeconds?: number;
-  startupTimeoutSeconds?: number;
-  terminationGracePeriodSeconds?: number;
-  retries?: { limit?: number; backoffSeconds?: number };
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  serviceAccountName?: string;
-  ttlSecondsAfterFinished?: number;
+  namePrefix?: string | undefined;
+  /**
+   * This engine's id (default "default"): part of every step's identity, so engines that share
+   * a namespace never wait on each other's StepRuns. Give each engine deployment its own.
+   */
+  engineId?: string | undefined;
+  /**
+   * A secret the engine keeps (e.g. from a Secret mounted into it): the key of the fingerprint
+   * stamped on each StepRun, so that only this engine can make a StepRun it will accept as its
+   * own. Without it the engineId is the key, which tells engines apart but does not stop one
+   * that can create StepRuns from forging another's.
+   */
+  identityKey?: string | undefined;
+  /** `timeoutSeconds` of steps nothing else bounds (see timeoutSeconds()). */
+  timeoutSeconds?: number | undefined;
+  /**
+   * The bound of steps with a `uses` (plugin:, command:, builtin:shell) when they set no
+   * smaller one, as the runtime's sandbox runner has it (default 120).
+   */
+  sandboxTimeoutSeconds?: number | undefined;
+  startupTimeoutSeconds?: number | undefined;
+  /**
+   * The step's grace period when it is cancelled (an aborted signal) or times out. Default 5:
+   * the runtime's runners stop a step at once (a signal, then a kill a few seconds later), where
+   * the API's default would keep an aborted engine waiting 30 s.
+   */
+  terminationGracePeriodSeconds?: number | undefined;
+  retries?: { limit?: number; backoffSeconds?: number } | undefined;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> } | undefined;
+  serviceAccountName?: string | undefined;
+  ttlSecondsAfterFinished?: number | undefined;
   /** SandboxPolicy of plugin and command steps (the operator's default: "default"). */
-  sandboxPolicy?: string;
+  sandboxPolicy?: string | undefined;
+  /**
+   * The engine's own environment (the runner passes `process.env`). The runtime copies all of
+   * it into `context.env`; entries of `context.env` equal to one of it are the engine's, not
+   * the step's, and are dropped (see stepEnvOf).
+   */
+  engineEnv?: Record<string, string | undefined> | undefined;
+  /**
+   * The span the runner opened for this execution (W3C hex ids), when a tracer is configured:
+   * it becomes the step's TRACEPARENT instead of the one derived from `context.trace`.
+   */
+  spanContext?: { traceId: string; spanId: string } | undefined;
+  /** Names of engine env vars the step does need: passed through the step's Secret. */
+  passEngineEnv?: string[] | undefined;
   /** Permissions plugin and command steps ask for beyond their plugin's own. */
-  sandboxPermissions?: string[];
+  sandboxPermissions?: string[] | undefined;
   /**
    * Where a request's `workspace` lives on the cluster; default: one PVC per workflow run
    * (a volumeClaimTemplate of 1Gi ReadWriteOnce), shared by the run's steps.
    */
-  workspace?: WorkspaceSource;
+  workspace?: WorkspaceSource | undefined;
 }
 
 export interface SecretBody {
@@ -72,6 +117,14 @@ export interface SecretBody {
 export interface Plan {
   name: string;
   namespace: string;
+  /** The execution's number among the step's executions (see executions.ts). */
+  execution: number;
+  /** The label value shared by every execution of this step. */
+  stepKey: string;
+  /** The key of the fingerprint this runner stamps and verifies. */
+  identityKey: string;
+  /** specDigest of the StepRun's spec. */
+  digest: string;
   stepRun: StepRun;
   /** The Secret to create before the StepRun, when the step has secrets. */
   secret?: SecretBody;
@@ -80,7 +133,9 @@ export interface Plan {
 export type PlanOrRefusal = { ok: true; plan: Plan } | { ok: false; result: StepExecutionFailure };
 
 const SHELL_KEYS = ['command', 'run', 'script'] as const;
-const LOCAL_ONLY_KEYS = new Set<string>([...SHELL_KEYS, 'image', 'env']);
+// `timeout` and `throwOnError` are `builtin:shell`'s own options: they shape the StepRun and the
+// result, not the step's input.
+const LOCAL_ONLY_KEYS = new Set<string>([...SHELL_KEYS, 'image', 'env', 'timeout', 'throwOnError']);
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DEFAULT_WORKSPACE: WorkspaceSource = {
   volumeClaimTemplate: {
@@ -89,6 +144,9 @@ const DEFAULT_WORKSPACE: WorkspaceSource = {
 };
 const WORKSPACE_NAME = 'workspace';
 const DEFAULT_WORKFLOW = 'workflow';
+const DEFAULT_ENGINE = 'default';
+const ABORT_GRACE_SECONDS = 5;
+const EMPTY_OUTPUT: PrintedOutput = { stdout: '', stderr: '', marked: {}, truncated: { stdout: 0, stderr: 0 } };
 
 export function refusal(
   code: ErrorCode,
@@ -108,13 +166,20 @@ type Uses =
 export function classifyUses(uses: string | undefined): Uses {
   if (uses === undefined || uses === '' || uses === 'builtin:shell') return { kind: 'shell' };
   if (uses.startsWith('plugin:')) {
-    const [plugin, ...handler] = uses.slice('plugin:'.length).split('/');
-    if (!plugin || handler.length === 0 || handler.some((part) => part === '')) {
+    // A scoped plugin id (@scope/name, as the runtime's plugins are published) holds a "/" of
+    // its own: the handler starts after the second one. A short name ("quality" for
+    // "@kb-labs/quality") is resolved by the operator against the step's SandboxPolicy.
+    const parts = uses.slice('plugin:'.length).split('/');
+    const scoped = parts[0]?.startsWith('@') === true;
+    const plugin = scoped ? `${parts[0] ?? ''}/${parts[1] ?? ''}` : parts[0];
+    const handler = parts.slice(scoped ? 2 : 1);
+    const pluginOk = scoped ? (parts[0] ?? '').length > 1 && (parts[1] ?? '') !== '' : Boolean(plugin);
+    if (!pluginOk || handler.length === 0 || handler.some((part) => part === '')) {
       return {
         kind: 'refused',
         result: refusal(
           ErrorCode.CommandResolutionFailed,
-          `Invalid plugin reference: ${uses}. Expected "plugin:<id>/<handler>"`,
+          `Invalid plugin reference: ${uses}. Expected "plugin:<id>/<handler>" (<id> may be scoped: @scope/name)`,
         ),
       };
     }
@@ -140,6 +205,59 @@ export function classifyUses(uses: string | undefined): Uses {
         'plugin:<id>/<handler> and command:<name> steps',
     ),
   };
+}
+
+/** The runtime's sandbox runner bounds every `uses:` step (plugin, command, builtin:shell) by this. */
+export const SANDBOX_TIMEOUT_SECONDS = 120;
+
+/**
+ * A step's timeout: the smallest of the bounds the runtime would put on it — the engine's
+ * `timeoutMs`, `builtin:shell`'s `with.timeout` (ms), and the sandbox runner's default for
+ * steps that name a `uses` — else the runner's `timeoutSeconds`.
+ */
+export function timeoutSeconds(
+  uses: string | undefined,
+  input: Record<string, unknown>,
+  timeoutMs: number | undefined,
+  options: Pick<MappingOptions, 'timeoutSeconds' | 'sandboxTimeoutSeconds'>,
+): number | undefined {
+  const bounds: number[] = [];
+  if (timeoutMs !== undefined) bounds.push(timeoutMs);
+  const shellTimeout = input['timeout'];
+  if (classifyUses(uses).kind === 'shell' && typeof shellTimeout === 'number' && shellTimeout > 0) {
+    bounds.push(shellTimeout);
+  }
+  if (uses !== undefined && uses !== '') bounds.push((options.sandboxTimeoutSeconds ?? SANDBOX_TIMEOUT_SECONDS) * 1000);
+  if (bounds.length === 0) return options.timeoutSeconds;
+  return Math.max(1, Math.ceil(Math.min(...bounds) / 1000));
+}
+
+/**
+ * `context.env` split into what the StepRun may show (`clear`) and what only its Secret may
+ * hold (`hidden`). The runtime's context copies the engine's whole `process.env` into
+ * `context.env` (PATH, HOME, and whatever credentials the engine runs with); an entry with the
+ * same name and value as the engine's own is that copy and never reaches the StepRun, unless
+ * its name is in `pass`, and then only through the Secret. What the workflow declared
+ * (run, job and step env) differs from the engine's and is kept.
+ */
+export function stepEnvOf(
+  env: Record<string, string>,
+  engine: Record<string, string | undefined>,
+  pass: string[],
+): { clear: Record<string, string>; hidden: Record<string, string> } {
+  const clear: Record<string, string> = {};
+  const hidden: Record<string, string> = {};
+  const passed = new Set(pass);
+  for (const [name, value] of Object.entries(env)) {
+    if (engine[name] !== value) clear[name] = value;
+    else if (passed.has(name)) hidden[name] = value;
+  }
+  return { clear, hidden };
+}
+
+/** Whether a shell step asked for a non-zero exit to be an error of the handler. */
+export function throwOnError(request: StepExecutionRequest): boolean {
+  return classifyUses(request.spec.uses).kind === 'shell' && request.spec.with?.['throwOnError'] === true;
 }
 
 function shellCommand(input: Record<string, unknown>): string | undefined {
@@ -182,21 +300,44 @@ export function traceparent(trace: RuntimeTrace, name: string): TraceContext {
   return { traceparent: `00-${traceId}-${hexId(span, HEX16, 16)}-01` };
 }
 
+/**
+ * The engine's own trace ids, exactly as it passed them (the runtime's are opaque strings, e.g.
+ * the run id as traceId), beside the W3C form in spec.context.trace derived from them.
+ */
+function seedTrace(trace: RuntimeTrace | undefined): Record<string, string> {
+  const annotations: Record<string, string> = {};
+  if (trace?.traceId) annotations[ANNOTATION_SEED_TRACE_ID] = trace.traceId;
+  if (trace?.spanId) annotations[ANNOTATION_SEED_SPAN_ID] = trace.spanId;
+  if (trace?.parentSpanId) annotations[ANNOTATION_SEED_PARENT_SPAN_ID] = trace.parentSpanId;
+  return annotations;
+}
+
 /** The request as a StepRun (and its Secret), or the failure that says why it cannot be one. */
 export function planStep(
   request: StepExecutionRequest,
   options: MappingOptions,
   namespace: string,
+  execution = 1,
 ): PlanOrRefusal {
   const { spec, context } = request;
   const uses = classifyUses(spec.uses);
   if (uses.kind === 'refused') return { ok: false, result: uses.result };
   const input = spec.with ?? {};
-  const name = stepRunName(context, options.namePrefix);
+  const engine = options.engineId ?? DEFAULT_ENGINE;
+  const identity: StepIdentity = {
+    engine,
+    workflow: options.workflow ?? DEFAULT_WORKFLOW,
+    runId: context.runId,
+    jobId: context.jobId,
+    stepId: context.stepId,
+  };
+  const prefix = options.namePrefix ?? '';
+  const key = stepKey(identity, prefix);
+  const name = stepRunName({ ...identity, execution }, prefix);
 
   const body: StepRunSpec = {};
   if (uses.kind === 'shell') {
-    const command = shellCommand(input);
+    const command = shellCommand(input) ?? (spec.run?.trim() ? spec.run : undefined);
     if (command === undefined) {
       return {
         ok: false,
@@ -237,12 +378,14 @@ export function planStep(
   };
   workflow.name = labelValue(options.workflow ?? DEFAULT_WORKFLOW);
   const stepContext: NonNullable<StepRunSpec['context']> = { workflow };
-  if (Object.keys(context.env ?? {}).length > 0) stepContext.env = { ...context.env };
+  const env = stepEnvOf(context.env ?? {}, options.engineEnv ?? {}, options.passEngineEnv ?? []);
+  if (Object.keys(env.clear).length > 0) stepContext.env = env.clear;
   const inputs = uses.kind === 'shell' ? withoutKeys(input, LOCAL_ONLY_KEYS) : { ...input };
   if (Object.keys(inputs).length > 0) stepContext.inputs = inputs;
 
   let secret: SecretBody | undefined;
-  const secrets = Object.entries(context.secrets ?? {});
+  // Engine env the runner was told to pass goes with the secrets: never in clear text.
+  const secrets = Object.entries({ ...env.hidden, ...(context.secrets ?? {}) });
   if (secrets.length > 0) {
     const invalid = secrets.map(([key]) => key).filter((key) => !ENV_NAME.test(key));
     if (invalid.length > 0) {
@@ -271,7 +414,13 @@ export function planStep(
       stringData: Object.fromEntries(secrets),
     };
   }
-  if (context.trace?.traceId) stepContext.trace = traceparent(context.trace, name);
+  if (options.spanContext) {
+    // The runner's own span of this execution: the step's spans are its children.
+    const { traceId, spanId } = options.spanContext;
+    stepContext.trace = { traceparent: `00-${traceId}-${spanId}-01` };
+  } else if (context.trace?.traceId) {
+    stepContext.trace = traceparent(context.trace, name);
+  }
   body.context = stepContext;
 
   if (request.workspace !== undefined) {
@@ -285,13 +434,10 @@ export function planStep(
   const workdir = request.target?.workdir;
   if (workdir) body.workingDir = workdir;
 
-  const timeout =
-    spec.timeoutMs !== undefined ? Math.max(1, Math.ceil(spec.timeoutMs / 1000)) : options.timeoutSeconds;
+  const timeout = timeoutSeconds(spec.uses, input, spec.timeoutMs, options);
   if (timeout !== undefined) body.timeoutSeconds = timeout;
   if (options.startupTimeoutSeconds !== undefined) body.startupTimeoutSeconds = options.startupTimeoutSeconds;
-  if (options.terminationGracePeriodSeconds !== undefined) {
-    body.terminationGracePeriodSeconds = options.terminationGracePeriodSeconds;
-  }
+  body.terminationGracePeriodSeconds = options.terminationGracePeriodSeconds ?? ABORT_GRACE_SECONDS;
   if (options.retries) body.retries = { ...options.retries };
   if (options.resources) body.resources = options.resources;
   if (options.serviceAccountName && uses.kind === 'shell') body.serviceAccountName = options.serviceAccountName;
@@ -302,7 +448,11 @@ export function planStep(
     'steprun.dev/workflow': workflow.name,
     'steprun.dev/run-id': workflow.runId ?? '',
     'steprun.dev/step-id': workflow.stepId ?? '',
+    [LABEL_STEP_KEY]: key,
+    [LABEL_EXECUTION]: String(execution),
   };
+  const digest = specDigest(body);
+  const identityKey = options.identityKey ?? engine;
   const stepRun: StepRun = {
     apiVersion: API_VERSION,
     kind: 'StepRun',
@@ -310,11 +460,19 @@ export function planStep(
       name,
       namespace,
       labels,
-      annotations: { [ANNOTATION_REQUEST_DIGEST]: specDigest(body) },
+      annotations: {
+        [ANNOTATION_REQUEST_DIGEST]: digest,
+        [ANNOTATION_FINGERPRINT]: fingerprint(identityKey, name, key, digest),
+        [ANNOTATION_ENGINE]: engine,
+        [ANNOTATION_ENGINE_ATTEMPT]: String(context.attempt),
+        ...seedTrace(context.trace),
+      },
     },
     spec: body,
   };
-  return { ok: true, plan: secret ? { name, namespace, stepRun, secret } : { name, namespace, stepRun } };
+  const plan: Plan = { name, namespace, execution, stepKey: key, identityKey, digest, stepRun };
+  if (secret) plan.secret = secret;
+  return { ok: true, plan };
 }
 
 function canonical(value: unknown): string {
@@ -335,8 +493,14 @@ function canonical(value: unknown): string {
  */
 export function specDigest(spec: StepRunSpec): string {
   const { context, ...rest } = spec;
-  const { trace: _trace, ...untraced } = context ?? {};
-  return createHash('sha256').update(canonical({ ...rest, context: untraced })).digest('hex').slice(0, 16);
+  const { trace: _trace, secrets, ...untraced } = context ?? {};
+  // The Secret holding the values is named after the execution; which keys the step gets is
+  // what the step is, not where this execution keeps them.
+  const keys = secrets?.map((secret) => [secret.name, secret.secretKeyRef.key, secret.as ?? 'env']);
+  return createHash('sha256')
+    .update(canonical({ ...rest, context: { ...untraced, secrets: keys } }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 const REJECTION_CODES: Record<string, ErrorCode> = {
@@ -356,12 +520,37 @@ function isResolutionReason(reason: string): boolean {
  */
 const UNRESOLVED = /\b(Plugin|Workflow handler|CLI command) not found: |builtin:shell is not available/;
 
-/** The runtime's result for a terminal StepRun; undefined while the step is not finished. */
-export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
+/** How the result of a step is told, beyond its StepRun. */
+export interface ResultOptions {
+  /** `builtin:shell`'s `with.throwOnError`: a non-zero exit is the handler's error. */
+  throwOnError?: boolean | undefined;
+}
+
+const STDERR_IN_MESSAGE = 500;
+
+/**
+ * The runtime's result for a terminal StepRun; undefined while the step is not finished.
+ * `printed` is what the step printed (its last attempt), read from its log.
+ */
+export function resultOf(
+  stepRun: StepRun,
+  printed: PrintedOutput = EMPTY_OUTPUT,
+  options: ResultOptions = {},
+): StepExecutionResult | undefined {
   const status = stepRun.status ?? {};
   const phase = status.phase;
   if (!isTerminal(phase)) return undefined;
-  if (phase === 'Succeeded') return { status: 'success', outputs: { ...(status.outputs ?? {}) } };
+  if (phase === 'Succeeded') {
+    // As the runtime's shell runners return it; the output file is the step's explicit word.
+    const outputs: Record<string, unknown> = {
+      stdout: printed.stdout,
+      stderr: printed.stderr,
+      exitCode: status.exitCode ?? 0,
+      ...printed.marked,
+      ...(status.outputs ?? {}),
+    };
+    return { status: 'success', outputs };
+  }
   const reason = status.reason ?? phase;
   const details: Record<string, unknown> = {
     exitCode: status.exitCode ?? null,
@@ -372,10 +561,13 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
     failure: status.failure ?? null,
     stepRun: stepRun.metadata.name,
     namespace: stepRun.metadata.namespace,
+    stdout: printed.stdout,
+    stderr: printed.stderr,
   };
   let code: ErrorCode;
   let outcome: 'failed' | 'cancelled' = 'failed';
   let fallback: string;
+  let message = status.message;
   switch (phase) {
     case 'Cancelled':
       outcome = 'cancelled';
@@ -394,10 +586,25 @@ export function resultOf(stepRun: StepRun): StepExecutionResult | undefined {
       fallback = `Step rejected (${reason})`;
       break;
     case 'Failed':
-      code = reason === 'InvalidSpec' ? ErrorCode.InvalidStep : ErrorCode.StepExecutionFailed;
       fallback =
         status.exitCode !== undefined ? `Step exited with code ${status.exitCode}` : `Step failed (${reason})`;
+      if (reason === 'InvalidSpec') {
+        code = ErrorCode.InvalidStep;
+      } else if (status.exitCode !== undefined && status.exitCode !== 0) {
+        // The step's command ran and failed: the runtime's words for it, stderr first.
+        const stderr = printed.stderr.slice(0, STDERR_IN_MESSAGE);
+        if (options.throwOnError) {
+          code = ErrorCode.HandlerError;
+          message = `Shell command failed with exit code ${status.exitCode}: ${stderr}`;
+        } else {
+          code = ErrorCode.HandlerReportedFailure;
+          message = stderr.trim() ? stderr : `Step handler reported failure (exitCode: ${status.exitCode})`;
+        }
+        details['operatorMessage'] = status.message ?? null;
+      } else {
+        code = ErrorCode.StepExecutionFailed;
+      }
       break;
   }
-  return refusal(code, status.message || fallback, details, outcome);
+  return refusal(code, message || fallback, details, outcome);
 }

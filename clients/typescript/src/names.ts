@@ -1,36 +1,58 @@
 import { createHash } from 'node:crypto';
 
-// Names are derived only from what identifies a step (run, job, step, attempt), so an engine
-// that restarts and executes the same request again finds the StepRun it created before.
+// A StepRun is one execution of one step: the engine asked to run it and it ran (or runs). Its
+// name is derived from the step (workflow, run, job, step, the engine's own id) and the
+// execution's number among that step's executions, so a restarted engine finds the StepRun it
+// is waiting for and an engine that runs the step again gets a new one (docs/typescript-runner.md,
+// "Executions").
 
 const MAX_DNS_LABEL = 63;
 const HASH_LENGTH = 8;
 const NOT_NAME_CHARS = /[^a-z0-9-]+/g;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
-function shortHash(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, HASH_LENGTH);
+function shortHash(text: string, length = HASH_LENGTH): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
 }
 
+/** What identifies a step, across all of its executions. */
 export interface StepIdentity {
+  /** The runner's `engineId`: StepRuns of other engines are never this engine's. */
+  engine: string;
+  workflow: string;
   runId: string;
   jobId: string;
   stepId: string;
-  attempt: number;
+}
+
+/** One execution of a step: the `execution`-th time the engine asked to run it. */
+export interface ExecutionIdentity extends StepIdentity {
+  execution: number;
+}
+
+function exact(id: StepIdentity, prefix: string): unknown[] {
+  return [prefix, id.engine, id.workflow, id.runId, id.jobId, id.stepId];
 }
 
 /**
- * The StepRun name of one attempt of one step: readable parts, then a hash of the exact ids.
+ * The label value that gathers a step's executions (a hash: run and step ids may hold anything).
+ * 16 hex characters: a collision needs about 2^32 steps in one namespace.
+ */
+export function stepKey(id: StepIdentity, prefix = ''): string {
+  return shortHash(JSON.stringify(exact(id, prefix)), 16);
+}
+
+/**
+ * The StepRun name of one execution of one step: readable parts, then a hash of the exact ids.
  *
  * The hash keeps names distinct when the readable parts collide after lower-casing, dropping
- * characters a name cannot hold, or shortening (run "a-b" job "c" versus run "a" job "b-c").
- * The result is a DNS label (at most 63 characters), so the Pod names derived from it stay
- * readable too.
+ * characters a name cannot hold, or shortening (run "a-b" job "c" versus run "a" job "b-c"),
+ * and between engines (their id is only in the hash). The result is a DNS label (at most 63
+ * characters), so the Pod names derived from it stay readable too.
  */
-export function stepRunName(id: StepIdentity, prefix = ''): string {
-  const exact = JSON.stringify([prefix, id.runId, id.jobId, id.stepId, id.attempt]);
-  const digest = shortHash(exact);
-  const readable = [prefix, id.runId, id.jobId, id.stepId, String(id.attempt)]
+export function stepRunName(id: ExecutionIdentity, prefix = ''): string {
+  const digest = shortHash(JSON.stringify([...exact(id, prefix), id.execution]));
+  const readable = [prefix, id.workflow, id.runId, id.jobId, id.stepId, String(id.execution)]
     .map((part) => part.toLowerCase().replace(NOT_NAME_CHARS, '-').replace(/^-+|-+$/g, ''))
     .filter((part) => part.length > 0)
     .join('-')

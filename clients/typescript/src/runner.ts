@@ -1,9 +1,12 @@
 import type { V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 
-import { ANNOTATION_REQUEST_DIGEST, API_VERSION, LABEL_RUNNER_SECRET, type StepRun } from './api.js';
+import { ANNOTATION_FINGERPRINT, API_VERSION, LABEL_RUNNER_SECRET, LABEL_STEP_KEY, type StepRun } from './api.js';
+import { decideExecution, executionOf, isOwn } from './executions.js';
 import { Kube, KubeConfig, KubeError, isTransient } from './kube.js';
 import { LogFollower, probeSplitStreams } from './logs.js';
-import { planStep, refusal, resultOf, type MappingOptions, type Plan } from './mapping.js';
+import { planStep, refusal, resultOf, throwOnError, type MappingOptions, type Plan } from './mapping.js';
+import { OutputCapture } from './outputs.js';
+import { SPAN_KIND_CLIENT, STATUS_ERROR, STATUS_OK, usableContext, type SpanLike, type TracerLike } from './tracing.js';
 import {
   ErrorCode,
   type RuntimeLogger,
@@ -16,22 +19,32 @@ import { WaitTracker, exponentialBackoff, waitForTerminal } from './wait.js';
 
 export interface KubernetesRunnerOptions extends MappingOptions {
   /** Cluster access; default: like kubectl (KUBECONFIG, ~/.kube/config, in-cluster). */
-  kubeConfig?: KubeConfig;
+  kubeConfig?: KubeConfig | undefined;
   /**
    * Namespace of the StepRuns (a request's `target.namespace` overrides it); default: the
    * kubeconfig context's namespace, else "default".
    */
-  namespace?: string;
+  namespace?: string | undefined;
   /** Seconds after which the server ends each watch and the runner resumes it (default 300). */
-  watchTimeoutSeconds?: number;
+  watchTimeoutSeconds?: number | undefined;
   /**
    * How `onLog` learns a line's stream: "split" requests stdout and stderr separately (the
    * cluster's PodLogsQuerySplitStreams feature), "combined" reports every line as stdout,
    * "auto" (default) splits when the API server supports it.
    */
-  logStreams?: 'auto' | 'split' | 'combined';
+  logStreams?: 'auto' | 'split' | 'combined' | undefined;
+  /**
+   * Bound of `stdout` and `stderr` in a result, in characters: the last ones are kept
+   * (default 65536).
+   */
+  outputLimit?: number | undefined;
+  /**
+   * An OpenTelemetry tracer (e.g. `trace.getTracer('steprun')` of @opentelemetry/api): each
+   * execute() is one span, and the step's TRACEPARENT is that span (see docs).
+   */
+  tracer?: TracerLike | undefined;
   /** Retries of a failed API request (connection errors, 429, 5xx) before giving up (default 8). */
-  apiRetries?: number;
+  apiRetries?: number | undefined;
 }
 
 /** A step that cannot be run for a reason the result states (no request failed). */
@@ -40,6 +53,9 @@ class StepRefused extends Error {
     super(result.error.message);
   }
 }
+
+/** Creates that lost a race for the name before the runner gives up. */
+const MAX_CREATE_RACES = 5;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -72,27 +88,54 @@ export class KubernetesRunner implements Runner {
     return request.target?.namespace || this.options.namespace || this.kube.contextNamespace() || 'default';
   }
 
-  /** The StepRun (and Secret) `execute` would create for a request, without creating anything. */
-  plan(request: StepExecutionRequest): ReturnType<typeof planStep> {
-    return planStep(request, this.options, this.namespaceFor(request));
+  /**
+   * The StepRun (and Secret) `execute` would create for a request as the step's `execution`-th
+   * execution (default the first), without creating anything.
+   */
+  plan(request: StepExecutionRequest, execution = 1, span?: SpanLike): ReturnType<typeof planStep> {
+    const options: MappingOptions = {
+      ...this.options,
+      engineEnv: this.options.engineEnv ?? process.env,
+      spanContext: usableContext(span),
+    };
+    return planStep(request, options, this.namespaceFor(request), execution);
   }
 
   async execute(request: StepExecutionRequest): Promise<StepExecutionResult> {
-    const planned = this.plan(request);
+    const { context } = request;
+    const span = this.options.tracer?.startSpan(`step ${context.stepId}`, {
+      kind: SPAN_KIND_CLIENT,
+      attributes: {
+        'workflow.name': this.options.workflow ?? 'workflow',
+        'workflow.run_id': context.runId,
+        'workflow.job_id': context.jobId,
+        'workflow.step_id': context.stepId,
+        'workflow.attempt': context.attempt,
+      },
+    });
+    const result = await this.run(request, span);
+    if (span) {
+      if (result.status === 'success') span.setStatus({ code: STATUS_OK });
+      else span.setStatus({ code: STATUS_ERROR, message: `${result.error.code ?? ''}: ${result.error.message}`.slice(0, 500) });
+      span.end();
+    }
+    return result;
+  }
+
+  private async run(request: StepExecutionRequest, span: SpanLike | undefined): Promise<StepExecutionResult> {
+    const planned = this.plan(request, 1, span);
     if (!planned.ok) return planned.result;
-    const { plan } = planned;
     const logger = request.context.logger;
-    const meta = { stepRun: plan.name, namespace: plan.namespace, stepId: request.context.stepId };
+    let meta: Record<string, unknown> = { namespace: planned.plan.namespace, stepId: request.context.stepId };
     try {
-      const signal = request.signal;
-      let stepRun: StepRun | undefined;
-      if (signal?.aborted) {
-        stepRun = await this.find(plan);
-        if (!stepRun) return refusal(ErrorCode.StepCancelled, 'Step cancelled before it started', meta, 'cancelled');
-      } else {
-        stepRun = await this.ensure(plan, logger);
-      }
-      return await this.follow(plan, stepRun, request, logger);
+      const chosen = await this.ensure(request, planned.plan, logger, span);
+      if (!chosen) return refusal(ErrorCode.StepCancelled, 'Step cancelled before it started', meta, 'cancelled');
+      meta = { ...meta, stepRun: chosen.plan.name };
+      span?.setAttribute('steprun.name', chosen.plan.name);
+      span?.setAttribute('steprun.namespace', chosen.plan.namespace);
+      span?.setAttribute('steprun.execution', chosen.plan.execution);
+      span?.setAttribute('steprun.attached', chosen.attached);
+      return await this.follow(chosen.plan, chosen.stepRun, request, logger);
     } catch (err) {
       return this.failure(err, meta);
     }
@@ -124,44 +167,85 @@ export class KubernetesRunner implements Runner {
     }
   }
 
-  private async find(plan: Plan): Promise<StepRun | undefined> {
-    try {
-      return await this.retrying(() => this.kube.getStepRun(plan.namespace, plan.name));
-    } catch (err) {
-      if (err instanceof KubeError && err.status === 404) return undefined;
-      throw err;
+  /**
+   * The StepRun this call waits on: the running execution of the same request an engine that
+   * restarted asks for again, else a new execution (see executions.ts). Creating races with
+   * another call for the same step are settled by the name: the loser lists again and decides
+   * again. Undefined: the request was aborted and nothing runs for it.
+   *
+   * A Secret for the step's secret values is created first (the operator copies its keys when
+   * the Pod starts), then made owned by the StepRun, so a crash anywhere in between is repaired
+   * by the next `execute` of the same request.
+   */
+  private async ensure(
+    request: StepExecutionRequest,
+    first: Plan,
+    logger: RuntimeLogger | undefined,
+    span: SpanLike | undefined,
+  ): Promise<{ plan: Plan; stepRun: StepRun; attached: boolean } | undefined> {
+    const aborted = request.signal?.aborted === true;
+    for (let tries = 1; ; tries += 1) {
+      const existing = await this.retrying(() =>
+        this.kube.listStepRunsLabelled(first.namespace, `${LABEL_STEP_KEY}=${first.stepKey}`),
+      );
+      const decision = decideExecution(existing, {
+        digest: first.digest,
+        key: first.identityKey,
+        stepKey: first.stepKey,
+        aborted,
+      });
+      if (decision.kind === 'none') return undefined;
+      if (decision.kind === 'attach') {
+        const plan = this.replanned(request, executionOf(decision.stepRun), span);
+        logger?.info('Attaching to the running execution of this step', {
+          stepRun: plan.name,
+          phase: decision.stepRun.status?.phase,
+        });
+        if (plan.secret) await this.ownSecret(plan, decision.stepRun, logger);
+        return { plan, stepRun: decision.stepRun, attached: true };
+      }
+      const plan = this.replanned(request, decision.execution, span);
+      if (plan.secret) await this.writeSecret(plan);
+      let stepRun: StepRun;
+      try {
+        stepRun = await this.retrying(() => this.kube.createStepRun(plan.stepRun));
+      } catch (err) {
+        if (!(err instanceof KubeError && err.status === 409)) throw err;
+        await this.refuseForeign(plan);
+        if (tries >= MAX_CREATE_RACES) throw err;
+        continue;
+      }
+      logger?.info('StepRun created', { stepRun: plan.name, namespace: plan.namespace, execution: plan.execution });
+      if (plan.secret) await this.ownSecret(plan, stepRun, logger);
+      return { plan, stepRun, attached: false };
     }
   }
 
-  /**
-   * The step's StepRun: the one created before under the same name (an engine restarted and
-   * asked again), else a new one. A Secret for the step's secret values is created first (the
-   * operator copies its keys when the Pod starts), then made owned by the StepRun, so a crash
-   * anywhere in between is repaired by the next `execute` of the same request.
-   */
-  private async ensure(plan: Plan, logger: RuntimeLogger | undefined): Promise<StepRun> {
-    let stepRun = await this.find(plan);
-    if (stepRun) {
-      const digest = stepRun.metadata.annotations?.[ANNOTATION_REQUEST_DIGEST];
-      const wanted = plan.stepRun.metadata.annotations?.[ANNOTATION_REQUEST_DIGEST];
-      if (digest !== wanted) {
-        logger?.warn('A StepRun of this run, job, step and attempt exists with another spec: waiting on it', {
-          stepRun: plan.name,
-        });
-      }
-      logger?.info('Resuming the existing StepRun', { stepRun: plan.name, phase: stepRun.status?.phase });
-    } else {
-      if (plan.secret) await this.writeSecret(plan);
-      try {
-        stepRun = await this.retrying(() => this.kube.createStepRun(plan.stepRun));
-        logger?.info('StepRun created', { stepRun: plan.name, namespace: plan.namespace });
-      } catch (err) {
-        if (!(err instanceof KubeError && err.status === 409)) throw err;
-        stepRun = await this.retrying(() => this.kube.getStepRun(plan.namespace, plan.name));
-      }
+  private replanned(request: StepExecutionRequest, execution: number, span: SpanLike | undefined): Plan {
+    const planned = this.plan(request, execution, span);
+    // The first plan of this request was accepted; only the execution number differs.
+    if (!planned.ok) throw new StepRefused(planned.result);
+    return planned.plan;
+  }
+
+  /** A name this runner would use is taken: by its own twin (fine, decide again) or not (refuse). */
+  private async refuseForeign(plan: Plan): Promise<void> {
+    let taken: StepRun;
+    try {
+      taken = await this.retrying(() => this.kube.getStepRun(plan.namespace, plan.name));
+    } catch (err) {
+      if (err instanceof KubeError && err.status === 404) return;
+      throw err;
     }
-    if (plan.secret) await this.ownSecret(plan, stepRun, logger);
-    return stepRun;
+    if (isOwn(taken, plan.identityKey, plan.stepKey)) return;
+    throw new StepRefused(
+      refusal(
+        ErrorCode.InvalidStep,
+        `StepRun ${plan.name} exists and was not created by this engine for this step (its ` +
+          `${ANNOTATION_FINGERPRINT} does not verify): delete it, or give the runner another namePrefix or engineId`,
+        { stepRun: plan.name, namespace: plan.namespace },
+      ),
+    );
   }
 
   private async writeSecret(plan: Plan): Promise<void> {
@@ -237,13 +321,18 @@ export class KubernetesRunner implements Runner {
     signal?.addEventListener('abort', cancel, { once: true });
     if (signal?.aborted && !initial.spec.cancel) cancel();
 
-    const follower = context.onLog
-      ? new LogFollower(this.kube, plan.namespace, context.onLog, {
-          split: await this.splitStreams(plan.namespace),
-          logger,
-        })
-      : undefined;
-    follower?.update(initial);
+    // The log is read for every step: it is the step's stdout and stderr in the result.
+    const capture = new OutputCapture(this.options.outputLimit);
+    const follower = new LogFollower(
+      this.kube,
+      plan.namespace,
+      (entry) => {
+        capture.add(entry);
+        context.onLog?.(entry);
+      },
+      { split: await this.splitStreams(plan.namespace), logger },
+    );
+    follower.update(initial);
     try {
       const tracker = new WaitTracker(plan.name);
       const outcome = await waitForTerminal(
@@ -256,10 +345,10 @@ export class KubernetesRunner implements Runner {
         {
           watchTimeoutSeconds: this.options.watchTimeoutSeconds ?? 300,
           backoff: this.backoff,
-          onUpdate: (stepRun) => follower?.update(stepRun),
+          onUpdate: (stepRun) => follower.update(stepRun),
         },
       );
-      await follower?.finish();
+      await follower.finish();
       await cancelling;
       if (outcome.kind === 'deleted') {
         return refusal(ErrorCode.StepDeleted, `StepRun ${plan.name} was deleted before it finished`, {
@@ -268,10 +357,10 @@ export class KubernetesRunner implements Runner {
         });
       }
       if (plan.secret) await this.dropSecret(plan, logger);
-      return resultOf(outcome.stepRun) ?? refusal(ErrorCode.StepExecutionFailed, 'StepRun ended without a phase');
+      return resultOf(outcome.stepRun, capture.result(), { throwOnError: throwOnError(request) }) ?? refusal(ErrorCode.StepExecutionFailed, 'StepRun ended without a phase');
     } finally {
       signal?.removeEventListener('abort', cancel);
-      follower?.close();
+      follower.close();
     }
   }
 

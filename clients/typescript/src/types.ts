@@ -6,16 +6,18 @@
 export interface StepSpec {
   name: string;
   /** `builtin:shell` (or absent) for a shell step; `plugin:<id>/<handler>`, `command:<name>`. */
-  uses?: string;
-  id?: string;
-  if?: string;
+  uses?: string | undefined;
+  /** Shorthand of a shell step's command (the runtime turns it into `with.command`). */
+  run?: string | undefined;
+  id?: string | undefined;
+  if?: string | undefined;
   /** The step's input: `command`/`run`/`script` for shell steps, handler input otherwise. */
-  with?: Record<string, unknown>;
-  env?: Record<string, string>;
+  with?: Record<string, unknown> | undefined;
+  env?: Record<string, string> | undefined;
   /** Names of the workflow secrets the step needs; their values arrive in `context.secrets`. */
-  secrets?: string[];
-  timeoutMs?: number;
-  continueOnError?: boolean;
+  secrets?: string[] | undefined;
+  timeoutMs?: number | undefined;
+  continueOnError?: boolean | undefined;
 }
 
 export interface RuntimeLogger {
@@ -31,8 +33,8 @@ export interface RuntimeEvents {
 
 export interface RuntimeTrace {
   traceId: string;
-  spanId?: string;
-  parentSpanId?: string;
+  spanId?: string | undefined;
+  parentSpanId?: string | undefined;
 }
 
 /** One line a step printed. */
@@ -40,11 +42,15 @@ export interface LogEntry {
   level: string;
   message: string;
   stream: 'stdout' | 'stderr';
-  /** 1-based position of the line in its stream, for the attempt that printed it. */
+  /**
+   * 1-based position of the line among all the lines of the execution, both streams counted
+   * together (as the runtime numbers them); with split streams, stdout and stderr lines written
+   * at the same time may be numbered in either order.
+   */
   lineNo: number;
   /** When the container wrote the line (RFC 3339, from the kubelet). */
   timestamp: string;
-  meta?: Record<string, unknown>;
+  meta?: Record<string, unknown> | undefined;
 }
 
 export interface StepContext {
@@ -57,44 +63,44 @@ export interface StepContext {
   secrets: Record<string, string>;
   /** Accepted for shape compatibility; artifacts are not carried to the cluster. */
   artifacts?: unknown;
-  events?: RuntimeEvents;
+  events?: RuntimeEvents | undefined;
   /** Optional here (required by the runtime's own type), so plain objects can be passed. */
-  logger?: RuntimeLogger;
-  trace?: RuntimeTrace;
+  logger?: RuntimeLogger | undefined;
+  trace?: RuntimeTrace | undefined;
   pluginContext?: unknown;
-  onLog?: (entry: LogEntry) => void;
+  onLog?: ((entry: LogEntry) => void) | undefined;
 }
 
 export interface ExecutionTarget {
-  environmentId?: string;
-  workspaceId?: string;
+  environmentId?: string | undefined;
+  workspaceId?: string | undefined;
   /** The namespace the step's StepRun is created in (overrides the runner's). */
-  namespace?: string;
+  namespace?: string | undefined;
   /** The step's working directory. */
-  workdir?: string;
+  workdir?: string | undefined;
 }
 
 export interface StepExecutionRequest {
   spec: StepSpec;
   context: StepContext;
   /** The directory the step works in. */
-  workspace?: string;
-  target?: ExecutionTarget;
-  signal?: AbortSignal;
+  workspace?: string | undefined;
+  target?: ExecutionTarget | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export interface StepExecutionSuccess {
   status: 'success';
-  outputs?: Record<string, unknown>;
+  outputs?: Record<string, unknown> | undefined;
 }
 
 export interface StepExecutionFailure {
   status: 'failed' | 'cancelled';
   error: {
     message: string;
-    code?: string;
-    stack?: string;
-    details?: Record<string, unknown>;
+    code?: string | undefined;
+    stack?: string | undefined;
+    details?: Record<string, unknown> | undefined;
   };
 }
 
@@ -106,7 +112,11 @@ export interface Runner {
 
 /** The error codes this runner returns, in the runtime's style. */
 export const ErrorCode = {
-  /** The step ran and failed (non-zero exit, image pull failure, startup timeout, ...). */
+  /** The step's command ran and exited non-zero; the message is (the start of) its stderr. */
+  HandlerReportedFailure: 'HANDLER_REPORTED_FAILURE',
+  /** As HandlerReportedFailure, for a `builtin:shell` step with `with.throwOnError: true`. */
+  HandlerError: 'HANDLER_ERROR',
+  /** The step could not run to an exit code (image pull failure, startup timeout, ...). */
   StepExecutionFailed: 'STEP_EXECUTION_FAILED',
   /** Cancelled through the request's AbortSignal (or `spec.cancel` set by someone else). */
   StepCancelled: 'STEP_CANCELLED',

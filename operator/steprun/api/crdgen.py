@@ -22,17 +22,13 @@ from pydantic import BaseModel, ConfigDict
 
 from steprun.api.models import (
     ENV_NAME_PATTERN,
-    GROUP,
     MAX_TRACESTATE_MEMBERS,
     RESERVED_ENV_PREFIX,
-    SANDBOXPOLICY_PLURAL,
-    STEPRUN_PLURAL,
     SUB_PATH_MESSAGE,
     TERMINAL_PHASES,
     TRACEPARENT_MESSAGES,
     TRACESTATE_MESSAGE,
     USES_BUILTIN_SHELL,
-    VERSION,
     WORKSPACE_ONE_SOURCE_MESSAGE,
     WORKSPACE_PATHS_MESSAGE,
     WORKSPACE_ROOT,
@@ -43,6 +39,7 @@ from steprun.api.models import (
     StepRunSpec,
     StepRunStatus,
 )
+from steprun.api.resources import SANDBOX_POLICY, STEPRUN, Resource
 
 Schema = dict[str, Any]
 
@@ -654,9 +651,7 @@ def _object_schema(description: str, spec: Schema, status: Schema | None) -> Sch
 
 def _crd(
     *,
-    kind: str,
-    plural: str,
-    scope: str,
+    resource: Resource,
     short_names: list[str],
     categories: list[str] | None,
     schema: Schema,
@@ -664,17 +659,18 @@ def _crd(
     status_subresource: bool,
     selectable_fields: tuple[str, ...] = (),
 ) -> Schema:
+    kind = resource.kind
     names: Schema = {
         "kind": kind,
         "listKind": f"{kind}List",
-        "plural": plural,
+        "plural": resource.plural,
         "singular": kind.lower(),
         "shortNames": short_names,
     }
     if categories:
         names["categories"] = categories
     version: Schema = {
-        "name": VERSION,
+        "name": resource.version,
         "served": True,
         "storage": True,
         "schema": {"openAPIV3Schema": schema},
@@ -687,11 +683,11 @@ def _crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        "metadata": {"name": f"{resource.plural}.{resource.group}"},
         "spec": {
-            "group": GROUP,
+            "group": resource.group,
             "names": names,
-            "scope": scope,
+            "scope": "Namespaced" if resource.namespaced else "Cluster",
             "versions": [version],
         },
     }
@@ -762,9 +758,7 @@ def steprun_crd() -> Schema:
     )
     attach_rules(root, steprun_rules(spec))
     return _crd(
-        kind="StepRun",
-        plural=STEPRUN_PLURAL,
-        scope="Namespaced",
+        resource=STEPRUN,
         short_names=["sr"],
         categories=["steprun"],
         schema=root,
@@ -784,9 +778,7 @@ def sandboxpolicy_crd() -> Schema:
     )
     attach_rules(root, sandboxpolicy_rules())
     return _crd(
-        kind="SandboxPolicy",
-        plural=SANDBOXPOLICY_PLURAL,
-        scope="Cluster",
+        resource=SANDBOX_POLICY,
         short_names=["sbp"],
         categories=None,
         schema=root,

@@ -60,7 +60,11 @@ MAX_QUANTITY = 64
 # Plugin entries (workflow handlers and CLI commands) and how a sandbox step names one, in the
 # forms of a workflow step's uses. An id may hold "/" (a handler path, as in
 # plugin:release/notes/draft) and ":" (a namespaced CLI command, as in command:mind:rag-index);
-# a plugin name is a DNS label, so the first "/" after plugin: always ends the plugin name.
+# a plugin name is a DNS label or, as the npm packages workflow plugins ship in, a scoped name
+# @<scope>/<name> (plugin:@kb-labs/quality/check), so the plugin name ends at the first "/"
+# after plugin:, or at the second when the name starts with "@". Plugin names never become label
+# values or object names (a label cannot hold "@" or "/"); they stay in specs, statuses and
+# messages.
 MAX_HANDLER_ID = 128
 MAX_PLUGIN_HANDLERS = 32
 # The SandboxPolicy schema checks that no two plugins declare the same CLI command. CEL has no
@@ -76,8 +80,12 @@ ENTRY_ID_PATTERN = f"^{ENTRY_ID_CHARS}$"
 USES_PLUGIN_PREFIX = "plugin:"
 USES_COMMAND_PREFIX = "command:"
 USES_BUILTIN_SHELL = "builtin:shell"
+PLUGIN_NAME_PART = r"[a-z0-9]([-a-z0-9._]*[a-z0-9])?"
+PLUGIN_NAME_CHARS = rf"([a-z0-9]([-a-z0-9]*[a-z0-9])?|@{PLUGIN_NAME_PART}/{PLUGIN_NAME_PART})"
+PLUGIN_NAME_PATTERN = f"^{PLUGIN_NAME_CHARS}$"
+MAX_PLUGIN_NAME = 128
 USES_PATTERN = (
-    rf"^({USES_PLUGIN_PREFIX}[a-z0-9]([-a-z0-9]*[a-z0-9])?/{ENTRY_ID_CHARS}"
+    rf"^({USES_PLUGIN_PREFIX}{PLUGIN_NAME_CHARS}/{ENTRY_ID_CHARS}"
     rf"|{USES_COMMAND_PREFIX}{ENTRY_ID_CHARS}|{USES_BUILTIN_SHELL})$"
 )
 
@@ -87,6 +95,8 @@ Quantities = Annotated[QuantityMap, Field(max_length=MAX_RESOURCES)]
 # A claim's requests or limits: storage is the one resource a claim has.
 ClaimQuantities = Annotated[QuantityMap, Field(max_length=4)]
 DnsLabel = Annotated[str, Field(max_length=63, pattern=DNS_LABEL_PATTERN)]
+# A plugin's name: a DNS label (eslint) or a scoped package name (@kb-labs/quality).
+PluginName = Annotated[str, Field(max_length=MAX_PLUGIN_NAME, pattern=PLUGIN_NAME_PATTERN)]
 # What most Kubernetes objects' names are (Secrets, claims, ServiceAccounts, StepRuns).
 DnsSubdomain = Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 Image = Annotated[str, Field(max_length=1024, min_length=1)]
@@ -398,13 +408,15 @@ class SandboxSpec(ApiModel):
 
     policy: DnsSubdomain = "default"
     """Name of the SandboxPolicy that must admit this step."""
-    plugin: DnsLabel | None = None
-    """Plugin declared in that policy; the step runs the plugin's command. Exactly one of plugin
-    and uses is set."""
+    plugin: PluginName | None = None
+    """Plugin declared in that policy (a DNS label or a scoped name, @scope/name); the step runs
+    the plugin's command. Exactly one of plugin and uses is set."""
     uses: str | None = Field(None, max_length=256, pattern=USES_PATTERN)
     """What the step runs, as a workflow step's uses names it: plugin:<plugin>/<handler> (a
-    workflow handler of a plugin), command:<name> (a CLI command of one of the policy's plugins;
-    context.inputs become its flags) or builtin:shell (spec.script in the policy's shellPlugin).
+    workflow handler of a plugin; <plugin> may be scoped, plugin:@scope/name/handler, or the
+    short name of exactly one scoped plugin of the policy), command:<name> (a CLI command of
+    one of the policy's plugins; context.inputs become its flags) or builtin:shell (spec.script
+    in the policy's shellPlugin).
     Resolved at admission and frozen in status.admitted. Exactly one of plugin and uses is set."""
     permissions: PermissionSet = Field(default_factory=list)
     """Permissions this step asks for, beyond those of its plugin and its handler or command."""
@@ -935,8 +947,8 @@ class PluginCommand(ApiModel):
 class Plugin(ApiModel):
     """A tool sandbox steps may run: its image, its entry points and the permissions they need."""
 
-    name: DnsLabel
-    """Plugin name that steps ask for."""
+    name: PluginName
+    """Plugin name that steps ask for: a DNS label or a scoped name (@scope/name)."""
     image: Image
     """Image the plugin runs in."""
     command: Argv | None = None
@@ -1029,7 +1041,7 @@ class SandboxPolicySpec(ApiModel):
     granted workspaces.mount may mount; read-only unless filesystem.writable is granted too."""
 
     # Plugin entry points.
-    shell_plugin: DnsLabel | None = None
+    shell_plugin: PluginName | None = None
     """The plugin that runs uses: builtin:shell steps: their spec.script runs under /bin/sh in
     this plugin's image, with its permissions. Without it the policy refuses builtin:shell."""
 

@@ -62,13 +62,6 @@ def complete_namespaces(action: argparse.Action) -> argparse.Action:
     return action
 
 
-def complete_files(action: argparse.Action) -> argparse.Action:
-    from argcomplete.completers import FilesCompleter
-
-    action.completer = FilesCompleter()  # type: ignore[attr-defined]
-    return action
-
-
 def autocomplete(parser: argparse.ArgumentParser, **options: Any) -> None:
     """Answers a shell's completion request and exits, if this run is one (else returns)."""
     if "_ARGCOMPLETE" not in os.environ:

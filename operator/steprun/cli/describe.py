@@ -63,9 +63,8 @@ def _what_runs(sr: StepRun) -> list[str]:
     spec = sr.spec
     lines = [_field("Mode", enum_text(spec.mode))]
     if spec.sandbox is not None:
-        lines.append(
-            _field("Sandbox", f"plugin {spec.sandbox.plugin}, policy {spec.sandbox.policy}")
-        )
+        runs = spec.sandbox.uses or f"plugin {spec.sandbox.plugin}"
+        lines.append(_field("Sandbox", f"{runs}, policy {spec.sandbox.policy}"))
     if spec.image:
         lines.append(_field("Image", spec.image))
     if spec.script is not None:

@@ -175,20 +175,6 @@ def steprun_table(
     return format_table(headers, rows)
 
 
-def steprun_document(sr: StepRun) -> dict[str, Any]:
-    """The StepRun as the API serves it (camelCase, unset fields left out)."""
-    return sr.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def list_document(steprun_list: Sequence[StepRun]) -> dict[str, Any]:
-    """Several objects as one document, the way ``kubectl get -o yaml`` prints a list."""
-    return {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [steprun_document(sr) for sr in steprun_list],
-    }
-
-
 def dump(document: Any, output: str) -> str:
     if output == "json":
         return json.dumps(document, indent=2, sort_keys=False) + "\n"

@@ -15,15 +15,19 @@ if TYPE_CHECKING:
 HELP = """\
 print the Pod, ConfigMap, Secret (and NetworkPolicy) of a StepRun
 
-Print, as YAML, the objects the operator would create for a StepRun: its Secret (values
-shown as <redacted>), ConfigMap, NetworkPolicy (sandbox steps) and the Pod of one attempt.
-No cluster is needed. The operator configuration is read from the STEPRUN_* environment
-variables, as the operator reads it.
+Print, as YAML, the objects the operator would create for a StepRun: its workspace claims,
+Secret (values shown as <redacted>), ConfigMap, NetworkPolicy (sandbox steps) and the Pod of
+one attempt, with the artifact helper (artifact inputs' object keys shown as placeholders).
+They come from the function the operator creates them from. No cluster is needed. The
+operator configuration is read from the STEPRUN_* environment variables, as the operator
+reads it.
 
 A sandbox step is admitted against --policy FILE (a SandboxPolicy manifest) unless the file
 holds status.admitted (a step the operator already admitted); if the policy refuses it, the
 denial is printed and the exit code is 2. Namespace labels for the policy's namespaceSelector
-come from --namespace-label (default: kubernetes.io/metadata.name=<namespace>).
+come from --namespace-label (default: kubernetes.io/metadata.name=<namespace>); with
+pod-security.kubernetes.io/enforce=restricted the Pod is hardened as the operator hardens it
+in such a namespace.
 
 --validate first checks the StepRun as the API server would: its name, and every rule of the
 CRD (the CEL rules generated with it: reserved env names, quantities, exclusive fields...);

@@ -1,8 +1,10 @@
 """What ``steprun render`` prints: the objects the operator would create for a StepRun.
 
-It runs the operator's own pure functions in the operator's order (admission for sandbox
-steps, then Secret, ConfigMap, NetworkPolicy, Pod), so what it prints is what the operator
-creates, given the same operator configuration (read from the same STEPRUN_* variables).
+It admits a sandbox step as the operator does, then prints ``plan_attempt``, the function the
+operator creates its objects from, so what it prints is what the operator creates, given the
+same operator configuration (read from the same STEPRUN_* variables) and namespace labels.
+Only what needs the cluster differs: secret values are redacted, artifact inputs' object keys
+are placeholders.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, Reason, SandboxPolicy, StepRun
+from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY
 from steprun.cli.output import dump_all_yaml
 from steprun.cli.spec_args import (
     SpecArgumentError,
     find_object,
     split_documents,
 )
+from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
-from steprun.render.context import needs_secret, render_configmap, render_secret
-from steprun.render.network import render_network_policy
-from steprun.render.pod import RenderError, render_pod
-from steprun.render.sandbox import harden_pod
-from steprun.render.workspaces import render_claim, run_claims
+from steprun.reconcile.decide import node_to_avoid
+from steprun.render.artifacts import ResolvedInput, needs_artifacts
+from steprun.render.attempt import plan_attempt
+from steprun.render.pod import RenderError, enforces_restricted
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 REDACTED = "<redacted>"
@@ -72,7 +75,7 @@ def load_steprun(text: str, namespace: str | None) -> tuple[StepRun, list[str]]:
     try:
         steprun = StepRun.model_validate({**document, "metadata": metadata})
     except ValidationError as exc:
-        raise RenderRefused(f"invalid StepRun: {_problems(exc)}") from exc
+        raise RenderRefused(f"invalid StepRun: {causes_text(schema_causes(exc, ''))}") from exc
     return steprun, notes
 
 
@@ -81,7 +84,9 @@ def load_policy(text: str) -> SandboxPolicy:
     try:
         return SandboxPolicy.model_validate(document)
     except ValidationError as exc:
-        raise RenderRefused(f"invalid SandboxPolicy: {_problems(exc)}") from exc
+        raise RenderRefused(
+            f"invalid SandboxPolicy: {causes_text(schema_causes(exc, ''))}"
+        ) from exc
 
 
 def render_step(
@@ -96,27 +101,62 @@ def render_step(
     if attempt < 1:
         raise RenderRefused(f"attempts are numbered from 1, got {attempt}")
     decision, notes = _decision(steprun, config, policy, namespace_labels)
-    objects: list[dict[str, Any]] = []
+    labels = _namespace_labels(steprun, namespace_labels)
+    inputs = placeholder_inputs(steprun)
+    if inputs:
+        notes.append(
+            "Each artifact input's object key and sha256 are shown as placeholders: the operator "
+            "reads them from the producing StepRun's status.artifacts when the step starts."
+        )
     try:
-        for workspace in run_claims(steprun):
-            claim = render_claim(steprun, workspace)
-            objects.append(claim)
-            notes.append(
-                f"PersistentVolumeClaim {claim['metadata']['name']} is created only by the first "
-                "step of the run that needs it; later steps add themselves to its owners."
-            )
-        if needs_secret(steprun, decision):
-            placeholders = {p.name: REDACTED for p in steprun.spec.context.secrets}
-            objects.append(redact_secret(render_secret(steprun, placeholders)))
-        objects.append(render_configmap(steprun, config, decision))
-        if decision is not None:
-            objects.append(render_network_policy(steprun, decision))
-        pod = render_pod(steprun, attempt, config, decision)
-        objects.append(harden_pod(pod, decision) if decision is not None else pod)
+        plan = plan_attempt(
+            steprun,
+            attempt,
+            config,
+            decision,
+            restricted=enforces_restricted(labels),
+            inputs=inputs,
+            avoid_node=node_to_avoid(steprun, attempt),
+        )
     except (RenderError, ValueError) as exc:
         # The operator ends such a step Failed with reason InvalidSpec and this message.
         raise RenderRefused(f"the operator would fail this step (InvalidSpec): {exc}") from exc
-    return Rendered(objects=objects, notes=notes)
+    for claim in plan.claims:
+        notes.append(
+            f"PersistentVolumeClaim {claim['metadata']['name']} is created only by the first "
+            "step of the run that needs it; later steps add themselves to its owners."
+        )
+    placeholders = {p.name: REDACTED for p in steprun.spec.context.secrets}
+    if needs_artifacts(steprun):
+        placeholders.update({ACCESS_KEY_KEY: REDACTED, SECRET_KEY_KEY: REDACTED})
+    objects = plan.objects(placeholders)
+    return Rendered(objects=[_redacted(obj) for obj in objects], notes=notes)
+
+
+def placeholder_inputs(steprun: StepRun) -> list[ResolvedInput]:
+    """The step's artifact inputs, with what only the producer's status says as placeholders."""
+    spec = steprun.spec.artifacts
+    return [
+        ResolvedInput(
+            name=item.name,
+            key=f"<key of artifact {item.from_.artifact} of StepRun {item.from_.step_run}>",
+            sha256=f"<sha256 of artifact {item.from_.artifact} of StepRun {item.from_.step_run}>",
+            path=item.path,
+        )
+        for item in (spec.inputs if spec is not None else [])
+    ]
+
+
+def _redacted(obj: dict[str, Any]) -> dict[str, Any]:
+    return redact_secret(obj) if obj.get("kind") == "Secret" else obj
+
+
+def _namespace_labels(
+    steprun: StepRun, namespace_labels: Mapping[str, str] | None
+) -> dict[str, str]:
+    labels = dict(namespace_labels or {})
+    labels.setdefault(NAMESPACE_NAME_LABEL, steprun.namespace)
+    return labels
 
 
 def redact_secret(secret: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,9 +204,7 @@ def _decision(
             f'the step asks for SandboxPolicy "{sandbox.policy}" but --policy holds '
             f'"{policy.metadata.name}"'
         )
-    labels = dict(namespace_labels or {})
-    labels.setdefault(NAMESPACE_NAME_LABEL, steprun.namespace)
-    result = admit(steprun, policy, labels, config)
+    result = admit(steprun, policy, _namespace_labels(steprun, namespace_labels), config)
     if result.decision is None:
         reason = result.reason or Reason.PERMISSION_DENIED
         raise RenderRefused(f"the step would be Rejected ({reason}): {result.message}")
@@ -178,9 +216,3 @@ def _find(text: str, kind: str) -> tuple[dict[str, Any], list[str]]:
         return find_object(split_documents(text), kind)
     except SpecArgumentError as exc:
         raise RenderRefused(str(exc)) from exc
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-    )

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, StepRun, StepRunSpec
-from steprun.client.errors import schema_causes
+from steprun.client.errors import causes_text, schema_causes
 from steprun.client.objects import default_generate_name
 
 # generateName gets 5 characters appended; Pod names derive from the result (render.names).
@@ -325,8 +325,7 @@ def _validate(spec: Mapping[str, Any]) -> StepRunSpec:
     try:
         model = StepRunSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(f"{c.field}: {c.message}" for c in schema_causes(exc))
-        raise SpecArgumentError(f"invalid step: {problems}") from exc
+        raise SpecArgumentError(f"invalid step: {causes_text(schema_causes(exc))}") from exc
     if model.mode == Mode.LOCAL and not model.image:
         raise SpecArgumentError("a local step needs an image: give --image IMAGE (or -f FILE)")
     if model.script is not None and (model.command or model.args):

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 from steprun.api.models import ArtifactStatus, StepRun, StepRunSpec
+from steprun.api.resources import STEPRUN, resource
 from steprun.artifacts.store import ArtifactStore, StoreNotConfigured, store_from_env
 from steprun.client import artifacts as artifact_files
 from steprun.client.backoff import Backoff
@@ -274,7 +275,7 @@ class AsyncStepRunClient(FromKubeconfig):
         )
         try:
             created = await self._request(
-                "POST", Kube.path("StepRun", ns), body=body, name=None, namespace=ns
+                "POST", STEPRUN.path(ns), body=body, name=None, namespace=ns
             )
         except ApiError as exc:
             if exc.status != 409 or not name:
@@ -335,7 +336,7 @@ class AsyncStepRunClient(FromKubeconfig):
         ns = await self._ns(namespace)
         body = await self._request(
             "PATCH",
-            Kube.path("StepRun", ns, name),
+            STEPRUN.path(ns, name),
             body=CANCEL_PATCH,
             content_type=MERGE_PATCH,
             name=name,
@@ -346,7 +347,7 @@ class AsyncStepRunClient(FromKubeconfig):
     async def delete(self, name: str, *, namespace: str | None = None) -> None:
         """Deletes the StepRun; its Pods, ConfigMap and Secret go with it (owner references)."""
         ns = await self._ns(namespace)
-        await self._request("DELETE", Kube.path("StepRun", ns, name), name=name, namespace=ns)
+        await self._request("DELETE", STEPRUN.path(ns, name), name=name, namespace=ns)
 
     async def run(
         self,
@@ -597,7 +598,7 @@ class AsyncStepRunClient(FromKubeconfig):
     async def get_raw(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The StepRun exactly as the API server serves it."""
         ns = await self._ns(namespace)
-        return await self._request("GET", Kube.path("StepRun", ns, name), name=name, namespace=ns)
+        return await self._request("GET", STEPRUN.path(ns, name), name=name, namespace=ns)
 
     async def list_raw(self, **scope: Unpack[ListScope]) -> dict[str, Any]:
         """The StepRun list as served (``items`` and the list's ``metadata.resourceVersion``)."""
@@ -705,7 +706,7 @@ class AsyncStepRunClient(FromKubeconfig):
         ns = str((body.get("metadata") or {}).get("namespace") or await self._ns(None))
         return await self._request(
             "POST",
-            Kube.path("StepRun", ns),
+            STEPRUN.path(ns),
             body=dict(body),
             query={"dryRun": "All"},
             name=None,
@@ -737,7 +738,7 @@ class AsyncStepRunClient(FromKubeconfig):
         client's; Namespace: the cluster's)."""
         ns = None if kind == "Namespace" else await self._ns(namespace)
         body = await self._request(
-            "GET", Kube.path(kind, ns), query=query, name=None, namespace=ns or ""
+            "GET", resource(kind).path(ns), query=query, name=None, namespace=ns or ""
         )
         return list(body.get("items") or [])
 
@@ -783,7 +784,7 @@ class AsyncStepRunClient(FromKubeconfig):
 
 
 def _scope_path(scope: ListScope, namespace: str) -> str:
-    return Kube.path("StepRun", None if scope.get("all_namespaces") else namespace)
+    return STEPRUN.path(None if scope.get("all_namespaces") else namespace)
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
@@ -810,7 +811,7 @@ class _WatchSource:
 
     def watch(self, resource_version: str, timeout_seconds: int) -> AsyncGenerator[Event, None]:
         return self._client._watch_once(
-            Kube.path("StepRun", self._namespace),
+            STEPRUN.path(self._namespace),
             resource_version,
             field_selector=name_field_selector(self._name),
             namespace=self._namespace,

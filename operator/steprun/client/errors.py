@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,7 @@ def schema_causes(error: ValidationError, prefix: str = "spec") -> tuple[FieldCa
         parts = [str(p) for p in problem["loc"] if not re.search(r"[\[(]", str(p))]
         field = prefix
         for part in parts:
-            field += f"[{part}]" if part.isdigit() else f".{part}"
+            field += f"[{part}]" if part.isdigit() else f".{part}" if field else part
         kind = problem["type"]
         if kind == "extra_forbidden":
             message = f'unknown field "{field}"'
@@ -140,8 +140,12 @@ def schema_causes(error: ValidationError, prefix: str = "spec") -> tuple[FieldCa
 def invalid_spec(error: ValidationError, prefix: str = "spec") -> InvalidStepRun:
     """The client's error for a spec its models refuse before anything is sent."""
     causes = schema_causes(error, prefix)
-    listed = "; ".join(f"{c.field}: {c.message}" for c in causes)
-    return InvalidStepRun(f"invalid StepRun: {listed}", causes)
+    return InvalidStepRun(f"invalid StepRun: {causes_text(causes)}", causes)
+
+
+def causes_text(causes: Iterable[FieldCause]) -> str:
+    """Field causes on one line: how the CLI, the client and the operator say a refusal."""
+    return "; ".join(f"{c.field}: {c.message}" for c in causes)
 
 
 def error_for(error: KubeError, *, name: str | None, namespace: str) -> StepRunError:

@@ -24,15 +24,8 @@ from steprun.metrics import STEPRUN_PHASES
 from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
+from steprun.render.owners import owner_name
 from steprun.render.workload import KUEUE_GROUP
-
-
-def _owner_name(pod: dict[str, Any]) -> str | None:
-    # The owner reference, not the label: label values are shortened for long StepRun names.
-    for ref in pod.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
-            return str(ref.get("name"))
-    return None
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -156,7 +149,7 @@ def register(
     async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
         note(event)
         pod: dict[str, Any] = dict(event["object"])
-        owner = _owner_name(pod)
+        owner = owner_name(pod)
         if owner is None:
             return
         key = (str(pod["metadata"].get("namespace")), owner)
@@ -173,7 +166,7 @@ def register(
         # Kueue's CRDs kopf serves nothing here and the operator runs as before.
         note(event)
         workload: dict[str, Any] = dict(event["object"])
-        owner = _owner_name(workload)
+        owner = owner_name(workload)
         if owner is None:
             return
         key = (str(workload["metadata"].get("namespace")), owner)

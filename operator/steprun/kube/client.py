@@ -22,7 +22,7 @@ from typing import Any, cast
 import aiohttp
 from kubernetes_asyncio import client as k8s
 
-from steprun.api.models import GROUP, SANDBOXPOLICY_PLURAL, STEPRUN_PLURAL, VERSION
+from steprun.api.resources import resource
 from steprun.kube.config import configuration_of, load_configuration
 from steprun.kube.errors import (
     AlreadyExists,
@@ -44,59 +44,9 @@ Body = dict[str, Any]
 # between two chunks, not the length of a stream. None: no bound.
 Timeout = float | tuple[float, float] | None
 
-# kind -> (API path prefix, plural); namespaced unless noted in CLUSTER_SCOPED.
-_RESOURCES: dict[str, tuple[str, str]] = {
-    "Pod": ("/api/v1", "pods"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "Secret": ("/api/v1", "secrets"),
-    "Event": ("/api/v1", "events"),
-    "Namespace": ("/api/v1", "namespaces"),
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
-    "StepRun": (f"/apis/{GROUP}/{VERSION}", STEPRUN_PLURAL),
-    "SandboxPolicy": (f"/apis/{GROUP}/{VERSION}", SANDBOXPOLICY_PLURAL),
-    # Kueue (sigs.k8s.io/kueue): a queued step's Workload, and what its admission names.
-    "Workload": ("/apis/kueue.x-k8s.io/v1beta2", "workloads"),
-    "LocalQueue": ("/apis/kueue.x-k8s.io/v1beta2", "localqueues"),
-    "ResourceFlavor": ("/apis/kueue.x-k8s.io/v1beta2", "resourceflavors"),
-    "WorkloadPriorityClass": ("/apis/kueue.x-k8s.io/v1beta2", "workloadpriorityclasses"),
-    # Read to tell whether this replica is the active one (steprun.activity).
-    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
-    # Read to know whether StepRun creators are checked (steprun.reconcile.tenancy).
-    "ValidatingAdmissionPolicy": (
-        "/apis/admissionregistration.k8s.io/v1",
-        "validatingadmissionpolicies",
-    ),
-    "ValidatingAdmissionPolicyBinding": (
-        "/apis/admissionregistration.k8s.io/v1",
-        "validatingadmissionpolicybindings",
-    ),
-}
-_CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "SandboxPolicy",
-        "ResourceFlavor",
-        "WorkloadPriorityClass",
-        "ClusterKopfPeering",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-    }
-)
-
 
 def _path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
-    prefix, plural = _RESOURCES[kind]
-    path = prefix
-    # A namespaced kind without a namespace is the collection across all namespaces.
-    if kind not in _CLUSTER_SCOPED and namespace is not None:
-        path += f"/namespaces/{namespace}"
-    path += f"/{plural}"
-    if name:
-        path += f"/{name}"
-    if sub:
-        path += f"/{sub}"
-    return path
+    return resource(kind).path(namespace, name, sub)
 
 
 @contextlib.contextmanager
@@ -191,12 +141,6 @@ class Kube:
         """Over a configuration of ``steprun.kube.config`` (e.g. with a larger connection pool);
         call it inside the event loop that will use it."""
         return cls(api_client(configuration, proxy=proxy), throttle=Throttle(qps, burst))
-
-    @staticmethod
-    def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
-        """The API path of a kind's collection (all namespaces when ``namespace`` is None for a
-        namespaced kind), of one object, or of its subresource."""
-        return _path(kind, namespace, name, sub)
 
     async def close(self) -> None:
         await self._api.close()

@@ -139,10 +139,6 @@ class SandboxDecision:
         # The record shares no list, map or model with the decision it was made from.
         return AdmittedSandbox.model_validate(copy.deepcopy(decided))
 
-    def to_status(self) -> dict[str, Any]:
-        """``status.admitted`` as the API server stores it (camelCase, unset fields omitted)."""
-        return self.to_admitted().to_api()
-
     @classmethod
     def from_status(cls, admitted: AdmittedSandbox | Mapping[str, Any]) -> SandboxDecision:
         """The decision frozen in ``status.admitted``; also reads the snake_case keys of

@@ -4,7 +4,11 @@ The forms are those of a workflow step's ``uses`` (as in the @kb-labs/workflow-r
 sandbox runner), plus the original one:
 
 - ``sandbox.plugin: <name>``: the plugin's own command (the original form);
-- ``uses: plugin:<id>/<handler>``: a workflow handler the plugin declares;
+- ``uses: plugin:<id>/<handler>``: a workflow handler the plugin declares; ``<id>`` is a plugin
+  name, scoped (``@kb-labs/quality``) or not, or the short name of a scoped one (``quality``
+  for ``@kb-labs/quality``) when exactly one plugin of the policy has it — the runtime's
+  sandbox runner resolves short names the same way, except that it takes the first match
+  where this refuses an ambiguous one;
 - ``uses: command:<name>``: a CLI command of exactly one plugin of the policy, its input adapted
   to flags when the Pod is rendered;
 - ``uses: builtin:shell``: ``spec.script`` in the plugin the policy names as ``shellPlugin``.
@@ -112,8 +116,15 @@ def parse_uses(uses: str) -> Uses:
     if uses == USES_BUILTIN_SHELL:
         return Uses("shell")
     if uses.startswith(USES_PLUGIN_PREFIX):
-        plugin, _, handler = uses[len(USES_PLUGIN_PREFIX) :].partition("/")
-        if plugin and handler:
+        reference = uses[len(USES_PLUGIN_PREFIX) :]
+        # A scoped plugin (@scope/name) holds one "/" of its own.
+        parts = reference.split("/", 2 if reference.startswith("@") else 1)
+        plugin, handler = "/".join(parts[:-1]), parts[-1]
+        if (
+            plugin
+            and handler
+            and (not plugin.startswith("@") or (len(parts) == 3 and all(parts) and parts[0] != "@"))
+        ):
             return Uses("handler", plugin, handler)
     elif uses.startswith(USES_COMMAND_PREFIX):
         name = uses[len(USES_COMMAND_PREFIX) :]
@@ -182,7 +193,21 @@ def _resolve_handler(uses: Uses, policy: SandboxPolicySpec) -> Resolved | Denial
     assert uses.plugin is not None and uses.entry is not None
     plugin = _plugin(policy.plugins, uses.plugin)
     if plugin is None:
-        return Denial(f"Plugin not found: {uses.plugin}", f"({_plugins(policy)})")
+        scoped = [
+            p
+            for p in policy.plugins
+            if p.name.startswith("@") and short_name(p.name) == uses.plugin
+        ]
+        if len(scoped) > 1:
+            return Denial(
+                f"Plugin {uses.plugin}",
+                f"is ambiguous: it is the short name of {_and([p.name for p in scoped])} (write "
+                "the scoped name)",
+            )
+        if not scoped:
+            return Denial(f"Plugin not found: {uses.plugin}", f"({_plugins(policy)})")
+        plugin = scoped[0]
+        uses = Uses("handler", plugin.name, uses.entry)
     handler = next((h for h in plugin.handlers or [] if h.id == uses.entry), None)
     if handler is None:
         declared = ", ".join(h.id for h in plugin.handlers or []) or "none"
@@ -226,6 +251,11 @@ def _resolve_shell(uses: Uses, policy: SandboxPolicySpec) -> Resolved | Denial:
             f"its plugins ({_plugins(policy)})",
         )
     return Resolved(Uses("shell", plugin.name), plugin)
+
+
+def short_name(plugin: str) -> str:
+    """A scoped plugin's name without its scope (``@kb-labs/quality`` -> ``quality``)."""
+    return plugin.split("/", 1)[1] if plugin.startswith("@") and "/" in plugin else plugin
 
 
 def _plugin(plugins: Iterable[Plugin], name: str) -> Plugin | None:

@@ -31,6 +31,7 @@ from steprun.api.models import LabelSelector, Mode, StepRun
 from steprun.config import OperatorConfig
 from steprun.policy.admission import namespace_matches
 from steprun.render.names import ANNOTATION_CLAIM_CREATOR
+from steprun.render.owners import is_owned_by
 from steprun.timeutil import parse_time
 
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -328,7 +329,7 @@ def network_policy_conflicts(
     conflicts = []
     for policy in network_policies:
         metadata = policy.get("metadata") or {}
-        if any(ref.get("uid") == own_uid for ref in metadata.get("ownerReferences") or []):
+        if is_owned_by(policy, own_uid):
             continue
         spec = policy.get("spec") or {}
         try:

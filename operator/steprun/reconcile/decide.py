@@ -374,7 +374,7 @@ def _pending(
     context_checked: datetime | None,
 ) -> Decision:
     created = _created(sr, pod, now)
-    limit = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
+    limit = startup_timeout_seconds(sr, config)
     deadline = created + timedelta(seconds=limit)
     if now < deadline:
         # Only a Pod that is on a node and starting without a known failure can be waiting
@@ -419,6 +419,11 @@ def _pending(
         now,
         delete_pod=True,
     )
+
+
+def startup_timeout_seconds(sr: StepRun, config: OperatorConfig) -> int:
+    """How long the step's Pod may take to start (and its create be refused for now)."""
+    return sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
 
 
 def _sandbox_ready(pod: Mapping[str, Any]) -> bool:

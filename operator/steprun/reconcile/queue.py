@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from steprun.api.models import is_terminal_phase
 from steprun.kube.backoff import Jittered
 from steprun.log import get_logger
 from steprun.metrics import QUEUE_ADDS, QUEUE_DEPTH, QUEUE_LATENCY_SECONDS, RECONCILE_ERRORS
@@ -28,7 +29,6 @@ Key = tuple[str, str]  # (namespace, name)
 _log = get_logger("steprun.queue")
 Body = dict[str, Any]
 
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "TimedOut", "Cancelled", "Rejected"})
 _SLIM_META = (
     "name",
     "namespace",
@@ -44,7 +44,7 @@ _SLIM_META = (
 
 def is_terminal_body(body: Mapping[str, Any] | None) -> bool:
     status = (body or {}).get("status")
-    return isinstance(status, Mapping) and status.get("phase") in TERMINAL_PHASES
+    return isinstance(status, Mapping) and is_terminal_phase(status.get("phase"))
 
 
 def slim_steprun(body: Mapping[str, Any]) -> Body:

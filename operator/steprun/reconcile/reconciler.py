@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+import functools
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from steprun.api.models import (
-    FailureCategory,
     Mode,
-    ObjectMeta,
     Phase,
     QueueStatus,
     Reason,
     SandboxPolicy,
     StepRun,
-    StepRunSpec,
     StepRunStatus,
     is_terminal_phase,
 )
+from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
 from steprun.kube.client import (
-    AlreadyExists,
     Conflict,
     Kube,
     NotFound,
@@ -50,18 +47,23 @@ from steprun.metrics import (
     record_pod_start,
     record_transition,
 )
-from steprun.observe.failure import category, recent_events
-from steprun.observe.mounts import MOUNT_EVENT_FIELDS, mount_failure
+from steprun.observe.mounts import MOUNT_EVENT_FIELDS
 from steprun.observe.redact import redact, redact_json
 from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
 from steprun.reconcile.artifacts import (
-    ARCHIVE_MARGIN_SECONDS,
     ArtifactProblem,
     Artifacts,
     message_with,
+)
+from steprun.reconcile.cancelling import archive_then_cancel
+from steprun.reconcile.children import (
+    CreateFailed,
+    NamesakeLeftover,
+    StepAborted,
+    create_or_adopt,
 )
 from steprun.reconcile.decide import (
     Cancel,
@@ -79,6 +81,7 @@ from steprun.reconcile.decide import (
     node_to_avoid,
     pod_created_at,
 )
+from steprun.reconcile.memory import Memory, remembered
 from steprun.reconcile.offlane import OffLane
 from steprun.reconcile.queue import (
     FOLLOW_LANE,
@@ -99,70 +102,53 @@ from steprun.reconcile.queueing import (
     Requeue,
     queued_message,
 )
+from steprun.reconcile.rules import (
+    Ending,
+    cancel_message,
+    cancelled,
+    create_failed,
+    create_given_up,
+    create_refused,
+    event_of,
+    explained,
+    invalid_spec,
+    may_quote_the_pod,
+    needs_failure_events,
+    needs_pod_created,
+    never_seen_running,
+    next_attempt,
+    reapply_to,
+    reconcile_failed,
+    rejected,
+    seconds_until,
+    workspace_unavailable,
+)
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workloads import WorkloadProblem, Workloads
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
-from steprun.render.adoption import adoption_problems
-from steprun.render.artifacts import (
-    ResolvedInput,
-    add_artifacts,
-    add_store_egress,
-    needs_artifacts,
-    path_problems,
-)
+from steprun.render.artifacts import ResolvedInput, needs_artifacts, path_problems
+from steprun.render.attempt import AttemptPlan, plan_attempt
 from steprun.render.context import (
     inputs_problem,
     needs_secret,
-    render_configmap,
-    render_secret,
     resolve_secret_values,
     secret_sources,
 )
-from steprun.render.events import render_event
-from steprun.render.names import (
-    ANNOTATION_CREATED_AT,
-    LABEL_UID,
-    TRACKING_FINALIZER,
-    context_name,
-    workload_name,
-)
+from steprun.render.events import event_subject, render_event
+from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name, workload_name
 from steprun.render.names import pod_name as child_pod_name
-from steprun.render.network import render_network_policy
+from steprun.render.owners import is_controlled_by
 from steprun.render.pod import (
-    CONTEXT_VOLUME,
-    SECRETS_VOLUME,
     RenderError,
     enforces_restricted,
     grace_period_seconds,
-    prefer_other_node,
-    render_pod,
 )
-from steprun.render.sandbox import harden_pod
 from steprun.render.workload import queue_name, with_admission
 from steprun.timeutil import format_time, parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
 NAMESAKE_RETRY_SECONDS = 1.0
-
-_EVENT_TYPES = {
-    Phase.SUCCEEDED: "Normal",
-    Phase.CANCELLED: "Normal",
-}
-
-
-class StepAborted(Exception):
-    """The step cannot run as written; it ends with this reason and message, without a Pod."""
-
-    def __init__(self, phase: Phase, reason: Reason, message: str):
-        super().__init__(message)
-        self.phase = phase
-        self.reason = reason
-        self.message = message
-
-
-class NamesakeLeftover(Exception):
-    """A child of an earlier StepRun of the same name is still there; it is being removed."""
 
 
 class Reconciler:
@@ -176,21 +162,9 @@ class Reconciler:
         )
         self.tenancy = Tenancy(kube, config)
         self.workloads = Workloads(kube)
-        # When Pod creation of a key first failed transiently (e.g. a full ResourceQuota): the
-        # step's startup timeout bounds the wait, on the operator's clock.
-        self._blocked_since: dict[Key, datetime] = {}
-        self._crashes: dict[Key, int] = {}
-        # The uids of the context objects this process created or adopted, per StepRun (and
-        # its uid): deleted at the end by that uid, without reading them back. A restart
-        # forgets them; the objects are then read before they are deleted.
-        self._made: dict[Key, tuple[str, dict[str, str]]] = {}
-        # The last StepRun read from the cache, by its (uid, resourceVersion): most reconciles
-        # follow Pod events and meet a StepRun version already parsed. Only live steps are
-        # kept, so retained terminal StepRuns cost no memory here.
-        self._parsed: dict[Key, tuple[tuple[str, str], StepRun]] = {}
-        # When each starting step's context was last checked: decide() checks it once per
-        # attempt, or while the kubelet reports it missing.
-        self._context_checked: dict[Key, datetime] = {}
+        # One record per live StepRun (reconcile/memory.py); retained terminal StepRuns have
+        # none, so they cost no memory here.
+        self.memory = Memory()
         self._log = get_logger("steprun.reconcile")
         self.artifacts = Artifacts(kube, config)
         # Cancelled steps whose log is followed through their grace period, out of the lanes.
@@ -200,25 +174,7 @@ class Reconciler:
 
     def _lane(self, key: Key) -> str:
         """Steps that still need a Pod created wait for each other, never for the others."""
-        body = self.stepruns.get(key)
-        if body is None:
-            return FOLLOW_LANE
-        status = body.get("status") or {}
-        spec = body.get("spec") or {}
-        if not isinstance(status, Mapping) or not isinstance(spec, Mapping):
-            return FOLLOW_LANE
-        starting = (not status.get("podName") or bool(status.get("nextAttemptTime"))) and not (
-            is_terminal_body(body)
-            or spec.get("cancel")
-            or (body.get("metadata") or {}).get("deletionTimestamp")
-        )
-        if starting:
-            # Its Pod may exist already, not recorded yet: then it is being followed.
-            attempt = status.get("attempt")
-            number = _next_attempt(
-                attempt if isinstance(attempt, int) else None, status.get("podName")
-            )
-            starting = self.pods.get(key, child_pod_name(key[1], number)) is None
+        starting = needs_pod_created(self.stepruns.get(key), self.pods.all(key))
         return START_LANE if starting else FOLLOW_LANE
 
     async def reconcile(self, key: Key) -> None:
@@ -226,45 +182,42 @@ class Reconciler:
         if body is None:
             await self._gone(key)
             return
-        started = time.perf_counter()
-        try:
-            await self._reconcile_body(key, body)
-            self.queue.forget(key)
-            self._crashes.pop(key, None)
-        except Conflict:
-            RECONCILE_ERRORS.labels(error="Conflict").inc()
-            await self._refresh(key)
-        except NamesakeLeftover:
-            self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
-        except Transient as error:
-            RECONCILE_ERRORS.labels(error="Transient").inc()
-            delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
-            self._log.warning(
-                "API server unavailable; retrying",
-                namespace=key[0],
-                name=key[1],
-                error=str(error),
-                retry_in_seconds=round(delay, 2),
-            )
-        except Exception as error:
-            RECONCILE_ERRORS.labels(error="Crash").inc()
-            await self._crashed(key, body, error)
-        finally:
-            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        with RECONCILE_SECONDS.time():
+            try:
+                await self._reconcile_body(key, body)
+                self.queue.forget(key)
+            except Conflict:
+                RECONCILE_ERRORS.labels(error="Conflict").inc()
+                await self._refresh(key)
+            except NamesakeLeftover:
+                self.queue.add_after(key, NAMESAKE_RETRY_SECONDS)
+            except Transient as error:
+                RECONCILE_ERRORS.labels(error="Transient").inc()
+                delay = self.queue.add_rate_limited(key, retry_after=error.retry_after)
+                self._log.warning(
+                    "API server unavailable; retrying",
+                    namespace=key[0],
+                    name=key[1],
+                    error=str(error),
+                    retry_in_seconds=round(delay, 2),
+                )
+            except Exception as error:
+                RECONCILE_ERRORS.labels(error="Crash").inc()
+                await self._crashed(key, body, error)
 
     def _parse(self, key: Key, body: Mapping[str, Any]) -> StepRun:
         meta = body.get("metadata") or {}
         version = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
-        parsed = self._parsed.get(key)
+        record = self.memory.peek(key)
+        parsed = record.parsed if record is not None else None
         if parsed is not None and parsed[0] == version and all(version):
             return parsed[1]
         sr = StepRun.from_body(body)
         if is_terminal_phase(sr.status.phase):
-            self._context_checked.pop(key, None)
-        if is_terminal_phase(sr.status.phase) or not all(version):
-            self._parsed.pop(key, None)
+            # Nothing of an ended step needs remembering.
+            self.memory.forget(key)
         else:
-            self._parsed[key] = (version, sr)
+            self.memory(key).parsed = (version, sr) if all(version) else None
         return sr
 
     async def _reconcile_body(self, key: Key, body: Mapping[str, Any]) -> None:
@@ -281,12 +234,12 @@ class Reconciler:
             message = (
                 "spec.context.inputs is nested too deeply for the operator to process; flatten it"
             )
-            await self._give_up(sr, Phase.FAILED, Reason.INVALID_SPEC, message)
+            await self._give_up(sr, invalid_spec(message))
         except Refused as error:
             # A request the step needs that the API server will never accept (e.g. the status
             # is too large, or the operator is forbidden to read what the step names).
             message = f"the API server refused a request this step needs: {error.message}"
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
+            await self._give_up(sr, reconcile_failed(message))
 
     async def _reconcile(self, sr: StepRun) -> None:
         now = utcnow()
@@ -301,6 +254,7 @@ class Reconciler:
         if is_terminal_phase(sr.status.phase):
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
+        record = self.memory.peek(_key(sr))
         workload = None
         if queue_name(sr) and not (
             sr.metadata.deletion_timestamp or is_terminal_phase(sr.status.phase)
@@ -314,22 +268,22 @@ class Reconciler:
             held,
             orphans,
             recorded=recorded,
-            context_checked=self._context_checked.get(_key(sr)),
+            context_checked=record.context_checked if record is not None else None,
             workload=workload,
         )
         match decision:
             case Wait(until=until):
                 if until is not None:
-                    self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
+                    self.queue.add_after(_key(sr), seconds_until(until, now))
             case StartAttempt(attempt=attempt):
                 await self._start_attempt(sr, attempt, now)
             case MarkRunning(start_time=start_time):
-                await self._write(sr, statuses.running(sr, start_time, now), "Normal", "Started")
+                await self._write(sr, statuses.running(sr, start_time, now))
                 record_pod_start(pod, parse_time(start_time) or now)
             case RecordPending():
-                await self._write(sr, sr.status, "Normal", Reason.POD_CREATED)
+                await self._write(sr, sr.status)
             case FinishAttempt():
-                if sr.status.phase == Phase.PENDING:
+                if never_seen_running(sr):
                     # Ended before it was seen running (a quick step): it did start.
                     record_pod_start(pod, container_started_at(pod))
                 await self._finish_attempt(sr, decision, now, recorded=recorded, pod=pod)
@@ -346,7 +300,7 @@ class Reconciler:
             case CreateWorkload() | MarkQueued() | MarkAdmitted() | Preempt() | Requeue():
                 await self._follow_queue(sr, decision, workload, now)
             case QueueTimedOut(message=message):
-                timed_out = StepAborted(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
+                timed_out = Ending(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
                 await self._end_without_pod(sr, timed_out, now)
 
     # ------------------------------------------------------------------ failures
@@ -354,8 +308,8 @@ class Reconciler:
     async def _crashed(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
         """An unexpected error (a bug, or an object the code does not handle): retried with the
         key's backoff, and after ``max_reconcile_failures`` in a row the step ends saying so."""
-        crashes = self._crashes.get(key, 0) + 1
-        self._crashes[key] = crashes
+        # Counted by the queue's backoff: reconciles of the key that failed in a row.
+        crashes = self.queue.failures(key) + 1
         limit = self.config.max_reconcile_failures
         self._log.error(
             "reconcile failed",
@@ -374,32 +328,24 @@ class Reconciler:
         )
         try:
             sr = StepRun.from_body(body)
-            await self._give_up(sr, Phase.FAILED, Reason.RECONCILE_FAILED, message)
+            await self._give_up(sr, reconcile_failed(message))
         except Exception as final:
             self._log.error("cannot end StepRun", namespace=key[0], name=key[1], error=str(final))
-        self._crashes.pop(key, None)
         self.queue.discard(key)
 
     async def _unreadable(self, key: Key, body: Mapping[str, Any], error: Exception) -> None:
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        phase = status.get("phase") if isinstance(status, Mapping) else None
-        if is_terminal_phase(phase):
+        if is_terminal_body(body):
             return
+        meta = body.get("metadata") or {}
         if isinstance(error, ValidationError):
-            detail = "; ".join(
-                f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
-                for e in error.errors()[:5]
-            )
+            detail = causes_text(schema_causes(error, "")[:5])
         elif isinstance(error, RecursionError):
             detail = "it is nested too deeply"
         else:
             detail = str(error) or type(error).__name__
         message = f"the operator cannot read this StepRun: {detail}"
         self._log.error("unreadable StepRun", namespace=key[0], name=key[1], error=str(error))
-        ended = statuses.given_up(
-            meta.get("generation"), Phase.FAILED, Reason.INVALID_SPEC, message, utcnow()
-        )
+        ended = statuses.given_up(meta.get("generation"), invalid_spec(message), utcnow())
         written = await self.kube.patch_status(
             "StepRun",
             key[0],
@@ -409,32 +355,20 @@ class Reconciler:
         )
         self.stepruns.observe(written)
         record_transition(meta.get("creationTimestamp"), ended)
-        if self.config.posts_event("Warning"):
-            ref = StepRun(
-                metadata=ObjectMeta(
-                    name=key[1],
-                    namespace=key[0],
-                    uid=str(meta.get("uid") or ""),
-                    resourceVersion=written["metadata"].get("resourceVersion"),
-                ),
-                spec=StepRunSpec(),
+        event_type, event_reason = event_of(ended)
+        if self.config.posts_event(event_type):
+            subject = event_subject(written)
+            await self._post(
+                render_event(subject, event_type, event_reason, message, utcnow()), key
             )
-            event = render_event(
-                ref,
-                "Warning",
-                Reason.INVALID_SPEC,
-                message,
-                utcnow(),
-            )
-            await self._post(event, key)
 
-    async def _give_up(self, sr: StepRun, phase: Phase, reason: Reason, message: str) -> None:
+    async def _give_up(self, sr: StepRun, ending: Ending) -> None:
         """End the step with only a small status patch (the full one may be what is refused).
         If even that is refused, nothing more can be done: logged, not retried."""
         site = statuses.attempt_site(sr, None)
-        status = statuses.given_up(sr.metadata.generation, phase, reason, message, utcnow(), site)
+        status = statuses.given_up(sr.metadata.generation, ending, utcnow(), site)
         try:
-            await self._write(sr, status, "Warning", reason)
+            await self._write(sr, status)
         except Refused as error:
             for_steprun(sr).error(
                 "the API server refuses every status write of this StepRun; giving up",
@@ -468,9 +402,9 @@ class Reconciler:
         if sr.spec.mode == Mode.SANDBOX and not status.admitted:
             # Its admission is recorded with the Pod, at once (see _start_attempt).
             return None
-        attempt = _next_attempt(status.attempt, status.pod_name)
+        attempt = next_attempt(status.attempt, status.pod_name)
         body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
-        if body is None or _owner_uid(body) != sr.uid or not self._made_here(sr, body):
+        if body is None or not is_controlled_by(body, sr.uid) or not self._made_here(sr, body):
             # Not known to be ours (a restart forgot it, or a co-tenant planted it under the
             # next attempt's name): starting the attempt adopts it only if it passes the check.
             return None
@@ -484,7 +418,7 @@ class Reconciler:
         for name, body in self.pods.all(_key(sr)).items():
             if TRACKING_FINALIZER not in (body["metadata"].get("finalizers") or []):
                 continue
-            (held if _owner_uid(body) == sr.uid else orphans).append(name)
+            (held if is_controlled_by(body, sr.uid) else orphans).append(name)
         return held, orphans
 
     async def _release(self, key: Key, names: tuple[str, ...]) -> None:
@@ -505,8 +439,6 @@ class Reconciler:
         (after checking with the API that the StepRun really is gone: the StepRun watch may
         simply not have listed it yet)."""
         self.queue.discard(key)
-        self._parsed.pop(key, None)
-        self._context_checked.pop(key, None)
         pods = self.pods.all(key)
         held = {
             n: b
@@ -522,58 +454,58 @@ class Reconciler:
             await self._release(key, tuple(sorted(held)))
         self.pods.forget(key)
         self.workloads.forget(key)
-        self._crashes.pop(key, None)
-        self._blocked_since.pop(key, None)
-        self._made.pop(key, None)
+        self.memory.forget(key)
 
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
         log = for_steprun(sr).bind(attempt=attempt)
         try:
             if problem := inputs_problem(sr):
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, problem)
+                raise StepAborted(invalid_spec(problem))
             labels = await self.tenancy.namespace_labels(sr.namespace)
             if refusal := await self.tenancy.refusal(sr, labels):
-                raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
+                raise StepAborted(rejected(refusal))
             sandbox = await self._sandbox_decision(sr, labels)
-            inputs = await self._artifact_inputs(sr)
-            restricted = enforces_restricted(labels)
-            pod = render_pod(sr, attempt, self.config, sandbox, restricted=restricted)
-            pod = add_artifacts(pod, sr, attempt, self.config, inputs)
-            if sandbox is not None:
-                pod = harden_pod(pod, sandbox)
-                if refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"]):
-                    raise StepAborted(Phase.REJECTED, Reason.PERMISSION_DENIED, refusal)
-            if avoid := node_to_avoid(sr, attempt):
-                pod = prefer_other_node(pod, avoid)
-            pod = await self._placed_by_kueue(sr, pod)
+            plan = plan_attempt(
+                sr,
+                attempt,
+                self.config,
+                sandbox,
+                restricted=enforces_restricted(labels),
+                inputs=await self._artifact_inputs(sr),
+                created_at=now,
+                avoid_node=node_to_avoid(sr, attempt),
+            )
+            pod = await self._placed_by_kueue(sr, plan.pod)
+            if sandbox is not None and (
+                refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"])
+            ):
+                raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
-            await self._ensure_context(sr, sandbox)
-            pod["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_AT] = format_time(now)
+            await self._ensure_context(sr, sandbox, plan)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
-            log.info("step cannot run", reason=aborted.reason, message=aborted.message)
-            await self._end_without_pod(sr, aborted, now)
+            log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
+            await self._end_without_pod(sr, aborted.ending, now)
             return
         except (RenderError, ValueError) as error:
-            invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(error))
-            await self._end_without_pod(sr, invalid, now)
+            await self._end_without_pod(sr, invalid_spec(str(error)), now)
             return
         except CreateFailed as failed:
             # Like a failed attempt: recorded in attempts, and retried while retries allow.
             log.info("pod not created", message=failed.message)
             sr_attempt = statuses.with_attempt(sr, attempt, child_pod_name(sr.name, attempt))
-            outcome = Outcome(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
-            self._blocked_since.pop(_key(sr), None)
+            outcome = create_failed(failed.message)
+            self.memory(_key(sr)).blocked_since = None
             await self._finish_attempt(sr_attempt, attempt_failed(sr_attempt, outcome, now), now)
             return
-        self._blocked_since.pop(_key(sr), None)
+        self.memory(_key(sr)).blocked_since = None
         self.pods.observe(_key(sr), created)
         pod_name = created["metadata"]["name"]
         log.info("pod created", pod=pod_name)
         if sandbox is not None and not sr.status.admitted:
             # The admission decision is frozen with the Pod it admitted: recorded at once.
             doc = statuses.pending(sr, attempt, pod_name, now, sandbox.to_admitted())
-            await self._write(sr, doc, "Normal", Reason.POD_CREATED)
+            await self._write(sr, doc)
             return
         # Otherwise nothing is written yet: the first status write about the Pod (Running,
         # its outcome, or Pending if it is slow to start) records the attempt; its startup
@@ -596,15 +528,14 @@ class Reconciler:
         policy = SandboxPolicy.from_body(raw_policy) if raw_policy is not None else None
         result = admit(sr, policy, namespace_labels, self.config)
         if result.decision is None:
-            reason = result.reason or Reason.PERMISSION_DENIED
-            raise StepAborted(Phase.REJECTED, reason, result.message)
+            raise StepAborted(rejected(result.message, result.reason))
         return result.decision
 
     async def _ensure_workspaces(self, sr: StepRun) -> None:
         try:
             await ensure_workspaces(self.kube, sr, self.tenancy.claim_problem)
         except WorkspaceUnavailable as error:
-            raise StepAborted(Phase.FAILED, Reason.WORKSPACE_UNAVAILABLE, str(error)) from None
+            raise StepAborted(workspace_unavailable(str(error))) from None
 
     async def _artifact_inputs(self, sr: StepRun) -> list[ResolvedInput]:
         """The inputs' objects, checked before any Pod exists (a missing one ends the step)."""
@@ -616,28 +547,34 @@ class Reconciler:
                 raise ArtifactProblem("; ".join(problems))
             return await self.artifacts.resolve(sr)
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
+            raise StepAborted(invalid_spec(str(problem))) from None
 
-    async def _ensure_context(self, sr: StepRun, sandbox: SandboxDecision | None) -> None:
+    async def _ensure_context(
+        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
+    ) -> None:
         # The store's credentials ride in the step's own Secret, for its helper containers.
         try:
             store_keys = (
                 await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
             )
         except ArtifactProblem as problem:
-            raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(problem)) from None
+            raise StepAborted(invalid_spec(str(problem))) from None
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
-        bodies = [render_configmap(sr, self.config, sandbox)]
-        if sandbox is not None:
-            bodies.append(add_store_egress(render_network_policy(sr, sandbox), sr, self.config))
+        bodies = [plan.configmap]
+        if plan.network_policy is not None:
+            bodies.append(plan.network_policy)
         creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
-        if needs_secret(sr, sandbox) or store_keys:
-            creates.insert(0, self._create_secret(sr, sandbox, store_keys))
+        if plan.has_secret:
+            creates.insert(0, self._create_secret(sr, sandbox, plan, store_keys))
         await _all(creates)
 
     async def _create_secret(
-        self, sr: StepRun, sandbox: SandboxDecision | None, store_keys: Mapping[str, str]
+        self,
+        sr: StepRun,
+        sandbox: SandboxDecision | None,
+        plan: AttemptPlan,
+        store_keys: Mapping[str, str],
     ) -> None:
         data: dict[str, str] = {}
         if needs_secret(sr, sandbox):
@@ -651,80 +588,23 @@ class Reconciler:
             }
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
-                raise StepAborted(Phase.FAILED, Reason.INVALID_SPEC, "; ".join(problems))
-        await self._create_owned(sr, render_secret(sr, {**data, **store_keys}))
+                raise StepAborted(invalid_spec("; ".join(problems)))
+        secret = plan.secret({**data, **store_keys})
+        assert secret is not None
+        await self._create_owned(sr, secret)
 
     async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
         """Create, or adopt the existing object when it is ours (a previous run made it)."""
-        made = await self._create_or_adopt(sr, body)
-        if made["kind"] in _CONTEXT_KINDS or made["kind"] == "Pod":
-            uids = self._made.get(_key(sr))
-            if uids is None or uids[0] != sr.uid:
-                uids = self._made[_key(sr)] = (sr.uid, {})
-            uids[1][_made_key(made)] = str(made["metadata"].get("uid") or "")
+        made = await create_or_adopt(self.kube, sr, body)
+        if remembered(made):
+            self.memory(_key(sr)).note_made(sr.uid, made)
         return made
 
     def _made_here(self, sr: StepRun, body: Mapping[str, Any]) -> bool:
         """Whether this process created ``body`` for ``sr`` (or adopted it after checking it is
         what the operator renders): an owner reference alone is anyone's to write."""
-        made = self._made.get(_key(sr))
-        uid = body["metadata"].get("uid")
-        return (
-            made is not None
-            and made[0] == sr.uid
-            and bool(uid)
-            and made[1].get(_made_key(body)) == uid
-        )
-
-    async def _create_or_adopt(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
-        kind, name = body["kind"], body["metadata"]["name"]
-        try:
-            return await self.kube.create(body)
-        except AlreadyExists:
-            existing = await self.kube.get_or_none(kind, sr.namespace, name)
-            if existing is None:
-                raise NamesakeLeftover(f"{kind} {name} was just deleted") from None
-            owners = existing["metadata"].get("ownerReferences") or []
-            if any(ref.get("uid") == sr.uid for ref in owners):
-                # An owner reference is no proof: anyone who may create the kind can write one.
-                if problems := adoption_problems(body, existing):
-                    for_steprun(sr).warning(
-                        "refusing to adopt an object the operator did not make",
-                        kind=kind,
-                        object=name,
-                        problems=problems,
-                    )
-                    raise StepAborted(
-                        Phase.FAILED,
-                        Reason.CREATE_FAILED,
-                        f"{kind} {name} already exists, claims this StepRun as its owner, but "
-                        f"is not what the operator made ({'; '.join(problems[:3])}); it is left "
-                        "alone: delete it or rename the StepRun",
-                    ) from None
-                return existing
-            if _from_namesake(sr, existing):
-                await self._remove_namesake_leftover(sr, existing)
-                raise NamesakeLeftover(f"{kind} {name} belongs to an earlier StepRun") from None
-            raise StepAborted(
-                Phase.FAILED,
-                Reason.CREATE_FAILED,
-                f"{kind} {name} already exists and is not owned by this StepRun; "
-                "delete it or rename the StepRun",
-            ) from None
-        except Refused as error:
-            raise CreateFailed(f"the API server refused {kind} {name}: {error.message}") from None
-
-    async def _remove_namesake_leftover(self, sr: StepRun, existing: dict[str, Any]) -> None:
-        """A StepRun deleted and created again under the same name races the garbage
-        collector for its old children: remove the old child now instead of failing."""
-        meta = existing["metadata"]
-        kind = existing.get("kind") or "Pod"
-        for_steprun(sr).info(
-            "removing a child of an earlier namesake", kind=kind, child=meta["name"]
-        )
-        if TRACKING_FINALIZER in (meta.get("finalizers") or []):
-            await self.kube.remove_finalizer(kind, sr.namespace, existing, TRACKING_FINALIZER)
-        await self.kube.delete(kind, sr.namespace, meta["name"], uid=meta.get("uid"))
+        record = self.memory.peek(_key(sr))
+        return record is not None and record.made_here(sr.uid, body)
 
     async def _create_pod(self, sr: StepRun, pod: dict[str, Any], now: datetime) -> dict[str, Any]:
         try:
@@ -732,14 +612,13 @@ class Reconciler:
         except Transient as error:
             # E.g. a ResourceQuota full for now: retried with backoff, but no longer than the
             # step's startup timeout allows a Pod to take to start.
-            since = self._blocked_since.setdefault(_key(sr), now)
-            limit = sr.spec.startup_timeout_seconds or self.config.default_startup_timeout_seconds
-            if now - since < timedelta(seconds=limit):
+            record = self.memory(_key(sr))
+            since = record.blocked_since = record.blocked_since or now
+            name = pod["metadata"]["name"]
+            given_up = create_given_up(sr, self.config, name, since, now, error.message)
+            if given_up is None:
                 raise
-            raise CreateFailed(
-                f"Pod {pod['metadata']['name']} could not be created for {limit}s "
-                f"(startupTimeoutSeconds): {error.message}"
-            ) from None
+            raise CreateFailed(given_up) from None
 
     async def _finish_attempt(
         self,
@@ -750,23 +629,15 @@ class Reconciler:
         recorded: bool = True,
         pod: Mapping[str, Any] | None = None,
     ) -> None:
-        events = await self._failure_events(sr, decision.outcome)
-        if decision.delete_pod:
-            explained = self._explain_mount_failure(sr, decision, events)
-            if explained.outcome.reason != decision.outcome.reason:
-                # Another reason may spend another retry budget.
-                retried = attempt_failed(sr, explained.outcome, now)
-                explained = replace(retried, delete_pod=True)
-            decision = explained
-        if events:
-            decision = replace(
-                decision, outcome=replace(decision.outcome, events=recent_events(events))
-            )
+        if needs_failure_events(sr, decision.outcome):
+            selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
+            events = await self.kube.list("Event", sr.namespace, field_selector=selector)
+            decision = explained(sr, decision, events, now)
         # Read once, only when what the Pod said reaches the status: its values mask that, and
         # it is then deleted by the uid read. Otherwise by the uid it was created with.
         outcome = decision.outcome
         own_secret: dict[str, Any] | bool | None = False
-        if sr.spec.context.secrets and _may_quote_the_pod(outcome):
+        if sr.spec.context.secrets and may_quote_the_pod(outcome):
             own_secret = await self.tenancy.own_secret(sr)
             outcome = await self._redacted(sr, outcome, own_secret)
         if decision.delete_pod and sr.status.pod_name:
@@ -776,33 +647,22 @@ class Reconciler:
             outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
             await self._cleanup_context(sr, own_secret)
-        event_type = "Warning" if decision.retry_at else _EVENT_TYPES.get(outcome.phase, "Warning")
-        event_reason = Reason.RETRYING if decision.retry_at else outcome.reason
         for _ in range(3):
             doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at, pod)
             try:
-                await self._write(sr, doc, event_type, event_reason)
+                await self._write(sr, doc)
                 break
             except Conflict:
                 # The outcome is known and the Pod may already be gone: re-apply it to the
                 # fresh object rather than re-deciding from a world it no longer shows.
                 raw = await self.kube.get("StepRun", sr.namespace, sr.name)
                 self.stepruns.observe(raw)
-                fresh = StepRun.from_body(raw)
-                if not recorded and sr.status.attempt == _next_attempt(
-                    fresh.status.attempt, fresh.status.pod_name
-                ):
-                    # Still not recorded: recorded by this write, as it would have been.
-                    entry = next(a for a in sr.status.attempts if a.attempt == sr.status.attempt)
-                    created = parse_time(entry.creation_time) or now
-                    fresh = statuses.recording(fresh, entry.attempt, entry.pod_name or "", created)
-                if fresh.status.attempt != sr.status.attempt or (
-                    is_terminal_phase(fresh.status.phase)
-                ):
+                fresh = reapply_to(sr, StepRun.from_body(raw), recorded=recorded, now=now)
+                if fresh is None:
                     return
                 sr = fresh
         if decision.retry_at is not None:
-            self.queue.add_after(_key(sr), (decision.retry_at - now).total_seconds() + 0.05)
+            self.queue.add_after(_key(sr), seconds_until(decision.retry_at, now))
 
     async def _redacted(
         self, sr: StepRun, outcome: Outcome, own_secret: dict[str, Any] | bool | None
@@ -822,46 +682,6 @@ class Reconciler:
             ),
         )
 
-    async def _failure_events(self, sr: StepRun, outcome: Outcome) -> list[dict[str, Any]]:
-        """The Warning events of the attempt's Pod, when the attempt failed by no fault of the
-        step's own code: the cluster's words then explain it (one list per such failure)."""
-        if outcome.phase == Phase.SUCCEEDED or not sr.status.pod_name:
-            return []
-        if category(outcome.reason, outcome.message) in (None, FailureCategory.STEP):
-            return []
-        if outcome.reason == Reason.CREATE_FAILED:
-            return []
-        selector = MOUNT_EVENT_FIELDS.format(pod=sr.status.pod_name)
-        return await self.kube.list("Event", sr.namespace, field_selector=selector)
-
-    def _explain_mount_failure(
-        self, sr: StepRun, decision: FinishAttempt, events: list[dict[str, Any]]
-    ) -> FinishAttempt:
-        """A Pod stuck starting because the kubelet cannot mount a workspace, or its context,
-        says so only in its events: the step then fails with the kubelet's words instead of a
-        bare timeout."""
-        if decision.outcome.reason != Reason.STARTUP_TIMEOUT or not sr.status.pod_name:
-            return decision
-        context = (CONTEXT_VOLUME, SECRETS_VOLUME)
-        failure = mount_failure(events, ignore_volumes=context)
-        if failure is None:
-            # Its context is checked once while it starts: deleted after that, the kubelet's
-            # words say so here.
-            if lost := mount_failure(events, only_volumes=context):
-                message = (
-                    f"{decision.outcome.message}; the step's context (its ConfigMap or Secret "
-                    f"{context_name(sr.name)}) cannot be mounted: {lost[0]}: {lost[1]}"
-                )
-                return replace(decision, outcome=replace(decision.outcome, message=message))
-            return decision
-        outcome = replace(
-            decision.outcome,
-            reason=Reason.WORKSPACE_UNAVAILABLE,
-            message=f"{decision.outcome.message}; a workspace cannot be mounted: "
-            f"{failure[0]}: {failure[1]}",
-        )
-        return replace(decision, outcome=outcome)
-
     async def _repair_context(self, sr: StepRun, until: datetime, now: datetime) -> None:
         """Recreate the step's ConfigMap or Secret if someone deleted them before its Pod
         started (the kubelet retries on its own); the startup timeout still bounds the wait.
@@ -869,21 +689,22 @@ class Reconciler:
         name = context_name(sr.name)
         kinds = ["ConfigMap", *(["Secret"] if _has_secret(sr) else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
-        self._context_checked[_key(sr)] = now
+        self.memory(_key(sr)).context_checked = now
         if missing:
             for_steprun(sr).warning(
                 "context deleted while the Pod starts; recreating", kinds=missing
             )
             try:
-                await self._ensure_context(sr, await self._sandbox_decision(sr))
+                sandbox = await self._sandbox_decision(sr)
+                plan = plan_attempt(sr, sr.status.attempt or 1, self.config, sandbox)
+                await self._ensure_context(sr, sandbox, plan)
             except StepAborted as aborted:
-                await self._end_without_pod(sr, aborted, now)
+                await self._end_without_pod(sr, aborted.ending, now)
                 return
             except CreateFailed as failed:
-                refused = StepAborted(Phase.FAILED, Reason.CREATE_FAILED, failed.message)
-                await self._end_without_pod(sr, refused, now)
+                await self._end_without_pod(sr, create_refused(failed.message), now)
                 return
-        self.queue.add_after(_key(sr), (until - now).total_seconds() + 0.05)
+        self.queue.add_after(_key(sr), seconds_until(until, now))
 
     async def _cancel(self, sr: StepRun, pod_name: str | None, now: datetime) -> None:
         """Deletes every Pod of the StepRun, found by its uid label whatever status says: a
@@ -895,7 +716,7 @@ class Reconciler:
         pods = await self.kube.list("Pod", sr.namespace, label_selector=f"{LABEL_UID}={sr.uid}")
         deleted = []
         for pod in pods:
-            if _owner_uid(pod) != sr.uid or pod["metadata"].get("deletionTimestamp"):
+            if not is_controlled_by(pod, sr.uid) or pod["metadata"].get("deletionTimestamp"):
                 continue
             name = pod["metadata"]["name"]
             await self.kube.delete(
@@ -903,69 +724,39 @@ class Reconciler:
             )
             self.pods.observe(_key(sr), pod)
             deleted.append(name)
-        if deleted:
-            message = (
-                f"cancelled: Pod {', '.join(sorted(deleted))} deleted with a {grace}s grace period"
-            )
-        elif pod_name:
-            message = f"cancelled: Pod {pod_name} was already being deleted"
-        else:
-            message = "cancelled before a Pod was created"
+        message = cancel_message(deleted, pod_name, grace)
         if pod_name and self.artifacts.archives_logs(sr.namespace):
             # Followed until the container ends, so the lines of its grace period are kept too
             # (the tracking finalizer keeps the Pod, and its log, until the status is written);
             # that may take the whole grace period, so never in a reconcile slot.
-            finish = self._archive_then_cancel(sr, pod_name, message, now, grace)
+            end = functools.partial(self._end_cancelled, now=now)
+            finish = archive_then_cancel(
+                self.off_lane, self.artifacts, self.kube, sr, pod_name, message, grace, end
+            )
             self.off_lane.start(_key(sr), finish)
             return
-        await self._end_cancelled(sr, message, now)
+        await self._end_cancelled(sr, message, now=now)
 
-    async def _archive_then_cancel(
-        self, sr: StepRun, pod_name: str, message: str, now: datetime, grace: int
-    ) -> None:
-        deadline = time.monotonic() + grace + ARCHIVE_MARGIN_SECONDS
-        async with self.off_lane.slot(sr.namespace, grace) as got_a_turn:
-            attempt = sr.status.attempt or 1
-            if got_a_turn:
-                within = deadline - time.monotonic()
-                note = await self.artifacts.archive_log(
-                    sr, attempt, pod_name, follow=True, give_up_after=within
-                )
-            else:
-                note = (
-                    f"log of attempt {attempt} not archived: namespace {sr.namespace} had "
-                    f"{self.off_lane.per_namespace} cancelled steps' logs in flight for the "
-                    "whole grace period"
-                )
-        try:
-            await self._end_cancelled(sr, message_with(message, note), now)
-        except Conflict:
-            # Changed during the grace period (labels, annotations): the cancel stands. Any
-            # other failure ends this task, and the reconcile that follows cancels again.
-            fresh = StepRun.from_body(await self.kube.get("StepRun", sr.namespace, sr.name))
-            if fresh.uid == sr.uid and not is_terminal_phase(fresh.status.phase):
-                await self._end_cancelled(fresh, message_with(message, note), now)
-
-    async def _end_cancelled(self, sr: StepRun, message: str, now: datetime) -> None:
+    async def _end_cancelled(self, sr: StepRun, message: str, *, now: datetime) -> None:
         await self._cleanup_context(sr)
-        doc = statuses.terminal(sr, Phase.CANCELLED, Reason.CANCELLED, message, now)
-        await self._write(sr, doc, "Normal", Reason.CANCELLED)
+        await self._write(sr, statuses.terminal(sr, cancelled(message), now))
 
-    async def _end_without_pod(self, sr: StepRun, aborted: StepAborted, now: datetime) -> None:
+    async def _end_without_pod(self, sr: StepRun, ending: Ending, now: datetime) -> None:
         await self._cleanup_context(sr)
-        doc = statuses.terminal(sr, aborted.phase, aborted.reason, aborted.message, now)
-        await self._write(sr, doc, "Warning", aborted.reason)
+        await self._write(sr, statuses.terminal(sr, ending, now))
 
     async def _cleanup_context(
         self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
     ) -> None:
-        """The step's context must not outlive it (API.md: both deleted at a terminal phase).
+        """The step's context must not outlive it (docs/api.md: both deleted at a terminal phase).
         The ConfigMap goes too, although the garbage collector would take it with the StepRun:
         a retained StepRun must not keep a copy of its inputs and script beside it. The
         NetworkPolicy stays: it still confines a Pod that may be terminating."""
         name = context_name(sr.name)
-        made = self._made.pop(_key(sr), None)
-        uids = made[1] if made is not None and made[0] == sr.uid else {}
+        record = self.memory.peek(_key(sr))
+        uids = record.made_uids(sr.uid) if record is not None else {}
+        if record is not None:
+            record.forget_made()
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
@@ -993,16 +784,13 @@ class Reconciler:
             case CreateWorkload():
                 try:
                     sandbox = await self._sandbox_decision(sr)
-                    pod = render_pod(sr, 1, self.config, sandbox)
-                    made = await self.workloads.ensure(
-                        sr, harden_pod(pod, sandbox) if sandbox else pod
-                    )
+                    pod = plan_attempt(sr, 1, self.config, sandbox).pod
+                    made = await self.workloads.ensure(sr, pod)
                 except StepAborted as aborted:
-                    await self._end_without_pod(sr, aborted, now)
+                    await self._end_without_pod(sr, aborted.ending, now)
                     return
                 except (RenderError, ValueError, WorkloadProblem) as error:
-                    invalid = StepAborted(Phase.FAILED, Reason.INVALID_SPEC, str(error))
-                    await self._end_without_pod(sr, invalid, now)
+                    await self._end_without_pod(sr, invalid_spec(str(error)), now)
                     return
                 await self._mark_queued(sr, base, made, now)
             case MarkQueued():
@@ -1026,8 +814,7 @@ class Reconciler:
                     f"in LocalQueue {queue}"
                 )
                 KUEUE_WAIT_SECONDS.labels(queue=queue).observe(waited)
-                doc = statuses.queue_admitted(sr, queue_status, message, now)
-                await self._write(sr, doc, "Normal", Reason.ADMITTED)
+                await self._write(sr, statuses.queue_admitted(sr, queue_status, message, now))
             case Preempt(pod_name=pod_name, message=why):
                 await self._preempt(sr, base, pod_name, why, now)
             case Requeue():
@@ -1046,27 +833,25 @@ class Reconciler:
         )
         state = observe_workload(workload) if workload is not None else None
         message = queued_message(base.name, queue_status.cluster_queue, state)
-        doc = statuses.queued(sr, queue_status, message, now)
-        await self._write(sr, doc, "Normal", Reason.QUEUED)
+        await self._write(sr, statuses.queued(sr, queue_status, message, now))
 
     async def _preempt(
         self, sr: StepRun, base: QueueStatus, pod_name: str, why: str, now: datetime
     ) -> None:
-        """Nothing of the evicted attempt may keep running: its Pod is deleted (with the step's
-        grace period), its log archived like any attempt's, and the attempt recorded as
+        """Nothing of the evicted attempt may keep running: its log is archived like any
+        attempt's, its Pod deleted (with the step's grace period), and the attempt recorded as
         Preempted; the step waits in its queue again."""
+        attempt = sr.status.attempt or 1
+        note = await self.artifacts.archive_log(sr, attempt, pod_name)
         sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
         grace = grace_period_seconds(sr, sandbox)
+        pod = self.pods.get(_key(sr), pod_name)
         await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
-        attempt = sr.status.attempt or 1
-        note = await self.artifacts.archive_log(sr, attempt, pod_name, follow=True)
         outcome = Outcome(Phase.FAILED, Reason.PREEMPTED, message_with(why, note))
         queue_status = base.model_copy(update={"queued_time": format_time(now)})
         waiting = queued_message(base.name, base.cluster_queue, None)
         message = f"attempt {attempt} was {why}; {waiting}"
-        pod = self.pods.get(_key(sr), pod_name)
-        doc = statuses.preempted(sr, outcome, queue_status, message, now, pod)
-        await self._write(sr, doc, "Warning", Reason.PREEMPTED)
+        await self._write(sr, statuses.preempted(sr, outcome, queue_status, message, now, pod))
 
     async def _placed_by_kueue(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:
         """A queued step's Pod goes where Kueue admitted it: the node labels and tolerations
@@ -1078,13 +863,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ writes
 
-    async def _write(
-        self,
-        sr: StepRun,
-        status: StepRunStatus,
-        event_type: str,
-        event_reason: str,
-    ) -> None:
+    async def _write(self, sr: StepRun, status: StepRunStatus) -> None:
         body = await self.kube.patch_status(
             "StepRun",
             sr.namespace,
@@ -1095,7 +874,7 @@ class Reconciler:
         self.stepruns.observe(body)
         message = status.message or ""
         if is_terminal_body(body):
-            self._made.pop(_key(sr), None)
+            self.memory.forget(_key(sr))
         record_transition(sr.metadata.creation_timestamp, status)
         for_steprun(sr).info(
             "status written",
@@ -1104,6 +883,7 @@ class Reconciler:
             reason=status.reason,
             message=message,
         )
+        event_type, event_reason = event_of(status)
         if self.config.posts_event(event_type):
             await self._post(
                 render_event(sr, event_type, event_reason, message, utcnow()), _key(sr)
@@ -1128,37 +908,6 @@ class Reconciler:
         self.queue.add(key)
 
 
-class CreateFailed(Exception):
-    """A child of the step could not be created; the attempt fails with this message."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-# The children whose uids are remembered for their delete when the step ends.
-_CONTEXT_KINDS = frozenset({"ConfigMap", "Secret"})
-
-
-def _made_key(body: Mapping[str, Any]) -> str:
-    """The step's one ConfigMap and Secret by kind; its Pods, one per attempt, by name."""
-    kind = str(body["kind"])
-    return kind if kind in _CONTEXT_KINDS else f"{kind}/{body['metadata']['name']}"
-
-
-def _next_attempt(attempt: int | None, pod_name: object) -> int:
-    """The attempt a StepRun that is not following a Pod starts next (as decide reads its
-    status: nothing recorded, or a retry of the recorded attempt scheduled)."""
-    return 1 if attempt is None or not pod_name else attempt + 1
-
-
-def _may_quote_the_pod(outcome: Outcome) -> bool:
-    """Whether the outcome carries text the Pod reported (which may hold a secret value): a
-    success says only the operator's words unless it has outputs; any other outcome may quote
-    the container's last output or the kubelet."""
-    return outcome.phase != Phase.SUCCEEDED or bool(outcome.outputs)
-
-
 def _has_secret(sr: StepRun) -> bool:
     """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
     return bool(sr.spec.context.secrets) or needs_artifacts(sr)
@@ -1166,21 +915,6 @@ def _has_secret(sr: StepRun) -> bool:
 
 def _key(sr: StepRun) -> Key:
     return (sr.namespace, sr.name)
-
-
-def _owner_uid(body: Mapping[str, Any]) -> str | None:
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def _from_namesake(sr: StepRun, child: Mapping[str, Any]) -> bool:
-    """Whether ``child`` was made by an earlier StepRun of the same name (another uid)."""
-    for ref in child.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "StepRun" and ref.get("name") == sr.name:
-            return bool(ref.get("uid") != sr.uid)
-    return False
 
 
 __all__ = ["Outcome", "Reconciler"]

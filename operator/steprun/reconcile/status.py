@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from steprun.api.models import (
     AdmittedSandbox,
@@ -28,6 +28,10 @@ from steprun.api.models import (
 from steprun.observe.failure import Site, failure_of, site_of
 from steprun.reconcile.decide import Outcome
 from steprun.timeutil import format_time, parse_time
+
+if TYPE_CHECKING:
+    # Only annotated here: rules builds on these status documents.
+    from steprun.reconcile.rules import Ending
 
 CONDITION = "Succeeded"
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -232,11 +236,10 @@ def attempt_finished(
     )
 
 
-def terminal(
-    sr: StepRun, phase: Phase, reason: Reason, message: str, now: datetime
-) -> StepRunStatus:
+def terminal(sr: StepRun, ending: Ending, now: datetime) -> StepRunStatus:
     """A terminal status without a (new) attempt outcome: cancelled, rejected, invalid. The
     step never got (back) past admission, so a failure is recorded at that stage."""
+    phase, reason, message = ending.phase, ending.reason, ending.message
     status = _base(sr)
     attempt = sr.status.attempt
     if attempt is not None and phase == Phase.CANCELLED and sr.status.pod_name:
@@ -287,12 +290,7 @@ def with_attempt(sr: StepRun, attempt: int, pod_name: str) -> StepRun:
 
 
 def given_up(
-    generation: int | None,
-    phase: Phase,
-    reason: Reason,
-    message: str,
-    now: datetime,
-    site: Site | None = None,
+    generation: int | None, ending: Ending, now: datetime, site: Site | None = None
 ) -> StepRunStatus:
     """A terminal status written without reading the current one: for a StepRun the operator
     cannot read, or whose full status the API server refuses. Only the fields set here are
@@ -301,9 +299,9 @@ def given_up(
     status = StepRunStatus(
         outputs=None,
         observed_generation=generation,
-        failure=failure_of(reason, message, site),
+        failure=failure_of(ending.reason, ending.message, site),
     )
-    return _ended(status, phase, reason, message, now)
+    return _ended(status, ending.phase, ending.reason, ending.message, now)
 
 
 def queued(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:

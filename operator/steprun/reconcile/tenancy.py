@@ -27,6 +27,7 @@ from steprun.policy.tenancy import (
     scheduling_refusals,
 )
 from steprun.render.names import context_name
+from steprun.render.owners import is_controlled_by
 
 # How long what the operator read of the admission policy is trusted before it reads it again:
 # a policy deleted while the operator runs stops steps from starting within this long.
@@ -155,7 +156,7 @@ class Tenancy:
         """The step's own Secret when it exists and is the StepRun's (read once, then handed to
         ``secret_values`` and ``delete_owned``)."""
         own = await self.kube.get_or_none("Secret", sr.namespace, context_name(sr.name))
-        return own if own is not None and _owned_by(own, sr) else None
+        return own if own is not None and is_controlled_by(own, sr.uid) else None
 
     async def secret_values(
         self, sr: StepRun, own: Mapping[str, Any] | bool | None = False
@@ -203,7 +204,7 @@ class Tenancy:
             existing = await self.kube.get_or_none(kind, sr.namespace, name)
         if not isinstance(existing, Mapping):
             return False
-        if not _owned_by(existing, sr):
+        if not is_controlled_by(existing, sr.uid):
             self._log.warning(
                 "not deleting an object the StepRun does not own",
                 namespace=sr.namespace,
@@ -215,8 +216,3 @@ class Tenancy:
             return False
         uid = str(existing["metadata"].get("uid") or "")
         return await self.kube.delete(kind, sr.namespace, name, uid=uid or None, **options)
-
-
-def _owned_by(body: Mapping[str, Any], sr: StepRun) -> bool:
-    refs = (body.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == sr.uid and ref.get("controller") for ref in refs)

@@ -272,11 +272,6 @@ def add_artifacts(
     return out
 
 
-def needs_credentials(sr: StepRun) -> bool:
-    """Whether the step's Secret carries the store's credentials (for its helper containers)."""
-    return needs_artifacts(sr)
-
-
 def add_store_egress(
     network_policy: dict[str, Any], sr: StepRun, config: OperatorConfig
 ) -> dict[str, Any]:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from steprun.api.models import API_VERSION, StepRun
+from steprun.api.models import API_VERSION, ObjectMeta, StepRun, StepRunSpec
 from steprun.timeutil import format_time
 
 COMPONENT = "steprun-operator"
 MAX_MESSAGE = 1024
+
+
+def event_subject(body: Mapping[str, Any]) -> StepRun:
+    """The StepRun ``body`` is, by its identity alone: an Event about a StepRun whose spec the
+    operator cannot read still points at it."""
+    meta = body.get("metadata") or {}
+    identity = ObjectMeta(
+        name=str(meta.get("name") or ""),
+        namespace=str(meta.get("namespace") or ""),
+        uid=str(meta.get("uid") or ""),
+        resourceVersion=meta.get("resourceVersion"),
+    )
+    return StepRun(metadata=identity, spec=StepRunSpec())
 
 
 def render_event(

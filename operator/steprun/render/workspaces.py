@@ -26,6 +26,7 @@ from steprun.render.names import (
     MANAGED_BY,
     claim_name,
 )
+from steprun.render.owners import is_owned_by
 
 VOLUME_PREFIX = "ws-"
 
@@ -182,7 +183,7 @@ def claim_belongs_to_run(claim: Mapping[str, Any], sr: StepRun, workspace: Works
 
 def owners_with(claim: Mapping[str, Any], sr: StepRun) -> list[dict[str, Any]] | None:
     """The claim's ownerReferences with ``sr`` added; None when ``sr`` already is an owner."""
-    owners = list((claim.get("metadata") or {}).get("ownerReferences") or [])
-    if any(ref.get("uid") == sr.uid for ref in owners):
+    if is_owned_by(claim, sr.uid):
         return None
+    owners = list((claim.get("metadata") or {}).get("ownerReferences") or [])
     return [*owners, claim_owner(sr)]

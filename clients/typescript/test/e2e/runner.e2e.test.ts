@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { KubernetesRunner } from '../../src/runner.js';
-import { collector, core, getStepRun, image, kubeConfig, namespace, shellRequest, splits } from './support.js';
+import { collector, core, getStepRun, image, kubeConfig, namespace, shellRequest, splits, succeeded } from './support.js';
 
 const runner = new KubernetesRunner({ kubeConfig, namespace, image, terminationGracePeriodSeconds: 2 });
 
@@ -17,9 +17,10 @@ describe('KubernetesRunner on the cluster', { concurrency: true, timeout: 300_00
       { env: { CI: 'true' }, secrets: { TOKEN: value } },
     );
     const result = await runner.execute(request);
-    assert.deepEqual(result, {
-      status: 'success',
-      outputs: { digest: 'sha256:abc', ci: 'true', token: createHash('sha256').update(value).digest('hex') },
+    assert.deepEqual(succeeded(result), {
+      digest: 'sha256:abc',
+      ci: 'true',
+      token: createHash('sha256').update(value).digest('hex'),
     });
     const planned = runner.plan(request);
     assert.ok(planned.ok);
@@ -38,8 +39,13 @@ describe('KubernetesRunner on the cluster', { concurrency: true, timeout: 300_00
     const result = await runner.execute(request);
     assert.equal(result.status, 'failed');
     assert.ok(result.status === 'failed');
-    assert.equal(result.error.code, 'STEP_EXECUTION_FAILED');
+    assert.equal(result.error.code, 'HANDLER_REPORTED_FAILURE');
     assert.equal(result.error.details?.['exitCode'], 3);
+    if (splits) {
+      assert.equal(result.error.message, 'broken', 'stderr is the message, as the runtime reports it');
+      assert.equal(result.error.details?.['stderr'], 'broken');
+      assert.equal(result.error.details?.['stdout'], 'working');
+    }
     assert.equal(result.error.details?.['phase'], 'Failed');
     assert.equal(result.error.details?.['reason'], 'Error');
     assert.equal((result.error.details?.['attempts'] as unknown[]).length, 1);
@@ -65,11 +71,12 @@ describe('KubernetesRunner on the cluster', { concurrency: true, timeout: 300_00
     assert.equal(stepRun.status?.phase, 'Running', 'lines arrive while the step runs');
     const byText = Object.fromEntries(seen.map((e) => [e.message, e]));
     assert.deepEqual(
-      ['one', 'two', 'three'].map((text) => [byText[text]?.stream, byText[text]?.lineNo]),
-      splits
-        ? [['stdout', 1], ['stderr', 1], ['stdout', 2]]
-        : [['stdout', 1], ['stdout', 2], ['stdout', 3]],
+      ['one', 'two', 'three'].map((text) => byText[text]?.stream),
+      splits ? ['stdout', 'stderr', 'stdout'] : ['stdout', 'stdout', 'stdout'],
     );
+    // One counter across both streams, as the runtime numbers lines.
+    assert.deepEqual(seen.map((e) => e.lineNo).sort(), [1, 2, 3]);
+    assert.ok((byText['one']?.lineNo ?? 0) < (byText['three']?.lineNo ?? 0));
     for (const entry of seen) {
       assert.ok(!Number.isNaN(Date.parse(entry.timestamp)), entry.timestamp);
       assert.ok(Date.parse(entry.timestamp) <= Date.now() + 1000, 'a line is stamped when it was written');
@@ -101,7 +108,7 @@ describe('KubernetesRunner on the cluster', { concurrency: true, timeout: 300_00
       namespace,
       body: { ...planned.plan.secret, stringData: { TOKEN: 'stale-value' } },
     });
-    assert.deepEqual(await runner.execute(request), { status: 'success', outputs: { fresh: true } });
+    assert.deepEqual(succeeded(await runner.execute(request)), { fresh: true });
   });
 
   it('refuses to take over a Secret it did not create', async () => {

@@ -3,10 +3,11 @@ import { describe, it } from 'node:test';
 
 import { KubernetesRunner } from '../../src/runner.js';
 import type { StepExecutionRequest } from '../../src/types.js';
-import { collector, getStepRun, kubeConfig, namespace, shellRequest } from './support.js';
+import { collector, getStepRun, kubeConfig, namespace, shellRequest, succeeded } from './support.js';
 
 // The SandboxPolicy tests/cluster/test_typescript_runner.py creates: plugin "tool" with the
-// handler "greet" and the CLI command "report" (see POLICY there).
+// handler "greet" and the CLI command "report", and the scoped plugin "@kb-labs/quality" with
+// the handler "check".
 const policy = process.env['STEPRUN_E2E_POLICY'];
 if (!policy) throw new Error('STEPRUN_E2E_POLICY is not set: run these tests from tests/cluster/test_typescript_runner.py');
 
@@ -24,7 +25,7 @@ describe('plugin and command steps as sandbox StepRuns', { concurrency: true, ti
     const request = usesRequest('plugin:tool/greet', { who: 'engine' });
     request.context.onLog = logs.onLog;
     const result = await runner.execute(request);
-    assert.deepEqual(result, { status: 'success', outputs: { greeting: 'hello engine' } });
+    assert.deepEqual(succeeded(result), { greeting: 'hello engine' });
     assert.deepEqual(
       logs.entries.map((e) => [e.stream, e.message]),
       [['stdout', 'greeting engine']],
@@ -38,9 +39,25 @@ describe('plugin and command steps as sandbox StepRuns', { concurrency: true, ti
     assert.equal(admitted?.['handler'], 'greet');
   });
 
+  it('a scoped plugin id runs, by its scoped name and by its short name', async () => {
+    for (const uses of ['plugin:@kb-labs/quality/check', 'plugin:quality/check']) {
+      const request = usesRequest(uses, {});
+      const result = await runner.execute(request);
+      assert.deepEqual(succeeded(result), { passed: true }, uses);
+      assert.ok(result.status === 'success');
+      assert.equal(result.outputs?.['stdout'], 'checking\n::kb-output::{"passed":true}');
+      const planned = runner.plan(request);
+      assert.ok(planned.ok);
+      const stepRun = await getStepRun(planned.plan.name);
+      assert.equal(stepRun.spec.sandbox?.uses, uses, 'as written');
+      const admitted = (stepRun.status as { admitted?: Record<string, unknown> }).admitted;
+      assert.equal(admitted?.['plugin'], '@kb-labs/quality');
+    }
+  });
+
   it('command:<name> gets the input as flags', async () => {
     const result = await runner.execute(usesRequest('command:report', { dir: 'src', fix: true }));
-    assert.deepEqual(result, { status: 'success', outputs: { args: '--dir src --fix' } });
+    assert.deepEqual(succeeded(result), { args: '--dir src --fix' });
   });
 
   it('an unknown handler is a COMMAND_RESOLUTION_FAILED naming what exists', async () => {

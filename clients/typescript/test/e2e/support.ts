@@ -6,7 +6,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import type { StepRun } from '../../src/api.js';
 import { Kube } from '../../src/kube.js';
 import { probeSplitStreams } from '../../src/logs.js';
-import type { LogEntry, StepExecutionRequest } from '../../src/types.js';
+import type { LogEntry, StepExecutionRequest, StepExecutionResult } from '../../src/types.js';
 
 function required(name: string): string {
   const value = process.env[name];
@@ -94,4 +94,17 @@ export function collector(): {
         else waiters.push({ ready, resolve });
       }),
   };
+}
+
+/**
+ * The outputs of a step that succeeded, without the `stdout`, `stderr` and `exitCode` every
+ * result carries (they are checked: exit code 0, text strings).
+ */
+export function succeeded(result: StepExecutionResult): Record<string, unknown> {
+  if (result.status !== 'success') throw new Error(`the step did not succeed: ${JSON.stringify(result)}`);
+  const { stdout, stderr, exitCode, ...rest } = result.outputs ?? {};
+  if (exitCode !== 0 || typeof stdout !== 'string' || typeof stderr !== 'string') {
+    throw new Error(`a success carries exitCode 0, stdout and stderr: ${JSON.stringify(result.outputs)}`);
+  }
+  return rest;
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import type { StepRun } from '../../src/api.js';
-import { classifyUses, planStep, resultOf, specDigest, traceparent, type Plan } from '../../src/mapping.js';
+import { fingerprint } from '../../src/executions.js';
+import { classifyUses, planStep, resultOf, specDigest, stepEnvOf, traceparent, type MappingOptions, type Plan } from '../../src/mapping.js';
 import type { StepExecutionRequest } from '../../src/types.js';
 
 const NS = 'ci';
@@ -15,13 +16,13 @@ function request(overrides: Partial<StepExecutionRequest> = {}): StepExecutionRe
   };
 }
 
-function plan(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): Plan {
+function plan(req: StepExecutionRequest, options: MappingOptions = { image: 'busybox:1.36' }): Plan {
   const planned = planStep(req, options, NS);
   assert.ok(planned.ok, JSON.stringify(planned));
   return planned.plan;
 }
 
-function refused(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): { code?: string; message: string } {
+function refused(req: StepExecutionRequest, options = { image: 'busybox:1.36' }): { code?: string | undefined; message: string } {
   const planned = planStep(req, options, NS);
   assert.ok(!planned.ok, 'expected the request to be refused');
   assert.equal(planned.result.status, 'failed');
@@ -36,6 +37,12 @@ describe('classifyUses', () => {
     ['plugin:eslint/fix', 'sandbox'],
     ['plugin:eslint/rules/fix', 'sandbox'],
     ['command:lint', 'sandbox'],
+    ['plugin:@kb-labs/quality/check', 'sandbox'],
+    ['plugin:@kb-labs/quality/report/html', 'sandbox'],
+    ['plugin:quality/check', 'sandbox'],
+    ['plugin:@kb-labs/quality', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:@kb-labs//check', 'refused', 'COMMAND_RESOLUTION_FAILED'],
+    ['plugin:@/quality/check', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:eslint', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:/fix', 'refused', 'COMMAND_RESOLUTION_FAILED'],
     ['plugin:eslint/', 'refused', 'COMMAND_RESOLUTION_FAILED'],
@@ -85,6 +92,38 @@ describe('planStep: shell steps', () => {
     assert.match(error.message, /"image" option/);
   });
 
+  it('the engine\'s own environment, which the runtime copies into context.env, never reaches the StepRun', () => {
+    const req = request();
+    // As the runtime's createStepContext builds it: process.env, then the workflow's env.
+    req.context.env = { PATH: '/usr/bin', HOME: '/root', AWS_SECRET_ACCESS_KEY: 'engine-key', CI: 'true', STAGE: 'prod' };
+    const engineEnv = { PATH: '/usr/bin', HOME: '/root', AWS_SECRET_ACCESS_KEY: 'engine-key', STAGE: 'dev' };
+    const { stepRun, secret } = plan(req, { image: 'busybox:1.36', engineEnv });
+    assert.deepEqual(stepRun.spec.context?.env, { CI: 'true', STAGE: 'prod' }, 'what the workflow set stays');
+    assert.ok(!JSON.stringify(stepRun).includes('engine-key'));
+    assert.equal(secret, undefined);
+  });
+
+  it('engine env the step needs is passed by name, through the Secret only', () => {
+    const req = request();
+    req.context.env = { NPM_TOKEN: 'npm-value', PATH: '/usr/bin' };
+    const { stepRun, secret } = plan(req, {
+      image: 'busybox:1.36',
+      engineEnv: { NPM_TOKEN: 'npm-value', PATH: '/usr/bin' },
+      passEngineEnv: ['NPM_TOKEN'],
+    });
+    assert.equal(stepRun.spec.context?.env, undefined);
+    assert.ok(!JSON.stringify(stepRun).includes('npm-value'));
+    assert.deepEqual(secret?.stringData, { NPM_TOKEN: 'npm-value' });
+    assert.deepEqual(stepRun.spec.context?.secrets?.map((s) => s.name), ['NPM_TOKEN']);
+  });
+
+  it('stepEnvOf keeps what differs from the engine, hides what is passed, drops the rest', () => {
+    assert.deepEqual(stepEnvOf({ A: '1', B: '2', C: '3' }, { A: '1', B: 'x', C: '3' }, ['C']), {
+      clear: { B: '2' },
+      hidden: { C: '3' },
+    });
+  });
+
   it('maps context.env to context.env and step env (plus with.env) to spec.env', () => {
     const req = request({
       spec: { name: 's', env: { A: '1' }, with: { command: 'env', env: { B: '2' } } },
@@ -116,6 +155,30 @@ describe('planStep: shell steps', () => {
   it('timeoutMs becomes whole seconds, rounded up', () => {
     const { stepRun } = plan(request({ spec: { name: 's', timeoutMs: 1500, with: { command: 'x' } } }));
     assert.equal(stepRun.spec.timeoutSeconds, 2);
+  });
+
+  it('the smallest of timeoutMs, builtin:shell with.timeout and the sandbox default bounds the step', () => {
+    const bounded = (spec: StepExecutionRequest['spec'], options: MappingOptions = { image: 'busybox:1.36' }) =>
+      plan(request({ spec }), options).stepRun.spec.timeoutSeconds;
+    assert.equal(bounded({ name: 's', with: { command: 'x' } }), undefined, 'the older engine\'s local runner: none');
+    assert.equal(bounded({ name: 's', with: { command: 'x' } }, { image: 'i', timeoutSeconds: 9 }), 9);
+    assert.equal(bounded({ name: 's', uses: 'builtin:shell', with: { command: 'x' } }), 120);
+    assert.equal(bounded({ name: 's', uses: 'builtin:shell', with: { command: 'x', timeout: 5000 } }), 5);
+    assert.equal(bounded({ name: 's', uses: 'builtin:shell', with: { command: 'x', timeout: 500000 } }), 120);
+    assert.equal(bounded({ name: 's', uses: 'builtin:shell', timeoutMs: 2500, with: { command: 'x', timeout: 5000 } }), 3);
+    assert.equal(bounded({ name: 's', uses: 'plugin:p/h' }, { sandboxTimeoutSeconds: 600 }), 600);
+    assert.equal(bounded({ name: 's', with: { command: 'x', timeout: 5000 } }), 5);
+  });
+
+  it('builtin:shell options are not the step\'s input', () => {
+    const { stepRun } = plan(request({ spec: { name: 's', uses: 'builtin:shell', with: { command: 'x', timeout: 5, throwOnError: true, level: 2 } } }));
+    assert.deepEqual(stepRun.spec.context?.inputs, { level: 2 });
+  });
+
+  it('an aborted step is given a short grace period unless the runner says otherwise', () => {
+    assert.equal(plan(request()).stepRun.spec.terminationGracePeriodSeconds, 5);
+    const options = { image: 'busybox:1.36', terminationGracePeriodSeconds: 0 };
+    assert.equal(plan(request(), options).stepRun.spec.terminationGracePeriodSeconds, 0);
   });
 
   it('target.workdir becomes workingDir', () => {
@@ -161,6 +224,16 @@ describe('planStep: sandbox steps', () => {
     assert.deepEqual(stepRun.spec.context?.inputs, { files: ['a.ts'] });
     assert.equal(stepRun.spec.image, undefined);
     assert.equal(stepRun.spec.script, undefined);
+  });
+
+  it('a scoped plugin id stays in sandbox.uses as written; no label or name holds it', () => {
+    const uses = 'plugin:@kb-labs/quality/check';
+    const { stepRun, name } = plan(request({ spec: { name: 'q', uses } }));
+    assert.deepEqual(stepRun.spec.sandbox, { uses });
+    assert.match(name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    for (const value of Object.values(stepRun.metadata.labels ?? {})) {
+      assert.match(value, /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/);
+    }
   });
 
   it('command:<name> carries the policy and permissions of the runner', () => {
@@ -226,13 +299,59 @@ describe('planStep: workspace and trace', () => {
   });
 });
 
-describe('planStep: names', () => {
-  it('the same request always gives the same name; another attempt another one', () => {
-    const first = plan(request()).name;
-    assert.equal(plan(request()).name, first);
+describe('planStep: names and identity', () => {
+  it('names an execution of a step, whatever attempt the engine passes', () => {
+    const first = plan(request());
+    assert.equal(first.execution, 1);
+    assert.equal(plan(request()).name, first.name);
     const retry = request();
     retry.context.attempt = 2;
-    assert.notEqual(plan(retry).name, first);
+    assert.equal(plan(retry).name, first.name, 'the older engine counts attempts; the execution is the runner\'s');
+    const again = planStep(request(), { image: 'busybox:1.36' }, NS, 2);
+    assert.ok(again.ok);
+    assert.notEqual(again.plan.name, first.name);
+    assert.equal(again.plan.stepKey, first.stepKey);
+    assert.equal(again.plan.stepRun.metadata.labels?.['steprun.dev/execution'], '2');
+  });
+
+  it('stamps the step key, the fingerprint and the engine\'s own ids', () => {
+    const req = request();
+    req.context.attempt = 3;
+    const { stepRun, stepKey, digest, name } = plan(req);
+    assert.equal(stepRun.metadata.labels?.['steprun.dev/step-key'], stepKey);
+    assert.equal(stepRun.metadata.annotations?.['steprun.dev/request-digest'], digest);
+    assert.equal(
+      stepRun.metadata.annotations?.['steprun.dev/execution-fingerprint'],
+      fingerprint('default', name, stepKey, digest),
+    );
+    assert.equal(stepRun.metadata.annotations?.['steprun.dev/engine'], 'default');
+    assert.equal(stepRun.metadata.annotations?.['steprun.dev/engine-attempt'], '3');
+  });
+
+  it('the identity key, not the engine id, keys the fingerprint when given', () => {
+    const keyed = planStep(request(), { image: 'busybox:1.36', engineId: 'ci', identityKey: 's3cret' }, NS);
+    assert.ok(keyed.ok);
+    const { stepRun, name, stepKey, digest } = keyed.plan;
+    assert.equal(stepRun.metadata.annotations?.['steprun.dev/execution-fingerprint'], fingerprint('s3cret', name, stepKey, digest));
+    assert.ok(!JSON.stringify(stepRun).includes('s3cret'), 'the key itself is never written');
+  });
+
+  it('workflows and engines with the same ids are different steps', () => {
+    const release = plan(request(), { image: 'busybox:1.36', workflow: 'release' });
+    const nightly = plan(request(), { image: 'busybox:1.36', workflow: 'nightly' });
+    const other = plan(request(), { image: 'busybox:1.36', workflow: 'release', engineId: 'other' });
+    assert.equal(new Set([release.name, nightly.name, other.name]).size, 3);
+    assert.equal(new Set([release.stepKey, nightly.stepKey, other.stepKey]).size, 3);
+  });
+
+  it('the digest does not depend on the execution that keeps the secret values', () => {
+    const req = request();
+    req.context.secrets = { TOKEN: 'x' };
+    const one = planStep(req, { image: 'busybox:1.36' }, NS, 1);
+    const two = planStep(req, { image: 'busybox:1.36' }, NS, 2);
+    assert.ok(one.ok && two.ok);
+    assert.notEqual(one.plan.secret?.metadata.name, two.plan.secret?.metadata.name);
+    assert.equal(one.plan.digest, two.plan.digest);
   });
 });
 
@@ -246,17 +365,56 @@ describe('resultOf', () => {
     assert.equal(resultOf(finished({})), undefined);
   });
 
-  it('success carries the outputs', () => {
-    assert.deepEqual(resultOf(finished({ phase: 'Succeeded', exitCode: 0, outputs: { digest: 'abc' } })), {
+  it('success carries exitCode, stdout and stderr, the marked outputs, then the output file', () => {
+    const printed = {
+      stdout: 'building\n::kb-output::{"version":"1.2","from":"marker"}',
+      stderr: 'warning',
+      marked: { version: '1.2', from: 'marker' },
+      truncated: { stdout: 0, stderr: 0 },
+    };
+    assert.deepEqual(resultOf(finished({ phase: 'Succeeded', exitCode: 0, outputs: { digest: 'abc', from: 'file' } }), printed), {
       status: 'success',
-      outputs: { digest: 'abc' },
+      outputs: { stdout: printed.stdout, stderr: 'warning', exitCode: 0, version: '1.2', digest: 'abc', from: 'file' },
     });
-    assert.deepEqual(resultOf(finished({ phase: 'Succeeded' })), { status: 'success', outputs: {} });
+    assert.deepEqual(resultOf(finished({ phase: 'Succeeded' })), {
+      status: 'success',
+      outputs: { stdout: '', stderr: '', exitCode: 0 },
+    });
+  });
+
+  it('a workflow condition on outputs.exitCode holds for a step that succeeded', () => {
+    const result = resultOf(finished({ phase: 'Succeeded', exitCode: 0 }));
+    assert.ok(result?.status === 'success');
+    assert.equal(result.outputs?.['exitCode'] === 0, true);
+  });
+
+  it('a non-zero exit is the runtime\'s HANDLER_REPORTED_FAILURE with stderr as the message', () => {
+    const stderr = `${'e'.repeat(600)}`;
+    const printed = { stdout: 'out', stderr, marked: {}, truncated: { stdout: 0, stderr: 0 } };
+    const result = resultOf(finished({ phase: 'Failed', reason: 'Error', exitCode: 2, message: 'exited 2' }), printed);
+    assert.ok(result?.status === 'failed');
+    assert.equal(result.error.code, 'HANDLER_REPORTED_FAILURE');
+    assert.equal(result.error.message, stderr.slice(0, 500));
+    assert.equal(result.error.details?.['stdout'], 'out');
+    assert.equal(result.error.details?.['stderr'], stderr);
+    assert.equal(result.error.details?.['operatorMessage'], 'exited 2');
+    const silent = resultOf(finished({ phase: 'Failed', reason: 'Error', exitCode: 2 }));
+    assert.ok(silent?.status === 'failed');
+    assert.equal(silent.error.message, 'Step handler reported failure (exitCode: 2)');
+  });
+
+  it('with throwOnError it is the handler\'s error, in the shell handler\'s words', () => {
+    const printed = { stdout: '', stderr: 'boom', marked: {}, truncated: { stdout: 0, stderr: 0 } };
+    const result = resultOf(finished({ phase: 'Failed', reason: 'Error', exitCode: 4 }), printed, { throwOnError: true });
+    assert.ok(result?.status === 'failed');
+    assert.equal(result.error.code, 'HANDLER_ERROR');
+    assert.equal(result.error.message, 'Shell command failed with exit code 4: boom');
   });
 
   const attempts = [{ attempt: 1, podName: 'sr-1', exitCode: 3, reason: 'Error' }];
   const cases: [string, NonNullable<StepRun['status']>, string, string][] = [
-    ['non-zero exit', { phase: 'Failed', reason: 'Error', exitCode: 3, attempts }, 'failed', 'STEP_EXECUTION_FAILED'],
+    ['non-zero exit', { phase: 'Failed', reason: 'Error', exitCode: 3, attempts }, 'failed', 'HANDLER_REPORTED_FAILURE'],
+    ['killed before an exit code', { phase: 'Failed', reason: 'StartupTimeout', message: 'm' }, 'failed', 'STEP_EXECUTION_FAILED'],
     ['image pull', { phase: 'Failed', reason: 'ImagePullFailed', message: 'no image' }, 'failed', 'STEP_EXECUTION_FAILED'],
     ['missing secret', { phase: 'Failed', reason: 'InvalidSpec', message: 'no key' }, 'failed', 'INVALID_STEP'],
     ['cancelled', { phase: 'Cancelled', reason: 'Cancelled' }, 'cancelled', 'STEP_CANCELLED'],
@@ -293,9 +451,19 @@ describe('resultOf', () => {
     assert.ok(result && result.status === 'failed');
     assert.deepEqual(
       { ...result.error.details },
-      { exitCode: 3, reason: 'Error', phase: 'Failed', attempts, failure: null, stepRun: 'sr', namespace: NS },
+      {
+        exitCode: 3,
+        reason: 'Error',
+        phase: 'Failed',
+        attempts,
+        failure: null,
+        stepRun: 'sr',
+        namespace: NS,
+        stdout: '',
+        stderr: '',
+        operatorMessage: null,
+      },
     );
-    assert.equal(result.error.message, 'Step exited with code 3');
   });
 
   it('failure details carry the failure an engine branches on', () => {
