@@ -128,9 +128,41 @@ func addFile(tw *tar.Writer, p, name string, fi fs.FileInfo) error {
 	return err
 }
 
+// unpackLimits bound what one artifact may unpack to (0: no bound). The compressed size is
+// bounded before the download starts; a few MB of gzip still unpack to gigabytes of zeros,
+// which would fill the node's disk, so what is written is bounded too.
+type unpackLimits struct {
+	Bytes   int64
+	Entries int
+}
+
+// budget counts what an unpack wrote against its limits.
+type budget struct {
+	limits  unpackLimits
+	bytes   int64
+	entries int
+}
+
+func (b *budget) entry() error {
+	b.entries++
+	if b.limits.Entries > 0 && b.entries > b.limits.Entries {
+		return fmt.Errorf("the artifact holds more than %d entries, the limit (maxEntries)", b.limits.Entries)
+	}
+	return nil
+}
+
+func (b *budget) file(size int64) error {
+	b.bytes += size
+	if b.limits.Bytes > 0 && b.bytes > b.limits.Bytes {
+		return fmt.Errorf("the artifact unpacks to more than %d bytes, the limit (maxUnpackedBytes)", b.limits.Bytes)
+	}
+	return nil
+}
+
 // unpack extracts a tar+gzip stream to dst, which must not exist yet. Entries may not leave dst,
-// and nothing is written through a symlink the archive itself created.
-func unpack(r io.Reader, dst string) error {
+// nothing is written through a symlink the archive itself created, and the bytes and entries
+// written stay within limits (checked from each header before anything of it is written).
+func unpack(r io.Reader, dst string, limits unpackLimits) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return fmt.Errorf("not a tar+gzip artifact: %w", err)
@@ -139,6 +171,7 @@ func unpack(r io.Reader, dst string) error {
 	first := true
 	isFile := false
 	links := map[string]bool{}
+	spent := budget{limits: limits}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -146,6 +179,14 @@ func unpack(r io.Reader, dst string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("corrupt artifact: %w", err)
+		}
+		if err := spent.entry(); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if err := spent.file(hdr.Size); err != nil {
+				return err
+			}
 		}
 		if first {
 			first = false
@@ -210,7 +251,8 @@ func writeFile(target string, r io.Reader, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
+	// The tar reader yields exactly hdr.Size bytes of a regular file: what the budget counted.
+	if _, err := io.CopyN(f, r, hdr.Size); err != nil {
 		f.Close()
 		return err
 	}

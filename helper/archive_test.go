@@ -42,7 +42,7 @@ func TestDirectoryRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "in")
-	if err := unpack(&buf, dst); err != nil {
+	if err := unpack(&buf, dst, unpackLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	if read(t, filepath.Join(dst, "a.txt")) != "alpha" || read(t, filepath.Join(dst, "sub", "b.txt")) != "beta" {
@@ -61,7 +61,7 @@ func TestFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "copy.xml")
-	if err := unpack(&buf, dst); err != nil {
+	if err := unpack(&buf, dst, unpackLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	if read(t, dst) != "<ok/>" {
@@ -116,7 +116,7 @@ func TestUnpackRefusesEntriesThatLeaveTheArtifact(t *testing.T) {
 	for name, entries := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			err := unpack(archiveOf(t, entries, map[string]string{}), filepath.Join(dir, "in"))
+			err := unpack(archiveOf(t, entries, map[string]string{}), filepath.Join(dir, "in"), unpackLimits{})
 			if err == nil || !strings.Contains(err.Error(), "corrupt artifact") {
 				t.Fatalf("want a corrupt artifact error, got %v", err)
 			}
@@ -135,5 +135,70 @@ func TestOpenRegularRefusesSymlinks(t *testing.T) {
 	}
 	if _, _, err := openRegular(dir, "dist.tgz"); err == nil {
 		t.Fatal("a symlink planted by the step was followed")
+	}
+}
+
+// A few KB of gzip that unpack to megabytes of zeros: the bound is on what is written, not on
+// what was downloaded.
+func bomb(t *testing.T, files int, size int64) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	if err := tw.WriteHeader(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 64<<10)
+	for i := 0; i < files; i++ {
+		hdr := &tar.Header{Name: "./f" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("0", i/26), Typeflag: tar.TypeReg, Mode: 0o644, Size: size}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		for left := size; left > 0; left -= int64(len(zeros)) {
+			n := min(left, int64(len(zeros)))
+			if _, err := tw.Write(zeros[:n]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tw.Close()
+	gz.Close()
+	return &buf
+}
+
+func TestUnpackBoundsTheBytesWritten(t *testing.T) {
+	archive := bomb(t, 1, 8<<20)
+	if archive.Len() > 64<<10 {
+		t.Fatalf("the bomb is not one: %d compressed bytes", archive.Len())
+	}
+	dir := t.TempDir()
+	err := unpack(archive, filepath.Join(dir, "in"), unpackLimits{Bytes: 1 << 20, Entries: 100})
+	if err == nil || !strings.Contains(err.Error(), "more than 1048576 bytes") || !strings.Contains(err.Error(), "maxUnpackedBytes") {
+		t.Fatalf("want the byte limit named, got %v", err)
+	}
+	var written int64
+	filepath.Walk(dir, func(_ string, info os.FileInfo, _ error) error {
+		if info != nil && info.Mode().IsRegular() {
+			written += info.Size()
+		}
+		return nil
+	})
+	if written > 1<<20 {
+		t.Fatalf("%d bytes were written past the limit", written)
+	}
+}
+
+func TestUnpackBoundsTheEntries(t *testing.T) {
+	dir := t.TempDir()
+	err := unpack(bomb(t, 50, 0), filepath.Join(dir, "in"), unpackLimits{Bytes: 1 << 20, Entries: 10})
+	if err == nil || !strings.Contains(err.Error(), "more than 10 entries") || !strings.Contains(err.Error(), "maxEntries") {
+		t.Fatalf("want the entry limit named, got %v", err)
+	}
+}
+
+func TestUnpackWithinTheBoundsSucceeds(t *testing.T) {
+	dir := t.TempDir()
+	if err := unpack(bomb(t, 9, 1000), filepath.Join(dir, "in"), unpackLimits{Bytes: 9000, Entries: 10}); err != nil {
+		t.Fatal(err)
 	}
 }

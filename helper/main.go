@@ -1,13 +1,15 @@
 // Command steprun-artifacts moves a step's artifacts between its Pod and an S3-compatible store,
-// without any tool inside the step's image and without the store's credentials ever reaching the
-// step's container. One static binary, three roles, one per container of the step's Pod:
+// without any tool inside the step's image and without any credential of the store: the
+// operator presigns one URL per object of the attempt. One static binary, three roles, one per
+// container of the step's Pod:
 //
-//	init    (init container, holds the credentials) copies this binary into a volume shared
-//	        with the step, then downloads each input, checks its sha256 and unpacks it.
-//	run     (the step's container, no credentials) runs the step's command, then packs each
-//	        declared output (tar+gzip, streamed to disk) into the outputs volume and says so.
-//	upload  (a container beside the step, holds the credentials) waits until the outputs are
-//	        packed, or until the step's container is gone, and uploads them, hashing as it goes.
+//	init    (init container, the inputs' GET URLs) copies this binary into a volume shared
+//	        with the step, then downloads each input, checks its sha256 and unpacks it within
+//	        the configured bounds.
+//	run     (the step's container, no URL) runs the step's command, then packs each declared
+//	        output (tar+gzip, streamed to disk) into the outputs volume and tells the uploader.
+//	upload  (a container beside the step, the outputs' PUT URLs) waits until run says the
+//	        outputs are packed, or until run is gone, and uploads them, hashing as it goes.
 //
 // Results and failures reach the operator through each container's termination message (at
 // most 4 KiB, JSON), which the operator reads from the Pod's status.

@@ -5,18 +5,27 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
-// Files of the outputs volume, shared by the step's container (run) and the uploader (upload).
+// How run tells the uploader that the outputs are packed, and with which exit code. Not a file:
+// the step's command runs as the same user in the same container as run, so anything run may
+// write there the command may write too (a forged "exit code 0" would upload the outputs of a
+// failed step despite uploadOnFailure: false). Instead the uploader listens on a socket of the
+// outputs volume and accepts exactly one connection, which run opens before the command
+// exists; the connection is not inherited by the command (close-on-exec), and run makes itself
+// non-dumpable so the command can neither ptrace it nor open its descriptors through /proc.
+// When run dies, the kernel closes the connection: the uploader learns that no marker is coming.
 const (
-	lockFile    = "lock"    // held by run for as long as it lives: the uploader sees it die
-	startedFile = "started" // run holds the lock
-	doneFile    = "done"    // the outputs are packed: a doneMarker
+	socketFile = "upload.sock"
+	// How long run waits for the uploader (a container started beside it) to listen.
+	connectWait = 2 * time.Minute
 )
 
 type outputSpec struct {
@@ -54,20 +63,16 @@ func runMain(args []string) int {
 		return 2
 	}
 
-	// The lock is taken before the command starts and released by the kernel however this
-	// process ends (even SIGKILL by the OOM killer), which is how the uploader learns that no
-	// done marker will ever come.
-	lock, err := os.OpenFile(filepath.Join(*dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
-	if err == nil {
-		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(*dir, startedFile), nil, 0o644)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "steprun-artifacts run: cannot prepare %s: %v\n", *dir, err)
+	if err := notDumpable(); err != nil {
+		fmt.Fprintf(os.Stderr, "steprun-artifacts run: cannot protect itself from the step: %v\n", err)
 		return 126
 	}
+	conn, err := connectUploader(*dir, connectWait)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "steprun-artifacts run: %v\n", err)
+		return 126
+	}
+	defer conn.Close()
 
 	code := execute(command)
 
@@ -76,11 +81,36 @@ func runMain(args []string) int {
 		marker.Outputs[out.Name] = packOutput(out, *dir, *maxBytes)
 	}
 	data, _ := json.Marshal(marker)
-	tmp := filepath.Join(*dir, doneFile+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err == nil {
-		_ = os.Rename(tmp, filepath.Join(*dir, doneFile))
+	if _, err := conn.Write(data); err != nil {
+		fmt.Fprintf(os.Stderr, "steprun-artifacts run: cannot tell the uploader: %v\n", err)
 	}
 	return code
+}
+
+// notDumpable keeps processes of the same user (the step's command) from ptracing this one or
+// reading its open descriptors through /proc; it is not inherited across exec.
+func notDumpable() error {
+	const prSetDumpable = 4
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// connectUploader opens the one connection the uploader accepts, waiting for it to listen.
+func connectUploader(dir string, wait time.Duration) (net.Conn, error) {
+	path := filepath.Join(dir, socketFile)
+	deadline := time.Now().Add(wait)
+	for {
+		conn, err := net.Dial("unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the artifact uploader did not listen on %s within %s: %v", path, wait, err)
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // execute runs the step's command with this process's stdio and env, passing on the signals the

@@ -4,103 +4,172 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
-
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"time"
 )
 
-// The store's coordinates and credentials come from the environment of the helper's containers,
-// which the operator fills from the step's own Secret; the step's container never has them.
+// The helper holds no credential of the store. The operator presigns one URL per object of this
+// attempt (GET for each input, PUT for each output) and hands them to the helper's containers
+// through the attempt's own Secret, as this variable; the step's container never has it.
 const (
-	envEndpoint  = "STEPRUN_ARTIFACTS_ENDPOINT"
-	envBucket    = "STEPRUN_ARTIFACTS_BUCKET"
-	envRegion    = "STEPRUN_ARTIFACTS_REGION"
-	envAccessKey = "STEPRUN_ARTIFACTS_ACCESS_KEY"
-	envSecretKey = "STEPRUN_ARTIFACTS_SECRET_KEY"
-	// Parts are streamed one at a time: memory stays at one part whatever the artifact's size.
-	partSize = 16 << 20
+	envURLs = "STEPRUN_ARTIFACTS_URLS"
+	// A request that fails to reach the store, or that the store answers with a 5xx, is tried
+	// this many times: a store that stays down must end the step, not hang it.
+	maxTries = 3
 )
+
+type presigned struct {
+	Inputs  map[string]string `json:"inputs"`
+	Outputs map[string]string `json:"outputs"`
+}
 
 type store struct {
-	client *minio.Client
-	bucket string
+	client *http.Client
+	urls   presigned
 }
 
 func newStore() (*store, error) {
-	endpoint := os.Getenv(envEndpoint)
-	bucket := os.Getenv(envBucket)
-	if endpoint == "" || bucket == "" {
-		return nil, fmt.Errorf("%s and %s must be set", envEndpoint, envBucket)
+	raw := os.Getenv(envURLs)
+	if raw == "" {
+		return nil, fmt.Errorf("%s is not set: the attempt's artifact URLs are missing", envURLs)
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%s=%q is not an http(s) URL", envEndpoint, endpoint)
+	var urls presigned
+	if err := json.Unmarshal([]byte(raw), &urls); err != nil {
+		return nil, fmt.Errorf("%s is not the operator's JSON: %v", envURLs, err)
 	}
-	// Bounded retries: a store that stays down must end the step, not hang it.
-	minio.MaxRetry = 3
-	client, err := minio.New(u.Host, &minio.Options{
-		Creds:        credentials.NewStaticV4(os.Getenv(envAccessKey), os.Getenv(envSecretKey), ""),
-		Secure:       u.Scheme == "https",
-		Region:       os.Getenv(envRegion),
-		BucketLookup: minio.BucketLookupPath,
-	})
-	if err != nil {
-		return nil, err
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 2 * time.Minute,
+		IdleConnTimeout:       30 * time.Second,
 	}
-	return &store{client: client, bucket: bucket}, nil
+	return &store{client: &http.Client{Transport: transport}, urls: urls}, nil
 }
 
-// storeAnswer is the store's own words for a failed request, or the transport's error.
-func storeAnswer(err error) string {
-	var response minio.ErrorResponse
-	if errors.As(err, &response) && response.Code != "" {
-		if response.Message != "" {
-			return fmt.Sprintf("%s (%d): %s", response.Code, response.StatusCode, response.Message)
+// s3Error is the body of a refused S3 request.
+type s3Error struct {
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+// answer is the store's own words for a refused request, e.g. "AccessDenied (403): Access
+// Denied." It never quotes the URL: its signature opens the object to whoever reads it.
+func answer(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+	var parsed s3Error
+	if xml.Unmarshal(body, &parsed) == nil && parsed.Code != "" {
+		if parsed.Message != "" {
+			return fmt.Errorf("%s (%d): %s", parsed.Code, resp.StatusCode, parsed.Message)
 		}
-		return fmt.Sprintf("%s (%d)", response.Code, response.StatusCode)
+		return fmt.Errorf("%s (%d)", parsed.Code, resp.StatusCode)
 	}
-	return err.Error()
+	return fmt.Errorf("the store answered %s", resp.Status)
+}
+
+// transportError is what went wrong on the way, without the URL net/http puts in its errors.
+func transportError(method string, err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return fmt.Errorf("%s: %v", method, urlErr.Err)
+	}
+	return err
+}
+
+func retryable(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests
+}
+
+func pause(try int) {
+	time.Sleep(time.Duration(try) * time.Second)
+}
+
+// put uploads the regular file f (size bytes) with one presigned PUT, hashing what it sends; a
+// retry starts the file over.
+func (s *store) put(ctx context.Context, name string, f *os.File, size int64) (string, error) {
+	target, ok := s.urls.Outputs[name]
+	if !ok {
+		return "", fmt.Errorf("the operator signed no URL for output %q", name)
+	}
+	var last error
+	for try := 1; try <= maxTries; try++ {
+		if try > 1 {
+			pause(try - 1)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", err
+		}
+		hash := sha256.New()
+		body := io.TeeReader(io.LimitReader(f, size), hash)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, io.NopCloser(body))
+		if err != nil {
+			return "", transportError("PUT", err)
+		}
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/gzip")
+		resp, err := s.client.Do(req)
+		if err != nil {
+			last = transportError("PUT", err)
+			continue
+		}
+		if resp.StatusCode/100 == 2 {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			return hex.EncodeToString(hash.Sum(nil)), nil
+		}
+		last = answer(resp)
+		resp.Body.Close()
+		if !retryable(resp.StatusCode) {
+			return "", last
+		}
+	}
+	return "", last
+}
+
+// get opens an input's object for streaming; the caller checks its sha256 as it reads.
+func (s *store) get(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+	source, ok := s.urls.Inputs[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("the operator signed no URL for input %q", name)
+	}
+	var last error
+	for try := 1; try <= maxTries; try++ {
+		if try > 1 {
+			pause(try - 1)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, source, nil)
+		if err != nil {
+			return nil, 0, transportError("GET", err)
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			last = transportError("GET", err)
+			continue
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp.Body, resp.ContentLength, nil
+		}
+		last = answer(resp)
+		resp.Body.Close()
+		if !retryable(resp.StatusCode) {
+			return nil, 0, last
+		}
+	}
+	return nil, 0, last
 }
 
 type uploaded struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	Sha256 string `json:"sha256"`
-}
-
-// put streams r (size bytes) to key, hashing what it sends.
-func (s *store) put(ctx context.Context, key string, r io.Reader, size int64) (string, error) {
-	hash := sha256.New()
-	_, err := s.client.PutObject(ctx, s.bucket, key, io.TeeReader(r, hash), size, minio.PutObjectOptions{
-		ContentType:      "application/gzip",
-		PartSize:         partSize,
-		NumThreads:       1,
-		DisableMultipart: size >= 0 && size < partSize,
-	})
-	if err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(hash.Sum(nil)), nil
-}
-
-// get opens key for streaming; the caller checks its sha256 as it reads.
-func (s *store) get(ctx context.Context, key string) (*minio.Object, int64, error) {
-	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, 0, err
-	}
-	info, err := obj.Stat()
-	if err != nil {
-		obj.Close()
-		return nil, 0, err
-	}
-	return obj, info.Size, nil
 }
 
 // truncate keeps messages within the termination message's 4 KiB.

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,10 +40,13 @@ func initMain(args []string) int {
 	binDir := flags.String("bin-dir", "", "where to copy this binary for the step's container")
 	inputsJSON := flags.String("inputs", "[]", "JSON list of {name, key, sha256, dest}")
 	maxBytes := flags.Int64("max-bytes", 0, "largest artifact accepted (0: no limit)")
+	maxUnpacked := flags.Int64("max-unpacked-bytes", 0, "most bytes one input unpacks to (0: no limit)")
+	maxEntries := flags.Int("max-entries", 0, "most entries one input unpacks (0: no limit)")
 	termination := flags.String("termination-log", defaultTermination, "")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
+	limits := unpackLimits{Bytes: *maxUnpacked, Entries: *maxEntries}
 	fail := func(format string, a ...any) int {
 		text := truncate(fmt.Sprintf(format, a...), 3500)
 		fmt.Fprintln(os.Stderr, text)
@@ -67,7 +71,7 @@ func initMain(args []string) int {
 	}
 	for _, in := range inputs {
 		started := time.Now()
-		size, err := download(st, in, *maxBytes)
+		size, err := download(st, in, *maxBytes, limits)
 		if err != nil {
 			os.RemoveAll(in.Dest)
 			return fail("ArtifactDownloadFailed: input %q (%s): %s", in.Name, in.Key, err)
@@ -110,24 +114,58 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func download(st *store, in inputSpec, maxBytes int64) (int64, error) {
+// errTooLong: the store sent more bytes than the limit, whatever its Content-Length said.
+var errTooLong = errors.New("the object is longer than the limit")
+
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			return 0, errTooLong
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func download(st *store, in inputSpec, maxBytes int64, limits unpackLimits) (int64, error) {
 	ctx := context.Background()
-	obj, size, err := st.get(ctx, in.Key)
+	obj, size, err := st.get(ctx, in.Name)
 	if err != nil {
-		return 0, errors.New(storeAnswer(err))
+		return 0, err
 	}
 	defer obj.Close()
 	if maxBytes > 0 && size > maxBytes {
 		return 0, fmt.Errorf("%d bytes is more than the limit of %d", size, maxBytes)
 	}
+	var body io.Reader = obj
+	if maxBytes > 0 {
+		body = &boundedReader{r: obj, left: maxBytes}
+	}
 	hash := sha256.New()
-	reader := &hashingReader{r: obj, hash: hash}
-	if err := unpack(reader, in.Dest); err != nil {
+	reader := &hashingReader{r: body, hash: hash}
+	if err := unpack(reader, in.Dest, limits); err != nil {
+		if errors.Is(err, errTooLong) {
+			return 0, fmt.Errorf("more than the limit of %d bytes", maxBytes)
+		}
 		return 0, err
 	}
 	// gzip stops at its trailer; whatever follows still counts for the hash.
 	if _, err := io.Copy(io.Discard, reader); err != nil {
-		return 0, errors.New(storeAnswer(err))
+		if errors.Is(err, errTooLong) {
+			return 0, fmt.Errorf("more than the limit of %d bytes", maxBytes)
+		}
+		return 0, transportError("GET", err)
 	}
 	if got := hex.EncodeToString(hash.Sum(nil)); in.Sha256 != "" && got != in.Sha256 {
 		return 0, fmt.Errorf("sha256 mismatch: the store holds %s, the producer uploaded %s", got, in.Sha256)
@@ -159,6 +197,8 @@ func uploadMain(args []string) int {
 	// A timeout or cancel sends SIGTERM to every container at once; the uploader keeps going
 	// until the step's outputs are up or the grace period ends.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// Were the Pod's process namespace shared, the step could otherwise ptrace the uploader.
+	_ = notDumpable()
 	var keys map[string]string
 	if err := json.Unmarshal([]byte(*outputsJSON), &keys); err != nil {
 		fmt.Fprintf(os.Stderr, "bad --outputs: %v\n", err)
@@ -175,7 +215,12 @@ func uploadMain(args []string) int {
 		return 0
 	}
 
-	marker, ok := waitForStep(*dir)
+	listener, err := listenForStep(*dir)
+	if err != nil {
+		report.Error = truncate(fmt.Sprintf("ArtifactUploadFailed: %v", err), maxErrorText)
+		return finish()
+	}
+	marker, ok := receiveMarker(listener)
 	if !ok {
 		report.Lost = true
 		return finish()
@@ -230,25 +275,39 @@ func uploadMain(args []string) int {
 	return finish()
 }
 
-// waitForStep returns the done marker, or false when the step's container died without one.
-func waitForStep(dir string) (doneMarker, bool) {
-	for {
-		if _, err := os.Stat(filepath.Join(dir, startedFile)); err == nil {
-			break
-		}
-		time.Sleep(pollInterval)
+// listenForStep opens the socket run connects to (run.go says why a socket, not a file).
+func listenForStep(dir string) (*net.UnixListener, error) {
+	path := filepath.Join(dir, socketFile)
+	_ = os.Remove(path)
+	listener, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %v", path, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	for {
-		if marker, ok := readMarker(dir); ok {
-			return marker, true
-		}
-		if err == nil && syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			// run is gone; it may have written the marker just before it went.
-			return readMarker(dir)
-		}
-		time.Sleep(pollInterval)
+	// The step's container may run as another user; only the first connection counts anyway.
+	if err := os.Chmod(path, 0o666); err != nil {
+		listener.Close()
+		return nil, err
 	}
+	return listener, nil
+}
+
+// receiveMarker accepts the first connection, which is run's (it connects before the step's
+// command starts), closes the socket to any other, and reads the marker run sends when the
+// outputs are packed; false when run died without sending it.
+func receiveMarker(listener *net.UnixListener) (doneMarker, bool) {
+	var marker doneMarker
+	listener.SetUnlinkOnClose(true)
+	conn, err := listener.Accept()
+	listener.Close()
+	if err != nil {
+		return marker, false
+	}
+	defer conn.Close()
+	data, err := io.ReadAll(io.LimitReader(conn, 1<<20))
+	if err != nil || json.Unmarshal(data, &marker) != nil {
+		return marker, false
+	}
+	return marker, true
 }
 
 // openRegular opens name in dir refusing symlinks and anything but a regular file: the step's
@@ -266,20 +325,6 @@ func openRegular(dir, name string) (*os.File, os.FileInfo, error) {
 	return f, info, nil
 }
 
-func readMarker(dir string) (doneMarker, bool) {
-	var marker doneMarker
-	f, _, err := openRegular(dir, doneFile)
-	if err != nil {
-		return marker, false
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil || json.Unmarshal(data, &marker) != nil {
-		return marker, false
-	}
-	return marker, true
-}
-
 func uploadOne(st *store, dir, name, key string, maxBytes int64) (uploaded, error) {
 	f, info, err := openRegular(dir, name+".tgz")
 	if err != nil {
@@ -289,9 +334,9 @@ func uploadOne(st *store, dir, name, key string, maxBytes int64) (uploaded, erro
 	if maxBytes > 0 && info.Size() > maxBytes {
 		return uploaded{}, fmt.Errorf("%d bytes is more than the limit of %d", info.Size(), maxBytes)
 	}
-	sum, err := st.put(context.Background(), key, io.LimitReader(f, info.Size()), info.Size())
+	sum, err := st.put(context.Background(), name, f, info.Size())
 	if err != nil {
-		return uploaded{}, errors.New(storeAnswer(err))
+		return uploaded{}, err
 	}
 	return uploaded{Name: name, Size: info.Size(), Sha256: sum}, nil
 }

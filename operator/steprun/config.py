@@ -19,6 +19,9 @@ SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 DEFAULT_ADMISSION_POLICY = "steprun-stepruns"
 DEFAULT_CLAIM_ORIGIN_POLICY = "steprun-claim-origin"
 DEFAULT_EMPTY_DIR_SIZE_LIMIT = "256Mi"
+# The helper uploads each artifact with one presigned PUT (docs/artifacts.md says why not
+# multipart), and S3 takes at most 5 GiB in one PUT.
+MAX_SINGLE_PUT_BYTES = 5 << 30
 
 
 class EventPolicy(StrEnum):
@@ -240,11 +243,24 @@ class OperatorConfig(BaseSettings):
     artifacts_secret: str = Field(
         "",
         description="NAMESPACE/NAME of the Secret holding the store's credentials (keys "
-        "accessKey and secretKey); copied into each step's own Secret for its helper containers "
-        "only, never its step container.",
+        "accessKey and secretKey); read by the operator only, which hands each step presigned "
+        "URLs for exactly the objects of its attempt.",
     )
     artifacts_max_bytes: int = Field(
-        4 << 30, ge=1, description="Largest artifact (tar+gzip bytes) uploaded or downloaded."
+        4 << 30,
+        ge=1,
+        le=MAX_SINGLE_PUT_BYTES,
+        description="Largest artifact (tar+gzip bytes) uploaded or downloaded; at most 5 GiB, "
+        "the largest object one presigned PUT may write.",
+    )
+    artifacts_max_unpacked_bytes: int = Field(
+        16 << 30,
+        ge=1,
+        description="Largest total size of the files one input unpacks to (a few MB of gzip can "
+        "unpack to gigabytes); also sizes the helper's scratch volume.",
+    )
+    artifacts_max_entries: int = Field(
+        100_000, ge=1, description="Most entries (files, directories, links) one input unpacks."
     )
     artifacts_archive_logs: bool = Field(
         True, description="Archive every attempt's log to the store when one is configured."

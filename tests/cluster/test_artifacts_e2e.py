@@ -8,20 +8,25 @@ processes, configured with that store, on namespaces of their own, so the sessio
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 import pytest
 from kubernetes import client
+from kubernetes import config as kube_config
 
 from steprun.artifacts.store import ArtifactStore, Credentials, Repository
 from steprun.client import ArtifactNotFound, StepRunClient
@@ -35,6 +40,12 @@ STEP_IMAGE = "steprun.local/step:1"
 STORE_PREFIX = f"{SESSION_PREFIX}a"
 DOWN_PREFIX = f"{SESSION_PREFIX}d"
 KEY_PREFIX = f"e2e-{uuid.uuid4().hex[:6]}/"
+# Small bounds, so a decompression bomb of a few hundred KB shows them.
+MAX_UNPACKED_BYTES = 32 << 20
+MAX_ENTRIES = 2000
+# hack/images/build-images.sh imports the helper as steprun.local/artifacts:1; a run testing a
+# helper not yet imported under that name names its own image here.
+HELPER_IMAGE = os.environ.get("STEPRUN_TEST_ARTIFACTS_IMAGE", "")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +109,11 @@ def _operator(
             "STEPRUN_ARTIFACTS_BUCKET": bucket,
             "STEPRUN_ARTIFACTS_KEY_PREFIX": KEY_PREFIX,
             "STEPRUN_ARTIFACTS_SECRET": "/".join(secret),
+            "STEPRUN_ARTIFACTS_MAX_UNPACKED_BYTES": str(MAX_UNPACKED_BYTES),
+            "STEPRUN_ARTIFACTS_MAX_ENTRIES": str(MAX_ENTRIES),
             "STEPRUN_EVENTS": "false",
+            # The helper of this checkout, when the cluster's image is another's (see below).
+            **({"STEPRUN_ARTIFACTS_IMAGE": HELPER_IMAGE} if HELPER_IMAGE else {}),
         },
     )
 
@@ -439,6 +454,205 @@ def test_the_two_step_example_passes_a_directory_from_build_to_test(
         "version=1.0.1",
         "hello from the build",
     ]
+
+
+# ---------------------------------------------------------------------- isolation between tenants
+
+
+def impersonating(kubeconfig: str, user: str) -> client.ApiClient:
+    api = kube_config.new_client_from_config(config_file=kubeconfig)
+    api.set_default_header("Impersonate-User", user)
+    return api
+
+
+def co_tenant(api_client: client.ApiClient, kubeconfig: str, namespace: str) -> client.CoreV1Api:
+    """An identity that may create Pods and read Secrets in ``namespace``, and nothing else."""
+    core = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "cotenant"}})
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},
+    ]
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "cotenant"}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "cotenant"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "cotenant",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "cotenant", "namespace": namespace}],
+        },
+    )
+    user = f"system:serviceaccount:{namespace}:cotenant"
+    return client.CoreV1Api(impersonating(kubeconfig, user))
+
+
+def http_status(method: str, url: str, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def with_path(url: str, bucket: str, key: str) -> str:
+    """The same signature and query, pointed at another object."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{bucket}/{quote(key)}"))
+
+
+def test_a_co_tenant_reaches_no_object_beyond_its_own_attempts(
+    steps: Steps,
+    store: ArtifactStore,
+    store_env: dict[str, str],
+    api_client: client.ApiClient,
+    kubeconfig: str,
+) -> None:
+    """What a co-tenant of namespace A can read there (Secrets, Pods) while A's steps run opens
+    at most those steps' own objects: no store credential, and another namespace's artifact
+    stays closed (the store's own 403). The legitimate path, one step's output as the next
+    step's input, still works."""
+    core = client.CoreV1Api(api_client)
+    other = Steps(api_client, _namespace(core, STORE_PREFIX))
+    try:
+        other.create(
+            "secret-build",
+            step(
+                "mkdir -p /out; echo other-tenant > /out/x",
+                {"outputs": [{"name": "private", "path": "/out"}]},
+            ),
+        )
+        theirs = other.wait_terminal("secret-build", timeout=120)
+        assert theirs["phase"] == "Succeeded", theirs
+        their_key = theirs["artifacts"][0]["key"]
+
+        as_cotenant = co_tenant(api_client, kubeconfig, steps.namespace)
+        steps.create(
+            "build",
+            step(
+                "mkdir -p /out; echo mine > /out/x", {"outputs": [{"name": "dist", "path": "/out"}]}
+            ),
+        )
+        assert steps.wait_terminal("build", timeout=120)["phase"] == "Succeeded"
+        consume = "cat /in/x; sleep 20; mkdir -p /res; echo done > /res/r"
+        steps.create(
+            "consume",
+            step(
+                consume,
+                {
+                    "inputs": [
+                        {
+                            "name": "dist",
+                            "from": {"stepRun": "build", "artifact": "dist"},
+                            "path": "/in",
+                        }
+                    ],
+                    "outputs": [{"name": "result", "path": "/res"}],
+                },
+            ),
+        )
+        steps.wait_phase("consume", "Running", timeout=90)
+
+        def readable() -> list[Any]:
+            try:
+                return list(as_cotenant.list_namespaced_secret(steps.namespace).items)
+            except client.ApiException as error:
+                if error.status == 403:  # the binding is not in the authorizer's cache yet
+                    return []
+                raise
+
+        secrets = eventually(
+            lambda: (
+                [s for s in readable() if s.metadata.name.startswith("consume-")] and readable()
+            ),
+            30,
+            "the co-tenant to read the namespace's Secrets",
+        )
+        seen = ""
+        for secret in secrets:
+            for value in (secret.data or {}).values():
+                seen += base64.b64decode(value).decode(errors="replace")
+        for pod in as_cotenant.list_namespaced_pod(steps.namespace).items:
+            seen += json.dumps(as_cotenant.api_client.sanitize_for_serialization(pod))
+        assert store_env["STORE_SECRET_KEY"] not in seen, "the store's secret key is readable"
+        # The access key id names the signer in every SigV4 URL (it opens nothing alone).
+        access = store_env["STORE_ACCESS_KEY"]
+        assert seen.count(access) == seen.count(f"X-Amz-Credential={access}%2F")
+        (urls_secret,) = [s for s in secrets if s.metadata.name.startswith("consume-artifacts-")]
+        urls = json.loads(base64.b64decode(urls_secret.data["urls"]))
+        assert set(urls) == {"inputs", "outputs"}
+        assert set(urls["inputs"]) == {"dist"} and set(urls["outputs"]) == {"result"}
+        get_url, put_url = urls["inputs"]["dist"], urls["outputs"]["result"]
+        bucket = store_env["STORE_BUCKET"]
+        # The residual risk, documented: this attempt's own objects, until the URLs expire.
+        assert http_status("GET", get_url) == 200
+        # Nothing else: the signature covers one key, one method.
+        assert http_status("GET", with_path(get_url, bucket, their_key)) == 403
+        assert http_status("GET", with_path(put_url, bucket, their_key)) == 403
+        assert http_status("PUT", with_path(put_url, bucket, their_key), b"forged") == 403
+        assert http_status("PUT", get_url, b"forged") == 403
+        assert http_status("GET", f"{store_env['STORE_ENDPOINT']}/{bucket}/{their_key}") == 403
+        assert b"".join(store.read(their_key)), "their artifact is untouched"
+
+        status = steps.wait_terminal("consume", timeout=120)
+        assert (status["phase"], status["exitCode"]) == ("Succeeded", 0), status
+        assert "mine" in list(engine(steps, store).logs("consume"))
+        assert [a["name"] for a in status["artifacts"]] == ["result"]
+        eventually(
+            lambda: not steps.secret_exists(urls_secret.metadata.name),
+            30,
+            "the attempt's URLs to be deleted with its end",
+        )
+    finally:
+        core.delete_namespace(other.namespace, propagation_policy="Background")
+
+
+def test_a_step_cannot_forge_the_helpers_done_marker(steps: Steps, store: ArtifactStore) -> None:
+    """uploadOnFailure: false holds even when the failing step writes, where the uploader used
+    to read it, a marker saying it succeeded and an archive of its choosing."""
+    forge = """
+    mkdir -p /out; echo real > /out/x
+    cd /var/run/steprun/outputs
+    echo forged > x; tar czf out.tgz x
+    printf '{"exitCode":0,"outputs":{"out":{"state":"packed"}}}' > done
+    sleep 3
+    exit 1
+    """
+    spec = step(forge, {"outputs": [{"name": "out", "path": "/out"}], "uploadOnFailure": False})
+    steps.create("forger", spec)
+    status = steps.wait_terminal("forger", timeout=120)
+    assert (status["phase"], status["exitCode"]) == ("Failed", 1), status
+    assert not status.get("artifacts"), f"a failed step's outputs were uploaded: {status}"
+
+
+def test_a_decompression_bomb_fails_the_consumer_naming_the_limit(steps: Steps) -> None:
+    """A few hundred KB of gzip that unpack past maxUnpackedBytes; and more entries than
+    maxEntries: each fails the consumer ArtifactDownloadFailed, naming the limit."""
+    bomb = (
+        f"mkdir -p /out; dd if=/dev/zero of=/out/zeros bs=1M count={(MAX_UNPACKED_BYTES >> 20) * 2}"
+    )
+    many = (
+        f"mkdir -p /out; cd /out; i=0; "
+        f"while [ $i -lt {MAX_ENTRIES + 10} ]; do : > f$i; i=$((i+1)); done"
+    )
+    for name, script in (("bomb", bomb), ("many", many)):
+        steps.create(name, step(script, {"outputs": [{"name": "a", "path": "/out"}]}))
+    for name, limit in (("bomb", "maxUnpackedBytes"), ("many", "maxEntries")):
+        produced = steps.wait_terminal(name, timeout=180)
+        assert produced["phase"] == "Succeeded", produced
+        inputs = {
+            "inputs": [{"name": "a", "from": {"stepRun": name, "artifact": "a"}, "path": "/in"}]
+        }
+        steps.create(f"open-{name}", step("echo unpacked", inputs))
+        status = steps.wait_terminal(f"open-{name}", timeout=120)
+        assert (status["phase"], status["reason"]) == ("Failed", "ArtifactDownloadFailed"), status
+        assert limit in status["message"], status["message"]
 
 
 def test_sandbox_steps_reach_the_store_and_nothing_else(

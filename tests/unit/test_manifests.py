@@ -543,6 +543,10 @@ def test_artifact_repository_values_become_the_operators_settings(helm: str) -> 
         "artifactRepository.credentialsSecret=store-creds",
         "--set",
         "artifactRepository.maxBytes=1048576",
+        "--set",
+        "artifactRepository.maxUnpackedBytes=2097152",
+        "--set",
+        "artifactRepository.maxEntries=500",
     )
     env = env_of(docs)
     config = OperatorConfig(
@@ -551,12 +555,16 @@ def test_artifact_repository_values_become_the_operators_settings(helm: str) -> 
         artifacts_key_prefix=env["STEPRUN_ARTIFACTS_KEY_PREFIX"],
         artifacts_secret=env["STEPRUN_ARTIFACTS_SECRET"],
         artifacts_max_bytes=env["STEPRUN_ARTIFACTS_MAX_BYTES"],
+        artifacts_max_unpacked_bytes=env["STEPRUN_ARTIFACTS_MAX_UNPACKED_BYTES"],
+        artifacts_max_entries=env["STEPRUN_ARTIFACTS_MAX_ENTRIES"],
         artifacts_archive_logs=env["STEPRUN_ARTIFACTS_ARCHIVE_LOGS"],
     )
     assert config.artifacts_enabled
     assert config.artifacts_prefix == "ci/"
     assert config.artifacts_secret == "steprun-system/store-creds"
     assert config.artifacts_max_bytes == 1048576
+    assert (config.artifacts_max_unpacked_bytes, config.artifacts_max_entries) == (2097152, 500)
+    assert "maxBytes" in render_error(helm, "--set", "artifactRepository.maxBytes=6000000000")
     assert config.artifacts_archive_logs is True
     assert "STEPRUN_ARTIFACTS_ENDPOINT" not in env_of(render(helm))
 

@@ -1,15 +1,17 @@
-"""The reconciler's artifact hooks against the in-memory API server: the store's credentials in
-the step's Secret, uploads recorded in status, and inputs checked before any Pod exists."""
+"""The reconciler's artifact hooks against the in-memory API server: presigned URLs (never the
+store's credentials) in the attempt's Secret, uploads recorded in status, and inputs checked
+before any Pod exists."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY, UPLOAD_CONTAINER
+from steprun.artifacts.names import UPLOAD_CONTAINER
 from steprun.config import NamespaceArtifactRepository, OperatorConfig
 from steprun.reconcile.reconciler import Reconciler
 from tests.support.fake_kube import FakeKube
@@ -39,7 +41,7 @@ def kube() -> FakeKube:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "artifact-store", "namespace": "steprun-system"},
-            "data": {"accessKey": "YWs=", "secretKey": "c2s="},
+            "data": {"accessKey": "QUtJRFNUT1JF", "secretKey": "d0phbHJTRUNSRVRTVE9SRUtFWQ=="},
         }
     )
     return fake
@@ -70,16 +72,41 @@ def finish_with_upload(kube: FakeKube, uploads: list[dict[str, Any]]) -> None:
     kube.cluster.update("Pod", NAMESPACE, f"{NAME}-1", lambda pod: pod.update(status=status))
 
 
-async def test_the_store_credentials_ride_in_the_steps_own_secret(
+def urls_of(kube: FakeKube, attempt: int = 1) -> dict[str, dict[str, str]]:
+    secret = kube.find("Secret", NAMESPACE, f"{NAME}-artifacts-{attempt}")
+    assert secret is not None, "the attempt's URLs are in a Secret of its own"
+    urls: dict[str, dict[str, str]] = json.loads(base64.b64decode(secret["data"]["urls"]))
+    return urls
+
+
+def everything_in(kube: FakeKube, kind: str) -> str:
+    """Every object of ``kind`` in the step's namespace, Secret values decoded."""
+    text = ""
+    for body in kube.cluster.of_kind(kind, NAMESPACE):
+        for value in (body.get("data") or {}).values():
+            text += base64.b64decode(value).decode(errors="replace")
+        text += json.dumps(body)
+    return text
+
+
+async def test_no_store_credential_enters_the_steps_namespace(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
+    """Only URLs presigned for this attempt's own objects: GET its inputs, PUT its outputs."""
     submit(kube, reconciler, OUTPUTS)
     await step(kube, reconciler)
 
-    secret = kube.find("Secret", NAMESPACE, f"{NAME}-context")
-    assert secret is not None
-    assert secret["data"][ACCESS_KEY_KEY] == "YWs="
-    assert secret["data"][SECRET_KEY_KEY] == "c2s="
+    seen = everything_in(kube, "Secret") + everything_in(kube, "Pod")
+    assert "wJalrSECRETSTOREKEY" not in seen and "SECRET_KEY" not in seen
+    # The access key id is public in SigV4 (it names the signer): only inside a signature.
+    assert seen.count("AKIDSTORE") == seen.count("X-Amz-Credential=AKIDSTORE")
+    urls = urls_of(kube)
+    assert urls["inputs"] == {}
+    (put,) = urls["outputs"].values()
+    path, _, query = put.partition("?")
+    assert path == f"http://store.invalid:9000/steps/{NAMESPACE}/{NAME}/{uid_of(kube)}/1/dist.tgz"
+    assert "X-Amz-Signature=" in query and "X-Amz-Credential=AKIDSTORE%2F" in query
+    assert "X-Amz-Expires=" in query
 
 
 async def test_an_attempts_uploads_are_recorded_in_status(
@@ -102,6 +129,7 @@ async def test_an_attempts_uploads_are_recorded_in_status(
         }
     ]
     assert kube.find("Secret", NAMESPACE, f"{NAME}-context") is None, "context cleaned up"
+    assert kube.find("Secret", NAMESPACE, f"{NAME}-artifacts-1") is None, "URLs gone with it"
 
 
 async def test_an_input_its_producer_never_uploaded_ends_the_step_before_any_pod(
@@ -150,12 +178,67 @@ async def test_a_namespace_with_its_own_repository_uses_its_credentials_and_pref
     reconciler = Reconciler(kube, own)  # type: ignore[arg-type]
     submit(kube, reconciler, OUTPUTS)
     await step(kube, reconciler)
-    secret = kube.find("Secret", NAMESPACE, f"{NAME}-context")
-    assert secret is not None
-    assert secret["data"][ACCESS_KEY_KEY] == "dGVhbQ=="
+    (put,) = urls_of(kube)["outputs"].values()
+    assert f"/steps/team/{NAMESPACE}/{NAME}/" in put
+    assert "X-Amz-Credential=team%2F" in put, "signed with the namespace's own credentials"
     finish_with_upload(kube, [{"name": "dist", "size": 120, "sha256": SHA}])
 
     status = await step(kube, reconciler)
 
     assert status["artifacts"][0]["key"] == f"team/{NAMESPACE}/{NAME}/{uid_of(kube)}/1/dist.tgz"
+    await reconciler.queue.drain()
+
+
+def planted(owners: list[dict[str, Any]]) -> dict[str, Any]:
+    text = json.dumps({"inputs": {}, "outputs": {"dist": "http://attacker.invalid/x"}})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{NAME}-artifacts-1",
+            "namespace": NAMESPACE,
+            "ownerReferences": owners,
+        },
+        "data": {"urls": base64.b64encode(text.encode()).decode()},
+    }
+
+
+async def test_a_urls_secret_planted_under_its_name_is_replaced_never_trusted(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, OUTPUTS)
+    owner = {"apiVersion": "steprun.dev/v1alpha1", "kind": "StepRun", "name": NAME}
+    kube.put(planted([{**owner, "uid": uid_of(kube)}]))
+    await step(kube, reconciler)
+    (put,) = urls_of(kube)["outputs"].values()
+    assert put.startswith("http://store.invalid:9000/steps/"), "the operator's own URL"
+
+
+async def test_a_urls_secret_someone_else_owns_fails_the_step_and_survives(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    submit(kube, reconciler, OUTPUTS)
+    kube.put(planted([]))
+    status = await step(kube, reconciler)
+    assert (status["phase"], status["reason"]) == ("Failed", "PodCreateFailed"), status
+    assert f"{NAME}-artifacts-1" in status["message"]
+    assert kube.count("create", "Pod") == 0
+    assert urls_of(kube)["outputs"]["dist"] == "http://attacker.invalid/x", "left alone"
+
+
+async def test_a_retry_gets_urls_of_its_own_and_the_previous_ones_go(
+    kube: FakeKube,
+) -> None:
+    reconciler = Reconciler(kube, CONFIG)  # type: ignore[arg-type]
+    retried = {**OUTPUTS, "retries": {"limit": 1, "backoffSeconds": 0}}
+    submit(kube, reconciler, retried)
+    await step(kube, reconciler)
+    first = urls_of(kube, 1)["outputs"]["dist"]
+    status = {"phase": "Failed", "containerStatuses": [container_status(terminated(1))]}
+    kube.cluster.update("Pod", NAMESPACE, f"{NAME}-1", lambda pod: pod.update(status=status))
+    await step(kube, reconciler, times=3)
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-2") is not None, "the retry started"
+    second = urls_of(kube, 2)["outputs"]["dist"]
+    assert f"/{uid_of(kube)}/2/dist.tgz?" in second and f"/{uid_of(kube)}/1/dist.tgz?" in first
+    assert kube.find("Secret", NAMESPACE, f"{NAME}-artifacts-1") is None
     await reconciler.queue.drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -9,9 +10,7 @@ import pytest
 
 from steprun.api.models import StepRun
 from steprun.artifacts.names import (
-    ACCESS_KEY_KEY,
     INIT_CONTAINER,
-    SECRET_KEY_KEY,
     UPLOAD_CONTAINER,
     archived_log_of,
     artifact_key,
@@ -21,12 +20,17 @@ from steprun.config import OperatorConfig
 from steprun.render.artifacts import (
     OUTPUTS_DIR,
     STEP_HELPER,
+    URLS_ENV,
+    URLS_KEY,
     ArtifactError,
     ResolvedInput,
     add_artifacts,
     add_store_egress,
+    attempt_objects,
     path_problems,
+    render_urls_secret,
     resolve_inputs,
+    url_lifetime_seconds,
 )
 from steprun.render.pod import render_pod
 from steprun.render.sandbox import restricted_violations
@@ -104,7 +108,7 @@ def test_a_namesake_never_writes_the_keys_of_the_steprun_it_replaced() -> None:
     )
 
 
-def test_outputs_wrap_the_command_and_add_an_uploader_with_credentials() -> None:
+def test_outputs_wrap_the_command_and_add_an_uploader_with_its_urls() -> None:
     sr = steprun(script="make dist", artifacts=OUTPUTS)
     pod = add_artifacts(render_pod(sr, 2, CONFIG), sr, 2, CONFIG, [])
     by_name = containers(pod)
@@ -121,26 +125,29 @@ def test_outputs_wrap_the_command_and_add_an_uploader_with_credentials() -> None
     assert "--on-failure=true" in upload["command"]
     assert "1000" in upload["command"], "the size limit reaches the helper"
     refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in upload["env"]}
-    assert refs["STEPRUN_ARTIFACTS_ACCESS_KEY"] == {
-        "name": "build-42-context",
-        "key": ACCESS_KEY_KEY,
-    }
-    assert refs["STEPRUN_ARTIFACTS_SECRET_KEY"] == {
-        "name": "build-42-context",
-        "key": SECRET_KEY_KEY,
-    }
+    assert refs == {URLS_ENV: {"name": "build-42-artifacts-2", "key": URLS_KEY}}, (
+        "the attempt's own URLs, by reference: nothing else of the store"
+    )
     assert {m["mountPath"] for m in upload["volumeMounts"]} == {OUTPUTS_DIR}
     assert INIT_CONTAINER in by_name, "the init container installs the helper binary"
 
 
-def test_the_step_container_never_gets_the_store_credentials() -> None:
+def test_no_container_gets_a_store_credential_and_the_step_not_even_its_urls() -> None:
     sr = steprun(command=["make"], artifacts={**OUTPUTS, **INPUTS})
     inputs = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
     pod = add_artifacts(render_pod(sr, 1, CONFIG), sr, 1, CONFIG, inputs)
     step = pod["spec"]["containers"][0]
-    text = json.dumps(step)
-    assert ACCESS_KEY_KEY not in text and SECRET_KEY_KEY not in text
+    assert "build-42-artifacts-1" not in json.dumps(step)
     assert not any(e["name"].startswith("STEPRUN_ARTIFACTS") for e in step["env"])
+    for container in containers(pod).values():
+        names = {e["name"] for e in container.get("env", [])}
+        assert not {n for n in names if n.endswith(("ACCESS_KEY", "SECRET_KEY"))}, container["name"]
+        refs = [e["valueFrom"] for e in container.get("env", []) if "valueFrom" in e]
+        assert all(
+            ref["secretKeyRef"]["name"] != "build-42-context"
+            for ref in refs
+            if "secretKeyRef" in ref
+        )
     # The step sees the helper binary read-only and cannot reach the uploader's files otherwise.
     bin_mount = next(m for m in step["volumeMounts"] if m["mountPath"].endswith("/bin"))
     assert bin_mount["readOnly"] is True
@@ -355,8 +362,6 @@ def test_a_namespaces_repository_reaches_its_helpers() -> None:
     body["metadata"]["namespace"] = "team-a-ci"
     sr = StepRun.model_validate(body)
     pod = add_artifacts(render_pod(sr, 1, TEAM_A), sr, 1, TEAM_A, [])
-    env = {e["name"]: e.get("value") for e in containers(pod)[UPLOAD_CONTAINER]["env"]}
-    assert env["STEPRUN_ARTIFACTS_BUCKET"] == "team-a"
     outputs = json.loads(containers(pod)[UPLOAD_CONTAINER]["command"][-1])
     assert outputs == {"dist": "runs/team-a-ci/build-42/uid-1/1/dist.tgz"}
 
@@ -371,3 +376,62 @@ def test_namespace_repositories_come_from_the_environment(
     monkeypatch.setenv("STEPRUN_ARTIFACTS_NAMESPACES", '[{"bucket": "models"}]')
     with pytest.raises(ValueError, match="namespaces"):
         OperatorConfig()
+
+
+def test_the_attempts_objects_are_its_inputs_to_read_and_its_outputs_to_write() -> None:
+    sr = steprun(command=["make"], artifacts={**OUTPUTS, **INPUTS})
+    inputs = [ResolvedInput("dist", "runs/ci/build-41/u0/1/dist.tgz", SHA, "/in")]
+    objects = attempt_objects(sr, 3, CONFIG, inputs)
+    assert objects.reads == {"dist": "runs/ci/build-41/u0/1/dist.tgz"}
+    assert objects.writes == {"dist": "runs/ci/build-42/uid-1/3/dist.tgz"}
+
+
+def test_the_urls_secret_is_the_attempts_own_and_owned_by_the_steprun() -> None:
+    sr = steprun(command=["make"], artifacts=OUTPUTS)
+    body = render_urls_secret(sr, 2, {}, {"dist": "http://s/b/k?X-Amz-Signature=x"})
+    assert body["metadata"]["name"] == "build-42-artifacts-2"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert body["metadata"]["labels"]["steprun.dev/attempt"] == "2"
+    assert body["immutable"] is True
+    urls = json.loads(base64.b64decode(body["data"][URLS_KEY]))
+    assert urls == {"inputs": {}, "outputs": {"dist": "http://s/b/k?X-Amz-Signature=x"}}
+
+
+@pytest.mark.parametrize(
+    ("timeout", "startup", "grace", "lifetime"),
+    [
+        (600, 120, 30, 120 + 600 + 30 + 300),
+        (3600, None, 30, CONFIG.default_startup_timeout_seconds + 3600 + 30 + 300),
+        (7 * 24 * 3600, 120, 30, 7 * 24 * 3600),
+    ],
+    ids=["bounded-by-the-pod", "default-startup", "a-week-at-most"],
+)
+def test_urls_live_as_long_as_the_attempts_pod_may(
+    timeout: int, startup: int | None, grace: int, lifetime: int
+) -> None:
+    spec: dict[str, Any] = {"timeoutSeconds": timeout, "terminationGracePeriodSeconds": grace}
+    if startup is not None:
+        spec["startupTimeoutSeconds"] = startup
+    sr = steprun(command=["make"], artifacts=OUTPUTS, **spec)
+    pod = render_pod(sr, 1, CONFIG)
+    assert url_lifetime_seconds(sr, pod, CONFIG) == lifetime
+
+
+def test_scratch_volumes_are_bounded_and_the_unpack_limits_reach_the_helper() -> None:
+    config = CONFIG.model_copy(
+        update={"artifacts_max_unpacked_bytes": 5000, "artifacts_max_entries": 7}
+    )
+    sr = steprun(command=["make"], artifacts={**OUTPUTS, **INPUTS})
+    inputs = [ResolvedInput("dist", "runs/ci/build-41/1/dist.tgz", SHA, "/in")]
+    pod = add_artifacts(render_pod(sr, 1, config), sr, 1, config, inputs)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["steprun-artifacts"]["emptyDir"]["sizeLimit"] == str(5000 + (64 << 20))
+    assert volumes["steprun-outputs"]["emptyDir"]["sizeLimit"] == str(1000 + (1 << 20))
+    init = containers(pod)[INIT_CONTAINER]["command"]
+    assert init[init.index("--max-unpacked-bytes") + 1] == "5000"
+    assert init[init.index("--max-entries") + 1] == "7"
+
+
+def test_no_artifact_may_exceed_what_one_presigned_put_writes() -> None:
+    with pytest.raises(ValueError, match="artifacts_max_bytes"):
+        OperatorConfig(artifacts_max_bytes=(5 << 30) + 1)

@@ -15,11 +15,7 @@ INIT_CONTAINER = "steprun-artifacts-in"
 UPLOAD_CONTAINER = "steprun-artifacts-out"
 HELPER_CONTAINERS = frozenset({INIT_CONTAINER, UPLOAD_CONTAINER})
 
-# Keys of the step's own Secret that carry the store's credentials to the helper containers.
-# Dotted, so no secret projection (an environment variable name) can ever be named the same.
-ACCESS_KEY_KEY = "steprun.artifacts.accessKey"
-SECRET_KEY_KEY = "steprun.artifacts.secretKey"
-# Keys of the admin's credentials Secret.
+# Keys of the admin's credentials Secret, read by the operator alone.
 REPOSITORY_ACCESS_KEY = "accessKey"
 REPOSITORY_SECRET_KEY = "secretKey"
 

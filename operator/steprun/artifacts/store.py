@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import urlparse
 
 import obstore
@@ -154,6 +155,17 @@ class ArtifactStore:
                 self._store, key, rest(), chunk_size=PART_SIZE, max_concurrency=2
             )
         return total
+
+    async def presign(
+        self, method: Literal["GET", "PUT"], keys: list[str], lifetime_seconds: int
+    ) -> list[str]:
+        """SigV4 query-presigned URLs (obstore's signer) for exactly ``keys``: each opens one
+        object, for ``method`` only, until it expires; no credential can be read back from it."""
+        if not keys:
+            return []
+        expires = timedelta(seconds=lifetime_seconds)
+        with _answers():
+            return list(await obstore.sign_async(self._store, method, keys, expires))
 
     async def get_stream(self, key: str) -> AsyncIterator[bytes]:
         with _answers(missing=self._missing(key)):

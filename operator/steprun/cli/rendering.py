@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from steprun.api.models import Mode, Reason, SandboxPolicy, StepRun
-from steprun.artifacts.names import ACCESS_KEY_KEY, SECRET_KEY_KEY
 from steprun.cli.output import dump_all_yaml
 from steprun.cli.spec_args import (
     SpecArgumentError,
@@ -29,7 +28,12 @@ from steprun.config import OperatorConfig
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile.decide import node_to_avoid
-from steprun.render.artifacts import ResolvedInput, needs_artifacts
+from steprun.render.artifacts import (
+    ResolvedInput,
+    attempt_objects,
+    needs_artifacts,
+    render_urls_secret,
+)
 from steprun.render.attempt import plan_attempt
 from steprun.render.pod import RenderError, enforces_restricted
 
@@ -127,10 +131,27 @@ def render_step(
             "step of the run that needs it; later steps add themselves to its owners."
         )
     placeholders = {p.name: REDACTED for p in steprun.spec.context.secrets}
-    if needs_artifacts(steprun):
-        placeholders.update({ACCESS_KEY_KEY: REDACTED, SECRET_KEY_KEY: REDACTED})
     objects = plan.objects(placeholders)
+    if needs_artifacts(steprun):
+        # Signed by the operator when the attempt starts (the store is not asked here).
+        objects.insert(-1, _urls_secret(steprun, attempt, config, inputs))
+        notes.append(
+            "The artifact helpers' presigned URLs are shown redacted: the operator signs them "
+            "when the attempt starts, one per object of the attempt."
+        )
     return Rendered(objects=[_redacted(obj) for obj in objects], notes=notes)
+
+
+def _urls_secret(
+    steprun: StepRun, attempt: int, config: OperatorConfig, inputs: list[ResolvedInput]
+) -> dict[str, Any]:
+    objects = attempt_objects(steprun, attempt, config, inputs)
+    return render_urls_secret(
+        steprun,
+        attempt,
+        dict.fromkeys(objects.reads, REDACTED),
+        dict.fromkeys(objects.writes, REDACTED),
+    )
 
 
 def placeholder_inputs(steprun: StepRun) -> list[ResolvedInput]:

@@ -56,6 +56,7 @@ from steprun.reconcile import status as statuses
 from steprun.reconcile.artifacts import (
     ArtifactProblem,
     Artifacts,
+    UrlsSecretTaken,
     message_with,
 )
 from steprun.reconcile.cancelling import archive_then_cancel
@@ -471,7 +472,7 @@ class Reconciler:
                 self.config,
                 sandbox,
                 restricted=enforces_restricted(labels),
-                inputs=await self._artifact_inputs(sr),
+                inputs=(inputs := await self._artifact_inputs(sr)),
                 created_at=now,
                 avoid_node=node_to_avoid(sr, attempt),
             )
@@ -482,6 +483,7 @@ class Reconciler:
                 raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
             await self._ensure_context(sr, sandbox, plan)
+            await self._ensure_artifact_urls(sr, attempt, pod, inputs)
             created = await self._create_pod(sr, pod, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
@@ -549,16 +551,19 @@ class Reconciler:
         except ArtifactProblem as problem:
             raise StepAborted(invalid_spec(str(problem))) from None
 
+    async def _ensure_artifact_urls(
+        self, sr: StepRun, attempt: int, pod: Mapping[str, Any], inputs: list[ResolvedInput]
+    ) -> None:
+        try:
+            await self.artifacts.ensure_urls(sr, attempt, pod, inputs)
+        except UrlsSecretTaken as taken:
+            raise StepAborted(create_refused(str(taken))) from None
+        except ArtifactProblem as problem:
+            raise StepAborted(invalid_spec(str(problem))) from None
+
     async def _ensure_context(
         self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
     ) -> None:
-        # The store's credentials ride in the step's own Secret, for its helper containers.
-        try:
-            store_keys = (
-                await self.artifacts.secret_data(sr.namespace) if needs_artifacts(sr) else {}
-            )
-        except ArtifactProblem as problem:
-            raise StepAborted(invalid_spec(str(problem))) from None
         # The context objects do not depend on each other: created at once, they cost the
         # step's start one round trip to a loaded API server instead of one each.
         bodies = [plan.configmap]
@@ -566,15 +571,11 @@ class Reconciler:
             bodies.append(plan.network_policy)
         creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
         if plan.has_secret:
-            creates.insert(0, self._create_secret(sr, sandbox, plan, store_keys))
+            creates.insert(0, self._create_secret(sr, sandbox, plan))
         await _all(creates)
 
     async def _create_secret(
-        self,
-        sr: StepRun,
-        sandbox: SandboxDecision | None,
-        plan: AttemptPlan,
-        store_keys: Mapping[str, str],
+        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
     ) -> None:
         data: dict[str, str] = {}
         if needs_secret(sr, sandbox):
@@ -589,7 +590,7 @@ class Reconciler:
             data, problems = resolve_secret_values(sr, fetched)
             if problems:
                 raise StepAborted(invalid_spec("; ".join(problems)))
-        secret = plan.secret({**data, **store_keys})
+        secret = plan.secret(data)
         assert secret is not None
         await self._create_owned(sr, secret)
 
@@ -760,6 +761,8 @@ class Reconciler:
         if _has_secret(sr):
             await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
+        if needs_artifacts(sr):
+            await self.artifacts.forget_urls(sr)
         # Its quota and place in the queue go with it (not left to the garbage collector, which
         # would keep a retained StepRun's Workload holding quota).
         await self.workloads.delete(sr)
@@ -909,8 +912,8 @@ class Reconciler:
 
 
 def _has_secret(sr: StepRun) -> bool:
-    """Whether the step has its own Secret (secret projections, or the artifact store's keys)."""
-    return bool(sr.spec.context.secrets) or needs_artifacts(sr)
+    """Whether the step has its own Secret (secret projections)."""
+    return bool(sr.spec.context.secrets)
 
 
 def _key(sr: StepRun) -> Key:

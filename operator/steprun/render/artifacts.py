@@ -1,13 +1,16 @@
 """What spec.artifacts adds to a step's Pod (pure).
 
-The shape follows Tekton's and Argo's entrypoint design, so any image works and the store's
-credentials stay out of the step's container:
+The shape follows Tekton's and Argo's entrypoint design, so any image works. No credential of
+the store ever enters the step's namespace: the operator presigns one URL per object of the
+attempt (GET for each input, PUT for each output), valid for the attempt's longest possible
+life, and puts them in a Secret of the attempt that only the helper containers reference:
 
-- init container ``steprun-artifacts-in`` (helper image, credentials): copies the helper binary
-  into the ``steprun-artifacts`` volume, downloads each input, checks its sha256, unpacks it;
+- init container ``steprun-artifacts-in`` (helper image, input URLs): copies the helper binary
+  into the ``steprun-artifacts`` volume, downloads each input, checks its sha256, unpacks it
+  within the configured bounds (bytes, entries);
 - the step's container runs ``steprun-artifacts run -- <its command>``: the command, then each
-  output packed (tar+gzip) into the ``steprun-outputs`` volume; it gets no credentials;
-- container ``steprun-artifacts-out`` (helper image, credentials) waits until the outputs are
+  output packed (tar+gzip) into the ``steprun-outputs`` volume; it gets no URL;
+- container ``steprun-artifacts-out`` (helper image, output URLs) waits until the outputs are
   packed (or the step's container is gone) and uploads them, hashing as it streams.
 
 Inputs appear at their paths through subPath mounts of the volume the init container filled.
@@ -15,6 +18,7 @@ Inputs appear at their paths through subPath mounts of the volume the init conta
 
 from __future__ import annotations
 
+import base64
 import copy
 import ipaddress
 import json
@@ -25,15 +29,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from steprun.api.models import ArtifactStatus, StepRun
-from steprun.artifacts.names import (
-    ACCESS_KEY_KEY,
-    INIT_CONTAINER,
-    SECRET_KEY_KEY,
-    UPLOAD_CONTAINER,
-    artifact_key,
+from steprun.artifacts.names import INIT_CONTAINER, UPLOAD_CONTAINER, artifact_key
+from steprun.config import OperatorConfig
+from steprun.render.names import (
+    COMPONENT_CONTEXT,
+    LABEL_ATTEMPT,
+    LABEL_COMPONENT,
+    artifact_urls_name,
+    child_labels,
+    owner_reference,
 )
-from steprun.config import ArtifactRepository, OperatorConfig
-from steprun.render.names import context_name
 
 ARTIFACTS_VOLUME = "steprun-artifacts"
 OUTPUTS_VOLUME = "steprun-outputs"
@@ -45,6 +50,18 @@ STEP_HELPER = f"{ARTIFACTS_DIR}/bin/steprun-artifacts"
 HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
 # Places the operator mounts itself; an artifact there would hide or be hidden by them.
 _RESERVED_DIRS = ("/var/run/steprun", "/dev", "/proc", "/sys")
+# The key of the attempt's Secret holding its URLs, and the helper's variable reading it.
+URLS_KEY = "urls"
+URLS_ENV = "STEPRUN_ARTIFACTS_URLS"
+# SigV4 presigned URLs live at most a week.
+MAX_URL_LIFETIME_SECONDS = 7 * 24 * 3600
+# Beyond the Pod's own bounds: the operator's clock against the store's, and the kubelet's
+# moment between accepting the Pod and starting its deadline.
+URL_LIFETIME_MARGIN_SECONDS = 300
+# The helper binary, a few MiB, shares the inputs' scratch volume.
+HELPER_ROOM_BYTES = 64 << 20
+# The done marker and the upload socket, beside the packed outputs.
+MARKER_ROOM_BYTES = 1 << 20
 
 
 class ArtifactError(ValueError):
@@ -135,17 +152,70 @@ def _json_arg(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).replace("$", "$$")
 
 
-def _helper_env(repository: ArtifactRepository, secret_name: str) -> list[dict[str, Any]]:
-    def from_secret(name: str, key: str) -> dict[str, Any]:
-        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+def _helper_env(secret_name: str) -> list[dict[str, Any]]:
+    # A reference, not the value: readers of the Pod (a wider audience than readers of
+    # Secrets) do not see the URLs.
+    ref = {"secretKeyRef": {"name": secret_name, "key": URLS_KEY}}
+    return [{"name": URLS_ENV, "valueFrom": ref}]
 
-    return [
-        {"name": "STEPRUN_ARTIFACTS_ENDPOINT", "value": repository.endpoint},
-        {"name": "STEPRUN_ARTIFACTS_BUCKET", "value": repository.bucket},
-        {"name": "STEPRUN_ARTIFACTS_REGION", "value": repository.region},
-        from_secret("STEPRUN_ARTIFACTS_ACCESS_KEY", ACCESS_KEY_KEY),
-        from_secret("STEPRUN_ARTIFACTS_SECRET_KEY", SECRET_KEY_KEY),
-    ]
+
+@dataclass(frozen=True)
+class AttemptObjects:
+    """The only objects one attempt may touch: inputs to read, outputs to write (name -> key)."""
+
+    reads: dict[str, str]
+    writes: dict[str, str]
+
+
+def attempt_objects(
+    sr: StepRun, attempt: int, config: OperatorConfig, inputs: list[ResolvedInput]
+) -> AttemptObjects:
+    spec = sr.spec.artifacts
+    prefix = config.artifact_repository(sr.namespace).prefix
+    outputs = spec.outputs if spec is not None else []
+    return AttemptObjects(
+        reads={i.name: i.key for i in inputs},
+        writes={
+            o.name: artifact_key(prefix, sr.namespace, sr.name, sr.uid, attempt, o.name)
+            for o in outputs
+        },
+    )
+
+
+def url_lifetime_seconds(sr: StepRun, pod: Mapping[str, Any], config: OperatorConfig) -> int:
+    """How long the attempt's URLs stay valid: as long as its Pod may live (time to start,
+    its deadline, its grace period), and no longer; a week at most (SigV4's limit)."""
+    spec = pod.get("spec") or {}
+    startup = sr.spec.startup_timeout_seconds or config.default_startup_timeout_seconds
+    deadline = int(spec.get("activeDeadlineSeconds") or config.default_timeout_seconds)
+    grace = int(spec.get("terminationGracePeriodSeconds") or 30)
+    total = startup + deadline + grace + URL_LIFETIME_MARGIN_SECONDS
+    return min(total, MAX_URL_LIFETIME_SECONDS)
+
+
+def render_urls_secret(
+    sr: StepRun, attempt: int, reads: Mapping[str, str], writes: Mapping[str, str]
+) -> dict[str, Any]:
+    """The attempt's Secret: presigned URLs by artifact name, read by the helper containers."""
+    urls = {"inputs": dict(sorted(reads.items())), "outputs": dict(sorted(writes.items()))}
+    text = json.dumps(urls, separators=(",", ":"), sort_keys=True)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": artifact_urls_name(sr.name, attempt),
+            "namespace": sr.namespace,
+            "labels": {
+                **child_labels(sr),
+                LABEL_COMPONENT: COMPONENT_CONTEXT,
+                LABEL_ATTEMPT: str(attempt),
+            },
+            "ownerReferences": [owner_reference(sr)],
+        },
+        "immutable": True,
+        "type": "Opaque",
+        "data": {URLS_KEY: base64.b64encode(text.encode()).decode()},
+    }
 
 
 def _helper(name: str, config: OperatorConfig, command: list[str]) -> dict[str, Any]:
@@ -186,15 +256,26 @@ def add_artifacts(
     out = copy.deepcopy(pod)
     pod_spec = out["spec"]
     step = _step_container(out)
-    secret = context_name(sr.name)
-    repository = config.artifact_repository(sr.namespace)
-    env = _helper_env(repository, secret)
+    env = _helper_env(artifact_urls_name(sr.name, attempt))
+    objects = attempt_objects(sr, attempt, config, inputs)
     max_bytes = str(config.artifacts_max_bytes)
     volumes: list[dict[str, Any]] = pod_spec.setdefault("volumes", [])
     mounts: list[dict[str, Any]] = step.setdefault("volumeMounts", [])
 
-    volumes.append({"name": ARTIFACTS_VOLUME, "emptyDir": {}})
-    init_command = [HELPER_BINARY, "init", "--max-bytes", max_bytes]
+    # Bounded scratch space: what the inputs may unpack to, and the helper binary. Without a
+    # sizeLimit an emptyDir fills the node's disk, and DiskPressure evicts other tenants' Pods.
+    scratch = len(inputs) * config.artifacts_max_unpacked_bytes + HELPER_ROOM_BYTES
+    volumes.append({"name": ARTIFACTS_VOLUME, "emptyDir": {"sizeLimit": str(scratch)}})
+    init_command = [
+        HELPER_BINARY,
+        "init",
+        "--max-bytes",
+        max_bytes,
+        "--max-unpacked-bytes",
+        str(config.artifacts_max_unpacked_bytes),
+        "--max-entries",
+        str(config.artifacts_max_entries),
+    ]
     if spec.outputs:
         init_command += ["--bin-dir", f"{ARTIFACTS_DIR}/bin"]
     if inputs:
@@ -246,11 +327,9 @@ def add_artifacts(
             }
         )
         mounts.append({"name": OUTPUTS_VOLUME, "mountPath": OUTPUTS_DIR})
-        volumes.append({"name": OUTPUTS_VOLUME, "emptyDir": {}})
-        keys = {
-            o.name: artifact_key(repository.prefix, sr.namespace, sr.name, sr.uid, attempt, o.name)
-            for o in spec.outputs
-        }
+        # Packing stops at max-bytes per output, so this is room enough.
+        packed = len(spec.outputs) * config.artifacts_max_bytes + MARKER_ROOM_BYTES
+        volumes.append({"name": OUTPUTS_VOLUME, "emptyDir": {"sizeLimit": str(packed)}})
         upload = _helper(
             UPLOAD_CONTAINER,
             config,
@@ -263,7 +342,7 @@ def add_artifacts(
                 max_bytes,
                 f"--on-failure={'true' if spec.upload_on_failure else 'false'}",
                 "--outputs",
-                _json_arg(keys),
+                _json_arg(objects.writes),
             ],
         )
         upload["env"] = env

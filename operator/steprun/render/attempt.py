@@ -24,7 +24,6 @@ from steprun.render.artifacts import (
     ResolvedInput,
     add_artifacts,
     add_store_egress,
-    needs_artifacts,
 )
 from steprun.render.context import needs_secret, render_configmap, render_secret
 from steprun.render.names import ANNOTATION_CREATED_AT
@@ -51,7 +50,8 @@ class AttemptPlan:
 
     def secret(self, values: Mapping[str, str]) -> Body | None:
         """The step's own Secret holding ``values`` (base64, by key), if the step has one: its
-        secret projections and, for the artifact helper, the store's credentials."""
+        secret projections. (The artifact helpers' presigned URLs are signed by the operator
+        per attempt, in a Secret of their own: reconcile/artifacts.py.)"""
         return render_secret(self.sr, values) if self.has_secret else None
 
     def objects(self, secret_values: Mapping[str, str]) -> list[Body]:
@@ -98,5 +98,5 @@ def plan_attempt(
         configmap=render_configmap(sr, config, sandbox),
         network_policy=network_policy,
         pod=pod,
-        has_secret=needs_secret(sr, sandbox) or needs_artifacts(sr),
+        has_secret=needs_secret(sr, sandbox),
     )

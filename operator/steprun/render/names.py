@@ -93,6 +93,13 @@ def workload_name(steprun_name: str) -> str:
     return _bounded_name(steprun_name, "-workload")
 
 
+def artifact_urls_name(steprun_name: str, attempt: int) -> str:
+    """The Secret holding one attempt's presigned artifact URLs, read by its helper containers."""
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
+    return _bounded_name(steprun_name, f"-artifacts-{attempt}")
+
+
 def network_policy_name(steprun_name: str) -> str:
     """The NetworkPolicy that confines a sandbox step's Pods."""
     return _bounded_name(steprun_name, "-sandbox")
