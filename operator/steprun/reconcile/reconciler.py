@@ -53,12 +53,7 @@ from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
-from steprun.reconcile.artifacts import (
-    ArtifactProblem,
-    Artifacts,
-    UrlsSecretTaken,
-    message_with,
-)
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, UrlsSecretTaken, message_with
 from steprun.reconcile.cancelling import archive_then_cancel
 from steprun.reconcile.children import (
     CreateFailed,
