@@ -24,6 +24,8 @@ PRINTER_COLUMNS = (
     ("DURATION", 0),
     ("REASON", 1),
     ("POD", 1),
+    ("QUEUE", 1),
+    ("QUEUEWAIT", 1),
     ("AGE", 0),
 )
 TABLE_HEADERS = tuple(h for h, priority in PRINTER_COLUMNS if priority == 0)
@@ -71,6 +73,7 @@ def steprun_cells(body: Mapping[str, Any] | StepRun, now: datetime) -> dict[str,
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     workflow = (spec.get("context") or {}).get("workflow") or {}
+    queue = status.get("queue") or {}
     created = parse_time_or_none(metadata.get("creationTimestamp"))
     return {
         "NAMESPACE": str(metadata.get("namespace") or ""),
@@ -82,6 +85,8 @@ def steprun_cells(body: Mapping[str, Any] | StepRun, now: datetime) -> dict[str,
         "DURATION": _duration(status, now),
         "REASON": _text(status.get("reason")),
         "POD": _text(status.get("podName")),
+        "QUEUE": _text(queue.get("name")),
+        "QUEUEWAIT": _text(queue.get("waitSeconds")),
         "AGE": format_age((now - created).total_seconds()) if created else _NONE,
         "ATTEMPT": _text(status.get("attempt")),
         "WORKFLOW": _text(workflow.get("name")),
