@@ -560,9 +560,7 @@ class Reconciler:
         deleted and the step ends without running. What must hold before anything of the Pod
         runs comes first: its NetworkPolicy (the CNI confines a Pod only once it exists), and
         the artifact URLs Secret (replaced, never trusted, so not while a Pod may read it)."""
-        first: list[Awaitable[object]] = [
-            self._ensure_artifact_urls(sr, attempt, plan.pod, inputs)
-        ]
+        first: list[Awaitable[object]] = [self._ensure_artifact_urls(sr, attempt, plan.pod, inputs)]
         if plan.network_policy is not None:
             first.insert(0, self._create_owned(sr, plan.network_policy))
         await _all(first)
@@ -585,14 +583,16 @@ class Reconciler:
         return pod
 
     async def _withdraw_pod(self, sr: StepRun, pod: Mapping[str, Any]) -> None:
-        """A Pod whose step ends before it could start: deleted at once; its tracking finalizer
-        is released once the ending is written, like any Pod of an ended step."""
+        """A Pod whose step ends before it could start: gone before the ending is written, its
+        tracking finalizer released at once (there is no outcome to wait for). Deleted first: a
+        crash between the two leaves a Pod that is going, never one that might be followed."""
         meta = pod["metadata"]
-        self.pods.observe(_key(sr), pod)
         for_steprun(sr).info("deleting a Pod that cannot start", pod=meta["name"])
         await self.kube.delete(
             "Pod", sr.namespace, meta["name"], grace_period_seconds=0, uid=meta.get("uid")
         )
+        await self.kube.remove_finalizer("Pod", sr.namespace, pod, TRACKING_FINALIZER)
+        self.pods.observe(_key(sr), pod, deleted=True)
 
     async def _create_secret(
         self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
