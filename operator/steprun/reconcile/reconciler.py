@@ -582,7 +582,7 @@ class Reconciler:
         assert isinstance(pod, dict)
         return pod
 
-    async def _withdraw_pod(self, sr: StepRun, pod: Mapping[str, Any]) -> None:
+    async def _withdraw_pod(self, sr: StepRun, pod: dict[str, Any]) -> None:
         """A Pod whose step ends before it could start: gone before the ending is written, its
         tracking finalizer released at once (there is no outcome to wait for). Deleted first: a
         crash between the two leaves a Pod that is going, never one that might be followed."""
