@@ -260,6 +260,20 @@ export function throwOnError(request: StepExecutionRequest): boolean {
   return classifyUses(request.spec.uses).kind === 'shell' && request.spec.with?.['throwOnError'] === true;
 }
 
+/**
+ * A shell step's `with.timeout` (ms) when it is what bounds the step (no smaller `timeoutMs` or
+ * sandbox default): a step that runs out of it timed out in the shell handler's words.
+ */
+export function shellTimeoutMs(request: StepExecutionRequest, options: MappingOptions): number | undefined {
+  const { spec } = request;
+  const input = spec.with ?? {};
+  const timeout = input['timeout'];
+  if (classifyUses(spec.uses).kind !== 'shell' || typeof timeout !== 'number' || timeout <= 0) return undefined;
+  const bound = timeoutSeconds(spec.uses, input, spec.timeoutMs, options);
+  const withoutShell = timeoutSeconds(spec.uses, { ...input, timeout: undefined }, spec.timeoutMs, options);
+  return bound !== withoutShell || withoutShell === undefined ? timeout : undefined;
+}
+
 function shellCommand(input: Record<string, unknown>): string | undefined {
   for (const key of SHELL_KEYS) {
     const value = input[key];
@@ -524,6 +538,8 @@ const UNRESOLVED = /\b(Plugin|Workflow handler|CLI command) not found: |builtin:
 export interface ResultOptions {
   /** `builtin:shell`'s `with.throwOnError`: a non-zero exit is the handler's error. */
   throwOnError?: boolean | undefined;
+  /** `builtin:shell`'s `with.timeout` when it bounds the step (see shellTimeoutMs). */
+  shellTimeoutMs?: number | undefined;
 }
 
 const STDERR_IN_MESSAGE = 500;
@@ -577,6 +593,12 @@ export function resultOf(
     case 'TimedOut':
       code = ErrorCode.StepTimeout;
       fallback = 'Step timed out';
+      if (options.shellTimeoutMs !== undefined) {
+        // The shell handler's own timeout: it throws, and the runtime reports the handler's error.
+        code = ErrorCode.HandlerError;
+        message = `Shell command timed out after ${options.shellTimeoutMs}ms`;
+        details['operatorMessage'] = status.message ?? null;
+      }
       break;
     case 'Rejected':
       code = UNRESOLVED.test(status.message ?? '')

@@ -4,7 +4,7 @@ import { ANNOTATION_FINGERPRINT, API_VERSION, LABEL_RUNNER_SECRET, LABEL_STEP_KE
 import { decideExecution, executionOf, isOwn } from './executions.js';
 import { Kube, KubeConfig, KubeError, isTransient } from './kube.js';
 import { LogFollower, probeSplitStreams } from './logs.js';
-import { planStep, refusal, resultOf, throwOnError, type MappingOptions, type Plan } from './mapping.js';
+import { planStep, refusal, resultOf, shellTimeoutMs, throwOnError, type MappingOptions, type Plan } from './mapping.js';
 import { OutputCapture } from './outputs.js';
 import { SPAN_KIND_CLIENT, STATUS_ERROR, STATUS_OK, usableContext, type SpanLike, type TracerLike } from './tracing.js';
 import {
@@ -357,7 +357,8 @@ export class KubernetesRunner implements Runner {
         });
       }
       if (plan.secret) await this.dropSecret(plan, logger);
-      return resultOf(outcome.stepRun, capture.result(), { throwOnError: throwOnError(request) }) ?? refusal(ErrorCode.StepExecutionFailed, 'StepRun ended without a phase');
+      const told = { throwOnError: throwOnError(request), shellTimeoutMs: shellTimeoutMs(request, this.options) };
+      return resultOf(outcome.stepRun, capture.result(), told) ?? refusal(ErrorCode.StepExecutionFailed, 'StepRun ended without a phase');
     } finally {
       signal?.removeEventListener('abort', cancel);
       follower.close();

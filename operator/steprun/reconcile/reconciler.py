@@ -48,12 +48,7 @@ from steprun.observe.redact import redact, redact_json
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
-from steprun.reconcile.artifacts import (
-    ArtifactProblem,
-    Artifacts,
-    UrlsSecretTaken,
-    message_with,
-)
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, UrlsSecretTaken, message_with
 from steprun.reconcile.cancelling import archive_then_cancel
 from steprun.reconcile.children import (
     CreateFailed,

@@ -57,7 +57,7 @@ describe('plugin and command steps as sandbox StepRuns', { concurrency: true, ti
 
   it('command:<name> gets the input as flags', async () => {
     const result = await runner.execute(usesRequest('command:report', { dir: 'src', fix: true }));
-    assert.deepEqual(succeeded(result), { args: '--dir src --fix' });
+    assert.deepEqual(succeeded(result), { args: '--dir=src --fix' });
   });
 
   it('an unknown handler is a COMMAND_RESOLUTION_FAILED naming what exists', async () => {

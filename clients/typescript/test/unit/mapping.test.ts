@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 
 import type { StepRun } from '../../src/api.js';
 import { fingerprint } from '../../src/executions.js';
-import { classifyUses, planStep, resultOf, specDigest, stepEnvOf, traceparent, type MappingOptions, type Plan } from '../../src/mapping.js';
+import { classifyUses, planStep, resultOf, shellTimeoutMs, specDigest, stepEnvOf, traceparent, type MappingOptions, type Plan } from '../../src/mapping.js';
 import type { StepExecutionRequest } from '../../src/types.js';
 
 const NS = 'ci';
@@ -401,6 +401,21 @@ describe('resultOf', () => {
     const silent = resultOf(finished({ phase: 'Failed', reason: 'Error', exitCode: 2 }));
     assert.ok(silent?.status === 'failed');
     assert.equal(silent.error.message, 'Step handler reported failure (exitCode: 2)');
+  });
+
+  it('a shell step that runs out of its own with.timeout timed out in the shell handler\'s words', () => {
+    const result = resultOf(finished({ phase: 'TimedOut', reason: 'DeadlineExceeded', message: 'ran 5s' }), undefined, {
+      shellTimeoutMs: 5000,
+    });
+    assert.ok(result?.status === 'failed');
+    assert.equal(result.error.code, 'HANDLER_ERROR');
+    assert.equal(result.error.message, 'Shell command timed out after 5000ms');
+    const shell = (timeoutMs: number | undefined, timeout: number) =>
+      shellTimeoutMs({ ...request(), spec: { name: 's', uses: 'builtin:shell', timeoutMs, with: { command: 'x', timeout } } }, {});
+    assert.equal(shell(undefined, 5000), 5000, 'below the sandbox default: it bounds the step');
+    assert.equal(shell(2000, 5000), undefined, 'the engine\'s timeoutMs is smaller');
+    assert.equal(shell(undefined, 500000), undefined, 'the sandbox default is smaller');
+    assert.equal(shellTimeoutMs({ ...request(), spec: { name: 's', with: { command: 'x', timeout: 900000 } } }, {}), 900000);
   });
 
   it('with throwOnError it is the handler\'s error, in the shell handler\'s words', () => {
