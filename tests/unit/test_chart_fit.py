@@ -188,6 +188,32 @@ def test_operator_network_policy_opens_only_scrapes_probes_api_and_dns(helm: str
     ]
 
 
+def test_operator_network_policy_lets_it_reach_every_artifact_store(helm: str) -> None:
+    """The operator archives logs to the stores itself: where NetworkPolicies are enforced, the
+    release's own policy would refuse those connections without a rule for each store's port."""
+    stores = [
+        "--set",
+        "artifactRepository.endpoint=http://192.0.2.10:7070,artifactRepository.bucket=b,"
+        "artifactRepository.credentialsSecret=s",
+        "--set",
+        "artifactRepository.namespaces[0].namespaces[0]=team-a-*,"
+        "artifactRepository.namespaces[0].endpoint=https://s3.example.com,"
+        "artifactRepository.namespaces[1].namespaces[0]=team-b,"
+        "artifactRepository.namespaces[1].endpoint=http://[2001:db8::1]:9000",
+    ]
+    policy = one(render(helm, *stores), "NetworkPolicy")
+    api, store = policy["spec"]["egress"]
+    assert {p["port"] for p in api["ports"]} == {443, 6443, 53}
+    assert {(p["port"], p["protocol"]) for p in store["ports"]} == {
+        (7070, "TCP"),
+        (443, "TCP"),
+        (9000, "TCP"),
+    }
+    assert "to" not in store
+    # Without a store, nothing beyond the API server and DNS.
+    assert len(one(render(helm), "NetworkPolicy")["spec"]["egress"]) == 1
+
+
 def test_resources_bound_cpu_memory_and_ephemeral_storage(helm: str) -> None:
     (container,) = one(render(helm), "StatefulSet")["spec"]["template"]["spec"]["containers"]
     for kind in ("requests", "limits"):

@@ -72,14 +72,19 @@ export class KubernetesRunner implements Runner {
   private readonly backoff: (failures: number) => number | undefined;
   private readonly splitProbes = new Map<string, Promise<boolean>>();
 
-  constructor(options: KubernetesRunnerOptions = {}) {
+  /** `kube` replaces the API access (tests script the API server's answers through it). */
+  constructor(options: KubernetesRunnerOptions = {}, kube?: Kube) {
     this.options = options;
-    let config = options.kubeConfig;
-    if (!config) {
-      config = new KubeConfig();
-      config.loadFromDefault();
+    if (kube) {
+      this.kube = kube;
+    } else {
+      let config = options.kubeConfig;
+      if (!config) {
+        config = new KubeConfig();
+        config.loadFromDefault();
+      }
+      this.kube = new Kube(config);
     }
-    this.kube = new Kube(config);
     this.backoff = exponentialBackoff(options.apiRetries ?? 8);
   }
 
