@@ -11,6 +11,7 @@ if [ "${CLUSTER:-local}" = kind ]; then
 fi
 
 stop_daemon kwok
+stop_daemon kueue
 stop_daemon s3-store
 "$HACK_DIR/netpol-down.sh"
 stop_daemon kube-proxy

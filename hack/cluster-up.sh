@@ -2,9 +2,9 @@
 # Brings up a real single-node Kubernetes cluster on this machine, built from official sources:
 # kube-* binaries from the k8s.io/kubernetes Go module (hack/build-k8s.sh), etcd, containerd,
 # runc and the CNI plugins from Debian packages, images built locally and imported into
-# containerd, a NetworkPolicy agent (kube-router's policy controller, hack/netpol-up.sh) and an
-# S3-compatible artifact store (hack/store-up.sh). Idempotent: components already running are
-# left alone.
+# containerd, a NetworkPolicy agent (kube-router's policy controller, hack/netpol-up.sh), an
+# S3-compatible artifact store (hack/store-up.sh) and Kueue (hack/kueue-up.sh). Idempotent:
+# components already running are left alone.
 #
 #   hack/cluster-up.sh            # the local cluster (needs root)
 #   CLUSTER=kind hack/cluster-up.sh   # a kind cluster where kind and Docker exist
@@ -285,6 +285,14 @@ if [ ! -x "$(netpol_bin_dir)/kube-router" ]; then
   "$HACK_DIR/build-netpol.sh" >"$LOGS/build-netpol.log" 2>&1 &
   netpol_build=$!
 fi
+# Kueue's manager compiles beside Kubernetes too (both cached per version): its module
+# download and the compile overlap the Kubernetes build instead of following it.
+kueue_build=
+if [ ! -x "$(kueue_bin_dir)/kueue" ]; then
+  log "building Kueue in the background (log: $LOGS/build-kueue.log)"
+  "$HACK_DIR/build-kueue.sh" >"$LOGS/build-kueue.log" 2>&1 &
+  kueue_build=$!
+fi
 [ -x "$K8S_BIN/kube-apiserver" ] || "$HACK_DIR/build-k8s.sh"
 "$HACK_DIR/build-k8s.sh" >/dev/null
 make_pki
@@ -302,6 +310,10 @@ if [ -n "$netpol_build" ] && ! wait "$netpol_build"; then
 fi
 "$HACK_DIR/netpol-up.sh"
 "$HACK_DIR/store-up.sh"
+if [ -n "$kueue_build" ] && ! wait "$kueue_build"; then
+  fail_component build-kueue "failed"
+fi
+"$HACK_DIR/kueue-up.sh"
 start_kwok
 log "cluster ready in $(( $(date +%s) - started ))s: $(kctl get node "$NODE_NAME" --no-headers)"
 log "use it with: export KUBECONFIG=$KUBECONFIG_OUT"

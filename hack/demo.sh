@@ -8,7 +8,8 @@
 #   5. with the local artifact store (hack/store-up.sh), the chart points at it and
 #      examples/artifacts/ runs in order after the rest (a directory passed from build to test)
 #   6. examples/*.yaml applied in steprun-demo (cancel-me cancelled once it runs, as its header
-#      says), then a table of each example's outcome next to the outcome its header expects
+#      says), and examples/kueue/ (three steps sharing a one-CPU Kueue queue), then a table of
+#      each example's outcome next to the outcome its header expects
 #
 # Idempotent: a re-run upgrades the release and runs the examples again from scratch.
 # Exits non-zero when an example does not end the way its header says.
@@ -92,6 +93,12 @@ for file in "${EXAMPLES[@]}"; do
   # Each example holds one StepRun (and maybe a Secret it reads).
   names+=("$(k apply -n "$DEMO_NS" -f "$file" -o name | sed -n 's|^steprun\.steprun\.dev/||p')")
 done
+# Three steps behind a one-CPU Kueue queue: they run one at a time, the others wait Queued.
+k apply -n "$DEMO_NS" -f "$REPO_DIR/examples/kueue/queue.yaml" >/dev/null
+for file in "$REPO_DIR"/examples/kueue/step-*.yaml; do
+  names+=("$(k apply -n "$DEMO_NS" -f "$file" -o name | sed -n 's|^steprun\.steprun\.dev/||p')")
+  EXAMPLES+=("$file")
+done
 log "applied ${#names[@]} examples in $DEMO_NS: ${names[*]}"
 
 phase_of() { k get steprun "$1" -n "$DEMO_NS" -o jsonpath='{.status.phase}' 2>/dev/null; }
@@ -151,7 +158,7 @@ for i in "${!EXAMPLES[@]}"; do
   printf '%-20s %-10s %-18s %-5s %-9s %s\n' "$name" "$phase" "$reason" "${code:--}" "${duration:--}" "$verdict"
 done
 echo
-k get stepruns -n "$DEMO_NS"
+k get stepruns -n "$DEMO_NS" -o wide
 echo
 log "demo done in $(( $(date +%s) - started ))s; the operator: kubectl -n $NAMESPACE logs $RELEASE-operator-0"
 [ "$failures" = 0 ] || die "$failures example(s) did not end as their header expects"

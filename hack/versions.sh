@@ -15,3 +15,7 @@ store_bin_dir() { echo "$STEPRUN_CACHE/versitygw/$VERSITYGW_VERSION/bin"; }
 # with only its network policy controller (iptables + ipset) running.
 KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.1.0}
 netpol_bin_dir() { echo "$STEPRUN_CACHE/kube-router/$KUBE_ROUTER_VERSION/bin"; }
+# Kueue (sigs.k8s.io/kueue): admission, quota and preemption of labelled StepRuns. Its manager is
+# built from this Go module and its CRDs are applied from the module's config/components/crd.
+KUEUE_VERSION=${KUEUE_VERSION:-v0.17.0}
+kueue_bin_dir() { echo "$STEPRUN_CACHE/kueue/$KUEUE_VERSION/bin"; }

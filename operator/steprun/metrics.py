@@ -67,6 +67,12 @@ POD_START_SECONDS = Histogram(
     "From a step Pod's creation to its container running (scheduling, image pull, start)",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+KUEUE_WAIT_SECONDS = Histogram(
+    "steprun_kueue_admission_wait_seconds",
+    "How long a step queued by Kueue waited for its Workload's admission, by LocalQueue",
+    ["queue"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+)
 QUEUE_DEPTH = Gauge(
     "steprun_workqueue_depth", "StepRuns waiting in the work queue for a reconcile to start"
 )

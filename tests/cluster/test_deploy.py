@@ -691,6 +691,16 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ),
         ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io", None),
         ("list", "networkpolicies.networking.k8s.io", ns),
+        # Kueue: a queued step's Workload, its LocalQueue, the flavours and priority classes.
+        ("create", "workloads.kueue.x-k8s.io", ns),
+        ("get", "workloads.kueue.x-k8s.io", ns),
+        ("list", "workloads.kueue.x-k8s.io", ns),
+        ("watch", "workloads.kueue.x-k8s.io", ns),
+        ("delete", "workloads.kueue.x-k8s.io", ns),
+        ("patch", "workloads.kueue.x-k8s.io/status", ns),
+        ("get", "localqueues.kueue.x-k8s.io", ns),
+        ("get", "resourceflavors.kueue.x-k8s.io", None),
+        ("get", "workloadpriorityclasses.kueue.x-k8s.io", None),
     ]
     denied = [
         ("get", "validatingadmissionpolicies.admissionregistration.k8s.io:someone-else", None),
@@ -725,6 +735,11 @@ def test_operator_role_grants_exactly_what_the_operator_does(
         ("create", "deployments.apps", ns),
         ("list", "nodes", None),
         ("create", "serviceaccounts/token", ns),
+        ("update", "workloads.kueue.x-k8s.io", ns),
+        ("patch", "workloads.kueue.x-k8s.io", ns),
+        ("create", "localqueues.kueue.x-k8s.io", ns),
+        ("list", "clusterqueues.kueue.x-k8s.io", None),
+        ("update", "resourceflavors.kueue.x-k8s.io", None),
     ]
     assert can_i_mismatches(kubectl, user, allowed, denied) == [], (
         "can-i answered differently for (verb, resource, namespace, expected)"

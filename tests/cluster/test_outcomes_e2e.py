@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.cluster.test_kwok import TOLERATION, fake_nodes  # noqa: F401 (a fixture)
+from tests.cluster.test_kwok import TOLERATION
 from tests.support.operator_process import OperatorProcess
 from tests.support.steps import Steps, eventually
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Attempt 1 waits to be taken away; any later attempt succeeds at once.
 FIRST_ATTEMPT_WAITS = '[ "$STEPRUN_ATTEMPT" -ge 2 ] || sleep 600'
@@ -116,6 +122,35 @@ def test_platform_retries_spent_end_the_step_with_the_platforms_failure(
     assert status["failure"]["category"] == "Platform"
 
 
+def _ready_fake_nodes(core: client.CoreV1Api) -> list[str]:
+    return sorted(
+        n.metadata.name
+        for n in core.list_node(label_selector="type=kwok").items
+        if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+    )
+
+
+@pytest.fixture(scope="module")
+def two_fake_nodes(api_client: client.ApiClient, kubeconfig: str) -> Iterator[list[str]]:
+    """At least two ready kwok nodes (hack/kwok-up.sh); those this module brings up are
+    removed after it, so no other test's Pod lands on them later."""
+    core = client.CoreV1Api(api_client)
+    existing = {n.metadata.name for n in core.list_node(label_selector="type=kwok").items}
+    if len(_ready_fake_nodes(core)) < 2:
+        result = subprocess.run(
+            [str(REPO / "hack" / "kwok-up.sh"), str(max(2, len(existing) + 1))],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+        )
+        assert result.returncode == 0, f"hack/kwok-up.sh failed:\n{result.stderr[-3000:]}"
+    created = {n.metadata.name for n in core.list_node(label_selector="type=kwok").items}
+    yield _ready_fake_nodes(core)
+    for name in sorted(created - existing):
+        core.delete_node(name)
+
+
 def _on_fake_nodes(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         **spec,
@@ -131,8 +166,9 @@ def _on_fake_nodes(spec: dict[str, Any]) -> dict[str, Any]:
 def test_an_evicted_attempt_is_retried_on_another_node(
     steps: Steps,
     step_image: str,
-    fake_nodes: list[str],  # noqa: F811 (the fixture imported above)
+    two_fake_nodes: list[str],
 ) -> None:
+    fake_nodes = two_fake_nodes
     assert len(fake_nodes) >= 2, fake_nodes
     steps.create(
         "drained",

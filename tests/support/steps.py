@@ -82,7 +82,9 @@ class Steps:
         return eventually(probe, timeout, f"StepRun {name} to reach {sorted(wanted)}")
 
     def wait_terminal(self, name: str, timeout: float = 90) -> dict[str, Any]:
-        return self.wait_phase(name, TERMINAL, timeout)
+        status = self.wait_phase(name, TERMINAL, timeout)
+        assert_failure_matches(status)
+        return status
 
     def pods(self, name: str) -> list[client.V1Pod]:
         pods = self.core.list_namespaced_pod(
@@ -192,3 +194,29 @@ def assert_each_pod_created_once(audit_log: Path, namespace: str, expected: set[
     attempted = {name for verb, name, _ in requests if verb == "create"}
     assert attempted == expected, sorted(attempted ^ expected)
     assert stored, "no Pod creation in the audit log"
+
+
+# Terminal phases that are no failure: the step did what it was asked, or was asked to stop.
+_NOT_FAILED = frozenset({"Succeeded", "Cancelled"})
+
+
+def assert_failure_matches(status: dict[str, Any]) -> None:
+    """Every terminal status any suite waits for says why it failed, consistently with its
+    reason: status.failure on a failed step, on each failed attempt, and on nothing else."""
+    failure = status.get("failure")
+    if status.get("phase") in _NOT_FAILED:
+        assert failure is None, status
+    else:
+        assert failure is not None and failure.get("reason") == status.get("reason"), status
+        assert failure.get("category") in {"Step", "Platform", "Config"}, status
+    for attempt in status.get("attempts") or []:
+        ended = attempt.get("completionTime") and attempt.get("reason") not in (
+            "Completed",
+            "Cancelled",
+        )
+        attempt_failure = attempt.get("failure")
+        if ended:
+            assert attempt_failure is not None, attempt
+            assert attempt_failure.get("reason") == attempt.get("reason"), attempt
+        else:
+            assert attempt_failure is None, attempt

@@ -156,7 +156,7 @@ def test_wide_table_adds_attempt_duration_pod_and_workflow() -> None:
     running = make("run", phase="Running", startTime="2024-05-01T11:59:30Z")
     lines = steprun_table([done, running], NOW, wide=True).splitlines()
     assert lines[0].split()[4:] == [
-        *("DURATION", "REASON", "POD", "AGE"),
+        *("DURATION", "REASON", "POD", "QUEUE", "QUEUEWAIT", "AGE"),
         *("ATTEMPT", "WORKFLOW", "RUN-ID", "STEP-ID"),
     ]
     assert lines[1].split()[-7:] == ["65s", "lint-2", "<none>", "2", "build", "42", "lint"]

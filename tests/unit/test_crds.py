@@ -420,6 +420,8 @@ def test_steprun_printer_columns(steprun_crd: Schema) -> None:
         ("Duration", "string", ".status.duration", 0),
         ("Reason", "string", ".status.reason", 1),
         ("Pod", "string", ".status.podName", 1),
+        ("Queue", "string", ".status.queue.name", 1),
+        ("QueueWait", "integer", ".status.queue.waitSeconds", 1),
         ("Age", "date", ".metadata.creationTimestamp", 0),
     ]
 

@@ -340,8 +340,19 @@ def test_every_reason_is_either_a_failure_of_the_table_or_none() -> None:
         Reason.INVALID_SPEC,
         Reason.CREATE_FAILED,
         Reason.RECONCILE_FAILED,
+        # Kueue's, through reconcile.queueing: test_kueue_endings_are_the_platforms.
+        Reason.PREEMPTED,
+        Reason.QUEUE_TIMEOUT,
     }
     assert covered == {str(r) for r in tested}
+
+
+def test_kueue_endings_are_the_platforms() -> None:
+    preempted = failure_of(Reason.PREEMPTED, "evicted by Kueue", site_of(pod("Running")))
+    assert preempted is not None and preempted.category == PLATFORM
+    timed_out = failure_of(Reason.QUEUE_TIMEOUT, "not admitted", None)
+    assert timed_out is not None
+    assert (timed_out.category, timed_out.stage) == (PLATFORM, FailureStage.ADMISSION)
 
 
 @pytest.mark.parametrize("reason", sorted(NOT_FAILURES))

@@ -282,9 +282,14 @@ NAMESPACED_OPERATOR_RULES = {
     *{("networking.k8s.io", "networkpolicies", v) for v in ("create", "get", "list")},
     ("", "events", "create"),
     ("", "events", "list"),
+    *{("kueue.x-k8s.io", "workloads", v) for v in ("create", "get", "list", "watch", "delete")},
+    ("kueue.x-k8s.io", "workloads/status", "patch"),
+    ("kueue.x-k8s.io", "localqueues", "get"),
 }
 CLUSTER_OPERATOR_RULES = {
     ("steprun.dev", "sandboxpolicies", "get"),
+    ("kueue.x-k8s.io", "resourceflavors", "get"),
+    ("kueue.x-k8s.io", "workloadpriorityclasses", "get"),
     (
         "admissionregistration.k8s.io",
         "validatingadmissionpolicies",

@@ -22,7 +22,8 @@ from steprun.cli.main import main
 from steprun.cli.rendering import PLACEHOLDER_UID, placeholder_inputs, redact_secret
 from steprun.config import OperatorConfig
 from steprun.reconcile.reconciler import Reconciler
-from steprun.render.names import ANNOTATION_CREATED_AT
+from steprun.render.names import ANNOTATION_CREATED_AT, workload_name
+from steprun.render.workload import queue_name
 from tests.support.fake_kube import FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,11 +110,31 @@ async def by_operator(
     kube.calls.clear()
     rec = Reconciler(kube, OperatorConfig())
     rec.stepruns.observe(body)
-    await rec.reconcile((NAMESPACE, sr.name))
+    key = (NAMESPACE, sr.name)
+    await rec.reconcile(key)
+    if queue_name(sr):
+        # Kueue's part: the step's Workload is admitted; its admission, then its attempt follow.
+        kube.cluster.update("Workload", NAMESPACE, workload_name(sr.name), admitted)
+        for _ in range(2):
+            rec.workloads.observe(key, kube.find("Workload", NAMESPACE, workload_name(sr.name)))
+            await rec.reconcile(key)
     await rec.queue.drain()
-    created = [(kind, name) for verb, kind, name in kube.calls if verb == "create"]
+    # The Workload asks Kueue for the attempt; render prints the attempt's own objects.
+    created = [
+        (kind, name) for verb, kind, name in kube.calls if verb == "create" and kind != "Workload"
+    ]
     found = [kube.find(kind, NAMESPACE, str(name)) for kind, name in created]
     return [obj for obj in found if obj is not None]
+
+
+def admitted(workload: dict[str, Any]) -> None:
+    workload["status"] = {
+        "admission": {"clusterQueue": "cq", "podSetAssignments": [{"name": "main"}]},
+        "conditions": [
+            {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"},
+            {"type": "Admitted", "status": "True", "reason": "Admitted"},
+        ],
+    }
 
 
 def comparable(obj: dict[str, Any]) -> dict[str, Any]:

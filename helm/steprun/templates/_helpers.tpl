@@ -98,4 +98,19 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]
+# Kueue: a StepRun labelled kueue.x-k8s.io/queue-name gets a Workload, created before anything
+# else of it, watched (kopf, by label) for admission and eviction, read back when the watch
+# has not shown it, deleted when the step ends.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [create, get, list, watch, delete]
+# After an eviction, once the step's Pod is gone, the Workload's admission is cleared so that
+# Kueue queues it again (what Kueue's own integrations do).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads/status]
+  verbs: [patch]
+# The step's LocalQueue is read to name its ClusterQueue in the step's status.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [localqueues]
+  verbs: [get]
 {{- end -}}

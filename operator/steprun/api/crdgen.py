@@ -712,6 +712,14 @@ STEPRUN_COLUMNS = [
     _column("Duration", "string", ".status.duration", "Run time, once the step finished."),
     _column("Reason", "string", ".status.reason", "Why the step is in its phase.", priority=1),
     _column("Pod", "string", ".status.podName", "Pod of the current attempt.", priority=1),
+    _column("Queue", "string", ".status.queue.name", "Kueue LocalQueue of the step.", priority=1),
+    _column(
+        "QueueWait",
+        "integer",
+        ".status.queue.waitSeconds",
+        "Seconds the step waited for admission by Kueue, over its ended waits.",
+        priority=1,
+    ),
     _column("Age", "date", ".metadata.creationTimestamp", "Time since the StepRun was created."),
 ]
 

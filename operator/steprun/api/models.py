@@ -231,6 +231,12 @@ class Reason(enum.StrEnum):
     # server refused a write the step needs (status too large, forbidden).
     RECONCILE_FAILED = "ReconcileFailed"
     WORKSPACE_UNAVAILABLE = "WorkspaceUnavailable"
+    # Kueue: waiting for the step's Workload to be admitted; admitted; waited longer than
+    # queueTimeoutSeconds; the attempt was evicted (preempted) by Kueue and is queued again.
+    QUEUED = "Queued"
+    ADMITTED = "Admitted"
+    QUEUE_TIMEOUT = "QueueTimeout"
+    PREEMPTED = "Preempted"
 
 
 class SecretKeyRef(ApiModel):
@@ -629,6 +635,10 @@ class StepRunSpec(ApiModel):
     startup_timeout_seconds: TimeoutSeconds | None = None
     """A Pod not running by then (image pull failure, unschedulable) ends the step Failed
     (default: the operator's, 300)."""
+    queue_timeout_seconds: TimeoutSeconds | None = None
+    """For a step queued by Kueue (label kueue.x-k8s.io/queue-name): how long one wait for
+    admission may last before the step ends Failed with reason QueueTimeout (default: no
+    limit). The startup timeout counts only from admission."""
     termination_grace_period_seconds: WaitSeconds = 30
     """Grace period given to the step on cancel and timeout."""
     cancel: bool = False
@@ -759,6 +769,25 @@ class AttemptStatus(ApiModel):
     budget the attempt spent: Platform spends retries.platformLimit, any other retries.limit."""
 
 
+class QueueStatus(ApiModel):
+    """Where a step queued by Kueue waits, and how long it waited."""
+
+    name: str
+    """The LocalQueue named by the kueue.x-k8s.io/queue-name label."""
+    cluster_queue: str | None = None
+    """The ClusterQueue behind the LocalQueue, once known."""
+    workload: str
+    """The Workload the operator created for the step (owned by the StepRun)."""
+    queued_time: str | None = None
+    """When the current wait for admission began (RFC 3339); unset while admitted."""
+    admitted_time: str | None = None
+    """When Kueue last admitted the step (RFC 3339)."""
+    wait_seconds: int | None = None
+    """Seconds the step has waited for admission in all, over every wait that ended."""
+    flavors: dict[str, str] | None = None
+    """The admitted ResourceFlavor per resource, e.g. {cpu: default}."""
+
+
 class Condition(ApiModel):
     """A standard Kubernetes condition; type Succeeded summarises the step."""
 
@@ -823,6 +852,8 @@ class StepRunStatus(ApiModel):
     """Standard conditions; Succeeded summarises the outcome."""
     next_attempt_time: str | None = None
     """When the next attempt's Pod may be created (retry backoff, RFC 3339)."""
+    queue: QueueStatus | None = None
+    """Set for a step queued by Kueue: its queues, Workload and waits."""
     # Unknown fields preserved: the snake_case keys of decisions stored by older operators.
     admitted: AdmittedSandbox | None = Field(
         None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}

@@ -60,6 +60,19 @@ RESOURCES = {
         Resource("Node", "", "v1", "nodes", namespaced=False),
         Resource("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies"),
         Resource("Job", "batch", "v1", "jobs"),
+        # Kueue (sigs.k8s.io/kueue): a queued step's Workload, and what its admission names.
+        Resource("Workload", "kueue.x-k8s.io", "v1beta2", "workloads"),
+        Resource("LocalQueue", "kueue.x-k8s.io", "v1beta2", "localqueues"),
+        Resource(
+            "ResourceFlavor", "kueue.x-k8s.io", "v1beta2", "resourceflavors", namespaced=False
+        ),
+        Resource(
+            "WorkloadPriorityClass",
+            "kueue.x-k8s.io",
+            "v1beta2",
+            "workloadpriorityclasses",
+            namespaced=False,
+        ),
         # Read to tell whether this replica is the active one (steprun.activity).
         Resource("ClusterKopfPeering", "kopf.dev", "v1", "clusterkopfpeerings", namespaced=False),
         # Read to know whether StepRun creators are checked (steprun.reconcile.tenancy).

@@ -34,6 +34,27 @@ def _when(text: str | None, now: datetime) -> str | None:
     return f"{text} ({format_age((now - moment).total_seconds())} ago)"
 
 
+def _queue(sr: StepRun, now: datetime) -> list[str]:
+    """Where a step queued by Kueue waits (or waited), and for how long."""
+    queue = sr.status.queue
+    if queue is None:
+        return []
+    lines = [
+        "Queue:\n",
+        _field("LocalQueue", queue.name, 2),
+        _field("ClusterQueue", queue.cluster_queue, 2),
+        _field("Workload", queue.workload, 2),
+    ]
+    waiting = parse_time_or_none(queue.queued_time)
+    if waiting is not None:
+        lines.append(_field("Waiting", format_age((now - waiting).total_seconds()), 2))
+    lines.append(_field("Waited", f"{queue.wait_seconds or 0}s", 2))
+    if queue.flavors:
+        flavors = ", ".join(f"{r}={f}" for r, f in sorted(queue.flavors.items()))
+        lines.append(_field("Flavors", flavors, 2))
+    return lines
+
+
 def _indented(text: str, indent: int) -> str:
     return "".join(" " * indent + line + "\n" for line in text.splitlines())
 
@@ -249,6 +270,7 @@ def describe(
         out.append(_retries(sr))
     if status.next_attempt_time:
         out.append(_field("Next Attempt", status.next_attempt_time))
+    out += _queue(sr, now)
     out += [
         _field("Started", _when(status.start_time, now)),
         _field("Completed", _when(status.completion_time, now)),

@@ -24,6 +24,8 @@ PRINTER_COLUMNS = (
     ("DURATION", 0),
     ("REASON", 1),
     ("POD", 1),
+    ("QUEUE", 1),
+    ("QUEUEWAIT", 1),
     ("AGE", 0),
 )
 TABLE_HEADERS = tuple(h for h, priority in PRINTER_COLUMNS if priority == 0)
@@ -78,6 +80,10 @@ def steprun_cells(sr: StepRun, now: datetime) -> dict[str, str]:
         "DURATION": _duration(sr, now),
         "REASON": status.reason or "",
         "POD": status.pod_name or "",
+        "QUEUE": status.queue.name if status.queue else "",
+        "QUEUEWAIT": ""
+        if status.queue is None or status.queue.wait_seconds is None
+        else str(status.queue.wait_seconds),
         "AGE": format_age((now - created).total_seconds()) if created else _NONE,
         "ATTEMPT": "" if status.attempt is None else str(status.attempt),
         "WORKFLOW": (workflow.name if workflow else None) or "",

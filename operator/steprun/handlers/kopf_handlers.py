@@ -1,4 +1,4 @@
-"""kopf wiring: watch StepRuns and step Pods, feed the caches, queue the StepRun.
+"""kopf wiring: watch StepRuns, step Pods and Kueue Workloads; feed the caches, queue the StepRun.
 
 Handlers are coroutines: they only touch in-memory state and must run on the event loop
 (kopf runs plain functions in a thread pool). Only low-level event handlers are used: kopf
@@ -25,6 +25,7 @@ from steprun.reconcile.queue import is_terminal_body
 from steprun.reconcile.reconciler import Reconciler
 from steprun.render.names import LABEL_NAME
 from steprun.render.owners import owner_name
+from steprun.render.workload import KUEUE_GROUP
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -155,6 +156,21 @@ def register(
         # A terminal StepRun's Pods are kept only while they hold the tracking finalizer.
         slim = is_terminal_body(reconciler.stepruns.get(key))
         reconciler.pods.observe(key, pod, deleted=event.get("type") == "DELETED", slim=slim)
+        reconciler.queue.add(key)
+
+    @kopf.on.event(
+        KUEUE_GROUP, "v1beta2", "workloads", labels={LABEL_NAME: kopf.PRESENT}, registry=registry
+    )
+    async def workload_event(event: kopf.RawEvent, **_: Any) -> None:
+        # A queued step waits for Kueue's admission (or eviction) of its Workload. Without
+        # Kueue's CRDs kopf serves nothing here and the operator runs as before.
+        note(event)
+        workload: dict[str, Any] = dict(event["object"])
+        owner = owner_name(workload)
+        if owner is None:
+            return
+        key = (str(workload["metadata"].get("namespace")), owner)
+        reconciler.workloads.observe(key, workload, deleted=event.get("type") == "DELETED")
         reconciler.queue.add(key)
 
     if watchers is not None:

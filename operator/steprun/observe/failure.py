@@ -36,7 +36,8 @@ NOT_FAILURES = frozenset(
         Reason.RETRYING,
         Reason.COMPLETED,
         Reason.CANCELLED,
-        "Queued",
+        Reason.QUEUED,
+        Reason.ADMITTED,
     }
 )
 
@@ -52,13 +53,13 @@ CLASSIFICATION: Mapping[str, tuple[FailureCategory, FailureStage | None]] = {
     Reason.POD_DELETED: (PLATFORM, None),
     Reason.POD_EVICTED: (PLATFORM, None),
     Reason.NODE_LOST: (PLATFORM, None),
-    "Preempted": (PLATFORM, None),
+    Reason.PREEMPTED: (PLATFORM, None),
     Reason.STARTUP_TIMEOUT: (PLATFORM, None),
     Reason.IMAGE_PULL_FAILED: (PLATFORM, FailureStage.IMAGE_PULL),
     Reason.RECONCILE_FAILED: (PLATFORM, None),
     Reason.ARTIFACT_DOWNLOAD_FAILED: (PLATFORM, FailureStage.INIT),
     Reason.ARTIFACT_UPLOAD_FAILED: (PLATFORM, FailureStage.FINISHING),
-    "QueueTimeout": (PLATFORM, FailureStage.ADMISSION),
+    Reason.QUEUE_TIMEOUT: (PLATFORM, FailureStage.ADMISSION),
     # The step as written, or the rules it meets.
     Reason.INVALID_SPEC: (CONFIG, FailureStage.ADMISSION),
     # The API server's admission (a webhook, Pod Security, a quota) refused the Pod.

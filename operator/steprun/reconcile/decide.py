@@ -32,6 +32,7 @@ from steprun.observe.pod import (
     observe_pod,
     removal,
 )
+from steprun.reconcile.queueing import InQueue, QueueDecision, preempted_attempts, queue_decision
 from steprun.render.names import ANNOTATION_CREATED_AT
 from steprun.timeutil import parse_time
 
@@ -140,6 +141,7 @@ Decision = (
     | Cancel
     | ExpireTtl
     | ReleasePods
+    | QueueDecision
 )
 
 
@@ -153,13 +155,15 @@ def decide(
     *,
     recorded: bool = True,
     context_checked: datetime | None = None,
+    workload: Mapping[str, Any] | None = None,
 ) -> Decision:
     """``pod``: the Pod of the attempt in flight, if it exists. ``held``: names of this
     StepRun's Pods that still carry the tracking finalizer; ``orphans``: those of an earlier
     StepRun of the same name (deleted, so nothing of theirs is left to record).
     ``recorded=False``: the stored status does not record the attempt yet; ``sr`` is the
     StepRun as if it did (``status.recording``), and ``pod`` exists.
-    ``context_checked``: when the step's context was last checked (RepairContext), if ever."""
+    ``context_checked``: when the step's context was last checked (RepairContext), if ever.
+    ``workload``: the Kueue Workload of a queued step, if it exists (see queueing)."""
     status = sr.status
     terminal = is_terminal_phase(status.phase)
     if sr.metadata.deletion_timestamp or terminal:
@@ -169,7 +173,7 @@ def decide(
         if sr.metadata.deletion_timestamp:
             return Wait()
         return _after_terminal(sr, now, config)
-    decision = _in_flight(sr, pod, now, config, context_checked)
+    decision = _in_flight(sr, pod, now, config, context_checked, workload)
     if not recorded and pod is not None:
         decision = _unrecorded(sr, pod, now, decision)
     if isinstance(decision, Wait):
@@ -186,10 +190,16 @@ def _in_flight(
     now: datetime,
     config: OperatorConfig,
     context_checked: datetime | None,
+    workload: Mapping[str, Any] | None = None,
 ) -> Decision:
     status = sr.status
     if sr.spec.cancel:
         return Cancel(status.pod_name if pod is not None else None)
+    queued = queue_decision(sr, pod, workload, now)
+    if isinstance(queued, InQueue):
+        return Wait(until=queued.until)
+    if queued is not None:
+        return queued
     if status.attempt is None or status.pod_name is None:
         return StartAttempt(1)
     if status.next_attempt_time:
@@ -465,7 +475,8 @@ def retry_backoff(sr: StepRun, outcome: Outcome) -> timedelta | None:
             return None
         seconds = retries.platform_backoff_seconds
         return timedelta(seconds=retries.backoff_seconds if seconds is None else seconds)
-    if attempt - 1 - platform >= retries.limit:
+    # An attempt Kueue preempted was no failure of the step: it spends neither budget.
+    if attempt - 1 - platform - preempted_attempts(sr) >= retries.limit:
         return None
     return timedelta(seconds=retries.backoff_seconds)
 
@@ -473,6 +484,8 @@ def retry_backoff(sr: StepRun, outcome: Outcome) -> timedelta | None:
 def _spent_platform_budget(sr: StepRun, attempt: int) -> bool:
     for entry in sr.status.attempts:
         if entry.attempt == attempt:
+            if entry.reason == Reason.PREEMPTED:
+                return False
             if entry.failure is not None:
                 return entry.failure.category == FailureCategory.PLATFORM
             # Recorded before failures were: its reason says whose it was.

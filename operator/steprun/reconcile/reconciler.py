@@ -21,6 +21,9 @@ from pydantic import ValidationError
 
 from steprun.api.models import (
     Mode,
+    Phase,
+    QueueStatus,
+    Reason,
     SandboxPolicy,
     StepRun,
     StepRunStatus,
@@ -37,6 +40,7 @@ from steprun.kube.client import (
 )
 from steprun.log import for_steprun, get_logger
 from steprun.metrics import (
+    KUEUE_WAIT_SECONDS,
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
     container_started_at,
@@ -45,6 +49,7 @@ from steprun.metrics import (
 )
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS
 from steprun.observe.redact import redact, redact_json
+from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
@@ -83,6 +88,16 @@ from steprun.reconcile.queue import (
     WorkQueue,
     is_terminal_body,
 )
+from steprun.reconcile.queueing import (
+    CreateWorkload,
+    MarkAdmitted,
+    MarkQueued,
+    Preempt,
+    QueueDecision,
+    QueueTimedOut,
+    Requeue,
+    queued_message,
+)
 from steprun.reconcile.rules import (
     Ending,
     cancel_message,
@@ -105,6 +120,7 @@ from steprun.reconcile.rules import (
     workspace_unavailable,
 )
 from steprun.reconcile.tenancy import Tenancy
+from steprun.reconcile.workloads import WorkloadProblem, Workloads
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.artifacts import ResolvedInput, needs_artifacts, path_problems
 from steprun.render.attempt import AttemptPlan, plan_attempt
@@ -115,7 +131,7 @@ from steprun.render.context import (
     secret_sources,
 )
 from steprun.render.events import event_subject, render_event
-from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name
+from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name, workload_name
 from steprun.render.names import pod_name as child_pod_name
 from steprun.render.owners import is_controlled_by
 from steprun.render.pod import (
@@ -123,7 +139,8 @@ from steprun.render.pod import (
     enforces_restricted,
     grace_period_seconds,
 )
-from steprun.timeutil import parse_time, utcnow
+from steprun.render.workload import queue_name, with_admission
+from steprun.timeutil import format_time, parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
@@ -140,6 +157,7 @@ class Reconciler:
             self.reconcile, concurrency=config.reconcile_concurrency, lane=self._lane
         )
         self.tenancy = Tenancy(kube, config)
+        self.workloads = Workloads(kube)
         # One record per live StepRun (reconcile/memory.py); retained terminal StepRuns have
         # none, so they cost no memory here.
         self.memory = Memory()
@@ -233,6 +251,11 @@ class Reconciler:
             self.pods.slim(_key(sr))
         held, orphans = self._held_pods(sr)
         record = self.memory.peek(_key(sr))
+        workload = None
+        if queue_name(sr) and not (
+            sr.metadata.deletion_timestamp or is_terminal_phase(sr.status.phase)
+        ):
+            workload = await self.workloads.current(sr)
         decision = decide(
             sr,
             pod,
@@ -242,6 +265,7 @@ class Reconciler:
             orphans,
             recorded=recorded,
             context_checked=record.context_checked if record is not None else None,
+            workload=workload,
         )
         match decision:
             case Wait(until=until):
@@ -269,6 +293,11 @@ class Reconciler:
             case ReleasePods(pod_names=names):
                 await self._release(_key(sr), names)
                 self.queue.add(_key(sr))
+            case CreateWorkload() | MarkQueued() | MarkAdmitted() | Preempt() | Requeue():
+                await self._follow_queue(sr, decision, workload, now)
+            case QueueTimedOut(message=message):
+                timed_out = Ending(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
+                await self._end_without_pod(sr, timed_out, now)
 
     # ------------------------------------------------------------------ failures
 
@@ -420,6 +449,7 @@ class Reconciler:
                 return
             await self._release(key, tuple(sorted(held)))
         self.pods.forget(key)
+        self.workloads.forget(key)
         self.memory.forget(key)
 
     async def _start_attempt(self, sr: StepRun, attempt: int, now: datetime) -> None:
@@ -441,7 +471,7 @@ class Reconciler:
                 created_at=now,
                 avoid_node=node_to_avoid(sr, attempt),
             )
-            pod = plan.pod
+            pod = await self._placed_by_kueue(sr, plan.pod)
             if sandbox is not None and (
                 refusal := await self.tenancy.network_refusal(sr, pod["metadata"]["labels"])
             ):
@@ -778,6 +808,106 @@ class Reconciler:
         await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
         if needs_artifacts(sr):
             await self.artifacts.forget_urls(sr)
+        # Its quota and place in the queue go with it (not left to the garbage collector, which
+        # would keep a retained StepRun's Workload holding quota).
+        await self.workloads.delete(sr)
+
+    # ------------------------------------------------------------------ Kueue
+
+    async def _follow_queue(
+        self, sr: StepRun, decision: QueueDecision, workload: dict[str, Any] | None, now: datetime
+    ) -> None:
+        """Carries out what queueing chose for a step queued by Kueue (see reconcile.queueing)."""
+        queue = queue_name(sr) or ""
+        recorded = sr.status.queue
+        cluster_queue = recorded.cluster_queue if recorded else None
+        base = QueueStatus(
+            name=queue,
+            workload=workload_name(sr.name),
+            cluster_queue=cluster_queue,
+            wait_seconds=recorded.wait_seconds if recorded else None,
+            admitted_time=recorded.admitted_time if recorded else None,
+        )
+        match decision:
+            case CreateWorkload():
+                try:
+                    sandbox = await self._sandbox_decision(sr)
+                    pod = plan_attempt(sr, 1, self.config, sandbox).pod
+                    made = await self.workloads.ensure(sr, pod)
+                except StepAborted as aborted:
+                    await self._end_without_pod(sr, aborted.ending, now)
+                    return
+                except (RenderError, ValueError, WorkloadProblem) as error:
+                    await self._end_without_pod(sr, invalid_spec(str(error)), now)
+                    return
+                await self._mark_queued(sr, base, made, now)
+            case MarkQueued():
+                await self._mark_queued(sr, base, workload, now)
+            case MarkAdmitted(cluster_queue=admitted_by, flavors=flavors):
+                since = parse_time(recorded.queued_time) if recorded else None
+                waited = max(0.0, (now - since).total_seconds()) if since else 0.0
+                cluster_queue = admitted_by or cluster_queue
+                queue_status = base.model_copy(
+                    update={
+                        "cluster_queue": cluster_queue,
+                        "admitted_time": format_time(now),
+                        "wait_seconds": (base.wait_seconds or 0) + round(waited),
+                        "flavors": dict(flavors) or None,
+                    }
+                )
+                placed = ", ".join(f"{r}: {f}" for r, f in sorted(flavors.items()))
+                message = (
+                    f"admitted by Kueue (ClusterQueue {cluster_queue}"
+                    f"{f'; flavors {placed}' if placed else ''}) after {round(waited)}s "
+                    f"in LocalQueue {queue}"
+                )
+                KUEUE_WAIT_SECONDS.labels(queue=queue).observe(waited)
+                await self._write(sr, statuses.queue_admitted(sr, queue_status, message, now))
+            case Preempt(pod_name=pod_name, message=why):
+                await self._preempt(sr, base, pod_name, why, now)
+            case Requeue():
+                assert workload is not None
+                await self.workloads.hand_back(sr, workload, observe_workload(workload), now)
+
+    async def _mark_queued(
+        self, sr: StepRun, base: QueueStatus, workload: dict[str, Any] | None, now: datetime
+    ) -> None:
+        queue_status = base.model_copy(
+            update={
+                "cluster_queue": base.cluster_queue or await self.workloads.cluster_queue(sr),
+                "queued_time": (sr.status.queue and sr.status.queue.queued_time)
+                or format_time(now),
+            }
+        )
+        state = observe_workload(workload) if workload is not None else None
+        message = queued_message(base.name, queue_status.cluster_queue, state)
+        await self._write(sr, statuses.queued(sr, queue_status, message, now))
+
+    async def _preempt(
+        self, sr: StepRun, base: QueueStatus, pod_name: str, why: str, now: datetime
+    ) -> None:
+        """Nothing of the evicted attempt may keep running: its log is archived like any
+        attempt's, its Pod deleted (with the step's grace period), and the attempt recorded as
+        Preempted; the step waits in its queue again."""
+        attempt = sr.status.attempt or 1
+        note = await self.artifacts.archive_log(sr, attempt, pod_name)
+        sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
+        grace = grace_period_seconds(sr, sandbox)
+        pod = self.pods.get(_key(sr), pod_name)
+        await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
+        outcome = Outcome(Phase.FAILED, Reason.PREEMPTED, message_with(why, note))
+        queue_status = base.model_copy(update={"queued_time": format_time(now)})
+        waiting = queued_message(base.name, base.cluster_queue, None)
+        message = f"attempt {attempt} was {why}; {waiting}"
+        await self._write(sr, statuses.preempted(sr, outcome, queue_status, message, now, pod))
+
+    async def _placed_by_kueue(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:
+        """A queued step's Pod goes where Kueue admitted it: the node labels and tolerations
+        of the admitted ResourceFlavors."""
+        flavors = sr.status.queue.flavors if sr.status.queue else None
+        if not queue_name(sr) or not flavors:
+            return pod
+        return with_admission(pod, await self.workloads.flavors(flavors.values()))
 
     # ------------------------------------------------------------------ writes
 

@@ -19,6 +19,7 @@ from steprun.api.models import (
     AttemptStatus,
     Condition,
     Phase,
+    QueueStatus,
     Reason,
     StepRun,
     StepRunStatus,
@@ -43,6 +44,10 @@ def to_patch(status: StepRunStatus) -> dict[str, Any]:
         # Only attempt_finished adds uploads and nothing removes them: no patch needs to clear
         # the field, so a step without artifacts keeps it out of its status altogether.
         named.discard("artifacts")
+    if status.queue is None:
+        # Likewise a step's queue record is only ever set or updated: an unqueued step's
+        # patches stay as they were.
+        named.discard("queue")
     doc = status.model_dump(by_alias=True, mode="json", include=named)
     # Entries as the API stores them: fields never set are left out, not sent as null.
     if "attempts" in named:
@@ -297,3 +302,36 @@ def given_up(
         failure=failure_of(ending.reason, ending.message, site),
     )
     return _ended(status, ending.phase, ending.reason, ending.message, now)
+
+
+def queued(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:
+    """The step waits for admission by Kueue: nothing of it exists but its Workload."""
+    status = _base(sr).model_copy(
+        update={"phase": Phase.PENDING, "reason": Reason.QUEUED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)
+
+
+def queue_admitted(sr: StepRun, queue: QueueStatus, message: str, now: datetime) -> StepRunStatus:
+    """Kueue admitted the step; its Pod follows."""
+    status = _base(sr).model_copy(
+        update={"reason": Reason.ADMITTED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)
+
+
+def preempted(
+    sr: StepRun,
+    outcome: Outcome,
+    queue: QueueStatus,
+    message: str,
+    now: datetime,
+    pod: Mapping[str, Any] | None = None,
+) -> StepRunStatus:
+    """The attempt was evicted by Kueue: recorded as ended, and the step waits in its queue
+    again; its next attempt starts once it is admitted (from ``now`` on)."""
+    finished = attempt_finished(sr, outcome, now, now, pod)
+    status = finished.model_copy(
+        update={"reason": Reason.QUEUED, "message": message, "queue": queue}
+    )
+    return _summarised(status, now)

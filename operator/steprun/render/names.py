@@ -88,6 +88,11 @@ def context_name(steprun_name: str) -> str:
     return _bounded_name(steprun_name, "-context")
 
 
+def workload_name(steprun_name: str) -> str:
+    """The Kueue Workload of a queued step, shared by all its attempts."""
+    return _bounded_name(steprun_name, "-workload")
+
+
 def artifact_urls_name(steprun_name: str, attempt: int) -> str:
     """The Secret holding one attempt's presigned artifact URLs, read by its helper containers."""
     if attempt < 1:
