@@ -150,8 +150,18 @@ def step(image: str, script: str, cpu: str = "1", **spec: Any) -> dict[str, Any]
     }
 
 
+def _step_ended(pod: client.V1Pod) -> bool:
+    """The kubelet records the step container's end a moment before the Pod's phase: the step
+    is over (and its quota given back) from then on."""
+    for status in pod.status.container_statuses or []:
+        if status.name == "step" and status.state and status.state.terminated:
+            return True
+    return False
+
+
 class PodWatch:
-    """Counts the step Pods of the namespace that exist (not yet ended) at once, by polling."""
+    """Counts the step Pods of the namespace whose step runs (or is about to) at once, by
+    polling."""
 
     def __init__(self, steps: Steps, names: set[str]):
         self.steps, self.names = steps, names
@@ -167,6 +177,7 @@ class PodWatch:
                 for p in pods
                 if (p.metadata.labels or {}).get("steprun.dev/name") in self.names
                 and p.status.phase not in ("Succeeded", "Failed")
+                and not _step_ended(p)
             ]
             self.most = max(self.most, len(live))
             time.sleep(0.1)
@@ -178,11 +189,6 @@ class PodWatch:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def reasons_posted(steps: Steps, name: str) -> set[str]:
-    """The reasons of the Events posted on StepRun ``name`` (Warnings, by default)."""
-    return {str(e.reason) for e in steps.events(name)}
 
 
 def nothing_of(steps: Steps, queues: Queues, name: str, *, pods: bool = True) -> list[str]:
@@ -295,7 +301,6 @@ def test_a_higher_priority_step_preempts_a_running_one_which_runs_again(
     reasons = [a["reason"] for a in status["attempts"]]
     assert reasons == ["Preempted", "Completed"], status["attempts"]
     assert "Preempted" in status["attempts"][0]["message"]
-    assert "Preempted" in reasons_posted(steps, "low")
     # The preempted attempt's Pod was gone before the higher one's ran: "high" had its CPU.
     assert [p.metadata.name for p in steps.pods("low")] in (["low-2"], [])
 
