@@ -148,7 +148,7 @@ async def test_a_startup_timeout_quotes_the_kubelet_when_the_context_cannot_be_m
     assert len([c for c in kube.calls if c[:2] == ("list", "Event")]) == 1
 
 
-async def test_the_context_objects_are_created_at_once_then_the_pod(
+async def test_the_pod_is_created_with_its_context_and_the_source_secret_read(
     kube: FakeKube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Secrets are refused unless the admission policy protects them, or this says otherwise.
@@ -161,32 +161,68 @@ async def test_the_context_objects_are_created_at_once_then_the_pod(
             "data": {"token": "c2VjcmV0"},
         }
     )
-    # The source Secret's read is answered only once the ConfigMap is being created: one
-    # after the other, the reconcile would never get there.
-    configmap_sent = asyncio.Event()
+    # The source Secret's read and the ConfigMap's create are answered only once the Pod's
+    # create is sent: a start that waits for its context before its Pod never gets there.
+    pod_sent = asyncio.Event()
     get_or_none, create = kube.get_or_none, kube.create
 
     async def slow_get(kind: str, namespace: str | None, name: str) -> Any:
         if kind == "Secret" and name == "gh":
-            await configmap_sent.wait()
+            await pod_sent.wait()
         return await get_or_none(kind, namespace, name)
 
-    async def noting_create(body: Any) -> Any:
-        if body["kind"] == "ConfigMap":
-            configmap_sent.set()
+    async def slow_create(body: Any) -> Any:
         if body["kind"] == "Pod":
-            made = {
-                k for k in ("ConfigMap", "Secret") if kube.find(k, NAMESPACE, f"{NAME}-context")
-            }
-            assert made == {"ConfigMap", "Secret"}, "the Pod comes after its context"
+            pod_sent.set()
+        elif body["kind"] == "ConfigMap":
+            await pod_sent.wait()
         return await create(body)
 
     monkeypatch.setattr(kube, "get_or_none", slow_get)
-    monkeypatch.setattr(kube, "create", noting_create)
+    monkeypatch.setattr(kube, "create", slow_create)
     secrets = [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": "token"}}]
     submit(kube, reconciler, {"context": {"secrets": secrets}})
     status = await asyncio.wait_for(step(kube, reconciler), timeout=10)
-    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is not None, status
+    pod = kube.find("Pod", NAMESPACE, f"{NAME}-1")
+    assert pod is not None, status
+    # The Pod names only the operator's own copy of the values, never the user's Secret.
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for c in pod["spec"]["containers"]
+        for e in c.get("env") or []
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    ]
+    assert refs == [f"{NAME}-context"]
+    assert kube.find("Secret", NAMESPACE, f"{NAME}-context") is not None
+    await reconciler.queue.drain()
+
+
+@pytest.mark.parametrize("key", ["token", "absent"], ids=["secret-missing", "key-missing"])
+async def test_a_missing_source_secret_ends_invalid_spec_and_its_pod_is_removed(
+    kube: FakeKube, key: str
+) -> None:
+    reconciler = Reconciler(kube, OperatorConfig(require_admission_policy=False))  # type: ignore[arg-type]
+    if key == "absent":
+        kube.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "gh", "namespace": NAMESPACE},
+                "data": {"token": "c2VjcmV0"},
+            }
+        )
+    secrets = [{"name": "TOKEN", "secretKeyRef": {"name": "gh", "key": key}}]
+    submit(kube, reconciler, {"context": {"secrets": secrets}})
+
+    status = await step(kube, reconciler)
+
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec"), status
+    # Created with the read, the Pod could never start: it mounts the operator's copy of the
+    # values, which was never made.
+    assert kube.count("create", "Secret") == 0
+    assert kube.count("create", "Pod") == 1
+    assert kube.find("Pod", NAMESPACE, f"{NAME}-1") is None, "deleted, its finalizer released"
+    assert kube.find("ConfigMap", NAMESPACE, f"{NAME}-context") is None
     await reconciler.queue.drain()
 
 

@@ -135,12 +135,14 @@ PLANS: list[Any] = [
         },
         {"require_admission_policy": False},
         lambda n: [
-            # The ConfigMap is created at once with the Secret's copy: the three requests are
-            # one round trip before the Pod, seen here in the order the event loop runs them.
+            # One round trip before the Pod: the ConfigMap, the Pod and the source Secret's
+            # read go at once (seen here in the order the event loop runs them), the copy of
+            # the values follows the read; the kubelet starts no container before it exists.
             context(n),
+            ("create", "Pod", f"{n}-1"),
             ("get", "Secret", "gh"),
             ("create", "Secret", f"{n}-context"),
-            *plan(n)[:2],
+            plan(n)[1],
             # The step's own Secret, deleted by its uid so the copy of the values does not
             # outlive the step. Not read: the Pod reported no text that could hold a value.
             ("delete", "Secret", f"{n}-context"),

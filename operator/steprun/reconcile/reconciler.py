@@ -477,9 +477,7 @@ class Reconciler:
             ):
                 raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
-            await self._ensure_context(sr, sandbox, plan)
-            await self._ensure_artifact_urls(sr, attempt, pod, inputs)
-            created = await self._create_pod(sr, pod, now)
+            created = await self._create_with_context(sr, sandbox, plan, attempt, inputs, now)
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
             await self._end_without_pod(sr, aborted.ending, now)
@@ -568,6 +566,58 @@ class Reconciler:
         if plan.has_secret:
             creates.insert(0, self._create_secret(sr, sandbox, plan))
         await _all(creates)
+
+    async def _create_with_context(
+        self,
+        sr: StepRun,
+        sandbox: SandboxDecision | None,
+        plan: AttemptPlan,
+        attempt: int,
+        inputs: list[ResolvedInput],
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The Pod and its context, one round trip before the Pod on a loaded API server.
+
+        The Pod mounts the step's ConfigMap and its own Secret without ``optional``: the kubelet
+        starts no container before both exist, so they are created with the Pod. The Pod names
+        only the operator's copy of the values, never the user's Secret, so a source Secret or
+        key found missing (read beside the Pod's create) leaves a Pod that can never start: it is
+        deleted and the step ends without running. What must hold before anything of the Pod
+        runs comes first: its NetworkPolicy (the CNI confines a Pod only once it exists), and
+        the artifact URLs Secret (replaced, never trusted, so not while a Pod may read it)."""
+        first: list[Awaitable[object]] = [self._ensure_artifact_urls(sr, attempt, plan.pod, inputs)]
+        if plan.network_policy is not None:
+            first.insert(0, self._create_owned(sr, plan.network_policy))
+        await _all(first)
+        context: list[Awaitable[object]] = [self._create_owned(sr, plan.configmap)]
+        if plan.has_secret:
+            context.insert(0, self._create_secret(sr, sandbox, plan))
+        *made, pod = await asyncio.gather(
+            *context, self._create_pod(sr, plan.pod, now), return_exceptions=True
+        )
+        failed = next((r for r in made if isinstance(r, BaseException)), None)
+        if isinstance(failed, (StepAborted, CreateFailed)) and isinstance(pod, dict):
+            await self._withdraw_pod(sr, pod)
+        if failed is not None:
+            # A transient failure keeps the Pod: the retry follows it, and the kubelet's
+            # CreateContainerConfigError (or the context check) puts the context back.
+            raise failed
+        if isinstance(pod, BaseException):
+            raise pod
+        assert isinstance(pod, dict)
+        return pod
+
+    async def _withdraw_pod(self, sr: StepRun, pod: dict[str, Any]) -> None:
+        """A Pod whose step ends before it could start: gone before the ending is written, its
+        tracking finalizer released at once (there is no outcome to wait for). Deleted first: a
+        crash between the two leaves a Pod that is going, never one that might be followed."""
+        meta = pod["metadata"]
+        for_steprun(sr).info("deleting a Pod that cannot start", pod=meta["name"])
+        await self.kube.delete(
+            "Pod", sr.namespace, meta["name"], grace_period_seconds=0, uid=meta.get("uid")
+        )
+        await self.kube.remove_finalizer("Pod", sr.namespace, pod, TRACKING_FINALIZER)
+        self.pods.observe(_key(sr), pod, deleted=True)
 
     async def _create_secret(
         self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
