@@ -9,9 +9,10 @@ stop_daemon netpol
 command -v iptables >/dev/null || exit 0
 ours='^KUBE-(ROUTER-(INPUT|FORWARD|OUTPUT)|POD-FW-|NWPLCY-)'
 for builtin in INPUT FORWARD OUTPUT; do
-  iptables -w -t filter -S "$builtin" | grep -E -- "-j KUBE-ROUTER-$builtin\$" | while read -r rule; do
-    eval "iptables -w -t filter ${rule/#-A/-D}"
-  done
+  jumps=$(iptables -w -t filter -S "$builtin" | grep -E -- "-j KUBE-ROUTER-$builtin\$" || true)
+  while read -r rule; do
+    [ -z "$rule" ] || eval "iptables -w -t filter ${rule/#-A/-D}"
+  done <<<"$jumps"
 done
 chains=$(iptables -w -t filter -S | awk '$1 == "-N" {print $2}' | grep -E "$ours" || true)
 for chain in $chains; do iptables -w -t filter -F "$chain"; done
