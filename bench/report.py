@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audit import MUTATING, READS
+from bench.panels import glance, panels
 from bench.scenario import ScenarioResult
 from bench.stats import Distribution, SideSummary, percentile
 
@@ -475,10 +476,19 @@ def render(
     for verdict in verdicts(results):
         lines.append(f"| {verdict.target} | {_mark(verdict.met)} | {verdict.evidence} |")
     lines.append("")
+    lines += [
+        "## create → Pod at a glance",
+        "",
+        "Per configuration (runs pooled), the StepRun arm against its targets: at most 30 ms "
+        "over bare Pods at p50, no later than the Job controller at p50 and p99.",
+        "",
+        *glance(_pooled(results)),
+        "",
+    ]
     if plot_name:
         stem = plot_name.removesuffix(".png")
         lines += [
-            f"![latency CDFs of every arm]({plot_name})",
+            f"![create → Pod per configuration, arms side by side, targets drawn in]({plot_name})",
             "",
             f"![writes, reads and CPU per step]({stem}-cost.png)",
             "",
@@ -527,48 +537,73 @@ def _pooled(results: Sequence[ScenarioResult]) -> dict[str, list[ScenarioResult]
 
 
 def plot(results: Sequence[ScenarioResult], path: Path) -> None:
-    """Three figures: every arm's latency CDFs on the same axes (runs of a configuration
-    pooled), writes/reads/CPU per step as bars, and the operator's RSS against the StepRuns it
-    retains."""
+    """Three figures: create → Pod per configuration, one panel each with its arms side by side
+    and the targets drawn in (runs of a configuration pooled), writes/reads/CPU per step as
+    bars, and the operator's RSS against the StepRuns it retains."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     groups = _pooled(results)
-    figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), squeeze=False)
-    metrics = (
-        ("pod_creation", "create → Pod created (s)"),
-        ("end_to_end", "create → terminal (s)"),
-    )
-    styles = {"steprun": "-", "job": "--", "pod": ":"}
-    for column, (metric, label) in enumerate(metrics):
-        ax = axes[0][column]
-        for name, runs in groups.items():
-            for arm in ARMS:
-                values = sorted(v for r in runs for v in r.latencies.get(arm, {}).get(metric, []))
-                if not values:
-                    continue
-                ys = [(i + 1) / len(values) for i in range(len(values))]
-                ax.step(
-                    values,
-                    ys,
-                    styles[arm],
-                    where="post",
-                    # The StepRun and Pod arms run in every controller-manager phase: say which.
-                    label=f"{arm_label(runs[0], arm)}, {name}",
-                )
-        ax.set_xscale("log")
-        ax.set_xlabel(label + ", log scale")
-        ax.set_ylabel("fraction of steps")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _plot_panels(groups, path)
     _plot_cost(groups, path.with_name(path.stem + "-cost.png"))
     _plot_rss(results, path.with_name(path.stem + "-rss.png"))
+
+
+def _plot_panels(groups: dict[str, list[ScenarioResult]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    shown = panels(groups)
+    columns = min(3, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False, sharey=True
+    )
+    colours = {"p50": "tab:blue", "p99": "tab:orange"}
+    for index, ax in enumerate(ax for row in axes for ax in row):
+        if index >= len(shown):
+            ax.axis("off")
+            continue
+        panel = shown[index]
+        runs = groups[panel.configuration]
+        arms = list(panel.arms)
+        for offset, stat in ((-0.2, "p50"), (0.2, "p99")):
+            values = [getattr(panel.arms[arm], stat) for arm in arms]
+            ax.bar(
+                [i + offset for i in range(len(arms))],
+                values,
+                width=0.4,
+                color=colours[stat],
+                label=f"create → Pod {stat}",
+            )
+        if (target := panel.p50_target) is not None:
+            ax.axhline(
+                target,
+                color=colours["p50"],
+                linestyle="--",
+                linewidth=1,
+                label="StepRun p50 target (bare Pods + 30 ms, ≤ Job)",
+            )
+        if (target := panel.p99_target) is not None:
+            ax.axhline(
+                target,
+                color=colours["p99"],
+                linestyle=":",
+                linewidth=1.5,
+                label="StepRun p99 target (≤ Job)",
+            )
+        ax.set_xticks(range(len(arms)), [arm_label(runs[0], arm) for arm in arms], fontsize=7)
+        ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+        word = {True: "met", False: "MISSED", None: "not measured"}[panel.met]
+        ax.set_title(f"{panel.configuration}\n{word}", fontsize=8)
+        if index % columns == 0:
+            ax.set_ylabel("create → Pod (s), log scale")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncols=4, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _plot_cost(groups: dict[str, list[ScenarioResult]], path: Path) -> None:
