@@ -250,8 +250,4 @@ class Artifacts:
         return None
 
 
-def message_with(message: str, note: str | None) -> str:
-    return f"{message}; {note}" if note else message
-
-
-__all__ = ["ArtifactProblem", "Artifacts", "UrlsSecretTaken", "message_with"]
+__all__ = ["ArtifactProblem", "Artifacts", "UrlsSecretTaken"]

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from steprun.api.models import StepRun, is_terminal_phase
 from steprun.kube.client import Conflict, Kube
-from steprun.reconcile.artifacts import ARCHIVE_MARGIN_SECONDS, Artifacts, message_with
+from steprun.reconcile.artifacts import ARCHIVE_MARGIN_SECONDS, Artifacts
 from steprun.reconcile.offlane import OffLane
+from steprun.reconcile.rules import message_with
 
 
 async def archive_then_cancel(

@@ -9,10 +9,9 @@ next reconcile: children first, status last.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,9 +20,7 @@ from pydantic import ValidationError
 
 from steprun.api.models import (
     Mode,
-    Phase,
     QueueStatus,
-    Reason,
     SandboxPolicy,
     StepRun,
     StepRunStatus,
@@ -31,13 +28,7 @@ from steprun.api.models import (
 )
 from steprun.client.errors import causes_text, schema_causes
 from steprun.config import OperatorConfig
-from steprun.kube.client import (
-    Conflict,
-    Kube,
-    NotFound,
-    Refused,
-    Transient,
-)
+from steprun.kube.client import Conflict, Kube, NotFound, Refused, Transient
 from steprun.log import for_steprun, get_logger
 from steprun.metrics import (
     KUEUE_WAIT_SECONDS,
@@ -53,13 +44,13 @@ from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
 from steprun.policy.decision import SandboxDecision
 from steprun.reconcile import status as statuses
-from steprun.reconcile.artifacts import ArtifactProblem, Artifacts, UrlsSecretTaken, message_with
+from steprun.reconcile.artifacts import ArtifactProblem, Artifacts
+from steprun.reconcile.attempt_objects import AttemptObjects, has_secret
 from steprun.reconcile.cancelling import archive_then_cancel
 from steprun.reconcile.children import (
     CreateFailed,
     NamesakeLeftover,
     StepAborted,
-    create_or_adopt,
 )
 from steprun.reconcile.decide import (
     Cancel,
@@ -77,7 +68,7 @@ from steprun.reconcile.decide import (
     node_to_avoid,
     pod_created_at,
 )
-from steprun.reconcile.memory import Memory, remembered
+from steprun.reconcile.memory import Memory
 from steprun.reconcile.offlane import OffLane
 from steprun.reconcile.queue import (
     FOLLOW_LANE,
@@ -100,35 +91,37 @@ from steprun.reconcile.queueing import (
 )
 from steprun.reconcile.rules import (
     Ending,
+    admission,
     cancel_message,
     cancelled,
     create_failed,
-    create_given_up,
     create_refused,
     event_of,
     explained,
     invalid_spec,
     may_quote_the_pod,
+    message_with,
     needs_failure_events,
     needs_pod_created,
     never_seen_running,
     next_attempt,
+    preemption,
+    queue_base,
+    queue_timed_out,
     reapply_to,
     reconcile_failed,
     rejected,
     seconds_until,
+    still_queued,
     workspace_unavailable,
 )
 from steprun.reconcile.tenancy import Tenancy
 from steprun.reconcile.workloads import WorkloadProblem, Workloads
 from steprun.reconcile.workspaces import WorkspaceUnavailable, ensure_workspaces
 from steprun.render.artifacts import ResolvedInput, needs_artifacts, path_problems
-from steprun.render.attempt import AttemptPlan, plan_attempt
+from steprun.render.attempt import plan_attempt
 from steprun.render.context import (
     inputs_problem,
-    needs_secret,
-    resolve_secret_values,
-    secret_sources,
 )
 from steprun.render.events import event_subject, render_event
 from steprun.render.names import LABEL_UID, TRACKING_FINALIZER, context_name, workload_name
@@ -140,7 +133,7 @@ from steprun.render.pod import (
     grace_period_seconds,
 )
 from steprun.render.workload import queue_name, with_admission
-from steprun.timeutil import format_time, parse_time, utcnow
+from steprun.timeutil import parse_time, utcnow
 
 # A namesake's leftover child is deleted and the create retried this soon: the garbage
 # collector or our own delete usually removes it within a second.
@@ -165,6 +158,15 @@ class Reconciler:
         self.artifacts = Artifacts(kube, config)
         # Cancelled steps whose log is followed through their grace period, out of the lanes.
         self.off_lane = OffLane(config.archive_concurrency_per_namespace, self.queue.add)
+        self.objects = AttemptObjects(
+            kube,
+            config,
+            tenancy=self.tenancy,
+            artifacts=self.artifacts,
+            workloads=self.workloads,
+            memory=self.memory,
+            pods=self.pods,
+        )
 
     # ------------------------------------------------------------------ entry point
 
@@ -296,8 +298,7 @@ class Reconciler:
             case CreateWorkload() | MarkQueued() | MarkAdmitted() | Preempt() | Requeue():
                 await self._follow_queue(sr, decision, workload, now)
             case QueueTimedOut(message=message):
-                timed_out = Ending(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
-                await self._end_without_pod(sr, timed_out, now)
+                await self._end_without_pod(sr, queue_timed_out(message), now)
 
     # ------------------------------------------------------------------ failures
 
@@ -400,7 +401,11 @@ class Reconciler:
             return None
         attempt = next_attempt(status.attempt, status.pod_name)
         body = self.pods.get(_key(sr), child_pod_name(sr.name, attempt))
-        if body is None or not is_controlled_by(body, sr.uid) or not self._made_here(sr, body):
+        if (
+            body is None
+            or not is_controlled_by(body, sr.uid)
+            or not self.objects.made_here(sr, body)
+        ):
             # Not known to be ours (a restart forgot it, or a co-tenant planted it under the
             # next attempt's name): starting the attempt adopts it only if it passes the check.
             return None
@@ -477,7 +482,9 @@ class Reconciler:
             ):
                 raise StepAborted(rejected(refusal))
             await self._ensure_workspaces(sr)
-            created = await self._create_with_context(sr, sandbox, plan, attempt, inputs, now)
+            created = await self.objects.create_with_context(
+                sr, sandbox, plan, attempt, inputs, now
+            )
         except StepAborted as aborted:
             log.info("step cannot run", reason=aborted.ending.reason, message=str(aborted))
             await self._end_without_pod(sr, aborted.ending, now)
@@ -544,128 +551,6 @@ class Reconciler:
         except ArtifactProblem as problem:
             raise StepAborted(invalid_spec(str(problem))) from None
 
-    async def _ensure_artifact_urls(
-        self, sr: StepRun, attempt: int, pod: Mapping[str, Any], inputs: list[ResolvedInput]
-    ) -> None:
-        try:
-            await self.artifacts.ensure_urls(sr, attempt, pod, inputs)
-        except UrlsSecretTaken as taken:
-            raise StepAborted(create_refused(str(taken))) from None
-        except ArtifactProblem as problem:
-            raise StepAborted(invalid_spec(str(problem))) from None
-
-    async def _ensure_context(
-        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
-    ) -> None:
-        # The context objects do not depend on each other: created at once, they cost the
-        # step's start one round trip to a loaded API server instead of one each.
-        bodies = [plan.configmap]
-        if plan.network_policy is not None:
-            bodies.append(plan.network_policy)
-        creates: list[Awaitable[object]] = [self._create_owned(sr, body) for body in bodies]
-        if plan.has_secret:
-            creates.insert(0, self._create_secret(sr, sandbox, plan))
-        await _all(creates)
-
-    async def _create_with_context(
-        self,
-        sr: StepRun,
-        sandbox: SandboxDecision | None,
-        plan: AttemptPlan,
-        attempt: int,
-        inputs: list[ResolvedInput],
-        now: datetime,
-    ) -> dict[str, Any]:
-        """The Pod and its context, one round trip before the Pod on a loaded API server.
-
-        The Pod mounts the step's ConfigMap and its own Secret without ``optional``: the kubelet
-        starts no container before both exist, so they are created with the Pod. The Pod names
-        only the operator's copy of the values, never the user's Secret, so a source Secret or
-        key found missing (read beside the Pod's create) leaves a Pod that can never start: it is
-        deleted and the step ends without running. What must hold before anything of the Pod
-        runs comes first: its NetworkPolicy (the CNI confines a Pod only once it exists), and
-        the artifact URLs Secret (replaced, never trusted, so not while a Pod may read it)."""
-        first: list[Awaitable[object]] = [self._ensure_artifact_urls(sr, attempt, plan.pod, inputs)]
-        if plan.network_policy is not None:
-            first.insert(0, self._create_owned(sr, plan.network_policy))
-        await _all(first)
-        context: list[Awaitable[object]] = [self._create_owned(sr, plan.configmap)]
-        if plan.has_secret:
-            context.insert(0, self._create_secret(sr, sandbox, plan))
-        *made, pod = await asyncio.gather(
-            *context, self._create_pod(sr, plan.pod, now), return_exceptions=True
-        )
-        failed = next((r for r in made if isinstance(r, BaseException)), None)
-        if isinstance(failed, (StepAborted, CreateFailed)) and isinstance(pod, dict):
-            await self._withdraw_pod(sr, pod)
-        if failed is not None:
-            # A transient failure keeps the Pod: the retry follows it, and the kubelet's
-            # CreateContainerConfigError (or the context check) puts the context back.
-            raise failed
-        if isinstance(pod, BaseException):
-            raise pod
-        assert isinstance(pod, dict)
-        return pod
-
-    async def _withdraw_pod(self, sr: StepRun, pod: dict[str, Any]) -> None:
-        """A Pod whose step ends before it could start: gone before the ending is written, its
-        tracking finalizer released at once (there is no outcome to wait for). Deleted first: a
-        crash between the two leaves a Pod that is going, never one that might be followed."""
-        meta = pod["metadata"]
-        for_steprun(sr).info("deleting a Pod that cannot start", pod=meta["name"])
-        await self.kube.delete(
-            "Pod", sr.namespace, meta["name"], grace_period_seconds=0, uid=meta.get("uid")
-        )
-        await self.kube.remove_finalizer("Pod", sr.namespace, pod, TRACKING_FINALIZER)
-        self.pods.observe(_key(sr), pod, deleted=True)
-
-    async def _create_secret(
-        self, sr: StepRun, sandbox: SandboxDecision | None, plan: AttemptPlan
-    ) -> None:
-        data: dict[str, str] = {}
-        if needs_secret(sr, sandbox):
-            names = sorted({name for name, _ in secret_sources(sr)})
-            sources = await asyncio.gather(
-                *(self.kube.get_or_none("Secret", sr.namespace, name) for name in names)
-            )
-            fetched = {
-                name: None if source is None else (source.get("data") or {})
-                for name, source in zip(names, sources, strict=True)
-            }
-            data, problems = resolve_secret_values(sr, fetched)
-            if problems:
-                raise StepAborted(invalid_spec("; ".join(problems)))
-        secret = plan.secret(data)
-        assert secret is not None
-        await self._create_owned(sr, secret)
-
-    async def _create_owned(self, sr: StepRun, body: dict[str, Any]) -> dict[str, Any]:
-        """Create, or adopt the existing object when it is ours (a previous run made it)."""
-        made = await create_or_adopt(self.kube, sr, body)
-        if remembered(made):
-            self.memory(_key(sr)).note_made(sr.uid, made)
-        return made
-
-    def _made_here(self, sr: StepRun, body: Mapping[str, Any]) -> bool:
-        """Whether this process created ``body`` for ``sr`` (or adopted it after checking it is
-        what the operator renders): an owner reference alone is anyone's to write."""
-        record = self.memory.peek(_key(sr))
-        return record is not None and record.made_here(sr.uid, body)
-
-    async def _create_pod(self, sr: StepRun, pod: dict[str, Any], now: datetime) -> dict[str, Any]:
-        try:
-            return await self._create_owned(sr, pod)
-        except Transient as error:
-            # E.g. a ResourceQuota full for now: retried with backoff, but no longer than the
-            # step's startup timeout allows a Pod to take to start.
-            record = self.memory(_key(sr))
-            since = record.blocked_since = record.blocked_since or now
-            name = pod["metadata"]["name"]
-            given_up = create_given_up(sr, self.config, name, since, now, error.message)
-            if given_up is None:
-                raise
-            raise CreateFailed(given_up) from None
-
     async def _finish_attempt(
         self,
         sr: StepRun,
@@ -692,7 +577,7 @@ class Reconciler:
             note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, sr.status.pod_name)
             outcome = dataclasses.replace(outcome, message=message_with(outcome.message, note))
         if decision.retry_at is None:
-            await self._cleanup_context(sr, own_secret)
+            await self.objects.cleanup_context(sr, own_secret)
         for _ in range(3):
             doc = statuses.attempt_finished(sr, outcome, now, decision.retry_at, pod)
             try:
@@ -733,7 +618,7 @@ class Reconciler:
         started (the kubelet retries on its own); the startup timeout still bounds the wait.
         Reads only, unless something is missing."""
         name = context_name(sr.name)
-        kinds = ["ConfigMap", *(["Secret"] if _has_secret(sr) else [])]
+        kinds = ["ConfigMap", *(["Secret"] if has_secret(sr) else [])]
         missing = [k for k in kinds if await self.kube.get_or_none(k, sr.namespace, name) is None]
         self.memory(_key(sr)).context_checked = now
         if missing:
@@ -743,7 +628,7 @@ class Reconciler:
             try:
                 sandbox = await self._sandbox_decision(sr)
                 plan = plan_attempt(sr, sr.status.attempt or 1, self.config, sandbox)
-                await self._ensure_context(sr, sandbox, plan)
+                await self.objects.ensure_context(sr, sandbox, plan)
             except StepAborted as aborted:
                 await self._end_without_pod(sr, aborted.ending, now)
                 return
@@ -784,33 +669,12 @@ class Reconciler:
         await self._end_cancelled(sr, message, now=now)
 
     async def _end_cancelled(self, sr: StepRun, message: str, *, now: datetime) -> None:
-        await self._cleanup_context(sr)
+        await self.objects.cleanup_context(sr)
         await self._write(sr, statuses.terminal(sr, cancelled(message), now))
 
     async def _end_without_pod(self, sr: StepRun, ending: Ending, now: datetime) -> None:
-        await self._cleanup_context(sr)
+        await self.objects.cleanup_context(sr)
         await self._write(sr, statuses.terminal(sr, ending, now))
-
-    async def _cleanup_context(
-        self, sr: StepRun, own_secret: dict[str, Any] | bool | None = False
-    ) -> None:
-        """The step's context must not outlive it (docs/api.md: both deleted at a terminal phase).
-        The ConfigMap goes too, although the garbage collector would take it with the StepRun:
-        a retained StepRun must not keep a copy of its inputs and script beside it. The
-        NetworkPolicy stays: it still confines a Pod that may be terminating."""
-        name = context_name(sr.name)
-        record = self.memory.peek(_key(sr))
-        uids = record.made_uids(sr.uid) if record is not None else {}
-        if record is not None:
-            record.forget_made()
-        if _has_secret(sr):
-            await self.tenancy.delete_owned("Secret", sr, name, own_secret, uid=uids.get("Secret"))
-        await self.tenancy.delete_owned("ConfigMap", sr, name, uid=uids.get("ConfigMap"))
-        if needs_artifacts(sr):
-            await self.artifacts.forget_urls(sr)
-        # Its quota and place in the queue go with it (not left to the garbage collector, which
-        # would keep a retained StepRun's Workload holding quota).
-        await self.workloads.delete(sr)
 
     # ------------------------------------------------------------------ Kueue
 
@@ -819,15 +683,7 @@ class Reconciler:
     ) -> None:
         """Carries out what queueing chose for a step queued by Kueue (see reconcile.queueing)."""
         queue = queue_name(sr) or ""
-        recorded = sr.status.queue
-        cluster_queue = recorded.cluster_queue if recorded else None
-        base = QueueStatus(
-            name=queue,
-            workload=workload_name(sr.name),
-            cluster_queue=cluster_queue,
-            wait_seconds=recorded.wait_seconds if recorded else None,
-            admitted_time=recorded.admitted_time if recorded else None,
-        )
+        base = queue_base(sr, queue, workload_name(sr.name))
         match decision:
             case CreateWorkload():
                 try:
@@ -844,25 +700,10 @@ class Reconciler:
             case MarkQueued():
                 await self._mark_queued(sr, base, workload, now)
             case MarkAdmitted(cluster_queue=admitted_by, flavors=flavors):
-                since = parse_time(recorded.queued_time) if recorded else None
-                waited = max(0.0, (now - since).total_seconds()) if since else 0.0
-                cluster_queue = admitted_by or cluster_queue
-                queue_status = base.model_copy(
-                    update={
-                        "cluster_queue": cluster_queue,
-                        "admitted_time": format_time(now),
-                        "wait_seconds": (base.wait_seconds or 0) + round(waited),
-                        "flavors": dict(flavors) or None,
-                    }
-                )
-                placed = ", ".join(f"{r}: {f}" for r, f in sorted(flavors.items()))
-                message = (
-                    f"admitted by Kueue (ClusterQueue {cluster_queue}"
-                    f"{f'; flavors {placed}' if placed else ''}) after {round(waited)}s "
-                    f"in LocalQueue {queue}"
-                )
-                KUEUE_WAIT_SECONDS.labels(queue=queue).observe(waited)
-                await self._write(sr, statuses.queue_admitted(sr, queue_status, message, now))
+                admitted = admission(sr, base, admitted_by, flavors, now)
+                KUEUE_WAIT_SECONDS.labels(queue=queue).observe(admitted.waited_seconds)
+                status = statuses.queue_admitted(sr, admitted.queue, admitted.message, now)
+                await self._write(sr, status)
             case Preempt(pod_name=pod_name, message=why):
                 await self._preempt(sr, base, pod_name, why, now)
             case Requeue():
@@ -872,13 +713,8 @@ class Reconciler:
     async def _mark_queued(
         self, sr: StepRun, base: QueueStatus, workload: dict[str, Any] | None, now: datetime
     ) -> None:
-        queue_status = base.model_copy(
-            update={
-                "cluster_queue": base.cluster_queue or await self.workloads.cluster_queue(sr),
-                "queued_time": (sr.status.queue and sr.status.queue.queued_time)
-                or format_time(now),
-            }
-        )
+        cluster_queue = base.cluster_queue or await self.workloads.cluster_queue(sr)
+        queue_status = still_queued(sr, base, cluster_queue, now)
         state = observe_workload(workload) if workload is not None else None
         message = queued_message(base.name, queue_status.cluster_queue, state)
         await self._write(sr, statuses.queued(sr, queue_status, message, now))
@@ -889,17 +725,14 @@ class Reconciler:
         """Nothing of the evicted attempt may keep running: its log is archived like any
         attempt's, its Pod deleted (with the step's grace period), and the attempt recorded as
         Preempted; the step waits in its queue again."""
-        attempt = sr.status.attempt or 1
-        note = await self.artifacts.archive_log(sr, attempt, pod_name)
+        note = await self.artifacts.archive_log(sr, sr.status.attempt or 1, pod_name)
         sandbox = SandboxDecision.from_status(sr.status.admitted) if sr.status.admitted else None
         grace = grace_period_seconds(sr, sandbox)
         pod = self.pods.get(_key(sr), pod_name)
         await self.tenancy.delete_owned("Pod", sr, pod_name, grace_period_seconds=grace)
-        outcome = Outcome(Phase.FAILED, Reason.PREEMPTED, message_with(why, note))
-        queue_status = base.model_copy(update={"queued_time": format_time(now)})
-        waiting = queued_message(base.name, base.cluster_queue, None)
-        message = f"attempt {attempt} was {why}; {waiting}"
-        await self._write(sr, statuses.preempted(sr, outcome, queue_status, message, now, pod))
+        ended = preemption(sr, base, why, note, now)
+        doc = statuses.preempted(sr, ended.outcome, ended.queue, ended.message, now, pod)
+        await self._write(sr, doc)
 
     async def _placed_by_kueue(self, sr: StepRun, pod: dict[str, Any]) -> dict[str, Any]:
         """A queued step's Pod goes where Kueue admitted it: the node labels and tolerations
@@ -956,22 +789,8 @@ class Reconciler:
         self.queue.add(key)
 
 
-def _has_secret(sr: StepRun) -> bool:
-    """Whether the step has its own Secret (secret projections)."""
-    return bool(sr.spec.context.secrets)
-
-
 def _key(sr: StepRun) -> Key:
     return (sr.namespace, sr.name)
 
 
 __all__ = ["Outcome", "Reconciler"]
-
-
-async def _all(requests: Sequence[Awaitable[object]]) -> None:
-    """Runs independent requests at once. Every one is let finish (none is left half-made by
-    a cancel), then the first failure in the order given is raised, as if run in that order."""
-    results = await asyncio.gather(*requests, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

@@ -17,6 +17,7 @@ from typing import Any
 from steprun.api.models import (
     FailureCategory,
     Phase,
+    QueueStatus,
     Reason,
     StepRun,
     StepRunStatus,
@@ -32,9 +33,10 @@ from steprun.reconcile.decide import (
     attempt_failed,
     startup_timeout_seconds,
 )
+from steprun.reconcile.queueing import queued_message
 from steprun.render.names import context_name, pod_name
 from steprun.render.pod import CONTEXT_VOLUME, SECRETS_VOLUME
-from steprun.timeutil import parse_time
+from steprun.timeutil import format_time, parse_time
 
 # A timer fires this long after the time it waits for, so the decision it wakes sees that time
 # passed (timers may fire a little early).
@@ -242,3 +244,95 @@ def event_of(status: StepRunStatus) -> tuple[str, str]:
     at (a failure, a rejection, a retry), Normal for the rest."""
     warning = status.reason == Reason.RETRYING or status.phase in _WARNING_PHASES
     return ("Warning" if warning else "Normal", str(status.reason or ""))
+
+
+# ---------------------------------------------------------------- Kueue
+
+
+def message_with(message: str, note: str | None) -> str:
+    """A message with a note on what else happened (e.g. a log not archived)."""
+    return f"{message}; {note}" if note else message
+
+
+def queue_timed_out(message: str) -> Ending:
+    return Ending(Phase.FAILED, Reason.QUEUE_TIMEOUT, message)
+
+
+def queue_base(sr: StepRun, queue: str, workload: str) -> QueueStatus:
+    """What the step's queue status keeps from one write to the next."""
+    recorded = sr.status.queue
+    return QueueStatus(
+        name=queue,
+        workload=workload,
+        cluster_queue=recorded.cluster_queue if recorded else None,
+        wait_seconds=recorded.wait_seconds if recorded else None,
+        admitted_time=recorded.admitted_time if recorded else None,
+    )
+
+
+def still_queued(
+    sr: StepRun, base: QueueStatus, cluster_queue: str | None, now: datetime
+) -> QueueStatus:
+    """The queue status of a step waiting for admission: its wait counts from when it first
+    waited in this round, however often the wait is written."""
+    since = (sr.status.queue and sr.status.queue.queued_time) or format_time(now)
+    return base.model_copy(
+        update={"cluster_queue": base.cluster_queue or cluster_queue, "queued_time": since}
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    queue: QueueStatus
+    message: str
+    waited_seconds: float
+
+
+def admission(
+    sr: StepRun,
+    base: QueueStatus,
+    cluster_queue: str | None,
+    flavors: Mapping[str, str],
+    now: datetime,
+) -> Admission:
+    """The queue status and message of a step Kueue just admitted, with how long it waited."""
+    recorded = sr.status.queue
+    since = parse_time(recorded.queued_time) if recorded else None
+    waited = max(0.0, (now - since).total_seconds()) if since else 0.0
+    cluster_queue = cluster_queue or base.cluster_queue
+    queue = base.model_copy(
+        update={
+            "cluster_queue": cluster_queue,
+            "admitted_time": format_time(now),
+            "wait_seconds": (base.wait_seconds or 0) + round(waited),
+            "flavors": dict(flavors) or None,
+        }
+    )
+    placed = ", ".join(f"{r}: {f}" for r, f in sorted(flavors.items()))
+    message = (
+        f"admitted by Kueue (ClusterQueue {cluster_queue}"
+        f"{f'; flavors {placed}' if placed else ''}) after {round(waited)}s "
+        f"in LocalQueue {base.name}"
+    )
+    return Admission(queue, message, waited)
+
+
+@dataclass(frozen=True)
+class Preemption:
+    outcome: Outcome
+    queue: QueueStatus
+    message: str
+
+
+def preemption(
+    sr: StepRun, base: QueueStatus, why: str, note: str | None, now: datetime
+) -> Preemption:
+    """How an attempt evicted by Kueue ends, and the step's wait in its queue again."""
+    attempt = sr.status.attempt or 1
+    outcome = Outcome(Phase.FAILED, Reason.PREEMPTED, message_with(why, note))
+    waiting = queued_message(base.name, base.cluster_queue, None)
+    return Preemption(
+        outcome,
+        base.model_copy(update={"queued_time": format_time(now)}),
+        f"attempt {attempt} was {why}; {waiting}",
+    )
