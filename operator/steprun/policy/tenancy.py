@@ -178,15 +178,9 @@ def authorization_refusal(
     if not needs or not config.require_admission_policy:
         return None
     name = guard.name if guard is not None else config.admission_policy
-    if guard is None:
-        problem = f"the operator cannot read ValidatingAdmissionPolicy {name}"
-    elif guard.problem is not None:
-        problem = guard.problem
-    elif not guard.covers(namespace_labels):
-        problem = (
-            f"the bindings of ValidatingAdmissionPolicy {name} exclude namespace {sr.namespace}"
-        )
-    else:
+    problem = _guard_problem(guard, name, sr.namespace, namespace_labels)
+    if problem is None:
+        assert guard is not None
         created = parse_time(sr.metadata.creation_timestamp)
         # Timestamps have one-second resolution: a StepRun of the same second may predate it.
         if guard.created is None or created is None or created > guard.created:
@@ -205,6 +199,19 @@ def authorization_refusal(
     )
 
 
+def _guard_problem(
+    guard: AdmissionGuard | None, name: str, namespace: str, namespace_labels: Mapping[str, str]
+) -> str | None:
+    """Why admission policy ``name`` does not guard ``namespace``, or None where it does."""
+    if guard is None:
+        return f"the operator cannot read ValidatingAdmissionPolicy {name}"
+    if guard.problem is not None:
+        return guard.problem
+    if not guard.covers(namespace_labels):
+        return f"the bindings of ValidatingAdmissionPolicy {name} exclude namespace {namespace}"
+    return None
+
+
 # ---------------------------------------------------------------- run claims
 
 
@@ -220,15 +227,8 @@ def claim_origin_refusal(
     if not templates or not config.require_admission_policy:
         return None
     name = guard.name if guard is not None else config.claim_origin_policy
-    if guard is None:
-        problem = f"the operator cannot read ValidatingAdmissionPolicy {name}"
-    elif guard.problem is not None:
-        problem = guard.problem
-    elif not guard.covers(namespace_labels):
-        problem = (
-            f"the bindings of ValidatingAdmissionPolicy {name} exclude namespace {sr.namespace}"
-        )
-    else:
+    problem = _guard_problem(guard, name, sr.namespace, namespace_labels)
+    if problem is None:
         return None
     return (
         f"not run: workspace(s) {', '.join(templates)} mount the claim of the workflow run, and "
