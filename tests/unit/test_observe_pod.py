@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from steprun.observe.pod import PodObservation, is_terminal, observe_pod, parse_outputs
+from steprun.observe.pod import (
+    PodObservation,
+    is_terminal,
+    observe_pod,
+    parse_outputs,
+    step_container_started,
+)
 from tests.unit.factories import (
     CREATED,
     FINISHED,
@@ -13,6 +19,7 @@ from tests.unit.factories import (
     container_status,
     disrupted,
     pod,
+    running,
     terminated,
     unschedulable,
     waiting,
@@ -501,3 +508,25 @@ def test_outputs_at_the_depth_bound_are_kept_and_brackets_in_strings_do_not_coun
     text = '{"a":' * 63 + '"[[[{{{"' + "}" * 63
     outputs, error = parse_outputs(text)
     assert error is None and outputs is not None
+
+
+@pytest.mark.parametrize(
+    ("statuses", "started"),
+    [
+        pytest.param(None, False, id="no-status-yet"),
+        pytest.param([container_status(waiting("ContainerCreating"))], False, id="creating"),
+        pytest.param([container_status(waiting("ImagePullBackOff"))], False, id="image-pull"),
+        pytest.param([container_status(running())], True, id="running"),
+        pytest.param([container_status(terminated(1))], True, id="ended"),
+        pytest.param(
+            [{**container_status(waiting("CrashLoopBackOff")), "lastState": terminated(137)}],
+            True,
+            id="restarting-after-a-run",
+        ),
+    ],
+)
+def test_whether_the_step_container_ever_started(
+    statuses: list[dict[str, Any]] | None, started: bool
+) -> None:
+    pod = {"metadata": {"name": "p"}, "status": {"containerStatuses": statuses} if statuses else {}}
+    assert step_container_started(pod) is started

@@ -76,6 +76,17 @@ async def step(kube: FakeKube, rec: Reconciler, times: int = 1) -> dict[str, Any
     return (kube.find("StepRun", NAMESPACE, NAME) or {}).get("status") or {}
 
 
+def start_pod(kube: FakeKube, name: str) -> None:
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        name,
+        lambda pod: pod.update(
+            status={"phase": "Running", "containerStatuses": [container_status(running())]}
+        ),
+    )
+
+
 def finish_pod(kube: FakeKube, name: str, exit_code: int = 0) -> None:
     kube.cluster.update(
         "Pod",
@@ -385,6 +396,7 @@ async def test_a_cancelled_steps_log_is_followed_outside_the_reconcile_slot(
     monkeypatch.setattr(reconciler.artifacts, "archive_log", archive_log)
     submit(kube, reconciler, {"terminationGracePeriodSeconds": 600})
     await step(kube, reconciler)
+    start_pod(kube, f"{NAME}-1")
     kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
 
     # The reconcile that cancels returns at once: the Pod is deleted, its log still followed.
@@ -405,6 +417,38 @@ async def test_a_cancelled_steps_log_is_followed_outside_the_reconcile_slot(
     status = (kube.find("StepRun", NAMESPACE, NAME) or {})["status"]
     assert status["phase"] == "Cancelled"
     assert status["message"].endswith("log of attempt 1 not archived: store down"), status
+
+
+async def test_a_cancelled_step_whose_container_never_started_has_no_log_to_archive(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def archive_log(*args: Any, **_: Any) -> str | None:
+        asked.append(args[2])
+        return "log of attempt 1 not archived: 400 container is waiting to start"
+
+    monkeypatch.setattr(reconciler.artifacts, "archives_logs", lambda namespace: True)
+    monkeypatch.setattr(reconciler.artifacts, "archive_log", archive_log)
+    submit(kube, reconciler)
+    await step(kube, reconciler)
+    kube.cluster.update(
+        "Pod",
+        NAMESPACE,
+        f"{NAME}-1",
+        lambda pod: pod.update(
+            status={
+                "phase": "Pending",
+                "containerStatuses": [container_status(waiting("ErrImagePull"))],
+            }
+        ),
+    )
+    kube.cluster.update("StepRun", NAMESPACE, NAME, lambda body: body["spec"].update(cancel=True))
+
+    status = await step(kube, reconciler)
+
+    assert status["phase"] == "Cancelled"
+    assert asked == [] and "not archived" not in status["message"], status["message"]
 
 
 # ---------------------------------------------------------------- resourceVersion conflicts

@@ -105,6 +105,14 @@ def _step_entry(items: Any) -> Mapping[str, Any]:
     return _mapping(items[0])
 
 
+def step_container_started(pod: Mapping[str, Any]) -> bool:
+    """Whether the step's container ever started, so the kubelet has a log of it: one still
+    waiting (ContainerCreating, an image pull) answers a log request with an error, not lines."""
+    status = _step_entry(_mapping(pod.get("status")).get("containerStatuses"))
+    states = (_mapping(status.get("state")), _mapping(status.get("lastState")))
+    return any(state.get("running") or state.get("terminated") for state in states)
+
+
 def _step_spec(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return _step_entry(_mapping(pod.get("spec")).get("containers"))
 

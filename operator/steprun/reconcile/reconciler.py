@@ -39,6 +39,7 @@ from steprun.metrics import (
     record_transition,
 )
 from steprun.observe.mounts import MOUNT_EVENT_FIELDS
+from steprun.observe.pod import step_container_started
 from steprun.observe.redact import redact, redact_json
 from steprun.observe.workload import observe_workload
 from steprun.policy.admission import admit
@@ -656,7 +657,9 @@ class Reconciler:
             self.pods.observe(_key(sr), pod)
             deleted.append(name)
         message = cancel_message(deleted, pod_name, grace)
-        if pod_name and self.artifacts.archives_logs(sr.namespace):
+        # A container that never started has no log: a request for one is only an error.
+        started = any(step_container_started(p) for p in pods if p["metadata"]["name"] == pod_name)
+        if pod_name and started and self.artifacts.archives_logs(sr.namespace):
             # Followed until the container ends, so the lines of its grace period are kept too
             # (the tracking finalizer keeps the Pod, and its log, until the status is written);
             # that may take the whole grace period, so never in a reconcile slot.
