@@ -89,7 +89,8 @@ class Deployment:
 
     @property
     def operator_user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:steprun-operator"
+        # The chart names the operator's ServiceAccount after the release, like its StatefulSet.
+        return f"system:serviceaccount:{self.namespace}:{self.statefulset}"
 
     @property
     def engine_user(self) -> str:
@@ -394,6 +395,15 @@ def test_metrics_endpoint_serves_the_documented_series(
         r'^steprun_api_request_duration_seconds_count\{verb="post"\} [1-9]', active, re.MULTILINE
     )
     assert re.search(r"^steprun_pod_start_duration_seconds_count [1-9]", active, re.MULTILINE)
+    # Replicas started together may each see no peer at their first poll of the peering object
+    # (every 5 s; kopf itself resumes the same way): the standby says so by its next poll.
+    eventually(
+        lambda: re.search(
+            r"^steprun_active_replica 0\.0$", scrape(api_client, deployment, 1), re.MULTILINE
+        ),
+        30,
+        "the second replica to stand by",
+    )
     standby = scrape(api_client, deployment, 1)
     assert "steprun_transitions_total{" not in standby
     # Only the active replica exports the phase gauge: sums over replicas do not double-count.
@@ -800,7 +810,8 @@ class NamespacedDeployment:
 
     @property
     def operator_user(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:steprun-operator"
+        # The chart names the operator's ServiceAccount after the release.
+        return f"system:serviceaccount:{self.namespace}:{self.release}-operator"
 
 
 STORE_SECRET = "artifact-store"

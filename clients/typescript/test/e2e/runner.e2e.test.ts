@@ -9,17 +9,19 @@ const runner = new KubernetesRunner({ kubeConfig, namespace, image, terminationG
 
 describe('KubernetesRunner on the cluster', { concurrency: true, timeout: 300_000 }, () => {
   it('runs a shell step to success with its outputs, env and secret values', async () => {
-    // The step proves it got the value by its digest: the value itself is in no script.
+    // The step proves it got the value by its digest: the value itself is in no script. Its
+    // env names a variable the engine's own environment lacks (CI runs with CI=true): an entry
+    // equal to the engine's is taken as inherited and dropped.
     const value = `e2e-secret-${process.pid}`;
     const request = shellRequest(
       'sum=$(printf %s "$TOKEN" | sha256sum | cut -d" " -f1); ' +
-        'printf \'{"digest":"sha256:abc","ci":"%s","token":"%s"}\' "$CI" "$sum" > "$STEPRUN_OUTPUT_FILE"',
-      { env: { CI: 'true' }, secrets: { TOKEN: value } },
+        'printf \'{"digest":"sha256:abc","flavour":"%s","token":"%s"}\' "$E2E_STEP_FLAVOUR" "$sum" > "$STEPRUN_OUTPUT_FILE"',
+      { env: { E2E_STEP_FLAVOUR: 'shell' }, secrets: { TOKEN: value } },
     );
     const result = await runner.execute(request);
     assert.deepEqual(succeeded(result), {
       digest: 'sha256:abc',
-      ci: 'true',
+      flavour: 'shell',
       token: createHash('sha256').update(value).digest('hex'),
     });
     const planned = runner.plan(request);
