@@ -213,3 +213,33 @@ async def test_cancelling_a_queued_step_releases_its_workload(
     assert status["phase"] == "Cancelled"
     assert kube.find("Workload", NAMESPACE, WORKLOAD) is None
     assert kube.of_kind("Pod") == [] and kube.of_kind("ConfigMap") == []
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        pytest.param(None, id="no-owner"),
+        pytest.param({"kind": "Job", "apiVersion": "batch/v1"}, id="another-kinds-controller"),
+        pytest.param({"kind": "StepRun", "apiVersion": "example.com/v1"}, id="another-group"),
+    ],
+)
+async def test_a_workload_under_the_steps_name_that_it_does_not_control_is_never_adopted(
+    kube: FakeKube, reconciler: Reconciler, owner: dict[str, str] | None
+) -> None:
+    submit(kube, reconciler)
+    uid = (kube.find("StepRun", NAMESPACE, NAME) or {})["metadata"]["uid"]
+    refs = [{**owner, "name": NAME, "uid": uid, "controller": True}] if owner else []
+    kube.put(
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "Workload",
+            "metadata": {"name": WORKLOAD, "namespace": NAMESPACE, "ownerReferences": refs},
+            "spec": {"queueName": QUEUE, "podSets": []},
+        }
+    )
+
+    status = await step(kube, reconciler)
+
+    assert status.get("phase") == "Failed" and "is not this StepRun's" in status["message"]
+    assert kube.of_kind("Pod") == []
+    assert (kube.find("Workload", NAMESPACE, WORKLOAD) or {})["spec"]["podSets"] == []

@@ -14,6 +14,7 @@ from steprun.kube.client import AlreadyExists, Kube, NotFound
 from steprun.observe.workload import ADMITTED, QUOTA_RESERVED, WorkloadState
 from steprun.reconcile.queue import Key
 from steprun.render.names import workload_name
+from steprun.render.owners import is_controlled_by
 from steprun.render.workload import PRIORITY_LABEL, queue_name, render_workload
 from steprun.timeutil import format_time
 
@@ -31,13 +32,6 @@ def _rv(body: Mapping[str, Any]) -> int:
         return int((body.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
-
-
-def owned_by(body: Mapping[str, Any], uid: str) -> bool:
-    return any(
-        ref.get("kind") == "StepRun" and ref.get("uid") == uid and ref.get("controller")
-        for ref in (body.get("metadata") or {}).get("ownerReferences") or []
-    )
 
 
 class Workloads:
@@ -61,9 +55,9 @@ class Workloads:
         (just created, or the operator just started)."""
         key = (sr.namespace, sr.name)
         body = self._seen.get(key)
-        if body is None or not owned_by(body, sr.uid):
+        if body is None or not is_controlled_by(body, sr.uid):
             body = await self.kube.get_or_none(KIND, sr.namespace, workload_name(sr.name))
-            if body is None or not owned_by(body, sr.uid):
+            if body is None or not is_controlled_by(body, sr.uid):
                 return None
             self.observe(key, body)
         return body
@@ -77,7 +71,7 @@ class Workloads:
             made = await self.kube.create(body)
         except AlreadyExists:
             existing = await self.kube.get_or_none(KIND, sr.namespace, body["metadata"]["name"])
-            if existing is None or not owned_by(existing, sr.uid):
+            if existing is None or not is_controlled_by(existing, sr.uid):
                 raise WorkloadProblem(
                     f"Workload {body['metadata']['name']} already exists and is not this "
                     "StepRun's; delete it or rename the StepRun"
@@ -170,6 +164,6 @@ class Workloads:
         if queue_name(sr) is None and (sr.status.queue is None):
             return
         existing = await self.kube.get_or_none(KIND, sr.namespace, workload_name(sr.name))
-        if existing is not None and owned_by(existing, sr.uid):
+        if existing is not None and is_controlled_by(existing, sr.uid):
             uid = (existing.get("metadata") or {}).get("uid")
             await self.kube.delete(KIND, sr.namespace, workload_name(sr.name), uid=uid)
