@@ -56,21 +56,7 @@ def claim_origin_everywhere(api_client: client.ApiClient, kubectl: list[str], cr
     identity, so it is added to ``allowedCreators``; left installed at the end like the others
     (every session applies the same object). Returns its name."""
     docs = admission_documents([current_username(api_client)], CLAIM_ORIGIN_MANIFEST)
-    subprocess.run(
-        [
-            *kubectl,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            f"--field-manager={FIELD_MANAGER}",
-            "-f",
-            "-",
-        ],
-        input=yaml.safe_dump_all(docs),
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    apply_server_side(kubectl, docs)
     return str(docs[0]["metadata"]["name"])
 
 
@@ -99,6 +85,26 @@ def admission_documents(
     assert all("'" not in name and "\\" not in name for name in creators), creators
     variable["expression"] = "[" + ", ".join(f"'{name}'" for name in creators) + "]"
     return docs
+
+
+def apply_server_side(kubectl: list[str], docs: list[dict[str, Any]]) -> None:
+    """Applied server-side under one field manager, so concurrent sessions applying the same
+    objects do not conflict."""
+    subprocess.run(
+        [
+            *kubectl,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            f"--field-manager={FIELD_MANAGER}",
+            "-f",
+            "-",
+        ],
+        input=yaml.safe_dump_all(docs),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 def hardened_probe_pod(name: str, image: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -143,21 +149,7 @@ def sandbox_admission(api_client: client.ApiClient, kubectl: list[str], step_ima
     Pod on the host network is refused and an operator-style Pod from this identity is admitted.
     """
     docs = admission_documents([current_username(api_client)])
-    subprocess.run(
-        [
-            *kubectl,
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            f"--field-manager={FIELD_MANAGER}",
-            "-f",
-            "-",
-        ],
-        input=yaml.safe_dump_all(docs),
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    apply_server_side(kubectl, docs)
     policy_name = str(docs[0]["metadata"]["name"])
     core = client.CoreV1Api(api_client)
     labels = {"steprun.dev/sandbox": "true", "steprun.dev/policy": "probe"}
